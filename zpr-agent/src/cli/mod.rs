@@ -1,0 +1,76 @@
+//! The `zpr` command line: one module per subcommand.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod check;
+pub mod compile;
+pub mod down;
+pub mod explain;
+pub mod fmt;
+pub mod monitor;
+pub mod run;
+pub mod status;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zpr",
+    version,
+    about = "Zero Trust Packet Routing for Linux hosts",
+    long_about = "Zero Trust Packet Routing for Linux hosts.\n\n\
+        Tag workloads with security attributes in an inventory, write intent in the ZPR \
+        policy language, and zpr enforces it per flow at each workload's virtual NIC \
+        with eBPF: default deny for everything tagged."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse and validate policy files; report every problem with file:line:col.
+    Check(check::Args),
+    /// Print policy files in canonical form, or check that they already are.
+    Fmt(fmt::Args),
+    /// Compile policy + inventory and show the Plan the kernel would enforce.
+    Compile(compile::Args),
+    /// Explain whether a path is allowed or denied, and by which statements.
+    Explain(explain::Args),
+    /// Run the agent: load, attach to local endpoints, enforce, reload on change.
+    Run(run::Args),
+    /// Show what is attached, the policy generation, map fill levels and counters.
+    Status(status::Args),
+    /// Stream drop (and optionally allow) events with endpoint names and reasons.
+    Monitor(monitor::Args),
+    /// Detach every zpr program and remove every zpr pin.
+    Down(down::Args),
+}
+
+/// How a command prints data.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Compile(args) => compile::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Monitor(args) => monitor::run(args),
+        Command::Down(args) => down::run(args),
+    }
+}
+
+/// Exit code of a command that exists in the plan but has not landed yet.
+pub fn not_yet_implemented(command: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("zpr {command}: not yet implemented");
+    Ok(ExitCode::from(2))
+}

@@ -1,0 +1,1 @@
+//! Policy + inventory -> Plan, the reference evaluator, and explain.

@@ -1,0 +1,1 @@
+//! Inventory: namespaces, attributes, VCNs and endpoints (YAML).

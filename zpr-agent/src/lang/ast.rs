@@ -1,0 +1,185 @@
+//! The policy language's abstract syntax: what a statement says, with the
+//! source spans diagnostics need. Spans never take part in equality, so a
+//! statement re-parsed from `zpr fmt` output equals the original.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Byte range in the source file. Equality ignores spans (see module doc).
+#[derive(Debug, Clone, Copy, Default, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl PartialEq for Span {
+    fn eq(&self, _: &Span) -> bool {
+        true
+    }
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+}
+
+/// A value together with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub node: T,
+    pub span: Span,
+}
+
+/// The namespace used when an attribute names none.
+pub const DEFAULT_NAMESPACE: &str = "oracle-zpr";
+
+/// `namespace.key:value`. Namespace and key compare case-insensitively,
+/// the value exactly; [`Attribute::same_as`] implements that rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    /// `None` when the statement left it out (then it is [`DEFAULT_NAMESPACE`]).
+    pub namespace: Option<String>,
+    pub key: String,
+    pub value: String,
+}
+
+impl Attribute {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// True when both name the same attribute under the language's rules.
+    pub fn same_as(&self, other: &Attribute) -> bool {
+        self.namespace().eq_ignore_ascii_case(other.namespace())
+            && self.key.eq_ignore_ascii_case(&other.key)
+            && self.value == other.value
+    }
+}
+
+/// An address prefix; host bits are already masked off. A single address
+/// has the full length (32 or 128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpPrefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+/// Source or destination of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `ns.key:value [endpoints]`
+    Attribute(Attribute),
+    /// `'10.0.0.0/16'`, `'10.0.0.5'`, `'2001:db8::/32'`, bare `10.0.0.5`
+    Prefix(IpPrefix),
+    /// `all-endpoints`
+    AllEndpoints,
+    /// `osn-services-ip-addresses` (any accepted spelling)
+    OsnServices,
+}
+
+/// Where the statement applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `in <vcn> VCN allow ...`: both endpoints in VCNs carrying `vcn`.
+    SameVcn { vcn: Spanned<Attribute> },
+    /// `allow A in <src> VCN to connect to B in <dst> VCN`.
+    CrossVcn {
+        source_vcn: Spanned<Attribute>,
+        destination_vcn: Spanned<Attribute>,
+    },
+}
+
+/// An inclusive port range, 1..=65535, `low <= high`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+/// The value of `protocol='...'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// `ports` empty means every port.
+    Tcp { ports: Vec<PortRange> },
+    Udp { ports: Vec<PortRange> },
+    Icmp,
+    Icmpv6,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Stateful,
+    Stateless,
+}
+
+/// One `name='value'` filter, already typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    Protocol(Protocol),
+    IcmpType(u8),
+    IcmpCode(u8),
+    ConnectionState(ConnectionState),
+}
+
+/// `policy-name:line`, the statement's identity for provenance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StatementId {
+    pub policy: String,
+    /// 1-based line where the statement starts.
+    pub line: u32,
+}
+
+impl fmt::Display for StatementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.policy, self.line)
+    }
+}
+
+/// One `allow` statement. Filters keep their written order; wherever they
+/// stood, they all restrict the connection as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub id: StatementId,
+    pub span: Span,
+    pub scope: Scope,
+    pub source: Spanned<Endpoint>,
+    pub destination: Spanned<Endpoint>,
+    pub filters: Vec<Spanned<Filter>>,
+}
+
+impl Statement {
+    pub fn protocol(&self) -> Option<&Protocol> {
+        self.filters.iter().find_map(|f| match &f.node {
+            Filter::Protocol(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn icmp_type(&self) -> Option<u8> {
+        self.filters.iter().find_map(|f| match f.node {
+            Filter::IcmpType(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    pub fn icmp_code(&self) -> Option<u8> {
+        self.filters.iter().find_map(|f| match f.node {
+            Filter::IcmpCode(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    pub fn is_stateless(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|f| f.node == Filter::ConnectionState(ConnectionState::Stateless))
+    }
+}
+
+/// One policy file: named by its file name without `.zpr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub name: String,
+    pub statements: Vec<Statement>,
+}

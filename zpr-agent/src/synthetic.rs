@@ -1,0 +1,1 @@
+//! Generated inventories and policies of a chosen size, for scale tests and benchmarks.
