@@ -1,1 +1,43 @@
-fn main(){}
+//! `cargo xtask`: set up, build and test zpr.
+
+mod build;
+mod command;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Set up, build and test zpr")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what zpr needs: the pinned toolchain, Debian packages for the
+    /// tests, and bpf-linker built against the toolchain's LLVM. Idempotent.
+    Setup,
+    /// Build the eBPF object and the `zpr` binary that embeds it (release).
+    Build,
+    /// Run every test: unit tests, then the kernel tests (root).
+    Test,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Build => setup::run().and_then(|()| build::run().map(|_| ())),
+        Task::Test => setup::run().and_then(|()| test::run()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

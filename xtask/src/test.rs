@@ -1,0 +1,30 @@
+//! `cargo xtask test`: unit tests, then the kernel tests (root, real kernel).
+
+use std::process::Command;
+
+use anyhow::ensure;
+use xtask::workspace_root;
+
+use crate::command::run as run_command;
+
+pub fn run() -> anyhow::Result<()> {
+    let workspace = workspace_root();
+    eprintln!("== unit and integration tests (no privileges needed)");
+    run_command(
+        Command::new("cargo")
+            .args(["test", "--workspace", "--exclude", "zpr-ebpf", "--exclude", "zpr-tests"])
+            .current_dir(&workspace),
+    )?;
+
+    eprintln!("== kernel tests: real BPF programs, network namespaces, veth pairs, real traffic");
+    // SAFETY: geteuid has no preconditions.
+    ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "the kernel tests load BPF programs and create network namespaces: run as root"
+    );
+    run_command(
+        Command::new("cargo")
+            .args(["test", "--package", "zpr-tests"])
+            .current_dir(&workspace),
+    )
+}
