@@ -1,5 +1,74 @@
-//! The ZPR policy language (see shared/docs/zpr-language.md).
+//! The ZPR policy language (see shared/docs/zpr-language.md): lexer,
+//! lalrpop grammar, validation of the dialect's rules, diagnostics that say
+//! how to fix a mistake, and canonical printing.
 
+pub mod address;
 pub mod ast;
+pub mod attribute;
+mod cst;
+mod diagnostic;
+mod filter;
+mod format;
+pub mod inventory_rules;
+mod lexer;
+mod parser;
+pub mod suggest;
+mod syntax_error;
+mod validate;
+
+use std::path::Path;
 
 pub use ast::*;
+pub use diagnostic::{Diagnostic, JsonDiagnostic, Position, Severity, SourceFile};
+pub use format::{format_policy, format_source, format_statement};
+pub use inventory_rules::{
+    UnknownAttributes, check_against_inventory, check_against_inventory_with,
+};
+
+/// A policy file that has no errors, with the warnings found reading it.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub policy: Policy,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads a policy file: lexing, parsing and validation rules 1-6 of the
+/// dialect. On failure the error holds every error and warning found, in
+/// source order.
+pub fn parse(policy_name: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
+    let parsed = parser::parse_file(policy_name, source);
+    if parsed.diagnostics.iter().any(Diagnostic::is_error) {
+        Err(parsed.diagnostics)
+    } else {
+        Ok(Parsed {
+            policy: parsed.policy,
+            warnings: parsed.diagnostics,
+        })
+    }
+}
+
+/// The policy a file defines is named by the file name without `.zpr`.
+pub fn policy_name_from_path(path: &Path) -> String {
+    let file_name = path
+        .file_name()
+        .map_or_else(|| path.to_string_lossy(), |name| name.to_string_lossy());
+    file_name
+        .strip_suffix(".zpr")
+        .unwrap_or(&file_name)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_names() {
+        assert_eq!(
+            policy_name_from_path(Path::new("/a/three-tier.zpr")),
+            "three-tier"
+        );
+        assert_eq!(policy_name_from_path(Path::new("rules.txt")), "rules.txt");
+        assert_eq!(policy_name_from_path(Path::new("dir/x.y.zpr")), "x.y");
+    }
+}

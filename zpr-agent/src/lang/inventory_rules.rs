@@ -1,0 +1,136 @@
+//! Rule 7: the attributes a policy names, checked against an inventory.
+//! Unknown namespaces, keys and list values are errors in
+//! `zpr check --inventory` and warnings elsewhere; an attribute that nothing
+//! carries is always a warning (the statement can never match).
+
+use crate::inventory::{AttributeKind, AttributeStatus, Inventory};
+use crate::lang::ast::{Attribute, Endpoint, Policy, Scope, Span, Statement};
+use crate::lang::attribute::unquoted_text;
+use crate::lang::diagnostic::Diagnostic;
+use crate::lang::suggest::closest;
+
+/// How to report an attribute the inventory does not define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownAttributes {
+    AreErrors,
+    AreWarnings,
+}
+
+/// Rule 7 with unknown attributes as warnings (what `compile` and `run` want).
+pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Diagnostic> {
+    check_against_inventory_with(policy, inventory, UnknownAttributes::AreWarnings)
+}
+
+/// Rule 7, reporting unknown attributes as `unknown` says.
+pub fn check_against_inventory_with(
+    policy: &Policy,
+    inventory: &Inventory,
+    unknown: UnknownAttributes,
+) -> Vec<Diagnostic> {
+    policy
+        .statements
+        .iter()
+        .flat_map(attributes_of)
+        .filter_map(|(attribute, span)| check_attribute(attribute, span, inventory, unknown))
+        .collect()
+}
+
+/// Every attribute a statement names, with where it stands.
+fn attributes_of(statement: &Statement) -> Vec<(&Attribute, Span)> {
+    let mut attributes = match &statement.scope {
+        Scope::SameVcn { vcn } => vec![(&vcn.node, vcn.span)],
+        Scope::CrossVcn {
+            source_vcn,
+            destination_vcn,
+        } => vec![
+            (&source_vcn.node, source_vcn.span),
+            (&destination_vcn.node, destination_vcn.span),
+        ],
+    };
+    for endpoint in [&statement.source, &statement.destination] {
+        if let Endpoint::Attribute(attribute) = &endpoint.node {
+            attributes.push((attribute, endpoint.span));
+        }
+    }
+    attributes.sort_by_key(|(_, span)| span.start);
+    attributes
+}
+
+fn check_attribute(
+    attribute: &Attribute,
+    span: Span,
+    inventory: &Inventory,
+    unknown: UnknownAttributes,
+) -> Option<Diagnostic> {
+    let text = unquoted_text(attribute);
+    let unknown_diagnostic = |message: String, help: String| {
+        let diagnostic = match unknown {
+            UnknownAttributes::AreErrors => Diagnostic::error(message, span),
+            UnknownAttributes::AreWarnings => Diagnostic::warning(message, span),
+        };
+        Some(
+            diagnostic
+                .with_label("not in the inventory")
+                .with_help(help),
+        )
+    };
+    let namespace_name = attribute.namespace();
+    match inventory.classify(attribute) {
+        AttributeStatus::Known if inventory.is_carried(attribute) => None,
+        AttributeStatus::Known => Some(
+            Diagnostic::warning(
+                format!("no VCN or endpoint in the inventory carries '{text}'"),
+                span,
+            )
+            .with_label("carried by nothing")
+            .with_help("this statement can never match until something carries the attribute"),
+        ),
+        AttributeStatus::UnknownNamespace => {
+            let names = inventory.namespaces().iter().map(|n| n.name.as_str());
+            unknown_diagnostic(
+                format!("unknown namespace '{namespace_name}' in '{text}'"),
+                suggestion(namespace_name, names, "namespaces"),
+            )
+        }
+        AttributeStatus::UnknownKey => {
+            let keys: Vec<&str> = inventory
+                .namespace(namespace_name)
+                .map(|n| n.attributes.iter().map(|d| d.key.as_str()).collect())
+                .unwrap_or_default();
+            unknown_diagnostic(
+                format!(
+                    "namespace '{namespace_name}' has no attribute '{}'",
+                    attribute.key
+                ),
+                suggestion(&attribute.key, keys, "attributes of this namespace"),
+            )
+        }
+        AttributeStatus::ValueNotInList => {
+            let values: Vec<&str> = inventory
+                .namespace(namespace_name)
+                .and_then(|n| n.definition(&attribute.key))
+                .map(|definition| match &definition.kind {
+                    AttributeKind::List(values) => values.iter().map(String::as_str).collect(),
+                    AttributeKind::Freeform => Vec::new(),
+                })
+                .unwrap_or_default();
+            unknown_diagnostic(
+                format!(
+                    "'{}' is not one of the values of '{namespace_name}.{}'",
+                    attribute.value, attribute.key
+                ),
+                suggestion(&attribute.value, values, "values"),
+            )
+        }
+    }
+}
+
+/// "did you mean 'x'?" or the list of what exists.
+fn suggestion<'a>(written: &str, known: impl IntoIterator<Item = &'a str>, what: &str) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    match closest(written, known.iter().copied()) {
+        Some(near) => format!("did you mean '{near}'?"),
+        None if known.is_empty() => format!("the inventory defines no {what}"),
+        None => format!("the inventory's {what}: {}", known.join(", ")),
+    }
+}
