@@ -101,8 +101,12 @@ pub struct PortRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
     /// `ports` empty means every port.
-    Tcp { ports: Vec<PortRange> },
-    Udp { ports: Vec<PortRange> },
+    Tcp {
+        ports: Vec<PortRange>,
+    },
+    Udp {
+        ports: Vec<PortRange>,
+    },
     Icmp,
     Icmpv6,
 }

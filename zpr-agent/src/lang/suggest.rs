@@ -1,9 +1,10 @@
 //! Guesses at what the writer meant: closest names by edit distance and the
 //! well-known mistakes (other tools' verbs, service names for ports).
 
-/// Levenshtein distance, ASCII-case-insensitive.
+/// Edit distance counting a swap of neighbours as one typo (optimal string
+/// alignment), ASCII-case-insensitive.
 pub fn edit_distance(a: &str, b: &str) -> usize {
-    strsim::levenshtein(&a.to_ascii_lowercase(), &b.to_ascii_lowercase())
+    strsim::osa_distance(&a.to_ascii_lowercase(), &b.to_ascii_lowercase())
 }
 
 /// The candidate closest to `word`, if it is close enough to be a typo:
@@ -95,6 +96,7 @@ mod tests {
     #[test]
     fn distance_and_closest() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("crop", "corp"), 1);
         assert_eq!(edit_distance("PROTOCOL", "protocol"), 0);
         assert_eq!(
             closest("protocl", ["protocol", "connection-state"]),

@@ -7,7 +7,7 @@ use lalrpop_util::ParseError;
 use crate::lang::ast::Span;
 use crate::lang::attribute::quote;
 use crate::lang::diagnostic::Diagnostic;
-use crate::lang::lexer::{Tok, Token};
+use crate::lang::lexer::{Tok, Token, quoted_content};
 use crate::lang::suggest::{closest, is_allow_synonym, is_deny_word, is_verb_synonym};
 
 /// The grammar's actions raise no errors of their own, so `User` never occurs.
@@ -201,6 +201,13 @@ impl Context<'_> {
                 );
             }
         }
+        if self.expects("to") && previous.is_some_and(|p| p.tok == Tok::Connect) {
+            return error(
+                "missing 'to' after 'connect'".to_owned(),
+                "expected 'to'",
+                "the verb is 'to connect to': write 'to connect to'".to_owned(),
+            );
+        }
         if found.tok == Tok::Connect && self.expects("to") {
             return error(
                 "missing 'to' before 'connect'".to_owned(),
@@ -223,9 +230,10 @@ impl Context<'_> {
             );
         }
         if let Some(quoted) = previous.and_then(|previous| self.unquoted_value(&previous, at)) {
+            let attribute = previous.map_or("", |p| self.text(&p));
             return error(
-                format!("{shown} is not part of the attribute before it"),
-                "a value with a space must be quoted",
+                "a value with spaces must be quoted".to_owned(),
+                &format!("not part of the attribute '{attribute}'"),
                 format!("quote the value: {quoted}"),
             );
         }
@@ -278,7 +286,7 @@ impl Context<'_> {
         if self.expects("Quoted") && previous.is_some_and(|p| p.tok == Tok::Equals) {
             return self.unquoted_filter_value(at);
         }
-        if self.expects("=") && found.tok == Tok::Quoted(crate::lang::lexer::QuoteStyle::Ascii) {
+        if self.expects("=") && matches!(found.tok, Tok::Quoted(_)) {
             return error(
                 "missing '=' between the filter name and its value".to_owned(),
                 "expected '='",
@@ -353,16 +361,25 @@ impl Context<'_> {
         diagnostic.with_help(format!("missing location and command: {STATEMENT_FORMS}"))
     }
 
-    /// `app:dev db` where a value with a space was left unquoted: the fix,
-    /// when the token at `at` is a word right after a bare attribute.
+    /// `app:dev db` or `my-corp.biz:dev and test db`, a value with spaces
+    /// left unquoted: the quoted clause, when the token at `at` starts a run
+    /// of words right after a bare attribute on the same line.
     fn unquoted_value(&self, previous: &Token, at: usize) -> Option<String> {
-        if previous.tok != Tok::Attribute || self.tokens[at].tok != Tok::Word {
+        if previous.tok != Tok::Attribute {
             return None;
         }
-        let last = self.tokens[at..]
+        let run: Vec<&Token> = self.tokens[at..]
             .iter()
-            .take_while(|t| t.tok == Tok::Word && t.line == previous.line)
-            .last()?;
+            .take_while(|t| matches!(t.tok, Tok::Word | Tok::And) && t.line == previous.line)
+            .collect();
+        let followed_by_equals = self
+            .tokens
+            .get(at + run.len())
+            .is_some_and(|t| t.tok == Tok::Equals);
+        if !run.iter().any(|t| t.tok == Tok::Word) || followed_by_equals {
+            return None;
+        }
+        let last = run.last()?;
         Some(quote(&self.source[previous.span.start..last.span.end]))
     }
 
@@ -370,7 +387,7 @@ impl Context<'_> {
         let found = self.tokens[at];
         let name = self.text(&self.tokens[at.saturating_sub(2)]);
         let value = match found.tok {
-            Tok::Quoted(_) => crate::lang::lexer::quoted_content(self.text(&found)),
+            Tok::Quoted(_) => quoted_content(self.text(&found)),
             _ => self.text(&found).to_owned(),
         };
         Diagnostic::error(format!("the value of '{name}' must be quoted"), found.span)
