@@ -115,8 +115,18 @@ pub fn veth_pair(
     run(
         "ip",
         &[
-            "link", "add", &a_if, "netns", a.name(), "type", "veth", "peer", "name", &b_if,
-            "netns", b.name(),
+            "link",
+            "add",
+            &a_if,
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b_if,
+            "netns",
+            b.name(),
         ],
     )?;
     for (netns, interface, addr) in [(a, &a_if, a_addr), (b, &b_if, b_addr)] {

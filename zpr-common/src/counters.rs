@@ -2,32 +2,105 @@
 
 use crate::Direction;
 
-/// Why a packet was passed or dropped. Every verdict the kernel reaches is
+/// Why a packet was passed or dropped. Every packet a program sees is
 /// counted under exactly one reason.
-#[repr(u32)]
+#[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// Not IPv4/IPv6 (ARP and the like): not policed at L3/L4.
-    NonIp = 0,
-    /// An IP packet on an interface with no protected endpoint.
-    NotProtected = 1,
+    /// Part of a tracked flow (conntrack hit).
+    Established = 0,
+    /// First packet of a flow a statement allows; a conntrack entry was made.
+    NewFlow = 1,
+    /// Allowed by a stateless statement (checked per packet, not tracked).
+    Stateless = 2,
+    /// The interface carries no protected endpoint (untagged, or no Plan).
+    NotProtected = 3,
+    /// ARP: needed for IPv4 to work at all, not policed.
+    Arp = 4,
+    /// ICMPv6 neighbour discovery: needed for IPv6 to work at all.
+    NeighborDiscovery = 5,
+    /// An ICMP error about a tracked flow.
+    RelatedIcmp = 6,
+    /// A non-first fragment of an allowed datagram.
+    FragmentOfAllowed = 7,
+    /// Would be dropped, passed because the endpoint is in audit mode.
+    Audited = 8,
+    /// No statement allows the flow.
+    NoPolicy = 9,
+    /// A tracked flow no statement allows any more (re-checked after a reload).
+    Revoked = 10,
+    /// Sent by the workload with a source address that is not its own.
+    SpoofedSource = 11,
+    /// Delivered toward the workload but addressed to another address.
+    ForeignDestination = 12,
+    /// Truncated or inconsistent headers.
+    Malformed = 13,
+    /// A non-first fragment whose first fragment was not allowed (or not seen).
+    Fragment = 14,
+    /// Neither IPv4, IPv6 nor ARP, to or from a protected endpoint.
+    UnsupportedEthertype = 15,
+    /// An 802.1Q/802.1ad tagged frame to or from a protected endpoint.
+    VlanTagged = 16,
+    /// The conntrack table could not take the new flow.
+    ConntrackFull = 17,
 }
 
 impl Reason {
-    pub const COUNT: usize = 2;
-    pub const ALL: [Reason; Reason::COUNT] = [Reason::NonIp, Reason::NotProtected];
+    pub const COUNT: usize = 18;
+    pub const ALL: [Reason; Reason::COUNT] = [
+        Reason::Established,
+        Reason::NewFlow,
+        Reason::Stateless,
+        Reason::NotProtected,
+        Reason::Arp,
+        Reason::NeighborDiscovery,
+        Reason::RelatedIcmp,
+        Reason::FragmentOfAllowed,
+        Reason::Audited,
+        Reason::NoPolicy,
+        Reason::Revoked,
+        Reason::SpoofedSource,
+        Reason::ForeignDestination,
+        Reason::Malformed,
+        Reason::Fragment,
+        Reason::UnsupportedEthertype,
+        Reason::VlanTagged,
+        Reason::ConntrackFull,
+    ];
 
     /// The name users see in `zpr status`, `zpr monitor` and the docs.
     pub const fn name(self) -> &'static str {
         match self {
-            Reason::NonIp => "non-ip",
+            Reason::Established => "established",
+            Reason::NewFlow => "new-flow",
+            Reason::Stateless => "stateless",
             Reason::NotProtected => "not-protected",
+            Reason::Arp => "arp",
+            Reason::NeighborDiscovery => "neighbor-discovery",
+            Reason::RelatedIcmp => "related-icmp",
+            Reason::FragmentOfAllowed => "fragment-of-allowed",
+            Reason::Audited => "audited",
+            Reason::NoPolicy => "no-policy",
+            Reason::Revoked => "revoked",
+            Reason::SpoofedSource => "spoofed-source",
+            Reason::ForeignDestination => "foreign-destination",
+            Reason::Malformed => "malformed",
+            Reason::Fragment => "fragment",
+            Reason::UnsupportedEthertype => "unsupported-ethertype",
+            Reason::VlanTagged => "vlan-tagged",
+            Reason::ConntrackFull => "conntrack-full",
         }
     }
 
     pub const fn is_drop(self) -> bool {
-        match self {
-            Reason::NonIp | Reason::NotProtected => false,
+        (self as u8) >= (Reason::NoPolicy as u8)
+    }
+
+    pub const fn from_u8(raw: u8) -> Option<Reason> {
+        if (raw as usize) < Reason::COUNT {
+            Some(Reason::ALL[raw as usize])
+        } else {
+            None
         }
     }
 }
@@ -40,10 +113,7 @@ pub struct Counter {
     pub bytes: u64,
 }
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
-
-#[cfg(feature = "user")]
-// SAFETY: repr(C), no padding, every bit pattern valid.
-unsafe impl aya::Pod for Counter {}
+crate::user_pod!(Counter);
 
 /// Number of slots in the counters map.
 pub const COUNTER_SLOTS: u32 = (Direction::COUNT * Reason::COUNT) as u32;
@@ -52,3 +122,11 @@ pub const COUNTER_SLOTS: u32 = (Direction::COUNT * Reason::COUNT) as u32;
 pub const fn counter_slot(direction: Direction, reason: Reason) -> u32 {
     direction as u32 * Reason::COUNT as u32 + reason as u32
 }
+
+const _: () = {
+    let mut i = 0;
+    while i < Reason::COUNT {
+        assert!(Reason::ALL[i] as usize == i);
+        i += 1;
+    }
+};

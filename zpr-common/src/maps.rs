@@ -1,7 +1,49 @@
-//! Map names as they appear in the object (and under the pin directory).
+//! Map and program names as they appear in the object and under the pin
+//! directory, and map sizes.
 
-/// Per-CPU [`crate::counters::Counter`] by [`crate::counters::counter_slot`].
+pub const CONFIG: &str = "ZPR_CONFIG";
+pub const ENDPOINTS: &str = "ZPR_ENDPOINTS";
+pub const LOCAL_ADDRESSES: &str = "ZPR_LOCAL_ADDRESSES";
+pub const HOSTS: &str = "ZPR_HOSTS";
+pub const PREFIXES: &str = "ZPR_PREFIXES";
+pub const POLICY: &str = "ZPR_POLICY";
+pub const CONNTRACK: &str = "ZPR_CONNTRACK";
+pub const FRAGMENTS: &str = "ZPR_FRAGMENTS";
 pub const COUNTERS: &str = "ZPR_COUNTERS";
+pub const EVENTS: &str = "ZPR_EVENTS";
+pub const EVENT_STATS: &str = "ZPR_EVENT_STATS";
+pub const RATE_LIMITER: &str = "ZPR_RATE_LIMITER";
 
-/// Program names as they appear in the object.
-pub const PROG_FROM_WORKLOAD: &str = "zpr_from_workload";
+/// Every map of the object, in the order `zpr status` lists them.
+pub const ALL: [&str; 12] = [
+    CONFIG,
+    ENDPOINTS,
+    LOCAL_ADDRESSES,
+    HOSTS,
+    PREFIXES,
+    POLICY,
+    CONNTRACK,
+    FRAGMENTS,
+    COUNTERS,
+    EVENTS,
+    EVENT_STATS,
+    RATE_LIMITER,
+];
+
+/// Sizes: per-Plan maps hold both slots during a reload.
+pub const ENDPOINTS_MAX: u32 = 2 * 4096;
+pub const LOCAL_ADDRESSES_MAX: u32 = 2 * 16384;
+pub const HOSTS_MAX: u32 = 2 * 65536;
+pub const PREFIXES_MAX: u32 = 2 * 65536;
+pub const POLICY_MAX: u32 = 2 * 1_048_576;
+pub const CONNTRACK_MAX: u32 = 131_072;
+pub const FRAGMENTS_MAX: u32 = 8192;
+/// Bytes of the event ring buffer (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// Default event budget per CPU per second.
+pub const EVENTS_PER_SECOND: u32 = 1000;
+
+/// Programs, by the symbol names in the object.
+pub const PROG_FROM_WORKLOAD_XDP: &str = "zpr_from_workload_xdp";
+pub const PROG_FROM_WORKLOAD_TC: &str = "zpr_from_workload_tc";
+pub const PROG_TO_WORKLOAD_TC: &str = "zpr_to_workload_tc";

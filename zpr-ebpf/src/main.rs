@@ -1,23 +1,74 @@
-//! zpr's kernel programs, attached to each protected workload's host-side vNIC.
+//! zpr's kernel programs, attached to each protected workload's host-side
+//! vNIC. All three hooks run the same decision code (`decide`).
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod counters;
-mod parse;
+mod decide;
+mod events;
+mod headers;
+mod identity;
+mod maps;
+mod packet;
+mod policy;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use zpr_common::{Direction, counters::Reason};
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{__sk_buff, TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use zpr_common::Direction;
 
-/// Packets sent by the workload.
+use crate::{decide::Action, packet::Packet};
+
+/// Headers a decision may read, ICMP errors' quoted packets included.
+const PULL_BYTES: u32 = 256;
+
+/// Packets sent by the workload, at XDP (native or generic).
 #[xdp]
-pub fn zpr_from_workload(ctx: XdpContext) -> u32 {
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    let reason = match parse::ethertype(&ctx) {
-        Some(parse::ETH_P_IP | parse::ETH_P_IPV6) => Reason::NotProtected,
-        _ => Reason::NonIp,
+pub fn zpr_from_workload_xdp(ctx: XdpContext) -> u32 {
+    let packet = Packet {
+        start: ctx.data(),
+        end: ctx.data_end(),
     };
-    counters::count(Direction::FromWorkload, reason, len);
-    xdp_action::XDP_PASS
+    // SAFETY: the context pointer is the kernel's xdp_md.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    match decide::process(&packet, ifindex, Direction::FromWorkload) {
+        Action::Pass => xdp_action::XDP_PASS,
+        Action::Drop => xdp_action::XDP_DROP,
+    }
+}
+
+/// Packets sent by the workload, at tcx ingress of the host-side vNIC
+/// (keeps GRO/TSO on veth, where native XDP loses them).
+#[classifier]
+pub fn zpr_from_workload_tc(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::FromWorkload)
+}
+
+/// Packets delivered to the workload, at tcx egress of the host-side vNIC.
+#[classifier]
+pub fn zpr_to_workload_tc(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::ToWorkload)
+}
+
+#[inline(always)]
+fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
+    // Headers may sit in paged data; make the first bytes linear. A short
+    // packet cannot be pulled this far; it is then judged on what is linear.
+    let _ = ctx.pull_data(PULL_BYTES.min(ctx.len()));
+    let packet = Packet {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    // SAFETY: the context pointer is the kernel's __sk_buff.
+    let ifindex = unsafe { (*(ctx.as_ptr() as *const __sk_buff)).ifindex };
+    match decide::process(&packet, ifindex, direction) {
+        Action::Pass => TC_ACT_OK,
+        Action::Drop => TC_ACT_SHOT,
+    }
 }
 
 #[cfg(not(test))]

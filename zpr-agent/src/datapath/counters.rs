@@ -1,6 +1,5 @@
 //! Reading the per-CPU counters map.
 
-use anyhow::Context as _;
 use aya::maps::PerCpuArray;
 use zpr_common::{
     Direction,
@@ -23,10 +22,7 @@ impl CounterTable {
 }
 
 pub fn read_counters(datapath: &Datapath) -> anyhow::Result<CounterTable> {
-    let map = datapath
-        .ebpf
-        .map(maps::COUNTERS)
-        .with_context(|| format!("the object has no {} map", maps::COUNTERS))?;
+    let map = datapath.map(maps::COUNTERS)?;
     let counters: PerCpuArray<_, Counter> = PerCpuArray::try_from(map)?;
     let mut table = CounterTable::default();
     for direction in Direction::ALL {

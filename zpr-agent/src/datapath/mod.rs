@@ -1,9 +1,13 @@
 //! User-space side of the kernel programs: load the embedded object, attach
-//! it to interfaces, read counters. Thin on purpose: decisions live in
-//! `compile` (user space) and `zpr-ebpf` (kernel).
+//! it to interfaces, write a Plan into its maps, read counters. Thin on
+//! purpose: decisions live in `compile` (user space) and `zpr-ebpf` (kernel).
 
 mod counters;
 mod object;
+mod plan_maps;
+mod test_run;
 
 pub use counters::{CounterTable, read_counters};
-pub use object::{Datapath, XdpMode};
+pub use object::{Datapath, FromWorkloadHook};
+pub use plan_maps::{InterfaceIndexes, write_plan};
+pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};

@@ -3,12 +3,26 @@
 use std::ffi::CString;
 
 use anyhow::{Context as _, bail};
-use aya::{Ebpf, programs::Xdp};
-pub use aya::programs::XdpMode;
+use aya::{
+    Ebpf,
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+};
 use zpr_common::maps;
 
 /// The object built from `zpr-ebpf` by build.rs, embedded so `zpr` is one file.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zpr"));
+
+/// Where the from-workload program runs on the host-side vNIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FromWorkloadHook {
+    /// tcx ingress: keeps GRO/TSO on veth (the default there).
+    Tcx,
+    /// Generic (skb) XDP.
+    XdpGeneric,
+    /// Driver XDP: fastest disposal of floods on real NICs; on veth it
+    /// switches off the peer's TSO/GSO.
+    XdpNative,
+}
 
 /// zpr's programs and maps, loaded into the kernel. Dropping it detaches
 /// every program it attached and frees unpinned maps.
@@ -17,34 +31,77 @@ pub struct Datapath {
 }
 
 impl Datapath {
+    /// Loads the object and every program (each passes the verifier here).
     pub fn load() -> anyhow::Result<Datapath> {
         if EBPF_OBJECT.is_empty() {
             bail!("this zpr was built with AYA_BUILD_SKIP: it embeds no eBPF object");
         }
         let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading zpr's eBPF object")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(maps::PROG_FROM_WORKLOAD)
-            .context("the object has no from-workload program")?
-            .try_into()?;
-        program
-            .load()
-            .context("the kernel verifier rejected the from-workload program")?;
+        let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_FROM_WORKLOAD_XDP)?.try_into()?;
+        xdp.load()
+            .context("the verifier rejected the XDP program")?;
+        for name in [maps::PROG_FROM_WORKLOAD_TC, maps::PROG_TO_WORKLOAD_TC] {
+            let tc: &mut SchedClassifier = program(&mut ebpf, name)?.try_into()?;
+            tc.load()
+                .with_context(|| format!("the verifier rejected {name}"))?;
+        }
         Ok(Datapath { ebpf })
     }
 
-    /// Attaches the from-workload program to `interface` (in the calling
-    /// thread's network namespace).
-    pub fn attach_from_workload(&mut self, interface: &str, mode: XdpMode) -> anyhow::Result<()> {
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(maps::PROG_FROM_WORKLOAD)
-            .context("the object has no from-workload program")?
-            .try_into()?;
+    /// Attaches both directions to a workload's host-side `interface` (in
+    /// the calling thread's network namespace).
+    pub fn attach(&mut self, interface: &str, hook: FromWorkloadHook) -> anyhow::Result<()> {
         let name = CString::new(interface)
             .with_context(|| format!("interface name {interface:?} contains a NUL byte"))?;
-        program
-            .attach(name.as_c_str(), mode)
-            .with_context(|| format!("attaching XDP ({mode:?}) to {interface}"))?;
+        let name = name.as_c_str();
+        match hook {
+            FromWorkloadHook::Tcx => {
+                self.attach_tc(maps::PROG_FROM_WORKLOAD_TC, name, TcAttachType::Ingress)?
+            }
+            FromWorkloadHook::XdpGeneric | FromWorkloadHook::XdpNative => {
+                let mode = if hook == FromWorkloadHook::XdpNative {
+                    XdpMode::Driver
+                } else {
+                    XdpMode::Skb
+                };
+                let xdp: &mut Xdp =
+                    program(&mut self.ebpf, maps::PROG_FROM_WORKLOAD_XDP)?.try_into()?;
+                xdp.attach(name, mode)
+                    .with_context(|| format!("attaching XDP ({mode:?}) to {interface}"))?;
+            }
+        }
+        self.attach_tc(maps::PROG_TO_WORKLOAD_TC, name, TcAttachType::Egress)
+    }
+
+    fn attach_tc(
+        &mut self,
+        program_name: &str,
+        interface: &std::ffi::CStr,
+        attach: TcAttachType,
+    ) -> anyhow::Result<()> {
+        let tc: &mut SchedClassifier = program(&mut self.ebpf, program_name)?.try_into()?;
+        tc.attach(interface, attach)
+            .with_context(|| format!("attaching {program_name} to {interface:?} ({attach:?})"))?;
         Ok(())
     }
+
+    pub(crate) fn map_mut(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .with_context(|| format!("the object has no {name} map"))
+    }
+
+    pub(crate) fn map(&self, name: &str) -> anyhow::Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .with_context(|| format!("the object has no {name} map"))
+    }
+}
+
+pub(crate) fn program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> anyhow::Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("the object has no {name} program"))
 }

@@ -1,0 +1,236 @@
+//! Writing a Plan into the maps: into the idle slot, then one update of the
+//! config switches every program to it. The slot left behind stays intact
+//! until the next reload clears it, so a packet that read the old
+//! generation still finds the old entries.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use anyhow::Context as _;
+use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
+use zpr_common::{
+    Address, FAMILY_IPV4, FAMILY_IPV6,
+    config::Config,
+    endpoint::{ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey},
+    identity::{HostKey, PREFIX_STATIC_BITS, PrefixKey},
+    maps,
+    policy::{
+        POLICY_EGRESS, POLICY_INGRESS, POLICY_STATELESS, POLICY_STATIC_BITS, PolicyKey, PolicyValue,
+    },
+};
+
+use super::Datapath;
+use crate::{
+    compile::{Direction, Plan},
+    inventory::Mode,
+};
+
+/// Host interface name -> ifindex, for the endpoints present on this host.
+pub type InterfaceIndexes = BTreeMap<String, u32>;
+
+/// Writes `plan` as the next generation and switches to it; returns the
+/// generation now live. Endpoints whose interface is not in `interfaces`
+/// are remote: only their identities are written.
+pub fn write_plan(
+    datapath: &mut Datapath,
+    plan: &Plan,
+    interfaces: &InterfaceIndexes,
+) -> anyhow::Result<u32> {
+    let live = live_config(datapath)?;
+    let generation = live.generation.wrapping_add(1).max(1);
+    let slot = Config { generation, ..live }.slot();
+    clear_slot(datapath, slot)?;
+
+    {
+        let mut endpoints: HashMap<_, EndpointKey, EndpointConfig> =
+            HashMap::try_from(datapath.map_mut(maps::ENDPOINTS)?)?;
+        for endpoint in &plan.endpoints {
+            let Some(&ifindex) = endpoint.interface.as_ref().and_then(|i| interfaces.get(i)) else {
+                continue;
+            };
+            let mut flags = 0;
+            if endpoint.protected {
+                flags |= ENDPOINT_PROTECTED;
+            }
+            if endpoint.mode == Mode::Audit {
+                flags |= ENDPOINT_AUDIT;
+            }
+            let key = EndpointKey {
+                ifindex,
+                slot,
+                _pad: [0; 3],
+            };
+            endpoints
+                .insert(&key, &EndpointConfig { flags }, 0)
+                .with_context(|| format!("writing endpoint {}", endpoint.name))?;
+        }
+    }
+    {
+        let mut local: HashMap<_, LocalAddressKey, u32> =
+            HashMap::try_from(datapath.map_mut(maps::LOCAL_ADDRESSES)?)?;
+        for endpoint in &plan.endpoints {
+            let Some(&ifindex) = endpoint.interface.as_ref().and_then(|i| interfaces.get(i)) else {
+                continue;
+            };
+            for own in &endpoint.addresses {
+                let (family, addr) = address(own.address);
+                let key = LocalAddressKey {
+                    ifindex,
+                    slot,
+                    family,
+                    _pad: [0; 2],
+                    addr,
+                };
+                local
+                    .insert(&key, &own.uid, 0)
+                    .context("writing a local address")?;
+            }
+        }
+    }
+    {
+        let mut hosts: HashMap<_, HostKey, u32> =
+            HashMap::try_from(datapath.map_mut(maps::HOSTS)?)?;
+        for host in &plan.hosts {
+            let (family, addr) = address(host.address);
+            let key = HostKey {
+                slot,
+                family,
+                _pad: [0; 2],
+                addr,
+            };
+            hosts
+                .insert(&key, &host.uid, 0)
+                .context("writing a host identity")?;
+        }
+    }
+    {
+        let mut prefixes: LpmTrie<_, PrefixKey, u32> =
+            LpmTrie::try_from(datapath.map_mut(maps::PREFIXES)?)?;
+        for entry in &plan.prefixes {
+            let (family, addr) = address(entry.prefix.addr);
+            let data = PrefixKey {
+                slot,
+                family,
+                addr,
+                _pad: [0; 2],
+            };
+            let key = Key::new(PREFIX_STATIC_BITS + u32::from(entry.prefix.len), data);
+            prefixes
+                .insert(&key, &entry.uid, 0)
+                .context("writing a prefix identity")?;
+        }
+    }
+    {
+        let mut policy: LpmTrie<_, PolicyKey, PolicyValue> =
+            LpmTrie::try_from(datapath.map_mut(maps::POLICY)?)?;
+        for (rule, entry) in plan.policy.iter().enumerate() {
+            let data = PolicyKey {
+                slot,
+                direction: match entry.key.direction {
+                    Direction::Egress => POLICY_EGRESS,
+                    Direction::Ingress => POLICY_INGRESS,
+                },
+                _pad: [0; 2],
+                local_uid: entry.key.local,
+                remote_uid: entry.key.remote,
+                protocol: entry.key.l4.protocol,
+                port: entry.key.l4.port.to_be_bytes(),
+                _pad2: 0,
+            };
+            let key = Key::new(POLICY_STATIC_BITS + u32::from(entry.key.l4.len), data);
+            let value = PolicyValue {
+                rule: u32::try_from(rule).context("more policy entries than u32")?,
+                flags: if entry.value.stateless {
+                    POLICY_STATELESS
+                } else {
+                    0
+                },
+            };
+            policy
+                .insert(&key, &value, 0)
+                .context("writing a policy entry")?;
+        }
+    }
+
+    let mut config: Array<_, Config> = Array::try_from(datapath.map_mut(maps::CONFIG)?)?;
+    config
+        .set(
+            0,
+            &Config {
+                generation,
+                events_per_second: live.events_per_second,
+            },
+            0,
+        )
+        .context("switching to the new generation")?;
+    Ok(generation)
+}
+
+/// The live config; a never-written one gets the default event budget.
+pub(crate) fn live_config(datapath: &Datapath) -> anyhow::Result<Config> {
+    let config: Array<_, Config> = Array::try_from(datapath.map(maps::CONFIG)?)?;
+    let mut live = config.get(&0, 0)?;
+    if live.events_per_second == 0 {
+        live.events_per_second = maps::EVENTS_PER_SECOND;
+    }
+    Ok(live)
+}
+
+/// Removes every entry of `slot` from the per-Plan maps.
+fn clear_slot(datapath: &mut Datapath, slot: u8) -> anyhow::Result<()> {
+    let mut endpoints: HashMap<_, EndpointKey, EndpointConfig> =
+        HashMap::try_from(datapath.map_mut(maps::ENDPOINTS)?)?;
+    remove_hash_keys(&mut endpoints, |key| key.slot == slot)?;
+    let mut local: HashMap<_, LocalAddressKey, u32> =
+        HashMap::try_from(datapath.map_mut(maps::LOCAL_ADDRESSES)?)?;
+    remove_hash_keys(&mut local, |key| key.slot == slot)?;
+    let mut hosts: HashMap<_, HostKey, u32> = HashMap::try_from(datapath.map_mut(maps::HOSTS)?)?;
+    remove_hash_keys(&mut hosts, |key| key.slot == slot)?;
+    let mut prefixes: LpmTrie<_, PrefixKey, u32> =
+        LpmTrie::try_from(datapath.map_mut(maps::PREFIXES)?)?;
+    remove_lpm_keys(&mut prefixes, |key| key.slot == slot)?;
+    let mut policy: LpmTrie<_, PolicyKey, PolicyValue> =
+        LpmTrie::try_from(datapath.map_mut(maps::POLICY)?)?;
+    remove_lpm_keys(&mut policy, |key| key.slot == slot)
+}
+
+fn remove_hash_keys<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<&mut MapData, K, V>,
+    doomed: impl Fn(&K) -> bool,
+) -> anyhow::Result<()> {
+    let keys: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| doomed(k))
+        .collect();
+    for key in keys {
+        map.remove(&key)?;
+    }
+    Ok(())
+}
+
+fn remove_lpm_keys<K: aya::Pod, V: aya::Pod>(
+    map: &mut LpmTrie<&mut MapData, K, V>,
+    doomed: impl Fn(&K) -> bool,
+) -> anyhow::Result<()> {
+    let keys: Vec<Key<K>> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| doomed(&k.data()))
+        .collect();
+    for key in keys {
+        map.remove(&key)?;
+    }
+    Ok(())
+}
+
+/// An address in map form.
+pub(crate) fn address(ip: IpAddr) -> (u8, Address) {
+    let mut addr = [0; 16];
+    match ip {
+        IpAddr::V4(v4) => {
+            addr[..4].copy_from_slice(&v4.octets());
+            (FAMILY_IPV4, addr)
+        }
+        IpAddr::V6(v6) => (FAMILY_IPV6, v6.octets()),
+    }
+}

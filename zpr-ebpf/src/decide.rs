@@ -1,0 +1,388 @@
+//! The one decision path both hooks share: conntrack first (an established
+//! flow costs one lookup), then endpoint, anti-spoofing, identity and
+//! policy for a new flow. Every outcome is counted under one reason.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use zpr_common::{
+    Address, Direction,
+    config::Config,
+    conntrack::{FLOW_AUDITED, FlowKey, FlowState, FragmentKey},
+    counters::Reason,
+    endpoint::{ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey},
+    event::{NO_RULE, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DROPPED},
+    policy::{POLICY_EGRESS, POLICY_INGRESS, POLICY_STATELESS},
+};
+
+use crate::{
+    conntrack, counters,
+    events::{self, Verdict},
+    headers::{self, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, Fragment, Headers},
+    identity,
+    maps::{ZPR_CONFIG, ZPR_CONNTRACK, ZPR_ENDPOINTS, ZPR_FRAGMENTS, ZPR_LOCAL_ADDRESSES},
+    packet::Packet,
+    policy,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+}
+
+/// Where the packet is, and which Plan is live.
+pub struct Site {
+    pub ifindex: u32,
+    pub direction: Direction,
+    pub config: Config,
+}
+
+/// Decides, counts and reports one packet.
+#[inline(always)]
+pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> Action {
+    let config = match ZPR_CONFIG.get(0) {
+        Some(config) if config.generation != 0 => *config,
+        _ => return finish(direction, packet, Reason::NotProtected, Action::Pass),
+    };
+    let site = Site {
+        ifindex,
+        direction,
+        config,
+    };
+    let (reason, action) = decide(packet, &site);
+    finish(direction, packet, reason, action)
+}
+
+#[inline(always)]
+fn finish(direction: Direction, packet: &Packet, reason: Reason, action: Action) -> Action {
+    counters::count(direction, reason, packet.len());
+    action
+}
+
+#[inline(always)]
+fn decide(packet: &Packet, site: &Site) -> (Reason, Action) {
+    let Some(ethertype) = headers::ethertype(packet) else {
+        return police_unparsed(site, Reason::Malformed);
+    };
+    if ethertype == ETH_P_ARP {
+        return (Reason::Arp, Action::Pass);
+    }
+    let Some(family) = headers::ip_family(ethertype) else {
+        let reason = if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            Reason::VlanTagged
+        } else {
+            Reason::UnsupportedEthertype
+        };
+        return police_unparsed(site, reason);
+    };
+    let Ok(headers) = headers::parse_ip(packet, ETH_HLEN, family, false) else {
+        return police_unparsed(site, Reason::Malformed);
+    };
+
+    let key = conntrack::flow_key(site.ifindex, site.direction, &headers);
+    let tracked = match headers.fragment {
+        Fragment::Later { .. } => None,
+        _ => ZPR_CONNTRACK.get_ptr_mut(&key),
+    };
+    if let Some(state) = tracked {
+        // SAFETY: LRU value pointer from this lookup; a racing writer can
+        // only make the state stale, which the next packet re-checks.
+        let state = unsafe { &mut *state };
+        let now = unsafe { bpf_ktime_get_ns() };
+        if conntrack::is_live(state, headers.protocol, now)
+            && !conntrack::is_reopened(state, &headers)
+        {
+            if state.generation == site.config.generation {
+                conntrack::touch(state, &headers, site.direction, now);
+                return (Reason::Established, Action::Pass);
+            }
+            return recheck(site, &headers, &key, state, now);
+        }
+    }
+    decide_new_flow(packet, site, &headers, &key)
+}
+
+/// Frames decided without L3/L4 facts: passed for unprotected interfaces,
+/// dropped (or audited) for protected endpoints.
+#[inline(always)]
+fn police_unparsed(site: &Site, reason: Reason) -> (Reason, Action) {
+    let Some(endpoint) = protected_endpoint(site) else {
+        return (Reason::NotProtected, Action::Pass);
+    };
+    deny(site, &endpoint, &headers::EMPTY, reason, 0, 0)
+}
+
+#[inline(always)]
+fn protected_endpoint(site: &Site) -> Option<EndpointConfig> {
+    let key = EndpointKey {
+        ifindex: site.ifindex,
+        slot: site.config.slot(),
+        _pad: [0; 3],
+    };
+    // SAFETY: read-only copy of a value user space replaces whole.
+    let endpoint = unsafe { ZPR_ENDPOINTS.get(&key) }.copied()?;
+    (endpoint.flags & ENDPOINT_PROTECTED != 0).then_some(endpoint)
+}
+
+#[inline(always)]
+fn decide_new_flow(
+    packet: &Packet,
+    site: &Site,
+    headers: &Headers,
+    key: &FlowKey,
+) -> (Reason, Action) {
+    let Some(endpoint) = protected_endpoint(site) else {
+        return (Reason::NotProtected, Action::Pass);
+    };
+    let local_uid = local_uid(site, headers.family, &key.local);
+    // Neighbour discovery passes unless a workload sends it from a global
+    // address that is not its own (link-local and :: are how ND starts).
+    if headers.is_neighbor_discovery()
+        && (site.direction == Direction::ToWorkload
+            || local_uid.is_some()
+            || headers::is_link_local_or_unspecified(&headers.src))
+    {
+        return (Reason::NeighborDiscovery, Action::Pass);
+    }
+    let Some(local_uid) = local_uid else {
+        let reason = match site.direction {
+            Direction::FromWorkload => Reason::SpoofedSource,
+            Direction::ToWorkload => Reason::ForeignDestination,
+        };
+        return deny(site, &endpoint, headers, reason, 0, 0);
+    };
+    if let Fragment::Later { id } = headers.fragment {
+        return if ZPR_FRAGMENTS
+            .get_ptr(&fragment_key(site, headers, id))
+            .is_some()
+        {
+            (Reason::FragmentOfAllowed, Action::Pass)
+        } else {
+            deny(site, &endpoint, headers, Reason::Fragment, local_uid, 0)
+        };
+    }
+    if headers.is_icmp_error() && is_related_icmp(packet, site, headers) {
+        return (Reason::RelatedIcmp, Action::Pass);
+    }
+
+    let policy_direction = match site.direction {
+        Direction::FromWorkload => POLICY_EGRESS,
+        Direction::ToWorkload => POLICY_INGRESS,
+    };
+    let slot = site.config.slot();
+    let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
+    let port = headers.policy_port();
+    let Some(allowed) = policy::lookup(
+        slot,
+        policy_direction,
+        local_uid,
+        remote_uid,
+        headers.protocol,
+        port,
+    ) else {
+        let decision = deny(
+            site,
+            &endpoint,
+            headers,
+            Reason::NoPolicy,
+            local_uid,
+            remote_uid,
+        );
+        if decision.1 == Action::Pass {
+            // Audit mode: track the flow so it is reported once, not per packet.
+            let uids = (local_uid, remote_uid);
+            let _ = track(site, headers, key, uids, NO_RULE, port, FLOW_AUDITED);
+        }
+        return decision;
+    };
+    if let Fragment::First { id } = headers.fragment {
+        let _ = ZPR_FRAGMENTS.insert(&fragment_key(site, headers, id), &allowed.rule, 0);
+    }
+    if allowed.flags & POLICY_STATELESS != 0 {
+        return (Reason::Stateless, Action::Pass);
+    }
+    let uids = (local_uid, remote_uid);
+    if track(site, headers, key, uids, allowed.rule, port, 0).is_err() {
+        return deny(
+            site,
+            &endpoint,
+            headers,
+            Reason::ConntrackFull,
+            local_uid,
+            remote_uid,
+        );
+    }
+    let verdict = Verdict {
+        reason: Reason::NewFlow,
+        verdict: VERDICT_ALLOWED,
+        local_uid,
+        remote_uid,
+        rule: allowed.rule,
+    };
+    events::report(site, headers, &verdict);
+    (Reason::NewFlow, Action::Pass)
+}
+
+/// A live flow under an older generation: re-decided as its first packet
+/// was (same origin, same policy port), under the live Plan.
+#[inline(always)]
+fn recheck(
+    site: &Site,
+    headers: &Headers,
+    key: &FlowKey,
+    state: &mut FlowState,
+    now: u64,
+) -> (Reason, Action) {
+    let Some(endpoint) = protected_endpoint(site) else {
+        return (Reason::NotProtected, Action::Pass);
+    };
+    let policy_direction = if state.origin == Direction::FromWorkload as u8 {
+        POLICY_EGRESS
+    } else {
+        POLICY_INGRESS
+    };
+    let slot = site.config.slot();
+    let local_uid = local_uid(site, headers.family, &key.local).unwrap_or(identity::UNRESOLVED);
+    let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
+    let allowed = policy::lookup(
+        slot,
+        policy_direction,
+        local_uid,
+        remote_uid,
+        headers.protocol,
+        state.policy_port,
+    );
+    state.generation = site.config.generation;
+    state.local_uid = local_uid;
+    state.remote_uid = remote_uid;
+    if let Some(allowed) = allowed.filter(|allowed| allowed.flags & POLICY_STATELESS == 0) {
+        state.rule = allowed.rule;
+        state.flags = 0;
+        conntrack::touch(state, headers, site.direction, now);
+        return (Reason::Established, Action::Pass);
+    }
+    let decision = deny(
+        site,
+        &endpoint,
+        headers,
+        Reason::Revoked,
+        local_uid,
+        remote_uid,
+    );
+    if decision.1 == Action::Drop {
+        let _ = ZPR_CONNTRACK.remove(key);
+    } else {
+        state.rule = NO_RULE;
+        state.flags = FLOW_AUDITED;
+        conntrack::touch(state, headers, site.direction, now);
+    }
+    decision
+}
+
+/// The UID of one of the endpoint's own addresses; `None` for any other
+/// address.
+#[inline(always)]
+fn local_uid(site: &Site, family: u8, addr: &Address) -> Option<u32> {
+    let key = LocalAddressKey {
+        ifindex: site.ifindex,
+        slot: site.config.slot(),
+        family,
+        _pad: [0; 2],
+        addr: *addr,
+    };
+    // SAFETY: read-only copy of a value user space replaces whole.
+    unsafe { ZPR_LOCAL_ADDRESSES.get(&key) }.copied()
+}
+
+/// An ICMP error quoting a packet of a tracked flow (which the quoted
+/// packet crossed the other way).
+#[inline(always)]
+fn is_related_icmp(packet: &Packet, site: &Site, headers: &Headers) -> bool {
+    let Ok(quoted) = headers::parse_ip(
+        packet,
+        headers::quoted_offset(headers),
+        headers.family,
+        true,
+    ) else {
+        return false;
+    };
+    let quoted_direction = match site.direction {
+        Direction::FromWorkload => Direction::ToWorkload,
+        Direction::ToWorkload => Direction::FromWorkload,
+    };
+    let key = conntrack::flow_key(site.ifindex, quoted_direction, &quoted);
+    ZPR_CONNTRACK.get_ptr(&key).is_some()
+}
+
+#[inline(always)]
+fn fragment_key(site: &Site, headers: &Headers, id: u32) -> FragmentKey {
+    FragmentKey {
+        ifindex: site.ifindex,
+        id,
+        family: headers.family,
+        protocol: headers.protocol,
+        _pad: [0; 2],
+        src: headers.src,
+        dst: headers.dst,
+    }
+}
+
+#[inline(always)]
+fn track(
+    site: &Site,
+    headers: &Headers,
+    key: &FlowKey,
+    (local_uid, remote_uid): (u32, u32),
+    rule: u32,
+    policy_port: u16,
+    flags: u8,
+) -> Result<(), i32> {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let state = FlowState {
+        last_seen_ns: now,
+        generation: site.config.generation,
+        rule,
+        local_uid,
+        remote_uid,
+        origin: site.direction as u8,
+        tcp: if headers.protocol == zpr_common::event::IPPROTO_TCP {
+            conntrack::tcp_bits(headers, site.direction)
+        } else {
+            0
+        },
+        flags,
+        _pad: 0,
+        policy_port,
+        _pad2: [0; 2],
+    };
+    ZPR_CONNTRACK.insert(key, &state, 0)
+}
+
+/// A drop, or in audit mode a pass that is reported as one.
+#[inline(always)]
+fn deny(
+    site: &Site,
+    endpoint: &EndpointConfig,
+    headers: &Headers,
+    reason: Reason,
+    local_uid: u32,
+    remote_uid: u32,
+) -> (Reason, Action) {
+    let audited = endpoint.flags & ENDPOINT_AUDIT != 0;
+    let verdict = Verdict {
+        reason,
+        verdict: if audited {
+            VERDICT_AUDITED
+        } else {
+            VERDICT_DROPPED
+        },
+        local_uid,
+        remote_uid,
+        rule: NO_RULE,
+    };
+    events::report(site, headers, &verdict);
+    if audited {
+        (Reason::Audited, Action::Pass)
+    } else {
+        (reason, Action::Drop)
+    }
+}

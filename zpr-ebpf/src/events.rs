@@ -1,0 +1,85 @@
+//! Drop and new-flow events to user space, rate-limited per CPU.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use zpr_common::{
+    counters::Reason,
+    event::{EVENTS_LOST, EVENTS_RATE_LIMITED, Event},
+};
+
+use crate::{
+    decide::Site,
+    headers::Headers,
+    maps::{ZPR_EVENT_STATS, ZPR_EVENTS, ZPR_RATE_LIMITER},
+};
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// What an event says beyond the packet's own headers.
+pub struct Verdict {
+    pub reason: Reason,
+    pub verdict: u8,
+    pub local_uid: u32,
+    pub remote_uid: u32,
+    pub rule: u32,
+}
+
+#[inline(always)]
+pub fn report(site: &Site, headers: &Headers, verdict: &Verdict) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_token(now, site.config.events_per_second as u64) {
+        bump(EVENTS_RATE_LIMITED);
+        return;
+    }
+    let Some(mut entry) = ZPR_EVENTS.reserve(0) else {
+        bump(EVENTS_LOST);
+        return;
+    };
+    entry.write(Event {
+        timestamp_ns: now,
+        ifindex: site.ifindex,
+        generation: site.config.generation,
+        local_uid: verdict.local_uid,
+        remote_uid: verdict.remote_uid,
+        rule: verdict.rule,
+        src_port: headers.src_port,
+        dst_port: headers.dst_port,
+        family: headers.family,
+        protocol: headers.protocol,
+        direction: site.direction as u8,
+        reason: verdict.reason as u8,
+        verdict: verdict.verdict,
+        _pad: [0; 3],
+        src: headers.src,
+        dst: headers.dst,
+    });
+    entry.submit(0);
+}
+
+/// Token bucket: `per_second` tokens a second, bursts of up to one second.
+#[inline(always)]
+fn take_token(now: u64, per_second: u64) -> bool {
+    let Some(limiter) = ZPR_RATE_LIMITER.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else writes it while we run.
+    let limiter = unsafe { &mut *limiter };
+    let elapsed = now.saturating_sub(limiter.last_refill_ns);
+    if elapsed >= NANOS_PER_SECOND / per_second.max(1) {
+        let refill = elapsed.min(NANOS_PER_SECOND) * per_second / NANOS_PER_SECOND;
+        limiter.tokens = (limiter.tokens + refill).min(per_second);
+        limiter.last_refill_ns = now;
+    }
+    if limiter.tokens == 0 {
+        return false;
+    }
+    limiter.tokens -= 1;
+    true
+}
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(value) = ZPR_EVENT_STATS.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot.
+        unsafe { *value += 1 };
+    }
+}

@@ -1,0 +1,60 @@
+//! Every map of the object, BTF-typed so `bpftool map dump` prints fields.
+
+use aya_ebpf::{
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    macros::btf_map,
+};
+use zpr_common::{
+    config::Config,
+    conntrack::{FlowKey, FlowState, FragmentKey},
+    counters::{COUNTER_SLOTS, Counter},
+    endpoint::{EndpointConfig, EndpointKey, LocalAddressKey},
+    event::{EVENT_STATS_SLOTS, Event, RateLimiter},
+    identity::{HostKey, PrefixKey},
+    maps,
+    policy::{PolicyKey, PolicyValue},
+};
+
+#[btf_map]
+pub static ZPR_CONFIG: Array<Config, 1> = Array::new();
+
+#[btf_map]
+pub static ZPR_ENDPOINTS: HashMap<EndpointKey, EndpointConfig, { maps::ENDPOINTS_MAX as usize }> =
+    HashMap::new();
+
+#[btf_map]
+pub static ZPR_LOCAL_ADDRESSES: HashMap<
+    LocalAddressKey,
+    u32,
+    { maps::LOCAL_ADDRESSES_MAX as usize },
+> = HashMap::new();
+
+#[btf_map]
+pub static ZPR_HOSTS: HashMap<HostKey, u32, { maps::HOSTS_MAX as usize }> = HashMap::new();
+
+#[btf_map]
+pub static ZPR_PREFIXES: LpmTrie<PrefixKey, u32, { maps::PREFIXES_MAX as usize }> = LpmTrie::new();
+
+#[btf_map]
+pub static ZPR_POLICY: LpmTrie<PolicyKey, PolicyValue, { maps::POLICY_MAX as usize }> =
+    LpmTrie::new();
+
+#[btf_map]
+pub static ZPR_CONNTRACK: LruHashMap<FlowKey, FlowState, { maps::CONNTRACK_MAX as usize }> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static ZPR_FRAGMENTS: LruHashMap<FragmentKey, u32, { maps::FRAGMENTS_MAX as usize }> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static ZPR_COUNTERS: PerCpuArray<Counter, { COUNTER_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static ZPR_EVENTS: RingBuf<Event, { maps::EVENTS_BYTES as usize }> = RingBuf::new();
+
+#[btf_map]
+pub static ZPR_EVENT_STATS: PerCpuArray<u64, { EVENT_STATS_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static ZPR_RATE_LIMITER: PerCpuArray<RateLimiter, 1> = PerCpuArray::new();
