@@ -332,7 +332,7 @@ fn pick_address(world: &World, choice: usize, family: Option<bool>) -> IpAddr {
         .map(|a| a.parse().unwrap())
         .filter(same_family)
         .collect();
-    if choice % 3 != 0 && !endpoints.is_empty() {
+    if !choice.is_multiple_of(3) && !endpoints.is_empty() {
         endpoints[choice % endpoints.len()]
     } else {
         others[choice % others.len()]

@@ -1,8 +1,267 @@
+//! `zpr compile`: the Plan the kernel would enforce, readable or as JSON.
+//! Also reads and checks the inputs for `zpr explain`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use anyhow::Context as _;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    super::not_yet_implemented("compile")
+use super::Output;
+use crate::compile::{ANY_REMOTE, Direction, Plan, compile};
+use crate::inventory::Inventory;
+use crate::lang::address::format_prefix;
+use crate::lang::{Policy, SourceFile, check_against_inventory, parse, policy_name_from_path};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The inventory: namespaces, VCNs and endpoints (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// How to print the Plan.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+    /// Policy files (`*.zpr`); together they form the policy set.
+    #[arg(required = true, value_name = "POLICY")]
+    pub policies: Vec<PathBuf>,
+}
+
+/// Exit 0 with the Plan; 1 when the inventory or a policy has errors
+/// (printed to stderr); I/O problems are errors (exit 2).
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(inputs) = load(&args.inventory, &args.policies)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let plan = compile(&inputs.policies, &inputs.inventory);
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        Output::Text => stdout.write_all(render(&plan).as_bytes())?,
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &plan)?;
+            writeln!(stdout)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A checked inventory and policy set.
+pub struct Inputs {
+    pub inventory: Inventory,
+    pub policies: Vec<Policy>,
+}
+
+/// Reads the inventory and the policy files. Their problems go to stderr
+/// (diagnostics rendered with the source line) and give `None`; warnings
+/// are printed and do not stop anything.
+pub fn load(inventory_path: &Path, policy_paths: &[PathBuf]) -> anyhow::Result<Option<Inputs>> {
+    let text = std::fs::read_to_string(inventory_path)
+        .with_context(|| format!("reading inventory {}", inventory_path.display()))?;
+    let inventory = match Inventory::from_yaml_str(&text) {
+        Ok(inventory) => Some(inventory),
+        Err(errors) => {
+            let mut stderr = std::io::stderr().lock();
+            for error in &errors.0 {
+                writeln!(stderr, "error: {}: {error}", inventory_path.display())?;
+            }
+            None
+        }
+    };
+    let mut policies: Vec<Policy> = Vec::new();
+    let mut failed = inventory.is_none();
+    let mut stderr = std::io::stderr().lock();
+    for path in policy_paths {
+        let source =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file = path.display().to_string();
+        let rendered = SourceFile::new(&file, &source);
+        let name = policy_name_from_path(path);
+        match parse(&name, &source) {
+            Ok(parsed) => {
+                let mut warnings = parsed.warnings;
+                if let Some(inventory) = &inventory {
+                    warnings.extend(check_against_inventory(&parsed.policy, inventory));
+                    warnings.sort_by_key(|d| d.span.start);
+                }
+                for warning in &warnings {
+                    writeln!(stderr, "{}", rendered.render(warning))?;
+                }
+                if policies.iter().any(|p| p.name == name) {
+                    writeln!(
+                        stderr,
+                        "error: two policy files are named '{name}' ({file}); statement ids \
+                         (policy:line) must be unique"
+                    )?;
+                    failed = true;
+                }
+                policies.push(parsed.policy);
+            }
+            Err(diagnostics) => {
+                for diagnostic in &diagnostics {
+                    writeln!(stderr, "{}", rendered.render(diagnostic))?;
+                }
+                failed = true;
+            }
+        }
+    }
+    Ok(match inventory {
+        Some(inventory) if !failed => Some(Inputs {
+            inventory,
+            policies,
+        }),
+        _ => None,
+    })
+}
+
+/// The Plan as `zpr compile` prints it.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    render_into(&mut out, plan).expect("writing to a String cannot fail");
+    out
+}
+
+fn render_into(out: &mut String, plan: &Plan) -> std::fmt::Result {
+    let sizes = &plan.sizes;
+    writeln!(out, "plan {:016x}", plan.content_hash)?;
+    writeln!(
+        out,
+        "  {} statements, {} identities, {} host entries ({} IPv4, {} IPv6), {} prefix \
+         entries ({} IPv4, {} IPv6),",
+        sizes.statements,
+        sizes.identities,
+        sizes.hosts_v4 + sizes.hosts_v6,
+        sizes.hosts_v4,
+        sizes.hosts_v6,
+        sizes.prefixes_v4 + sizes.prefixes_v6,
+        sizes.prefixes_v4,
+        sizes.prefixes_v6
+    )?;
+    writeln!(
+        out,
+        "  {} endpoints ({} local), {} policy entries in {} tables, {} statement references",
+        sizes.endpoints,
+        sizes.local_endpoints,
+        sizes.policy_entries,
+        sizes.policy_tables,
+        sizes.statement_references
+    )?;
+
+    writeln!(out, "\nstatements")?;
+    for statement in &plan.statements {
+        let stateless = if statement.stateless {
+            " (stateless)"
+        } else {
+            ""
+        };
+        writeln!(out, "  {}{stateless}", statement.id)?;
+    }
+
+    writeln!(out, "\nidentities")?;
+    for identity in &plan.identities {
+        let selectors = if identity.selectors.is_empty() {
+            "matched by no selector".to_owned()
+        } else {
+            format!("matched by {}", identity.selectors.join(", "))
+        };
+        writeln!(out, "  uid {}: {selectors}", identity.uid)?;
+        if !identity.members.is_empty() {
+            let members: Vec<String> = identity
+                .members
+                .iter()
+                .map(|m| format!("{} {}", m.endpoint, m.address))
+                .collect();
+            writeln!(out, "    endpoints: {}", members.join(", "))?;
+        }
+        if !identity.prefixes.is_empty() {
+            let prefixes: Vec<String> = identity.prefixes.iter().map(format_prefix).collect();
+            writeln!(out, "    prefixes: {}", prefixes.join(", "))?;
+        }
+    }
+
+    writeln!(out, "\nendpoints")?;
+    for endpoint in &plan.endpoints {
+        let place = match &endpoint.interface {
+            Some(interface) => format!("on {interface}"),
+            None => "remote".to_owned(),
+        };
+        let protection = if endpoint.protected {
+            format!("protected, {}", endpoint.mode)
+        } else {
+            "untagged, not enforced".to_owned()
+        };
+        let addresses: Vec<String> = endpoint
+            .addresses
+            .iter()
+            .map(|a| format!("{} (uid {})", a.address, a.uid))
+            .collect();
+        writeln!(
+            out,
+            "  {} {place}, {protection}: {}",
+            endpoint.name,
+            addresses.join(", ")
+        )?;
+    }
+
+    writeln!(out, "\nhosts (exact)")?;
+    for host in &plan.hosts {
+        writeln!(
+            out,
+            "  {} -> uid {} ({})",
+            host.address, host.uid, host.endpoint
+        )?;
+    }
+    writeln!(out, "\nprefixes (longest match)")?;
+    for entry in &plan.prefixes {
+        writeln!(
+            out,
+            "  {} -> uid {}",
+            format_prefix(&entry.prefix),
+            entry.uid
+        )?;
+    }
+
+    writeln!(
+        out,
+        "\npolicy (local uid, direction, remote uid, l4: statements)"
+    )?;
+    let mut tables: BTreeMap<_, Vec<_>> = BTreeMap::new();
+    for entry in &plan.policy {
+        let key = entry.key;
+        tables
+            .entry((key.local, key.direction, key.remote))
+            .or_default()
+            .push(entry);
+    }
+    for ((local, direction, remote), entries) in tables {
+        let remote = if remote == ANY_REMOTE {
+            "any".to_owned()
+        } else {
+            format!("uid {remote}")
+        };
+        let way = match direction {
+            Direction::Egress => "egress to",
+            Direction::Ingress => "ingress from",
+        };
+        writeln!(out, "  uid {local} {way} {remote}")?;
+        for entry in entries {
+            let statements: Vec<String> = plan
+                .statement_ids(&entry.value)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let stateless = if entry.value.stateless {
+                " (stateless)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "    {}: {}{stateless}",
+                entry.key.l4,
+                statements.join(", ")
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -18,7 +18,7 @@ use crate::lang::address::format_prefix;
 use crate::lang::attribute::unquoted_text;
 use crate::lang::{Attribute, Endpoint, Policy, Protocol, Statement};
 
-/// Nearest misses shown for a deny.
+/// Most nearest misses shown for a deny (those with the fewest mismatches).
 const NEAREST_MISSES: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -208,15 +208,17 @@ fn reasons(
             }
             checks
                 .sort_by(|a, b| (a.misses(), &a.statement.id).cmp(&(b.misses(), &b.statement.id)));
+            let fewest = checks[0].misses();
             let mut reasons = vec![format!(
-                "no statement allows {facts} from {} to {}; nearest:",
+                "no statement allows {facts} from {} to {}",
                 facts.src, facts.dst
             )];
             reasons.extend(
                 checks
                     .iter()
+                    .take_while(|check| check.misses() == fewest)
                     .take(NEAREST_MISSES)
-                    .map(|check| missed_because(check, facts)),
+                    .map(|check| format!("nearest miss: {}", missed_because(check, facts))),
             );
             reasons
         }
@@ -231,7 +233,7 @@ fn allowed_because(inventory: &Inventory, statement: &Statement, facts: &PacketF
         ""
     };
     format!(
-        "allowed by {}: source {}; destination {}; {facts} is within {}{stateless}",
+        "{}: source {}; destination {}; {facts} is within {}{stateless}",
         statement.id,
         matched(
             inventory,
