@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod frames;
+
 /// Runs a command to completion; fails with its stderr when it fails.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<Output> {
     let output = Command::new(program)

@@ -3,11 +3,13 @@
 //! purpose: decisions live in `compile` (user space) and `zpr-ebpf` (kernel).
 
 mod counters;
+mod flows;
 mod object;
 mod plan_maps;
 mod test_run;
 
 pub use counters::{CounterTable, read_counters};
+pub use flows::flush_flows;
 pub use object::{Datapath, FromWorkloadHook};
 pub use plan_maps::{InterfaceIndexes, write_plan};
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};
