@@ -12,6 +12,8 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod frames;
+pub mod topology;
+pub mod traffic;
 
 /// Runs a command to completion; fails with its stderr when it fails.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<Output> {
@@ -75,6 +77,15 @@ impl Netns {
             .args(command)
             .output()
             .with_context(|| format!("spawning {command:?} in {}", self.name))
+    }
+
+    /// The index of `interface` in this namespace.
+    pub fn ifindex(&self, interface: &str) -> anyhow::Result<u32> {
+        let name = std::ffi::CString::new(interface)?;
+        // SAFETY: a valid C string; if_nametoindex only reads it.
+        let index = self.enter(|| unsafe { libc::if_nametoindex(name.as_ptr()) })?;
+        anyhow::ensure!(index != 0, "no interface {interface} in {}", self.name);
+        Ok(index)
     }
 
     /// Runs `f` on a thread that has entered this namespace, so interface

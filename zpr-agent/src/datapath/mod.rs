@@ -3,12 +3,14 @@
 //! purpose: decisions live in `compile` (user space) and `zpr-ebpf` (kernel).
 
 mod counters;
+mod events;
 mod flows;
 mod object;
 mod plan_maps;
 mod test_run;
 
 pub use counters::{CounterTable, read_counters};
+pub use events::{decode as decode_event, drain_events};
 pub use flows::flush_flows;
 pub use object::{Datapath, FromWorkloadHook};
 pub use plan_maps::{InterfaceIndexes, write_plan};

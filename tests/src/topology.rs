@@ -1,0 +1,77 @@
+//! A routed test network: every host is a namespace joined by a veth pair
+//! to one router namespace, where the host-side vNICs live (as a hypervisor
+//! host would hold them). Routes are /32 host routes, and every host's
+//! gateway is a link-local address all router-side vNICs share.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use crate::Netns;
+
+const GATEWAY: &str = "169.254.1.1";
+
+pub struct Host {
+    pub netns: Netns,
+    pub address: Ipv4Addr,
+    /// The host-side vNIC's name, in the router namespace.
+    pub vnic: String,
+}
+
+pub struct Topology {
+    pub router: Netns,
+    hosts: BTreeMap<String, Host>,
+}
+
+impl Topology {
+    /// `hosts`: (name, host-side vNIC name, IPv4 address).
+    pub fn new(hosts: &[(&str, &str, &str)]) -> anyhow::Result<Topology> {
+        let router = Netns::new()?;
+        router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        router.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])?;
+        let mut topology = Topology {
+            router,
+            hosts: BTreeMap::new(),
+        };
+        for &(name, vnic, address) in hosts {
+            let netns = Netns::new()?;
+            crate::run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    vnic,
+                    "netns",
+                    topology.router.name(),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "e0",
+                    "netns",
+                    netns.name(),
+                ],
+            )?;
+            let host_address = format!("{address}/32");
+            netns.exec(&["ip", "addr", "add", &host_address, "dev", "e0"])?;
+            netns.exec(&["ip", "link", "set", "e0", "up"])?;
+            netns.exec(&["ip", "route", "add", GATEWAY, "dev", "e0"])?;
+            netns.exec(&["ip", "route", "add", "default", "via", GATEWAY, "dev", "e0"])?;
+            let router = &topology.router;
+            router.exec(&["ip", "addr", "add", &format!("{GATEWAY}/32"), "dev", vnic])?;
+            router.exec(&["ip", "link", "set", vnic, "up"])?;
+            router.exec(&["ip", "route", "add", &host_address, "dev", vnic])?;
+            let host = Host {
+                netns,
+                address: address.parse()?,
+                vnic: vnic.to_owned(),
+            };
+            topology.hosts.insert(name.to_owned(), host);
+        }
+        Ok(topology)
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .get(name)
+            .unwrap_or_else(|| panic!("the topology has no host {name}"))
+    }
+}
