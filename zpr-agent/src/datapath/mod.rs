@@ -6,6 +6,7 @@ mod counters;
 mod events;
 mod flows;
 mod object;
+mod pins;
 mod plan_maps;
 mod test_run;
 
@@ -13,5 +14,6 @@ pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
 pub use flows::flush_flows;
 pub use object::{Datapath, FromWorkloadHook};
+pub use pins::ensure_bpffs;
 pub use plan_maps::{InterfaceIndexes, write_plan};
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};
