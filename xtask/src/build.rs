@@ -11,7 +11,14 @@ pub fn run() -> anyhow::Result<PathBuf> {
     let workspace = workspace_root();
     run_command(
         Command::new("cargo")
-            .args(["build", "--release", "--package", "zpr-agent", "--bin", "zpr"])
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "zpr-agent",
+                "--bin",
+                "zpr",
+            ])
             .current_dir(&workspace),
     )?;
     let binary = workspace.join("target/release/zpr");

@@ -125,9 +125,12 @@ fn ensure_bpf_linker(workspace: &Path, toolchain: &str) -> anyhow::Result<()> {
     fs::create_dir_all(&prefix_lib)?;
     for entry in fs::read_dir(&toolchain_lib)? {
         let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if name.starts_with(&format!("libLLVM-{BPF_LINKER_LLVM_MAJOR}-")) && name.ends_with(".so")
-        {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with(&format!("libLLVM-{BPF_LINKER_LLVM_MAJOR}-")) && name.ends_with(".so") {
             std::os::unix::fs::symlink(&path, prefix_lib.join("libLLVM.so"))?;
         } else if name.starts_with(&format!("libLLVM.so.{BPF_LINKER_LLVM_MAJOR}")) {
             std::os::unix::fs::symlink(&path, prefix_lib.join(&name))?;

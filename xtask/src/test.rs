@@ -12,7 +12,14 @@ pub fn run() -> anyhow::Result<()> {
     eprintln!("== unit and integration tests (no privileges needed)");
     run_command(
         Command::new("cargo")
-            .args(["test", "--workspace", "--exclude", "zpr-ebpf", "--exclude", "zpr-tests"])
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "zpr-ebpf",
+                "--exclude",
+                "zpr-tests",
+            ])
             .current_dir(&workspace),
     )?;
 
