@@ -12,8 +12,10 @@ const ICMP_TYPE: &str = "protocol.icmp.type";
 const ICMP_CODE: &str = "protocol.icmp.code";
 const CONNECTION_STATE: &str = "connection-state";
 
+type ValueParser = fn(&str) -> Result<Filter, ValueError>;
+
 /// Every filter name with the parser of its (unquoted) value.
-const FILTERS: [(&str, fn(&str) -> Result<Filter, ValueError>); 4] = [
+const FILTERS: [(&str, ValueParser); 4] = [
     (PROTOCOL, |value| {
         parse_protocol(value).map(Filter::Protocol)
     }),

@@ -230,7 +230,7 @@ impl Lexer<'_> {
                     // A `\r` of a CRLF line end is not part of the token.
                     let end = self.source[..self.at].trim_end_matches('\r').len();
                     self.at = end;
-                    self.unterminated(start);
+                    self.unterminated(start, opening);
                     return;
                 }
                 Some('\'') if style == QuoteStyle::Ascii => {
@@ -274,9 +274,9 @@ impl Lexer<'_> {
         }
     }
 
-    fn unterminated(&mut self, start: usize) {
+    fn unterminated(&mut self, start: usize, opening: char) {
         self.push(Tok::Quoted(QuoteStyle::Unterminated), start);
-        let text = &self.source[start + 1..self.at];
+        let text = &self.source[start + opening.len_utf8()..self.at];
         let trimmed = text.trim_end();
         let help = match trimmed
             .len()
@@ -372,6 +372,16 @@ mod tests {
                 .help
                 .as_deref()
                 .is_some_and(|help| help.ends_with("'osn-services-ip-addresses'"))
+        );
+    }
+
+    #[test]
+    fn unterminated_look_alike_quote_is_reported() {
+        let lexed = lex("to \u{2019}app:x endpoints");
+        assert_eq!(lexed.tokens[1].tok, Tok::Quoted(QuoteStyle::Unterminated));
+        assert_eq!(
+            lexed.diagnostics[0].help.as_deref(),
+            Some("close the quote before 'endpoints': 'app:x' endpoints")
         );
     }
 

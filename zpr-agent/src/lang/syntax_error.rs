@@ -94,9 +94,16 @@ impl Context<'_> {
 
     /// What the parser wanted, in words.
     fn expected_text(&self) -> String {
-        let endpoint_terminals = ["Attribute", "BareIp", "Quoted", "all-endpoints"];
+        const ENDPOINT_TERMINALS: [&str; 5] = [
+            "Attribute",
+            "BareIp",
+            "Quoted",
+            "all-endpoints",
+            "osn-services-ip-addresses",
+        ];
+        let any_endpoint = ENDPOINT_TERMINALS.iter().all(|t| self.expects(t));
         let mut names: Vec<String> = Vec::new();
-        if endpoint_terminals.iter().all(|t| self.expects(t)) {
+        if any_endpoint {
             names.push(
                 "an endpoint (a security attribute, an IP address, all-endpoints or \
                  osn-services-ip-addresses)"
@@ -105,20 +112,14 @@ impl Context<'_> {
         }
         for name in &self.expected {
             let name = name.trim_matches('"');
-            let described = match name {
-                _ if !names.is_empty()
-                    && (endpoint_terminals.contains(&name)
-                        || name == "osn-services-ip-addresses") =>
-                {
-                    continue;
-                }
+            names.push(match name {
+                _ if any_endpoint && ENDPOINT_TERMINALS.contains(&name) => continue,
                 "Attribute" => "a security attribute".to_owned(),
                 "BareIp" => "an IP address".to_owned(),
                 "Quoted" => "a quoted value".to_owned(),
                 "Word" => "a filter name".to_owned(),
                 keyword => format!("'{keyword}'"),
-            };
-            names.push(described);
+            });
         }
         match names.split_last() {
             Some((last, [])) => last.clone(),
@@ -215,9 +216,13 @@ impl Context<'_> {
                 "the verb is 'to connect to': write 'to connect to'".to_owned(),
             );
         }
-        if self.expects("connect") && found.tok != Tok::Connect {
+        if self.expects("connect") {
+            let message = match found.tok {
+                Tok::Word => format!("unknown verb {shown}"),
+                _ => "missing 'connect' after 'to'".to_owned(),
+            };
             return error(
-                format!("unknown verb {shown}"),
+                message,
                 "expected 'connect'",
                 "the verb is 'to connect to': did you mean 'connect to'?".to_owned(),
             );

@@ -18,7 +18,7 @@ pub fn lower_statement(
     source: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Statement> {
-    let errors_before = error_count(diagnostics);
+    let reported_before = diagnostics.len();
     let mut lowering = Lowering {
         source,
         diagnostics,
@@ -50,7 +50,10 @@ pub fn lower_statement(
     let filters = lower_filters(&raw.filters, source, lowering.diagnostics);
 
     let (scope, (source_endpoint, destination)) = scope.zip(endpoints)?;
-    (error_count(diagnostics) == errors_before).then(|| Statement {
+    let new_errors = diagnostics[reported_before..]
+        .iter()
+        .any(Diagnostic::is_error);
+    (!new_errors).then_some(Statement {
         id,
         span: raw.span,
         scope,
@@ -58,10 +61,6 @@ pub fn lower_statement(
         destination,
         filters,
     })
-}
-
-fn error_count(diagnostics: &[Diagnostic]) -> usize {
-    diagnostics.iter().filter(|d| d.is_error()).count()
 }
 
 struct Lowering<'a> {
