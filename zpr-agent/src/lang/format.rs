@@ -1,5 +1,6 @@
 //! Canonical printing (`zpr fmt`): lower-case keywords except `VCN`,
-//! explicit `endpoints` on attribute endpoints, quoted addresses, every
+//! explicit `endpoints` on attribute endpoints (addresses and the OSN
+//! keyword stay bare, as in Oracle's own templates), quoted addresses, every
 //! filter after the destination behind one `with`, joined by `, `; quotes
 //! around an attribute only when its value needs them.
 
