@@ -1,27 +1,31 @@
-//! Maps carry BTF: `bpftool map dump` of a pinned map prints typed fields.
+//! Maps carry BTF: `bpftool map dump` of a pinned map prints typed fields;
+//! removing the pins leaves nothing behind.
 
 use std::path::{Path, PathBuf};
 
 use zpr_agent::{
     compile,
-    datapath::{Datapath, InterfaceIndexes, ensure_bpffs, write_plan},
+    datapath::{
+        Adoption, Datapath, InterfaceIndexes, PinLayout, ensure_bpffs, remove_all, write_plan,
+    },
     inventory::Inventory,
     lang,
 };
 use zpr_common::maps;
 use zpr_tests::{run, unique_name};
 
-/// A pin directory removed (with its pins) on drop.
-struct PinDir(PathBuf);
+/// A bpffs directory of this test, removed (pins and all) on drop.
+struct Bpffs(PathBuf);
 
-impl Drop for PinDir {
+impl Drop for Bpffs {
     fn drop(&mut self) {
+        let _ = remove_all(&PinLayout::new(&self.0));
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-fn dump(dir: &Path, map: &str) -> anyhow::Result<serde_json::Value> {
-    let path = dir.join(map);
+fn dump(pins: &PinLayout, map: &str) -> anyhow::Result<serde_json::Value> {
+    let path = pins.map(map);
     let output = run(
         "bpftool",
         &["-j", "map", "dump", "pinned", path.to_str().unwrap()],
@@ -31,9 +35,9 @@ fn dump(dir: &Path, map: &str) -> anyhow::Result<serde_json::Value> {
 
 #[test]
 fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
-    let root = Path::new("/sys/fs/bpf");
-    ensure_bpffs(root)?;
-    let pins = PinDir(root.join(unique_name("zprt")));
+    let bpffs = Bpffs(Path::new("/sys/fs/bpf").join(unique_name("zprt")));
+    ensure_bpffs(&bpffs.0)?;
+    let pins = PinLayout::new(&bpffs.0);
 
     let inventory = Inventory::from_yaml_str(
         "namespaces: [{ name: t, attributes: [{ key: app, type: list, values: [web] }, { key: net, type: list, values: [a] }] }]\n\
@@ -41,19 +45,22 @@ fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
          endpoints: [{ name: web, vcn: a, addresses: [10.0.0.5], interface: lo, security-attributes: ['t.app:web'] }]",
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy = lang::parse("dump", "in t.net:a VCN allow '0.0.0.0/0' to connect to t.app:web endpoints with protocol='tcp/443'")
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        .policy;
+    let policy = lang::parse(
+        "dump",
+        "in t.net:a VCN allow '0.0.0.0/0' to connect to t.app:web endpoints with protocol='tcp/443'",
+    )
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?
+    .policy;
     let plan = compile::compile(&[policy], &inventory);
-    let mut datapath = Datapath::load()?;
+    let (mut datapath, adoption) = Datapath::open_pinned(&pins)?;
+    assert_eq!(adoption, Adoption::Fresh);
     write_plan(
         &mut datapath,
         &plan,
         &InterfaceIndexes::from([("lo".to_owned(), 1)]),
     )?;
-    datapath.pin_maps(&pins.0)?;
 
-    let endpoints = dump(&pins.0, maps::ENDPOINTS)?;
+    let endpoints = dump(&pins, maps::ENDPOINTS)?;
     let entry = &endpoints[0]["formatted"];
     assert_eq!(entry["key"]["ifindex"], 1, "typed key: {endpoints}");
     assert!(
@@ -61,7 +68,7 @@ fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
         "typed value: {endpoints}"
     );
 
-    let policy = dump(&pins.0, maps::POLICY)?;
+    let policy = dump(&pins, maps::POLICY)?;
     let text = policy.to_string();
     for field in ["local_uid", "remote_uid", "protocol", "rule", "flags"] {
         assert!(text.contains(&format!("\"{field}\"")), "{field} in {text}");
@@ -74,7 +81,20 @@ fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
             .any(|e| e["formatted"]["key"]["data"]["protocol"] == 6),
         "a tcp entry: {text}"
     );
-    let config = dump(&pins.0, maps::CONFIG)?;
+    let config = dump(&pins, maps::CONFIG)?;
     assert_eq!(config[0]["formatted"]["value"]["generation"], 1, "{config}");
+
+    // A second open adopts the pinned maps and what they hold.
+    drop(datapath);
+    let (_, adoption) = Datapath::open_pinned(&pins)?;
+    assert_eq!(adoption, Adoption::Adopted { generation: 1 });
+
+    let removed = remove_all(&pins)?;
+    assert_eq!(removed.maps, maps::ALL.len());
+    assert!(
+        !pins.root().exists(),
+        "nothing is left under {}",
+        pins.root().display()
+    );
     Ok(())
 }

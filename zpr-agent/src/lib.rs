@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod compile;
+pub mod daemon;
 pub mod datapath;
+pub mod inputs;
 pub mod inventory;
 pub mod lang;
 pub mod synthetic;

@@ -10,8 +10,15 @@ pub struct Config {
     pub generation: u32,
     /// Drop/allow events allowed per second per CPU (token bucket refill).
     pub events_per_second: u32,
+    /// [`LAYOUT_VERSION`] of the agent that wrote the maps: an agent adopts
+    /// pinned maps only when it equals its own.
+    pub layout: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 16);
+
+/// Bumped whenever a map's key, value or meaning changes.
+pub const LAYOUT_VERSION: u32 = 1;
 crate::user_pod!(Config);
 
 impl Config {

@@ -1,6 +1,6 @@
 //! Reading the per-CPU counters map.
 
-use aya::maps::PerCpuArray;
+use aya::maps::{Map, PerCpuArray};
 use zpr_common::{
     Direction,
     counters::{Counter, Reason, counter_slot},
@@ -22,7 +22,11 @@ impl CounterTable {
 }
 
 pub fn read_counters(datapath: &Datapath) -> anyhow::Result<CounterTable> {
-    let map = datapath.map(maps::COUNTERS)?;
+    counters_of(datapath.map(maps::COUNTERS)?)
+}
+
+/// Sums the counters map over CPUs.
+pub fn counters_of(map: &Map) -> anyhow::Result<CounterTable> {
     let counters: PerCpuArray<_, Counter> = PerCpuArray::try_from(map)?;
     let mut table = CounterTable::default();
     for direction in Direction::ALL {

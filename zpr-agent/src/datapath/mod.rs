@@ -5,7 +5,9 @@
 mod counters;
 mod events;
 mod flows;
+mod inspect;
 mod object;
+mod pinned;
 mod pins;
 mod plan_maps;
 mod test_run;
@@ -13,7 +15,12 @@ mod test_run;
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
 pub use flows::flush_flows;
+pub use inspect::{
+    EventStats, Fill, pinned_config, pinned_counters, pinned_event_stats, pinned_events,
+    pinned_fill,
+};
 pub use object::{Datapath, FromWorkloadHook};
+pub use pinned::{Adoption, PinLayout, Removed, detach_pinned, pinned_interfaces, remove_all};
 pub use pins::ensure_bpffs;
 pub use plan_maps::{InterfaceIndexes, write_plan};
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};

@@ -4,7 +4,7 @@ use std::ffi::CString;
 
 use anyhow::{Context as _, bail};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
 use zpr_common::maps;
@@ -31,12 +31,20 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads the object and every program (each passes the verifier here).
+    /// Loads the object with maps of its own (not pinned) and every
+    /// program (each passes the verifier here).
     pub fn load() -> anyhow::Result<Datapath> {
+        Datapath::load_with(&mut EbpfLoader::new())
+    }
+
+    /// Loads the object through `loader` (which may point maps at pins).
+    pub(crate) fn load_with(loader: &mut EbpfLoader) -> anyhow::Result<Datapath> {
         if EBPF_OBJECT.is_empty() {
             bail!("this zpr was built with AYA_BUILD_SKIP: it embeds no eBPF object");
         }
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading zpr's eBPF object")?;
+        let mut ebpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading zpr's eBPF object")?;
         let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_FROM_WORKLOAD_XDP)?.try_into()?;
         xdp.load()
             .context("the verifier rejected the XDP program")?;

@@ -1,19 +1,21 @@
-//! bpffs: mounting it when missing, and pinning maps into it so they (and
-//! the enforcement they hold) outlive the agent and `bpftool` can read them.
+//! bpffs: mounted where zpr pins when it is not there yet.
 
 use std::{ffi::CString, os::unix::ffi::OsStrExt as _, path::Path};
 
 use anyhow::{Context as _, bail};
-use zpr_common::maps;
-
-use super::Datapath;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-/// Mounts bpffs at `root` unless one is there already.
+/// Makes `root` a directory on bpffs: created inside a bpffs when an
+/// ancestor is one, mounted otherwise.
 pub fn ensure_bpffs(root: &Path) -> anyhow::Result<()> {
-    if is_bpffs(root)? {
-        return Ok(());
+    let existing = root
+        .ancestors()
+        .find(|path| path.exists())
+        .unwrap_or(Path::new("/"));
+    if is_bpffs(existing)? {
+        return std::fs::create_dir_all(root)
+            .with_context(|| format!("creating {}", root.display()));
     }
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let target = CString::new(root.as_os_str().as_bytes())?;
@@ -47,18 +49,4 @@ fn is_bpffs(path: &Path) -> anyhow::Result<bool> {
         return Ok(false);
     }
     Ok(stat.f_type as i64 == BPF_FS_MAGIC)
-}
-
-impl Datapath {
-    /// Pins every map as `dir/<map name>` (`dir` must be on bpffs).
-    pub fn pin_maps(&mut self, dir: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for name in maps::ALL {
-            let path = dir.join(name);
-            self.map(name)?
-                .pin(&path)
-                .with_context(|| format!("pinning {name} at {}", path.display()))?;
-        }
-        Ok(())
-    }
 }

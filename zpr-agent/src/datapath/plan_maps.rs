@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
 use zpr_common::{
     Address, FAMILY_IPV4, FAMILY_IPV6,
-    config::Config,
+    config::{Config, LAYOUT_VERSION},
     endpoint::{ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey},
     identity::{HostKey, PREFIX_STATIC_BITS, PrefixKey},
     maps,
@@ -152,15 +152,13 @@ pub fn write_plan(
     }
 
     let mut config: Array<_, Config> = Array::try_from(datapath.map_mut(maps::CONFIG)?)?;
+    let next = Config {
+        generation,
+        layout: LAYOUT_VERSION,
+        ..live
+    };
     config
-        .set(
-            0,
-            &Config {
-                generation,
-                events_per_second: live.events_per_second,
-            },
-            0,
-        )
+        .set(0, &next, 0)
         .context("switching to the new generation")?;
     Ok(generation)
 }

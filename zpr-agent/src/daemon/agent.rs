@@ -1,0 +1,209 @@
+//! The agent's state and its one job: turn the current inputs into the
+//! enforced Plan, or leave the live Plan in place and say why not.
+
+use std::{collections::BTreeMap, ffi::CString, time::Instant};
+
+use anyhow::Context as _;
+use tracing::{error, info, warn};
+
+use super::{
+    AgentConfig,
+    status::{AttachedEndpoint, ReloadError, Status, unix_now},
+};
+use crate::{
+    compile::{Plan, compile},
+    datapath::{
+        Adoption, Datapath, InterfaceIndexes, PinLayout, detach_pinned, ensure_bpffs,
+        pinned_interfaces, write_plan,
+    },
+    inputs,
+    inventory::Mode,
+};
+
+pub struct Agent {
+    config: AgentConfig,
+    pins: PinLayout,
+    datapath: Datapath,
+    status: Status,
+}
+
+impl Agent {
+    /// Loads the programs over the pinned maps (adopting what an earlier
+    /// agent left), then applies the inputs.
+    pub fn start(config: AgentConfig) -> anyhow::Result<Agent> {
+        ensure_bpffs(&config.bpffs)?;
+        let pins = PinLayout::new(&config.bpffs);
+        let (datapath, adoption) = Datapath::open_pinned(&pins)?;
+        let adoption = match adoption {
+            Adoption::Fresh => "fresh: nothing was pinned".to_owned(),
+            Adoption::Adopted { generation } => {
+                format!("adopted pinned maps at generation {generation}")
+            }
+            Adoption::Replaced { why } => format!("replaced incompatible pinned state: {why}"),
+        };
+        info!(pins = %pins.root().display(), "{adoption}");
+        let status = Status {
+            pid: std::process::id(),
+            started_at: unix_now(),
+            bpffs: config.bpffs.clone(),
+            inventory: config.inventory.clone(),
+            policies: config.policies.clone(),
+            hook: format!("{:?}", config.hook),
+            adoption,
+            ..Status::default()
+        };
+        let mut agent = Agent {
+            config,
+            pins,
+            datapath,
+            status,
+        };
+        agent.reload("start", Instant::now());
+        Ok(agent)
+    }
+
+    /// Compiles the inputs and, when they are valid, makes them the live
+    /// Plan. When they are not, the live Plan stays and the error is kept
+    /// for `zpr status`.
+    pub fn reload(&mut self, cause: &str, since: Instant) {
+        match self.try_reload(since) {
+            Ok(()) => {
+                self.status.last_error = None;
+                info!(
+                    cause,
+                    generation = self.status.generation,
+                    statements = self.status.statements,
+                    attached = self
+                        .status
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.ifindex.is_some())
+                        .count(),
+                    reload_ms = format!("{:.1}", self.status.reload_ms.unwrap_or_default()),
+                    "policy applied"
+                );
+            }
+            Err(err) => {
+                let message = format!("{err:#}");
+                error!(
+                    cause,
+                    generation = self.status.generation,
+                    "reload failed, the live policy stays:\n{message}"
+                );
+                self.status.last_error = Some(ReloadError {
+                    at: unix_now(),
+                    message,
+                });
+            }
+        }
+        if let Err(err) = self.status.write(&self.config.run_dir) {
+            warn!("cannot write the status file: {err:#}");
+        }
+    }
+
+    fn try_reload(&mut self, since: Instant) -> anyhow::Result<()> {
+        let loaded = inputs::read(&self.config.inventory, &self.config.policies)?;
+        let Some(inputs) = loaded.inputs else {
+            anyhow::bail!("{}", loaded.report.trim_end());
+        };
+        if !loaded.report.is_empty() {
+            warn!("{}", loaded.report.trim_end());
+        }
+        let plan = compile(&inputs.policies, &inputs.inventory);
+        let interfaces = present_interfaces(&plan);
+        let generation = write_plan(&mut self.datapath, &plan, &interfaces)?;
+        for interface in interfaces.keys() {
+            self.datapath
+                .attach_pinned(&self.pins, interface, self.config.hook)
+                .with_context(|| format!("attaching to {interface}"))?;
+        }
+        for interface in pinned_interfaces(&self.pins) {
+            if !interfaces.contains_key(&interface) {
+                detach_pinned(&self.pins, &interface)?;
+                info!(interface, "detached: no longer a local endpoint");
+            }
+        }
+        self.status.generation = generation;
+        self.status.applied_at = Some(unix_now());
+        self.status.reload_ms = Some(since.elapsed().as_secs_f64() * 1000.0);
+        self.status.statements = plan.statements.len();
+        self.status.content_hash = format!("{:016x}", plan.content_hash);
+        self.status.endpoints = local_endpoints(&plan, &interfaces);
+        self.status.rules = plan
+            .policy
+            .iter()
+            .map(|entry| {
+                entry
+                    .value
+                    .statements
+                    .iter()
+                    .map(|&index| plan.statements[index as usize].id.to_string())
+                    .collect()
+            })
+            .collect();
+        self.status.identities = identity_names(&plan);
+        Ok(())
+    }
+}
+
+/// Local endpoints whose interface exists on this host, by ifindex.
+fn present_interfaces(plan: &Plan) -> InterfaceIndexes {
+    plan.endpoints
+        .iter()
+        .filter_map(|endpoint| endpoint.interface.as_deref())
+        .filter_map(|interface| Some((interface.to_owned(), interface_index(interface)?)))
+        .collect()
+}
+
+fn interface_index(interface: &str) -> Option<u32> {
+    let name = CString::new(interface).ok()?;
+    // SAFETY: a valid C string; if_nametoindex only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+fn local_endpoints(plan: &Plan, interfaces: &InterfaceIndexes) -> Vec<AttachedEndpoint> {
+    plan.endpoints
+        .iter()
+        .filter_map(|endpoint| {
+            let interface = endpoint.interface.clone()?;
+            Some(AttachedEndpoint {
+                name: endpoint.name.clone(),
+                ifindex: interfaces.get(&interface).copied(),
+                interface,
+                mode: match endpoint.mode {
+                    Mode::Enforce => "enforce",
+                    Mode::Audit => "audit",
+                }
+                .to_owned(),
+                protected: endpoint.protected,
+            })
+        })
+        .collect()
+}
+
+/// UID -> the endpoints (or prefixes) it stands for.
+fn identity_names(plan: &Plan) -> BTreeMap<u32, String> {
+    plan.identities
+        .iter()
+        .map(|identity| {
+            let mut endpoints: Vec<&str> = identity
+                .members
+                .iter()
+                .map(|m| m.endpoint.as_str())
+                .collect();
+            endpoints.dedup();
+            let name = if endpoints.is_empty() {
+                identity
+                    .prefixes
+                    .iter()
+                    .map(crate::lang::address::format_prefix)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                endpoints.join(",")
+            };
+            (identity.uid, name)
+        })
+        .collect()
+}

@@ -1,0 +1,86 @@
+//! The agent's status file (`<run-dir>/status.json`): what `zpr status`
+//! shows beside the pinned maps, and the names `zpr monitor` puts on
+//! kernel events (endpoints by ifindex, statements by rule, identities).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub bpffs: PathBuf,
+    pub inventory: PathBuf,
+    pub policies: Vec<PathBuf>,
+    pub hook: String,
+    /// What the agent found pinned when it started.
+    pub adoption: String,
+    pub generation: u32,
+    pub applied_at: Option<u64>,
+    /// From the input change to the new generation being live.
+    pub reload_ms: Option<f64>,
+    pub statements: usize,
+    pub content_hash: String,
+    pub endpoints: Vec<AttachedEndpoint>,
+    pub last_error: Option<ReloadError>,
+    /// Policy entry index (the kernel's `rule`) -> statement ids.
+    pub rules: Vec<Vec<String>>,
+    /// UID -> what it stands for.
+    pub identities: BTreeMap<u32, String>,
+}
+
+/// A local endpoint (one with an `interface` in the inventory).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachedEndpoint {
+    pub name: String,
+    pub interface: String,
+    /// Present when the interface exists on this host (then zpr is attached).
+    pub ifindex: Option<u32>,
+    pub mode: String,
+    pub protected: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReloadError {
+    pub at: u64,
+    pub message: String,
+}
+
+impl Status {
+    pub fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join("status.json")
+    }
+
+    pub fn read(run_dir: &Path) -> anyhow::Result<Status> {
+        let path = Status::path(run_dir);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (is `zpr run` running?)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Replaces the file atomically (readers never see half of it).
+    pub fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
+        let path = Status::path(run_dir);
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        std::fs::rename(&temporary, &path).with_context(|| format!("replacing {}", path.display()))
+    }
+
+    pub fn endpoint_by_ifindex(&self, ifindex: u32) -> Option<&AttachedEndpoint> {
+        self.endpoints.iter().find(|e| e.ifindex == Some(ifindex))
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}

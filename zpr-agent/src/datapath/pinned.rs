@@ -1,0 +1,318 @@
+//! The datapath as the agent runs it: maps and links pinned on bpffs, so
+//! enforcement outlives the agent, and a restarted agent adopts what it
+//! finds (or replaces it cleanly when it was written by an incompatible
+//! version).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use aya::{
+    EbpfLoader,
+    maps::{Array, MapData, MapError},
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+        xdp::XdpLink,
+    },
+};
+use zpr_common::{
+    config::{Config, LAYOUT_VERSION},
+    maps,
+};
+
+use super::{Datapath, FromWorkloadHook, object::program};
+
+/// Where zpr pins things: `<bpffs>/zpr/maps/<MAP>` and
+/// `<bpffs>/zpr/links/<interface>.<end>`.
+#[derive(Clone, Debug)]
+pub struct PinLayout {
+    root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(bpffs: &Path) -> PinLayout {
+        PinLayout {
+            root: bpffs.join("zpr"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.root.join("maps").join(name)
+    }
+
+    fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    fn link(&self, interface: &str, end: LinkEnd) -> PathBuf {
+        self.links().join(format!("{interface}.{}", end.suffix()))
+    }
+}
+
+/// One attachment on a host-side vNIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkEnd {
+    FromTcx,
+    FromXdp,
+    ToTcx,
+}
+
+impl LinkEnd {
+    const ALL: [LinkEnd; 3] = [LinkEnd::FromTcx, LinkEnd::FromXdp, LinkEnd::ToTcx];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            LinkEnd::FromTcx => "from-tcx",
+            LinkEnd::FromXdp => "from-xdp",
+            LinkEnd::ToTcx => "to-tcx",
+        }
+    }
+
+    fn from_workload(hook: FromWorkloadHook) -> LinkEnd {
+        match hook {
+            FromWorkloadHook::Tcx => LinkEnd::FromTcx,
+            FromWorkloadHook::XdpGeneric | FromWorkloadHook::XdpNative => LinkEnd::FromXdp,
+        }
+    }
+}
+
+/// What the agent found on bpffs when it started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// Nothing was pinned.
+    Fresh,
+    /// Pinned maps of this layout: enforcement, flows and counters continue.
+    Adopted { generation: u32 },
+    /// Pinned state of another layout was removed first.
+    Replaced { why: String },
+}
+
+impl Datapath {
+    /// Loads the programs over the pinned maps (creating and pinning them
+    /// when absent).
+    pub fn open_pinned(pins: &PinLayout) -> anyhow::Result<(Datapath, Adoption)> {
+        let mut adoption = match pinned_config(pins) {
+            None => Adoption::Fresh,
+            Some(Ok(config)) if config.layout == LAYOUT_VERSION => Adoption::Adopted {
+                generation: config.generation,
+            },
+            Some(Ok(config)) => Adoption::Replaced {
+                why: format!(
+                    "pinned maps have layout {}, this zpr writes layout {LAYOUT_VERSION}",
+                    config.layout
+                ),
+            },
+            Some(Err(err)) => Adoption::Replaced {
+                why: format!("pinned config unreadable: {err:#}"),
+            },
+        };
+        if matches!(adoption, Adoption::Replaced { .. }) {
+            remove_all(pins)?;
+        }
+        let datapath = match load_over_pins(pins) {
+            Ok(datapath) => datapath,
+            Err(err) if is_incompatible_pin(&err) => {
+                adoption = Adoption::Replaced {
+                    why: format!("{err:#}"),
+                };
+                remove_all(pins)?;
+                load_over_pins(pins)?
+            }
+            Err(err) => return Err(err),
+        };
+        Ok((datapath, adoption))
+    }
+
+    /// Attaches both directions to `interface` through pinned links: a
+    /// link pinned by an earlier agent is switched to this agent's program
+    /// in one update (no packet sees no program); a missing one is created
+    /// and pinned.
+    pub fn attach_pinned(
+        &mut self,
+        pins: &PinLayout,
+        interface: &str,
+        hook: FromWorkloadHook,
+    ) -> anyhow::Result<()> {
+        fs::create_dir_all(pins.links())?;
+        let from = LinkEnd::from_workload(hook);
+        for stale in [LinkEnd::FromTcx, LinkEnd::FromXdp] {
+            if stale != from {
+                unpin_link(&pins.link(interface, stale))?;
+            }
+        }
+        for end in [from, LinkEnd::ToTcx] {
+            let path = pins.link(interface, end);
+            let pinned = PinnedLink::from_pin(&path).ok().map(FdLink::from);
+            self.attach_end(interface, end, hook, pinned, &path)
+                .with_context(|| format!("attaching {} to {interface}", end.suffix()))?;
+        }
+        Ok(())
+    }
+
+    fn attach_end(
+        &mut self,
+        interface: &str,
+        end: LinkEnd,
+        hook: FromWorkloadHook,
+        pinned: Option<FdLink>,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let name = std::ffi::CString::new(interface)?;
+        let link: FdLink = match end {
+            LinkEnd::FromXdp => {
+                let xdp: &mut Xdp =
+                    program(&mut self.ebpf, maps::PROG_FROM_WORKLOAD_XDP)?.try_into()?;
+                let id = match pinned {
+                    Some(link) => xdp.attach_to_link(XdpLink::try_from(link)?)?,
+                    None => {
+                        let mode = if hook == FromWorkloadHook::XdpNative {
+                            XdpMode::Driver
+                        } else {
+                            XdpMode::Skb
+                        };
+                        xdp.attach(name.as_c_str(), mode)?
+                    }
+                };
+                xdp.take_link(id)?.try_into()?
+            }
+            LinkEnd::FromTcx | LinkEnd::ToTcx => {
+                let (program_name, attach) = if end == LinkEnd::ToTcx {
+                    (maps::PROG_TO_WORKLOAD_TC, TcAttachType::Egress)
+                } else {
+                    (maps::PROG_FROM_WORKLOAD_TC, TcAttachType::Ingress)
+                };
+                let tc: &mut SchedClassifier = program(&mut self.ebpf, program_name)?.try_into()?;
+                let id = match pinned {
+                    Some(link) => tc.attach_to_link(SchedClassifierLink::try_from(link)?)?,
+                    None => tc.attach(name.as_c_str(), attach)?,
+                };
+                tc.take_link(id)?.try_into()?
+            }
+        };
+        if !path.exists() {
+            link.pin(path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
+        // Dropping our descriptor leaves the link to its pin.
+        Ok(())
+    }
+}
+
+/// The interfaces that have pinned zpr links.
+pub fn pinned_interfaces(pins: &PinLayout) -> Vec<String> {
+    let mut interfaces: Vec<String> = fs::read_dir(pins.links())
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            LinkEnd::ALL.iter().find_map(|end| {
+                name.strip_suffix(&format!(".{}", end.suffix()))
+                    .map(str::to_owned)
+            })
+        })
+        .collect();
+    interfaces.sort();
+    interfaces.dedup();
+    interfaces
+}
+
+/// Detaches zpr from `interface` (its pinned links go, and with them the programs).
+pub fn detach_pinned(pins: &PinLayout, interface: &str) -> anyhow::Result<()> {
+    for end in LinkEnd::ALL {
+        unpin_link(&pins.link(interface, end))?;
+    }
+    Ok(())
+}
+
+/// What `remove_all` took away.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub interfaces: Vec<String>,
+    pub maps: usize,
+}
+
+/// Detaches every pinned link and removes every pin and the pin directory.
+pub fn remove_all(pins: &PinLayout) -> anyhow::Result<Removed> {
+    let interfaces = pinned_interfaces(pins);
+    for interface in &interfaces {
+        detach_pinned(pins, interface)?;
+    }
+    let mut maps_removed = 0;
+    for name in maps::ALL {
+        let path = pins.map(name);
+        if path.exists() {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            maps_removed += 1;
+        }
+    }
+    if pins.root().exists() {
+        fs::remove_dir_all(pins.root())
+            .with_context(|| format!("removing {}", pins.root().display()))?;
+    }
+    Ok(Removed {
+        interfaces,
+        maps: maps_removed,
+    })
+}
+
+fn unpin_link(path: &Path) -> anyhow::Result<()> {
+    if let Ok(link) = PinnedLink::from_pin(path) {
+        // The last reference goes with the pin: the link detaches.
+        drop(
+            link.unpin()
+                .with_context(|| format!("unpinning {}", path.display()))?,
+        );
+    } else if path.exists() {
+        fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn pinned_config(pins: &PinLayout) -> Option<anyhow::Result<Config>> {
+    let path = pins.map(maps::CONFIG);
+    if !path.exists() {
+        return None;
+    }
+    Some((|| {
+        let map = MapData::from_pin(&path)?;
+        let config: Array<_, Config> = Array::try_from(aya::maps::Map::Array(map))?;
+        Ok(config.get(&0, 0)?)
+    })())
+}
+
+fn load_over_pins(pins: &PinLayout) -> anyhow::Result<Datapath> {
+    fs::create_dir_all(pins.root().join("maps"))
+        .with_context(|| format!("creating {}", pins.root().display()))?;
+    let paths: Vec<(&str, PathBuf)> = maps::ALL
+        .iter()
+        .map(|name| (*name, pins.map(name)))
+        .collect();
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    Datapath::load_with(&mut loader)
+}
+
+fn is_incompatible_pin(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<MapError>()
+            .is_some_and(|e| matches!(e, MapError::IncompatiblePinnedMap { .. }))
+            || cause.downcast_ref::<aya::EbpfError>().is_some_and(|e| {
+                matches!(
+                    e,
+                    aya::EbpfError::MapError(MapError::IncompatiblePinnedMap { .. })
+                )
+            })
+    })
+}
