@@ -139,10 +139,12 @@ fn render_into(out: &mut String, plan: &Plan) -> std::fmt::Result {
     )?;
     writeln!(
         out,
-        "  {} endpoints ({} local), {} policy entries in {} tables, {} statement references",
+        "  {} endpoints ({} local), {} policy entries ({} for local endpoints) in {} tables, \
+         {} statement references",
         sizes.endpoints,
         sizes.local_endpoints,
         sizes.policy_entries,
+        sizes.local_policy_entries,
         sizes.policy_tables,
         sizes.statement_references
     )?;

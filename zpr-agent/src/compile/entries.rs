@@ -15,13 +15,18 @@ use super::l4::L4Prefix;
 use super::plan::{ANY_REMOTE, PolicyEntry, PolicyKey, PolicyValue, StatementIndex, Uid};
 use super::selectors::{ResolvedStatement, SelectorId, Side};
 
-type Table = HashMap<L4Prefix, Vec<StatementIndex>>;
-
-#[derive(Default)]
-struct LocalTables {
-    any: Table,
-    by_remote: HashMap<Uid, Table>,
+/// One statement's claim on one key. Sorted, rows group by local UID and
+/// direction, then remote (the wildcard, 0, first), then L4 prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Row {
+    local: Uid,
+    direction: Direction,
+    remote: Uid,
+    l4: L4Prefix,
+    statement: StatementIndex,
 }
+
+type Table = Vec<(L4Prefix, Vec<StatementIndex>)>;
 
 pub fn build(
     statements: &[ResolvedStatement],
@@ -29,41 +34,51 @@ pub fn build(
     identities: &Identities,
     protected: &[bool],
 ) -> Vec<PolicyEntry> {
-    let mut grouped: HashMap<(Uid, Direction), LocalTables> = HashMap::new();
+    let mut rows = Vec::new();
     let mut remote_sets = RemoteSets::new(identities);
     for (index, statement) in statements.iter().enumerate() {
-        let index = index as StatementIndex;
+        let statement_index = index as StatementIndex;
         for (direction, local_side, remote_side) in [
             (Direction::Egress, statement.source, statement.destination),
             (Direction::Ingress, statement.destination, statement.source),
         ] {
             for local in locals(local_side, identities, protected) {
-                let tables = grouped.entry((local, direction)).or_default();
                 let families = identities.families[local as usize];
+                let mut claim = |remote: Uid| {
+                    rows.extend(statement.l4.iter().map(|&l4| Row {
+                        local,
+                        direction,
+                        remote,
+                        l4,
+                        statement: statement_index,
+                    }));
+                };
                 match remote_sets.remotes(remote_side, families) {
-                    Remotes::Any => add(&mut tables.any, &statement.l4, index),
-                    Remotes::These(remotes) => {
-                        for &remote in remotes {
-                            if identities.families[remote as usize] & families != 0 {
-                                let table = tables.by_remote.entry(remote).or_default();
-                                add(table, &statement.l4, index);
-                            }
-                        }
-                    }
+                    Remotes::Any => claim(ANY_REMOTE),
+                    Remotes::These(remotes) => remotes
+                        .iter()
+                        .filter(|&&remote| identities.families[remote as usize] & families != 0)
+                        .for_each(|&remote| claim(remote)),
                 }
             }
         }
     }
+    rows.sort_unstable();
+    rows.dedup();
+
     let mut entries = Vec::new();
-    for ((local, direction), tables) in grouped {
-        let mut emit = |remote: Uid, table: Vec<(L4Prefix, Vec<StatementIndex>)>| {
+    for group in rows.chunk_by(|a, b| (a.local, a.direction) == (b.local, b.direction)) {
+        let (local, direction) = (group[0].local, group[0].direction);
+        let split = group.partition_point(|row| row.remote == ANY_REMOTE);
+        let any = table(&group[..split]);
+        let mut emit = |remote: Uid, table: Table| {
             for (l4, statements) in push_down(table) {
                 let stateless = statements.iter().all(|&s| stateless[s as usize]);
                 entries.push(PolicyEntry {
                     key: PolicyKey {
                         local,
-                        remote,
                         direction,
+                        remote,
                         l4,
                     },
                     value: PolicyValue {
@@ -73,15 +88,39 @@ pub fn build(
                 });
             }
         };
-        for (remote, table) in &tables.by_remote {
-            emit(*remote, sorted(union(table, &tables.any)));
+        if !any.is_empty() {
+            emit(ANY_REMOTE, any.clone());
         }
-        if !tables.any.is_empty() {
-            emit(ANY_REMOTE, sorted(tables.any));
+        for concrete in group[split..].chunk_by(|a, b| a.remote == b.remote) {
+            emit(concrete[0].remote, merge(table(concrete), &any));
         }
     }
-    entries.sort_unstable_by_key(|entry| entry.key);
     entries
+}
+
+/// Rows of one table (sorted by prefix) as prefixes with their statements.
+fn table(rows: &[Row]) -> Table {
+    rows.chunk_by(|a, b| a.l4 == b.l4)
+        .map(|same| (same[0].l4, same.iter().map(|row| row.statement).collect()))
+        .collect()
+}
+
+/// Both tables' prefixes in order, statements of a shared prefix joined.
+fn merge(table: Table, other: &Table) -> Table {
+    let mut merged = Vec::with_capacity(table.len() + other.len());
+    let mut others = other.iter().peekable();
+    for (l4, mut statements) in table {
+        while let Some((other_l4, other_statements)) = others.next_if(|(o, _)| *o <= l4) {
+            if *other_l4 == l4 {
+                statements.extend_from_slice(other_statements);
+            } else {
+                merged.push((*other_l4, other_statements.clone()));
+            }
+        }
+        merged.push((l4, statements));
+    }
+    merged.extend(others.cloned());
+    merged
 }
 
 /// The protected UIDs a statement side can be the local end of.
@@ -155,33 +194,9 @@ fn sharing(families: impl Iterator<Item = FamilyMask>, mask: FamilyMask) -> usiz
     families.filter(|&f| f & mask != 0).count()
 }
 
-fn add(table: &mut Table, prefixes: &[L4Prefix], statement: StatementIndex) {
-    for &prefix in prefixes {
-        let statements = table.entry(prefix).or_default();
-        if statements.last() != Some(&statement) {
-            statements.push(statement);
-        }
-    }
-}
-
-/// Both tables' entries, one per prefix.
-fn union(table: &Table, other: &Table) -> Table {
-    let mut merged = table.clone();
-    for (prefix, statements) in other {
-        merged.entry(*prefix).or_default().extend(statements);
-    }
-    merged
-}
-
-fn sorted(table: Table) -> Vec<(L4Prefix, Vec<StatementIndex>)> {
-    let mut entries: Vec<_> = table.into_iter().collect();
-    entries.sort_unstable_by_key(|(prefix, _)| *prefix);
-    entries
-}
-
 /// Gives each prefix the statements of every prefix containing it. The
 /// input is sorted, so a prefix comes right after the ones containing it.
-fn push_down(table: Vec<(L4Prefix, Vec<StatementIndex>)>) -> Vec<(L4Prefix, Vec<StatementIndex>)> {
+fn push_down(table: Table) -> Table {
     let mut done: Vec<(L4Prefix, Vec<StatementIndex>)> = Vec::with_capacity(table.len());
     let mut enclosing: Vec<usize> = Vec::new();
     for (prefix, mut statements) in table {

@@ -86,17 +86,17 @@ pub fn is_neighbour_discovery_source(address: IpAddr) -> bool {
 
 /// Why a selector does not match an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SelectorMiss {
+pub enum SelectorMiss<'a> {
     /// An attribute selector, and no endpoint declares the address.
     NotAnEndpoint,
     LacksAttribute {
-        endpoint: String,
+        endpoint: &'a str,
     },
     /// The endpoint's VCN does not carry the statement's location.
     OutsideLocation {
-        endpoint: String,
-        vcn: String,
-        vcn_attribute: Option<Attribute>,
+        endpoint: &'a str,
+        vcn: &'a str,
+        vcn_attribute: Option<&'a Attribute>,
     },
     OutsidePrefix,
     NotOsnService,
@@ -116,8 +116,8 @@ pub enum FilterMiss {
 #[derive(Debug, Clone)]
 pub struct StatementCheck<'a> {
     pub statement: &'a Statement,
-    pub source: Vec<SelectorMiss>,
-    pub destination: Vec<SelectorMiss>,
+    pub source: Vec<SelectorMiss<'a>>,
+    pub destination: Vec<SelectorMiss<'a>>,
     pub filters: Vec<FilterMiss>,
 }
 
@@ -144,7 +144,7 @@ pub fn locations(scope: &Scope) -> (&Attribute, &Attribute) {
 }
 
 pub fn check_statement<'a>(
-    inventory: &Inventory,
+    inventory: &'a Inventory,
     statement: &'a Statement,
     facts: &PacketFacts,
 ) -> StatementCheck<'a> {
@@ -167,12 +167,12 @@ pub fn check_statement<'a>(
     }
 }
 
-fn check_selector(
-    inventory: &Inventory,
+fn check_selector<'a>(
+    inventory: &'a Inventory,
     selector: &Endpoint,
     location: &Attribute,
     address: IpAddr,
-) -> Vec<SelectorMiss> {
+) -> Vec<SelectorMiss<'a>> {
     match selector {
         Endpoint::AllEndpoints => Vec::new(),
         Endpoint::Prefix(net) if prefix::contains(net, address) => Vec::new(),
@@ -193,15 +193,15 @@ fn check_selector(
             let mut misses = Vec::new();
             if !endpoint.carries(attribute) {
                 misses.push(SelectorMiss::LacksAttribute {
-                    endpoint: endpoint.name.clone(),
+                    endpoint: &endpoint.name,
                 });
             }
             let vcn = inventory.vcn_of(endpoint);
             if !vcn.attribute.as_ref().is_some_and(|a| a.same_as(location)) {
                 misses.push(SelectorMiss::OutsideLocation {
-                    endpoint: endpoint.name.clone(),
-                    vcn: vcn.name.clone(),
-                    vcn_attribute: vcn.attribute.clone(),
+                    endpoint: &endpoint.name,
+                    vcn: &vcn.name,
+                    vcn_attribute: vcn.attribute.as_ref(),
                 });
             }
             misses

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::plan::{EndpointAddress, HostEntry, Identity, IdentityMember, PrefixEntry, Uid};
-use super::selectors::{AttributeKey, Selector, SelectorId};
+use super::selectors::{AttributeId, Resolved, Selector, SelectorId};
 use crate::inventory::Inventory;
 use crate::inventory::prefix::{self, Family};
 use crate::lang::IpPrefix;
@@ -71,9 +71,10 @@ impl Node {
     }
 }
 
-pub fn build(inventory: &Inventory, selectors: &[Selector]) -> Identities {
+pub fn build(inventory: &Inventory, resolved: &Resolved) -> Identities {
+    let selectors = &resolved.selectors;
     let nodes = nodes(inventory, selectors);
-    let attribute_selectors = attribute_selectors(inventory, selectors);
+    let attribute_selectors = attribute_selectors(inventory, resolved);
     let parents = parents(&nodes);
 
     // The selectors containing each node, and whether anything is left of
@@ -133,16 +134,16 @@ pub fn build(inventory: &Inventory, selectors: &[Selector]) -> Identities {
     let mut prefixes = Vec::new();
     let mut endpoint_addresses = vec![Vec::new(); inventory.endpoints().len()];
     // The UID the kernel's lookup resolves each node's region to.
-    let mut resolved: Vec<Uid> = vec![0; nodes.len()];
+    let mut resolves_to: Vec<Uid> = vec![0; nodes.len()];
     for (index, node) in nodes.iter().enumerate() {
-        let inherited = parents[index].map(|parent| resolved[parent]);
+        let inherited = parents[index].map(|parent| resolves_to[parent]);
         let Some(signature) = &signatures[index] else {
-            resolved[index] = inherited.unwrap_or(0);
+            resolves_to[index] = inherited.unwrap_or(0);
             continue;
         };
         let uid = uid_of[signature.as_slice()];
         families[uid as usize] |= family_bit(node.family);
-        resolved[index] = uid;
+        resolves_to[index] = uid;
         match node.endpoint {
             Some(endpoint) => {
                 let address = prefix::address(node.family, node.bits);
@@ -164,7 +165,7 @@ pub fn build(inventory: &Inventory, selectors: &[Selector]) -> Identities {
         // Keep the inventory's order of an endpoint's addresses.
         addresses.sort_by_key(|a| endpoint.addresses.iter().position(|&own| own == a.address));
     }
-    let identities = describe(uid_count, &uid_of, selectors, &hosts, &prefixes);
+    let identities = describe(uid_count, &uid_of, resolved, &hosts, &prefixes);
     Identities {
         families,
         selector_uids,
@@ -238,32 +239,37 @@ fn parents(nodes: &[Node]) -> Vec<Option<usize>> {
 }
 
 /// For each endpoint, the attribute selectors that match it, ascending.
-fn attribute_selectors(inventory: &Inventory, selectors: &[Selector]) -> Vec<Vec<SelectorId>> {
-    let mut by_attribute_and_location: HashMap<(AttributeKey, AttributeKey), Vec<usize>> =
+fn attribute_selectors(inventory: &Inventory, resolved: &Resolved) -> Vec<Vec<SelectorId>> {
+    let mut by_attribute_and_location: HashMap<(AttributeId, AttributeId), Vec<usize>> =
         HashMap::new();
     for (index, endpoint) in inventory.endpoints().iter().enumerate() {
-        let Some(location) = &inventory.vcn_of(endpoint).attribute else {
+        let vcn_attribute = inventory.vcn_of(endpoint).attribute.as_ref();
+        let Some(location) = vcn_attribute.and_then(|a| resolved.attribute_id(a)) else {
             continue;
         };
-        let location = AttributeKey::of(location);
         for attribute in &endpoint.attributes {
-            by_attribute_and_location
-                .entry((AttributeKey::of(attribute), location.clone()))
-                .or_default()
-                .push(index);
+            if let Some(attribute) = resolved.attribute_id(attribute) {
+                by_attribute_and_location
+                    .entry((attribute, location))
+                    .or_default()
+                    .push(index);
+            }
         }
     }
     let mut matched = vec![Vec::new(); inventory.endpoints().len()];
-    for (id, selector) in selectors.iter().enumerate() {
-        let Selector::Attribute {
+    for (id, selector) in resolved.selectors.iter().enumerate() {
+        let &Selector::Attribute {
             attribute,
             location,
         } = selector
         else {
             continue;
         };
-        let key = (attribute.clone(), location.clone());
-        for &endpoint in by_attribute_and_location.get(&key).into_iter().flatten() {
+        for &endpoint in by_attribute_and_location
+            .get(&(attribute, location))
+            .into_iter()
+            .flatten()
+        {
             matched[endpoint].push(id as SelectorId);
         }
     }
@@ -283,7 +289,7 @@ fn merge_into(target: &mut Vec<SelectorId>, extra: &[SelectorId]) {
 fn describe(
     uid_count: usize,
     uid_of: &BTreeMap<&[SelectorId], Uid>,
-    selectors: &[Selector],
+    resolved: &Resolved,
     hosts: &[HostEntry],
     prefixes: &[PrefixEntry],
 ) -> Vec<Identity> {
@@ -296,10 +302,8 @@ fn describe(
         })
         .collect();
     for (signature, &uid) in uid_of {
-        identities[uid as usize - 1].selectors = signature
-            .iter()
-            .map(|&s| selectors[s as usize].to_string())
-            .collect();
+        identities[uid as usize - 1].selectors =
+            signature.iter().map(|&s| resolved.describe(s)).collect();
     }
     for host in hosts {
         identities[host.uid as usize - 1]

@@ -37,7 +37,7 @@ use crate::lang::Policy;
 /// Compiles a policy set against an inventory. Pure and deterministic.
 pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
     let resolved = selectors::resolve(policies);
-    let identities = identity::build(inventory, &resolved.selectors);
+    let identities = identity::build(inventory, &resolved);
     let mut protected = vec![false; identities.families.len()];
     for (endpoint, addresses) in inventory
         .endpoints()

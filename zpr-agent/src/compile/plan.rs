@@ -12,6 +12,7 @@
 //!    on a miss, in the table (local, [`ANY_REMOTE`], direction). The entry
 //!    found is complete on its own; no other lookup is needed.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
@@ -115,9 +116,9 @@ pub struct EndpointAddress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PolicyKey {
     pub local: Uid,
+    pub direction: Direction,
     /// [`ANY_REMOTE`] for the wildcard table.
     pub remote: Uid,
-    pub direction: Direction,
     pub l4: L4Prefix,
 }
 
@@ -148,7 +149,10 @@ pub struct Sizes {
     pub endpoints: usize,
     pub local_endpoints: usize,
     pub policy_entries: usize,
-    /// Distinct (local, remote, direction) tables.
+    /// Entries whose local UID is that of an address of an endpoint with an
+    /// interface: what a host needs if it writes only its own.
+    pub local_policy_entries: usize,
+    /// Distinct (local, direction, remote) tables.
     pub policy_tables: usize,
     /// Sum of the statement lists' lengths over all policy entries.
     pub statement_references: usize,
@@ -175,11 +179,16 @@ impl Plan {
             &policy,
         )
             .hash(&mut hasher);
-        let mut tables: Vec<(Uid, Uid, Direction)> = policy
+        let mut tables: Vec<(Uid, Direction, Uid)> = policy
             .iter()
-            .map(|e| (e.key.local, e.key.remote, e.key.direction))
+            .map(|e| (e.key.local, e.key.direction, e.key.remote))
             .collect();
         tables.dedup();
+        let local_uids: HashSet<Uid> = endpoints
+            .iter()
+            .filter(|e| e.interface.is_some())
+            .flat_map(|e| e.addresses.iter().map(|a| a.uid))
+            .collect();
         let sizes = Sizes {
             statements: statements.len(),
             identities: identities.len(),
@@ -190,6 +199,10 @@ impl Plan {
             endpoints: endpoints.len(),
             local_endpoints: endpoints.iter().filter(|e| e.interface.is_some()).count(),
             policy_entries: policy.len(),
+            local_policy_entries: policy
+                .iter()
+                .filter(|e| local_uids.contains(&e.key.local))
+                .count(),
             policy_tables: tables.len(),
             statement_references: policy.iter().map(|e| e.value.statements.len()).sum(),
         };

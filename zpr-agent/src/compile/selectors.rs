@@ -2,7 +2,7 @@
 //! selector (numbered, shared between statements) or "every address", plus
 //! the statement's L4 prefixes.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::evaluate::locations;
@@ -34,33 +34,23 @@ impl fmt::Display for AttributeKey {
     }
 }
 
+/// Index into [`Resolved::attributes`].
+pub type AttributeId = u32;
+
 /// A set of addresses some statement side names. "Every address"
 /// (`all-endpoints`) is not one: it tells no addresses apart.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Selector {
     /// Addresses of endpoints that carry `attribute` and sit in a VCN
     /// carrying `location`.
     Attribute {
-        attribute: AttributeKey,
-        location: AttributeKey,
+        attribute: AttributeId,
+        location: AttributeId,
     },
     /// Every address inside the prefix.
     Prefix(IpPrefix),
     /// The inventory's OSN service prefixes.
     OsnServices,
-}
-
-impl fmt::Display for Selector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Selector::Attribute {
-                attribute,
-                location,
-            } => write!(f, "{attribute} in {location} VCN"),
-            Selector::Prefix(prefix) => write!(f, "'{}'", format_prefix(prefix)),
-            Selector::OsnServices => f.write_str("osn-services-ip-addresses"),
-        }
-    }
 }
 
 /// Index into [`Resolved::selectors`].
@@ -80,16 +70,83 @@ pub struct ResolvedStatement {
 }
 
 /// The policy set's statements in [`StatementId`](crate::lang::StatementId)
-/// order, and the distinct selectors they use, sorted.
+/// order, the distinct selectors they use (sorted), and the attributes those
+/// name, numbered by first use.
 pub struct Resolved<'a> {
     pub statements: Vec<&'a Statement>,
     pub resolved: Vec<ResolvedStatement>,
     pub selectors: Vec<Selector>,
+    pub attributes: Vec<AttributeKey>,
+    attribute_ids: HashMap<AttributeKey, AttributeId>,
 }
 
-pub fn resolve(policies: &[Policy]) -> Resolved<'_> {
-    let mut statements: Vec<&Statement> = policies.iter().flat_map(|p| &p.statements).collect();
+impl Resolved<'_> {
+    /// The id of an attribute some selector names; `None` when none does.
+    pub fn attribute_id(&self, attribute: &Attribute) -> Option<AttributeId> {
+        self.attribute_ids
+            .get(&AttributeKey::of(attribute))
+            .copied()
+    }
+
+    /// The selector as `zpr compile` prints it.
+    pub fn describe(&self, selector: SelectorId) -> String {
+        match self.selectors[selector as usize] {
+            Selector::Attribute {
+                attribute,
+                location,
+            } => format!(
+                "{} in {} VCN",
+                self.attributes[attribute as usize], self.attributes[location as usize]
+            ),
+            Selector::Prefix(prefix) => format!("'{}'", format_prefix(&prefix)),
+            Selector::OsnServices => "osn-services-ip-addresses".to_owned(),
+        }
+    }
+}
+
+/// Numbers attributes; a cache of the written form spares lowercasing the
+/// same text again for every statement that repeats it.
+#[derive(Default)]
+struct Attributes<'a> {
+    written: HashMap<(Option<&'a str>, &'a str, &'a str), AttributeId>,
+    ids: HashMap<AttributeKey, AttributeId>,
+    keys: Vec<AttributeKey>,
+}
+
+impl<'a> Attributes<'a> {
+    fn id(&mut self, attribute: &'a Attribute) -> AttributeId {
+        let written = (
+            attribute.namespace.as_deref(),
+            attribute.key.as_str(),
+            attribute.value.as_str(),
+        );
+        if let Some(&id) = self.written.get(&written) {
+            return id;
+        }
+        let key = AttributeKey::of(attribute);
+        let next = self.keys.len() as AttributeId;
+        let id = *self.ids.entry(key.clone()).or_insert(next);
+        if id == next {
+            self.keys.push(key);
+        }
+        self.written.insert(written, id);
+        id
+    }
+}
+
+pub fn resolve<'a>(policies: &'a [Policy]) -> Resolved<'a> {
+    let mut statements: Vec<&'a Statement> = policies.iter().flat_map(|p| &p.statements).collect();
     statements.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut attributes = Attributes::default();
+    let mut selector = |endpoint: &'a Endpoint, location: &'a Attribute| match endpoint {
+        Endpoint::AllEndpoints => None,
+        Endpoint::Attribute(attribute) => Some(Selector::Attribute {
+            attribute: attributes.id(attribute),
+            location: attributes.id(location),
+        }),
+        Endpoint::Prefix(prefix) => Some(Selector::Prefix(*prefix)),
+        Endpoint::OsnServices => Some(Selector::OsnServices),
+    };
     let sides: Vec<(Option<Selector>, Option<Selector>)> = statements
         .iter()
         .map(|statement| {
@@ -100,44 +157,37 @@ pub fn resolve(policies: &[Policy]) -> Resolved<'_> {
             )
         })
         .collect();
-    let mut ids: BTreeMap<&Selector, SelectorId> = sides
+    let mut selectors: Vec<Selector> = sides
         .iter()
-        .flat_map(|(source, destination)| [source, destination])
+        .flat_map(|&(source, destination)| [source, destination])
         .flatten()
-        .map(|selector| (selector, 0))
+        .collect::<HashSet<Selector>>()
+        .into_iter()
         .collect();
-    for (id, slot) in ids.values_mut().enumerate() {
-        *slot = id as SelectorId;
-    }
-    let side = |selector: &Option<Selector>| match selector {
+    selectors.sort_unstable();
+    let ids: HashMap<Selector, SelectorId> = selectors
+        .iter()
+        .enumerate()
+        .map(|(id, &selector)| (selector, id as SelectorId))
+        .collect();
+    let side = |selector: Option<Selector>| match selector {
         None => Side::Every,
-        Some(selector) => Side::Selector(ids[selector]),
+        Some(selector) => Side::Selector(ids[&selector]),
     };
     let resolved = statements
         .iter()
         .zip(&sides)
-        .map(|(statement, (source, destination))| ResolvedStatement {
+        .map(|(statement, &(source, destination))| ResolvedStatement {
             source: side(source),
             destination: side(destination),
             l4: statement_prefixes(statement),
         })
         .collect();
-    let selectors = ids.keys().map(|&selector| selector.clone()).collect();
     Resolved {
         statements,
         resolved,
         selectors,
-    }
-}
-
-fn selector(endpoint: &Endpoint, location: &Attribute) -> Option<Selector> {
-    match endpoint {
-        Endpoint::AllEndpoints => None,
-        Endpoint::Attribute(attribute) => Some(Selector::Attribute {
-            attribute: AttributeKey::of(attribute),
-            location: AttributeKey::of(location),
-        }),
-        Endpoint::Prefix(prefix) => Some(Selector::Prefix(*prefix)),
-        Endpoint::OsnServices => Some(Selector::OsnServices),
+        attributes: attributes.keys,
+        attribute_ids: attributes.ids,
     }
 }

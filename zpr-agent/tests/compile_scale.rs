@@ -1,0 +1,81 @@
+//! Compiling at size. The timed run is ignored by default; run it with
+//! `cargo test --release -p zpr-agent --test compile_scale -- --ignored --nocapture`.
+
+use std::time::Instant;
+
+use zpr_agent::compile::{Decision, Direction, PacketFacts, PlanLookup, compile, decide};
+use zpr_agent::lang::{Endpoint as LangEndpoint, Protocol};
+use zpr_agent::synthetic::generate;
+
+#[test]
+#[ignore = "timing run: use --release --ignored --nocapture"]
+fn hundred_thousand_statements_over_ten_thousand_endpoints() {
+    let synthetic = generate(100_000, 10_000, 1);
+    let started = Instant::now();
+    let plan = compile(&synthetic.policies, &synthetic.inventory);
+    let elapsed = started.elapsed();
+    let started = Instant::now();
+    let again = compile(&synthetic.policies, &synthetic.inventory);
+    let second = started.elapsed();
+    assert_eq!(plan.content_hash, again.content_hash);
+    println!("compile: {elapsed:?} (again: {second:?})");
+    println!("{:#?}", plan.sizes);
+    assert_eq!(plan.sizes.statements, 100_000);
+    assert_eq!(plan.sizes.hosts_v4 + plan.sizes.hosts_v6, 20_000);
+}
+
+/// A mid-sized generated set: the Plan agrees with the reference on paths
+/// its statements name (allowed) and on the port next to them (mostly not).
+#[test]
+fn generated_policy_set_compiles_to_an_agreeing_plan() {
+    let synthetic = generate(1_500, 300, 11);
+    let plan = compile(&synthetic.policies, &synthetic.inventory);
+    let lookup = PlanLookup::new(&plan);
+    let inventory = &synthetic.inventory;
+    let carrying = |side: &LangEndpoint| match side {
+        LangEndpoint::Attribute(attribute) => {
+            inventory.endpoints().iter().find(|e| e.carries(attribute))
+        }
+        _ => None,
+    };
+    let (mut allowed, mut denied) = (0, 0);
+    for statement in synthetic.policies[0].statements.iter().step_by(5) {
+        let (Some(from), Some(to), Some(Protocol::Tcp { ports })) = (
+            carrying(&statement.source.node),
+            carrying(&statement.destination.node),
+            statement.protocol(),
+        ) else {
+            continue;
+        };
+        for port in [ports[0].low, ports[0].high + 1] {
+            for family in 0..2 {
+                let facts = PacketFacts::tcp(from.addresses[family], to.addresses[family], port);
+                for (endpoint, direction) in [(from, Direction::Egress), (to, Direction::Ingress)] {
+                    let reference = decide(
+                        inventory,
+                        &synthetic.policies,
+                        &facts,
+                        direction,
+                        &endpoint.name,
+                    )
+                    .unwrap();
+                    let planned = lookup.decide(&facts, direction, &endpoint.name).unwrap();
+                    assert_eq!(
+                        reference, planned,
+                        "{facts:?} {direction} at {}",
+                        endpoint.name
+                    );
+                    match reference.decision {
+                        Decision::Allow { .. } => allowed += 1,
+                        _ => denied += 1,
+                    }
+                }
+            }
+        }
+    }
+    // The sample reaches statements and default deny alike.
+    assert!(
+        allowed > 100 && denied > 100,
+        "{allowed} allowed, {denied} denied"
+    );
+}
