@@ -1,5 +1,5 @@
 //! `zpr compile`: the Plan the kernel would enforce, readable or as JSON.
-//! Also reads and checks the inputs for `zpr explain`.
+//! Also prints the inputs' problems for `zpr explain`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,13 +7,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 
 use super::Output;
 use crate::compile::{ANY_REMOTE, Direction, Plan, compile};
-use crate::inventory::Inventory;
+use crate::inputs::{self, Inputs};
 use crate::lang::address::format_prefix;
-use crate::lang::{Policy, SourceFile, check_against_inventory, parse, policy_name_from_path};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,72 +44,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A checked inventory and policy set.
-pub struct Inputs {
-    pub inventory: Inventory,
-    pub policies: Vec<Policy>,
-}
-
-/// Reads the inventory and the policy files. Their problems go to stderr
-/// (diagnostics rendered with the source line) and give `None`; warnings
-/// are printed and do not stop anything.
-pub fn load(inventory_path: &Path, policy_paths: &[PathBuf]) -> anyhow::Result<Option<Inputs>> {
-    let text = std::fs::read_to_string(inventory_path)
-        .with_context(|| format!("reading inventory {}", inventory_path.display()))?;
-    let inventory = match Inventory::from_yaml_str(&text) {
-        Ok(inventory) => Some(inventory),
-        Err(errors) => {
-            let mut stderr = std::io::stderr().lock();
-            for error in &errors.0 {
-                writeln!(stderr, "error: {}: {error}", inventory_path.display())?;
-            }
-            None
-        }
-    };
-    let mut policies: Vec<Policy> = Vec::new();
-    let mut failed = inventory.is_none();
-    let mut stderr = std::io::stderr().lock();
-    for path in policy_paths {
-        let source =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file = path.display().to_string();
-        let rendered = SourceFile::new(&file, &source);
-        let name = policy_name_from_path(path);
-        match parse(&name, &source) {
-            Ok(parsed) => {
-                let mut warnings = parsed.warnings;
-                if let Some(inventory) = &inventory {
-                    warnings.extend(check_against_inventory(&parsed.policy, inventory));
-                    warnings.sort_by_key(|d| d.span.start);
-                }
-                for warning in &warnings {
-                    writeln!(stderr, "{}", rendered.render(warning))?;
-                }
-                if policies.iter().any(|p| p.name == name) {
-                    writeln!(
-                        stderr,
-                        "error: two policy files are named '{name}' ({file}); statement ids \
-                         (policy:line) must be unique"
-                    )?;
-                    failed = true;
-                }
-                policies.push(parsed.policy);
-            }
-            Err(diagnostics) => {
-                for diagnostic in &diagnostics {
-                    writeln!(stderr, "{}", rendered.render(diagnostic))?;
-                }
-                failed = true;
-            }
-        }
-    }
-    Ok(match inventory {
-        Some(inventory) if !failed => Some(Inputs {
-            inventory,
-            policies,
-        }),
-        _ => None,
-    })
+/// Reads the inputs; their problems (and warnings) go to stderr, and a
+/// problem gives `None`. Unreadable files are errors (exit 2).
+pub(super) fn load(inventory: &Path, policies: &[PathBuf]) -> anyhow::Result<Option<Inputs>> {
+    let loaded = inputs::read(inventory, policies)?;
+    std::io::stderr()
+        .lock()
+        .write_all(loaded.report.as_bytes())?;
+    Ok(loaded.inputs)
 }
 
 /// The Plan as `zpr compile` prints it.
