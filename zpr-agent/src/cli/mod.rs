@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod agent_paths;
 pub mod check;
 pub mod compile;
 pub mod down;

@@ -1,8 +1,61 @@
-use std::process::ExitCode;
+//! `zpr run`: the agent.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+use super::agent_paths::AgentPaths;
+use crate::{
+    daemon::{self, AgentConfig},
+    datapath::FromWorkloadHook,
+};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The inventory: namespaces, VCNs and endpoints (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Policy files (`*.zpr`); together they form the policy set.
+    #[arg(required = true, value_name = "POLICY")]
+    pub policies: Vec<PathBuf>,
+    #[command(flatten)]
+    pub paths: AgentPaths,
+    /// Where the from-workload program runs on each vNIC.
+    #[arg(long, value_enum, default_value_t = Hook::Tcx)]
+    pub hook: Hook,
+    /// error, warn, info or debug (or a tracing filter such as `zpr_agent=debug`).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    super::not_yet_implemented("run")
+/// `--hook`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// tcx ingress: keeps GRO/TSO on veth (best TCP throughput there).
+    Tcx,
+    /// Generic XDP.
+    XdpGeneric,
+    /// Driver XDP: fastest flood disposal on NICs; costs TCP throughput on veth.
+    XdpNative,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&args.log_level)?)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    daemon::run(AgentConfig {
+        inventory: args.inventory,
+        policies: args.policies,
+        bpffs: args.paths.bpffs,
+        run_dir: args.paths.run_dir,
+        hook: match args.hook {
+            Hook::Tcx => FromWorkloadHook::Tcx,
+            Hook::XdpGeneric => FromWorkloadHook::XdpGeneric,
+            Hook::XdpNative => FromWorkloadHook::XdpNative,
+        },
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
