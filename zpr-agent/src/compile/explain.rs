@@ -262,14 +262,14 @@ fn matched(
         Endpoint::Prefix(prefix) => format!("{address} is in '{}'", format_prefix(prefix)),
         Endpoint::OsnServices => format!("{address} is an OSN service address"),
         Endpoint::Attribute(attribute) => {
-            let endpoint = inventory
-                .endpoint_at(address)
-                .map(|e| e.name.as_str())
-                .unwrap_or("?");
-            let vcn = inventory
-                .endpoint_at(address)
-                .map(|e| inventory.vcn_of(e).name.as_str())
-                .unwrap_or("?");
+            let (endpoint, vcn) = match inventory.endpoint_at(address) {
+                Some(endpoint) => (
+                    endpoint.name.as_str(),
+                    inventory.vcn_of(endpoint).name.as_str(),
+                ),
+                // A matched attribute selector always names an endpoint.
+                None => ("?", "?"),
+            };
             format!(
                 "{address} ({endpoint}) carries {} in VCN {vcn} tagged {}",
                 unquoted_text(attribute),
