@@ -7,7 +7,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-
 use super::Output;
 use crate::compile::{ANY_REMOTE, Direction, Plan, compile};
 use crate::inputs::{self, Inputs};
