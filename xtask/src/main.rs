@@ -2,6 +2,7 @@
 
 mod build;
 mod command;
+mod demo;
 mod setup;
 mod test;
 
@@ -25,6 +26,10 @@ enum Task {
     Build,
     /// Run every test: unit tests, then the kernel tests (root).
     Test,
+    /// The three-tier walkthrough on a real topology in network namespaces
+    /// (root): every path tried, a denial explained, drops monitored, a
+    /// live reload.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build::run().map(|_| ())),
         Task::Test => setup::run().and_then(|()| test::run()),
+        Task::Demo => setup::run().and_then(|()| demo::run()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

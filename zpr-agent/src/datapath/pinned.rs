@@ -27,7 +27,8 @@ use zpr_common::{
 use super::{Datapath, FromWorkloadHook, object::program};
 
 /// Where zpr pins things: `<bpffs>/zpr/maps/<MAP>` and
-/// `<bpffs>/zpr/links/<interface>.<end>`.
+/// `<bpffs>/zpr/links/<interface>:<end>` (bpffs refuses `.` in names,
+/// interface names may hold one and never a `:`; see [`link_file_name`]).
 #[derive(Clone, Debug)]
 pub struct PinLayout {
     root: PathBuf,
@@ -53,8 +54,23 @@ impl PinLayout {
     }
 
     fn link(&self, interface: &str, end: LinkEnd) -> PathBuf {
-        self.links().join(format!("{interface}.{}", end.suffix()))
+        self.links().join(link_file_name(interface, end))
     }
+}
+
+/// `<interface>:<end>`, with `%` and `.` percent-encoded.
+fn link_file_name(interface: &str, end: LinkEnd) -> String {
+    let encoded = interface.replace('%', "%25").replace('.', "%2e");
+    format!("{encoded}:{}", end.suffix())
+}
+
+/// The interface and end a link pin's file name stands for.
+fn parse_link_file_name(name: &str) -> Option<(String, LinkEnd)> {
+    let (encoded, suffix) = name.rsplit_once(':')?;
+    let end = LinkEnd::ALL
+        .into_iter()
+        .find(|end| end.suffix() == suffix)?;
+    Some((encoded.replace("%2e", ".").replace("%25", "%"), end))
 }
 
 /// One attachment on a host-side vNIC.
@@ -212,13 +228,8 @@ pub fn pinned_interfaces(pins: &PinLayout) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            LinkEnd::ALL.iter().find_map(|end| {
-                name.strip_suffix(&format!(".{}", end.suffix()))
-                    .map(str::to_owned)
-            })
-        })
+        .filter_map(|entry| parse_link_file_name(&entry.file_name().to_string_lossy()))
+        .map(|(interface, _)| interface)
         .collect();
     interfaces.sort();
     interfaces.dedup();
@@ -315,4 +326,24 @@ fn is_incompatible_pin(err: &anyhow::Error) -> bool {
                 )
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_file_names_round_trip_and_avoid_dots() {
+        for interface in ["zpr-lb", "eth0.100", "we%ird.0"] {
+            for end in LinkEnd::ALL {
+                let name = link_file_name(interface, end);
+                assert!(!name.contains('.'), "{name}");
+                assert_eq!(
+                    parse_link_file_name(&name),
+                    Some((interface.to_owned(), end))
+                );
+            }
+        }
+        assert_eq!(parse_link_file_name("stray-file"), None);
+    }
 }
