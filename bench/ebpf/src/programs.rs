@@ -1,0 +1,90 @@
+//! The programs, one per path (see the crate docs).
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, xdp_action},
+    helpers::bpf_ktime_get_ns,
+    macros::xdp,
+    programs::XdpContext,
+};
+use zpr_common::{
+    conntrack::FlowState,
+    policy::{POLICY_EGRESS, PolicyKey},
+};
+
+use crate::{
+    flow::Flow,
+    maps::{REF_CONNTRACK, REF_POLICY, identity},
+};
+
+/// The harness alone: what BPF_PROG_TEST_RUN costs around any program.
+#[xdp]
+pub fn reference_noop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Untagged pass-through: the headers must be read to know the packet is
+/// IP at all, nothing more.
+#[xdp]
+pub fn reference_parse(ctx: XdpContext) -> u32 {
+    match Flow::parse(&ctx) {
+        Some(_) => xdp_action::XDP_PASS,
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+/// Established flow: one conntrack lookup, and the idle timestamp every
+/// tracked flow needs, written in place.
+#[xdp]
+pub fn reference_conntrack_hit(ctx: XdpContext) -> u32 {
+    let Some(flow) = Flow::parse(&ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    let Some(state) = REF_CONNTRACK.get_ptr_mut(&flow.key(ingress_ifindex(&ctx))) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: value pointer of this lookup; a racing writer only makes it stale.
+    unsafe { (*state).last_seen_ns = bpf_ktime_get_ns() };
+    xdp_action::XDP_PASS
+}
+
+/// New flow (allowed) and denied packet: both addresses' identities from one
+/// prefix trie, one exact policy lookup, and for an allowed flow one
+/// conntrack insert. A denied packet does the same minus the insert.
+#[xdp]
+pub fn reference_policy(ctx: XdpContext) -> u32 {
+    let Some(flow) = Flow::parse(&ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    let policy = PolicyKey {
+        slot: 0,
+        direction: POLICY_EGRESS,
+        _pad: [0; 2],
+        local_uid: identity(flow.family, &flow.src),
+        remote_uid: identity(flow.family, &flow.dst),
+        protocol: flow.protocol,
+        port: flow.dst_port.to_be_bytes(),
+        _pad2: 0,
+    };
+    // SAFETY: read-only copy of a value user space wrote whole.
+    let Some(allowed) = (unsafe { REF_POLICY.get(&policy) }).copied() else {
+        return xdp_action::XDP_DROP;
+    };
+    let state = FlowState {
+        // SAFETY: a helper without preconditions.
+        last_seen_ns: unsafe { bpf_ktime_get_ns() },
+        rule: allowed.rule,
+        local_uid: policy.local_uid,
+        remote_uid: policy.remote_uid,
+        ..FlowState::default()
+    };
+    match REF_CONNTRACK.insert(&flow.key(ingress_ifindex(&ctx)), &state, BPF_ANY as u64) {
+        Ok(()) => xdp_action::XDP_PASS,
+        Err(_) => xdp_action::XDP_DROP,
+    }
+}
+
+#[inline(always)]
+fn ingress_ifindex(ctx: &XdpContext) -> u32 {
+    // SAFETY: the context pointer is the kernel's xdp_md.
+    unsafe { (*ctx.ctx).ingress_ifindex }
+}

@@ -1,0 +1,294 @@
+//! The run's results: figures by section, targets, the machine; written
+//! as JSON and as markdown (the latter also as BENCHMARKS.md).
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::{
+    machine::Machine,
+    stats::{Summary, paired_ratios},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    #[serde(rename = "ns/packet")]
+    NanosPerPacket,
+    #[serde(rename = "Mbit/s")]
+    MegabitsPerSecond,
+    #[serde(rename = "packets/s")]
+    PacketsPerSecond,
+    #[serde(rename = "ms")]
+    Milliseconds,
+    #[serde(rename = "MiB")]
+    Mebibytes,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::NanosPerPacket => "ns/packet",
+            Unit::MegabitsPerSecond => "Mbit/s",
+            Unit::PacketsPerSecond => "packets/s",
+            Unit::Milliseconds => "ms",
+            Unit::Mebibytes => "MiB",
+        }
+    }
+
+    fn format(self, value: f64) -> String {
+        match self {
+            Unit::NanosPerPacket | Unit::MegabitsPerSecond | Unit::PacketsPerSecond => {
+                thousands(value.round() as u64)
+            }
+            Unit::Milliseconds => format!("{value:.1}"),
+            Unit::Mebibytes => format!("{value:.0}"),
+        }
+    }
+}
+
+/// One measured quantity: a sample per round, and optionally its ratio to
+/// another quantity of the same rounds.
+#[derive(Debug, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub unit: Unit,
+    pub samples: Vec<f64>,
+    pub summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<Ratio>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ratio {
+    /// What the figure is divided by, e.g. "minimal" or "no filter".
+    pub to: String,
+    pub samples: Vec<f64>,
+    pub summary: Summary,
+}
+
+impl Figure {
+    pub fn new(name: impl Into<String>, unit: Unit, samples: Vec<f64>) -> Figure {
+        Figure {
+            name: name.into(),
+            unit,
+            summary: Summary::of(&samples),
+            samples,
+            ratio: None,
+        }
+    }
+
+    /// This figure over `denominator`, paired round by round.
+    pub fn over(mut self, to: impl Into<String>, denominator: &[f64]) -> Figure {
+        let samples = paired_ratios(&self.samples, denominator);
+        self.ratio = Some(Ratio {
+            to: to.into(),
+            summary: Summary::of(&samples),
+            samples,
+        });
+        self
+    }
+
+    pub fn ratio_median(&self) -> f64 {
+        self.ratio
+            .as_ref()
+            .map_or(f64::NAN, |ratio| ratio.summary.median)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Section {
+    pub title: String,
+    /// How the figures were measured, one paragraph each.
+    pub method: Vec<String>,
+    pub figures: Vec<Figure>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bound {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+/// A goal from the design, checked against this run's median.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub goal: String,
+    pub bound: Bound,
+    pub measured: f64,
+    pub met: bool,
+    /// Why it was missed, when the bench knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl Target {
+    pub fn check(goal: impl Into<String>, bound: Bound, measured: f64) -> Target {
+        let met = match bound {
+            Bound::AtMost(limit) => measured <= limit,
+            Bound::AtLeast(limit) => measured >= limit,
+        };
+        Target {
+            goal: goal.into(),
+            bound,
+            measured,
+            met,
+            why: None,
+        }
+    }
+
+    pub fn because(mut self, why: impl Into<String>) -> Target {
+        if !self.met {
+            self.why = Some(why.into());
+        }
+        self
+    }
+
+    /// By how much a missed target was missed, relative to its limit.
+    fn shortfall(&self) -> String {
+        if self.met {
+            return String::new();
+        }
+        let (limit, over) = match self.bound {
+            Bound::AtMost(limit) => (limit, self.measured / limit - 1.0),
+            Bound::AtLeast(limit) => (limit, 1.0 - self.measured / limit),
+        };
+        format!(
+            "missed by {:.0}% ({} against {})",
+            over * 100.0,
+            plain(self.measured),
+            plain(limit)
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub profile: &'static str,
+    pub machine: Machine,
+    pub targets: Vec<Target>,
+    pub sections: Vec<Section>,
+}
+
+impl Report {
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = dir.join("bench.json");
+        std::fs::write(&json, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("writing {}", json.display()))?;
+        let markdown = dir.join("bench.md");
+        std::fs::write(&markdown, self.markdown())
+            .with_context(|| format!("writing {}", markdown.display()))?;
+        eprintln!("report: {} and {}", markdown.display(), json.display());
+        Ok(())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# zpr benchmarks\n\nThe latest `cargo xtask bench` run ({} profile). Every ratio is \
+             taken between figures measured side by side in the same round of this run; \
+             absolute times are only comparable within it.\n",
+            self.profile
+        );
+        out += &self.machine.markdown();
+        out += "\n## Targets\n\n| target | measured | met |\n|---|---|---|\n";
+        for target in &self.targets {
+            let verdict = if target.met {
+                "yes".to_owned()
+            } else {
+                let mut missed = format!("**no**: {}", target.shortfall());
+                if let Some(why) = &target.why {
+                    let _ = write!(missed, "; {why}");
+                }
+                missed
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {verdict} |",
+                target.goal,
+                plain(target.measured)
+            );
+        }
+        for section in &self.sections {
+            let _ = writeln!(out, "\n## {}\n", section.title);
+            for paragraph in &section.method {
+                let _ = writeln!(out, "{paragraph}\n");
+            }
+            out += "| figure | unit | median | min | max | ratio | ratio median | ratio min–max |\n\
+                    |---|---|---:|---:|---:|---|---:|---|\n";
+            for figure in &section.figures {
+                let unit = figure.unit;
+                let s = figure.summary;
+                let _ = write!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    figure.name,
+                    unit.name(),
+                    unit.format(s.median),
+                    unit.format(s.min),
+                    unit.format(s.max)
+                );
+                match &figure.ratio {
+                    Some(ratio) => {
+                        let r = ratio.summary;
+                        let _ = writeln!(
+                            out,
+                            " ÷ {} | {:.2} | {:.2}–{:.2} |",
+                            ratio.to, r.median, r.min, r.max
+                        );
+                    }
+                    None => out += " | | |\n",
+                }
+            }
+        }
+        out
+    }
+}
+
+/// 1234567 -> "1,234,567".
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A number as targets show it: two decimals below 10, whole above.
+fn plain(value: f64) -> String {
+    if value.abs() < 10.0 {
+        format!("{value:.2}")
+    } else {
+        thousands(value.round() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn shortfall_is_relative_to_the_limit() {
+        let missed = Target::check("x", Bound::AtMost(1.3), 1.43);
+        assert!(!missed.met);
+        assert_eq!(missed.shortfall(), "missed by 10% (1.43 against 1.30)");
+        let short = Target::check("y", Bound::AtLeast(0.9), 0.81);
+        assert_eq!(short.shortfall(), "missed by 10% (0.81 against 0.90)");
+        assert!(Target::check("z", Bound::AtLeast(0.9), 0.95).met);
+    }
+}
