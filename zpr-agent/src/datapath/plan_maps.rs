@@ -3,7 +3,10 @@
 //! until the next reload clears it, so a packet that read the old
 //! generation still finds the old entries.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
@@ -29,7 +32,7 @@ pub type InterfaceIndexes = BTreeMap<String, u32>;
 
 /// Writes `plan` as the next generation and switches to it; returns the
 /// generation now live. Endpoints whose interface is not in `interfaces`
-/// are remote: only their identities are written.
+/// are remote: only their identities are written, not their policy.
 pub fn write_plan(
     datapath: &mut Datapath,
     plan: &Plan,
@@ -122,7 +125,24 @@ pub fn write_plan(
     {
         let mut policy: LpmTrie<_, PolicyKey, PolicyValue> =
             LpmTrie::try_from(datapath.map_mut(maps::POLICY)?)?;
-        for (rule, entry) in plan.policy.iter().enumerate() {
+        // Only this host's endpoints look policy up; the rest of the Plan's
+        // entries (every protected UID) would be dead weight here.
+        let local_uids: BTreeSet<u32> = plan
+            .endpoints
+            .iter()
+            .filter(|e| {
+                e.interface
+                    .as_ref()
+                    .is_some_and(|i| interfaces.contains_key(i))
+            })
+            .flat_map(|e| e.addresses.iter().map(|own| own.uid))
+            .collect();
+        let local_entries = plan
+            .policy
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| local_uids.contains(&entry.key.local));
+        for (rule, entry) in local_entries {
             let data = PolicyKey {
                 slot,
                 direction: match entry.key.direction {
