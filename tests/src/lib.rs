@@ -11,7 +11,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod agent;
 pub mod frames;
+pub mod three_tier;
 pub mod topology;
 pub mod traffic;
 

@@ -7,42 +7,20 @@
 use std::{
     fs,
     net::Ipv4Addr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::Stdio,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use zpr_tests::{
-    topology::Topology,
-    traffic::{EchoServer, tcp_exchange},
+    agent::AgentProcess,
+    three_tier::{HOSTS, Network, PATHS},
+    traffic::tcp_exchange,
 };
 
 use crate::build;
-
-/// (name, host-side vNIC, address): examples/three-tier/inventory.yaml,
-/// plus an internet host outside every VCN.
-const HOSTS: [(&str, &str, &str); 5] = [
-    ("internet", "zpr-inet", "198.51.100.10"),
-    ("lb", "zpr-lb", "10.0.1.10"),
-    ("app-1", "zpr-app1", "10.0.2.10"),
-    ("app-2", "zpr-app2", "10.0.2.11"),
-    ("db", "zpr-db", "10.1.1.10"),
-];
-
-const PATHS: [(&str, &str, u16); 10] = [
-    ("internet", "lb", 80),
-    ("lb", "app-1", 80),
-    ("lb", "app-2", 80),
-    ("app-1", "db", 1521),
-    ("app-2", "db", 1521),
-    ("internet", "app-1", 80),
-    ("lb", "db", 1521),
-    ("app-1", "db", 22),
-    ("db", "app-1", 80),
-    ("lb", "internet", 80),
-];
 
 /// The statement the live reload adds: the internet may reach the apps.
 const OPENING: &str = "In ocvtc002.networks:front-end VCN allow '0.0.0.0/0' to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
@@ -60,67 +38,20 @@ fn checkpoint() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's own state directories and the agent, torn down on drop.
-struct Agent {
-    zpr: PathBuf,
-    bpffs: PathBuf,
-    run_dir: PathBuf,
-    child: Child,
-}
-
-impl Agent {
-    fn args(&self) -> [String; 4] {
-        [
-            "--bpffs".into(),
-            self.bpffs.display().to_string(),
-            "--run-dir".into(),
-            self.run_dir.display().to_string(),
-        ]
-    }
-
-    fn zpr(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.zpr);
-        command.args(args);
-        command
-    }
-
-    fn generation(&self) -> u32 {
-        let status = self
-            .zpr(&["status", "--output", "json"])
-            .args(self.args())
-            .output();
-        status
-            .ok()
-            .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
-            .and_then(|json| json["agent"]["generation"].as_u64())
-            .unwrap_or(0) as u32
-    }
-
-    fn wait_for_generation(&self, generation: u32) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        while self.generation() < generation {
-            checkpoint()?;
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("the agent did not apply generation {generation} within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+/// Waits for the agent to apply `generation`, giving up on Ctrl-C.
+fn wait_for_generation(agent: &AgentProcess, generation: u64) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    while agent.generation() < generation {
+        checkpoint()?;
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!(
+                "the agent did not apply generation {generation} within 20 s:\n{}",
+                agent.log()
+            );
         }
-        Ok(started.elapsed())
+        std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self
-            .zpr(&["down"])
-            .args(self.args())
-            .stdout(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.run_dir);
-        let _ = fs::remove_dir_all(&self.bpffs);
-    }
+    Ok(started.elapsed())
 }
 
 fn heading(text: &str) {
@@ -163,53 +94,26 @@ fn demo(zpr: &Path, workspace: &Path, scratch: &Path) -> anyhow::Result<()> {
     }
 
     heading("topology: one network namespace per endpoint, vNICs in a router namespace");
-    let topology = Topology::new(&HOSTS)?;
+    let network = Network::start()?;
     for (name, vnic, address) in HOSTS {
         println!("  {name:<9} {address:<14} vNIC {vnic}");
-    }
-    let mut servers = Vec::new();
-    for (host, port) in [
-        ("internet", 80),
-        ("lb", 80),
-        ("app-1", 80),
-        ("app-2", 80),
-        ("db", 1521),
-        ("db", 22),
-    ] {
-        servers.push(EchoServer::start(&topology.host(host).netns, port)?);
     }
     checkpoint()?;
 
     heading("zpr run (in the router namespace, where the vNICs are)");
-    let bpffs = PathBuf::from("/sys/fs/bpf").join(format!("zpr-demo-{}", std::process::id()));
-    let run_dir = scratch.join("run");
-    let log = fs::File::create(scratch.join("agent.log"))?;
-    let netns = format!("--net=/run/netns/{}", topology.router.name());
-    let child = Command::new("nsenter")
-        .arg(&netns)
-        .arg(zpr)
-        .args(["run", "--inventory"])
-        .arg(&inventory)
-        .arg(&policy)
-        .arg("--bpffs")
-        .arg(&bpffs)
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .stderr(log)
-        .spawn()
-        .context("starting zpr run")?;
-    let agent = Agent {
-        zpr: zpr.to_owned(),
-        bpffs,
-        run_dir,
-        child,
-    };
-    agent.wait_for_generation(1)?;
-    print_agent_log(scratch, 0)?;
+    let agent = AgentProcess::start(
+        zpr,
+        network.router(),
+        &inventory,
+        &[policy.clone()],
+        scratch,
+    )?;
+    wait_for_generation(&agent, 1)?;
+    print_log(&agent.log(), 0);
 
     let monitor = agent
         .zpr(&["monitor", "--duration", "6"])
-        .args(agent.args())
+        .args(agent.paths())
         .stdout(Stdio::piped())
         .spawn()?;
     std::thread::sleep(Duration::from_millis(300));
@@ -220,18 +124,11 @@ fn demo(zpr: &Path, workspace: &Path, scratch: &Path) -> anyhow::Result<()> {
         "FROM", "TO", "PORT", "EXPECTED", "OBSERVED"
     );
     let mut mismatches = 0;
-    for (from, to, port) in PATHS {
+    for (from, to, port, _) in PATHS {
         checkpoint()?;
-        let expected = explain_allows(
-            &agent,
-            &inventory,
-            &policy,
-            topology.host(from).address,
-            topology.host(to).address,
-            port,
-        )?;
-        let observed =
-            tcp_exchange(&topology.host(from).netns, topology.host(to).address, port).is_ok();
+        let (source, target) = (network.address(from), network.address(to));
+        let expected = explain_allows(&agent, &inventory, &policy, source, target, port)?;
+        let observed = tcp_exchange(network.netns(from), target, port).is_ok();
         let word = |allowed| if allowed { "allowed" } else { "denied" };
         let mark = if expected == observed {
             ""
@@ -276,34 +173,30 @@ fn demo(zpr: &Path, workspace: &Path, scratch: &Path) -> anyhow::Result<()> {
     checkpoint()?;
 
     heading("live reload: allow the internet to reach the app servers on tcp/80");
-    let internet = &topology.host("internet");
-    let app = topology.host("app-1").address;
-    println!(
-        "  before: internet -> app-1:80 {}",
-        verdict(tcp_exchange(&internet.netns, app, 80).is_ok())
-    );
+    let (internet, app) = (network.netns("internet"), network.address("app-1"));
+    let before = verdict(tcp_exchange(internet, app, 80).is_ok());
+    println!("  before: internet -> app-1:80 {before}");
     println!("  + {OPENING}");
     let mut text = fs::read_to_string(&policy)?;
     text.push_str(OPENING);
     text.push('\n');
-    let log_lines = agent_log_lines(scratch)?;
+    let logged = agent.log().lines().count();
     fs::write(&policy, text)?;
-    let waited = agent.wait_for_generation(2)?;
-    print_agent_log(scratch, log_lines)?;
+    let waited = wait_for_generation(&agent, 2)?;
+    print_log(&agent.log(), logged);
+    let after = verdict(tcp_exchange(internet, app, 80).is_ok());
     println!(
-        "  after:  internet -> app-1:80 {} (observed {} ms after the write)",
-        verdict(tcp_exchange(&internet.netns, app, 80).is_ok()),
+        "  after:  internet -> app-1:80 {after} (seen {} ms after the write)",
         waited.as_millis()
     );
 
     heading("zpr status");
-    let status = agent.zpr(&["status"]).args(agent.args()).output()?;
+    let status = agent.zpr(&["status"]).args(agent.paths()).output()?;
     print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
 
     heading("cleaning up: zpr down, namespaces removed");
     drop(agent);
-    drop(servers);
-    drop(topology);
+    drop(network);
     if mismatches > 0 {
         bail!("{mismatches} paths behaved unlike `zpr explain` says");
     }
@@ -312,7 +205,7 @@ fn demo(zpr: &Path, workspace: &Path, scratch: &Path) -> anyhow::Result<()> {
 }
 
 fn explain_allows(
-    agent: &Agent,
+    agent: &AgentProcess,
     inventory: &Path,
     policy: &Path,
     from: Ipv4Addr,
@@ -350,19 +243,9 @@ fn indent(text: &str) -> String {
     text.lines().map(|line| format!("  {line}\n")).collect()
 }
 
-fn agent_log_lines(scratch: &Path) -> anyhow::Result<usize> {
-    Ok(fs::read_to_string(scratch.join("agent.log"))?
-        .lines()
-        .count())
-}
-
-/// Prints the agent's log from line `from` on.
-fn print_agent_log(scratch: &Path, from: usize) -> anyhow::Result<()> {
-    for line in fs::read_to_string(scratch.join("agent.log"))?
-        .lines()
-        .skip(from)
-    {
+/// Prints a log from line `from` on.
+fn print_log(log: &str, from: usize) {
+    for line in log.lines().skip(from) {
         println!("  agent: {line}");
     }
-    Ok(())
 }

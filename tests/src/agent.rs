@@ -1,0 +1,182 @@
+//! `zpr run` as a child process in a test network's router namespace (where
+//! the host-side vNICs are), with bpffs pins and a run directory of its own,
+//! so agents of parallel tests never meet. Dropping it kills the agent and
+//! runs `zpr down`.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::{Netns, unique_name};
+
+/// The `zpr` binary under test: `$ZPR_BIN` (`cargo xtask test` sets it),
+/// else the workspace's debug build.
+pub fn zpr_binary() -> PathBuf {
+    let binary = std::env::var_os("ZPR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/zpr"));
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (`cargo build -p zpr-agent`; `cargo xtask test` does)",
+        binary.display()
+    );
+    binary
+}
+
+pub struct AgentProcess {
+    zpr: PathBuf,
+    router: String,
+    arguments: Vec<String>,
+    pub bpffs: PathBuf,
+    pub run_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    /// Starts `zpr run --inventory INVENTORY POLICIES...` in `router`'s
+    /// network namespace; its state and log go under `state`.
+    pub fn start(
+        zpr: &Path,
+        router: &Netns,
+        inventory: &Path,
+        policies: &[PathBuf],
+        state: &Path,
+    ) -> anyhow::Result<AgentProcess> {
+        let mut arguments = vec!["--inventory".to_owned(), inventory.display().to_string()];
+        arguments.extend(policies.iter().map(|p| p.display().to_string()));
+        let mut agent = AgentProcess {
+            zpr: zpr.to_owned(),
+            router: router.name().to_owned(),
+            arguments,
+            bpffs: Path::new("/sys/fs/bpf").join(unique_name("zpa")),
+            run_dir: state.join("run"),
+            log: state.join("agent.log"),
+            child: None,
+        };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// Starts the agent again (after [`AgentProcess::kill`]).
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.router))
+            .arg(&self.zpr)
+            .arg("run")
+            .args(&self.arguments)
+            .args(self.paths())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting zpr run")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `--bpffs DIR --run-dir DIR`, for other zpr commands.
+    pub fn paths(&self) -> [String; 4] {
+        [
+            "--bpffs".into(),
+            self.bpffs.display().to_string(),
+            "--run-dir".into(),
+            self.run_dir.display().to_string(),
+        ]
+    }
+
+    /// `zpr ARGS...` for this agent's state (add [`AgentProcess::paths`]
+    /// for commands that take them).
+    pub fn zpr(&self, arguments: &[&str]) -> Command {
+        let mut command = Command::new(&self.zpr);
+        command.args(arguments);
+        command
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no chance to clean up, as after a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the agent process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.child.as_mut().context("the agent is not running")?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if started.elapsed() > timeout {
+                bail!("the agent is still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The agent's status file, if it wrote one.
+    pub fn status(&self) -> Option<Value> {
+        let text = fs::read_to_string(self.run_dir.join("status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Waits until the status file satisfies `ready`; returns it.
+    pub fn wait_for(&self, what: &str, ready: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.status().filter(|s| ready(s)) {
+                return Ok(status);
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "timed out waiting for the agent: {what}\nagent log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until generation `generation` (or a later one) is applied.
+    pub fn wait_for_generation(&self, generation: u64) -> anyhow::Result<Value> {
+        self.wait_for(&format!("generation {generation}"), |s| {
+            s["generation"].as_u64().unwrap_or(0) >= generation
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.status()
+            .and_then(|s| s["generation"].as_u64())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = self.zpr(&["down"]).args(self.paths()).output();
+        let _ = fs::remove_dir_all(&self.bpffs);
+        let _ = fs::remove_dir_all(&self.run_dir);
+    }
+}
