@@ -29,9 +29,16 @@ pub fn run() -> anyhow::Result<()> {
         unsafe { libc::geteuid() } == 0,
         "the kernel tests load BPF programs and create network namespaces: run as root"
     );
+    // The agent tests run the real binary, as users do.
+    run_command(
+        Command::new("cargo")
+            .args(["build", "--package", "zpr-agent", "--bin", "zpr"])
+            .current_dir(&workspace),
+    )?;
     run_command(
         Command::new("cargo")
             .args(["test", "--package", "zpr-tests"])
+            .env("ZPR_BIN", workspace.join("target/debug/zpr"))
             .current_dir(&workspace),
     )
 }

@@ -1,0 +1,388 @@
+//! `zpr run` as users run it, on the three-tier network: hot reload under
+//! load, a broken reload, kill -9 and restart, `zpr down`, one agent per
+//! host.
+
+use std::{
+    fs,
+    io::Read as _,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+};
+
+use zpr_tests::{
+    agent::{AgentProcess, zpr_binary},
+    run,
+    three_tier::{Network, PATHS, example},
+    traffic::{connect, echo, tcp_exchange},
+    unique_name,
+};
+
+/// A statement no path of the test uses: toggled to force reloads.
+const UNRELATED: &str = "allow ocvtc002.db:customer-db endpoints in ocvtc002.networks:back-end VCN to connect to ocvtc002.apps:server endpoints with protocol='udp/9999' in ocvtc002.networks:front-end VCN";
+/// Opens internet -> app servers on tcp/80.
+const OPENING: &str = "In ocvtc002.networks:front-end VCN allow '0.0.0.0/0' to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
+
+/// A scratch directory with copies of the example inputs, removed on drop.
+struct Inputs {
+    dir: PathBuf,
+}
+
+impl Inputs {
+    fn new() -> anyhow::Result<Inputs> {
+        let dir = std::env::temp_dir().join(unique_name("zpa"));
+        fs::create_dir_all(&dir)?;
+        for file in ["inventory.yaml", "three-tier.zpr"] {
+            fs::copy(example(file), dir.join(file))?;
+        }
+        Ok(Inputs { dir })
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.yaml")
+    }
+
+    fn policy(&self) -> PathBuf {
+        self.dir.join("three-tier.zpr")
+    }
+
+    fn original_policy(&self) -> String {
+        fs::read_to_string(example("three-tier.zpr")).unwrap()
+    }
+
+    /// Rewrites the policy the way editors do: a new file renamed over it.
+    fn write_policy(&self, text: &str) -> anyhow::Result<()> {
+        let temporary = self.dir.join(".three-tier.zpr.swp");
+        fs::write(&temporary, text)?;
+        fs::rename(&temporary, self.policy())?;
+        Ok(())
+    }
+}
+
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Site {
+    network: Network,
+    inputs: Inputs,
+    agent: AgentProcess,
+}
+
+impl Site {
+    fn start() -> anyhow::Result<Site> {
+        let network = Network::start()?;
+        let inputs = Inputs::new()?;
+        let agent = AgentProcess::start(
+            &zpr_binary(),
+            network.router(),
+            &inputs.inventory(),
+            &[inputs.policy()],
+            &inputs.dir,
+        )?;
+        agent.wait_for_generation(1)?;
+        Ok(Site {
+            network,
+            inputs,
+            agent,
+        })
+    }
+
+    fn works(&self, from: &str, to: &str, port: u16) -> bool {
+        tcp_exchange(self.network.netns(from), self.network.address(to), port).is_ok()
+    }
+
+    fn assert_paths_as_in_example(&self) {
+        for (from, to, port, allowed) in PATHS {
+            assert_eq!(self.works(from, to, port), allowed, "{from} -> {to}:{port}");
+        }
+    }
+
+    fn status_json(&self) -> anyhow::Result<serde_json::Value> {
+        let output = self
+            .agent
+            .zpr(&["status", "--output", "json"])
+            .args(self.agent.paths())
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "zpr status: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+}
+
+fn counter(status: &serde_json::Value, reason: &str) -> u64 {
+    status["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["reason"] == reason)
+        .map(|row| row["from_workload"].as_u64().unwrap() + row["to_workload"].as_u64().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn reloads_under_load_lose_nothing_and_change_paths() -> anyhow::Result<()> {
+    let site = Site::start()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    // A long-lived TCP stream (lb -> app-1) and a loop of new connections
+    // (internet -> lb), both allowed throughout.
+    let mut stream = connect(
+        site.network.netns("lb"),
+        None,
+        site.network.address("app-1"),
+        80,
+    )?;
+    let lb = site.network.address("lb");
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                match echo(&mut stream, b"stream") {
+                    Ok(()) => exchanges.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failures.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        });
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                match tcp_exchange(site.network.netns("internet"), lb, 80) {
+                    Ok(()) => exchanges.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failures.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        });
+        let original = site.inputs.original_policy();
+        for round in 0..50u64 {
+            let text = if round % 2 == 0 {
+                format!("{original}{UNRELATED}\n")
+            } else {
+                original.clone()
+            };
+            site.inputs.write_policy(&text)?;
+            site.agent.wait_for_generation(round + 2)?;
+        }
+        stop.store(true, Ordering::Relaxed);
+        Ok(())
+    })?;
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "an allowed exchange failed during reloads"
+    );
+    assert!(
+        exchanges.load(Ordering::Relaxed) > 50,
+        "traffic ran during the reloads"
+    );
+    let status = site.status_json()?;
+    assert_eq!(status["agent"]["generation"], 51);
+    assert_eq!(counter(&status, "revoked"), 0, "no allowed flow was cut");
+    let latency = status["agent"]["reload_ms"].as_f64().unwrap();
+    assert!(latency > 0.0, "the reload latency is recorded");
+
+    // A reload that adds a path opens it...
+    assert!(!site.works("internet", "app-1", 80));
+    site.inputs
+        .write_policy(&format!("{}{OPENING}\n", site.inputs.original_policy()))?;
+    site.agent.wait_for_generation(52)?;
+    assert!(
+        site.works("internet", "app-1", 80),
+        "the added statement opens the path"
+    );
+    // ...and one that removes a path closes it, live connections included.
+    let mut live = connect(
+        site.network.netns("lb"),
+        None,
+        site.network.address("app-2"),
+        80,
+    )?;
+    echo(&mut live, b"before")?;
+    let without_lb_to_apps: String = site
+        .inputs
+        .original_policy()
+        .lines()
+        .enumerate()
+        .map(|(index, line)| {
+            if index == 1 {
+                "\n".to_owned()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    site.inputs.write_policy(&without_lb_to_apps)?;
+    site.agent.wait_for_generation(53)?;
+    assert!(
+        echo(&mut live, b"after").is_err(),
+        "the removed statement cuts the live flow"
+    );
+    assert!(!site.works("lb", "app-1", 80));
+    assert!(counter(&site.status_json()?, "revoked") >= 1);
+    Ok(())
+}
+
+#[test]
+fn a_broken_reload_keeps_the_live_policy_and_says_where() -> anyhow::Result<()> {
+    let site = Site::start()?;
+    let broken = site
+        .inputs
+        .original_policy()
+        .replacen("to connect to", "to conect to", 1);
+    site.inputs.write_policy(&broken)?;
+    let status = site
+        .agent
+        .wait_for("the reload error", |s| !s["last_error"].is_null())?;
+    let message = status["last_error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("three-tier.zpr:1:"),
+        "the error names file:line: {message}"
+    );
+    assert!(
+        message.contains("connect to"),
+        "the error suggests the fix: {message}"
+    );
+    assert_eq!(status["generation"], 1, "the live policy stays");
+    site.assert_paths_as_in_example();
+    let text = site
+        .agent
+        .zpr(&["status"])
+        .args(site.agent.paths())
+        .output()?;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("three-tier.zpr:1:"));
+
+    site.inputs.write_policy(&site.inputs.original_policy())?;
+    let status = site.agent.wait_for_generation(2)?;
+    assert!(
+        status["last_error"].is_null(),
+        "a fixed file clears the error"
+    );
+    site.assert_paths_as_in_example();
+    Ok(())
+}
+
+#[test]
+fn enforcement_survives_kill_9_and_a_restart_adopts_it() -> anyhow::Result<()> {
+    let mut site = Site::start()?;
+    let mut stream = connect(
+        site.network.netns("lb"),
+        None,
+        site.network.address("app-1"),
+        80,
+    )?;
+    echo(&mut stream, b"before the crash")?;
+    let before = site.status_json()?;
+
+    site.agent.kill();
+    // While no agent runs: the live flow goes on, allowed paths open,
+    // denied ones stay shut.
+    echo(&mut stream, b"while down")?;
+    site.assert_paths_as_in_example();
+    let down = site.status_json()?;
+    assert!(down["agent_pid"].is_null(), "zpr status sees no agent");
+    assert!(
+        counter(&down, "new-flow") > counter(&before, "new-flow"),
+        "counters go on"
+    );
+
+    site.agent.spawn()?;
+    let status = site.agent.wait_for_generation(2)?;
+    let adoption = status["adoption"].as_str().unwrap();
+    assert!(
+        adoption.starts_with("adopted pinned maps at generation 1"),
+        "{adoption}"
+    );
+    echo(&mut stream, b"after the restart")?;
+    site.assert_paths_as_in_example();
+    let after = site.status_json()?;
+    assert!(
+        counter(&after, "established") >= counter(&down, "established"),
+        "counters survive"
+    );
+    assert_eq!(counter(&after, "revoked"), 0);
+    Ok(())
+}
+
+fn link_ids(pins: &Path) -> anyhow::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(pins.join("zpr/links"))? {
+        let path = entry?.path();
+        let output = run(
+            "bpftool",
+            &["-j", "link", "show", "pinned", path.to_str().unwrap()],
+        )?;
+        let link: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        ids.push(link["id"].as_u64().unwrap());
+    }
+    Ok(ids)
+}
+
+#[test]
+fn zpr_down_removes_every_program_and_pin() -> anyhow::Result<()> {
+    let site = Site::start()?;
+    let links = link_ids(&site.agent.bpffs)?;
+    assert_eq!(links.len(), 8, "two links on each of the four vNICs");
+    assert!(!site.works("internet", "app-1", 80), "enforced before down");
+
+    let output = site
+        .agent
+        .zpr(&["down"])
+        .args(site.agent.paths())
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("detached from zpr-lb"), "{said}");
+
+    assert!(
+        !site.agent.bpffs.join("zpr").exists(),
+        "nothing is left pinned"
+    );
+    assert!(
+        fs::read_dir(&site.agent.bpffs)?.next().is_none(),
+        "the pin directory is empty"
+    );
+    for id in links {
+        let shown = std::process::Command::new("bpftool")
+            .args(["link", "show", "id", &id.to_string()])
+            .output()?;
+        assert!(!shown.status.success(), "link {id} is gone");
+    }
+    assert!(
+        site.works("internet", "app-1", 80),
+        "nothing enforces any more"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_second_agent_refuses_to_start() -> anyhow::Result<()> {
+    let site = Site::start()?;
+    let mut second = std::process::Command::new(zpr_binary())
+        .arg("run")
+        .arg("--inventory")
+        .arg(site.inputs.inventory())
+        .arg(site.inputs.policy())
+        .args(site.agent.paths())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stderr = String::new();
+    second.stderr.take().unwrap().read_to_string(&mut stderr)?;
+    let status = second.wait()?;
+    assert!(!status.success());
+    let pid = site.agent.pid().unwrap().to_string();
+    assert!(stderr.contains("another zpr agent is running"), "{stderr}");
+    assert!(stderr.contains(&pid), "names the running agent: {stderr}");
+    // The first agent is untouched.
+    site.assert_paths_as_in_example();
+    Ok(())
+}
