@@ -225,6 +225,11 @@ fn reloads_under_load_lose_nothing_and_change_paths() -> anyhow::Result<()> {
     );
     assert!(!site.works("lb", "app-1", 80));
     assert!(counter(&site.status_json()?, "revoked") >= 1);
+    let log = site.agent.log();
+    assert!(
+        log.contains("a tracked flow lost its statement and was cut"),
+        "the kernel's own log line reaches the agent's log:\n{log}"
+    );
     Ok(())
 }
 

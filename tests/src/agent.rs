@@ -74,6 +74,8 @@ impl AgentProcess {
             .arg(format!("--net=/run/netns/{}", self.router))
             .arg(&self.zpr)
             .arg("run")
+            // The kernel programs' own log lines (target `zpr`) at debug.
+            .args(["--log-level", "info,zpr=debug"])
             .args(&self.arguments)
             .args(self.paths())
             .stdin(Stdio::null())

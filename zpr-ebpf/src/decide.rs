@@ -36,26 +36,22 @@ pub struct Site {
     pub config: Config,
 }
 
-/// Decides, counts and reports one packet.
+/// Decides and counts one packet; returns why and what to do.
 #[inline(always)]
-pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> Action {
-    let config = match ZPR_CONFIG.get(0) {
-        Some(config) if config.generation != 0 => *config,
-        _ => return finish(direction, packet, Reason::NotProtected, Action::Pass),
+pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, Action) {
+    let (reason, action) = match ZPR_CONFIG.get(0) {
+        Some(config) if config.generation != 0 => {
+            let site = Site {
+                ifindex,
+                direction,
+                config: *config,
+            };
+            decide(packet, &site)
+        }
+        _ => (Reason::NotProtected, Action::Pass),
     };
-    let site = Site {
-        ifindex,
-        direction,
-        config,
-    };
-    let (reason, action) = decide(packet, &site);
-    finish(direction, packet, reason, action)
-}
-
-#[inline(always)]
-fn finish(direction: Direction, packet: &Packet, reason: Reason, action: Action) -> Action {
     counters::count(direction, reason, packet.len());
-    action
+    (reason, action)
 }
 
 #[inline(always)]

@@ -14,12 +14,13 @@ mod packet;
 mod policy;
 
 use aya_ebpf::{
-    EbpfContext as _,
+    EbpfContext,
     bindings::{__sk_buff, TC_ACT_OK, TC_ACT_SHOT, xdp_action},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use zpr_common::Direction;
+use aya_log_ebpf::debug;
+use zpr_common::{Direction, counters::Reason};
 
 use crate::{decide::Action, packet::Packet};
 
@@ -35,7 +36,9 @@ pub fn zpr_from_workload_xdp(ctx: XdpContext) -> u32 {
     };
     // SAFETY: the context pointer is the kernel's xdp_md.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    match decide::process(&packet, ifindex, Direction::FromWorkload) {
+    let (reason, action) = decide::process(&packet, ifindex, Direction::FromWorkload);
+    log_rare(&ctx, ifindex, reason);
+    match action {
         Action::Pass => xdp_action::XDP_PASS,
         Action::Drop => xdp_action::XDP_DROP,
     }
@@ -65,9 +68,28 @@ fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
     };
     // SAFETY: the context pointer is the kernel's __sk_buff.
     let ifindex = unsafe { (*(ctx.as_ptr() as *const __sk_buff)).ifindex };
-    match decide::process(&packet, ifindex, direction) {
+    let (reason, action) = decide::process(&packet, ifindex, direction);
+    log_rare(ctx, ifindex, reason);
+    match action {
         Action::Pass => TC_ACT_OK,
         Action::Drop => TC_ACT_SHOT,
+    }
+}
+
+/// Events worth a line in the agent's debug log (the ring buffer carries
+/// every drop; these say something about the datapath itself).
+#[inline(always)]
+fn log_rare<C: EbpfContext>(ctx: &C, ifindex: u32, reason: Reason) {
+    match reason {
+        Reason::Revoked => debug!(
+            ctx,
+            "ifindex {}: a tracked flow lost its statement and was cut", ifindex
+        ),
+        Reason::ConntrackFull => debug!(
+            ctx,
+            "ifindex {}: the conntrack table refused a new flow", ifindex
+        ),
+        _ => {}
     }
 }
 

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     compile::{Plan, compile},
     datapath::{
-        Adoption, Datapath, InterfaceIndexes, PinLayout, detach_pinned, ensure_bpffs,
+        Adoption, Datapath, InterfaceIndexes, KernelLog, PinLayout, detach_pinned, ensure_bpffs,
         pinned_interfaces, write_plan,
     },
     inputs,
@@ -60,6 +60,10 @@ impl Agent {
         };
         agent.reload("start", Instant::now());
         Ok(agent)
+    }
+
+    pub fn kernel_log(&mut self) -> anyhow::Result<KernelLog> {
+        self.datapath.kernel_log()
     }
 
     /// Compiles the inputs and, when they are valid, makes them the live

@@ -11,7 +11,10 @@ mod watch;
 
 use std::path::PathBuf;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
 use tracing::info;
 
 pub use agent::Agent;
@@ -44,6 +47,10 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     let _lock = AgentLock::acquire(&config.run_dir)?;
     let mut watch = watch::InputWatch::new(&config)?;
     let mut agent = Agent::start(config)?;
+    // SAFETY: the logger owns its ring buffer's fd and lives inside the
+    // AsyncFd, which deregisters it before dropping it.
+    let mut kernel_log = unsafe { AsyncFd::register(agent.kernel_log()?) }
+        .map_err(|err| anyhow::anyhow!("watching the kernel log: {err}"))?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -52,6 +59,11 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
             changed = watch.changed() => {
                 let since = changed?;
                 agent.reload("input files changed", since);
+            }
+            readable = kernel_log.readable_mut() => {
+                let mut guard = readable?;
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
             }
             _ = hangup.recv() => agent.reload("SIGHUP", std::time::Instant::now()),
             _ = terminate.recv() => break,

@@ -19,7 +19,7 @@ pub use inspect::{
     EventStats, Fill, pinned_config, pinned_counters, pinned_event_stats, pinned_events,
     pinned_fill,
 };
-pub use object::{Datapath, FromWorkloadHook};
+pub use object::{Datapath, FromWorkloadHook, KernelLog};
 pub use pinned::{Adoption, PinLayout, Removed, detach_pinned, pinned_interfaces, remove_all};
 pub use pins::ensure_bpffs;
 pub use plan_maps::{InterfaceIndexes, write_plan};

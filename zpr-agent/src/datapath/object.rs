@@ -12,6 +12,9 @@ use zpr_common::maps;
 /// The object built from `zpr-ebpf` by build.rs, embedded so `zpr` is one file.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zpr"));
 
+/// The kernel programs' log reader.
+pub type KernelLog = aya_log::EbpfLogger<&'static dyn log::Log>;
+
 /// Where the from-workload program runs on the host-side vNIC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FromWorkloadHook {
@@ -91,6 +94,13 @@ impl Datapath {
         tc.attach(interface, attach)
             .with_context(|| format!("attaching {program_name} to {interface:?} ({attach:?})"))?;
         Ok(())
+    }
+
+    /// The kernel programs' own log lines (aya-log), forwarded to the `log`
+    /// facade at the level each was written with. Keep it alive and
+    /// `flush` it when its fd is readable.
+    pub fn kernel_log(&mut self) -> anyhow::Result<KernelLog> {
+        aya_log::EbpfLogger::init(&mut self.ebpf).context("opening the kernel programs' log")
     }
 
     pub(crate) fn map_mut(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
