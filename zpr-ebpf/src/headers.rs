@@ -62,7 +62,8 @@ pub struct Headers {
     pub l4_offset: usize,
 }
 
-/// For events about frames that have no IP headers.
+/// No facts known yet: where parsing starts, and what events about frames
+/// without IP headers carry.
 pub const EMPTY: Headers = Headers {
     family: 0,
     protocol: 0,
@@ -153,19 +154,7 @@ pub fn parse_ip(
     family: u8,
     quoted: bool,
 ) -> Result<Headers, ParseError> {
-    let mut headers = Headers {
-        family,
-        protocol: 0,
-        src: [0; 16],
-        dst: [0; 16],
-        fragment: Fragment::Whole,
-        src_port: 0,
-        dst_port: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        tcp_flags: 0,
-        l4_offset: 0,
-    };
+    let mut headers = Headers { family, ..EMPTY };
     let l4 = if family == FAMILY_IPV4 {
         parse_ipv4(packet, offset, &mut headers)?
     } else {

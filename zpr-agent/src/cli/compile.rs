@@ -4,31 +4,25 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::Output;
+use super::{Output, input_files::InputFiles};
 use crate::compile::{ANY_REMOTE, Direction, Plan, compile};
-use crate::inputs::{self, Inputs};
 use crate::lang::address::format_prefix;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The inventory: namespaces, VCNs and endpoints (YAML).
-    #[arg(long, value_name = "FILE")]
-    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputFiles,
     /// How to print the Plan.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
-    /// Policy files (`*.zpr`); together they form the policy set.
-    #[arg(required = true, value_name = "POLICY")]
-    pub policies: Vec<PathBuf>,
 }
 
 /// Exit 0 with the Plan; 1 when the inventory or a policy has errors
 /// (printed to stderr); I/O problems are errors (exit 2).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(inputs) = load(&args.inventory, &args.policies)? else {
+    let Some(inputs) = args.inputs.load()? else {
         return Ok(ExitCode::from(1));
     };
     let plan = compile(&inputs.policies, &inputs.inventory);
@@ -41,16 +35,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads the inputs; their problems (and warnings) go to stderr, and a
-/// problem gives `None`. Unreadable files are errors (exit 2).
-pub(super) fn load(inventory: &Path, policies: &[PathBuf]) -> anyhow::Result<Option<Inputs>> {
-    let loaded = inputs::read(inventory, policies)?;
-    std::io::stderr()
-        .lock()
-        .write_all(loaded.report.as_bytes())?;
-    Ok(loaded.inputs)
 }
 
 /// The Plan as `zpr compile` prints it.

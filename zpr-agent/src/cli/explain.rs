@@ -3,23 +3,18 @@
 
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
 
 use super::Output;
-use super::compile::load;
+use super::input_files::InputFiles;
 use crate::compile::{PROTOCOL_ICMP, PROTOCOL_ICMPV6, PacketFacts, compile, explain};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The inventory: namespaces, VCNs and endpoints (YAML).
-    #[arg(long, value_name = "FILE")]
-    pub inventory: PathBuf,
-    /// Policy files (`*.zpr`); together they form the policy set.
-    #[arg(required = true, value_name = "POLICY")]
-    pub policies: Vec<PathBuf>,
+    #[command(flatten)]
+    pub inputs: InputFiles,
     /// Source address of the connection.
     #[arg(long, value_name = "ADDR")]
     pub from: IpAddr,
@@ -59,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let Some(inputs) = load(&args.inventory, &args.policies)? else {
+    let Some(inputs) = args.inputs.load()? else {
         return Ok(ExitCode::from(1));
     };
     let plan = compile(&inputs.policies, &inputs.inventory);

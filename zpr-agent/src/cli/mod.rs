@@ -10,6 +10,7 @@ pub mod compile;
 pub mod down;
 pub mod explain;
 pub mod fmt;
+mod input_files;
 pub mod monitor;
 pub mod run;
 pub mod status;

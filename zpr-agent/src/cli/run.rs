@@ -1,11 +1,11 @@
 //! `zpr run`: the agent.
 
-use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
-use super::agent_paths::AgentPaths;
+use super::{agent_paths::AgentPaths, input_files::InputFiles};
 use crate::{
     daemon::{self, AgentConfig},
     datapath::FromWorkloadHook,
@@ -13,12 +13,8 @@ use crate::{
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The inventory: namespaces, VCNs and endpoints (YAML).
-    #[arg(long, value_name = "FILE")]
-    pub inventory: PathBuf,
-    /// Policy files (`*.zpr`); together they form the policy set.
-    #[arg(required = true, value_name = "POLICY")]
-    pub policies: Vec<PathBuf>,
+    #[command(flatten)]
+    pub inputs: InputFiles,
     #[command(flatten)]
     pub paths: AgentPaths,
     /// Where the from-workload program runs on each vNIC.
@@ -48,8 +44,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_target(false)
         .init();
     daemon::run(AgentConfig {
-        inventory: args.inventory,
-        policies: args.policies,
+        inventory: args.inputs.inventory,
+        policies: args.inputs.policies,
         bpffs: args.paths.bpffs,
         run_dir: args.paths.run_dir,
         hook: match args.hook {

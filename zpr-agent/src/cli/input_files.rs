@@ -1,0 +1,28 @@
+//! The inputs every compiling command names: one inventory, the policy set.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use crate::inputs::{self, Inputs};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputFiles {
+    /// The inventory: namespaces, VCNs and endpoints (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Policy files (`*.zpr`); together they form the policy set.
+    #[arg(required = true, value_name = "POLICY")]
+    pub policies: Vec<PathBuf>,
+}
+
+impl InputFiles {
+    /// Reads the inputs; their problems (and warnings) go to stderr, and a
+    /// problem gives `None`. Unreadable files are errors (exit 2).
+    pub fn load(&self) -> anyhow::Result<Option<Inputs>> {
+        let loaded = inputs::read(&self.inventory, &self.policies)?;
+        std::io::stderr()
+            .lock()
+            .write_all(loaded.report.as_bytes())?;
+        Ok(loaded.inputs)
+    }
+}
