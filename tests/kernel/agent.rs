@@ -391,3 +391,42 @@ fn a_second_agent_refuses_to_start() -> anyhow::Result<()> {
     site.assert_paths_as_in_example();
     Ok(())
 }
+
+#[test]
+fn endpoints_leaving_and_joining_the_inventory_are_detached_and_attached() -> anyhow::Result<()> {
+    let site = Site::start()?;
+    assert!(
+        !site.works("internet", "db", 1521),
+        "the database is protected"
+    );
+    let inventory = fs::read_to_string(site.inputs.inventory())?;
+    let without_db = inventory.replace("    interface: zpr-db\n", "");
+    assert_ne!(
+        without_db, inventory,
+        "the example names the database's vNIC"
+    );
+
+    fs::write(site.inputs.inventory(), &without_db)?;
+    let status = site.agent.wait_for_generation(2)?;
+    let db = status["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "db");
+    assert!(db.is_none(), "no local endpoint db any more: {status}");
+    assert!(
+        site.works("internet", "db", 1521),
+        "nothing enforces at the database's vNIC"
+    );
+    assert!(
+        site.agent
+            .log()
+            .contains("detached: no longer a local endpoint")
+    );
+
+    fs::write(site.inputs.inventory(), &inventory)?;
+    site.agent.wait_for_generation(3)?;
+    assert!(!site.works("internet", "db", 1521), "attached again");
+    site.assert_paths_as_in_example();
+    Ok(())
+}
