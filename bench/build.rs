@@ -26,7 +26,9 @@ fn main() -> anyhow::Result<()> {
             bpf_linker.display()
         );
     }
-    let tools = bpf_linker.parent().context("bpf-linker path has no parent")?;
+    let tools = bpf_linker
+        .parent()
+        .context("bpf-linker path has no parent")?;
     let path = env::var_os("PATH").unwrap_or_default();
     let path =
         env::join_paths(std::iter::once(tools.to_path_buf()).chain(env::split_paths(&path)))?;
@@ -34,7 +36,10 @@ fn main() -> anyhow::Result<()> {
     unsafe { env::set_var("PATH", path) };
 
     for shared in ["zpr-common", "rust-toolchain.toml"] {
-        println!("cargo::rerun-if-changed={}", workspace.join(shared).display());
+        println!(
+            "cargo::rerun-if-changed={}",
+            workspace.join(shared).display()
+        );
     }
     let ebpf_dir = workspace.join("bench/ebpf");
     aya_build::build_ebpf(

@@ -57,8 +57,9 @@ pub fn generate(statements: usize) -> anyhow::Result<Generated> {
     let plan = compile(&synthetic.policies, &synthetic.inventory);
     let local_uid = busiest_local_uid(&plan)
         .with_context(|| format!("{statements} statements allow no TCP port between endpoints"))?;
-    let (local_name, local) = endpoint_address(&plan, |uid, protected| protected && uid == local_uid)
-        .context("no endpoint holds the busiest identity")?;
+    let (local_name, local) =
+        endpoint_address(&plan, |uid, protected| protected && uid == local_uid)
+            .context("no endpoint holds the busiest identity")?;
     let (untagged_name, untagged) = endpoint_address(&plan, |_, protected| !protected)
         .context("the generated inventory has no untagged endpoint")?;
 

@@ -4,29 +4,46 @@
 //! ratio to another measured side by side in the same run (machines are
 //! noisy; absolute times are only comparable within a run). Needs root.
 
+mod agent;
+mod control_plane;
 mod cpu;
+mod firewall;
+mod flood;
 mod generated;
+mod iperf;
 mod machine;
 mod micro;
 mod paths;
 mod per_packet;
+mod probe;
 mod reference;
+mod reload;
 mod report;
 mod scaling;
+mod scratch;
+mod sender;
 mod stats;
 mod subject;
+mod throughput;
+mod veth_site;
 
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
+    firewall::Filter,
     machine::Machine,
     report::{Report, Section, Target},
+    sender::Source,
 };
 
 #[derive(Parser)]
-#[command(name = "zpr-bench", about = "zpr's benchmarks (run by `cargo xtask bench`)")]
+#[command(
+    name = "zpr-bench",
+    about = "zpr's benchmarks (run by `cargo xtask bench`)"
+)]
 struct Args {
     /// CI smoke run: fewer rounds, sizes and seconds (under two minutes).
     #[arg(long)]
@@ -40,18 +57,30 @@ struct Args {
     /// Also write the markdown report here (the repository's BENCHMARKS.md).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// The `zpr` binary whose agent is measured (default: beside this one).
+    #[arg(long, value_name = "FILE")]
+    zpr: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Part {
     /// Per-packet cost and scaling (BPF_PROG_TEST_RUN).
     Micro,
+    /// iperf3 TCP and UDP over veth through each filter.
+    Throughput,
+    /// Deny floods disposed of by each filter.
+    Flood,
+    /// Compile time, reload latency, agent memory.
+    ControlPlane,
 }
 
 /// How much of everything a run measures.
 struct Profile {
     name: &'static str,
     micro: micro::Settings,
+    throughput: throughput::Settings,
+    flood: flood::Settings,
+    control_plane: control_plane::Settings,
 }
 
 impl Profile {
@@ -63,6 +92,42 @@ impl Profile {
                 rounds: 3,
                 repeat: 1_000_000,
                 spread: 10_000,
+            },
+            throughput: throughput::Settings {
+                filters: vec![
+                    Filter::None,
+                    zpr(FromWorkloadHook::Tcx, 10_000),
+                    zpr(FromWorkloadHook::XdpGeneric, 10_000),
+                    zpr(FromWorkloadHook::XdpNative, 10_000),
+                    Filter::Iptables { rules: 1 },
+                    Filter::Iptables { rules: 1_000 },
+                    Filter::Iptables { rules: 10_000 },
+                    nft_input(1),
+                    nft_input(1_000),
+                    nft_input(10_000),
+                ],
+                rounds: 3,
+                seconds: 10,
+            },
+            flood: flood::Settings {
+                filters: vec![
+                    Filter::None,
+                    zpr(FromWorkloadHook::Tcx, 10_000),
+                    zpr(FromWorkloadHook::XdpGeneric, 10_000),
+                    zpr(FromWorkloadHook::XdpNative, 10_000),
+                    Filter::IptablesRaw,
+                    nft_prerouting(10_000),
+                ],
+                sources: vec![Source::LiveFrames, Source::PacketSocket],
+                rounds: 3,
+                seconds: 5.0,
+            },
+            control_plane: control_plane::Settings {
+                compile_sizes: vec![1_000, 10_000, 100_000],
+                rounds: 3,
+                reload_statements: 10_000,
+                reloads: 10,
+                memory_statements: 100_000,
             },
         }
     }
@@ -76,7 +141,54 @@ impl Profile {
                 repeat: 1_000_000,
                 spread: 2_000,
             },
+            throughput: throughput::Settings {
+                filters: vec![
+                    Filter::None,
+                    zpr(FromWorkloadHook::Tcx, 1_000),
+                    Filter::Iptables { rules: 1_000 },
+                    nft_input(1_000),
+                ],
+                rounds: 1,
+                seconds: 2,
+            },
+            flood: flood::Settings {
+                filters: vec![
+                    Filter::None,
+                    zpr(FromWorkloadHook::Tcx, 1_000),
+                    zpr(FromWorkloadHook::XdpNative, 1_000),
+                    Filter::IptablesRaw,
+                    nft_prerouting(1_000),
+                ],
+                sources: vec![Source::LiveFrames],
+                rounds: 1,
+                seconds: 2.0,
+            },
+            control_plane: control_plane::Settings {
+                compile_sizes: vec![1_000, 10_000],
+                rounds: 1,
+                reload_statements: 10_000,
+                reloads: 2,
+                memory_statements: 10_000,
+            },
         }
+    }
+}
+
+fn zpr(hook: FromWorkloadHook, statements: usize) -> Filter {
+    Filter::Zpr { hook, statements }
+}
+
+fn nft_input(elements: usize) -> Filter {
+    Filter::NftSet {
+        elements,
+        prerouting: false,
+    }
+}
+
+fn nft_prerouting(elements: usize) -> Filter {
+    Filter::NftSet {
+        elements,
+        prerouting: true,
     }
 }
 
@@ -120,6 +232,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         ));
         add(scaling::section(&samples, &settings.sizes));
     }
+    if wanted(Part::Throughput) {
+        add(throughput::measure(&profile.throughput)?);
+    }
+    if wanted(Part::Flood) {
+        add(flood::measure(&profile.flood)?);
+    }
+    if wanted(Part::ControlPlane) {
+        let zpr = match &args.zpr {
+            Some(zpr) => zpr.clone(),
+            None => std::env::current_exe()?.with_file_name("zpr"),
+        };
+        anyhow::ensure!(
+            zpr.exists(),
+            "{} not found: build it (cargo build --release -p zpr-agent) or pass --zpr",
+            zpr.display()
+        );
+        add(control_plane::measure(&profile.control_plane, &zpr)?);
+    }
 
     machine.finished();
     let report = Report {
@@ -130,8 +260,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     report.write(&args.output)?;
     if let Some(record) = &args.record {
-        std::fs::write(record, report.markdown())?;
-        eprintln!("report: recorded in {}", record.display());
+        report.record(record)?;
     }
     print!("{}", report.markdown());
     Ok(())

@@ -84,7 +84,8 @@ impl Site {
         let generated = generated::generate(statements)?;
         let zpr = Zpr::load(&generated)
             .with_context(|| format!("loading zpr with {statements} statements"))?;
-        let reference = Reference::load(&generated.plan)?;
+        let mut reference = Reference::load()?;
+        reference.fill(&generated.plan)?;
         let frames = Path::ALL
             .iter()
             .map(|&path| (path, paths::frames(&generated, path, spread)))

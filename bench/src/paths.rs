@@ -69,7 +69,10 @@ pub struct Frames {
 
 /// The frames of `path` at `generated`, with `spread` distinct flows.
 pub fn frames(generated: &Generated, path: Path, spread: usize) -> Frames {
-    assert!(spread <= MAX_SPREAD, "{spread} flows overflow the port range");
+    assert!(
+        spread <= MAX_SPREAD,
+        "{spread} flows overflow the port range"
+    );
     let tcp = |src: IpAddr, src_port: u16, (dst, dst_port): (IpAddr, u16), flags: u8| {
         frame(
             src,
@@ -112,7 +115,14 @@ pub fn frames(generated: &Generated, path: Path, spread: usize) -> Frames {
         Path::Untagged => (
             tcp(generated.untagged, WARM_PORT + 3, denied(0), TCP_SYN),
             (0..spread)
-                .map(|i| tcp(generated.untagged, SPREAD_PORT + i as u16, denied(i), TCP_SYN))
+                .map(|i| {
+                    tcp(
+                        generated.untagged,
+                        SPREAD_PORT + i as u16,
+                        denied(i),
+                        TCP_SYN,
+                    )
+                })
                 .collect(),
         ),
     };

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use aya::{
     Ebpf,
     maps::{HashMap, LpmTrie, lpm_trie::Key},
-    programs::{TestRun as _, TestRunOptions, Xdp},
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
 };
 use zpr_agent::{
     compile::{Direction, L4_BITS, Plan},
@@ -27,6 +27,8 @@ use crate::paths::Path;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reference"));
 
 const XDP_PASS: u32 = 2;
+/// Frames the kernel prepares per batch in live-frames mode (the default; a veth ring holds 256).
+const LIVE_FRAMES_BATCH: u32 = 64;
 const CONNTRACK: &str = "REF_CONNTRACK";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,14 +39,17 @@ pub enum Program {
     ConntrackHit,
     /// Identities, policy and (when allowed) the conntrack insert.
     Policy,
+    /// XDP_TX: the live-frames flood generator.
+    Transmit,
 }
 
 impl Program {
-    const ALL: [Program; 4] = [
+    const ALL: [Program; 5] = [
         Program::Noop,
         Program::Parse,
         Program::ConntrackHit,
         Program::Policy,
+        Program::Transmit,
     ];
 
     fn symbol(self) -> &'static str {
@@ -53,6 +58,7 @@ impl Program {
             Program::Parse => "reference_parse",
             Program::ConntrackHit => "reference_conntrack_hit",
             Program::Policy => "reference_policy",
+            Program::Transmit => "reference_transmit",
         }
     }
 
@@ -64,18 +70,6 @@ impl Program {
             Path::Untagged => Program::Parse,
         }
     }
-
-    /// What the reference does for its path, as the report says it.
-    pub fn work(self) -> &'static str {
-        match self {
-            Program::Noop => "nothing (harness floor)",
-            Program::Parse => "parse",
-            Program::ConntrackHit => "parse + one LRU lookup (timestamp written in place)",
-            Program::Policy => {
-                "parse + two LPM lookups + one hash lookup (+ one LRU insert when allowed)"
-            }
-        }
-    }
 }
 
 pub struct Reference {
@@ -83,8 +77,8 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// Loads every reference program and fills their maps from `plan`.
-    pub fn load(plan: &Plan) -> anyhow::Result<Reference> {
+    /// Loads every reference program, their maps empty.
+    pub fn load() -> anyhow::Result<Reference> {
         anyhow::ensure!(
             !OBJECT.is_empty(),
             "zpr-bench was built with AYA_BUILD_SKIP: it embeds no reference programs"
@@ -95,12 +89,11 @@ impl Reference {
                 .load()
                 .with_context(|| format!("the verifier rejected {}", program.symbol()))?;
         }
-        let mut reference = Reference { ebpf };
-        reference.fill(plan)?;
-        Ok(reference)
+        Ok(Reference { ebpf })
     }
 
-    fn fill(&mut self, plan: &Plan) -> anyhow::Result<()> {
+    /// Fills the identity trie and the policy hash from `plan`.
+    pub fn fill(&mut self, plan: &Plan) -> anyhow::Result<()> {
         let mut identities: LpmTrie<_, PrefixKey, u32> =
             LpmTrie::try_from(self.map("REF_IPCACHE")?)?;
         let hosts = plan.hosts.iter().map(|host| {
@@ -170,6 +163,28 @@ impl Reference {
             passed: result.return_value == XDP_PASS,
             duration: result.duration,
         })
+    }
+
+    /// Sends `frame` `count` times out of the interface `ifindex` (in the
+    /// calling thread's namespace), with live frames: BPF_PROG_TEST_RUN
+    /// hands each copy to the transmit program, which sends it.
+    pub fn transmit(&mut self, frame: &[u8], ifindex: u32, count: u32) -> anyhow::Result<()> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex. Live frames need data_end to be
+        // the frame's length and an ingress interface.
+        let xdp_md: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|field| field.to_ne_bytes())
+            .collect();
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(frame);
+        options.ctx_in = Some(&xdp_md);
+        options.repeat = count;
+        options.attrs = TestRunAttrs::new().xdp_live_frames(LIVE_FRAMES_BATCH);
+        xdp(&mut self.ebpf, Program::Transmit)?
+            .test_run(options)
+            .context("BPF_PROG_TEST_RUN with live frames")?;
+        Ok(())
     }
 
     /// Forgets every flow the reference conntrack holds.

@@ -11,6 +11,12 @@ use crate::{
     stats::{Summary, paired_ratios},
 };
 
+/// Where the generated report ends and the analysis written by whoever
+/// ran it begins; a new run replaces what is above only.
+const ANALYSIS: &str =
+    "<!-- Everything below is written by hand and kept by `cargo xtask bench`. -->\n";
+const ANALYSIS_PLACEHOLDER: &str = "\n## Analysis\n\nNot written yet for this run.\n";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Unit {
     #[serde(rename = "ns/packet")]
@@ -118,9 +124,6 @@ pub struct Target {
     pub bound: Bound,
     pub measured: f64,
     pub met: bool,
-    /// Why it was missed, when the bench knows.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
 }
 
 impl Target {
@@ -134,15 +137,7 @@ impl Target {
             bound,
             measured,
             met,
-            why: None,
         }
-    }
-
-    pub fn because(mut self, why: impl Into<String>) -> Target {
-        if !self.met {
-            self.why = Some(why.into());
-        }
-        self
     }
 
     /// By how much a missed target was missed, relative to its limit.
@@ -184,6 +179,19 @@ impl Report {
         Ok(())
     }
 
+    /// Writes the markdown report to `path` (BENCHMARKS.md), keeping the
+    /// hand-written analysis that follows [`ANALYSIS`] in the file there.
+    pub fn record(&self, path: &Path) -> anyhow::Result<()> {
+        let existing = std::fs::read_to_string(path).unwrap_or_default();
+        let analysis = existing
+            .split_once(ANALYSIS)
+            .map_or(ANALYSIS_PLACEHOLDER, |(_, analysis)| analysis);
+        let text = format!("{}\n{ANALYSIS}{analysis}", self.markdown());
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report: recorded in {}", path.display());
+        Ok(())
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -199,11 +207,7 @@ impl Report {
             let verdict = if target.met {
                 "yes".to_owned()
             } else {
-                let mut missed = format!("**no**: {}", target.shortfall());
-                if let Some(why) = &target.why {
-                    let _ = write!(missed, "; {why}");
-                }
-                missed
+                format!("**no**: {} (see Analysis)", target.shortfall())
             };
             let _ = writeln!(
                 out,
@@ -253,7 +257,7 @@ fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);

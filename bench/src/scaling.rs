@@ -31,7 +31,11 @@ pub fn section(samples: &Samples, sizes: &[usize]) -> (Section, Vec<Target>) {
                 };
                 for &statements in shown {
                     let figure = Figure::new(
-                        format!("{label}, {}, {}, {statements} statements", path.name(), mode.name()),
+                        format!(
+                            "{label}, {}, {}, {statements} statements",
+                            path.name(),
+                            mode.name()
+                        ),
                         Unit::NanosPerPacket,
                         samples.get(key(statements)).to_vec(),
                     )

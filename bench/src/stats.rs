@@ -32,7 +32,11 @@ impl Summary {
 
 /// `numerator[i] / denominator[i]` for every round `i`.
 pub fn paired_ratios(numerator: &[f64], denominator: &[f64]) -> Vec<f64> {
-    assert_eq!(numerator.len(), denominator.len(), "ratio of unpaired rounds");
+    assert_eq!(
+        numerator.len(),
+        denominator.len(),
+        "ratio of unpaired rounds"
+    );
     numerator
         .iter()
         .zip(denominator)

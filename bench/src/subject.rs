@@ -60,10 +60,11 @@ impl Subject for Zpr {
     }
 
     fn track(&mut self, frame: &[u8]) -> anyhow::Result<()> {
-        let result = self
-            .enforcing
-            .test_run(Hook::FromWorkloadXdp, frame, 1)?;
-        ensure!(result.passed, "zpr dropped the first packet of an allowed flow");
+        let result = self.enforcing.test_run(Hook::FromWorkloadXdp, frame, 1)?;
+        ensure!(
+            result.passed,
+            "zpr dropped the first packet of an allowed flow"
+        );
         Ok(())
     }
 

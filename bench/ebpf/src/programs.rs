@@ -22,6 +22,13 @@ pub fn reference_noop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The flood generator: with BPF_PROG_TEST_RUN's live frames, sends each
+/// frame back out of the interface it is run on (for a veth, to its peer).
+#[xdp]
+pub fn reference_transmit(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
 /// Untagged pass-through: the headers must be read to know the packet is
 /// IP at all, nothing more.
 #[xdp]
@@ -47,14 +54,20 @@ pub fn reference_conntrack_hit(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// New flow (allowed) and denied packet: both addresses' identities from one
-/// prefix trie, one exact policy lookup, and for an allowed flow one
-/// conntrack insert. A denied packet does the same minus the insert.
+/// New flow (allowed) and denied packet: the conntrack lookup that tells a
+/// new flow from a tracked one (a stateful filter cannot skip it: a packet
+/// may belong to a flow opened from the other side), both addresses'
+/// identities from one prefix trie, one exact policy lookup, and for an
+/// allowed flow one conntrack insert. A denied packet does the same minus
+/// the insert. It runs every step whatever the lookup found, so a repeated
+/// frame costs what a new one does: the program is a measure, not a filter.
 #[xdp]
 pub fn reference_policy(ctx: XdpContext) -> u32 {
     let Some(flow) = Flow::parse(&ctx) else {
         return xdp_action::XDP_DROP;
     };
+    let key = flow.key(ingress_ifindex(&ctx));
+    let tracked = REF_CONNTRACK.get_ptr(&key).is_some();
     let policy = PolicyKey {
         slot: 0,
         direction: POLICY_EGRESS,
@@ -67,7 +80,11 @@ pub fn reference_policy(ctx: XdpContext) -> u32 {
     };
     // SAFETY: read-only copy of a value user space wrote whole.
     let Some(allowed) = (unsafe { REF_POLICY.get(&policy) }).copied() else {
-        return xdp_action::XDP_DROP;
+        return if tracked {
+            xdp_action::XDP_PASS
+        } else {
+            xdp_action::XDP_DROP
+        };
     };
     let state = FlowState {
         // SAFETY: a helper without preconditions.
@@ -77,7 +94,7 @@ pub fn reference_policy(ctx: XdpContext) -> u32 {
         remote_uid: policy.remote_uid,
         ..FlowState::default()
     };
-    match REF_CONNTRACK.insert(&flow.key(ingress_ifindex(&ctx)), &state, BPF_ANY as u64) {
+    match REF_CONNTRACK.insert(&key, &state, BPF_ANY as u64) {
         Ok(()) => xdp_action::XDP_PASS,
         Err(_) => xdp_action::XDP_DROP,
     }
