@@ -1,5 +1,6 @@
 //! `cargo xtask`: set up, build and test zpr.
 
+mod bench;
 mod build;
 mod command;
 mod demo;
@@ -30,6 +31,14 @@ enum Task {
     /// (root): every path tried, a denial explained, drops monitored, a
     /// live reload.
     Demo,
+    /// The benchmarks (root): per-packet cost next to minimal programs,
+    /// scaling, throughput and deny floods next to iptables and nftables,
+    /// control-plane times; a full run records BENCHMARKS.md.
+    Bench {
+        /// CI smoke run (under two minutes); records nothing.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,6 +47,7 @@ fn main() -> ExitCode {
         Task::Build => setup::run().and_then(|()| build::run().map(|_| ())),
         Task::Test => setup::run().and_then(|()| test::run()),
         Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
