@@ -1,7 +1,6 @@
 //! Reading the inventory and the policy files, as every command that
 //! compiles them does (`zpr compile`, `zpr explain`, the agent).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -24,30 +23,57 @@ pub struct Loaded {
     pub report: String,
 }
 
+/// One input's text: `file` names it in diagnostics, `name` is a policy's
+/// name (statement ids are `name:line`).
+pub struct InputText {
+    pub file: String,
+    pub name: String,
+    pub text: String,
+}
+
 /// Reads and checks the inputs. Unreadable files are errors of their own;
 /// invalid content is reported in [`Loaded::report`].
 pub fn read(inventory_path: &Path, policy_paths: &[PathBuf]) -> anyhow::Result<Loaded> {
+    let inventory = InputText {
+        file: inventory_path.display().to_string(),
+        name: String::new(),
+        text: std::fs::read_to_string(inventory_path)
+            .with_context(|| format!("reading inventory {}", inventory_path.display()))?,
+    };
+    let policies = policy_paths
+        .iter()
+        .map(|path| {
+            Ok(InputText {
+                file: path.display().to_string(),
+                name: policy_name_from_path(path),
+                text: std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(check(&inventory, &policies))
+}
+
+/// Checks an inventory and a policy set, wherever their texts come from
+/// (files, or the store of `zpr serve`).
+pub fn check(inventory: &InputText, policies: &[InputText]) -> Loaded {
     let mut report = String::new();
-    let text = std::fs::read_to_string(inventory_path)
-        .with_context(|| format!("reading inventory {}", inventory_path.display()))?;
-    let inventory = match Inventory::from_yaml_str(&text) {
+    let inventory_path = &inventory.file;
+    let inventory = match Inventory::from_yaml_str(&inventory.text) {
         Ok(inventory) => Some(inventory),
         Err(errors) => {
             for error in &errors.0 {
-                writeln!(report, "error: {}: {error}", inventory_path.display())?;
+                report += &format!("error: {inventory_path}: {error}\n");
             }
             None
         }
     };
     let mut failed = inventory.is_none();
-    let mut policies: Vec<Policy> = Vec::new();
-    for path in policy_paths {
-        let source =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file = path.display().to_string();
-        let rendered = SourceFile::new(&file, &source);
-        let name = policy_name_from_path(path);
-        match parse(&name, &source) {
+    let mut policies_read: Vec<Policy> = Vec::new();
+    for policy in policies {
+        let (file, name, source) = (&policy.file, &policy.name, &policy.text);
+        let rendered = SourceFile::new(file, source);
+        match parse(name, source) {
             Ok(parsed) => {
                 let mut diagnostics = parsed.warnings;
                 if let Some(inventory) = &inventory {
@@ -56,21 +82,20 @@ pub fn read(inventory_path: &Path, policy_paths: &[PathBuf]) -> anyhow::Result<L
                 }
                 for diagnostic in &diagnostics {
                     failed |= diagnostic.severity == Severity::Error;
-                    writeln!(report, "{}", rendered.render(diagnostic))?;
+                    report += &format!("{}\n", rendered.render(diagnostic));
                 }
-                if policies.iter().any(|p| p.name == name) {
-                    writeln!(
-                        report,
+                if policies_read.iter().any(|p| &p.name == name) {
+                    report += &format!(
                         "error: two policy files are named '{name}' ({file}); statement ids \
-                         (policy:line) must be unique"
-                    )?;
+                         (policy:line) must be unique\n"
+                    );
                     failed = true;
                 }
-                policies.push(parsed.policy);
+                policies_read.push(parsed.policy);
             }
             Err(diagnostics) => {
                 for diagnostic in &diagnostics {
-                    writeln!(report, "{}", rendered.render(diagnostic))?;
+                    report += &format!("{}\n", rendered.render(diagnostic));
                 }
                 failed = true;
             }
@@ -79,9 +104,9 @@ pub fn read(inventory_path: &Path, policy_paths: &[PathBuf]) -> anyhow::Result<L
     let inputs = match inventory {
         Some(inventory) if !failed => Some(Inputs {
             inventory,
-            policies,
+            policies: policies_read,
         }),
         _ => None,
     };
-    Ok(Loaded { inputs, report })
+    Loaded { inputs, report }
 }

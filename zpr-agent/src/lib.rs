@@ -5,11 +5,14 @@
 //! (`datapath`) and kept current by the agent. `lang`, `inventory`,
 //! `compile` and `synthetic` do no I/O.
 
+pub mod api;
 pub mod cli;
 pub mod compile;
 pub mod daemon;
 pub mod datapath;
+pub mod iam;
 pub mod inputs;
 pub mod inventory;
 pub mod lang;
+pub mod store;
 pub mod synthetic;

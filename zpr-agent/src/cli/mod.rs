@@ -5,15 +5,23 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod agent_paths;
+mod api_client;
+pub mod attribute;
 pub mod check;
 pub mod compile;
+pub mod configuration;
 pub mod down;
+pub mod endpoint;
 pub mod explain;
 pub mod fmt;
 mod input_files;
 pub mod monitor;
+pub mod namespace;
+pub mod policy;
 pub mod run;
+pub mod serve;
 pub mod status;
+pub mod work_request;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,6 +56,20 @@ pub enum Command {
     Monitor(monitor::Args),
     /// Detach every zpr program and remove every zpr pin.
     Down(down::Args),
+    /// Run the agent from a store, with the management API (IAM-guarded).
+    Serve(serve::Args),
+    /// ZPR policies in the store (through the API).
+    Policy(policy::Args),
+    /// Security-attribute namespaces (through the API).
+    Namespace(namespace::Args),
+    /// Security attributes of a namespace (through the API).
+    Attribute(attribute::Args),
+    /// Apply or remove security attributes on endpoints (through the API).
+    Endpoint(endpoint::Args),
+    /// Enable or disable enforcement (through the API).
+    Configuration(configuration::Args),
+    /// What each change through the API did.
+    WorkRequest(work_request::Args),
 }
 
 /// How a command prints data.
@@ -68,6 +90,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Monitor(args) => monitor::run(args),
         Command::Down(args) => down::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Policy(args) => policy::run(args),
+        Command::Namespace(args) => namespace::run(args),
+        Command::Attribute(args) => attribute::run(args),
+        Command::Endpoint(args) => endpoint::run(args),
+        Command::Configuration(args) => configuration::run(args),
+        Command::WorkRequest(args) => work_request::run(args),
     }
 }
 

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 use super::{agent_paths::AgentPaths, input_files::InputFiles};
 use crate::{
-    daemon::{self, AgentConfig},
+    daemon::{self, AgentConfig, InputSource},
     datapath::FromWorkloadHook,
 };
 
@@ -37,22 +37,36 @@ pub enum Hook {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(&args.log_level)?;
+    daemon::run(AgentConfig {
+        inputs: InputSource::Files {
+            inventory: args.inputs.inventory,
+            policies: args.inputs.policies,
+        },
+        bpffs: args.paths.bpffs,
+        run_dir: args.paths.run_dir,
+        hook: args.hook.into(),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The agent's log: to stderr, at `level` (shared with `zpr serve`).
+pub fn init_logging(level: &str) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&args.log_level)?)
+        .with_env_filter(EnvFilter::try_new(level)?)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    daemon::run(AgentConfig {
-        inventory: args.inputs.inventory,
-        policies: args.inputs.policies,
-        bpffs: args.paths.bpffs,
-        run_dir: args.paths.run_dir,
-        hook: match args.hook {
+    Ok(())
+}
+
+impl From<Hook> for FromWorkloadHook {
+    fn from(hook: Hook) -> FromWorkloadHook {
+        match hook {
             Hook::Tcx => FromWorkloadHook::Tcx,
             Hook::XdpGeneric => FromWorkloadHook::XdpGeneric,
             Hook::XdpNative => FromWorkloadHook::XdpNative,
-        },
-    })?;
-    Ok(ExitCode::SUCCESS)
+        }
+    }
 }

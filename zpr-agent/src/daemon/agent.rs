@@ -1,13 +1,13 @@
 //! The agent's state and its one job: turn the current inputs into the
 //! enforced Plan, or leave the live Plan in place and say why not.
 
-use std::{collections::BTreeMap, ffi::CString, time::Instant};
+use std::{collections::BTreeMap, ffi::CString, path::PathBuf, time::Instant};
 
 use anyhow::Context as _;
 use tracing::{error, info, warn};
 
 use super::{
-    AgentConfig,
+    AgentConfig, InputSource, StoreConfig,
     status::{AttachedEndpoint, ReloadError, Status, unix_now},
 };
 use crate::{
@@ -18,13 +18,18 @@ use crate::{
     },
     inputs,
     inventory::Mode,
+    store::Store,
 };
 
 pub struct Agent {
     config: AgentConfig,
+    /// Open when the inputs come from a store.
+    store: Option<Store>,
     pins: PinLayout,
     datapath: Datapath,
     status: Status,
+    /// The live Plan and the vNICs it was written for.
+    live: Option<(Plan, InterfaceIndexes)>,
 }
 
 impl Agent {
@@ -42,24 +47,59 @@ impl Agent {
             Adoption::Replaced { why } => format!("replaced incompatible pinned state: {why}"),
         };
         info!(pins = %pins.root().display(), "{adoption}");
+        let store = match &config.inputs {
+            InputSource::Files { .. } => None,
+            InputSource::Store(store_config) => Some(open_store(store_config)?),
+        };
+        let (inventory, policies, store_path) = match &config.inputs {
+            InputSource::Files {
+                inventory,
+                policies,
+            } => (inventory.clone(), policies.clone(), None),
+            InputSource::Store(store) => (PathBuf::new(), Vec::new(), Some(store.path.clone())),
+        };
         let status = Status {
             pid: std::process::id(),
             started_at: unix_now(),
             bpffs: config.bpffs.clone(),
-            inventory: config.inventory.clone(),
-            policies: config.policies.clone(),
+            inventory,
+            policies,
+            store: store_path,
             hook: format!("{:?}", config.hook),
             adoption,
             ..Status::default()
         };
         let mut agent = Agent {
             config,
+            store,
             pins,
             datapath,
             status,
+            live: None,
         };
         agent.reload("start", Instant::now());
         Ok(agent)
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    pub fn store_mut(&mut self) -> Option<&mut Store> {
+        self.store.as_mut()
+    }
+
+    /// What the last reload did (generation, error), as `zpr status` shows it.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Where the management API listens (agents serving a store only).
+    pub fn api_socket(&self) -> anyhow::Result<PathBuf> {
+        match &self.config.inputs {
+            InputSource::Store(store) => Ok(store.socket.clone()),
+            InputSource::Files { .. } => anyhow::bail!("an agent reading files serves no API"),
+        }
     }
 
     pub fn kernel_log(&mut self) -> anyhow::Result<KernelLog> {
@@ -106,7 +146,19 @@ impl Agent {
     }
 
     fn try_reload(&mut self, since: Instant) -> anyhow::Result<()> {
-        let loaded = inputs::read(&self.config.inventory, &self.config.policies)?;
+        let loaded = match (&self.config.inputs, &self.store) {
+            (
+                InputSource::Files {
+                    inventory,
+                    policies,
+                },
+                _,
+            ) => inputs::read(inventory, policies)?,
+            (InputSource::Store(_), Some(store)) => store.load()?,
+            (InputSource::Store(config), None) => {
+                anyhow::bail!("the store {} is not open", config.path.display())
+            }
+        };
         let Some(inputs) = loaded.inputs else {
             anyhow::bail!("{}", loaded.report.trim_end());
         };
@@ -146,8 +198,33 @@ impl Agent {
             })
             .collect();
         self.status.identities = identity_names(&plan);
+        self.live = Some((plan, interfaces));
         Ok(())
     }
+
+    /// True when a local endpoint's vNIC appeared, vanished or was created
+    /// again (new ifindex) since the live Plan was written.
+    pub fn interfaces_changed(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|(plan, written)| present_interfaces(plan) != *written)
+    }
+}
+
+/// Opens the store, importing the seed inventory into an empty one.
+fn open_store(config: &StoreConfig) -> anyhow::Result<Store> {
+    let mut store = Store::open(&config.path)?;
+    if let Some(seed) = &config.seed_inventory {
+        if store.seed(seed)? {
+            info!(inventory = %seed.display(), "imported into the empty store");
+        } else {
+            info!(
+                inventory = %seed.display(),
+                "the store already holds endpoints: the seed inventory is not imported again"
+            );
+        }
+    }
+    Ok(store)
 }
 
 /// Local endpoints whose interface exists on this host, by ifindex.

@@ -15,24 +15,51 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 pub use agent::Agent;
 pub use lock::{AgentLock, lock_holder};
 pub use status::{AttachedEndpoint, ReloadError, Status, unix_now};
 
-use crate::datapath::FromWorkloadHook;
+use crate::{
+    api::{audit::AuditLog, server::ApiSocket, service::Service},
+    datapath::FromWorkloadHook,
+    iam::{IamPolicy, Statement},
+};
 
-/// What `zpr run` was asked to do.
+/// What `zpr run` (files) or `zpr serve` (store) was asked to do.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    pub inventory: PathBuf,
-    pub policies: Vec<PathBuf>,
+    pub inputs: InputSource,
     /// Where bpffs is (zpr pins under `<bpffs>/zpr`).
     pub bpffs: PathBuf,
     /// Where the agent keeps its lock and status file.
     pub run_dir: PathBuf,
     pub hook: FromWorkloadHook,
+}
+
+/// Where the agent's inventory and policies come from.
+#[derive(Clone, Debug)]
+pub enum InputSource {
+    /// Files, watched with inotify.
+    Files {
+        inventory: PathBuf,
+        policies: Vec<PathBuf>,
+    },
+    /// The store, changed through the management API.
+    Store(StoreConfig),
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// An inventory file to import into a store that has no endpoints yet.
+    pub seed_inventory: Option<PathBuf>,
+    pub socket: PathBuf,
+    /// IAM statements; with `bootstrap_admins`, all that is granted.
+    pub iam_statements: Option<PathBuf>,
+    /// Groups granted `manage all-resources`.
+    pub bootstrap_admins: Vec<String>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT, which leave enforcement in place.
@@ -45,8 +72,19 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
 
 async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     let _lock = AgentLock::acquire(&config.run_dir)?;
-    let mut watch = watch::InputWatch::new(&config)?;
+    let mut watch = match &config.inputs {
+        InputSource::Files { .. } => Some(watch::InputWatch::new(&config)?),
+        InputSource::Store(_) => None,
+    };
+    let api = match &config.inputs {
+        InputSource::Store(store) => Some(api_service(store, &config.run_dir)?),
+        InputSource::Files { .. } => None,
+    };
     let mut agent = Agent::start(config)?;
+    let mut api = match api {
+        Some(service) => Some((ApiSocket::bind(&agent.api_socket()?)?, service)),
+        None => None,
+    };
     // SAFETY: the logger owns its ring buffer's fd and lives inside the
     // AsyncFd, which deregisters it before dropping it.
     let mut kernel_log = unsafe { AsyncFd::register(agent.kernel_log()?) }
@@ -56,9 +94,15 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            changed = watch.changed() => {
+            Some(changed) = maybe(watch.as_mut().map(|watch| watch.changed())) => {
                 let since = changed?;
                 agent.reload("input files changed", since);
+            }
+            Some(Some(call)) = maybe(api.as_mut().map(|(socket, _)| socket.next())) => {
+                if let Some((_, service)) = &api {
+                    let response = service.handle(&mut agent, &call.principal, &call.request);
+                    let _ = call.reply.send(response);
+                }
             }
             readable = kernel_log.readable_mut() => {
                 let mut guard = readable?;
@@ -72,4 +116,35 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     }
     info!("stopping; enforcement stays in place (pinned), `zpr down` removes it");
     Ok(())
+}
+
+/// An optional event source as a future that never completes when absent.
+async fn maybe<T>(future: Option<impl std::future::Future<Output = T>>) -> Option<T> {
+    match future {
+        Some(future) => Some(future.await),
+        None => std::future::pending().await,
+    }
+}
+
+/// The IAM statements in force: the file's, plus the bootstrap admins'.
+fn api_service(store: &StoreConfig, run_dir: &std::path::Path) -> anyhow::Result<Service> {
+    let mut iam = IamPolicy::default();
+    if let Some(path) = &store.iam_statements {
+        let (read, warnings) = IamPolicy::read(path)?;
+        if !warnings.is_empty() {
+            warn!("{}", warnings.trim_end());
+        }
+        iam = read;
+    }
+    iam.statements.extend(
+        store
+            .bootstrap_admins
+            .iter()
+            .map(|group| Statement::admin(group)),
+    );
+    info!(statements = iam.statements.len(), "IAM statements in force");
+    Ok(Service {
+        iam,
+        audit: AuditLog::new(run_dir),
+    })
 }

@@ -19,6 +19,9 @@ pub struct Status {
     pub bpffs: PathBuf,
     pub inventory: PathBuf,
     pub policies: Vec<PathBuf>,
+    /// The store, when the agent serves one (then `inventory` is empty).
+    #[serde(default)]
+    pub store: Option<PathBuf>,
     pub hook: String,
     /// What the agent found pinned when it started.
     pub adoption: String,

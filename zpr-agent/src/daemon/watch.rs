@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use inotify::{EventStream, Inotify, WatchDescriptor, WatchMask};
 
-use super::AgentConfig;
+use super::{AgentConfig, InputSource};
 
 /// Changes arriving this close together are one reload.
 const SETTLE: Duration = Duration::from_millis(20);
@@ -27,7 +27,14 @@ impl InputWatch {
     pub fn new(config: &AgentConfig) -> anyhow::Result<InputWatch> {
         let inotify = Inotify::init().context("inotify_init")?;
         let mut by_directory: BTreeMap<PathBuf, BTreeSet<OsString>> = BTreeMap::new();
-        for path in std::iter::once(&config.inventory).chain(&config.policies) {
+        let InputSource::Files {
+            inventory,
+            policies,
+        } = &config.inputs
+        else {
+            anyhow::bail!("only input files are watched");
+        };
+        for path in std::iter::once(inventory).chain(policies) {
             let (directory, name) = split(path)?;
             by_directory.entry(directory).or_default().insert(name);
         }

@@ -1,0 +1,96 @@
+//! The audit log: one JSON line per mutating call, allowed or denied, in
+//! `<run-dir>/audit.jsonl` (who, what, the outcome, the generation it
+//! produced and its work request).
+
+use std::{
+    fs::OpenOptions,
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+use tracing::warn;
+
+use super::operations::Operation;
+use crate::{daemon::unix_now, iam::Principal, store::WorkRequest};
+
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord<'a> {
+    pub time: u64,
+    pub principal: &'a Principal,
+    pub operation: &'static str,
+    /// Whether IAM allowed the call.
+    pub allowed: bool,
+    /// `denied`, `SUCCEEDED` or `FAILED`.
+    pub outcome: String,
+    pub resource: Option<String>,
+    pub generation: Option<u32>,
+    pub work_request_id: Option<String>,
+    pub message: Option<String>,
+}
+
+impl<'a> AuditRecord<'a> {
+    pub fn denied(principal: &'a Principal, operation: &Operation, why: &str) -> AuditRecord<'a> {
+        AuditRecord {
+            time: unix_now(),
+            principal,
+            operation: operation.name(),
+            allowed: false,
+            outcome: "denied".to_owned(),
+            resource: None,
+            generation: None,
+            work_request_id: None,
+            message: Some(why.to_owned()),
+        }
+    }
+
+    pub fn carried_out(
+        principal: &'a Principal,
+        operation: &Operation,
+        work_request: &WorkRequest,
+    ) -> AuditRecord<'a> {
+        AuditRecord {
+            time: unix_now(),
+            principal,
+            operation: operation.name(),
+            allowed: true,
+            outcome: work_request.status.clone(),
+            resource: Some(work_request.resource.clone()),
+            generation: work_request.generation,
+            work_request_id: Some(work_request.id.clone()),
+            message: work_request.errors.first().map(|e| e.message.clone()),
+        }
+    }
+}
+
+impl AuditLog {
+    pub fn new(run_dir: &Path) -> AuditLog {
+        AuditLog {
+            path: run_dir.join("audit.jsonl"),
+        }
+    }
+
+    /// Appends one line; a log that cannot be written is reported, not fatal.
+    pub fn record(&self, record: &AuditRecord) {
+        let written = serde_json::to_string(record)
+            .map_err(std::io::Error::other)
+            .and_then(|line| {
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                writeln!(file, "{line}")
+            });
+        if let Err(error) = written {
+            warn!(
+                "cannot write the audit log {}: {error}",
+                self.path.display()
+            );
+        }
+    }
+}

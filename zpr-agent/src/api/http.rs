@@ -1,0 +1,179 @@
+//! The little HTTP/1.1 the API needs, over a Unix socket: one request per
+//! connection (`Connection: close`), bodies framed by `Content-Length`,
+//! heads parsed by `httparse`. The peers are zpr's own CLI and tools such as
+//! `curl --unix-socket`, so no keep-alive, chunked bodies or TLS: hyper
+//! would bring a dozen crates for features this socket never uses.
+
+use std::io::{Read as _, Write as _};
+
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Heads larger than this are refused (a request head is a few hundred bytes).
+const MAX_HEAD: usize = 16 * 1024;
+/// Policies are text: a megabyte is tens of thousands of statements.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+const MAX_HEADERS: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Without the query string.
+    pub path: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// `(name, value)` beside Content-Type and Content-Length.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: serde_json::to_vec_pretty(body).unwrap_or_default(),
+        }
+    }
+
+    fn head(&self) -> String {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n",
+            self.status,
+            reason(self.status),
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            head += &format!("{name}: {value}\r\n");
+        }
+        head + "\r\n"
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        _ => "Internal Server Error",
+    }
+}
+
+/// Reads one request from a connection.
+pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result<Request> {
+    let mut buffer = Vec::with_capacity(1024);
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        if let httparse::Status::Complete(head_length) = request.parse(&buffer)? {
+            let method = request.method.unwrap_or_default().to_owned();
+            let target = request.path.unwrap_or_default();
+            let path = target.split('?').next().unwrap_or_default().to_owned();
+            let length = content_length(request.headers)?;
+            let mut body = buffer[head_length..].to_vec();
+            while body.len() < length {
+                let mut chunk = vec![0; (length - body.len()).min(64 * 1024)];
+                let read = stream.read(&mut chunk).await?;
+                if read == 0 {
+                    bail!("the connection closed inside the request body");
+                }
+                body.extend_from_slice(&chunk[..read]);
+            }
+            body.truncate(length);
+            return Ok(Request { method, path, body });
+        }
+        if buffer.len() > MAX_HEAD {
+            bail!("request head longer than {MAX_HEAD} bytes");
+        }
+        let mut chunk = [0; 4096];
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            bail!("the connection closed inside the request head");
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+fn content_length(headers: &[httparse::Header]) -> anyhow::Result<usize> {
+    let Some(header) = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+    else {
+        return Ok(0);
+    };
+    let length: usize = std::str::from_utf8(header.value)?
+        .trim()
+        .parse()
+        .context("Content-Length is not a number")?;
+    if length > MAX_BODY {
+        bail!("request body of {length} bytes is over the limit of {MAX_BODY}");
+    }
+    Ok(length)
+}
+
+pub async fn write_response(
+    stream: &mut tokio::net::UnixStream,
+    response: &Response,
+) -> anyhow::Result<()> {
+    stream.write_all(response.head().as_bytes()).await?;
+    stream.write_all(&response.body).await?;
+    stream.shutdown().await?;
+    Ok(())
+}
+
+/// The client side, blocking (the CLI makes one call and exits): sends a
+/// request and reads the whole response.
+pub fn call(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<Response> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "connecting to the zpr API at {} (is `zpr serve` running? --socket names another)",
+            socket.display()
+        )
+    })?;
+    let body = body
+        .map(serde_json::to_vec)
+        .transpose()?
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: zpr\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received)?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head_length) = response.parse(&received)? else {
+        bail!("the API closed the connection inside the response head");
+    };
+    Ok(Response {
+        status: response.code.unwrap_or_default(),
+        headers: response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: received[head_length..].to_vec(),
+    })
+}

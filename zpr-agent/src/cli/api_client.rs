@@ -1,0 +1,95 @@
+//! What every management-API command shares: the socket, `--output`, the
+//! call, and how answers and errors print.
+
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
+
+use serde_json::Value;
+
+use super::Output;
+use crate::api::{API_VERSION, http};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// The API socket of `zpr serve`.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/zpr/api.sock",
+        global = true
+    )]
+    pub socket: PathBuf,
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+}
+
+impl ApiArgs {
+    /// Calls `METHOD /<version>PATH`; prints the answer with `text` (or as
+    /// JSON). Exit 0 on success, 1 when the API refused.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        text: impl Fn(&Value) -> String,
+    ) -> anyhow::Result<ExitCode> {
+        let response = http::call(
+            &self.socket,
+            method,
+            &format!("{API_VERSION}{path}"),
+            body.as_ref(),
+        )?;
+        let answer: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let succeeded = (200..300).contains(&response.status);
+        let mut stdout = std::io::stdout().lock();
+        if self.output == Output::Json {
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&answer)?)?;
+        } else if succeeded {
+            write!(stdout, "{}", text(&answer))?;
+        } else {
+            eprintln!(
+                "zpr: {} ({}): {}",
+                answer["code"].as_str().unwrap_or("error"),
+                response.status,
+                answer["message"].as_str().unwrap_or_default()
+            );
+            if let Some(diagnostics) = answer["diagnostics"].as_str() {
+                eprint!("{diagnostics}");
+            }
+        }
+        if self.output == Output::Text
+            && let Some(work_request) = header("opc-work-request-id")
+        {
+            let generation = header("zpr-generation")
+                .map(|g| format!(", policy generation {g}"))
+                .unwrap_or_default();
+            eprintln!("work request {work_request}{generation}");
+        }
+        Ok(if succeeded {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
+
+/// A list answer's items, one line each.
+pub fn lines(answer: &Value, line: impl Fn(&Value) -> String) -> String {
+    answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| line(item) + "\n")
+        .collect()
+}
+
+/// A string field, or "".
+pub fn field<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name].as_str().unwrap_or_default()
+}

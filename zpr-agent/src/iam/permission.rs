@@ -1,0 +1,192 @@
+//! The IAM resource types, verbs and permissions of OCI ZPR
+//! (shared/docs/reference/oci-zpr-iam.md §2-3): which permissions each verb
+//! grants on each type. Verbs are cumulative: each grants what the one
+//! before it does, plus its own.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verb {
+    Inspect,
+    Read,
+    Use,
+    Manage,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 4] = [Verb::Inspect, Verb::Read, Verb::Use, Verb::Manage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Inspect => "inspect",
+            Verb::Read => "read",
+            Verb::Use => "use",
+            Verb::Manage => "manage",
+        }
+    }
+}
+
+/// The individual resource types permissions belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceType {
+    ZprPolicy,
+    ZprConfiguration,
+    /// Namespaces and the attributes inside them.
+    SecurityAttributeNamespace,
+}
+
+impl ResourceType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::ZprPolicy => "zpr-policy",
+            ResourceType::ZprConfiguration => "zpr-configuration",
+            ResourceType::SecurityAttributeNamespace => "security-attribute-namespace",
+        }
+    }
+}
+
+/// What a statement names: an individual type or an aggregate of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceSelector {
+    Individual(ResourceType),
+    /// `zpr-family`: every ZPR type.
+    ZprFamily,
+    /// `security-attribute-family`: the security-attribute types.
+    SecurityAttributeFamily,
+    /// `all-resources`.
+    AllResources,
+}
+
+impl ResourceSelector {
+    /// Every spelling a statement may use, with its meaning.
+    pub const NAMES: [(&'static str, ResourceSelector); 6] = [
+        (
+            "zpr-policy",
+            ResourceSelector::Individual(ResourceType::ZprPolicy),
+        ),
+        (
+            "zpr-configuration",
+            ResourceSelector::Individual(ResourceType::ZprConfiguration),
+        ),
+        (
+            "security-attribute-namespace",
+            ResourceSelector::Individual(ResourceType::SecurityAttributeNamespace),
+        ),
+        ("zpr-family", ResourceSelector::ZprFamily),
+        (
+            "security-attribute-family",
+            ResourceSelector::SecurityAttributeFamily,
+        ),
+        ("all-resources", ResourceSelector::AllResources),
+    ];
+
+    pub fn covers(self, resource: ResourceType) -> bool {
+        match self {
+            ResourceSelector::Individual(individual) => individual == resource,
+            ResourceSelector::ZprFamily | ResourceSelector::AllResources => true,
+            ResourceSelector::SecurityAttributeFamily => {
+                resource == ResourceType::SecurityAttributeNamespace
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ZprPolicyInspect,
+    ZprPolicyRead,
+    ZprPolicyUpdate,
+    ZprPolicyCreate,
+    ZprPolicyDelete,
+    ZprConfigurationRead,
+    ZprConfigurationUpdate,
+    ZprConfigurationCreate,
+    ZprConfigurationDelete,
+    SecurityAttributeNamespaceInspect,
+    SecurityAttributeNamespaceRead,
+    SecurityAttributeNamespaceUse,
+    SecurityAttributeNamespaceCreate,
+    SecurityAttributeNamespaceDelete,
+    SecurityAttributeNamespaceMove,
+    SecurityAttributeNamespaceUpdate,
+}
+
+impl Permission {
+    /// The resource type and the verb that first grants this permission.
+    pub fn granted_by(self) -> (ResourceType, Verb) {
+        use Permission::*;
+        use ResourceType::*;
+        match self {
+            ZprPolicyInspect => (ZprPolicy, Verb::Inspect),
+            ZprPolicyRead => (ZprPolicy, Verb::Read),
+            ZprPolicyUpdate => (ZprPolicy, Verb::Use),
+            ZprPolicyCreate | ZprPolicyDelete => (ZprPolicy, Verb::Manage),
+            ZprConfigurationRead => (ZprConfiguration, Verb::Read),
+            ZprConfigurationUpdate => (ZprConfiguration, Verb::Use),
+            ZprConfigurationCreate | ZprConfigurationDelete => (ZprConfiguration, Verb::Manage),
+            SecurityAttributeNamespaceInspect => (SecurityAttributeNamespace, Verb::Inspect),
+            SecurityAttributeNamespaceRead => (SecurityAttributeNamespace, Verb::Read),
+            SecurityAttributeNamespaceUse => (SecurityAttributeNamespace, Verb::Use),
+            SecurityAttributeNamespaceCreate
+            | SecurityAttributeNamespaceDelete
+            | SecurityAttributeNamespaceMove
+            | SecurityAttributeNamespaceUpdate => (SecurityAttributeNamespace, Verb::Manage),
+        }
+    }
+
+    /// Whether `verb` on `resource` grants this permission. Besides its own
+    /// type's, `manage security-attribute-namespace` also grants
+    /// ZPR_CONFIGURATION_DELETE, as the reference table lists it.
+    pub fn granted(self, resource: ResourceType, verb: Verb) -> bool {
+        let (own_type, least_verb) = self.granted_by();
+        (own_type == resource && verb >= least_verb)
+            || (self == Permission::ZprConfigurationDelete
+                && resource == ResourceType::SecurityAttributeNamespace
+                && verb == Verb::Manage)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Permission::*;
+        f.write_str(match self {
+            ZprPolicyInspect => "ZPR_POLICY_INSPECT",
+            ZprPolicyRead => "ZPR_POLICY_READ",
+            ZprPolicyUpdate => "ZPR_POLICY_UPDATE",
+            ZprPolicyCreate => "ZPR_POLICY_CREATE",
+            ZprPolicyDelete => "ZPR_POLICY_DELETE",
+            ZprConfigurationRead => "ZPR_CONFIGURATION_READ",
+            ZprConfigurationUpdate => "ZPR_CONFIGURATION_UPDATE",
+            ZprConfigurationCreate => "ZPR_CONFIGURATION_CREATE",
+            ZprConfigurationDelete => "ZPR_CONFIGURATION_DELETE",
+            SecurityAttributeNamespaceInspect => "SECURITY_ATTRIBUTE_NAMESPACE_INSPECT",
+            SecurityAttributeNamespaceRead => "SECURITY_ATTRIBUTE_NAMESPACE_READ",
+            SecurityAttributeNamespaceUse => "SECURITY_ATTRIBUTE_NAMESPACE_USE",
+            SecurityAttributeNamespaceCreate => "SECURITY_ATTRIBUTE_NAMESPACE_CREATE",
+            SecurityAttributeNamespaceDelete => "SECURITY_ATTRIBUTE_NAMESPACE_DELETE",
+            SecurityAttributeNamespaceMove => "SECURITY_ATTRIBUTE_NAMESPACE_MOVE",
+            SecurityAttributeNamespaceUpdate => "SECURITY_ATTRIBUTE_NAMESPACE_UPDATE",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_are_cumulative() {
+        let policy = ResourceType::ZprPolicy;
+        assert!(!Permission::ZprPolicyRead.granted(policy, Verb::Inspect));
+        assert!(Permission::ZprPolicyRead.granted(policy, Verb::Read));
+        assert!(Permission::ZprPolicyInspect.granted(policy, Verb::Manage));
+        assert!(!Permission::ZprPolicyCreate.granted(policy, Verb::Use));
+        assert!(Permission::ZprPolicyUpdate.granted(policy, Verb::Use));
+        // inspect on zpr-configuration grants nothing.
+        assert!(
+            !Permission::ZprConfigurationRead
+                .granted(ResourceType::ZprConfiguration, Verb::Inspect)
+        );
+        assert!(!Permission::ZprPolicyRead.granted(ResourceType::ZprConfiguration, Verb::Manage));
+    }
+}
