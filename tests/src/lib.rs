@@ -13,6 +13,8 @@ use anyhow::{Context as _, bail};
 
 pub mod agent;
 pub mod frames;
+pub mod os_users;
+pub mod served_agent;
 pub mod three_tier;
 pub mod topology;
 pub mod traffic;
