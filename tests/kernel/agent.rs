@@ -16,7 +16,7 @@ use zpr_tests::{
     agent::{AgentProcess, zpr_binary},
     run,
     three_tier::{Network, PATHS, example},
-    traffic::{connect, echo, tcp_exchange},
+    traffic::{EchoServer, connect, echo, tcp_exchange},
     unique_name,
 };
 
@@ -160,17 +160,18 @@ fn reloads_under_load_lose_nothing_and_change_paths() -> anyhow::Result<()> {
             }
         });
         let original = site.inputs.original_policy();
-        for round in 0..50u64 {
+        let reloads = (0..50u64).try_for_each(|round| {
             let text = if round % 2 == 0 {
                 format!("{original}{UNRELATED}\n")
             } else {
                 original.clone()
             };
             site.inputs.write_policy(&text)?;
-            site.agent.wait_for_generation(round + 2)?;
-        }
+            site.agent.wait_for_generation(round + 2).map(drop)
+        });
+        // Stop the traffic whatever happened, or the scope never ends.
         stop.store(true, Ordering::Relaxed);
-        Ok(())
+        reloads
     })?;
     assert_eq!(
         failures.load(Ordering::Relaxed),
@@ -428,5 +429,58 @@ fn endpoints_leaving_and_joining_the_inventory_are_detached_and_attached() -> an
     site.agent.wait_for_generation(3)?;
     assert!(!site.works("internet", "db", 1521), "attached again");
     site.assert_paths_as_in_example();
+    Ok(())
+}
+
+/// An app server the inventory knows before its workload starts.
+const LATE_ENDPOINT: &str = "  - name: late
+    vcn: frontend-vcn
+    addresses: [10.0.3.10]
+    interface: zpr-late
+    security-attributes: [ocvtc002.apps:server]
+";
+
+#[test]
+fn a_vnic_that_appears_later_is_attached() -> anyhow::Result<()> {
+    let mut network = Network::start()?;
+    let inputs = Inputs::new()?;
+    let inventory = fs::read_to_string(inputs.inventory())?;
+    assert!(
+        inventory.trim_end().ends_with("customer-db]"),
+        "endpoints come last"
+    );
+    fs::write(inputs.inventory(), format!("{inventory}{LATE_ENDPOINT}"))?;
+    let agent = AgentProcess::start(
+        &zpr_binary(),
+        network.router(),
+        &inputs.inventory(),
+        &[inputs.policy()],
+        &inputs.dir,
+    )?;
+    let late = |status: &serde_json::Value| {
+        status["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "late")
+            .cloned()
+    };
+    let status = agent.wait_for_generation(1)?;
+    assert!(late(&status).unwrap()["ifindex"].is_null(), "no vNIC yet");
+
+    network.topology.add_host("late", "zpr-late", "10.0.3.10")?;
+    let _server = EchoServer::start(network.netns("late"), 80)?;
+    agent.wait_for("the late vNIC attached", |s| {
+        late(s).is_some_and(|e| !e["ifindex"].is_null())
+    })?;
+    let address = network.address("late");
+    assert!(
+        tcp_exchange(network.netns("lb"), address, 80).is_ok(),
+        "lb -> app server"
+    );
+    assert!(
+        tcp_exchange(network.netns("internet"), address, 80).is_err(),
+        "enforced"
+    );
     Ok(())
 }

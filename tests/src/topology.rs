@@ -32,41 +32,47 @@ impl Topology {
             hosts: BTreeMap::new(),
         };
         for &(name, vnic, address) in hosts {
-            let netns = Netns::new()?;
-            crate::run(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    vnic,
-                    "netns",
-                    topology.router.name(),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "e0",
-                    "netns",
-                    netns.name(),
-                ],
-            )?;
-            let host_address = format!("{address}/32");
-            netns.exec(&["ip", "addr", "add", &host_address, "dev", "e0"])?;
-            netns.exec(&["ip", "link", "set", "e0", "up"])?;
-            netns.exec(&["ip", "route", "add", GATEWAY, "dev", "e0"])?;
-            netns.exec(&["ip", "route", "add", "default", "via", GATEWAY, "dev", "e0"])?;
-            let router = &topology.router;
-            router.exec(&["ip", "addr", "add", &format!("{GATEWAY}/32"), "dev", vnic])?;
-            router.exec(&["ip", "link", "set", vnic, "up"])?;
-            router.exec(&["ip", "route", "add", &host_address, "dev", vnic])?;
-            let host = Host {
-                netns,
-                address: address.parse()?,
-                vnic: vnic.to_owned(),
-            };
-            topology.hosts.insert(name.to_owned(), host);
+            topology.add_host(name, vnic, address)?;
         }
         Ok(topology)
+    }
+
+    /// Adds a host behind a new vNIC (as a workload starting on the host).
+    pub fn add_host(&mut self, name: &str, vnic: &str, address: &str) -> anyhow::Result<()> {
+        let netns = Netns::new()?;
+        crate::run(
+            "ip",
+            &[
+                "link",
+                "add",
+                vnic,
+                "netns",
+                self.router.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "e0",
+                "netns",
+                netns.name(),
+            ],
+        )?;
+        let host_address = format!("{address}/32");
+        netns.exec(&["ip", "addr", "add", &host_address, "dev", "e0"])?;
+        netns.exec(&["ip", "link", "set", "e0", "up"])?;
+        netns.exec(&["ip", "route", "add", GATEWAY, "dev", "e0"])?;
+        netns.exec(&["ip", "route", "add", "default", "via", GATEWAY, "dev", "e0"])?;
+        let router = &self.router;
+        router.exec(&["ip", "addr", "add", &format!("{GATEWAY}/32"), "dev", vnic])?;
+        router.exec(&["ip", "link", "set", vnic, "up"])?;
+        router.exec(&["ip", "route", "add", &host_address, "dev", vnic])?;
+        let host = Host {
+            netns,
+            address: address.parse()?,
+            vnic: vnic.to_owned(),
+        };
+        self.hosts.insert(name.to_owned(), host);
+        Ok(())
     }
 
     pub fn host(&self, name: &str) -> &Host {

@@ -166,9 +166,18 @@ impl Datapath {
         }
         for end in [from, LinkEnd::ToTcx] {
             let path = pins.link(interface, end);
-            let pinned = PinnedLink::from_pin(&path).ok().map(FdLink::from);
-            self.attach_end(interface, end, hook, pinned, &path)
-                .with_context(|| format!("attaching {} to {interface}", end.suffix()))?;
+            let attached = match PinnedLink::from_pin(&path) {
+                Ok(pinned) => self
+                    .attach_end(interface, end, hook, Some(pinned.into()), &path)
+                    .or_else(|_| {
+                        // The pinned link outlived its interface (deleted and
+                        // created again): replace it.
+                        unpin_link(&path)?;
+                        self.attach_end(interface, end, hook, None, &path)
+                    }),
+                Err(_) => self.attach_end(interface, end, hook, None, &path),
+            };
+            attached.with_context(|| format!("attaching {} to {interface}", end.suffix()))?;
         }
         Ok(())
     }
