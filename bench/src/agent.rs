@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use zpr_agent::daemon::Status;
 use zpr_tests::Netns;
 
-use crate::scratch::Scratch;
+use crate::{interrupt, scratch::Scratch};
 
 pub struct Agent {
     zpr: PathBuf,
@@ -72,6 +72,7 @@ impl Agent {
                     return Ok(status);
                 }
             }
+            interrupt::checkpoint()?;
             if started.elapsed() > Duration::from_secs(60) {
                 bail!("the agent did not apply generation {generation} within 60 s");
             }

@@ -14,6 +14,7 @@ use anyhow::{Context as _, ensure};
 use crate::{
     cpu::Pinned,
     firewall::{self, Filter, Installed},
+    interrupt,
     report::{Bound, Figure, Section, Target, Unit},
     scratch::Scratch,
     sender::{Source, udp_frame},
@@ -46,6 +47,7 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
     for round in 1..=settings.rounds {
         for (source_index, &source) in settings.sources.iter().enumerate() {
             for (index, &filter) in settings.filters.iter().enumerate() {
+                interrupt::checkpoint()?;
                 eprintln!(
                     "flood: round {round}/{}, {}, {}",
                     settings.rounds,
@@ -184,6 +186,7 @@ fn count_over(
     std::thread::sleep(WARM_UP);
     let (before, started) = (disposed(installed, site)?, Instant::now());
     std::thread::sleep(Duration::from_secs_f64(seconds));
+    interrupt::checkpoint()?;
     let after = disposed(installed, site)?;
     Ok((after - before, started.elapsed()))
 }

@@ -10,6 +10,7 @@ mod cpu;
 mod firewall;
 mod flood;
 mod generated;
+mod interrupt;
 mod iperf;
 mod machine;
 mod micro;
@@ -213,6 +214,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Profile::full()
     };
+    interrupt::install();
     let wanted = |part| args.only.is_empty() || args.only.contains(&part);
     let mut machine = Machine::describe();
     let mut sections: Vec<Section> = Vec::new();

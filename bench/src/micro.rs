@@ -9,6 +9,7 @@ use anyhow::{Context as _, ensure};
 use crate::{
     cpu::{self, Pinned},
     generated::{self, Generated},
+    interrupt,
     paths::{self, Frames, Path},
     reference::{Program, Reference},
     stats::Summary,
@@ -118,6 +119,7 @@ pub fn measure(settings: &Settings) -> anyhow::Result<Samples> {
                 reference,
                 frames,
             } = site;
+            interrupt::checkpoint()?;
             let statements = generated.statements;
             eprintln!(
                 "micro: round {round}/{}, {statements} statements",

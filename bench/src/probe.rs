@@ -16,6 +16,8 @@ use std::{
 use anyhow::bail;
 use zpr_tests::Netns;
 
+use crate::interrupt;
+
 const PERIOD: Duration = Duration::from_micros(100);
 /// Longer than any echo takes here: a datagram older than this that has
 /// not come back never will.
@@ -91,6 +93,7 @@ impl Probe {
                     return Ok(after);
                 }
             }
+            interrupt::checkpoint()?;
             if started.elapsed() > TIMEOUT {
                 bail!("the probe saw no change within {TIMEOUT:?}");
             }

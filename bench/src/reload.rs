@@ -25,7 +25,7 @@ use zpr_tests::{
     traffic::EchoServer,
 };
 
-use crate::{agent::Agent, generated, probe::Probe, scratch::Scratch};
+use crate::{agent::Agent, generated, interrupt, probe::Probe, scratch::Scratch};
 
 const PROBE_PORT: u16 = 4444;
 const POLICY_NAME: &str = "policy";
@@ -175,6 +175,7 @@ fn through_agent(
     )?;
     let mut generation = 1;
     for reload in 0..reloads {
+        interrupt::checkpoint()?;
         let allow = reload % 2 == 0;
         std::thread::sleep(PAUSE);
         let since = Instant::now();

@@ -8,7 +8,7 @@ use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
     firewall::{self, Filter},
-    iperf,
+    interrupt, iperf,
     report::{Bound, Figure, Section, Target, Unit},
     scratch::Scratch,
     stats::{Summary, paired_ratios},
@@ -31,6 +31,7 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
     let mut udp: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for round in 1..=settings.rounds {
         for (index, &filter) in settings.filters.iter().enumerate() {
+            interrupt::checkpoint()?;
             eprintln!(
                 "throughput: round {round}/{}, {}",
                 settings.rounds,
