@@ -62,6 +62,10 @@ pub struct StoreConfig {
     pub bootstrap_admins: Vec<String>,
 }
 
+/// How often the agent looks for local endpoints' vNICs coming and going
+/// (workloads start and stop without the inventory changing).
+const INTERFACE_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the agent until SIGTERM or SIGINT, which leave enforcement in place.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
@@ -89,6 +93,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     // AsyncFd, which deregisters it before dropping it.
     let mut kernel_log = unsafe { AsyncFd::register(agent.kernel_log()?) }
         .map_err(|err| anyhow::anyhow!("watching the kernel log: {err}"))?;
+    let mut rescan = tokio::time::interval(INTERFACE_RESCAN);
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -108,6 +113,12 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
                 let mut guard = readable?;
                 guard.get_inner_mut().flush();
                 guard.clear_ready();
+            }
+            _ = rescan.tick() => {
+                if agent.interfaces_changed() {
+                    let cause = "a local endpoint's vNIC appeared or went away";
+                    agent.reload(cause, std::time::Instant::now());
+                }
             }
             _ = hangup.recv() => agent.reload("SIGHUP", std::time::Instant::now()),
             _ = terminate.recv() => break,
