@@ -21,6 +21,10 @@ pub struct InputWatch {
     events: EventStream<Vec<u8>>,
     /// Directory watch -> the file names of inputs in it.
     inputs: BTreeMap<WatchDescriptor, BTreeSet<OsString>>,
+    /// When a change was seen that no reload has answered yet. Kept here,
+    /// not in the future, because the run loop's `select!` drops
+    /// [`InputWatch::changed`] whenever another event wins the race.
+    pending: Option<Instant>,
 }
 
 impl InputWatch {
@@ -54,21 +58,23 @@ impl InputWatch {
         Ok(InputWatch {
             events: inotify.into_event_stream(vec![0; 4096])?,
             inputs,
+            pending: None,
         })
     }
 
     /// Waits until an input file changes; returns when the first change
     /// was seen (for reload latency), after the burst has settled.
+    /// Cancel-safe: a change seen before the future was dropped is
+    /// returned by the next call.
     pub async fn changed(&mut self) -> anyhow::Result<Instant> {
-        loop {
+        while self.pending.is_none() {
             let event = self.events.next().await.context("inotify stream ended")??;
             if self.concerns(&event.wd, event.name.as_ref()) {
-                break;
+                self.pending = Some(Instant::now());
             }
         }
-        let first = Instant::now();
         while let Ok(Some(_)) = tokio::time::timeout(SETTLE, self.events.next()).await {}
-        Ok(first)
+        Ok(self.pending.take().unwrap_or_else(Instant::now))
     }
 
     fn concerns(&self, watch: &WatchDescriptor, name: Option<&OsString>) -> bool {
