@@ -60,53 +60,33 @@ impl std::fmt::Display for Principal {
 const INITIAL_BUFFER: usize = 1024;
 
 fn user_name(uid: u32) -> Option<String> {
-    let mut buffer = vec![0 as libc::c_char; INITIAL_BUFFER];
-    loop {
-        // SAFETY: all-zero is a valid passwd (null pointers, zero ids).
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result = std::ptr::null_mut();
+    lookup_name(
         // SAFETY: the pointers are valid for the sizes given.
-        let code = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut entry,
-                buffer.as_mut_ptr(),
-                buffer.len(),
-                &mut result,
-            )
-        };
-        if code == libc::ERANGE {
-            buffer.resize(buffer.len() * 2, 0);
-            continue;
-        }
-        if code != 0 || result.is_null() {
-            return None;
-        }
-        // SAFETY: pw_name points into `buffer`, NUL-terminated.
-        return Some(
-            unsafe { CStr::from_ptr(entry.pw_name) }
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
+        |entry, buffer, size, result| unsafe { libc::getpwuid_r(uid, entry, buffer, size, result) },
+        |entry: &libc::passwd| entry.pw_name,
+    )
 }
 
 fn group_name(gid: u32) -> Option<String> {
+    lookup_name(
+        // SAFETY: the pointers are valid for the sizes given.
+        |entry, buffer, size, result| unsafe { libc::getgrgid_r(gid, entry, buffer, size, result) },
+        |entry: &libc::group| entry.gr_name,
+    )
+}
+
+/// Runs a reentrant name-database lookup (`getpwuid_r`, `getgrgid_r`),
+/// growing the buffer on ERANGE; `name` picks the name out of the entry.
+fn lookup_name<Entry>(
+    call: impl Fn(*mut Entry, *mut libc::c_char, usize, *mut *mut Entry) -> libc::c_int,
+    name: impl Fn(&Entry) -> *const libc::c_char,
+) -> Option<String> {
     let mut buffer = vec![0 as libc::c_char; INITIAL_BUFFER];
     loop {
-        // SAFETY: all-zero is a valid group (null pointers, zero id).
-        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        // SAFETY: all-zero is a valid passwd or group (null pointers, zero ids).
+        let mut entry: Entry = unsafe { std::mem::zeroed() };
         let mut result = std::ptr::null_mut();
-        // SAFETY: the pointers are valid for the sizes given.
-        let code = unsafe {
-            libc::getgrgid_r(
-                gid,
-                &mut entry,
-                buffer.as_mut_ptr(),
-                buffer.len(),
-                &mut result,
-            )
-        };
+        let code = call(&mut entry, buffer.as_mut_ptr(), buffer.len(), &mut result);
         if code == libc::ERANGE {
             buffer.resize(buffer.len() * 2, 0);
             continue;
@@ -114,9 +94,9 @@ fn group_name(gid: u32) -> Option<String> {
         if code != 0 || result.is_null() {
             return None;
         }
-        // SAFETY: gr_name points into `buffer`, NUL-terminated.
+        // SAFETY: the name points into `buffer`, NUL-terminated.
         return Some(
-            unsafe { CStr::from_ptr(entry.gr_name) }
+            unsafe { CStr::from_ptr(name(&entry)) }
                 .to_string_lossy()
                 .into_owned(),
         );
