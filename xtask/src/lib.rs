@@ -8,6 +8,10 @@ use std::{
 
 use anyhow::Context as _;
 
+mod ebpf_build;
+
+pub use ebpf_build::build_ebpf_package;
+
 /// The workspace root (the directory holding rust-toolchain.toml).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
