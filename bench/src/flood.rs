@@ -4,7 +4,6 @@
 //! port) in the same round.
 
 use std::{
-    collections::BTreeMap,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -12,6 +11,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 
 use crate::{
+    bracket::bracketed,
     cpu::Pinned,
     firewall::{self, Filter, Installed},
     interrupt,
@@ -29,7 +29,7 @@ const STACK_LIMIT: f64 = 2.5;
 const WARM_UP: Duration = Duration::from_millis(500);
 
 pub struct Settings {
-    /// The first is the kernel stack alone (no filter).
+    /// Compared with the kernel stack alone (no filter, not listed).
     pub filters: Vec<Filter>,
     /// The first is the one the targets are checked on.
     pub sources: Vec<Source>,
@@ -38,48 +38,39 @@ pub struct Settings {
 }
 
 pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
-    assert_eq!(
-        settings.filters[0],
-        Filter::None,
-        "the first filter is the stack"
-    );
-    let mut disposed: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
-    for round in 1..=settings.rounds {
-        for (source_index, &source) in settings.sources.iter().enumerate() {
-            for (index, &filter) in settings.filters.iter().enumerate() {
-                interrupt::checkpoint()?;
-                eprintln!(
-                    "flood: round {round}/{}, {}, {}",
-                    settings.rounds,
-                    source.name(),
-                    filter.name()
-                );
-                let rate = disposal_rate(filter, source, settings.seconds).with_context(|| {
-                    format!("flooding {} from {}", filter.name(), source.name())
-                })?;
-                disposed
-                    .entry((source_index, index))
-                    .or_default()
-                    .push(rate);
-            }
-        }
-    }
-
-    let mut figures = Vec::new();
-    let mut targets = Vec::new();
     let raw = settings
         .filters
         .iter()
         .position(|f| *f == Filter::IptablesRaw);
-    for (source_index, source) in settings.sources.iter().enumerate() {
-        let series = |index| &disposed[&(source_index, index)];
-        for (index, filter) in settings.filters.iter().enumerate() {
+    let mut figures = Vec::new();
+    let mut targets = Vec::new();
+    for (source_index, &source) in settings.sources.iter().enumerate() {
+        let runs = bracketed(&settings.filters, settings.rounds, 1, |filter, round| {
+            eprintln!(
+                "flood: round {round}/{}, {}, {}",
+                settings.rounds,
+                source.name(),
+                filter.name()
+            );
+            let rate = disposal_rate(filter, source, settings.seconds)
+                .with_context(|| format!("flooding {} from {}", filter.name(), source.name()))?;
+            Ok(vec![rate])
+        })?;
+        figures.push(Figure::new(
+            format!(
+                "{}: disposed by the kernel stack (no filter, closed port; every run)",
+                source.name()
+            ),
+            Unit::PacketsPerSecond,
+            runs.baseline[0].clone(),
+        ));
+        for (filter, series) in settings.filters.iter().zip(&runs.filters) {
             let figure = Figure::new(
-                format!("{}: disposed by {}", source.name(), stack_or(filter)),
+                format!("{}: disposed by {}", source.name(), filter.name()),
                 Unit::PacketsPerSecond,
-                series(index).clone(),
+                series.values[0].clone(),
             )
-            .over("kernel stack", series(0));
+            .with_ratio("kernel stack next to it", series.ratios[0].clone());
             if source_index == 0 && matches!(filter, Filter::Zpr { .. }) {
                 targets.push(Target::check(
                     format!(
@@ -90,10 +81,11 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
                     figure.ratio_median(),
                 ));
                 if let Some(raw) = raw {
+                    let over_raw = paired_ratios(&series.ratios[0], &runs.filters[raw].ratios[0]);
                     targets.push(Target::check(
                         format!("deny flood, {} ahead of iptables raw", filter.name()),
                         Bound::AtLeast(1.0),
-                        Summary::of(&paired_ratios(series(index), series(raw))).median,
+                        Summary::of(&over_raw).median,
                     ));
                 }
             }
@@ -109,8 +101,8 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
              are sent and disposed of. After {} ms of warm-up, what the filter counts as \
              dropped over {} s: zpr's no-policy counter, the iptables raw DROP rule's, the \
              nftables rule's counter, and for the kernel stack alone the namespace's UDP \
-             NoPorts. {} rounds, filters alternating; ratios are paired with the kernel stack \
-             in the same round.",
+             NoPorts. {} rounds; in each, the kernel stack alone before, between and after the \
+             filters, and each filter's ratio is to the mean of the two stack runs next to it.",
             WARM_UP.as_millis(),
             settings.seconds,
             settings.rounds
@@ -130,13 +122,6 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
         figures,
     };
     Ok((section, targets))
-}
-
-fn stack_or(filter: &Filter) -> String {
-    match filter {
-        Filter::None => "the kernel stack (no filter, closed port)".to_owned(),
-        other => other.name(),
-    }
 }
 
 /// Packets per second `filter` disposes of under a flood from `source`.

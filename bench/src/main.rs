@@ -5,6 +5,7 @@
 //! noisy; absolute times are only comparable within a run). Needs root.
 
 mod agent;
+mod bracket;
 mod control_plane;
 mod cpu;
 mod firewall;
@@ -96,7 +97,6 @@ impl Profile {
             },
             throughput: throughput::Settings {
                 filters: vec![
-                    Filter::None,
                     zpr(FromWorkloadHook::Tcx, 10_000),
                     zpr(FromWorkloadHook::XdpGeneric, 10_000),
                     zpr(FromWorkloadHook::XdpNative, 10_000),
@@ -108,11 +108,11 @@ impl Profile {
                     nft_input(10_000),
                 ],
                 rounds: 3,
-                seconds: 10,
+                tcp_seconds: 10,
+                udp_seconds: 5,
             },
             flood: flood::Settings {
                 filters: vec![
-                    Filter::None,
                     zpr(FromWorkloadHook::Tcx, 10_000),
                     zpr(FromWorkloadHook::XdpGeneric, 10_000),
                     zpr(FromWorkloadHook::XdpNative, 10_000),
@@ -121,7 +121,7 @@ impl Profile {
                 ],
                 sources: vec![Source::LiveFrames, Source::PacketSocket],
                 rounds: 3,
-                seconds: 5.0,
+                seconds: 3.0,
             },
             control_plane: control_plane::Settings {
                 compile_sizes: vec![1_000, 10_000, 100_000],
@@ -144,17 +144,16 @@ impl Profile {
             },
             throughput: throughput::Settings {
                 filters: vec![
-                    Filter::None,
                     zpr(FromWorkloadHook::Tcx, 1_000),
                     Filter::Iptables { rules: 1_000 },
                     nft_input(1_000),
                 ],
                 rounds: 1,
-                seconds: 2,
+                tcp_seconds: 2,
+                udp_seconds: 2,
             },
             flood: flood::Settings {
                 filters: vec![
-                    Filter::None,
                     zpr(FromWorkloadHook::Tcx, 1_000),
                     zpr(FromWorkloadHook::XdpNative, 1_000),
                     Filter::IptablesRaw,

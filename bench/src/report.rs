@@ -85,8 +85,13 @@ impl Figure {
     }
 
     /// This figure over `denominator`, paired round by round.
-    pub fn over(mut self, to: impl Into<String>, denominator: &[f64]) -> Figure {
+    pub fn over(self, to: impl Into<String>, denominator: &[f64]) -> Figure {
         let samples = paired_ratios(&self.samples, denominator);
+        self.with_ratio(to, samples)
+    }
+
+    /// This figure with ratios its measurement paired itself.
+    pub fn with_ratio(mut self, to: impl Into<String>, samples: Vec<f64>) -> Figure {
         self.ratio = Some(Ratio {
             to: to.into(),
             summary: Summary::of(&samples),

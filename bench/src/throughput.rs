@@ -1,14 +1,13 @@
 //! Throughput over veth: iperf3 from the workload to the host namespace
-//! through each filter (TCP, and 64-byte UDP datagrams), over no filter
-//! in the same round.
-
-use std::collections::BTreeMap;
+//! through each filter (TCP, and 64-byte UDP datagrams), each over the
+//! runs without a filter next to it.
 
 use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
+    bracket::{Bracketed, bracketed},
     firewall::{self, Filter},
-    interrupt, iperf,
+    iperf,
     report::{Bound, Figure, Section, Target, Unit},
     scratch::Scratch,
     stats::{Summary, paired_ratios},
@@ -16,60 +15,42 @@ use crate::{
 };
 
 const TCP_LIMIT: f64 = 0.9;
+/// Metric indexes of a run.
+const TCP: usize = 0;
+const UDP: usize = 1;
 
 pub struct Settings {
-    /// The first is the baseline (no filter).
+    /// Compared with no filter (which is not listed).
     pub filters: Vec<Filter>,
     pub rounds: usize,
-    pub seconds: u32,
+    pub tcp_seconds: u32,
+    pub udp_seconds: u32,
 }
 
 pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
-    let baseline = settings.filters[0];
-    assert_eq!(baseline, Filter::None, "the first filter is the baseline");
-    let mut tcp: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let mut udp: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    for round in 1..=settings.rounds {
-        for (index, &filter) in settings.filters.iter().enumerate() {
-            interrupt::checkpoint()?;
-            eprintln!(
-                "throughput: round {round}/{}, {}",
-                settings.rounds,
-                filter.name()
-            );
-            let scratch = Scratch::new("throughput")?;
-            let site = VethSite::new()?;
-            let _installed = firewall::install(filter, &site, &scratch)?;
-            let _server = iperf::Server::start(&site.host)?;
-            tcp.entry(index).or_default().push(iperf::tcp_mbits(
-                &site.workload,
-                HOST,
-                settings.seconds,
-            )?);
-            udp.entry(index).or_default().push(iperf::udp_pps(
-                &site.workload,
-                HOST,
-                settings.seconds,
-            )?);
-        }
-    }
+    let runs = bracketed(&settings.filters, settings.rounds, 2, |filter, round| {
+        eprintln!(
+            "throughput: round {round}/{}, {}",
+            settings.rounds,
+            filter.name()
+        );
+        let scratch = Scratch::new("throughput")?;
+        let site = VethSite::new()?;
+        let _installed = firewall::install(filter, &site, &scratch)?;
+        let _server = iperf::Server::start(&site.host)?;
+        Ok(vec![
+            iperf::tcp_mbits(&site.workload, HOST, settings.tcp_seconds)?,
+            iperf::udp_pps(&site.workload, HOST, settings.udp_seconds)?,
+        ])
+    })?;
 
-    let mut figures = Vec::new();
-    for (samples, unit, kind) in [
-        (&tcp, Unit::MegabitsPerSecond, "TCP"),
-        (&udp, Unit::PacketsPerSecond, "UDP 64 B, received"),
-    ] {
-        for (index, filter) in settings.filters.iter().enumerate() {
-            figures.push(
-                Figure::new(
-                    format!("{kind}, {}", filter.name()),
-                    unit,
-                    samples[&index].clone(),
-                )
-                .over("no filter", &samples[&0]),
-            );
-        }
-    }
+    let mut figures = figures_of(("TCP", Unit::MegabitsPerSecond), TCP, settings, &runs);
+    figures.extend(figures_of(
+        ("UDP 64 B, received", Unit::PacketsPerSecond),
+        UDP,
+        settings,
+        &runs,
+    ));
 
     let mut targets = Vec::new();
     let tcx = settings.filters.iter().position(|f| {
@@ -82,11 +63,11 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
         )
     });
     if let Some(tcx) = tcx {
-        let zpr_tcp = &tcp[&tcx];
+        let zpr = &runs.filters[tcx].ratios[TCP];
         targets.push(Target::check(
             format!("TCP over veth, zpr (tcx) / no filter ≥ {TCP_LIMIT}"),
             Bound::AtLeast(TCP_LIMIT),
-            Summary::of(&paired_ratios(zpr_tcp, &tcp[&0])).median,
+            Summary::of(zpr).median,
         ));
         let largest_iptables = largest(settings, |f| matches!(f, Filter::Iptables { .. }));
         let largest_nft = largest(settings, |f| matches!(f, Filter::NftSet { .. }));
@@ -97,7 +78,7 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
                     settings.filters[rival].name()
                 ),
                 Bound::AtLeast(1.0),
-                Summary::of(&paired_ratios(zpr_tcp, &tcp[&rival])).median,
+                Summary::of(&paired_ratios(zpr, &runs.filters[rival].ratios[TCP])).median,
             ));
         }
     }
@@ -105,18 +86,20 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
     let method = vec![format!(
         "A workload namespace and a host namespace joined by a veth pair, the filter on the \
          host side of it (zpr: the from-workload program in the named mode and the \
-         to-workload program at tcx egress). Fresh namespaces for every measurement; \
-         {} rounds, every filter once per round in the same order; ratios are paired with no \
-         filter in the same round. iperf3 client in the workload (CPU 0), server in the host \
-         namespace (last CPU): TCP for {s} s, then UDP with 64-byte payloads at full speed \
-         for {s} s (datagrams received per second). The rules: the workload may reach the \
-         host's port {port} over TCP and UDP; iptables holds N ACCEPT rules (the workload's \
-         last, so a first-match walk passes every other) with policy DROP; nftables one \
-         set of N sources at the input hook; zpr a policy of N statements (the workload's \
-         two, the rest allow other sources).",
+         to-workload program at tcx egress). Fresh namespaces for every run. iperf3 client in \
+         the workload (CPU 0), server in the host namespace (last CPU): TCP for {} s, then \
+         UDP with 64-byte payloads at full speed for {} s (datagrams received per second). \
+         {} rounds; in each, a run without a filter before, between and after the filters, \
+         and each filter's ratio is to the mean of the two runs next to it (the machine's \
+         load drifts over minutes). The rules: the workload may reach the host's port {} \
+         over TCP and UDP; iptables holds N ACCEPT rules (the workload's last, so a \
+         first-match walk passes every other) with policy DROP; nftables one set of N \
+         sources at the input hook; zpr a policy of N statements (the workload's two, the \
+         rest allow other sources).",
+        settings.tcp_seconds,
+        settings.udp_seconds,
         settings.rounds,
-        s = settings.seconds,
-        port = firewall::SERVICE_PORT
+        firewall::SERVICE_PORT
     )];
     let section = Section {
         title: "Throughput over veth".to_owned(),
@@ -124,6 +107,32 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
         figures,
     };
     Ok((section, targets))
+}
+
+/// One metric's figures: every run without a filter, then each filter
+/// with its ratios.
+fn figures_of(
+    (kind, unit): (&str, Unit),
+    metric: usize,
+    settings: &Settings,
+    runs: &Bracketed,
+) -> Vec<Figure> {
+    let mut figures = vec![Figure::new(
+        format!("{kind}, no filter (every run)"),
+        unit,
+        runs.baseline[metric].clone(),
+    )];
+    for (filter, series) in settings.filters.iter().zip(&runs.filters) {
+        figures.push(
+            Figure::new(
+                format!("{kind}, {}", filter.name()),
+                unit,
+                series.values[metric].clone(),
+            )
+            .with_ratio("no filter next to it", series.ratios[metric].clone()),
+        );
+    }
+    figures
 }
 
 /// The index of the largest filter of a kind (by its rule count).
