@@ -105,7 +105,7 @@ fn demo(zpr: &Path, workspace: &Path, scratch: &Path) -> anyhow::Result<()> {
         zpr,
         network.router(),
         &inventory,
-        &[policy.clone()],
+        std::slice::from_ref(&policy),
         scratch,
     )?;
     wait_for_generation(&agent, 1)?;

@@ -2,6 +2,10 @@
 //! vNIC. All three hooks run the same decision code (`decide`).
 #![no_std]
 #![no_main]
+#![allow(
+    clippy::not_unsafe_ptr_arg_deref,
+    reason = "aya's #[classifier] expands to a pub fn taking the raw __sk_buff pointer"
+)]
 
 mod conntrack;
 mod counters;

@@ -74,12 +74,14 @@ pub fn pinned_fill(pins: &PinLayout) -> anyhow::Result<Vec<Fill>> {
             .filter(Result::is_ok)
             .count())
     }
-    let rows: [(
+    /// (map, capacity, how to open its pin, how to count its entries)
+    type Row = (
         &'static str,
         u32,
         fn(MapData) -> Map,
         fn(&Map) -> anyhow::Result<usize>,
-    ); 7] = [
+    );
+    let rows: [Row; 7] = [
         (
             maps::ENDPOINTS,
             maps::ENDPOINTS_MAX,
