@@ -9,6 +9,12 @@ use crate::command::run as run_command;
 
 pub fn run() -> anyhow::Result<()> {
     let workspace = workspace_root();
+    eprintln!("== formatting");
+    run_command(
+        Command::new("cargo")
+            .args(["fmt", "--all", "--", "--check"])
+            .current_dir(&workspace),
+    )?;
     eprintln!("== unit and integration tests (no privileges needed)");
     run_command(
         Command::new("cargo")
