@@ -11,14 +11,14 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
 };
 use zpr_agent::{
-    compile::{Direction, L4_BITS, Plan},
-    datapath::RunResult,
+    compile::{L4_BITS, Plan},
+    datapath::{RunResult, map_policy_key},
 };
 use zpr_common::{
     Address, FAMILY_IPV4, FAMILY_IPV6,
     conntrack::{FlowKey, FlowState},
     identity::{PREFIX_STATIC_BITS, PrefixKey},
-    policy::{POLICY_EGRESS, POLICY_INGRESS, PolicyKey, PolicyValue},
+    policy::{PolicyKey, PolicyValue},
 };
 
 use crate::paths::Path;
@@ -122,19 +122,7 @@ impl Reference {
             if entry.key.l4.len != L4_BITS {
                 continue;
             }
-            let key = PolicyKey {
-                slot: 0,
-                direction: match entry.key.direction {
-                    Direction::Egress => POLICY_EGRESS,
-                    Direction::Ingress => POLICY_INGRESS,
-                },
-                _pad: [0; 2],
-                local_uid: entry.key.local,
-                remote_uid: entry.key.remote,
-                protocol: entry.key.l4.protocol,
-                port: entry.key.l4.port.to_be_bytes(),
-                _pad2: 0,
-            };
+            let key = map_policy_key(0, &entry.key);
             let value = PolicyValue {
                 rule: rule as u32,
                 flags: 0,

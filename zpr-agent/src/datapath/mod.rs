@@ -22,5 +22,5 @@ pub use inspect::{
 pub use object::{Datapath, FromWorkloadHook, KernelLog};
 pub use pinned::{Adoption, PinLayout, Removed, detach_pinned, pinned_interfaces, remove_all};
 pub use pins::ensure_bpffs;
-pub use plan_maps::{InterfaceIndexes, write_plan};
+pub use plan_maps::{InterfaceIndexes, map_policy_key, write_plan};
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};

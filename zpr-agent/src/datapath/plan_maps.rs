@@ -143,20 +143,10 @@ pub fn write_plan(
             .enumerate()
             .filter(|(_, entry)| local_uids.contains(&entry.key.local));
         for (rule, entry) in local_entries {
-            let data = PolicyKey {
-                slot,
-                direction: match entry.key.direction {
-                    Direction::Egress => POLICY_EGRESS,
-                    Direction::Ingress => POLICY_INGRESS,
-                },
-                _pad: [0; 2],
-                local_uid: entry.key.local,
-                remote_uid: entry.key.remote,
-                protocol: entry.key.l4.protocol,
-                port: entry.key.l4.port.to_be_bytes(),
-                _pad2: 0,
-            };
-            let key = Key::new(POLICY_STATIC_BITS + u32::from(entry.key.l4.len), data);
+            let key = Key::new(
+                POLICY_STATIC_BITS + u32::from(entry.key.l4.len),
+                map_policy_key(slot, &entry.key),
+            );
             let value = PolicyValue {
                 rule: u32::try_from(rule).context("more policy entries than u32")?,
                 flags: if entry.value.stateless {
@@ -181,6 +171,23 @@ pub fn write_plan(
         .set(0, &next, 0)
         .context("switching to the new generation")?;
     Ok(generation)
+}
+
+/// A Plan's policy key as the kernel's policy map holds it in `slot`.
+pub fn map_policy_key(slot: u8, key: &crate::compile::PolicyKey) -> PolicyKey {
+    PolicyKey {
+        slot,
+        direction: match key.direction {
+            Direction::Egress => POLICY_EGRESS,
+            Direction::Ingress => POLICY_INGRESS,
+        },
+        _pad: [0; 2],
+        local_uid: key.local,
+        remote_uid: key.remote,
+        protocol: key.l4.protocol,
+        port: key.l4.port.to_be_bytes(),
+        _pad2: 0,
+    }
 }
 
 /// The live config; a never-written one gets the default event budget.
