@@ -154,11 +154,18 @@ impl Target {
             Bound::AtMost(limit) => (limit, self.measured / limit - 1.0),
             Bound::AtLeast(limit) => (limit, 1.0 - self.measured / limit),
         };
+        let precise = |value: f64| {
+            if value.abs() < 10.0 {
+                format!("{value:.3}")
+            } else {
+                plain(value)
+            }
+        };
         format!(
-            "missed by {:.0}% ({} against {})",
+            "missed by {:.1}% ({} against {})",
             over * 100.0,
-            plain(self.measured),
-            plain(limit)
+            precise(self.measured),
+            precise(limit)
         )
     }
 }
@@ -295,9 +302,11 @@ mod tests {
     fn shortfall_is_relative_to_the_limit() {
         let missed = Target::check("x", Bound::AtMost(1.3), 1.43);
         assert!(!missed.met);
-        assert_eq!(missed.shortfall(), "missed by 10% (1.43 against 1.30)");
+        assert_eq!(missed.shortfall(), "missed by 10.0% (1.430 against 1.300)");
         let short = Target::check("y", Bound::AtLeast(0.9), 0.81);
-        assert_eq!(short.shortfall(), "missed by 10% (0.81 against 0.90)");
+        assert_eq!(short.shortfall(), "missed by 10.0% (0.810 against 0.900)");
+        let barely = Target::check("w", Bound::AtMost(1.2), 1.204);
+        assert_eq!(barely.shortfall(), "missed by 0.3% (1.204 against 1.200)");
         assert!(Target::check("z", Bound::AtLeast(0.9), 0.95).met);
     }
 }
