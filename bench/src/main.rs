@@ -18,6 +18,7 @@ mod micro;
 mod paths;
 mod per_packet;
 mod probe;
+mod profile;
 mod reference;
 mod reload;
 mod report;
@@ -32,13 +33,11 @@ mod veth_site;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
-    firewall::Filter,
     machine::Machine,
+    profile::Profile,
     report::{Report, Section, Target},
-    sender::Source,
 };
 
 #[derive(Parser)]
@@ -76,122 +75,6 @@ enum Part {
     ControlPlane,
 }
 
-/// How much of everything a run measures.
-struct Profile {
-    name: &'static str,
-    micro: micro::Settings,
-    throughput: throughput::Settings,
-    flood: flood::Settings,
-    control_plane: control_plane::Settings,
-}
-
-impl Profile {
-    fn full() -> Profile {
-        Profile {
-            name: "full",
-            micro: micro::Settings {
-                sizes: vec![10, per_packet::STATEMENTS, 10_000, 100_000],
-                rounds: 3,
-                repeat: 1_000_000,
-                spread: 10_000,
-            },
-            throughput: throughput::Settings {
-                filters: vec![
-                    zpr(FromWorkloadHook::Tcx, 10_000),
-                    zpr(FromWorkloadHook::XdpGeneric, 10_000),
-                    zpr(FromWorkloadHook::XdpNative, 10_000),
-                    Filter::Iptables { rules: 1 },
-                    Filter::Iptables { rules: 1_000 },
-                    Filter::Iptables { rules: 10_000 },
-                    nft_input(1),
-                    nft_input(1_000),
-                    nft_input(10_000),
-                ],
-                rounds: 3,
-                tcp_seconds: 10,
-                udp_seconds: 5,
-            },
-            flood: flood::Settings {
-                filters: vec![
-                    zpr(FromWorkloadHook::Tcx, 10_000),
-                    zpr(FromWorkloadHook::XdpGeneric, 10_000),
-                    zpr(FromWorkloadHook::XdpNative, 10_000),
-                    Filter::IptablesRaw,
-                    nft_prerouting(10_000),
-                ],
-                sources: vec![Source::LiveFrames, Source::PacketSocket],
-                rounds: 3,
-                seconds: 3.0,
-            },
-            control_plane: control_plane::Settings {
-                compile_sizes: vec![1_000, 10_000, 100_000],
-                rounds: 3,
-                reload_statements: 10_000,
-                reloads: 10,
-                memory_statements: 100_000,
-            },
-        }
-    }
-
-    fn quick() -> Profile {
-        Profile {
-            name: "quick",
-            micro: micro::Settings {
-                sizes: vec![10, per_packet::STATEMENTS],
-                rounds: 1,
-                repeat: 1_000_000,
-                spread: 2_000,
-            },
-            throughput: throughput::Settings {
-                filters: vec![
-                    zpr(FromWorkloadHook::Tcx, 1_000),
-                    Filter::Iptables { rules: 1_000 },
-                    nft_input(1_000),
-                ],
-                rounds: 1,
-                tcp_seconds: 2,
-                udp_seconds: 2,
-            },
-            flood: flood::Settings {
-                filters: vec![
-                    zpr(FromWorkloadHook::Tcx, 1_000),
-                    zpr(FromWorkloadHook::XdpNative, 1_000),
-                    Filter::IptablesRaw,
-                    nft_prerouting(1_000),
-                ],
-                sources: vec![Source::LiveFrames],
-                rounds: 1,
-                seconds: 2.0,
-            },
-            control_plane: control_plane::Settings {
-                compile_sizes: vec![1_000, 10_000],
-                rounds: 1,
-                reload_statements: 10_000,
-                reloads: 2,
-                memory_statements: 10_000,
-            },
-        }
-    }
-}
-
-fn zpr(hook: FromWorkloadHook, statements: usize) -> Filter {
-    Filter::Zpr { hook, statements }
-}
-
-fn nft_input(elements: usize) -> Filter {
-    Filter::NftSet {
-        elements,
-        prerouting: false,
-    }
-}
-
-fn nft_prerouting(elements: usize) -> Filter {
-    Filter::NftSet {
-        elements,
-        prerouting: true,
-    }
-}
-
 fn main() -> std::process::ExitCode {
     match run(Args::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -207,6 +90,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         unsafe { libc::geteuid() } == 0,
         "the benchmarks load BPF programs and create network namespaces: run as root"
+    );
+    anyhow::ensure!(
+        args.record.is_none() || args.only.is_empty(),
+        "--record keeps the report of a whole run: leave out --only"
     );
     let profile = if args.quick {
         Profile::quick()
