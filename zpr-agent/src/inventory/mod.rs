@@ -3,7 +3,7 @@
 //! An [`Inventory`] only exists validated: [`Inventory::from_yaml_str`]
 //! reports every problem it finds, each named by its YAML path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -113,6 +113,19 @@ pub struct Inventory {
     osn_services: Vec<IpPrefix>,
     endpoint_by_address: HashMap<IpAddr, usize>,
     endpoint_by_name: HashMap<String, usize>,
+    /// Every attribute a VCN or endpoint carries, by [`carried_key`]: the
+    /// checker asks once per attribute a statement names.
+    carried: HashSet<(String, String, String)>,
+}
+
+/// An attribute as the language compares it: namespace and key without
+/// case, the value exactly.
+fn carried_key(attribute: &Attribute) -> (String, String, String) {
+    (
+        attribute.namespace().to_ascii_lowercase(),
+        attribute.key.to_ascii_lowercase(),
+        attribute.value.clone(),
+    )
 }
 
 impl Inventory {
@@ -138,6 +151,12 @@ impl Inventory {
             .enumerate()
             .map(|(index, endpoint)| (endpoint.name.clone(), index))
             .collect();
+        let carried = vcns
+            .iter()
+            .filter_map(|vcn| vcn.attribute.as_ref())
+            .chain(endpoints.iter().flat_map(|endpoint| &endpoint.attributes))
+            .map(carried_key)
+            .collect();
         Inventory {
             namespaces,
             vcns,
@@ -145,6 +164,7 @@ impl Inventory {
             osn_services,
             endpoint_by_address,
             endpoint_by_name,
+            carried,
         }
     }
 
@@ -210,13 +230,7 @@ impl Inventory {
 
     /// True when some VCN or endpoint carries the attribute.
     pub fn is_carried(&self, attribute: &Attribute) -> bool {
-        self.vcns
-            .iter()
-            .any(|vcn| vcn.attribute.as_ref().is_some_and(|a| a.same_as(attribute)))
-            || self
-                .endpoints
-                .iter()
-                .any(|endpoint| endpoint.carries(attribute))
+        self.carried.contains(&carried_key(attribute))
     }
 }
 
