@@ -52,6 +52,17 @@ impl Inputs {
         fs::read_to_string(example("three-tier.zpr")).unwrap()
     }
 
+    /// `zpr run` on these inputs, in `network`'s router namespace.
+    fn start_agent(&self, network: &Network) -> anyhow::Result<AgentProcess> {
+        AgentProcess::start(
+            &zpr_binary(),
+            network.router(),
+            &self.inventory(),
+            &[self.policy()],
+            &self.dir,
+        )
+    }
+
     /// Rewrites the policy the way editors do: a new file renamed over it.
     fn write_policy(&self, text: &str) -> anyhow::Result<()> {
         let temporary = self.dir.join(".three-tier.zpr.swp");
@@ -77,13 +88,7 @@ impl Site {
     fn start() -> anyhow::Result<Site> {
         let network = Network::start()?;
         let inputs = Inputs::new()?;
-        let agent = AgentProcess::start(
-            &zpr_binary(),
-            network.router(),
-            &inputs.inventory(),
-            &[inputs.policy()],
-            &inputs.dir,
-        )?;
+        let agent = inputs.start_agent(&network)?;
         agent.wait_for_generation(1)?;
         Ok(Site {
             network,
@@ -450,13 +455,7 @@ fn a_vnic_that_appears_later_is_attached() -> anyhow::Result<()> {
         "endpoints come last"
     );
     fs::write(inputs.inventory(), format!("{inventory}{LATE_ENDPOINT}"))?;
-    let agent = AgentProcess::start(
-        &zpr_binary(),
-        network.router(),
-        &inputs.inventory(),
-        &[inputs.policy()],
-        &inputs.dir,
-    )?;
+    let agent = inputs.start_agent(&network)?;
     let late = |status: &serde_json::Value| {
         status["endpoints"]
             .as_array()

@@ -2,15 +2,12 @@
 //! (release) and runs the benchmarks (root). A full run also records its
 //! report in BENCHMARKS.md; `--quick` is the CI smoke run.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::process::Command;
 
 use anyhow::ensure;
 use xtask::workspace_root;
 
-use crate::command::run as run_command;
+use crate::{build, command::run as run_command};
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -19,21 +16,8 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         "the benchmarks load BPF programs and create network namespaces: run as root"
     );
     let workspace = workspace_root();
-    run_command(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "zpr-agent",
-                "--bin",
-                "zpr",
-            ])
-            .args(["--package", "zpr-bench", "--bin", "zpr-bench"])
-            .current_dir(&workspace),
-    )?;
-    let target = target_dir(&workspace);
-    let release = target.join("release");
+    let release = build::release(&[("zpr-bench", "zpr-bench")])?;
+    let target = build::target_dir(&workspace);
     let mut bench = Command::new(release.join("zpr-bench"));
     bench
         .arg("--zpr")
@@ -47,13 +31,4 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         bench.arg("--record").arg(workspace.join("BENCHMARKS.md"));
     }
     run_command(&mut bench)
-}
-
-/// Where cargo puts build output: $CARGO_TARGET_DIR (relative to the
-/// workspace) or the workspace's target/.
-fn target_dir(workspace: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || workspace.join("target"),
-        |dir| workspace.join(PathBuf::from(dir)),
-    )
 }
