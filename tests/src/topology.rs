@@ -2,8 +2,14 @@
 //! to one router namespace, where the host-side vNICs live (as a hypervisor
 //! host would hold them). Routes are /32 host routes, and every host's
 //! gateway is a link-local address all router-side vNICs share.
+//!
+//! Every second vNIC gets an ifindex beyond zpr's endpoint index
+//! ([`INDEXED_IFINDEX_LIMIT`]), so every topology test covers both ways the
+//! datapath finds an endpoint (the array and the hash behind it).
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use zpr_common::endpoint::INDEXED_IFINDEX_LIMIT;
 
 use crate::Netns;
 
@@ -40,12 +46,21 @@ impl Topology {
     /// Adds a host behind a new vNIC (as a workload starting on the host).
     pub fn add_host(&mut self, name: &str, vnic: &str, address: &str) -> anyhow::Result<()> {
         let netns = Netns::new()?;
+        let ordinal = self.hosts.len() as u32;
+        let ifindex = if ordinal % 2 == 1 {
+            INDEXED_IFINDEX_LIMIT + ordinal
+        } else {
+            // The router namespace's own numbering (loopback is 1).
+            2 + ordinal
+        };
         crate::run(
             "ip",
             &[
                 "link",
                 "add",
                 vnic,
+                "index",
+                &ifindex.to_string(),
                 "netns",
                 self.router.name(),
                 "type",

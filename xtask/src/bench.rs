@@ -1,6 +1,7 @@
-//! `cargo xtask bench [--quick]`: builds `zpr` and the benchmark binary
-//! (release) and runs the benchmarks (root). A full run also records its
-//! report in BENCHMARKS.md; `--quick` is the CI smoke run.
+//! `cargo xtask bench [--quick] [--only PARTS]`: builds `zpr` and the
+//! benchmark binary (release) and runs the benchmarks (root). A full run of
+//! every part also records its report in BENCHMARKS.md; `--quick` is the CI
+//! smoke run.
 
 use std::process::Command;
 
@@ -9,7 +10,7 @@ use xtask::workspace_root;
 
 use crate::{build, command::run as run_command};
 
-pub fn run(quick: bool) -> anyhow::Result<()> {
+pub fn run(quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     ensure!(
         unsafe { libc::geteuid() } == 0,
@@ -25,9 +26,12 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .arg("--output")
         .arg(target.join("zpr-bench"))
         .current_dir(&workspace);
+    if let Some(parts) = only {
+        bench.arg("--only").arg(parts);
+    }
     if quick {
         bench.arg("--quick");
-    } else {
+    } else if only.is_none() {
         bench.arg("--record").arg(workspace.join("BENCHMARKS.md"));
     }
     run_command(&mut bench)

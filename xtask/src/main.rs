@@ -38,6 +38,10 @@ enum Task {
         /// CI smoke run (under two minutes); records nothing.
         #[arg(long)]
         quick: bool,
+        /// Run only these parts (micro, throughput, flood, control-plane,
+        /// comma-separated); records nothing.
+        #[arg(long, value_name = "PARTS")]
+        only: Option<String>,
     },
 }
 
@@ -47,7 +51,9 @@ fn main() -> ExitCode {
         Task::Build => setup::run().and_then(|()| build::run().map(|_| ())),
         Task::Test => setup::run().and_then(|()| test::run()),
         Task::Demo => setup::run().and_then(|()| demo::run()),
-        Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
+        Task::Bench { quick, only } => {
+            setup::run().and_then(|()| bench::run(quick, only.as_deref()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,8 @@
 
 use crate::Address;
 
+/// The authoritative record of this host's endpoints per slot, for every
+/// ifindex (the agent clears a slot by walking it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EndpointKey {
@@ -25,6 +27,36 @@ pub struct EndpointConfig {
 }
 const _: () = assert!(core::mem::size_of::<EndpointConfig>() == 4);
 
+/// Interfaces below this ifindex also have their [`EndpointConfig`] in the
+/// endpoint index, an array the verifier inlines: every packet asks
+/// "protected here?" first, and untagged traffic should cost no more than
+/// that. Larger ifindexes (hosts that created many interfaces) are found
+/// in the hash.
+pub const INDEXED_IFINDEX_LIMIT: u32 = 65_536;
+
+/// An endpoint index entry. The kernel looks every ifindex up at
+/// [`endpoint_index_position`] and uses the entry only if it names that
+/// ifindex (0 names none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexedEndpoint {
+    pub ifindex: u32,
+    pub config: EndpointConfig,
+}
+const _: () = assert!(core::mem::size_of::<IndexedEndpoint>() == 8);
+
+/// Where (slot, ifindex) sits in the endpoint index: its own entry below
+/// [`INDEXED_IFINDEX_LIMIT`], a lower interface's entry above it.
+#[inline(always)]
+pub const fn endpoint_index_position(slot: u8, ifindex: u32) -> u32 {
+    slot as u32 * INDEXED_IFINDEX_LIMIT + ifindex % INDEXED_IFINDEX_LIMIT
+}
+
+/// Whether the endpoint index holds (has room for) this ifindex's entry.
+pub const fn is_indexed(ifindex: u32) -> bool {
+    ifindex < INDEXED_IFINDEX_LIMIT
+}
+
 /// One of a local endpoint's own addresses; the value is that address's
 /// UID. A packet leaving the endpoint from any other address is spoofed.
 #[repr(C)]
@@ -38,4 +70,9 @@ pub struct LocalAddressKey {
 }
 const _: () = assert!(core::mem::size_of::<LocalAddressKey>() == 24);
 
-crate::user_pod!(EndpointKey, EndpointConfig, LocalAddressKey);
+crate::user_pod!(
+    EndpointKey,
+    EndpointConfig,
+    IndexedEndpoint,
+    LocalAddressKey,
+);

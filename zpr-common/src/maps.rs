@@ -3,6 +3,7 @@
 
 pub const CONFIG: &str = "ZPR_CONFIG";
 pub const ENDPOINTS: &str = "ZPR_ENDPOINTS";
+pub const ENDPOINT_INDEX: &str = "ZPR_ENDPOINT_INDEX";
 pub const LOCAL_ADDRESSES: &str = "ZPR_LOCAL_ADDRESSES";
 pub const HOSTS: &str = "ZPR_HOSTS";
 pub const PREFIXES: &str = "ZPR_PREFIXES";
@@ -15,9 +16,10 @@ pub const EVENT_STATS: &str = "ZPR_EVENT_STATS";
 pub const RATE_LIMITER: &str = "ZPR_RATE_LIMITER";
 
 /// Every map of the object, in the order `zpr status` lists them.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     CONFIG,
     ENDPOINTS,
+    ENDPOINT_INDEX,
     LOCAL_ADDRESSES,
     HOSTS,
     PREFIXES,
@@ -32,6 +34,7 @@ pub const ALL: [&str; 12] = [
 
 /// Sizes: per-Plan maps hold both slots during a reload.
 pub const ENDPOINTS_MAX: u32 = 2 * 4096;
+pub const ENDPOINT_INDEX_SIZE: u32 = crate::SLOTS * crate::endpoint::INDEXED_IFINDEX_LIMIT;
 pub const LOCAL_ADDRESSES_MAX: u32 = 2 * 16384;
 pub const HOSTS_MAX: u32 = 2 * 65536;
 pub const PREFIXES_MAX: u32 = 2 * 65536;

@@ -1,5 +1,6 @@
-//! The one decision path both hooks share: conntrack first (an established
-//! flow costs one lookup), then endpoint, anti-spoofing, identity and
+//! The one decision path both hooks share: "protected here?" first (an
+//! array lookup: untagged traffic costs nothing more), then conntrack (an
+//! established flow costs one lookup), then anti-spoofing, identity and
 //! policy for a new flow. Every outcome is counted under one reason.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
@@ -8,7 +9,10 @@ use zpr_common::{
     config::Config,
     conntrack::{FLOW_AUDITED, FlowKey, FlowState, FragmentKey},
     counters::Reason,
-    endpoint::{ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey},
+    endpoint::{
+        ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey,
+        endpoint_index_position,
+    },
     event::{NO_RULE, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DROPPED},
     policy::{POLICY_EGRESS, POLICY_INGRESS, POLICY_STATELESS},
 };
@@ -18,7 +22,10 @@ use crate::{
     events::{self, Verdict},
     headers::{self, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, Fragment, Headers},
     identity,
-    maps::{ZPR_CONFIG, ZPR_CONNTRACK, ZPR_ENDPOINTS, ZPR_FRAGMENTS, ZPR_LOCAL_ADDRESSES},
+    maps::{
+        ZPR_CONFIG, ZPR_CONNTRACK, ZPR_ENDPOINT_INDEX, ZPR_ENDPOINTS, ZPR_FRAGMENTS,
+        ZPR_LOCAL_ADDRESSES,
+    },
     packet::Packet,
     policy,
 };
@@ -29,35 +36,77 @@ pub enum Action {
     Drop,
 }
 
-/// Where the packet is, and which Plan is live.
+/// Where the packet is (a protected endpoint's vNIC), which Plan is live,
+/// and when (read once per packet). Only what the decision reads: the
+/// program's stack is 512 bytes.
 pub struct Site {
+    pub now: u64,
     pub ifindex: u32,
+    pub generation: u32,
     pub direction: Direction,
-    pub config: Config,
+    pub slot: u8,
+    /// The endpoint is in audit mode: report denials, drop nothing.
+    pub audited: bool,
 }
 
 /// Decides and counts one packet; returns why and what to do.
 #[inline(always)]
 pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, Action) {
     let (reason, action) = match ZPR_CONFIG.get(0) {
-        Some(config) if config.generation != 0 => {
-            let site = Site {
-                ifindex,
-                direction,
-                config: *config,
-            };
-            decide(packet, &site)
-        }
+        Some(config) if config.generation != 0 => match protected_endpoint(config, ifindex) {
+            Some(endpoint) => {
+                let site = Site {
+                    now: unsafe { bpf_ktime_get_ns() },
+                    ifindex,
+                    generation: config.generation,
+                    direction,
+                    slot: config.slot(),
+                    audited: endpoint.flags & ENDPOINT_AUDIT != 0,
+                };
+                decide(packet, &site)
+            }
+            None => (Reason::NotProtected, Action::Pass),
+        },
         _ => (Reason::NotProtected, Action::Pass),
     };
     counters::count(direction, reason, packet.len());
     (reason, action)
 }
 
+/// The interface's endpoint in the live Plan, if it is protected: from
+/// the index when the entry there is this ifindex's, else from the hash.
+#[inline(always)]
+fn protected_endpoint(config: &Config, ifindex: u32) -> Option<EndpointConfig> {
+    let slot = config.slot();
+    let mut key = EndpointKey::default();
+    // The hash key is written whichever way the endpoint is found, so both
+    // ways reach the decision with the same stack: otherwise the verifier
+    // walks the whole decision once for each.
+    // SAFETY: a write to a local.
+    unsafe {
+        core::ptr::write_volatile(
+            &mut key,
+            EndpointKey {
+                ifindex,
+                slot,
+                _pad: [0; 3],
+            },
+        )
+    };
+    let endpoint = match ZPR_ENDPOINT_INDEX.get(endpoint_index_position(slot, ifindex)) {
+        Some(entry) if entry.ifindex == ifindex => entry.config,
+        // SAFETY: read-only copy of a value user space replaces whole.
+        _ => unsafe { ZPR_ENDPOINTS.get(&key) }.copied()?,
+    };
+    (endpoint.flags & ENDPOINT_PROTECTED != 0).then_some(endpoint)
+}
+
 #[inline(always)]
 fn decide(packet: &Packet, site: &Site) -> (Reason, Action) {
+    // A protected endpoint's frames that cannot be judged on L3/L4 facts
+    // are denied (or audited) under the reason they could not be.
     let Some(ethertype) = headers::ethertype(packet) else {
-        return police_unparsed(site, Reason::Malformed);
+        return deny(site, &headers::EMPTY, Reason::Malformed, 0, 0);
     };
     if ethertype == ETH_P_ARP {
         return (Reason::Arp, Action::Pass);
@@ -68,10 +117,10 @@ fn decide(packet: &Packet, site: &Site) -> (Reason, Action) {
         } else {
             Reason::UnsupportedEthertype
         };
-        return police_unparsed(site, reason);
+        return deny(site, &headers::EMPTY, reason, 0, 0);
     };
     let Ok(headers) = headers::parse_ip(packet, ETH_HLEN, family, false) else {
-        return police_unparsed(site, Reason::Malformed);
+        return deny(site, &headers::EMPTY, Reason::Malformed, 0, 0);
     };
 
     let key = conntrack::flow_key(site.ifindex, site.direction, &headers);
@@ -83,40 +132,17 @@ fn decide(packet: &Packet, site: &Site) -> (Reason, Action) {
         // SAFETY: LRU value pointer from this lookup; a racing writer can
         // only make the state stale, which the next packet re-checks.
         let state = unsafe { &mut *state };
-        let now = unsafe { bpf_ktime_get_ns() };
-        if conntrack::is_live(state, headers.protocol, now)
+        if conntrack::is_live(state, headers.protocol, site.now)
             && !conntrack::is_reopened(state, &headers)
         {
-            if state.generation == site.config.generation {
-                conntrack::touch(state, &headers, site.direction, now);
+            if state.generation == site.generation {
+                conntrack::touch(state, &headers, site.direction, site.now);
                 return (Reason::Established, Action::Pass);
             }
-            return recheck(site, &headers, &key, state, now);
+            return recheck(site, &headers, &key, state);
         }
     }
     decide_new_flow(packet, site, &headers, &key)
-}
-
-/// Frames decided without L3/L4 facts: passed for unprotected interfaces,
-/// dropped (or audited) for protected endpoints.
-#[inline(always)]
-fn police_unparsed(site: &Site, reason: Reason) -> (Reason, Action) {
-    let Some(endpoint) = protected_endpoint(site) else {
-        return (Reason::NotProtected, Action::Pass);
-    };
-    deny(site, &endpoint, &headers::EMPTY, reason, 0, 0)
-}
-
-#[inline(always)]
-fn protected_endpoint(site: &Site) -> Option<EndpointConfig> {
-    let key = EndpointKey {
-        ifindex: site.ifindex,
-        slot: site.config.slot(),
-        _pad: [0; 3],
-    };
-    // SAFETY: read-only copy of a value user space replaces whole.
-    let endpoint = unsafe { ZPR_ENDPOINTS.get(&key) }.copied()?;
-    (endpoint.flags & ENDPOINT_PROTECTED != 0).then_some(endpoint)
 }
 
 #[inline(always)]
@@ -126,9 +152,6 @@ fn decide_new_flow(
     headers: &Headers,
     key: &FlowKey,
 ) -> (Reason, Action) {
-    let Some(endpoint) = protected_endpoint(site) else {
-        return (Reason::NotProtected, Action::Pass);
-    };
     let local_uid = local_uid(site, headers.family, &key.local);
     // Neighbour discovery passes unless a workload sends it from a global
     // address that is not its own (link-local and :: are how ND starts).
@@ -144,7 +167,7 @@ fn decide_new_flow(
             Direction::FromWorkload => Reason::SpoofedSource,
             Direction::ToWorkload => Reason::ForeignDestination,
         };
-        return deny(site, &endpoint, headers, reason, 0, 0);
+        return deny(site, headers, reason, 0, 0);
     };
     if let Fragment::Later { id } = headers.fragment {
         return if ZPR_FRAGMENTS
@@ -153,10 +176,10 @@ fn decide_new_flow(
         {
             (Reason::FragmentOfAllowed, Action::Pass)
         } else {
-            deny(site, &endpoint, headers, Reason::Fragment, local_uid, 0)
+            deny(site, headers, Reason::Fragment, local_uid, 0)
         };
     }
-    if headers.is_icmp_error() && is_related_icmp(packet, site, headers) {
+    if headers.is_icmp_error() && is_related_icmp(packet, quoted_flow(site, headers)) {
         return (Reason::RelatedIcmp, Action::Pass);
     }
 
@@ -164,7 +187,7 @@ fn decide_new_flow(
         Direction::FromWorkload => POLICY_EGRESS,
         Direction::ToWorkload => POLICY_INGRESS,
     };
-    let slot = site.config.slot();
+    let slot = site.slot;
     let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
     let port = headers.policy_port();
     let Some(allowed) = policy::lookup(
@@ -175,14 +198,7 @@ fn decide_new_flow(
         headers.protocol,
         port,
     ) else {
-        let decision = deny(
-            site,
-            &endpoint,
-            headers,
-            Reason::NoPolicy,
-            local_uid,
-            remote_uid,
-        );
+        let decision = deny(site, headers, Reason::NoPolicy, local_uid, remote_uid);
         if decision.1 == Action::Pass {
             // Audit mode: track the flow so it is reported once, not per packet.
             let uids = (local_uid, remote_uid);
@@ -198,14 +214,7 @@ fn decide_new_flow(
     }
     let uids = (local_uid, remote_uid);
     if track(site, headers, key, uids, allowed.rule, port, 0).is_err() {
-        return deny(
-            site,
-            &endpoint,
-            headers,
-            Reason::ConntrackFull,
-            local_uid,
-            remote_uid,
-        );
+        return deny(site, headers, Reason::ConntrackFull, local_uid, remote_uid);
     }
     let verdict = Verdict {
         reason: Reason::NewFlow,
@@ -226,17 +235,13 @@ fn recheck(
     headers: &Headers,
     key: &FlowKey,
     state: &mut FlowState,
-    now: u64,
 ) -> (Reason, Action) {
-    let Some(endpoint) = protected_endpoint(site) else {
-        return (Reason::NotProtected, Action::Pass);
-    };
     let policy_direction = if state.origin == Direction::FromWorkload as u8 {
         POLICY_EGRESS
     } else {
         POLICY_INGRESS
     };
-    let slot = site.config.slot();
+    let slot = site.slot;
     let local_uid = local_uid(site, headers.family, &key.local).unwrap_or(identity::UNRESOLVED);
     let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
     let allowed = policy::lookup(
@@ -247,29 +252,22 @@ fn recheck(
         headers.protocol,
         state.policy_port,
     );
-    state.generation = site.config.generation;
+    state.generation = site.generation;
     state.local_uid = local_uid;
     state.remote_uid = remote_uid;
     if let Some(allowed) = allowed.filter(|allowed| allowed.flags & POLICY_STATELESS == 0) {
         state.rule = allowed.rule;
         state.flags = 0;
-        conntrack::touch(state, headers, site.direction, now);
+        conntrack::touch(state, headers, site.direction, site.now);
         return (Reason::Established, Action::Pass);
     }
-    let decision = deny(
-        site,
-        &endpoint,
-        headers,
-        Reason::Revoked,
-        local_uid,
-        remote_uid,
-    );
+    let decision = deny(site, headers, Reason::Revoked, local_uid, remote_uid);
     if decision.1 == Action::Drop {
         let _ = ZPR_CONNTRACK.remove(key);
     } else {
         state.rule = NO_RULE;
         state.flags = FLOW_AUDITED;
-        conntrack::touch(state, headers, site.direction, now);
+        conntrack::touch(state, headers, site.direction, site.now);
     }
     decision
 }
@@ -280,7 +278,7 @@ fn recheck(
 fn local_uid(site: &Site, family: u8, addr: &Address) -> Option<u32> {
     let key = LocalAddressKey {
         ifindex: site.ifindex,
-        slot: site.config.slot(),
+        slot: site.slot,
         family,
         _pad: [0; 2],
         addr: *addr,
@@ -289,24 +287,42 @@ fn local_uid(site: &Site, family: u8, addr: &Address) -> Option<u32> {
     unsafe { ZPR_LOCAL_ADDRESSES.get(&key) }.copied()
 }
 
-/// An ICMP error quoting a packet of a tracked flow (which the quoted
-/// packet crossed the other way).
+/// The outer packet's facts the related-ICMP check needs, in one register:
+/// a BPF call passes at most five, and LLVM splits references into the
+/// fields they point to.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct QuotedFlow {
+    ifindex: u32,
+    offset: u16,
+    family: u8,
+    /// The way the quoted packet crossed the vNIC: opposite to the error's.
+    direction: Direction,
+}
+
+/// An ICMP error quoting a packet of a tracked flow. A call of its own:
+/// the quoted packet's headers and flow key live in this frame, not in the
+/// decision's (which would not fit the 512-byte stack with them).
 #[inline(always)]
-fn is_related_icmp(packet: &Packet, site: &Site, headers: &Headers) -> bool {
-    let Ok(quoted) = headers::parse_ip(
-        packet,
-        headers::quoted_offset(headers),
-        headers.family,
-        true,
-    ) else {
+fn is_related_icmp(packet: &Packet, quoted: QuotedFlow) -> bool {
+    let Ok(headers) = headers::parse_ip(packet, quoted.offset as usize, quoted.family, true) else {
         return false;
     };
-    let quoted_direction = match site.direction {
-        Direction::FromWorkload => Direction::ToWorkload,
-        Direction::ToWorkload => Direction::FromWorkload,
-    };
-    let key = conntrack::flow_key(site.ifindex, quoted_direction, &quoted);
+    let key = conntrack::flow_key(quoted.ifindex, quoted.direction, &headers);
     ZPR_CONNTRACK.get_ptr(&key).is_some()
+}
+
+#[inline(always)]
+fn quoted_flow(site: &Site, headers: &Headers) -> QuotedFlow {
+    QuotedFlow {
+        ifindex: site.ifindex,
+        offset: headers::quoted_offset(headers) as u16,
+        family: headers.family,
+        direction: match site.direction {
+            Direction::FromWorkload => Direction::ToWorkload,
+            Direction::ToWorkload => Direction::FromWorkload,
+        },
+    }
 }
 
 #[inline(always)]
@@ -332,10 +348,9 @@ fn track(
     policy_port: u16,
     flags: u8,
 ) -> Result<(), i32> {
-    let now = unsafe { bpf_ktime_get_ns() };
     let state = FlowState {
-        last_seen_ns: now,
-        generation: site.config.generation,
+        last_seen_ns: site.now,
+        generation: site.generation,
         rule,
         local_uid,
         remote_uid,
@@ -357,13 +372,12 @@ fn track(
 #[inline(always)]
 fn deny(
     site: &Site,
-    endpoint: &EndpointConfig,
     headers: &Headers,
     reason: Reason,
     local_uid: u32,
     remote_uid: u32,
 ) -> (Reason, Action) {
-    let audited = endpoint.flags & ENDPOINT_AUDIT != 0;
+    let audited = site.audited;
     let verdict = Verdict {
         reason,
         verdict: if audited {

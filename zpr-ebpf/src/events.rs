@@ -1,6 +1,5 @@
 //! Drop and new-flow events to user space, rate-limited per CPU.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use zpr_common::{
     counters::Reason,
     event::{EVENTS_LOST, EVENTS_RATE_LIMITED, Event},
@@ -9,7 +8,7 @@ use zpr_common::{
 use crate::{
     decide::Site,
     headers::Headers,
-    maps::{ZPR_EVENT_STATS, ZPR_EVENTS, ZPR_RATE_LIMITER},
+    maps::{ZPR_CONFIG, ZPR_EVENT_STATS, ZPR_EVENTS, ZPR_RATE_LIMITER},
 };
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
@@ -25,8 +24,12 @@ pub struct Verdict {
 
 #[inline(always)]
 pub fn report(site: &Site, headers: &Headers, verdict: &Verdict) {
-    let now = unsafe { bpf_ktime_get_ns() };
-    if !take_token(now, site.config.events_per_second as u64) {
+    let now = site.now;
+    // Read here rather than carried in the site: the decision's stack is full.
+    let per_second = ZPR_CONFIG
+        .get(0)
+        .map_or(0, |config| config.events_per_second);
+    if !take_token(now, per_second as u64) {
         bump(EVENTS_RATE_LIMITED);
         return;
     }
@@ -37,7 +40,7 @@ pub fn report(site: &Site, headers: &Headers, verdict: &Verdict) {
     entry.write(Event {
         timestamp_ns: now,
         ifindex: site.ifindex,
-        generation: site.config.generation,
+        generation: site.generation,
         local_uid: verdict.local_uid,
         remote_uid: verdict.remote_uid,
         rule: verdict.rule,

@@ -8,7 +8,7 @@ use zpr_common::{
     config::Config,
     conntrack::{FlowKey, FlowState, FragmentKey},
     counters::{COUNTER_SLOTS, Counter},
-    endpoint::{EndpointConfig, EndpointKey, LocalAddressKey},
+    endpoint::{EndpointConfig, EndpointKey, IndexedEndpoint, LocalAddressKey},
     event::{EVENT_STATS_SLOTS, Event, RateLimiter},
     identity::{HostKey, PrefixKey},
     maps,
@@ -21,6 +21,10 @@ pub static ZPR_CONFIG: Array<Config, 1> = Array::new();
 #[btf_map]
 pub static ZPR_ENDPOINTS: HashMap<EndpointKey, EndpointConfig, { maps::ENDPOINTS_MAX as usize }> =
     HashMap::new();
+
+#[btf_map]
+pub static ZPR_ENDPOINT_INDEX: Array<IndexedEndpoint, { maps::ENDPOINT_INDEX_SIZE as usize }> =
+    Array::new();
 
 #[btf_map]
 pub static ZPR_LOCAL_ADDRESSES: HashMap<

@@ -59,6 +59,32 @@ impl Datapath {
         Ok(Datapath { ebpf })
     }
 
+    /// Instructions the verifier walked to accept each program (its limit
+    /// is 1,000,000 per program): how much room the decision code has left.
+    pub fn verified_instructions(&self) -> anyhow::Result<Vec<(&'static str, u32)>> {
+        [
+            maps::PROG_FROM_WORKLOAD_XDP,
+            maps::PROG_FROM_WORKLOAD_TC,
+            maps::PROG_TO_WORKLOAD_TC,
+        ]
+        .into_iter()
+        .map(|name| {
+            let program = self
+                .ebpf
+                .program(name)
+                .with_context(|| format!("the object has no {name} program"))?;
+            let count = program
+                .info()
+                .with_context(|| format!("reading {name}'s info"))?
+                .verified_instruction_count()
+                .with_context(|| {
+                    format!("the kernel reports no verified instructions for {name}")
+                })?;
+            Ok((name, count))
+        })
+        .collect()
+    }
+
     /// Attaches both directions to a workload's host-side `interface` (in
     /// the calling thread's network namespace).
     pub fn attach(&mut self, interface: &str, hook: FromWorkloadHook) -> anyhow::Result<()> {

@@ -13,7 +13,10 @@ use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
 use zpr_common::{
     Address, FAMILY_IPV4, FAMILY_IPV6,
     config::{Config, LAYOUT_VERSION},
-    endpoint::{ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey},
+    endpoint::{
+        ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, IndexedEndpoint,
+        LocalAddressKey, endpoint_index_position, is_indexed,
+    },
     identity::{HostKey, PREFIX_STATIC_BITS, PrefixKey},
     maps,
     policy::{
@@ -44,6 +47,7 @@ pub fn write_plan(
     clear_slot(datapath, slot)?;
 
     {
+        let mut written = Vec::new();
         let mut endpoints: HashMap<_, EndpointKey, EndpointConfig> =
             HashMap::try_from(datapath.map_mut(maps::ENDPOINTS)?)?;
         for endpoint in &plan.endpoints {
@@ -65,6 +69,18 @@ pub fn write_plan(
             endpoints
                 .insert(&key, &EndpointConfig { flags }, 0)
                 .with_context(|| format!("writing endpoint {}", endpoint.name))?;
+            written.push((ifindex, EndpointConfig { flags }));
+        }
+        let mut index: Array<_, IndexedEndpoint> =
+            Array::try_from(datapath.map_mut(maps::ENDPOINT_INDEX)?)?;
+        for (ifindex, config) in written.into_iter().filter(|&(i, _)| is_indexed(i)) {
+            index
+                .set(
+                    endpoint_index_position(slot, ifindex),
+                    &IndexedEndpoint { ifindex, config },
+                    0,
+                )
+                .context("writing the endpoint index")?;
         }
     }
     {
@@ -204,7 +220,16 @@ pub(crate) fn live_config(datapath: &Datapath) -> anyhow::Result<Config> {
 fn clear_slot(datapath: &mut Datapath, slot: u8) -> anyhow::Result<()> {
     let mut endpoints: HashMap<_, EndpointKey, EndpointConfig> =
         HashMap::try_from(datapath.map_mut(maps::ENDPOINTS)?)?;
-    remove_hash_keys(&mut endpoints, |key| key.slot == slot)?;
+    let cleared = remove_hash_keys(&mut endpoints, |key| key.slot == slot)?;
+    // The hash holds every endpoint of the slot: it says which index
+    // positions to zero (walking the whole array would cost a syscall per
+    // ifindex).
+    let mut index: Array<_, IndexedEndpoint> =
+        Array::try_from(datapath.map_mut(maps::ENDPOINT_INDEX)?)?;
+    for key in cleared.iter().filter(|key| is_indexed(key.ifindex)) {
+        let position = endpoint_index_position(slot, key.ifindex);
+        index.set(position, &IndexedEndpoint::default(), 0)?;
+    }
     let mut local: HashMap<_, LocalAddressKey, u32> =
         HashMap::try_from(datapath.map_mut(maps::LOCAL_ADDRESSES)?)?;
     remove_hash_keys(&mut local, |key| key.slot == slot)?;
@@ -218,19 +243,20 @@ fn clear_slot(datapath: &mut Datapath, slot: u8) -> anyhow::Result<()> {
     remove_lpm_keys(&mut policy, |key| key.slot == slot)
 }
 
+/// Removes the keys `doomed` picks; returns them.
 fn remove_hash_keys<K: aya::Pod, V: aya::Pod>(
     map: &mut HashMap<&mut MapData, K, V>,
     doomed: impl Fn(&K) -> bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<K>> {
     let keys: Vec<K> = map
         .keys()
         .filter_map(Result::ok)
         .filter(|k| doomed(k))
         .collect();
-    for key in keys {
-        map.remove(&key)?;
+    for key in &keys {
+        map.remove(key)?;
     }
-    Ok(())
+    Ok(keys)
 }
 
 fn remove_lpm_keys<K: aya::Pod, V: aya::Pod>(
