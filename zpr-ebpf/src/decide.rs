@@ -38,7 +38,7 @@ pub enum Action {
 
 /// Where the packet is (a protected endpoint's vNIC), which Plan is live,
 /// and when (read once per packet). Only what the decision reads: the
-/// program's stack is 512 bytes.
+/// program's stack is 512 bytes and this path is at its edge.
 pub struct Site {
     pub now: u64,
     pub ifindex: u32,
@@ -179,7 +179,7 @@ fn decide_new_flow(
             deny(site, headers, Reason::Fragment, local_uid, 0)
         };
     }
-    if headers.is_icmp_error() && is_related_icmp(packet, quoted_flow(site, headers)) {
+    if headers.is_icmp_error() && is_related_icmp(packet, site, headers) {
         return (Reason::RelatedIcmp, Action::Pass);
     }
 
@@ -287,42 +287,24 @@ fn local_uid(site: &Site, family: u8, addr: &Address) -> Option<u32> {
     unsafe { ZPR_LOCAL_ADDRESSES.get(&key) }.copied()
 }
 
-/// The outer packet's facts the related-ICMP check needs, in one register:
-/// a BPF call passes at most five, and LLVM splits references into the
-/// fields they point to.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct QuotedFlow {
-    ifindex: u32,
-    offset: u16,
-    family: u8,
-    /// The way the quoted packet crossed the vNIC: opposite to the error's.
-    direction: Direction,
-}
-
-/// An ICMP error quoting a packet of a tracked flow. A call of its own:
-/// the quoted packet's headers and flow key live in this frame, not in the
-/// decision's (which would not fit the 512-byte stack with them).
+/// An ICMP error quoting a packet of a tracked flow (which the quoted
+/// packet crossed the other way).
 #[inline(always)]
-fn is_related_icmp(packet: &Packet, quoted: QuotedFlow) -> bool {
-    let Ok(headers) = headers::parse_ip(packet, quoted.offset as usize, quoted.family, true) else {
+fn is_related_icmp(packet: &Packet, site: &Site, headers: &Headers) -> bool {
+    let Ok(quoted) = headers::parse_ip(
+        packet,
+        headers::quoted_offset(headers),
+        headers.family,
+        true,
+    ) else {
         return false;
     };
-    let key = conntrack::flow_key(quoted.ifindex, quoted.direction, &headers);
+    let quoted_direction = match site.direction {
+        Direction::FromWorkload => Direction::ToWorkload,
+        Direction::ToWorkload => Direction::FromWorkload,
+    };
+    let key = conntrack::flow_key(site.ifindex, quoted_direction, &quoted);
     ZPR_CONNTRACK.get_ptr(&key).is_some()
-}
-
-#[inline(always)]
-fn quoted_flow(site: &Site, headers: &Headers) -> QuotedFlow {
-    QuotedFlow {
-        ifindex: site.ifindex,
-        offset: headers::quoted_offset(headers) as u16,
-        family: headers.family,
-        direction: match site.direction {
-            Direction::FromWorkload => Direction::ToWorkload,
-            Direction::ToWorkload => Direction::FromWorkload,
-        },
-    }
 }
 
 #[inline(always)]
