@@ -137,7 +137,7 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
              (atomic rename) to add, then remove, one statement allowing the probe's port, \
              {} times. Opened: time from the write to the send time of the first datagram that \
              came back; closed: to the first of a run of datagrams that never came back. This \
-             includes the agent's 20 ms settling of file events. The datapath-level figures \
+             includes the agent's 5 ms settling of file events. The datapath-level figures \
              do the agent's work without inotify or settling: parse both inputs, compile, \
              write_plan, one BPF_PROG_TEST_RUN probe of the flow.",
             settings.reloads

@@ -57,9 +57,22 @@ pub fn read(inventory_path: &Path, policy_paths: &[PathBuf]) -> anyhow::Result<L
 /// Checks an inventory and a policy set, wherever their texts come from
 /// (files, or the store of `zpr serve`).
 pub fn check(inventory: &InputText, policies: &[InputText]) -> Loaded {
+    // The inventory and the policies parse independently: side by side (a
+    // reload waits for both).
+    let (inventory_parsed, policies_parsed) = std::thread::scope(|scope| {
+        let inventory_parse = scope.spawn(|| Inventory::from_yaml_str(&inventory.text));
+        let policies_parsed: Vec<_> = policies
+            .iter()
+            .map(|policy| parse(&policy.name, &policy.text))
+            .collect();
+        let inventory_parsed = inventory_parse
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (inventory_parsed, policies_parsed)
+    });
     let mut report = String::new();
     let inventory_path = &inventory.file;
-    let inventory = match Inventory::from_yaml_str(&inventory.text) {
+    let inventory = match inventory_parsed {
         Ok(inventory) => Some(inventory),
         Err(errors) => {
             for error in &errors.0 {
@@ -70,10 +83,10 @@ pub fn check(inventory: &InputText, policies: &[InputText]) -> Loaded {
     };
     let mut failed = inventory.is_none();
     let mut policies_read: Vec<Policy> = Vec::new();
-    for policy in policies {
+    for (policy, parsed) in policies.iter().zip(policies_parsed) {
         let (file, name, source) = (&policy.file, &policy.name, &policy.text);
         let rendered = SourceFile::new(file, source);
-        match parse(name, source) {
+        match parsed {
             Ok(parsed) => {
                 let mut diagnostics = parsed.warnings;
                 if let Some(inventory) = &inventory {

@@ -111,11 +111,15 @@ impl Agent {
     /// for `zpr status`.
     pub fn reload(&mut self, cause: &str, since: Instant) {
         match self.try_reload(since) {
-            Ok(()) => {
+            Ok(stages) => {
                 self.status.last_error = None;
                 info!(
                     cause,
                     generation = self.status.generation,
+                    settle_ms = stages.settle_ms(),
+                    check_ms = stages.check_ms(),
+                    compile_ms = stages.compile_ms(),
+                    write_ms = stages.write_ms(),
                     statements = self.status.statements,
                     attached = self
                         .status
@@ -145,7 +149,8 @@ impl Agent {
         }
     }
 
-    fn try_reload(&mut self, since: Instant) -> anyhow::Result<()> {
+    fn try_reload(&mut self, since: Instant) -> anyhow::Result<ReloadStages> {
+        let started = Instant::now();
         let loaded = match (&self.config.inputs, &self.store) {
             (
                 InputSource::Files {
@@ -165,9 +170,18 @@ impl Agent {
         if !loaded.report.is_empty() {
             warn!("{}", loaded.report.trim_end());
         }
+        let checked = Instant::now();
         let plan = compile(&inputs.policies, &inputs.inventory);
+        let compiled = Instant::now();
         let interfaces = present_interfaces(&plan);
         let generation = write_plan(&mut self.datapath, &plan, &interfaces)?;
+        let stages = ReloadStages {
+            since,
+            started,
+            checked,
+            compiled,
+            written: Instant::now(),
+        };
         for interface in interfaces.keys() {
             self.datapath
                 .attach_pinned(&self.pins, interface, self.config.hook)
@@ -199,7 +213,7 @@ impl Agent {
             .collect();
         self.status.identities = identity_names(&plan);
         self.live = Some((plan, interfaces));
-        Ok(())
+        Ok(stages)
     }
 
     /// True when a local endpoint's vNIC appeared, vanished or was created
@@ -209,6 +223,36 @@ impl Agent {
             .as_ref()
             .is_some_and(|(plan, written)| present_interfaces(plan) != *written)
     }
+}
+
+/// Where a reload's time went, for the log: waiting for file events to
+/// settle, reading and checking the inputs, compiling, writing the maps
+/// (the last write switches the generation).
+struct ReloadStages {
+    since: Instant,
+    started: Instant,
+    checked: Instant,
+    compiled: Instant,
+    written: Instant,
+}
+
+impl ReloadStages {
+    fn settle_ms(&self) -> String {
+        milliseconds(self.started - self.since)
+    }
+    fn check_ms(&self) -> String {
+        milliseconds(self.checked - self.started)
+    }
+    fn compile_ms(&self) -> String {
+        milliseconds(self.compiled - self.checked)
+    }
+    fn write_ms(&self) -> String {
+        milliseconds(self.written - self.compiled)
+    }
+}
+
+fn milliseconds(duration: std::time::Duration) -> String {
+    format!("{:.1}", duration.as_secs_f64() * 1000.0)
 }
 
 /// Opens the store, importing the seed inventory into an empty one.

@@ -15,7 +15,7 @@ use inotify::{EventStream, Inotify, WatchDescriptor, WatchMask};
 use super::{AgentConfig, InputSource};
 
 /// Changes arriving this close together are one reload.
-const SETTLE: Duration = Duration::from_millis(20);
+const SETTLE: Duration = Duration::from_millis(5);
 
 pub struct InputWatch {
     events: EventStream<Vec<u8>>,

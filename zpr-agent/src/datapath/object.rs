@@ -9,6 +9,8 @@ use aya::{
 };
 use zpr_common::maps;
 
+use super::plan_maps::SlotContents;
+
 /// The object built from `zpr-ebpf` by build.rs, embedded so `zpr` is one file.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zpr"));
 
@@ -31,6 +33,9 @@ pub enum FromWorkloadHook {
 /// every program it attached and frees unpinned maps.
 pub struct Datapath {
     pub(crate) ebpf: Ebpf,
+    /// What this process last wrote into each Plan slot; `None` when
+    /// unknown (adopted from pins, or a write that failed part-way).
+    pub(crate) written: [Option<SlotContents>; 2],
 }
 
 impl Datapath {
@@ -56,7 +61,10 @@ impl Datapath {
             tc.load()
                 .with_context(|| format!("the verifier rejected {name}"))?;
         }
-        Ok(Datapath { ebpf })
+        Ok(Datapath {
+            ebpf,
+            written: [None, None],
+        })
     }
 
     /// Instructions the verifier walked to accept each program (its limit

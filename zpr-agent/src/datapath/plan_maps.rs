@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    hash::Hash,
     net::IpAddr,
 };
 
@@ -36,6 +37,11 @@ pub type InterfaceIndexes = BTreeMap<String, u32>;
 /// Writes `plan` as the next generation and switches to it; returns the
 /// generation now live. Endpoints whose interface is not in `interfaces`
 /// are remote: only their identities are written, not their policy.
+///
+/// The idle slot holds the Plan of two generations ago. When this process
+/// wrote it, only the difference is written (a reload costs what changed,
+/// not the size of the policy); otherwise (maps adopted from pins, or an
+/// earlier write failed) the slot is cleared and written whole.
 pub fn write_plan(
     datapath: &mut Datapath,
     plan: &Plan,
@@ -44,16 +50,50 @@ pub fn write_plan(
     let live = live_config(datapath)?;
     let generation = live.generation.wrapping_add(1).max(1);
     let slot = Config { generation, ..live }.slot();
-    clear_slot(datapath, slot)?;
+    let desired = SlotContents::of(plan, interfaces, slot)?;
+    let current = match datapath.written[usize::from(slot)].take() {
+        Some(current) => current,
+        None => {
+            clear_slot(datapath, slot)?;
+            SlotContents::default()
+        }
+    };
+    write_difference(datapath, slot, &current, &desired)?;
+    datapath.written[usize::from(slot)] = Some(desired);
 
-    {
-        let mut written = Vec::new();
-        let mut endpoints: HashMap<_, EndpointKey, EndpointConfig> =
-            HashMap::try_from(datapath.map_mut(maps::ENDPOINTS)?)?;
-        for endpoint in &plan.endpoints {
-            let Some(&ifindex) = endpoint.interface.as_ref().and_then(|i| interfaces.get(i)) else {
-                continue;
-            };
+    let mut config: Array<_, Config> = Array::try_from(datapath.map_mut(maps::CONFIG)?)?;
+    let next = Config {
+        generation,
+        layout: LAYOUT_VERSION,
+        ..live
+    };
+    config
+        .set(0, &next, 0)
+        .context("switching to the new generation")?;
+    Ok(generation)
+}
+
+type Entries<K, V> = std::collections::HashMap<K, V>;
+
+/// Every entry one slot of the per-Plan maps holds, keys as the kernel
+/// sees them (LPM keys with their prefix length).
+#[derive(Default)]
+pub(crate) struct SlotContents {
+    endpoints: Entries<EndpointKey, EndpointConfig>,
+    local_addresses: Entries<LocalAddressKey, u32>,
+    hosts: Entries<HostKey, u32>,
+    prefixes: Entries<(u32, PrefixKey), u32>,
+    policy: Entries<(u32, PolicyKey), PolicyValue>,
+}
+
+impl SlotContents {
+    fn of(plan: &Plan, interfaces: &InterfaceIndexes, slot: u8) -> anyhow::Result<SlotContents> {
+        let mut contents = SlotContents::default();
+        let local_endpoints = plan.endpoints.iter().filter_map(|endpoint| {
+            let ifindex = *interfaces.get(endpoint.interface.as_ref()?)?;
+            Some((ifindex, endpoint))
+        });
+        for (ifindex, endpoint) in local_endpoints {
             let mut flags = 0;
             if endpoint.protected {
                 flags |= ENDPOINT_PROTECTED;
@@ -66,30 +106,7 @@ pub fn write_plan(
                 slot,
                 _pad: [0; 3],
             };
-            endpoints
-                .insert(&key, &EndpointConfig { flags }, 0)
-                .with_context(|| format!("writing endpoint {}", endpoint.name))?;
-            written.push((ifindex, EndpointConfig { flags }));
-        }
-        let mut index: Array<_, IndexedEndpoint> =
-            Array::try_from(datapath.map_mut(maps::ENDPOINT_INDEX)?)?;
-        for (ifindex, config) in written.into_iter().filter(|&(i, _)| is_indexed(i)) {
-            index
-                .set(
-                    endpoint_index_position(slot, ifindex),
-                    &IndexedEndpoint { ifindex, config },
-                    0,
-                )
-                .context("writing the endpoint index")?;
-        }
-    }
-    {
-        let mut local: HashMap<_, LocalAddressKey, u32> =
-            HashMap::try_from(datapath.map_mut(maps::LOCAL_ADDRESSES)?)?;
-        for endpoint in &plan.endpoints {
-            let Some(&ifindex) = endpoint.interface.as_ref().and_then(|i| interfaces.get(i)) else {
-                continue;
-            };
+            contents.endpoints.insert(key, EndpointConfig { flags });
             for own in &endpoint.addresses {
                 let (family, addr) = address(own.address);
                 let key = LocalAddressKey {
@@ -99,15 +116,9 @@ pub fn write_plan(
                     _pad: [0; 2],
                     addr,
                 };
-                local
-                    .insert(&key, &own.uid, 0)
-                    .context("writing a local address")?;
+                contents.local_addresses.insert(key, own.uid);
             }
         }
-    }
-    {
-        let mut hosts: HashMap<_, HostKey, u32> =
-            HashMap::try_from(datapath.map_mut(maps::HOSTS)?)?;
         for host in &plan.hosts {
             let (family, addr) = address(host.address);
             let key = HostKey {
@@ -116,14 +127,8 @@ pub fn write_plan(
                 _pad: [0; 2],
                 addr,
             };
-            hosts
-                .insert(&key, &host.uid, 0)
-                .context("writing a host identity")?;
+            contents.hosts.insert(key, host.uid);
         }
-    }
-    {
-        let mut prefixes: LpmTrie<_, PrefixKey, u32> =
-            LpmTrie::try_from(datapath.map_mut(maps::PREFIXES)?)?;
         for entry in &plan.prefixes {
             let (family, addr) = address(entry.prefix.addr);
             let data = PrefixKey {
@@ -132,37 +137,19 @@ pub fn write_plan(
                 addr,
                 _pad: [0; 2],
             };
-            let key = Key::new(PREFIX_STATIC_BITS + u32::from(entry.prefix.len), data);
-            prefixes
-                .insert(&key, &entry.uid, 0)
-                .context("writing a prefix identity")?;
+            let len = PREFIX_STATIC_BITS + u32::from(entry.prefix.len);
+            contents.prefixes.insert((len, data), entry.uid);
         }
-    }
-    {
-        let mut policy: LpmTrie<_, PolicyKey, PolicyValue> =
-            LpmTrie::try_from(datapath.map_mut(maps::POLICY)?)?;
         // Only this host's endpoints look policy up; the rest of the Plan's
         // entries (every protected UID) would be dead weight here.
-        let local_uids: BTreeSet<u32> = plan
-            .endpoints
-            .iter()
-            .filter(|e| {
-                e.interface
-                    .as_ref()
-                    .is_some_and(|i| interfaces.contains_key(i))
-            })
-            .flat_map(|e| e.addresses.iter().map(|own| own.uid))
-            .collect();
+        let local_uids: BTreeSet<u32> = contents.local_addresses.values().copied().collect();
         let local_entries = plan
             .policy
             .iter()
             .enumerate()
             .filter(|(_, entry)| local_uids.contains(&entry.key.local));
         for (rule, entry) in local_entries {
-            let key = Key::new(
-                POLICY_STATIC_BITS + u32::from(entry.key.l4.len),
-                map_policy_key(slot, &entry.key),
-            );
+            let len = POLICY_STATIC_BITS + u32::from(entry.key.l4.len);
             let value = PolicyValue {
                 rule: u32::try_from(rule).context("more policy entries than u32")?,
                 flags: if entry.value.stateless {
@@ -171,22 +158,120 @@ pub fn write_plan(
                     0
                 },
             };
-            policy
-                .insert(&key, &value, 0)
-                .context("writing a policy entry")?;
+            contents
+                .policy
+                .insert((len, map_policy_key(slot, &entry.key)), value);
+        }
+        Ok(contents)
+    }
+}
+
+/// Entries of `current` that `desired` lacks.
+fn removed<'a, K: Hash + Eq, V>(
+    current: &'a Entries<K, V>,
+    desired: &'a Entries<K, V>,
+) -> impl Iterator<Item = &'a K> {
+    current.keys().filter(|key| !desired.contains_key(key))
+}
+
+/// Entries of `desired` that `current` lacks or holds with another value.
+fn changed<'a, K: Hash + Eq, V: PartialEq>(
+    current: &'a Entries<K, V>,
+    desired: &'a Entries<K, V>,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    desired
+        .iter()
+        .filter(|(key, value)| current.get(key) != Some(value))
+}
+
+/// Turns the slot's maps from `current` into `desired`.
+fn write_difference(
+    datapath: &mut Datapath,
+    slot: u8,
+    current: &SlotContents,
+    desired: &SlotContents,
+) -> anyhow::Result<()> {
+    {
+        let mut endpoints: HashMap<_, EndpointKey, EndpointConfig> =
+            HashMap::try_from(datapath.map_mut(maps::ENDPOINTS)?)?;
+        for key in removed(&current.endpoints, &desired.endpoints) {
+            endpoints.remove(key).context("removing an endpoint")?;
+        }
+        for (key, config) in changed(&current.endpoints, &desired.endpoints) {
+            endpoints
+                .insert(key, config, 0)
+                .with_context(|| format!("writing the endpoint on ifindex {}", key.ifindex))?;
         }
     }
-
-    let mut config: Array<_, Config> = Array::try_from(datapath.map_mut(maps::CONFIG)?)?;
-    let next = Config {
-        generation,
-        layout: LAYOUT_VERSION,
-        ..live
-    };
-    config
-        .set(0, &next, 0)
-        .context("switching to the new generation")?;
-    Ok(generation)
+    {
+        let mut index: Array<_, IndexedEndpoint> =
+            Array::try_from(datapath.map_mut(maps::ENDPOINT_INDEX)?)?;
+        let gone = removed(&current.endpoints, &desired.endpoints)
+            .map(|key| (key.ifindex, IndexedEndpoint::default()));
+        let written = changed(&current.endpoints, &desired.endpoints).map(|(key, &config)| {
+            let entry = IndexedEndpoint {
+                ifindex: key.ifindex,
+                config,
+            };
+            (key.ifindex, entry)
+        });
+        for (ifindex, entry) in gone.chain(written).filter(|&(i, _)| is_indexed(i)) {
+            index
+                .set(endpoint_index_position(slot, ifindex), &entry, 0)
+                .context("writing the endpoint index")?;
+        }
+    }
+    {
+        let mut local: HashMap<_, LocalAddressKey, u32> =
+            HashMap::try_from(datapath.map_mut(maps::LOCAL_ADDRESSES)?)?;
+        for key in removed(&current.local_addresses, &desired.local_addresses) {
+            local.remove(key).context("removing a local address")?;
+        }
+        for (key, uid) in changed(&current.local_addresses, &desired.local_addresses) {
+            local
+                .insert(key, uid, 0)
+                .context("writing a local address")?;
+        }
+    }
+    {
+        let mut hosts: HashMap<_, HostKey, u32> =
+            HashMap::try_from(datapath.map_mut(maps::HOSTS)?)?;
+        for key in removed(&current.hosts, &desired.hosts) {
+            hosts.remove(key).context("removing a host identity")?;
+        }
+        for (key, uid) in changed(&current.hosts, &desired.hosts) {
+            hosts
+                .insert(key, uid, 0)
+                .context("writing a host identity")?;
+        }
+    }
+    {
+        let mut prefixes: LpmTrie<_, PrefixKey, u32> =
+            LpmTrie::try_from(datapath.map_mut(maps::PREFIXES)?)?;
+        for &(len, data) in removed(&current.prefixes, &desired.prefixes) {
+            prefixes
+                .remove(&Key::new(len, data))
+                .context("removing a prefix identity")?;
+        }
+        for (&(len, data), uid) in changed(&current.prefixes, &desired.prefixes) {
+            prefixes
+                .insert(&Key::new(len, data), uid, 0)
+                .context("writing a prefix identity")?;
+        }
+    }
+    let mut policy: LpmTrie<_, PolicyKey, PolicyValue> =
+        LpmTrie::try_from(datapath.map_mut(maps::POLICY)?)?;
+    for &(len, data) in removed(&current.policy, &desired.policy) {
+        policy
+            .remove(&Key::new(len, data))
+            .context("removing a policy entry")?;
+    }
+    for (&(len, data), value) in changed(&current.policy, &desired.policy) {
+        policy
+            .insert(&Key::new(len, data), value, 0)
+            .context("writing a policy entry")?;
+    }
+    Ok(())
 }
 
 /// A Plan's policy key as the kernel's policy map holds it in `slot`.
