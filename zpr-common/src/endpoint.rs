@@ -13,6 +13,24 @@ pub struct EndpointKey {
 }
 const _: () = assert!(core::mem::size_of::<EndpointKey>() == 8);
 
+impl EndpointKey {
+    /// The key's bytes as one integer (native order): written in one store.
+    #[inline(always)]
+    pub const fn to_bits(&self) -> u64 {
+        let ifindex = self.ifindex.to_ne_bytes();
+        u64::from_ne_bytes([
+            ifindex[0],
+            ifindex[1],
+            ifindex[2],
+            ifindex[3],
+            self.slot,
+            self._pad[0],
+            self._pad[1],
+            self._pad[2],
+        ])
+    }
+}
+
 /// The endpoint carries at least one security attribute: default deny.
 pub const ENDPOINT_PROTECTED: u32 = 1 << 0;
 /// Decide and report, drop nothing.

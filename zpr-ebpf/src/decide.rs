@@ -78,25 +78,24 @@ pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, 
 #[inline(always)]
 fn protected_endpoint(config: &Config, ifindex: u32) -> Option<EndpointConfig> {
     let slot = config.slot();
-    let mut key = EndpointKey::default();
     // The hash key is written whichever way the endpoint is found, so both
-    // ways reach the decision with the same stack: otherwise the verifier
-    // walks the whole decision once for each.
+    // ways reach the decision with the same stack (otherwise the verifier
+    // walks the whole decision once for each); as one 8-byte store.
+    let bits = EndpointKey {
+        ifindex,
+        slot,
+        _pad: [0; 3],
+    }
+    .to_bits();
+    let mut key_bits = 0u64;
     // SAFETY: a write to a local.
-    unsafe {
-        core::ptr::write_volatile(
-            &mut key,
-            EndpointKey {
-                ifindex,
-                slot,
-                _pad: [0; 3],
-            },
-        )
-    };
+    unsafe { core::ptr::write_volatile(&mut key_bits, bits) };
+    // SAFETY: EndpointKey is 8 plain bytes, aligned at most as u64 is.
+    let key = unsafe { &*(&key_bits as *const u64).cast::<EndpointKey>() };
     let endpoint = match ZPR_ENDPOINT_INDEX.get(endpoint_index_position(slot, ifindex)) {
         Some(entry) if entry.ifindex == ifindex => entry.config,
         // SAFETY: read-only copy of a value user space replaces whole.
-        _ => unsafe { ZPR_ENDPOINTS.get(&key) }.copied()?,
+        _ => unsafe { ZPR_ENDPOINTS.get(key) }.copied()?,
     };
     (endpoint.flags & ENDPOINT_PROTECTED != 0).then_some(endpoint)
 }
