@@ -76,7 +76,8 @@ pub const fn is_indexed(ifindex: u32) -> bool {
 }
 
 /// One of a local endpoint's own addresses; the value is that address's
-/// UID. A packet leaving the endpoint from any other address is spoofed.
+/// [`LocalIdentity`]. A packet leaving the endpoint from any other address
+/// is spoofed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LocalAddressKey {
@@ -88,9 +89,48 @@ pub struct LocalAddressKey {
 }
 const _: () = assert!(core::mem::size_of::<LocalAddressKey>() == 24);
 
+/// A local address's map value: its UID, and in the top bits whether that
+/// UID has an "any remote" policy table, per policy direction. Without
+/// one, a miss in the concrete table is final: a denied packet walks one
+/// trie, not two.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalIdentity(pub u32);
+const _: () = assert!(core::mem::size_of::<LocalIdentity>() == 4);
+
+impl LocalIdentity {
+    /// UIDs are below this (the compiler numbers identities from 1).
+    pub const UID_LIMIT: u32 = 1 << 30;
+    const ANY_REMOTE_SHIFT: u32 = 30;
+
+    /// `any_remote[d]`: the UID has an "any remote" table in policy
+    /// direction `d` ([`crate::policy::POLICY_EGRESS`] / `POLICY_INGRESS`).
+    pub const fn new(uid: u32, any_remote: [bool; 2]) -> Option<LocalIdentity> {
+        if uid >= Self::UID_LIMIT {
+            return None;
+        }
+        Some(LocalIdentity(
+            uid | (any_remote[0] as u32) << Self::ANY_REMOTE_SHIFT
+                | (any_remote[1] as u32) << (Self::ANY_REMOTE_SHIFT + 1),
+        ))
+    }
+
+    #[inline(always)]
+    pub const fn uid(self) -> u32 {
+        self.0 & (Self::UID_LIMIT - 1)
+    }
+
+    /// 1 if the UID has an "any remote" table in `policy_direction`, else 0.
+    #[inline(always)]
+    pub const fn any_remote(self, policy_direction: u8) -> u32 {
+        (self.0 >> (Self::ANY_REMOTE_SHIFT + policy_direction as u32)) & 1
+    }
+}
+
 crate::user_pod!(
     EndpointKey,
     EndpointConfig,
     IndexedEndpoint,
     LocalAddressKey,
+    LocalIdentity,
 );

@@ -11,7 +11,7 @@ use zpr_common::{
     counters::Reason,
     endpoint::{
         ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey,
-        endpoint_index_position,
+        LocalIdentity, endpoint_index_position,
     },
     event::{NO_RULE, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DROPPED},
     policy::{POLICY_EGRESS, POLICY_INGRESS, POLICY_STATELESS},
@@ -151,23 +151,24 @@ fn decide_new_flow(
     headers: &Headers,
     key: &FlowKey,
 ) -> (Reason, Action) {
-    let local_uid = local_uid(site, headers.family, &key.local);
+    let local = local_identity(site, headers.family, &key.local);
     // Neighbour discovery passes unless a workload sends it from a global
     // address that is not its own (link-local and :: are how ND starts).
     if headers.is_neighbor_discovery()
         && (site.direction == Direction::ToWorkload
-            || local_uid.is_some()
+            || local.is_some()
             || headers::is_link_local_or_unspecified(&headers.src))
     {
         return (Reason::NeighborDiscovery, Action::Pass);
     }
-    let Some(local_uid) = local_uid else {
+    let Some(local) = local else {
         let reason = match site.direction {
             Direction::FromWorkload => Reason::SpoofedSource,
             Direction::ToWorkload => Reason::ForeignDestination,
         };
         return deny(site, headers, reason, 0, 0);
     };
+    let local_uid = local.uid();
     if let Fragment::Later { id } = headers.fragment {
         return if ZPR_FRAGMENTS
             .get_ptr(&fragment_key(site, headers, id))
@@ -192,7 +193,7 @@ fn decide_new_flow(
     let Some(allowed) = policy::lookup(
         slot,
         policy_direction,
-        local_uid,
+        local,
         remote_uid,
         headers.protocol,
         port,
@@ -241,16 +242,19 @@ fn recheck(
         POLICY_INGRESS
     };
     let slot = site.slot;
-    let local_uid = local_uid(site, headers.family, &key.local).unwrap_or(identity::UNRESOLVED);
+    let local = local_identity(site, headers.family, &key.local);
+    let local_uid = local.map_or(identity::UNRESOLVED, LocalIdentity::uid);
     let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
-    let allowed = policy::lookup(
-        slot,
-        policy_direction,
-        local_uid,
-        remote_uid,
-        headers.protocol,
-        state.policy_port,
-    );
+    let allowed = local.and_then(|local| {
+        policy::lookup(
+            slot,
+            policy_direction,
+            local,
+            remote_uid,
+            headers.protocol,
+            state.policy_port,
+        )
+    });
     state.generation = site.generation;
     state.local_uid = local_uid;
     state.remote_uid = remote_uid;
@@ -271,10 +275,10 @@ fn recheck(
     decision
 }
 
-/// The UID of one of the endpoint's own addresses; `None` for any other
-/// address.
+/// The identity of one of the endpoint's own addresses; `None` for any
+/// other address.
 #[inline(always)]
-fn local_uid(site: &Site, family: u8, addr: &Address) -> Option<u32> {
+fn local_identity(site: &Site, family: u8, addr: &Address) -> Option<LocalIdentity> {
     let key = LocalAddressKey {
         ifindex: site.ifindex,
         slot: site.slot,

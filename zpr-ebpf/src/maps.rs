@@ -8,7 +8,7 @@ use zpr_common::{
     config::Config,
     conntrack::{FlowKey, FlowState, FragmentKey},
     counters::{COUNTER_SLOTS, Counter},
-    endpoint::{EndpointConfig, EndpointKey, IndexedEndpoint, LocalAddressKey},
+    endpoint::{EndpointConfig, EndpointKey, IndexedEndpoint, LocalAddressKey, LocalIdentity},
     event::{EVENT_STATS_SLOTS, Event, RateLimiter},
     identity::{HostKey, PrefixKey},
     maps,
@@ -29,7 +29,7 @@ pub static ZPR_ENDPOINT_INDEX: Array<IndexedEndpoint, { maps::ENDPOINT_INDEX_SIZ
 #[btf_map]
 pub static ZPR_LOCAL_ADDRESSES: HashMap<
     LocalAddressKey,
-    u32,
+    LocalIdentity,
     { maps::LOCAL_ADDRESSES_MAX as usize },
 > = HashMap::new();
 

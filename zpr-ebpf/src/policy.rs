@@ -1,9 +1,12 @@
-//! Policy lookup: the concrete remote UID first, then "any remote"; within
-//! each, the longest protocol/port prefix (the compiler made the first hit
-//! carry everything that applies).
+//! Policy lookup: the concrete remote UID first, then "any remote" (when
+//! the local UID has such a table); within each, the longest protocol/port
+//! prefix (the compiler made the first hit carry everything that applies).
 
 use aya_ebpf::btf_maps::lpm_trie::Key;
-use zpr_common::policy::{ANY_REMOTE, POLICY_FULL, PolicyKey, PolicyValue};
+use zpr_common::{
+    endpoint::LocalIdentity,
+    policy::{ANY_REMOTE, POLICY_FULL, PolicyKey, PolicyValue},
+};
 
 use crate::maps::ZPR_POLICY;
 
@@ -11,7 +14,7 @@ use crate::maps::ZPR_POLICY;
 pub fn lookup(
     slot: u8,
     direction: u8,
-    local_uid: u32,
+    local: LocalIdentity,
     remote_uid: u32,
     protocol: u8,
     port: u16,
@@ -22,7 +25,7 @@ pub fn lookup(
             slot,
             direction,
             _pad: [0; 2],
-            local_uid,
+            local_uid: local.uid(),
             remote_uid,
             protocol,
             port: port.to_be_bytes(),
@@ -33,5 +36,11 @@ pub fn lookup(
         return Some(*value);
     }
     key.data.remote_uid = ANY_REMOTE;
+    // Without an "any remote" table the lookup cannot hit; its key then
+    // names a slot no entry has, which the trie rejects at its root. Not a
+    // branch: one here would have the verifier walk the rest of the
+    // decision twice (LLVM hoists such a test to the local-address lookup).
+    let absent = (local.any_remote(direction) ^ 1) as u8;
+    key.data.slot |= absent.wrapping_neg();
     ZPR_POLICY.get(&key).copied()
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use zpr_common::{
     config::Config,
     conntrack::{FlowKey, FlowState, FragmentKey},
-    endpoint::{EndpointConfig, EndpointKey, LocalAddressKey},
+    endpoint::{EndpointConfig, EndpointKey, LocalAddressKey, LocalIdentity},
     event::{EVENT_STATS_SLOTS, EVENTS_LOST, EVENTS_RATE_LIMITED},
     identity::{HostKey, PrefixKey},
     maps,
@@ -92,7 +92,7 @@ pub fn pinned_fill(pins: &PinLayout) -> anyhow::Result<Vec<Fill>> {
             maps::LOCAL_ADDRESSES,
             maps::LOCAL_ADDRESSES_MAX,
             Map::HashMap,
-            hash::<LocalAddressKey, u32>,
+            hash::<LocalAddressKey, LocalIdentity>,
         ),
         (
             maps::HOSTS,

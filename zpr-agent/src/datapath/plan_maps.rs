@@ -16,7 +16,7 @@ use zpr_common::{
     config::{Config, LAYOUT_VERSION},
     endpoint::{
         ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, IndexedEndpoint,
-        LocalAddressKey, endpoint_index_position, is_indexed,
+        LocalAddressKey, LocalIdentity, endpoint_index_position, is_indexed,
     },
     identity::{HostKey, PREFIX_STATIC_BITS, PrefixKey},
     maps,
@@ -27,7 +27,7 @@ use zpr_common::{
 
 use super::Datapath;
 use crate::{
-    compile::{Direction, Plan},
+    compile::{ANY_REMOTE, Direction, Plan},
     inventory::Mode,
 };
 
@@ -80,7 +80,7 @@ type Entries<K, V> = std::collections::HashMap<K, V>;
 #[derive(Default)]
 pub(crate) struct SlotContents {
     endpoints: Entries<EndpointKey, EndpointConfig>,
-    local_addresses: Entries<LocalAddressKey, u32>,
+    local_addresses: Entries<LocalAddressKey, LocalIdentity>,
     hosts: Entries<HostKey, u32>,
     prefixes: Entries<(u32, PrefixKey), u32>,
     policy: Entries<(u32, PolicyKey), PolicyValue>,
@@ -89,6 +89,7 @@ pub(crate) struct SlotContents {
 impl SlotContents {
     fn of(plan: &Plan, interfaces: &InterfaceIndexes, slot: u8) -> anyhow::Result<SlotContents> {
         let mut contents = SlotContents::default();
+        let any_remote = any_remote_tables(plan);
         let local_endpoints = plan.endpoints.iter().filter_map(|endpoint| {
             let ifindex = *interfaces.get(endpoint.interface.as_ref()?)?;
             Some((ifindex, endpoint))
@@ -116,7 +117,10 @@ impl SlotContents {
                     _pad: [0; 2],
                     addr,
                 };
-                contents.local_addresses.insert(key, own.uid);
+                let tables = any_remote.get(&own.uid).copied().unwrap_or_default();
+                let identity = LocalIdentity::new(own.uid, tables)
+                    .with_context(|| format!("UID {} is beyond the datapath's limit", own.uid))?;
+                contents.local_addresses.insert(key, identity);
             }
         }
         for host in &plan.hosts {
@@ -142,7 +146,11 @@ impl SlotContents {
         }
         // Only this host's endpoints look policy up; the rest of the Plan's
         // entries (every protected UID) would be dead weight here.
-        let local_uids: BTreeSet<u32> = contents.local_addresses.values().copied().collect();
+        let local_uids: BTreeSet<u32> = contents
+            .local_addresses
+            .values()
+            .map(|identity| identity.uid())
+            .collect();
         let local_entries = plan
             .policy
             .iter()
@@ -164,6 +172,20 @@ impl SlotContents {
         }
         Ok(contents)
     }
+}
+
+/// Per local UID, the policy directions (indexed by `POLICY_EGRESS` /
+/// `POLICY_INGRESS`) in which it has an "any remote" table.
+fn any_remote_tables(plan: &Plan) -> BTreeMap<u32, [bool; 2]> {
+    let mut tables = BTreeMap::<u32, [bool; 2]>::new();
+    for entry in plan.policy.iter().filter(|e| e.key.remote == ANY_REMOTE) {
+        let direction = match entry.key.direction {
+            Direction::Egress => POLICY_EGRESS,
+            Direction::Ingress => POLICY_INGRESS,
+        };
+        tables.entry(entry.key.local).or_default()[usize::from(direction)] = true;
+    }
+    tables
 }
 
 /// Entries of `current` that `desired` lacks.
@@ -222,14 +244,14 @@ fn write_difference(
         }
     }
     {
-        let mut local: HashMap<_, LocalAddressKey, u32> =
+        let mut local: HashMap<_, LocalAddressKey, LocalIdentity> =
             HashMap::try_from(datapath.map_mut(maps::LOCAL_ADDRESSES)?)?;
         for key in removed(&current.local_addresses, &desired.local_addresses) {
             local.remove(key).context("removing a local address")?;
         }
-        for (key, uid) in changed(&current.local_addresses, &desired.local_addresses) {
+        for (key, identity) in changed(&current.local_addresses, &desired.local_addresses) {
             local
-                .insert(key, uid, 0)
+                .insert(key, identity, 0)
                 .context("writing a local address")?;
         }
     }
@@ -315,7 +337,7 @@ fn clear_slot(datapath: &mut Datapath, slot: u8) -> anyhow::Result<()> {
         let position = endpoint_index_position(slot, key.ifindex);
         index.set(position, &IndexedEndpoint::default(), 0)?;
     }
-    let mut local: HashMap<_, LocalAddressKey, u32> =
+    let mut local: HashMap<_, LocalAddressKey, LocalIdentity> =
         HashMap::try_from(datapath.map_mut(maps::LOCAL_ADDRESSES)?)?;
     remove_hash_keys(&mut local, |key| key.slot == slot)?;
     let mut hosts: HashMap<_, HostKey, u32> = HashMap::try_from(datapath.map_mut(maps::HOSTS)?)?;
