@@ -1,5 +1,6 @@
 //! Maps carry BTF: `bpftool map dump` of a pinned map prints typed fields;
-//! removing the pins leaves nothing behind.
+//! removing the pins leaves nothing behind; a reload that writes only the
+//! difference leaves the maps as a full write would.
 
 use std::path::{Path, PathBuf};
 
@@ -9,13 +10,25 @@ use zpr_agent::{
         Adoption, Datapath, InterfaceIndexes, PinLayout, ensure_bpffs, remove_all, write_plan,
     },
     inventory::Inventory,
-    lang,
+    lang, synthetic,
 };
 use zpr_common::maps;
 use zpr_tests::{run, unique_name};
 
 /// A bpffs directory of this test, removed (pins and all) on drop.
 struct Bpffs(PathBuf);
+
+impl Bpffs {
+    fn new() -> anyhow::Result<Bpffs> {
+        let bpffs = Bpffs(Path::new("/sys/fs/bpf").join(unique_name("zprt")));
+        ensure_bpffs(&bpffs.0)?;
+        Ok(bpffs)
+    }
+
+    fn pins(&self) -> PinLayout {
+        PinLayout::new(&self.0)
+    }
+}
 
 impl Drop for Bpffs {
     fn drop(&mut self) {
@@ -35,9 +48,8 @@ fn dump(pins: &PinLayout, map: &str) -> anyhow::Result<serde_json::Value> {
 
 #[test]
 fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
-    let bpffs = Bpffs(Path::new("/sys/fs/bpf").join(unique_name("zprt")));
-    ensure_bpffs(&bpffs.0)?;
-    let pins = PinLayout::new(&bpffs.0);
+    let bpffs = Bpffs::new()?;
+    let pins = bpffs.pins();
 
     let inventory = Inventory::from_yaml_str(
         "namespaces: [{ name: t, attributes: [{ key: app, type: list, values: [web] }, { key: net, type: list, values: [a] }] }]\n\
@@ -96,5 +108,84 @@ fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
         "nothing is left under {}",
         pins.root().display()
     );
+    Ok(())
+}
+
+/// The entries of `map` that belong to Plan slot `slot`, each as its JSON
+/// text, sorted.
+fn slot_entries(pins: &PinLayout, map: &str, slot: u64) -> anyhow::Result<Vec<String>> {
+    let entries = dump(pins, map)?;
+    let mut texts: Vec<String> = entries
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("{map}: not a list"))?
+        .iter()
+        .map(|entry| &entry["formatted"])
+        .filter(|entry| {
+            let key = &entry["key"];
+            match map {
+                // The index: slot s holds positions from s * 65536; unused
+                // positions name ifindex 0.
+                maps::ENDPOINT_INDEX => {
+                    key.as_u64().is_some_and(|i| i / 65_536 == slot)
+                        && entry["value"]["ifindex"] != 0
+                }
+                _ => key["slot"] == slot || key["data"]["slot"] == slot,
+            }
+        })
+        .map(|entry| entry.to_string())
+        .collect();
+    texts.sort();
+    Ok(texts)
+}
+
+/// Plans A, B and C into one datapath (C lands in A's slot, written as the
+/// difference), and C alone into another (a full write into the same
+/// slot): the slot's entries are the same, map by map.
+#[test]
+fn difference_writes_equal_full_writes() -> anyhow::Result<()> {
+    // Different endpoint counts change hosts, prefixes and local addresses
+    // too, not only policy; zs100 exists only in the larger inventory (A).
+    let plans: Vec<compile::Plan> = [(120, 1), (100, 2), (100, 3)]
+        .into_iter()
+        .map(|(endpoints, seed)| {
+            let set = synthetic::generate(300, endpoints, seed);
+            compile::compile(&set.policies, &set.inventory)
+        })
+        .collect();
+    // One vNIC in the endpoint index, one beyond it (found in the hash).
+    let interfaces = InterfaceIndexes::from([("zs0".to_owned(), 3), ("zs100".to_owned(), 70_000)]);
+
+    let by_difference = Bpffs::new()?;
+    let (mut datapath, _) = Datapath::open_pinned(&by_difference.pins())?;
+    let generations = plans
+        .iter()
+        .map(|plan| write_plan(&mut datapath, plan, &interfaces))
+        .collect::<anyhow::Result<Vec<u32>>>()?;
+    let whole = Bpffs::new()?;
+    let (mut fresh, _) = Datapath::open_pinned(&whole.pins())?;
+    let generation = write_plan(&mut fresh, &plans[2], &interfaces)?;
+    let slot = u64::from(generation % 2);
+    assert_eq!(
+        u64::from(generations[2] % 2),
+        slot,
+        "both hold plan C in the same slot"
+    );
+
+    for map in [
+        maps::ENDPOINTS,
+        maps::ENDPOINT_INDEX,
+        maps::LOCAL_ADDRESSES,
+        maps::HOSTS,
+        maps::PREFIXES,
+        maps::POLICY,
+    ] {
+        let expected = slot_entries(&whole.pins(), map, slot)?;
+        assert!(!expected.is_empty(), "{map}: plan C writes something");
+        assert_eq!(
+            slot_entries(&by_difference.pins(), map, slot)?,
+            expected,
+            "{map}: written as a difference"
+        );
+    }
     Ok(())
 }
