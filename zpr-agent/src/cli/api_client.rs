@@ -22,6 +22,16 @@ pub struct ApiArgs {
     pub output: Output,
 }
 
+/// A management verb group (`zpr policy ...`, `zpr namespace ...`): its
+/// subcommands and how to reach the API.
+#[derive(clap::Args, Debug)]
+pub struct ApiCommand<C: clap::Subcommand> {
+    #[command(subcommand)]
+    pub command: C,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
 impl ApiArgs {
     /// Calls `METHOD /<version>PATH`; prints the answer with `text` (or as
     /// JSON). Exit 0 on success, 1 when the API refused.

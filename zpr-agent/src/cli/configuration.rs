@@ -5,15 +5,9 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::api_client::{ApiArgs, field};
+use super::api_client::{ApiCommand, field};
 
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(subcommand)]
-    pub command: Command,
-    #[command(flatten)]
-    pub api: ApiArgs,
-}
+pub type Args = ApiCommand<Command>;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
