@@ -5,7 +5,7 @@
 use std::{
     fs,
     io::Read as _,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -13,114 +13,12 @@ use std::{
 };
 
 use zpr_tests::{
-    agent::{AgentProcess, zpr_binary},
+    agent::zpr_binary,
     run,
-    three_tier::{Network, PATHS, example},
+    site::{Inputs, OPENING, Site, UNRELATED},
+    three_tier::Network,
     traffic::{EchoServer, connect, echo, tcp_exchange},
-    unique_name,
 };
-
-/// A statement no path of the test uses: toggled to force reloads.
-const UNRELATED: &str = "allow ocvtc002.db:customer-db endpoints in ocvtc002.networks:back-end VCN to connect to ocvtc002.apps:server endpoints with protocol='udp/9999' in ocvtc002.networks:front-end VCN";
-/// Opens internet -> app servers on tcp/80.
-const OPENING: &str = "In ocvtc002.networks:front-end VCN allow '0.0.0.0/0' to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
-
-/// A scratch directory with copies of the example inputs, removed on drop.
-struct Inputs {
-    dir: PathBuf,
-}
-
-impl Inputs {
-    fn new() -> anyhow::Result<Inputs> {
-        let dir = std::env::temp_dir().join(unique_name("zpa"));
-        fs::create_dir_all(&dir)?;
-        for file in ["inventory.yaml", "three-tier.zpr"] {
-            fs::copy(example(file), dir.join(file))?;
-        }
-        Ok(Inputs { dir })
-    }
-
-    fn inventory(&self) -> PathBuf {
-        self.dir.join("inventory.yaml")
-    }
-
-    fn policy(&self) -> PathBuf {
-        self.dir.join("three-tier.zpr")
-    }
-
-    fn original_policy(&self) -> String {
-        fs::read_to_string(example("three-tier.zpr")).unwrap()
-    }
-
-    /// `zpr run` on these inputs, in `network`'s router namespace.
-    fn start_agent(&self, network: &Network) -> anyhow::Result<AgentProcess> {
-        AgentProcess::start(
-            &zpr_binary(),
-            network.router(),
-            &self.inventory(),
-            &[self.policy()],
-            &self.dir,
-        )
-    }
-
-    /// Rewrites the policy the way editors do: a new file renamed over it.
-    fn write_policy(&self, text: &str) -> anyhow::Result<()> {
-        let temporary = self.dir.join(".three-tier.zpr.swp");
-        fs::write(&temporary, text)?;
-        fs::rename(&temporary, self.policy())?;
-        Ok(())
-    }
-}
-
-impl Drop for Inputs {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Site {
-    network: Network,
-    inputs: Inputs,
-    agent: AgentProcess,
-}
-
-impl Site {
-    fn start() -> anyhow::Result<Site> {
-        let network = Network::start()?;
-        let inputs = Inputs::new()?;
-        let agent = inputs.start_agent(&network)?;
-        agent.wait_for_generation(1)?;
-        Ok(Site {
-            network,
-            inputs,
-            agent,
-        })
-    }
-
-    fn works(&self, from: &str, to: &str, port: u16) -> bool {
-        tcp_exchange(self.network.netns(from), self.network.address(to), port).is_ok()
-    }
-
-    fn assert_paths_as_in_example(&self) {
-        for (from, to, port, allowed) in PATHS {
-            assert_eq!(self.works(from, to, port), allowed, "{from} -> {to}:{port}");
-        }
-    }
-
-    fn status_json(&self) -> anyhow::Result<serde_json::Value> {
-        let output = self
-            .agent
-            .zpr(&["status", "--output", "json"])
-            .args(self.agent.paths())
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "zpr status: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(serde_json::from_slice(&output.stdout)?)
-    }
-}
 
 fn counter(status: &serde_json::Value, reason: &str) -> u64 {
     status["counters"]
@@ -295,7 +193,9 @@ fn enforcement_survives_kill_9_and_a_restart_adopts_it() -> anyhow::Result<()> {
     // denied ones stay shut.
     echo(&mut stream, b"while down")?;
     site.assert_paths_as_in_example();
-    let down = site.status_json()?;
+    let (code, down) = site.agent.status_report()?;
+    assert_eq!(code, 3, "degraded while no agent runs: {down:#}");
+    assert_eq!(down["health"], "degraded");
     assert!(down["agent_pid"].is_null(), "zpr status sees no agent");
     assert!(
         counter(&down, "new-flow") > counter(&before, "new-flow"),

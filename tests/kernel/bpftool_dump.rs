@@ -159,11 +159,15 @@ fn difference_writes_equal_full_writes() -> anyhow::Result<()> {
     let (mut datapath, _) = Datapath::open_pinned(&by_difference.pins())?;
     let generations = plans
         .iter()
-        .map(|plan| write_plan(&mut datapath, plan, &interfaces))
+        .map(|plan| {
+            let written = write_plan(&mut datapath, plan, &interfaces)?;
+            anyhow::ensure!(!written.outside_change, "nobody else wrote the maps");
+            Ok(written.generation)
+        })
         .collect::<anyhow::Result<Vec<u32>>>()?;
     let whole = Bpffs::new()?;
     let (mut fresh, _) = Datapath::open_pinned(&whole.pins())?;
-    let generation = write_plan(&mut fresh, &plans[2], &interfaces)?;
+    let generation = write_plan(&mut fresh, &plans[2], &interfaces)?.generation;
     let slot = u64::from(generation % 2);
     assert_eq!(
         u64::from(generations[2] % 2),

@@ -32,10 +32,17 @@ pub fn zpr_binary() -> PathBuf {
 pub struct AgentProcess {
     zpr: PathBuf,
     router: String,
-    arguments: Vec<String>,
+    /// `zpr run`'s arguments (inputs and options), without the paths.
+    pub arguments: Vec<String>,
     pub bpffs: PathBuf,
     pub run_dir: PathBuf,
     log: PathBuf,
+    /// Enter the router's network namespace as `ip netns exec` does (with
+    /// a private mount namespace and /sys) rather than with `nsenter --net`.
+    pub ip_netns_exec: bool,
+    /// Run the agent, and every zpr command of [`AgentProcess::zpr`], in
+    /// the mount namespace of this process.
+    pub mount_namespace_of: Option<u32>,
     child: Option<Child>,
 }
 
@@ -49,29 +56,54 @@ impl AgentProcess {
         policies: &[PathBuf],
         state: &Path,
     ) -> anyhow::Result<AgentProcess> {
+        let mut agent = AgentProcess::prepare(zpr, router, inventory, policies, state);
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// As [`AgentProcess::start`], for a caller to adjust before
+    /// [`AgentProcess::spawn`].
+    pub fn prepare(
+        zpr: &Path,
+        router: &Netns,
+        inventory: &Path,
+        policies: &[PathBuf],
+        state: &Path,
+    ) -> AgentProcess {
         let mut arguments = vec!["--inventory".to_owned(), inventory.display().to_string()];
         arguments.extend(policies.iter().map(|p| p.display().to_string()));
-        let mut agent = AgentProcess {
+        AgentProcess {
             zpr: zpr.to_owned(),
             router: router.name().to_owned(),
             arguments,
             bpffs: Path::new("/sys/fs/bpf").join(unique_name("zpa")),
             run_dir: state.join("run"),
             log: state.join("agent.log"),
+            ip_netns_exec: false,
+            mount_namespace_of: None,
             child: None,
-        };
-        agent.spawn()?;
-        Ok(agent)
+        }
     }
 
-    /// Starts the agent again (after [`AgentProcess::kill`]).
+    /// Starts the agent (again, after [`AgentProcess::kill`]).
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.router))
+        let mut command = if self.ip_netns_exec {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", &self.router]);
+            command
+        } else {
+            let mut command = Command::new("nsenter");
+            if let Some(pid) = self.mount_namespace_of {
+                command.arg(format!("--mount=/proc/{pid}/ns/mnt"));
+            }
+            command.arg(format!("--net=/run/netns/{}", self.router));
+            command
+        };
+        let child = command
             .arg(&self.zpr)
             .arg("run")
             // The kernel programs' own log lines (target `zpr`) at debug.
@@ -98,11 +130,35 @@ impl AgentProcess {
     }
 
     /// `zpr ARGS...` for this agent's state (add [`AgentProcess::paths`]
-    /// for commands that take them).
+    /// for commands that take them), in the agent's mount namespace.
     pub fn zpr(&self, arguments: &[&str]) -> Command {
-        let mut command = Command::new(&self.zpr);
+        let mut command = match self.mount_namespace_of {
+            Some(pid) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+                    .arg(&self.zpr);
+                command
+            }
+            None => Command::new(&self.zpr),
+        };
         command.args(arguments);
         command
+    }
+
+    /// `zpr status --output json` for this agent: its exit code and report.
+    pub fn status_report(&self) -> anyhow::Result<(i32, Value)> {
+        let output = self
+            .zpr(&["status", "--output", "json"])
+            .args(self.paths())
+            .output()?;
+        let report = serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "zpr status printed no report: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        Ok((output.status.code().unwrap_or(-1), report))
     }
 
     pub fn pid(&self) -> Option<u32> {

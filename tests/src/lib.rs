@@ -13,8 +13,10 @@ use anyhow::{Context as _, bail};
 
 pub mod agent;
 pub mod frames;
+pub mod mount_namespace;
 pub mod os_users;
 pub mod served_agent;
+pub mod site;
 pub mod three_tier;
 pub mod topology;
 pub mod traffic;

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod compile;
 pub mod daemon;
 pub mod datapath;
+pub mod flock;
 pub mod iam;
 pub mod inputs;
 pub mod inventory;

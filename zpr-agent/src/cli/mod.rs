@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod agent_options;
 mod agent_paths;
+mod agent_view;
 mod api_client;
 pub mod attribute;
 pub mod check;

@@ -17,7 +17,7 @@ use zpr_common::{
     event::{Event, NO_RULE, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DROPPED},
 };
 
-use super::{Output, agent_paths::AgentPaths};
+use super::{Output, agent_paths::AgentPaths, agent_view::AgentView};
 use crate::{
     daemon::Status,
     datapath::{decode_event, pinned_events},
@@ -67,7 +67,19 @@ struct Shown {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ring = pinned_events(&args.paths.pins())?;
+    let view = AgentView::of(&args.paths);
+    if !view.pins_visible() {
+        eprintln!("zpr monitor: {}", view.why_no_pins());
+        return Ok(ExitCode::from(1));
+    }
+    let ring = pinned_events(&view.pins)?;
+    let args = Args {
+        paths: AgentPaths {
+            run_dir: view.run_dir,
+            ..args.paths
+        },
+        ..args
+    };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

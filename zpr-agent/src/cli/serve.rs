@@ -3,11 +3,8 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use super::{
-    agent_paths::AgentPaths,
-    run::{Hook, init_logging},
-};
-use crate::daemon::{self, AgentConfig, InputSource, StoreConfig};
+use super::agent_options::AgentOptions;
+use crate::daemon::{self, InputSource, StoreConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,31 +25,19 @@ pub struct Args {
     #[arg(long, value_name = "GROUP")]
     pub bootstrap_admin: Vec<String>,
     #[command(flatten)]
-    pub paths: AgentPaths,
-    /// Where the from-workload program runs on each vNIC.
-    #[arg(long, value_enum, default_value_t = Hook::Tcx)]
-    pub hook: Hook,
-    /// error, warn, info or debug (or a tracing filter such as `zpr_agent=debug`).
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
-    pub log_level: String,
+    pub agent: AgentOptions,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    init_logging(&args.log_level)?;
     let socket = args
         .socket
-        .unwrap_or_else(|| args.paths.run_dir.join("api.sock"));
-    daemon::run(AgentConfig {
-        inputs: InputSource::Store(StoreConfig {
-            path: args.store,
-            seed_inventory: args.seed_inventory,
-            socket,
-            iam_statements: args.iam,
-            bootstrap_admins: args.bootstrap_admin,
-        }),
-        bpffs: args.paths.bpffs,
-        run_dir: args.paths.run_dir,
-        hook: args.hook.into(),
-    })?;
+        .unwrap_or_else(|| args.agent.paths.run_dir.join("api.sock"));
+    daemon::run(args.agent.into_config(InputSource::Store(StoreConfig {
+        path: args.store,
+        seed_inventory: args.seed_inventory,
+        socket,
+        iam_statements: args.iam,
+        bootstrap_admins: args.bootstrap_admin,
+    }))?)?;
     Ok(ExitCode::SUCCESS)
 }

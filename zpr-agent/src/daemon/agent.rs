@@ -3,18 +3,20 @@
 
 use std::{collections::BTreeMap, ffi::CString, path::PathBuf, time::Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use tracing::{error, info, warn};
+use zpr_common::config::LAYOUT_VERSION;
 
 use super::{
     AgentConfig, InputSource, StoreConfig,
-    status::{AttachedEndpoint, ReloadError, Status, unix_now},
+    status::{AttachedEndpoint, Notice, Status, unix_now},
 };
 use crate::{
     compile::{Plan, compile},
     datapath::{
-        Adoption, Datapath, InterfaceIndexes, KernelLog, PinLayout, detach_pinned, ensure_bpffs,
-        pinned_interfaces, write_plan,
+        Adoption, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout, PinOwnership,
+        PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments, pinned_config,
+        pinned_interfaces, remove_all, write_plan,
     },
     inputs,
     inventory::Mode,
@@ -26,6 +28,7 @@ pub struct Agent {
     /// Open when the inputs come from a store.
     store: Option<Store>,
     pins: PinLayout,
+    _ownership: PinOwnership,
     datapath: Datapath,
     status: Status,
     /// The live Plan and the vNICs it was written for.
@@ -33,11 +36,55 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Loads the programs over the pinned maps (adopting what an earlier
-    /// agent left), then applies the inputs.
+    /// Takes the pin root (one agent per pin root), loads the programs
+    /// over the pinned maps (adopting what an earlier agent left), then
+    /// applies the inputs. Refuses to start, and changes nothing, when the
+    /// pins would not outlive it, or when the inputs are invalid and no
+    /// earlier policy is in force to keep.
     pub fn start(config: AgentConfig) -> anyhow::Result<Agent> {
-        ensure_bpffs(&config.bpffs)?;
+        let since = Instant::now();
+        if let Some(mount_point) = ensure_bpffs(&config.bpffs)? {
+            info!(at = %mount_point.display(), "mounted bpffs: nothing was mounted there");
+        }
+        let mut warnings = Vec::new();
+        match PinVisibility::of(&config.bpffs)? {
+            PinVisibility::Host => {}
+            PinVisibility::KeptBy { pid, command } => warnings.push(format!(
+                "the pins are on a bpffs that only a private mount namespace sees; they \
+                 outlive this agent only while pid {pid} ({command}) keeps that namespace"
+            )),
+            PinVisibility::ThisProcessOnly if config.allow_private_bpffs => warnings.push(
+                "--allow-private-bpffs: the pins are on a bpffs that only this process sees; \
+                 when it ends, every program detaches and nothing is protected"
+                    .to_owned(),
+            ),
+            PinVisibility::ThisProcessOnly => bail!("{}", private_bpffs_refusal(&config)),
+        }
+        for warning in &warnings {
+            warn!("{warning}");
+        }
         let pins = PinLayout::new(&config.bpffs);
+        let was_pinned = pins.map(zpr_common::maps::CONFIG).exists();
+        let ownership = PinOwnership::acquire(&pins, &config.run_dir)?;
+        let store = match &config.inputs {
+            InputSource::Files { .. } => None,
+            InputSource::Store(store_config) => Some(open_store(store_config)?),
+        };
+        let first = load_plan(&config.inputs, store.as_ref());
+        if let Err(err) = &first {
+            let enforced = pinned_config(&pins)
+                .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
+            if !enforced {
+                if !was_pinned {
+                    remove_all(&pins)?;
+                }
+                bail!(
+                    "refusing to start: the inputs are invalid and no earlier policy is in \
+                     force here to keep, so nothing would be protected; fix them and start \
+                     again:\n{err:#}"
+                );
+            }
+        }
         let (datapath, adoption) = Datapath::open_pinned(&pins)?;
         let adoption = match adoption {
             Adoption::Fresh => "fresh: nothing was pinned".to_owned(),
@@ -47,10 +94,6 @@ impl Agent {
             Adoption::Replaced { why } => format!("replaced incompatible pinned state: {why}"),
         };
         info!(pins = %pins.root().display(), "{adoption}");
-        let store = match &config.inputs {
-            InputSource::Files { .. } => None,
-            InputSource::Store(store_config) => Some(open_store(store_config)?),
-        };
         let (inventory, policies, store_path) = match &config.inputs {
             InputSource::Files {
                 inventory,
@@ -67,17 +110,20 @@ impl Agent {
             store: store_path,
             hook: format!("{:?}", config.hook),
             adoption,
+            warnings,
             ..Status::default()
         };
         let mut agent = Agent {
             config,
             store,
             pins,
+            _ownership: ownership,
             datapath,
             status,
             live: None,
         };
-        agent.reload("start", Instant::now());
+        let applied = first.and_then(|loaded| agent.apply(loaded, since));
+        agent.record("start", applied);
         Ok(agent)
     }
 
@@ -110,7 +156,14 @@ impl Agent {
     /// Plan. When they are not, the live Plan stays and the error is kept
     /// for `zpr status`.
     pub fn reload(&mut self, cause: &str, since: Instant) {
-        match self.try_reload(since) {
+        let applied = load_plan(&self.config.inputs, self.store.as_ref())
+            .and_then(|loaded| self.apply(loaded, since));
+        self.record(cause, applied);
+    }
+
+    /// Logs a reload's outcome and keeps it in the status file.
+    fn record(&mut self, cause: &str, applied: anyhow::Result<ReloadStages>) {
+        match applied {
             Ok(stages) => {
                 self.status.last_error = None;
                 info!(
@@ -138,43 +191,34 @@ impl Agent {
                     generation = self.status.generation,
                     "reload failed, the live policy stays:\n{message}"
                 );
-                self.status.last_error = Some(ReloadError {
-                    at: unix_now(),
-                    message,
-                });
+                self.status.last_error = Some(Notice::now(message));
             }
         }
+        self.write_status();
+    }
+
+    fn write_status(&self) {
         if let Err(err) = self.status.write(&self.config.run_dir) {
             warn!("cannot write the status file: {err:#}");
         }
     }
 
-    fn try_reload(&mut self, since: Instant) -> anyhow::Result<ReloadStages> {
-        let started = Instant::now();
-        let loaded = match (&self.config.inputs, &self.store) {
-            (
-                InputSource::Files {
-                    inventory,
-                    policies,
-                },
-                _,
-            ) => inputs::read(inventory, policies)?,
-            (InputSource::Store(_), Some(store)) => store.load()?,
-            (InputSource::Store(config), None) => {
-                anyhow::bail!("the store {} is not open", config.path.display())
-            }
-        };
-        let Some(inputs) = loaded.inputs else {
-            anyhow::bail!("{}", loaded.report.trim_end());
-        };
-        if !loaded.report.is_empty() {
-            warn!("{}", loaded.report.trim_end());
-        }
-        let checked = Instant::now();
-        let plan = compile(&inputs.policies, &inputs.inventory);
-        let compiled = Instant::now();
+    /// Writes a loaded Plan into the maps and attaches it where it applies.
+    fn apply(&mut self, loaded: LoadedPlan, since: Instant) -> anyhow::Result<ReloadStages> {
+        let LoadedPlan {
+            plan,
+            started,
+            checked,
+            compiled,
+        } = loaded;
         let interfaces = present_interfaces(&plan);
-        let generation = write_plan(&mut self.datapath, &plan, &interfaces)?;
+        let written = write_plan(&mut self.datapath, &plan, &interfaces)?;
+        if written.outside_change {
+            self.note_repair(
+                "the idle Plan slot did not hold what this agent wrote there: another process \
+                 changed zpr's maps; the slot was rewritten whole",
+            );
+        }
         let stages = ReloadStages {
             since,
             started,
@@ -189,11 +233,11 @@ impl Agent {
         }
         for interface in pinned_interfaces(&self.pins) {
             if !interfaces.contains_key(&interface) {
-                detach_pinned(&self.pins, &interface)?;
+                self.datapath.detach(&self.pins, &interface)?;
                 info!(interface, "detached: no longer a local endpoint");
             }
         }
-        self.status.generation = generation;
+        self.status.generation = written.generation;
         self.status.applied_at = Some(unix_now());
         self.status.reload_ms = Some(since.elapsed().as_secs_f64() * 1000.0);
         self.status.statements = plan.statements.len();
@@ -216,6 +260,63 @@ impl Agent {
         Ok(stages)
     }
 
+    /// Holds the kernel to the live Plan: puts back pins someone removed
+    /// and attaches again where the kernel no longer runs zpr on a local
+    /// endpoint's vNIC. What it finds is logged and counted in the status.
+    pub fn keep_enforcing(&mut self) {
+        match self.datapath.restore_pins(&self.pins) {
+            Ok(restored) => {
+                for path in restored {
+                    self.note_repair(&format!("restored the pin {}", path.display()));
+                }
+            }
+            Err(err) => self.note_repair(&format!("cannot restore zpr's pins: {err:#}")),
+        }
+        let Some((_, interfaces)) = &self.live else {
+            return;
+        };
+        let attached = match kernel_attachments(&self.pins) {
+            Ok(attached) => attached,
+            Err(err) => {
+                self.note_repair(&format!("cannot list the kernel's attachments: {err:#}"));
+                return;
+            }
+        };
+        let ends = LinkEnd::both(self.config.hook);
+        let missing: Vec<String> = interfaces
+            .iter()
+            .filter(|(_, ifindex)| {
+                let here = attached.get(ifindex);
+                !ends
+                    .iter()
+                    .all(|end| here.is_some_and(|set| set.contains(end)))
+            })
+            .map(|(interface, _)| interface.clone())
+            .collect();
+        for interface in missing {
+            let result = self
+                .datapath
+                .attach_pinned(&self.pins, &interface, self.config.hook);
+            match result {
+                Ok(()) => self.note_repair(&format!(
+                    "zpr was no longer attached to {interface} in the kernel: attached again"
+                )),
+                Err(err) => self.note_repair(&format!(
+                    "zpr is not attached to {interface} and attaching again failed: {err:#}"
+                )),
+            }
+        }
+    }
+
+    /// Something outside the agent undid part of enforcement, and the
+    /// agent mended it (or could not): logged loudly and counted.
+    fn note_repair(&mut self, what: &str) {
+        warn!("{what}");
+        self.status.repairs += 1;
+        self.status.last_repair = Some(Notice::now(what.to_owned()));
+        self.write_status();
+    }
+
     /// True when a local endpoint's vNIC appeared, vanished or was created
     /// again (new ifindex) since the live Plan was written.
     pub fn interfaces_changed(&self) -> bool {
@@ -223,6 +324,63 @@ impl Agent {
             .as_ref()
             .is_some_and(|(plan, written)| present_interfaces(plan) != *written)
     }
+}
+
+/// A Plan compiled from the inputs, with when each stage ended.
+struct LoadedPlan {
+    plan: Plan,
+    started: Instant,
+    checked: Instant,
+    compiled: Instant,
+}
+
+/// Reads, checks and compiles the inputs (files or the store).
+fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<LoadedPlan> {
+    let started = Instant::now();
+    let loaded = match (inputs, store) {
+        (
+            InputSource::Files {
+                inventory,
+                policies,
+            },
+            _,
+        ) => inputs::read(inventory, policies)?,
+        (InputSource::Store(_), Some(store)) => store.load()?,
+        (InputSource::Store(config), None) => {
+            bail!("the store {} is not open", config.path.display())
+        }
+    };
+    let Some(checked_inputs) = loaded.inputs else {
+        bail!("{}", loaded.report.trim_end());
+    };
+    if !loaded.report.is_empty() {
+        warn!("{}", loaded.report.trim_end());
+    }
+    let checked = Instant::now();
+    let plan = compile(&checked_inputs.policies, &checked_inputs.inventory);
+    Ok(LoadedPlan {
+        plan,
+        started,
+        checked,
+        compiled: Instant::now(),
+    })
+}
+
+/// Why the agent will not run on a bpffs only it sees, and what to do.
+fn private_bpffs_refusal(config: &AgentConfig) -> String {
+    let rerun = match current_netns_name() {
+        Some(netns) => format!("`nsenter --net=/run/netns/{netns} zpr ...`"),
+        None => "`nsenter --net=/run/netns/NAME zpr ...`".to_owned(),
+    };
+    format!(
+        "refusing to start: the pins under {} would not outlive this agent. The bpffs there \
+         is mounted only in this process's mount namespace (`ip netns exec` does this: it \
+         gives the command a private /sys), so if the agent stopped or crashed, every \
+         program would detach and everything tagged would be unprotected. Enter only the \
+         network namespace instead: {rerun}; or pass --bpffs a directory on a bpffs the \
+         host shares. --allow-private-bpffs runs anyway (throwaway set-ups only).",
+        config.bpffs.join("zpr").display()
+    )
 }
 
 /// Where a reload's time went, for the log: waiting for file events to

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 pub use agent::Agent;
 pub use lock::{AgentLock, lock_holder};
-pub use status::{AttachedEndpoint, ReloadError, Status, unix_now};
+pub use status::{AttachedEndpoint, Notice, Status, unix_now};
 
 use crate::{
     api::{audit::AuditLog, server::ApiSocket, service::Service},
@@ -36,6 +36,8 @@ pub struct AgentConfig {
     /// Where the agent keeps its lock and status file.
     pub run_dir: PathBuf,
     pub hook: FromWorkloadHook,
+    /// Run even when the pins would not outlive the agent.
+    pub allow_private_bpffs: bool,
 }
 
 /// Where the agent's inventory and policies come from.
@@ -62,9 +64,10 @@ pub struct StoreConfig {
     pub bootstrap_admins: Vec<String>,
 }
 
-/// How often the agent looks for local endpoints' vNICs coming and going
-/// (workloads start and stop without the inventory changing).
-const INTERFACE_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the agent compares the kernel with the live Plan: local
+/// endpoints' vNICs coming and going (workloads start and stop without
+/// the inventory changing), and pins or attachments someone removed.
+const KERNEL_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT, which leave enforcement in place.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
@@ -93,7 +96,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     // AsyncFd, which deregisters it before dropping it.
     let mut kernel_log = unsafe { AsyncFd::register(agent.kernel_log()?) }
         .map_err(|err| anyhow::anyhow!("watching the kernel log: {err}"))?;
-    let mut rescan = tokio::time::interval(INTERFACE_RESCAN);
+    let mut rescan = tokio::time::interval(KERNEL_RESCAN);
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -119,6 +122,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
                     let cause = "a local endpoint's vNIC appeared or went away";
                     agent.reload(cause, std::time::Instant::now());
                 }
+                agent.keep_enforcing();
             }
             _ = hangup.recv() => agent.reload("SIGHUP", std::time::Instant::now()),
             _ = terminate.recv() => break,

@@ -32,7 +32,19 @@ pub struct Status {
     pub statements: usize,
     pub content_hash: String,
     pub endpoints: Vec<AttachedEndpoint>,
-    pub last_error: Option<ReloadError>,
+    /// The last reload's failure (the live policy stayed); None after a
+    /// reload that succeeded.
+    pub last_error: Option<Notice>,
+    /// Conditions the agent runs under that put enforcement at risk.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// How often the agent found enforcement undone behind its back
+    /// (pins removed, programs detached, maps written by another
+    /// process) and mended it.
+    #[serde(default)]
+    pub repairs: u64,
+    #[serde(default)]
+    pub last_repair: Option<Notice>,
     /// Policy entry index (the kernel's `rule`) -> statement ids.
     pub rules: Vec<Vec<String>>,
     /// UID -> what it stands for.
@@ -50,10 +62,20 @@ pub struct AttachedEndpoint {
     pub protected: bool,
 }
 
+/// Something that happened, and when (unix seconds).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReloadError {
+pub struct Notice {
     pub at: u64,
     pub message: String,
+}
+
+impl Notice {
+    pub fn now(message: String) -> Notice {
+        Notice {
+            at: unix_now(),
+            message,
+        }
+    }
 }
 
 impl Status {

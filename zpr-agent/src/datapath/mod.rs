@@ -2,16 +2,20 @@
 //! it to interfaces, write a Plan into its maps, read counters. Thin on
 //! purpose: decisions live in `compile` (user space) and `zpr-ebpf` (kernel).
 
+mod attachments;
 mod counters;
 mod events;
 mod flows;
 mod inspect;
 mod object;
+mod ownership;
 mod pinned;
 mod pins;
 mod plan_maps;
 mod test_run;
+mod visibility;
 
+pub use attachments::{KernelAttachments, kernel_attachments};
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
 pub use flows::flush_flows;
@@ -20,7 +24,11 @@ pub use inspect::{
     pinned_fill,
 };
 pub use object::{Datapath, FromWorkloadHook, KernelLog};
-pub use pinned::{Adoption, PinLayout, Removed, detach_pinned, pinned_interfaces, remove_all};
+pub use ownership::{PinOwner, PinOwnership, pin_owner};
+pub use pinned::{
+    Adoption, LinkEnd, PinLayout, Removed, detach_pinned, pinned_interfaces, remove_all,
+};
 pub use pins::ensure_bpffs;
-pub use plan_maps::{InterfaceIndexes, map_policy_key, write_plan};
+pub use plan_maps::{InterfaceIndexes, WrittenPlan, map_policy_key, write_plan};
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};
+pub use visibility::{PinVisibility, current_netns_name, shares_mount_namespace};

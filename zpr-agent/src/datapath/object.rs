@@ -1,11 +1,11 @@
 //! The embedded eBPF object, loaded and attached.
 
-use std::ffi::CString;
+use std::{collections::BTreeMap, ffi::CString, path::PathBuf};
 
 use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, links::FdLink},
 };
 use zpr_common::maps;
 
@@ -36,6 +36,11 @@ pub struct Datapath {
     /// What this process last wrote into each Plan slot; `None` when
     /// unknown (adopted from pins, or a write that failed part-way).
     pub(crate) written: [Option<SlotContents>; 2],
+    /// Pinned maps' kernel ids, by name (pins that name another id, or
+    /// none, are put back).
+    pub(crate) pinned_maps: BTreeMap<&'static str, u32>,
+    /// The links this process attached or adopted, by pin path.
+    pub(crate) links: BTreeMap<PathBuf, FdLink>,
 }
 
 impl Datapath {
@@ -64,6 +69,8 @@ impl Datapath {
         Ok(Datapath {
             ebpf,
             written: [None, None],
+            pinned_maps: BTreeMap::new(),
+            links: BTreeMap::new(),
         })
     }
 

@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context as _;
 use aya::{
     EbpfLoader,
-    maps::{Array, MapData, MapError},
+    maps::{Array, MapData, MapError, MapInfo},
     programs::{
         SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -31,18 +31,30 @@ use super::{Datapath, FromWorkloadHook, object::program};
 /// interface names may hold one and never a `:`; see [`link_file_name`]).
 #[derive(Clone, Debug)]
 pub struct PinLayout {
+    bpffs: PathBuf,
     root: PathBuf,
 }
 
 impl PinLayout {
     pub fn new(bpffs: &Path) -> PinLayout {
         PinLayout {
+            bpffs: bpffs.to_owned(),
             root: bpffs.join("zpr"),
         }
     }
 
+    /// The `--bpffs` directory the root is in.
+    pub fn bpffs(&self) -> &Path {
+        &self.bpffs
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// A symlink to the owning agent's run directory (see `ownership`).
+    pub(crate) fn owner(&self) -> PathBuf {
+        self.root.join("owner")
     }
 
     pub fn map(&self, name: &str) -> PathBuf {
@@ -74,8 +86,8 @@ fn parse_link_file_name(name: &str) -> Option<(String, LinkEnd)> {
 }
 
 /// One attachment on a host-side vNIC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LinkEnd {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LinkEnd {
     FromTcx,
     FromXdp,
     ToTcx,
@@ -84,7 +96,7 @@ enum LinkEnd {
 impl LinkEnd {
     const ALL: [LinkEnd; 3] = [LinkEnd::FromTcx, LinkEnd::FromXdp, LinkEnd::ToTcx];
 
-    fn suffix(self) -> &'static str {
+    pub fn suffix(self) -> &'static str {
         match self {
             LinkEnd::FromTcx => "from-tcx",
             LinkEnd::FromXdp => "from-xdp",
@@ -97,6 +109,11 @@ impl LinkEnd {
             FromWorkloadHook::Tcx => LinkEnd::FromTcx,
             FromWorkloadHook::XdpGeneric | FromWorkloadHook::XdpNative => LinkEnd::FromXdp,
         }
+    }
+
+    /// The two ends a protected vNIC has with `hook`.
+    pub fn both(hook: FromWorkloadHook) -> [LinkEnd; 2] {
+        [LinkEnd::from_workload(hook), LinkEnd::ToTcx]
     }
 }
 
@@ -131,20 +148,70 @@ impl Datapath {
             },
         };
         if matches!(adoption, Adoption::Replaced { .. }) {
-            remove_all(pins)?;
+            remove_pinned(pins)?;
         }
-        let datapath = match load_over_pins(pins) {
+        let mut datapath = match load_over_pins(pins) {
             Ok(datapath) => datapath,
             Err(err) if is_incompatible_pin(&err) => {
                 adoption = Adoption::Replaced {
                     why: format!("{err:#}"),
                 };
-                remove_all(pins)?;
+                remove_pinned(pins)?;
                 load_over_pins(pins)?
             }
             Err(err) => return Err(err),
         };
+        for name in maps::ALL {
+            let id = MapInfo::from_pin(pins.map(name))
+                .with_context(|| format!("reading the pinned {name}"))?
+                .id();
+            datapath.pinned_maps.insert(name, id);
+        }
         Ok((datapath, adoption))
+    }
+
+    /// Puts back the pins of maps and links that someone removed or
+    /// replaced (the agent's descriptors kept the objects, and with them
+    /// enforcement, alive meanwhile). Returns what it put back.
+    pub fn restore_pins(&mut self, pins: &PinLayout) -> anyhow::Result<Vec<PathBuf>> {
+        let mut restored = Vec::new();
+        for (name, id) in self.pinned_maps.clone() {
+            let path = pins.map(name);
+            if MapInfo::from_pin(&path).is_ok_and(|pinned| pinned.id() == id) {
+                continue;
+            }
+            replace_pin(&path)?;
+            self.map(name)?
+                .pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+            restored.push(path);
+        }
+        let paths: Vec<PathBuf> = self.links.keys().cloned().collect();
+        for path in paths {
+            let held = self.links[&path].info()?.id();
+            if PinnedLink::from_pin(&path)
+                .is_ok_and(|pinned| FdLink::from(pinned).info().is_ok_and(|i| i.id() == held))
+            {
+                continue;
+            }
+            replace_pin(&path)?;
+            let link = self.links.remove(&path).expect("a held link");
+            let pinned = link
+                .pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+            self.links.insert(path.clone(), pinned.into());
+            restored.push(path);
+        }
+        Ok(restored)
+    }
+
+    /// Detaches zpr from `interface`: the links this process holds are
+    /// let go, then their pins.
+    pub fn detach(&mut self, pins: &PinLayout, interface: &str) -> anyhow::Result<()> {
+        for end in LinkEnd::ALL {
+            self.links.remove(&pins.link(interface, end));
+        }
+        detach_pinned(pins, interface)
     }
 
     /// Attaches both directions to `interface` through pinned links: a
@@ -161,10 +228,12 @@ impl Datapath {
         let from = LinkEnd::from_workload(hook);
         for stale in [LinkEnd::FromTcx, LinkEnd::FromXdp] {
             if stale != from {
-                unpin_link(&pins.link(interface, stale))?;
+                let path = pins.link(interface, stale);
+                self.links.remove(&path);
+                unpin_link(&path)?;
             }
         }
-        for end in [from, LinkEnd::ToTcx] {
+        for end in LinkEnd::both(hook) {
             let path = pins.link(interface, end);
             let attached = match PinnedLink::from_pin(&path) {
                 Ok(pinned) => self
@@ -222,11 +291,16 @@ impl Datapath {
                 tc.take_link(id)?.try_into()?
             }
         };
-        if !path.exists() {
+        let link = if path.exists() {
+            link
+        } else {
             link.pin(path)
-                .with_context(|| format!("pinning {}", path.display()))?;
-        }
-        // Dropping our descriptor leaves the link to its pin.
+                .with_context(|| format!("pinning {}", path.display()))?
+                .into()
+        };
+        // Held as well as pinned: a removed pin then costs no enforcement
+        // (see `restore_pins`), and the pin keeps it when the agent ends.
+        self.links.insert(path.to_owned(), link);
         Ok(())
     }
 }
@@ -262,6 +336,17 @@ pub struct Removed {
 
 /// Detaches every pinned link and removes every pin and the pin directory.
 pub fn remove_all(pins: &PinLayout) -> anyhow::Result<Removed> {
+    let removed = remove_pinned(pins)?;
+    if pins.root().exists() {
+        fs::remove_dir_all(pins.root())
+            .with_context(|| format!("removing {}", pins.root().display()))?;
+    }
+    Ok(removed)
+}
+
+/// Detaches every pinned link and removes every map pin; the pin root
+/// (which its owner holds locked) stays.
+fn remove_pinned(pins: &PinLayout) -> anyhow::Result<Removed> {
     let interfaces = pinned_interfaces(pins);
     for interface in &interfaces {
         detach_pinned(pins, interface)?;
@@ -273,10 +358,6 @@ pub fn remove_all(pins: &PinLayout) -> anyhow::Result<Removed> {
             fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             maps_removed += 1;
         }
-    }
-    if pins.root().exists() {
-        fs::remove_dir_all(pins.root())
-            .with_context(|| format!("removing {}", pins.root().display()))?;
     }
     Ok(Removed {
         interfaces,
@@ -293,6 +374,19 @@ fn unpin_link(path: &Path) -> anyhow::Result<()> {
         );
     } else if path.exists() {
         fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Clears the way for a pin at `path`: removes whatever is there (a pin
+/// of another object), and creates its directory when it went.
+fn replace_pin(path: &Path) -> anyhow::Result<()> {
+    if fs::symlink_metadata(path).is_ok() {
+        fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    if let Some(directory) = path.parent() {
+        fs::create_dir_all(directory)
+            .with_context(|| format!("creating {}", directory.display()))?;
     }
     Ok(())
 }

@@ -39,21 +39,27 @@ pub type InterfaceIndexes = BTreeMap<String, u32>;
 /// are remote: only their identities are written, not their policy.
 ///
 /// The idle slot holds the Plan of two generations ago. When this process
-/// wrote it, only the difference is written (a reload costs what changed,
-/// not the size of the policy); otherwise (maps adopted from pins, or an
-/// earlier write failed) the slot is cleared and written whole.
+/// wrote it and the kernel still holds exactly that, only the difference
+/// is written (a reload costs what changed, not the size of the policy).
+/// Otherwise (maps adopted from pins, an earlier write failed part-way,
+/// or another process wrote the maps) the slot is cleared and written
+/// whole: a difference against a memory the kernel no longer matches
+/// would leave someone else's entries, and the paths they open, in place.
 pub fn write_plan(
     datapath: &mut Datapath,
     plan: &Plan,
     interfaces: &InterfaceIndexes,
-) -> anyhow::Result<u32> {
+) -> anyhow::Result<WrittenPlan> {
     let live = live_config(datapath)?;
     let generation = live.generation.wrapping_add(1).max(1);
     let slot = Config { generation, ..live }.slot();
     let desired = SlotContents::of(plan, interfaces, slot)?;
-    let current = match datapath.written[usize::from(slot)].take() {
-        Some(current) => current,
-        None => {
+    let remembered = datapath.written[usize::from(slot)].take();
+    let mut outside_change = false;
+    let current = match remembered {
+        Some(remembered) if kernel_holds(datapath, slot, &remembered)? => remembered,
+        remembered => {
+            outside_change = remembered.is_some();
             clear_slot(datapath, slot)?;
             SlotContents::default()
         }
@@ -70,14 +76,27 @@ pub fn write_plan(
     config
         .set(0, &next, 0)
         .context("switching to the new generation")?;
-    Ok(generation)
+    Ok(WrittenPlan {
+        generation,
+        outside_change,
+    })
+}
+
+/// What [`write_plan`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrittenPlan {
+    /// The generation now live.
+    pub generation: u32,
+    /// The slot did not hold what this process had written there: another
+    /// process changed the maps. It was rewritten whole.
+    pub outside_change: bool,
 }
 
 type Entries<K, V> = std::collections::HashMap<K, V>;
 
 /// Every entry one slot of the per-Plan maps holds, keys as the kernel
 /// sees them (LPM keys with their prefix length).
-#[derive(Default)]
+#[derive(Default, PartialEq)]
 pub(crate) struct SlotContents {
     endpoints: Entries<EndpointKey, EndpointConfig>,
     local_addresses: Entries<LocalAddressKey, LocalIdentity>,
@@ -321,6 +340,69 @@ pub(crate) fn live_config(datapath: &Datapath) -> anyhow::Result<Config> {
         live.events_per_second = maps::EVENTS_PER_SECOND;
     }
     Ok(live)
+}
+
+/// True when the kernel's `slot` holds exactly `remembered`: every
+/// per-Plan map's entries of that slot, and the index positions of its
+/// endpoints (the index is what the datapath reads first).
+fn kernel_holds(datapath: &Datapath, slot: u8, remembered: &SlotContents) -> anyhow::Result<bool> {
+    let index: Array<_, IndexedEndpoint> = Array::try_from(datapath.map(maps::ENDPOINT_INDEX)?)?;
+    for (key, &config) in &remembered.endpoints {
+        if is_indexed(key.ifindex) {
+            let held = index.get(&endpoint_index_position(slot, key.ifindex), 0)?;
+            if held
+                != (IndexedEndpoint {
+                    ifindex: key.ifindex,
+                    config,
+                })
+            {
+                return Ok(false);
+            }
+        }
+    }
+    let in_slot = |key_slot: u8| key_slot == slot;
+    let kernel = SlotContents {
+        endpoints: hash_entries(datapath, maps::ENDPOINTS, |k: &EndpointKey| in_slot(k.slot))?,
+        local_addresses: hash_entries(datapath, maps::LOCAL_ADDRESSES, |k: &LocalAddressKey| {
+            in_slot(k.slot)
+        })?,
+        hosts: hash_entries(datapath, maps::HOSTS, |k: &HostKey| in_slot(k.slot))?,
+        prefixes: lpm_entries(datapath, maps::PREFIXES, |k: &PrefixKey| in_slot(k.slot))?,
+        policy: lpm_entries(datapath, maps::POLICY, |k: &PolicyKey| in_slot(k.slot))?,
+    };
+    Ok(kernel == *remembered)
+}
+
+fn hash_entries<K: aya::Pod + Hash + Eq, V: aya::Pod>(
+    datapath: &Datapath,
+    name: &str,
+    wanted: impl Fn(&K) -> bool,
+) -> anyhow::Result<Entries<K, V>> {
+    let map: HashMap<_, K, V> = HashMap::try_from(datapath.map(name)?)?;
+    let mut entries = Entries::new();
+    for entry in map.iter() {
+        let (key, value) = entry.with_context(|| format!("reading {name}"))?;
+        if wanted(&key) {
+            entries.insert(key, value);
+        }
+    }
+    Ok(entries)
+}
+
+fn lpm_entries<K: aya::Pod + Hash + Eq, V: aya::Pod>(
+    datapath: &Datapath,
+    name: &str,
+    wanted: impl Fn(&K) -> bool,
+) -> anyhow::Result<Entries<(u32, K), V>> {
+    let map: LpmTrie<_, K, V> = LpmTrie::try_from(datapath.map(name)?)?;
+    let mut entries = Entries::new();
+    for entry in map.iter() {
+        let (key, value) = entry.with_context(|| format!("reading {name}"))?;
+        if wanted(&key.data()) {
+            entries.insert((key.prefix_len(), key.data()), value);
+        }
+    }
+    Ok(entries)
 }
 
 /// Removes every entry of `slot` from the per-Plan maps.

@@ -1,0 +1,117 @@
+//! The three-tier network with `zpr run` enforcing the example on it, and
+//! the example's inputs in a scratch directory the test may rewrite.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    agent::{AgentProcess, zpr_binary},
+    three_tier::{Network, PATHS, example},
+    traffic::tcp_exchange,
+    unique_name,
+};
+
+/// A statement no path of the tests uses: toggled to force reloads.
+pub const UNRELATED: &str = "allow ocvtc002.db:customer-db endpoints in ocvtc002.networks:back-end VCN to connect to ocvtc002.apps:server endpoints with protocol='udp/9999' in ocvtc002.networks:front-end VCN";
+/// Opens internet -> app servers on tcp/80.
+pub const OPENING: &str = "In ocvtc002.networks:front-end VCN allow '0.0.0.0/0' to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
+
+/// A scratch directory with copies of the example inputs, removed on drop.
+pub struct Inputs {
+    pub dir: PathBuf,
+}
+
+impl Inputs {
+    pub fn new() -> anyhow::Result<Inputs> {
+        let dir = std::env::temp_dir().join(unique_name("zpa"));
+        fs::create_dir_all(&dir)?;
+        for file in ["inventory.yaml", "three-tier.zpr"] {
+            fs::copy(example(file), dir.join(file))?;
+        }
+        Ok(Inputs { dir })
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.yaml")
+    }
+
+    pub fn policy(&self) -> PathBuf {
+        self.dir.join("three-tier.zpr")
+    }
+
+    pub fn original_policy(&self) -> String {
+        fs::read_to_string(example("three-tier.zpr")).unwrap()
+    }
+
+    /// `zpr run` on these inputs, in `network`'s router namespace.
+    pub fn start_agent(&self, network: &Network) -> anyhow::Result<AgentProcess> {
+        let mut agent = self.prepare_agent(network, &self.dir);
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// `zpr run` on these inputs, not started yet; its state goes under `state`.
+    pub fn prepare_agent(&self, network: &Network, state: &Path) -> AgentProcess {
+        AgentProcess::prepare(
+            &zpr_binary(),
+            network.router(),
+            &self.inventory(),
+            &[self.policy()],
+            state,
+        )
+    }
+
+    /// Rewrites the policy the way editors do: a new file renamed over it.
+    pub fn write_policy(&self, text: &str) -> anyhow::Result<()> {
+        let temporary = self.dir.join(".three-tier.zpr.swp");
+        fs::write(&temporary, text)?;
+        fs::rename(&temporary, self.policy())?;
+        Ok(())
+    }
+}
+
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Site {
+    pub network: Network,
+    pub inputs: Inputs,
+    pub agent: AgentProcess,
+}
+
+impl Site {
+    /// The network, and the agent enforcing the example on it.
+    pub fn start() -> anyhow::Result<Site> {
+        let network = Network::start()?;
+        let inputs = Inputs::new()?;
+        let agent = inputs.start_agent(&network)?;
+        agent.wait_for_generation(1)?;
+        Ok(Site {
+            network,
+            inputs,
+            agent,
+        })
+    }
+
+    pub fn works(&self, from: &str, to: &str, port: u16) -> bool {
+        tcp_exchange(self.network.netns(from), self.network.address(to), port).is_ok()
+    }
+
+    pub fn assert_paths_as_in_example(&self) {
+        for (from, to, port, allowed) in PATHS {
+            assert_eq!(self.works(from, to, port), allowed, "{from} -> {to}:{port}");
+        }
+    }
+
+    /// `zpr status --output json`, which must say the host is protected.
+    pub fn status_json(&self) -> anyhow::Result<serde_json::Value> {
+        let (code, report) = self.agent.status_report()?;
+        anyhow::ensure!(code == 0, "zpr status exited {code}: {report:#}");
+        Ok(report)
+    }
+}

@@ -1,0 +1,70 @@
+//! What `zpr run` and `zpr serve` share: where the agent keeps its state,
+//! how it attaches, how it logs.
+
+use std::io::IsTerminal as _;
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+use super::agent_paths::AgentPaths;
+use crate::{
+    daemon::{AgentConfig, InputSource},
+    datapath::FromWorkloadHook,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct AgentOptions {
+    #[command(flatten)]
+    pub paths: AgentPaths,
+    /// Where the from-workload program runs on each vNIC.
+    #[arg(long, value_enum, default_value_t = Hook::Tcx)]
+    pub hook: Hook,
+    /// error, warn, info or debug (or a tracing filter such as `zpr_agent=debug`).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Run even when the pins would not outlive the agent (a bpffs only
+    /// this process sees, as under `ip netns exec`): when the agent
+    /// stops, every program detaches. For throwaway set-ups only.
+    #[arg(long)]
+    pub allow_private_bpffs: bool,
+}
+
+/// `--hook`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// tcx ingress: keeps GRO/TSO on veth (best TCP throughput there).
+    Tcx,
+    /// Generic XDP.
+    XdpGeneric,
+    /// Driver XDP: fastest flood disposal on NICs; costs TCP throughput on veth.
+    XdpNative,
+}
+
+impl AgentOptions {
+    /// Starts the agent's log (to stderr) and says what it will run.
+    pub fn into_config(self, inputs: InputSource) -> anyhow::Result<AgentConfig> {
+        tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::try_new(&self.log_level)?)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .init();
+        Ok(AgentConfig {
+            inputs,
+            bpffs: self.paths.bpffs,
+            run_dir: self.paths.run_dir,
+            hook: self.hook.into(),
+            allow_private_bpffs: self.allow_private_bpffs,
+        })
+    }
+}
+
+impl From<Hook> for FromWorkloadHook {
+    fn from(hook: Hook) -> FromWorkloadHook {
+        match hook {
+            Hook::Tcx => FromWorkloadHook::Tcx,
+            Hook::XdpGeneric => FromWorkloadHook::XdpGeneric,
+            Hook::XdpNative => FromWorkloadHook::XdpNative,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Whether zpr's pins outlive the agent. A pin lives as long as its bpffs
+//! is mounted somewhere; a bpffs mounted only in the agent's own mount
+//! namespace goes with the agent's process, and every program with it.
+//! `ip netns exec` is the usual way to get there: it gives the command a
+//! private mount namespace with a fresh `/sys`, so `/sys/fs/bpf` there is
+//! a bpffs nobody else sees.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+
+/// Who else sees the bpffs holding a pin root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinVisibility {
+    /// The host's mount namespace (PID 1's): the pins last until reboot.
+    Host,
+    /// Only a private mount namespace that another process keeps alive:
+    /// the pins last as long as that process does.
+    KeptBy { pid: u32, command: String },
+    /// Nobody but this process: the pins go when it ends.
+    ThisProcessOnly,
+}
+
+impl PinVisibility {
+    /// Finds who sees the bpffs that `root` is on (after mounting it).
+    pub fn of(root: &Path) -> anyhow::Result<PinVisibility> {
+        let device = fs::metadata(root)
+            .with_context(|| format!("reading {}", root.display()))?
+            .dev();
+        let ours = mount_namespace(Path::new("/proc/self"))?;
+        let sees = |process: &Path| -> bool {
+            mount_namespace(process).is_ok_and(|theirs| theirs == ours)
+                || mounts_device(process, device)
+        };
+        if sees(Path::new("/proc/1")) {
+            return Ok(PinVisibility::Host);
+        }
+        let me = std::process::id();
+        for (pid, process) in processes() {
+            if pid != me && pid != 1 && sees(&process) {
+                let command = fs::read_to_string(process.join("comm")).unwrap_or_default();
+                return Ok(PinVisibility::KeptBy {
+                    pid,
+                    command: command.trim().to_owned(),
+                });
+            }
+        }
+        Ok(PinVisibility::ThisProcessOnly)
+    }
+}
+
+/// True when process `pid` runs in this process's mount namespace (it
+/// sees the same mounts, bpffs included).
+pub fn shares_mount_namespace(pid: u32) -> bool {
+    let theirs = mount_namespace(&Path::new("/proc").join(pid.to_string()));
+    matches!(
+        (theirs, mount_namespace(Path::new("/proc/self"))),
+        (Ok(theirs), Ok(ours)) if theirs == ours
+    )
+}
+
+/// The mount namespace's inode number (equal for processes sharing it).
+fn mount_namespace(process: &Path) -> anyhow::Result<u64> {
+    let path = process.join("ns/mnt");
+    Ok(fs::metadata(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .ino())
+}
+
+/// True when the process's mount table holds a bpffs with this device
+/// number (bind mounts and namespace copies of one bpffs share it).
+fn mounts_device(process: &Path, device: u64) -> bool {
+    let wanted = format!("{}:{}", libc::major(device), libc::minor(device));
+    fs::read_to_string(process.join("mountinfo")).is_ok_and(|table| {
+        table.lines().any(|line| {
+            let mut fields = line.split(' ');
+            let device = fields.nth(2);
+            let filesystem = line
+                .split(" - ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next());
+            device == Some(wanted.as_str()) && filesystem == Some("bpf")
+        })
+    })
+}
+
+/// Every process, as (pid, /proc/PID).
+fn processes() -> impl Iterator<Item = (u32, PathBuf)> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            Some((pid, entry.path()))
+        })
+}
+
+/// The name (under /run/netns) of this process's network namespace, if
+/// it has one: for messages that tell the operator what to type.
+pub fn current_netns_name() -> Option<String> {
+    let ours = fs::metadata("/proc/self/ns/net").ok()?;
+    fs::read_dir("/run/netns")
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|entry| {
+            fs::metadata(entry.path())
+                .is_ok_and(|theirs| theirs.dev() == ours.dev() && theirs.ino() == ours.ino())
+        })
+        .and_then(|entry| entry.file_name().into_string().ok())
+}
