@@ -138,43 +138,27 @@ fn slot_entries(pins: &PinLayout, map: &str, slot: u64) -> anyhow::Result<Vec<St
     Ok(texts)
 }
 
-/// Plans A, B and C into one datapath (C lands in A's slot, written as the
-/// difference), and C alone into another (a full write into the same
-/// slot): the slot's entries are the same, map by map.
-#[test]
-fn difference_writes_equal_full_writes() -> anyhow::Result<()> {
-    // Different endpoint counts change hosts, prefixes and local addresses
-    // too, not only policy; zs100 exists only in the larger inventory (A).
-    let plans: Vec<compile::Plan> = [(120, 1), (100, 2), (100, 3)]
-        .into_iter()
-        .map(|(endpoints, seed)| {
+/// Synthetic Plans of 300 statements. Different endpoint counts change
+/// hosts, prefixes and local addresses too, not only policy; zs100 exists
+/// only in inventories of more than 100 endpoints.
+fn synthetic_plans(shapes: &[(usize, u64)]) -> Vec<compile::Plan> {
+    shapes
+        .iter()
+        .map(|&(endpoints, seed)| {
             let set = synthetic::generate(300, endpoints, seed);
             compile::compile(&set.policies, &set.inventory)
         })
-        .collect();
-    // One vNIC in the endpoint index, one beyond it (found in the hash).
-    let interfaces = InterfaceIndexes::from([("zs0".to_owned(), 3), ("zs100".to_owned(), 70_000)]);
+        .collect()
+}
 
-    let by_difference = Bpffs::new()?;
-    let (mut datapath, _) = Datapath::open_pinned(&by_difference.pins())?;
-    let generations = plans
-        .iter()
-        .map(|plan| {
-            let written = write_plan(&mut datapath, plan, &interfaces)?;
-            anyhow::ensure!(!written.outside_change, "nobody else wrote the maps");
-            Ok(written.generation)
-        })
-        .collect::<anyhow::Result<Vec<u32>>>()?;
-    let whole = Bpffs::new()?;
-    let (mut fresh, _) = Datapath::open_pinned(&whole.pins())?;
-    let generation = write_plan(&mut fresh, &plans[2], &interfaces)?.generation;
-    let slot = u64::from(generation % 2);
-    assert_eq!(
-        u64::from(generations[2] % 2),
-        slot,
-        "both hold plan C in the same slot"
-    );
+/// One vNIC in the endpoint index, one beyond it (found in the hash).
+fn synthetic_interfaces() -> InterfaceIndexes {
+    InterfaceIndexes::from([("zs0".to_owned(), 3), ("zs100".to_owned(), 70_000)])
+}
 
+/// Asserts that slot `slot` of every per-Plan map holds the same entries
+/// under both pin roots, and something.
+fn assert_slots_equal(pins: &PinLayout, expected: &PinLayout, slot: u64) -> anyhow::Result<()> {
     for map in [
         maps::ENDPOINTS,
         maps::ENDPOINT_INDEX,
@@ -183,13 +167,66 @@ fn difference_writes_equal_full_writes() -> anyhow::Result<()> {
         maps::PREFIXES,
         maps::POLICY,
     ] {
-        let expected = slot_entries(&whole.pins(), map, slot)?;
-        assert!(!expected.is_empty(), "{map}: plan C writes something");
-        assert_eq!(
-            slot_entries(&by_difference.pins(), map, slot)?,
-            expected,
-            "{map}: written as a difference"
-        );
+        let wanted = slot_entries(expected, map, slot)?;
+        assert!(!wanted.is_empty(), "{map}: the plan writes something");
+        assert_eq!(slot_entries(pins, map, slot)?, wanted, "{map}");
+    }
+    Ok(())
+}
+
+/// Writes `plan` alone into fresh pins, as generations 1 and 2: both
+/// slots as a full write leaves them.
+fn written_whole(plan: &compile::Plan) -> anyhow::Result<Bpffs> {
+    let whole = Bpffs::new()?;
+    let (mut fresh, _) = Datapath::open_pinned(&whole.pins())?;
+    for _ in 0..2 {
+        write_plan(&mut fresh, plan, &synthetic_interfaces())?;
+    }
+    Ok(whole)
+}
+
+/// Plans A, B and C into one datapath (C lands in A's slot, written as the
+/// difference), and C alone into another (a full write into the same
+/// slot): the slot's entries are the same, map by map.
+#[test]
+fn difference_writes_equal_full_writes() -> anyhow::Result<()> {
+    let plans = synthetic_plans(&[(120, 1), (100, 2), (100, 3)]);
+    let by_difference = Bpffs::new()?;
+    let (mut datapath, _) = Datapath::open_pinned(&by_difference.pins())?;
+    let generations = plans
+        .iter()
+        .map(|plan| {
+            let written = write_plan(&mut datapath, plan, &synthetic_interfaces())?;
+            anyhow::ensure!(!written.outside_change, "nobody else wrote the maps");
+            Ok(written.generation)
+        })
+        .collect::<anyhow::Result<Vec<u32>>>()?;
+    let whole = written_whole(&plans[2])?;
+    let slot = u64::from(generations[2] % 2);
+    assert_slots_equal(&by_difference.pins(), &whole.pins(), slot)
+}
+
+/// Another process writes both slots behind the writer's back (as a
+/// second agent that ignored the pin root's lock did): the writer's next
+/// writes notice that the kernel no longer holds what it remembers, and
+/// write each slot whole, so none of the outsider's entries stay.
+#[test]
+fn slots_another_process_wrote_are_rewritten_whole() -> anyhow::Result<()> {
+    let plans = synthetic_plans(&[(100, 1), (100, 2), (120, 4), (100, 3), (100, 5)]);
+    let interfaces = synthetic_interfaces();
+    let shared = Bpffs::new()?;
+    let (mut ours, _) = Datapath::open_pinned(&shared.pins())?;
+    write_plan(&mut ours, &plans[0], &interfaces)?;
+    write_plan(&mut ours, &plans[1], &interfaces)?;
+    let (mut outsider, _) = Datapath::open_pinned(&shared.pins())?;
+    write_plan(&mut outsider, &plans[2], &interfaces)?;
+    write_plan(&mut outsider, &plans[2], &interfaces)?;
+    for plan in &plans[3..] {
+        let written = write_plan(&mut ours, plan, &interfaces)?;
+        assert!(written.outside_change, "the outsider's slot is noticed");
+        let whole = written_whole(plan)?;
+        let slot = u64::from(written.generation % 2);
+        assert_slots_equal(&shared.pins(), &whole.pins(), slot)?;
     }
     Ok(())
 }

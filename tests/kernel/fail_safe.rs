@@ -339,6 +339,30 @@ fn deleted_pins_are_restored_and_status_tells_the_kernels_truth() -> anyhow::Res
     site.assert_paths_as_in_example();
     assert_eq!(site.agent.status_report()?.0, 0);
 
+    // The whole pin root removed: made again, owned again, every pin back.
+    let root = site.agent.bpffs.join("zpr");
+    let before = repaired["repairs"].as_u64().unwrap();
+    let ((), through, _) = while_probing_denied(&site.network, || {
+        fs::remove_dir_all(&root)?;
+        site.agent.wait_for("the pin root made again", |s| {
+            s["repairs"].as_u64().unwrap_or(0) > before + 2
+        })?;
+        Ok(())
+    })?;
+    assert_eq!(through, 0, "no denied connection got through");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(policy_pin.exists() && app1_links.iter().all(|pin| pin.exists())) {
+        assert!(Instant::now() < deadline, "the pins are back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, report) = site.agent.status_report()?;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        report["agent_pid"].as_u64(),
+        site.agent.pid().map(u64::from),
+        "the agent owns the new pin root: {report:#}"
+    );
+
     // With no agent to mend it, a removed link pin detaches the program:
     // status must say app-1 is unprotected, as the traffic shows.
     site.agent.kill();

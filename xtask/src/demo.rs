@@ -16,14 +16,12 @@ use std::{
 use anyhow::bail;
 use zpr_tests::{
     agent::AgentProcess,
+    site::OPENING,
     three_tier::{HOSTS, Network, PATHS},
     traffic::tcp_exchange,
 };
 
 use crate::build;
-
-/// The statement the live reload adds: the internet may reach the apps.
-const OPENING: &str = "In ocvtc002.networks:front-end VCN allow '0.0.0.0/0' to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -193,12 +191,19 @@ fn demo(zpr: &Path, workspace: &Path, scratch: &Path) -> anyhow::Result<()> {
     heading("zpr status");
     let status = agent.zpr(&["status"]).args(agent.paths()).output()?;
     print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
+    let protected = status.status.success();
 
     heading("cleaning up: zpr down, namespaces removed");
     drop(agent);
     drop(network);
     if mismatches > 0 {
         bail!("{mismatches} paths behaved unlike `zpr explain` says");
+    }
+    if !protected {
+        bail!(
+            "`zpr status` did not report every endpoint protected ({status})",
+            status = status.status
+        );
     }
     println!("done: every path behaved as `zpr explain` says.");
     Ok(())

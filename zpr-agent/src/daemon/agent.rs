@@ -28,7 +28,7 @@ pub struct Agent {
     /// Open when the inputs come from a store.
     store: Option<Store>,
     pins: PinLayout,
-    _ownership: PinOwnership,
+    ownership: PinOwnership,
     datapath: Datapath,
     status: Status,
     /// The live Plan and the vNICs it was written for.
@@ -117,7 +117,7 @@ impl Agent {
             config,
             store,
             pins,
-            _ownership: ownership,
+            ownership,
             datapath,
             status,
             live: None,
@@ -264,6 +264,17 @@ impl Agent {
     /// and attaches again where the kernel no longer runs zpr on a local
     /// endpoint's vNIC. What it finds is logged and counted in the status.
     pub fn keep_enforcing(&mut self) {
+        match self.ownership.keep(&self.pins) {
+            Ok(false) => {}
+            Ok(true) => self.note_repair(&format!(
+                "{} was removed: made it again and owned it",
+                self.pins.root().display()
+            )),
+            Err(err) => self.note_repair(&format!(
+                "{} was removed, and owning it again failed: {err:#}",
+                self.pins.root().display()
+            )),
+        }
         match self.datapath.restore_pins(&self.pins) {
             Ok(restored) => {
                 for path in restored {

@@ -8,6 +8,7 @@
 
 use std::{
     fs::{self, File},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -18,7 +19,8 @@ use crate::flock;
 
 /// Held while an agent owns the pin root.
 pub struct PinOwnership {
-    _root: File,
+    root: File,
+    run_dir: PathBuf,
 }
 
 /// The agent that owns a pin root.
@@ -51,14 +53,37 @@ impl PinOwnership {
                 pins.bpffs().display()
             );
         }
+        let ownership = PinOwnership {
+            root: directory,
+            run_dir: std::path::absolute(run_dir)?,
+        };
+        ownership.record_owner(pins)?;
+        Ok(ownership)
+    }
+
+    /// Owns the pin root again when someone removed it (the lock went with
+    /// the removed directory, and pins put back land in a new one): false
+    /// when nothing needed doing.
+    pub fn keep(&mut self, pins: &PinLayout) -> anyhow::Result<bool> {
+        let held = self.root.metadata()?;
+        let same = fs::metadata(pins.root())
+            .is_ok_and(|now| now.dev() == held.dev() && now.ino() == held.ino());
+        if same {
+            self.record_owner(pins)?;
+            return Ok(false);
+        }
+        *self = PinOwnership::acquire(pins, &self.run_dir)?;
+        Ok(true)
+    }
+
+    fn record_owner(&self, pins: &PinLayout) -> anyhow::Result<()> {
         let link = pins.owner();
-        let run_dir = std::path::absolute(run_dir)?;
-        if fs::read_link(&link).ok().as_deref() != Some(run_dir.as_path()) {
+        if fs::read_link(&link).ok().as_deref() != Some(self.run_dir.as_path()) {
             let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(&run_dir, &link)
+            std::os::unix::fs::symlink(&self.run_dir, &link)
                 .with_context(|| format!("recording the owner in {}", link.display()))?;
         }
-        Ok(PinOwnership { _root: directory })
+        Ok(())
     }
 }
 
