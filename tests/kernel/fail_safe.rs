@@ -230,7 +230,7 @@ fn a_second_agent_on_the_pin_root_refuses_and_outside_writes_are_undone() -> any
 
     // Someone (an older zpr, a script) writes a more permissive Plan into
     // both slots of the first agent's maps, bypassing the lock.
-    let loaded = inputs::read(&site.inputs.inventory(), &[more])?;
+    let loaded = inputs::read(Some(&site.inputs.inventory()), &[more])?;
     let permissive = loaded.inputs.expect("valid inputs");
     let plan = compile(&permissive.policies, &permissive.inventory);
     let (mut outsider, _) = Datapath::open_pinned(&PinLayout::new(&site.agent.bpffs))?;

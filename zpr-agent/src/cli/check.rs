@@ -1,21 +1,22 @@
+//! `zpr check`: the one checker the agent applies too (`inputs::check`),
+//! with its diagnostics printed.
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use super::Output;
-use crate::inventory::Inventory;
-use crate::lang::{
-    Diagnostic, JsonDiagnostic, SourceFile, UnknownAttributes, check_against_inventory_with, parse,
-    policy_name_from_path,
-};
+use crate::inputs::{self, Loaded};
+use crate::lang::JsonDiagnostic;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Also check every attribute against this inventory: unknown namespaces,
-    /// keys and list values are errors; attributes nothing carries are warnings.
+    /// Also check every attribute against this inventory (and the
+    /// inventory itself): unknown namespaces, keys and list values are
+    /// errors; attributes nothing carries are warnings. What passes is
+    /// exactly what the agent applies.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// How to print the diagnostics.
@@ -26,25 +27,17 @@ pub struct Args {
     pub policies: Vec<PathBuf>,
 }
 
-/// The result of checking one file.
-struct Checked {
-    file: String,
-    source: String,
-    statements: usize,
-    diagnostics: Vec<Diagnostic>,
-}
-
 #[derive(Serialize)]
-struct JsonReport {
-    files: Vec<JsonFile>,
+struct JsonReport<'a> {
+    files: Vec<JsonFile<'a>>,
     errors: usize,
     warnings: usize,
-    diagnostics: Vec<JsonDiagnostic>,
+    diagnostics: &'a [JsonDiagnostic],
 }
 
 #[derive(Serialize)]
-struct JsonFile {
-    file: String,
+struct JsonFile<'a> {
+    file: &'a str,
     /// Statements free of errors.
     statements: usize,
 }
@@ -52,107 +45,53 @@ struct JsonFile {
 /// Exit 0 when every file is valid (warnings allowed), 1 on errors; I/O
 /// problems are returned as errors (exit 2).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let inventory = args
-        .inventory
-        .as_ref()
-        .map(|path| -> anyhow::Result<Inventory> {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading inventory {}", path.display()))?;
-            Inventory::from_yaml_str(&text)
-                .with_context(|| format!("invalid inventory {}", path.display()))
-        })
-        .transpose()?;
-
-    let mut checked = Vec::with_capacity(args.policies.len());
-    for path in &args.policies {
-        let source =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let (statements, diagnostics) = match parse(&policy_name_from_path(path), &source) {
-            Ok(parsed) => {
-                let mut diagnostics = parsed.warnings;
-                if let Some(inventory) = &inventory {
-                    diagnostics.extend(check_against_inventory_with(
-                        &parsed.policy,
-                        inventory,
-                        UnknownAttributes::AreErrors,
-                    ));
-                    diagnostics.sort_by_key(|d| d.span.start);
-                }
-                (parsed.policy.statements.len(), diagnostics)
-            }
-            Err(diagnostics) => (0, diagnostics),
-        };
-        checked.push(Checked {
-            file: path.display().to_string(),
-            source,
-            statements,
-            diagnostics,
-        });
-    }
-
-    let all = || checked.iter().flat_map(|c| &c.diagnostics);
-    let errors = all().filter(|d| d.is_error()).count();
-    let warnings = all().count() - errors;
+    let loaded = inputs::read(args.inventory.as_deref(), &args.policies)?;
     match args.output {
-        Output::Text => print_text(&checked, errors, warnings)?,
-        Output::Json => print_json(&checked, errors, warnings)?,
+        Output::Text => print_text(&loaded)?,
+        Output::Json => print_json(&loaded)?,
     }
-    Ok(if errors == 0 {
+    Ok(if loaded.errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn print_text(checked: &[Checked], errors: usize, warnings: usize) -> anyhow::Result<()> {
+fn print_text(loaded: &Loaded) -> anyhow::Result<()> {
     let mut stderr = std::io::stderr().lock();
-    for file in checked {
-        let source = SourceFile::new(&file.file, &file.source);
-        for diagnostic in &file.diagnostics {
-            writeln!(stderr, "{}", source.render(diagnostic))?;
-        }
-    }
-    let statements: usize = checked.iter().map(|c| c.statements).sum();
-    let files = plural(checked.len(), "file");
-    if errors == 0 {
+    stderr.write_all(loaded.report.as_bytes())?;
+    let statements: usize = loaded.statements.iter().map(|(_, count)| count).sum();
+    let files = plural(loaded.statements.len(), "file");
+    let warnings = plural(loaded.warnings, "warning");
+    if loaded.errors == 0 {
         writeln!(
             stderr,
-            "checked {files}: {}, {}",
-            plural(statements, "statement"),
-            plural(warnings, "warning")
+            "checked {files}: {}, {warnings}",
+            plural(statements, "statement")
         )?;
     } else {
         writeln!(
             stderr,
-            "error: {} found in {files} ({})",
-            plural(errors, "error"),
-            plural(warnings, "warning")
+            "error: {} found in {files} ({warnings})",
+            plural(loaded.errors, "error")
         )?;
     }
     Ok(())
 }
 
-fn print_json(checked: &[Checked], errors: usize, warnings: usize) -> anyhow::Result<()> {
+fn print_json(loaded: &Loaded) -> anyhow::Result<()> {
     let report = JsonReport {
-        files: checked
+        files: loaded
+            .statements
             .iter()
-            .map(|c| JsonFile {
-                file: c.file.clone(),
-                statements: c.statements,
+            .map(|(file, statements)| JsonFile {
+                file,
+                statements: *statements,
             })
             .collect(),
-        errors,
-        warnings,
-        diagnostics: checked
-            .iter()
-            .flat_map(|c| {
-                let source = SourceFile::new(&c.file, &c.source);
-                c.diagnostics
-                    .iter()
-                    .map(|d| source.to_json(d))
-                    .collect::<Vec<_>>()
-            })
-            .collect(),
+        errors: loaded.errors,
+        warnings: loaded.warnings,
+        diagnostics: &loaded.diagnostics,
     };
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, &report)?;

@@ -2,6 +2,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::inputs::text::read_text;
+
 use anyhow::Context as _;
 
 use crate::lang::{SourceFile, format_source, policy_name_from_path};
@@ -26,8 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     for path in &args.policies {
-        let source =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let source = read_text(path, "policy")?;
         let file = path.display().to_string();
         let formatted = match format_source(&policy_name_from_path(path), &source) {
             Ok(formatted) => formatted,

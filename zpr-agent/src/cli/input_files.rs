@@ -19,7 +19,7 @@ impl InputFiles {
     /// Reads the inputs; their problems (and warnings) go to stderr, and a
     /// problem gives `None`. Unreadable files are errors (exit 2).
     pub fn load(&self) -> anyhow::Result<Option<Inputs>> {
-        let loaded = inputs::read(&self.inventory, &self.policies)?;
+        let loaded = inputs::read(Some(&self.inventory), &self.policies)?;
         std::io::stderr()
             .lock()
             .write_all(loaded.report.as_bytes())?;

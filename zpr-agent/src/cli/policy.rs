@@ -3,8 +3,9 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Context as _;
 use serde_json::{Value, json};
+
+use crate::inputs::text::read_text;
 
 use super::api_client::{ApiCommand, field, lines};
 
@@ -50,8 +51,7 @@ pub struct Statements {
 impl Statements {
     fn read(&self) -> anyhow::Result<Option<Vec<String>>> {
         if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = read_text(path, "policy")?;
             return Ok(Some(
                 text.lines()
                     .map(str::trim)

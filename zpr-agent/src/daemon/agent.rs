@@ -355,7 +355,7 @@ fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<Load
                 policies,
             },
             _,
-        ) => inputs::read(inventory, policies)?,
+        ) => inputs::read(Some(inventory), policies)?,
         (InputSource::Store(_), Some(store)) => store.load()?,
         (InputSource::Store(config), None) => {
             bail!("the store {} is not open", config.path.display())

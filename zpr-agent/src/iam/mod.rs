@@ -10,8 +10,7 @@ pub mod principal;
 
 use std::path::Path;
 
-use anyhow::Context as _;
-
+use crate::inputs::text::read_text;
 use crate::lang::{Severity, SourceFile, Span};
 pub use permission::{Permission, ResourceSelector, ResourceType, Verb};
 pub use principal::Principal;
@@ -97,8 +96,7 @@ impl IamPolicy {
     /// Reads a statements file; diagnostics are rendered like `zpr check`'s
     /// (warnings go to the log through the returned text).
     pub fn read(path: &Path) -> anyhow::Result<(IamPolicy, String)> {
-        let source = std::fs::read_to_string(path)
-            .with_context(|| format!("reading IAM statements {}", path.display()))?;
+        let source = read_text(path, "IAM statements")?;
         let file = path.display().to_string();
         let (statements, warnings) = IamPolicy::parse(&file, &source)?;
         Ok((IamPolicy { statements }, warnings))

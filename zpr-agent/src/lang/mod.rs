@@ -9,7 +9,6 @@ mod cst;
 mod diagnostic;
 mod filter;
 mod format;
-pub mod inventory_rules;
 mod lexer;
 mod parser;
 pub mod suggest;
@@ -21,9 +20,6 @@ use std::path::Path;
 pub use ast::*;
 pub use diagnostic::{Diagnostic, JsonDiagnostic, Position, Severity, SourceFile};
 pub use format::{format_policy, format_source, format_statement};
-pub use inventory_rules::{
-    UnknownAttributes, check_against_inventory, check_against_inventory_with,
-};
 
 /// A policy file that has no errors, with the warnings found reading it.
 #[derive(Debug, Clone)]

@@ -78,20 +78,15 @@ impl Store {
 
 /// The inputs as a connection (or a transaction in progress) sees them.
 pub fn load(connection: &Connection) -> anyhow::Result<Loaded> {
-    let inventory = InputText {
-        file: "store inventory".to_owned(),
-        name: String::new(),
-        text: serde_json::to_string_pretty(&resources::inventory_document(connection)?)?,
-    };
+    let inventory = InputText::inventory(
+        "store inventory".to_owned(),
+        serde_json::to_string_pretty(&resources::inventory_document(connection)?)?,
+    );
     let policies: Vec<InputText> = list_policies(connection)?
         .into_iter()
-        .map(|policy| InputText {
-            file: policy.name.clone(),
-            name: policy.name.clone(),
-            text: policy.source(),
-        })
+        .map(|policy| InputText::policy(policy.name.clone(), policy.name.clone(), policy.source()))
         .collect();
-    Ok(inputs::check(&inventory, &policies))
+    Ok(inputs::check(Some(&inventory), &policies))
 }
 
 fn count(connection: &Connection, table: &str) -> anyhow::Result<u64> {

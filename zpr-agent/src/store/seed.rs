@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use rusqlite::{Connection, params};
 use serde_yaml::Value;
 
@@ -13,11 +13,11 @@ use super::{
     Validator, create_attribute, create_namespace, inventory_document, parse_attribute_text,
     set_meta,
 };
+use crate::inputs::text::read_text;
 use crate::inventory::Inventory;
 
 pub(super) fn import(connection: &Connection, path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading inventory {}", path.display()))?;
+    let text = read_text(path, "inventory")?;
     if let Err(errors) = Inventory::from_yaml_str(&text) {
         bail!("{}: {errors}", path.display());
     }

@@ -1,37 +1,23 @@
 //! Rule 7: the attributes a policy names, checked against an inventory.
-//! Unknown namespaces, keys and list values are errors in
-//! `zpr check --inventory` and warnings elsewhere; an attribute that nothing
-//! carries is always a warning (the statement can never match).
+//! Unknown namespaces, keys and list values are errors, for `zpr check
+//! --inventory` and the agent alike (an emptied or truncated inventory
+//! must not be applied); an attribute that nothing carries is a warning
+//! (the statement can never match until something does). It sits above
+//! `lang` and `inventory`, which know nothing of each other's checks.
 
 use crate::inventory::{AttributeKind, AttributeStatus, Inventory};
+use crate::lang::Diagnostic;
 use crate::lang::ast::{Attribute, Endpoint, Policy, Scope, Span, Statement};
 use crate::lang::attribute::unquoted_text;
-use crate::lang::diagnostic::Diagnostic;
 use crate::lang::suggest::closest;
 
-/// How to report an attribute the inventory does not define.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnknownAttributes {
-    AreErrors,
-    AreWarnings,
-}
-
-/// Rule 7 with unknown attributes as warnings (what `compile` and `run` want).
+/// Rule 7's diagnostics for every attribute `policy` names.
 pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Diagnostic> {
-    check_against_inventory_with(policy, inventory, UnknownAttributes::AreWarnings)
-}
-
-/// Rule 7, reporting unknown attributes as `unknown` says.
-pub fn check_against_inventory_with(
-    policy: &Policy,
-    inventory: &Inventory,
-    unknown: UnknownAttributes,
-) -> Vec<Diagnostic> {
     policy
         .statements
         .iter()
         .flat_map(attributes_of)
-        .filter_map(|(attribute, span)| check_attribute(attribute, span, inventory, unknown))
+        .filter_map(|(attribute, span)| check_attribute(attribute, span, inventory))
         .collect()
 }
 
@@ -56,20 +42,11 @@ fn attributes_of(statement: &Statement) -> Vec<(&Attribute, Span)> {
     attributes
 }
 
-fn check_attribute(
-    attribute: &Attribute,
-    span: Span,
-    inventory: &Inventory,
-    unknown: UnknownAttributes,
-) -> Option<Diagnostic> {
+fn check_attribute(attribute: &Attribute, span: Span, inventory: &Inventory) -> Option<Diagnostic> {
     let text = unquoted_text(attribute);
     let unknown_diagnostic = |message: String, help: String| {
-        let diagnostic = match unknown {
-            UnknownAttributes::AreErrors => Diagnostic::error(message, span),
-            UnknownAttributes::AreWarnings => Diagnostic::warning(message, span),
-        };
         Some(
-            diagnostic
+            Diagnostic::error(message, span)
                 .with_label("not in the inventory")
                 .with_help(help),
         )

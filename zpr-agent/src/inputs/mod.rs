@@ -1,0 +1,236 @@
+//! Reading and checking the inventory and the policy files: the one
+//! checker behind `zpr check`, `compile`, `explain`, the agent and the
+//! store. What `zpr check --inventory` accepts is exactly what the agent
+//! applies.
+
+mod inventory_rules;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+
+use crate::inventory::Inventory;
+use crate::lang::{
+    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, parse, policy_name_from_path,
+};
+pub use inventory_rules::check_against_inventory;
+use text::{MAX_LINE_BYTES, overlong_line, read_text, without_byte_order_mark};
+
+/// A valid inventory and policy set.
+pub struct Inputs {
+    pub inventory: Inventory,
+    pub policies: Vec<Policy>,
+}
+
+/// What checking found: the inputs when they are valid (and an inventory
+/// was given), and every diagnostic, warnings too.
+pub struct Loaded {
+    pub inputs: Option<Inputs>,
+    /// Every diagnostic rendered with its source line.
+    pub report: String,
+    /// The same diagnostics as records (`--output json`).
+    pub diagnostics: Vec<JsonDiagnostic>,
+    pub errors: usize,
+    pub warnings: usize,
+    /// Each policy file with its number of statements free of errors.
+    pub statements: Vec<(String, usize)>,
+}
+
+/// One input's text: `file` names it in diagnostics, `name` is a policy's
+/// name (statement ids are `name:line`).
+pub struct InputText {
+    pub file: String,
+    pub name: String,
+    pub text: String,
+}
+
+impl InputText {
+    /// A policy's text, wherever it comes from (a file, the store).
+    pub fn policy(file: String, name: String, text: String) -> InputText {
+        InputText {
+            file,
+            name,
+            text: without_byte_order_mark(text),
+        }
+    }
+
+    /// An inventory's text.
+    pub fn inventory(file: String, text: String) -> InputText {
+        InputText::policy(file, String::new(), text)
+    }
+}
+
+/// Reads and checks the inputs (an inventory is optional: without one,
+/// the policies are checked alone and no inputs are returned). Unreadable
+/// files are errors of their own; invalid content is reported in
+/// [`Loaded`].
+pub fn read(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::Result<Loaded> {
+    let inventory = inventory_path
+        .map(|path| -> anyhow::Result<InputText> {
+            Ok(InputText::inventory(
+                path.display().to_string(),
+                read_text(path, "inventory")?,
+            ))
+        })
+        .transpose()?;
+    let policies = policy_paths
+        .iter()
+        .map(|path| {
+            Ok(InputText::policy(
+                path.display().to_string(),
+                policy_name_from_path(path),
+                read_text(path, "policy")?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(check(inventory.as_ref(), &policies))
+}
+
+/// Checks an inventory (when given) and a policy set, wherever their
+/// texts come from (files, or the store of `zpr serve`).
+pub fn check(inventory: Option<&InputText>, policies: &[InputText]) -> Loaded {
+    let mut found = Found::default();
+    // The inventory and the policies parse independently: side by side (a
+    // reload waits for both).
+    let (inventory_parsed, policies_parsed) = std::thread::scope(|scope| {
+        let inventory_parse = scope.spawn(|| inventory.map(parse_inventory));
+        let policies_parsed: Vec<_> = policies
+            .iter()
+            .map(|policy| match overlong_line(&policy.text) {
+                Some(line) => Err(vec![overlong_line_error(&policy.text, line)]),
+                None => parse(&policy.name, &policy.text),
+            })
+            .collect();
+        let inventory_parsed = inventory_parse
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (inventory_parsed, policies_parsed)
+    });
+    let inventory = match (inventory, inventory_parsed) {
+        (Some(text), Some(Err(errors))) => {
+            for error in errors {
+                found.inventory_error(&text.file, error);
+            }
+            None
+        }
+        (_, parsed) => parsed.and_then(Result::ok),
+    };
+    let mut policies_read: Vec<Policy> = Vec::new();
+    for (policy, parsed) in policies.iter().zip(policies_parsed) {
+        let source = SourceFile::new(&policy.file, &policy.text);
+        let (statements, diagnostics) = match parsed {
+            Ok(parsed) => {
+                let mut diagnostics = parsed.warnings;
+                if let Some(inventory) = &inventory {
+                    diagnostics.extend(check_against_inventory(&parsed.policy, inventory));
+                    diagnostics.sort_by_key(|d| d.span.start);
+                }
+                let statements = parsed.policy.statements.len();
+                if policies_read.iter().any(|p| p.name == policy.name) {
+                    diagnostics.push(Diagnostic::error(
+                        format!(
+                            "two policy files are named '{}'; statement ids (policy:line) must \
+                             be unique",
+                            policy.name
+                        ),
+                        Span::new(0, 0),
+                    ));
+                }
+                policies_read.push(parsed.policy);
+                (statements, diagnostics)
+            }
+            Err(diagnostics) => (0, diagnostics),
+        };
+        for diagnostic in &diagnostics {
+            found.diagnostic(&source, diagnostic);
+        }
+        found.statements.push((policy.file.clone(), statements));
+    }
+    let inputs = match inventory {
+        Some(inventory) if found.errors == 0 => Some(Inputs {
+            inventory,
+            policies: policies_read,
+        }),
+        _ => None,
+    };
+    Loaded {
+        inputs,
+        report: found.report,
+        diagnostics: found.diagnostics,
+        errors: found.errors,
+        warnings: found.warnings,
+        statements: found.statements,
+    }
+}
+
+fn parse_inventory(text: &InputText) -> Result<Inventory, Vec<crate::inventory::InventoryError>> {
+    if let Some(line) = overlong_line(&text.text) {
+        let (line, length) = line;
+        return Err(vec![crate::inventory::InventoryError {
+            path: String::new(),
+            message: overlong_line_message(length),
+            location: Some(crate::inventory::Location { line, column: 1 }),
+        }]);
+    }
+    Inventory::from_yaml_str(&text.text).map_err(|errors| errors.0)
+}
+
+fn overlong_line_message(length: usize) -> String {
+    format!(
+        "this line is {length} bytes long; the longest line zpr reads is {} KiB (is the file \
+         damaged?)",
+        MAX_LINE_BYTES >> 10
+    )
+}
+
+/// The error for an overlong line of a policy, at its first character.
+fn overlong_line_error(text: &str, (line, length): (usize, usize)) -> Diagnostic {
+    let start: usize = text.split('\n').take(line - 1).map(|l| l.len() + 1).sum();
+    Diagnostic::error(overlong_line_message(length), Span::new(start, start))
+}
+
+/// Diagnostics as they are found, rendered and counted.
+#[derive(Default)]
+struct Found {
+    report: String,
+    diagnostics: Vec<JsonDiagnostic>,
+    errors: usize,
+    warnings: usize,
+    statements: Vec<(String, usize)>,
+}
+
+impl Found {
+    fn diagnostic(&mut self, source: &SourceFile, diagnostic: &Diagnostic) {
+        self.count(diagnostic.severity);
+        self.report += &format!("{}\n", source.render(diagnostic));
+        self.diagnostics.push(source.to_json(diagnostic));
+    }
+
+    fn inventory_error(&mut self, file: &str, error: crate::inventory::InventoryError) {
+        self.count(Severity::Error);
+        self.report += &format!("error: {file}: {error}\n");
+        let (line, col) = error
+            .location
+            .map_or((0, 0), |location| (location.line, location.column));
+        let message = match error.path.is_empty() {
+            true => error.message,
+            false => format!("{}: {}", error.path, error.message),
+        };
+        self.diagnostics.push(JsonDiagnostic {
+            file: file.to_owned(),
+            line,
+            col,
+            end_line: line,
+            end_col: col,
+            severity: Severity::Error,
+            message,
+            help: None,
+        });
+    }
+
+    fn count(&mut self, severity: Severity) {
+        match severity {
+            Severity::Error => self.errors += 1,
+            Severity::Warning => self.warnings += 1,
+        }
+    }
+}
