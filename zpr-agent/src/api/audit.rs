@@ -1,6 +1,7 @@
 //! The audit log: one JSON line per mutating call, allowed or denied, in
 //! `<run-dir>/audit.jsonl` (who, what, the outcome, the generation it
-//! produced and its work request).
+//! produced and its work request). What a caller wrote is quoted bounded:
+//! a huge bad name must not make a huge line.
 
 use std::{
     fs::OpenOptions,
@@ -12,7 +13,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::operations::Operation;
-use crate::{daemon::unix_now, iam::Principal, store::WorkRequest};
+use crate::{daemon::unix_now, iam::Principal, lang::bounded, store::WorkRequest};
 
 pub struct AuditLog {
     path: PathBuf,
@@ -45,7 +46,7 @@ impl<'a> AuditRecord<'a> {
             resource: None,
             generation: None,
             work_request_id: None,
-            message: Some(why.to_owned()),
+            message: Some(bounded(why)),
         }
     }
 
@@ -60,10 +61,10 @@ impl<'a> AuditRecord<'a> {
             operation: operation.name(),
             allowed: true,
             outcome: work_request.status.clone(),
-            resource: Some(work_request.resource.clone()),
+            resource: Some(bounded(&work_request.resource)),
             generation: work_request.generation,
             work_request_id: Some(work_request.id.clone()),
-            message: work_request.errors.first().map(|e| e.message.clone()),
+            message: work_request.errors.first().map(|e| bounded(&e.message)),
         }
     }
 }

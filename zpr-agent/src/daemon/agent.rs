@@ -9,7 +9,7 @@ use zpr_common::config::LAYOUT_VERSION;
 
 use super::{
     AgentConfig, InputSource, StoreConfig,
-    status::{AttachedEndpoint, Notice, Status, unix_now},
+    status::{AttachedEndpoint, Notice, Status, summarised, unix_now},
 };
 use crate::{
     compile::{Plan, compile},
@@ -185,7 +185,7 @@ impl Agent {
                 );
             }
             Err(err) => {
-                let message = format!("{err:#}");
+                let message = summarised(format!("{err:#}"));
                 error!(
                     cause,
                     generation = self.status.generation,

@@ -69,13 +69,35 @@ pub struct Notice {
     pub message: String,
 }
 
+/// The most lines of a message a notice keeps: the first diagnostics say
+/// what is wrong; thousands of them would make every `zpr status` huge.
+const NOTICE_LINES: usize = 80;
+
 impl Notice {
     pub fn now(message: String) -> Notice {
         Notice {
             at: unix_now(),
-            message,
+            message: summarised(message),
         }
     }
+}
+
+/// `message`, cut to its first [`NOTICE_LINES`] lines.
+pub fn summarised(message: String) -> String {
+    let lines = message.lines().count();
+    if lines <= NOTICE_LINES {
+        return message;
+    }
+    let mut kept: String = message
+        .lines()
+        .take(NOTICE_LINES)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    kept += &format!(
+        "… {} more lines (`zpr check --inventory FILE POLICY...` prints them all)",
+        lines - NOTICE_LINES
+    );
+    kept
 }
 
 impl Status {

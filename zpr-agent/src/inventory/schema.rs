@@ -106,6 +106,9 @@ impl<'de> Deserialize<'de> for Scalar {
 /// Reads the document's shape; on failure every unknown key (with a
 /// suggestion) and serde's first other complaint.
 pub(super) fn parse(text: &str) -> Result<RawInventory, Vec<InventoryError>> {
+    if let Some(error) = super::nesting::too_deep(text) {
+        return Err(vec![error]);
+    }
     let document: Value = serde_yaml::from_str(text).map_err(|error| vec![from_serde(&error)])?;
     if document.is_null() {
         return Ok(empty());

@@ -96,6 +96,22 @@ pub struct JsonDiagnostic {
     pub help: Option<String>,
 }
 
+/// How much of a source line a diagnostic quotes, in characters, and how
+/// many of them come before the problem.
+const EXCERPT_CHARS: usize = 120;
+const EXCERPT_CONTEXT: usize = 40;
+/// The longest message, label or help a diagnostic prints, in characters.
+const MESSAGE_CHARS: usize = 300;
+
+/// `text`, cut to [`MESSAGE_CHARS`] characters (for anything that echoes
+/// input back: diagnostics, logs, the audit log).
+pub fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MESSAGE_CHARS) {
+        Some((at, _)) => format!("{}… ({} bytes in all)", &text[..at], text.len()),
+        None => text.to_owned(),
+    }
+}
+
 /// A source text with its line starts indexed, so positions of many
 /// diagnostics are found without rescanning the file.
 pub struct SourceFile<'a> {
@@ -133,6 +149,9 @@ impl<'a> SourceFile<'a> {
         }
     }
 
+    /// rustc-style text. A long source line is quoted as an excerpt
+    /// around the problem, and long messages are cut: a diagnostic stays a
+    /// few lines however large the input (it goes to logs and status).
     pub fn render(&self, diagnostic: &Diagnostic) -> String {
         let start = self.clamp(diagnostic.span.start);
         let line = self.line_index(start);
@@ -144,29 +163,55 @@ impl<'a> SourceFile<'a> {
         let end = self
             .clamp(diagnostic.span.end)
             .clamp(start, line_start + line_text.len());
-        let carets = self.text[start..end].chars().count().max(1);
+        let before: Vec<char> = self.text[line_start..start].chars().collect();
+        let marked = self.text[start..end].chars().count().max(1);
+        let after = line_text[start - line_start..].chars();
+        // The excerpt: up to EXCERPT_CONTEXT characters before the problem,
+        // then EXCERPT_CHARS in all.
+        let skipped = before.len().saturating_sub(EXCERPT_CONTEXT);
+        let shown_before = &before[skipped..];
+        let room = EXCERPT_CHARS.saturating_sub(shown_before.len());
+        let rest: String = after.clone().take(room).collect();
+        let cut_after = after.count() > room;
+        let carets = marked.min(room.max(1));
+        let mut excerpt = String::new();
+        if skipped > 0 {
+            excerpt.push('…');
+        }
+        excerpt.extend(shown_before);
+        excerpt += &rest;
+        if cut_after {
+            excerpt.push('…');
+        }
         // Tabs are kept in the padding so the carets line up under them.
-        let padding: String = self.text[line_start..start]
-            .chars()
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
+        let padding: String = std::iter::repeat_n(' ', usize::from(skipped > 0))
+            .chain(
+                shown_before
+                    .iter()
+                    .map(|&c| if c == '\t' { '\t' } else { ' ' }),
+            )
             .collect();
 
         let number = (line + 1).to_string();
         let gutter = " ".repeat(number.len());
-        let mut out = format!("{}: {}\n", diagnostic.severity.as_str(), diagnostic.message);
+        let mut out = format!(
+            "{}: {}\n",
+            diagnostic.severity.as_str(),
+            bounded(&diagnostic.message)
+        );
         out += &format!(
             "{gutter}--> {}:{}:{}\n",
             self.name, position.line, position.col
         );
         out += &format!("{gutter} |\n");
-        out += &format!("{number} | {line_text}\n");
+        out += &format!("{number} | {excerpt}\n");
         out += &format!("{gutter} | {padding}{}", "^".repeat(carets));
         if let Some(label) = &diagnostic.label {
-            out += &format!(" {label}");
+            out += &format!(" {}", bounded(label));
         }
         out += "\n";
         if let Some(help) = &diagnostic.help {
-            out += &format!("{gutter} |\n{gutter} = help: {help}\n");
+            out += &format!("{gutter} |\n{gutter} = help: {}\n", bounded(help));
         }
         out
     }
@@ -181,8 +226,8 @@ impl<'a> SourceFile<'a> {
             end_line: end.line,
             end_col: end.col,
             severity: diagnostic.severity,
-            message: diagnostic.message.clone(),
-            help: diagnostic.help.clone(),
+            message: bounded(&diagnostic.message),
+            help: diagnostic.help.as_deref().map(bounded),
         }
     }
 
@@ -241,6 +286,29 @@ mod tests {
         assert_eq!(file.position(at_x), Position { line: 1, col: 5 });
         let rendered = file.render(&Diagnostic::warning("w", Span::new(at_x, at_x)));
         assert!(rendered.contains("\n  |     ^\n"), "{rendered}");
+    }
+
+    #[test]
+    fn a_long_line_is_quoted_as_an_excerpt_around_the_problem() {
+        let source = format!("{}oops{}", "a".repeat(5000), "b".repeat(5000));
+        let at = source.find("oops").unwrap();
+        let diagnostic = Diagnostic::error("x".repeat(100_000), Span::new(at, at + 4));
+        let rendered = SourceFile::new("p.zpr", &source).render(&diagnostic);
+        assert!(rendered.len() < 1000, "{} bytes", rendered.len());
+        assert!(rendered.contains("--> p.zpr:1:5001"), "{rendered}");
+        let quoted = rendered.lines().find(|l| l.starts_with("1 | ")).unwrap();
+        let carets = rendered.lines().find(|l| l.contains('^')).unwrap();
+        assert!(
+            quoted.starts_with("1 | …aaa") && quoted.ends_with("bbb…"),
+            "{quoted}"
+        );
+        let column = |line: &str, found: usize| line[..found].chars().count();
+        assert_eq!(
+            column(quoted, quoted.find("oops").unwrap()),
+            column(carets, carets.find('^').unwrap()),
+            "the carets stand under the problem"
+        );
+        assert!(rendered.contains("(100000 bytes in all)"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod validate;
 use std::path::Path;
 
 pub use ast::*;
-pub use diagnostic::{Diagnostic, JsonDiagnostic, Position, Severity, SourceFile};
+pub use diagnostic::{Diagnostic, JsonDiagnostic, Position, Severity, SourceFile, bounded};
 pub use format::{format_policy, format_source, format_statement};
 
 /// A policy file that has no errors, with the warnings found reading it.
