@@ -14,6 +14,7 @@ use super::{
     http::{Request, Response},
     operations::{Operation, work_request_permission},
 };
+use crate::daemon::Guard;
 use crate::{
     daemon::{Agent, unix_now},
     iam::{IamPolicy, Permission, Principal},
@@ -326,7 +327,7 @@ impl Service {
         };
         // The store changed: apply it as the files would be.
         let outcome = outcome.and_then(|(value, _)| {
-            agent.reload(operation.name(), since);
+            agent.reload(operation.name(), since, Guard::Confirmed);
             let status = agent.status();
             match &status.last_error {
                 Some(error) => Err(Failure::new(

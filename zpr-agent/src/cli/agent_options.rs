@@ -27,6 +27,12 @@ pub struct AgentOptions {
     /// stops, every program detaches. For throwaway set-ups only.
     #[arg(long)]
     pub allow_private_bpffs: bool,
+    /// Apply input changes that would stop protecting more than half of
+    /// this host's protected endpoints at once. Without it such a change
+    /// (an emptied or truncated inventory, say) is held back, the live
+    /// policy stays, and SIGHUP confirms it.
+    #[arg(long)]
+    pub allow_unprotect: bool,
 }
 
 /// `--hook`.
@@ -55,6 +61,7 @@ impl AgentOptions {
             run_dir: self.paths.run_dir,
             hook: self.hook.into(),
             allow_private_bpffs: self.allow_private_bpffs,
+            allow_unprotect: self.allow_unprotect,
         })
     }
 }

@@ -49,8 +49,9 @@ enum Health {
     /// a running agent applied the latest inputs. Exit 0.
     Protected,
     /// Enforcing, but not as intended: no agent runs (nothing follows
-    /// changes or mends what is undone), the last reload failed (older
-    /// inputs stay in force), or part of the pinned state is unreadable.
+    /// changes or mends what is undone), the last reload failed or was
+    /// held back (older inputs stay in force), or part of the pinned
+    /// state is unreadable.
     /// Exit 3.
     Degraded,
     /// Something tagged is not protected: nothing is live, a protected
@@ -160,6 +161,12 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
                 .to_owned(),
         )),
         (Some(_), Some(status)) => {
+            if let Some(held) = &status.held_back {
+                problems.push((
+                    Health::Degraded,
+                    format!("input changes {} ({})", held.message, ago(held.at)),
+                ));
+            }
             if let Some(error) = &status.last_error {
                 problems.push((
                     Health::Degraded,

@@ -1,7 +1,12 @@
 //! The agent's state and its one job: turn the current inputs into the
 //! enforced Plan, or leave the live Plan in place and say why not.
 
-use std::{collections::BTreeMap, ffi::CString, path::PathBuf, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ffi::CString,
+    path::PathBuf,
+    time::Instant,
+};
 
 use anyhow::{Context as _, bail};
 use tracing::{error, info, warn};
@@ -16,7 +21,7 @@ use crate::{
     datapath::{
         Adoption, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout, PinOwnership,
         PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments, pinned_config,
-        pinned_interfaces, remove_all, write_plan,
+        pinned_interfaces, protected_endpoints, remove_all, write_plan,
     },
     inputs,
     inventory::Mode,
@@ -122,7 +127,7 @@ impl Agent {
             status,
             live: None,
         };
-        let applied = first.and_then(|loaded| agent.apply(loaded, since));
+        let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
         agent.record("start", applied);
         Ok(agent)
     }
@@ -155,17 +160,82 @@ impl Agent {
     /// Compiles the inputs and, when they are valid, makes them the live
     /// Plan. When they are not, the live Plan stays and the error is kept
     /// for `zpr status`.
-    pub fn reload(&mut self, cause: &str, since: Instant) {
+    pub fn reload(&mut self, cause: &str, since: Instant, guard: Guard) {
         let applied = load_plan(&self.config.inputs, self.store.as_ref())
-            .and_then(|loaded| self.apply(loaded, since));
+            .and_then(|loaded| self.settle(loaded, since, guard));
         self.record(cause, applied);
     }
 
+    /// Applies a loaded Plan, unless the unprotect guard holds it back.
+    fn settle(
+        &mut self,
+        loaded: LoadedPlan,
+        since: Instant,
+        guard: Guard,
+    ) -> anyhow::Result<Outcome> {
+        if guard == Guard::Unprotect && !self.config.allow_unprotect {
+            let protected = protected_endpoints(&self.datapath)?;
+            if let Some(why) = self.would_unprotect(&loaded.plan, &protected) {
+                return Ok(Outcome::HeldBack(why));
+            }
+        }
+        self.apply(loaded, since).map(Outcome::Applied)
+    }
+
+    /// Why `plan` must wait for the operator: it would stop protecting
+    /// more than half of the endpoints protected here now (whose vNICs are
+    /// still here), as an emptied or truncated inventory would.
+    fn would_unprotect(&self, plan: &Plan, protected_now: &BTreeSet<u32>) -> Option<String> {
+        let interfaces = present_interfaces(plan);
+        let still: BTreeSet<u32> = plan
+            .endpoints
+            .iter()
+            .filter(|endpoint| endpoint.protected && endpoint.mode == Mode::Enforce)
+            .filter_map(|endpoint| interfaces.get(endpoint.interface.as_deref()?).copied())
+            .collect();
+        let present: BTreeSet<u32> = all_interface_indexes();
+        let now: Vec<u32> = protected_now
+            .iter()
+            .copied()
+            .filter(|ifindex| present.contains(ifindex))
+            .collect();
+        let lost: Vec<u32> = now
+            .iter()
+            .copied()
+            .filter(|ifindex| !still.contains(ifindex))
+            .collect();
+        if lost.is_empty() || lost.len() * 2 <= now.len() {
+            return None;
+        }
+        let names: Vec<String> = lost
+            .iter()
+            .map(|&ifindex| match self.status.endpoint_by_ifindex(ifindex) {
+                Some(endpoint) => format!("{} ({})", endpoint.name, endpoint.interface),
+                None => format!("ifindex {ifindex}"),
+            })
+            .collect();
+        Some(format!(
+            "held back: the new inputs would stop protecting {} of the {} endpoints protected \
+             here ({}), as an emptied or truncated inventory does. The live policy stays. If \
+             this is meant, confirm it with SIGHUP (`kill -HUP {}`); else fix the inputs",
+            lost.len(),
+            now.len(),
+            names.join(", "),
+            std::process::id()
+        ))
+    }
+
     /// Logs a reload's outcome and keeps it in the status file.
-    fn record(&mut self, cause: &str, applied: anyhow::Result<ReloadStages>) {
+    fn record(&mut self, cause: &str, applied: anyhow::Result<Outcome>) {
         match applied {
-            Ok(stages) => {
+            Ok(Outcome::HeldBack(why)) => {
+                error!(cause, generation = self.status.generation, "{why}");
                 self.status.last_error = None;
+                self.status.held_back = Some(Notice::now(why));
+            }
+            Ok(Outcome::Applied(stages)) => {
+                self.status.last_error = None;
+                self.status.held_back = None;
                 info!(
                     cause,
                     generation = self.status.generation,
@@ -335,6 +405,34 @@ impl Agent {
             .as_ref()
             .is_some_and(|(plan, written)| present_interfaces(plan) != *written)
     }
+}
+
+/// Whether a reload may be held back for the operator to confirm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Changes nobody confirmed (input files changed, the agent started):
+    /// held back when they would unprotect most of this host.
+    Unprotect,
+    /// The operator asked for exactly this (SIGHUP, an API call), or the
+    /// Plan did not change (a vNIC came or went).
+    Confirmed,
+}
+
+/// What a reload did.
+enum Outcome {
+    Applied(ReloadStages),
+    /// The unprotect guard held it back; why.
+    HeldBack(String),
+}
+
+/// Every interface index on this host (network namespace).
+fn all_interface_indexes() -> BTreeSet<u32> {
+    std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| interface_index(&entry.file_name().to_string_lossy()))
+        .collect()
 }
 
 /// A Plan compiled from the inputs, with when each stage ended.

@@ -17,7 +17,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-pub use agent::Agent;
+pub use agent::{Agent, Guard};
 pub use lock::{AgentLock, lock_holder};
 pub use status::{AttachedEndpoint, Notice, Status, unix_now};
 
@@ -38,6 +38,9 @@ pub struct AgentConfig {
     pub hook: FromWorkloadHook,
     /// Run even when the pins would not outlive the agent.
     pub allow_private_bpffs: bool,
+    /// Apply input changes that unprotect most of this host without
+    /// waiting for SIGHUP.
+    pub allow_unprotect: bool,
 }
 
 /// Where the agent's inventory and policies come from.
@@ -80,7 +83,16 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
 async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     let _lock = AgentLock::acquire(&config.run_dir)?;
     let mut watch = match &config.inputs {
-        InputSource::Files { .. } => Some(watch::InputWatch::new(&config)?),
+        InputSource::Files {
+            inventory,
+            policies,
+        } => {
+            let files = std::iter::once(inventory)
+                .chain(policies)
+                .cloned()
+                .collect();
+            Some(watch::InputWatch::new(files)?)
+        }
         InputSource::Store(_) => None,
     };
     let api = match &config.inputs {
@@ -104,7 +116,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
         tokio::select! {
             Some(changed) = maybe(watch.as_mut().map(|watch| watch.changed())) => {
                 let since = changed?;
-                agent.reload("input files changed", since);
+                agent.reload("input files changed", since, Guard::Unprotect);
             }
             Some(Some(call)) = maybe(api.as_mut().map(|(socket, _)| socket.next())) => {
                 if let Some((_, service)) = &api {
@@ -120,11 +132,13 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
             _ = rescan.tick() => {
                 if agent.interfaces_changed() {
                     let cause = "a local endpoint's vNIC appeared or went away";
-                    agent.reload(cause, std::time::Instant::now());
+                    agent.reload(cause, std::time::Instant::now(), Guard::Confirmed);
                 }
                 agent.keep_enforcing();
             }
-            _ = hangup.recv() => agent.reload("SIGHUP", std::time::Instant::now()),
+            _ = hangup.recv() => {
+                agent.reload("SIGHUP", std::time::Instant::now(), Guard::Confirmed);
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }

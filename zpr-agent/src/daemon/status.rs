@@ -35,6 +35,10 @@ pub struct Status {
     /// The last reload's failure (the live policy stayed); None after a
     /// reload that succeeded.
     pub last_error: Option<Notice>,
+    /// Inputs the unprotect guard holds back until the operator confirms
+    /// them (the live policy stays meanwhile).
+    #[serde(default)]
+    pub held_back: Option<Notice>,
     /// Conditions the agent runs under that put enforcement at risk.
     #[serde(default)]
     pub warnings: Vec<String>,

@@ -29,6 +29,8 @@ pub use pinned::{
     Adoption, LinkEnd, PinLayout, Removed, detach_pinned, pinned_interfaces, remove_all,
 };
 pub use pins::ensure_bpffs;
-pub use plan_maps::{InterfaceIndexes, WrittenPlan, map_policy_key, write_plan};
+pub use plan_maps::{
+    InterfaceIndexes, WrittenPlan, map_policy_key, protected_endpoints, write_plan,
+};
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};
 pub use visibility::{PinVisibility, current_netns_name, shares_mount_namespace};

@@ -405,6 +405,23 @@ fn lpm_entries<K: aya::Pod + Hash + Eq, V: aya::Pod>(
     Ok(entries)
 }
 
+/// The vNICs (ifindexes) whose endpoints the live Plan enforces: tagged
+/// and not in audit mode, as the kernel holds them now.
+pub fn protected_endpoints(datapath: &Datapath) -> anyhow::Result<BTreeSet<u32>> {
+    let slot = live_config(datapath)?.slot();
+    let endpoints: Entries<EndpointKey, EndpointConfig> =
+        hash_entries(datapath, maps::ENDPOINTS, |key: &EndpointKey| {
+            key.slot == slot
+        })?;
+    Ok(endpoints
+        .into_iter()
+        .filter(|(_, config)| {
+            config.flags & ENDPOINT_PROTECTED != 0 && config.flags & ENDPOINT_AUDIT == 0
+        })
+        .map(|(key, _)| key.ifindex)
+        .collect())
+}
+
 /// Removes every entry of `slot` from the per-Plan maps.
 fn clear_slot(datapath: &mut Datapath, slot: u8) -> anyhow::Result<()> {
     let mut endpoints: HashMap<_, EndpointKey, EndpointConfig> =
