@@ -219,6 +219,29 @@ impl AgentProcess {
         })
     }
 
+    /// Reloads the agent attempted so far (0 before its status exists).
+    pub fn reloads(&self) -> u64 {
+        self.status()
+            .and_then(|s| s["reloads"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the agent finished a reload after the `before`th,
+    /// whatever its outcome; returns its status.
+    pub fn wait_for_reload(&self, before: u64) -> anyhow::Result<Value> {
+        self.wait_for(&format!("reload {}", before + 1), |s| {
+            s["reloads"].as_u64().unwrap_or(0) > before
+        })
+    }
+
+    /// SIGHUP: reload now, confirming what the unprotect guard holds back.
+    pub fn hang_up(&self) -> anyhow::Result<()> {
+        let pid = self.pid().context("the agent is not running")?;
+        // SAFETY: kill(2) on our own child.
+        anyhow::ensure!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } == 0);
+        Ok(())
+    }
+
     pub fn generation(&self) -> u64 {
         self.status()
             .and_then(|s| s["generation"].as_u64())

@@ -227,6 +227,7 @@ impl Agent {
 
     /// Logs a reload's outcome and keeps it in the status file.
     fn record(&mut self, cause: &str, applied: anyhow::Result<Outcome>) {
+        self.status.reloads += 1;
         match applied {
             Ok(Outcome::HeldBack(why)) => {
                 error!(cause, generation = self.status.generation, "{why}");
@@ -425,14 +426,25 @@ enum Outcome {
     HeldBack(String),
 }
 
-/// Every interface index on this host (network namespace).
+/// Every interface index in this network namespace (asked of the kernel:
+/// /sys/class/net shows the namespace sysfs was mounted in).
 fn all_interface_indexes() -> BTreeSet<u32> {
-    std::fs::read_dir("/sys/class/net")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|entry| interface_index(&entry.file_name().to_string_lossy()))
-        .collect()
+    let mut indexes = BTreeSet::new();
+    // SAFETY: if_nameindex returns an array ending with a zero entry (or
+    // null), freed below with if_freenameindex.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return indexes;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 {
+            indexes.insert((*entry).if_index);
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    indexes
 }
 
 /// A Plan compiled from the inputs, with when each stage ended.

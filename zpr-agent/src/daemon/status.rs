@@ -39,6 +39,9 @@ pub struct Status {
     /// them (the live policy stays meanwhile).
     #[serde(default)]
     pub held_back: Option<Notice>,
+    /// Reloads attempted since the agent started, whatever their outcome.
+    #[serde(default)]
+    pub reloads: u64,
     /// Conditions the agent runs under that put enforcement at risk.
     #[serde(default)]
     pub warnings: Vec<String>,
