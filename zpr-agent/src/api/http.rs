@@ -2,7 +2,10 @@
 //! connection (`Connection: close`), bodies framed by `Content-Length`,
 //! heads parsed by `httparse`. The peers are zpr's own CLI and tools such as
 //! `curl --unix-socket`, so no keep-alive, chunked bodies or TLS: hyper
-//! would bring a dozen crates for features this socket never uses.
+//! would bring a dozen crates for features this socket never uses. What it
+//! does not support it refuses (a chunked body: 411; two Content-Length
+//! headers: 400), rather than guess at a body it may read differently
+//! from the sender.
 
 use std::io::{Read as _, Write as _};
 
@@ -20,7 +23,32 @@ pub struct Request {
     pub method: String,
     /// Without the query string.
     pub path: String,
+    /// The `if-match` header: the etag the caller read.
+    pub if_match: Option<String>,
     pub body: Vec<u8>,
+}
+
+/// A request refused before it reaches the service, with its status.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refuse<T>(status: u16, message: impl Into<String>) -> anyhow::Result<T> {
+    Err(Refused {
+        status,
+        message: message.into(),
+    }
+    .into())
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +91,8 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
+        411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Payload Too Large",
         _ => "Internal Server Error",
     }
@@ -79,6 +109,8 @@ pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result
             let target = request.path.unwrap_or_default();
             let path = target.split('?').next().unwrap_or_default().to_owned();
             let length = content_length(request.headers)?;
+            let if_match = single(request.headers, "if-match")?
+                .map(|value| String::from_utf8_lossy(value).trim().to_owned());
             let mut body = buffer[head_length..].to_vec();
             while body.len() < length {
                 let mut chunk = vec![0; (length - body.len()).min(64 * 1024)];
@@ -89,7 +121,12 @@ pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result
                 body.extend_from_slice(&chunk[..read]);
             }
             body.truncate(length);
-            return Ok(Request { method, path, body });
+            return Ok(Request {
+                method,
+                path,
+                if_match,
+                body,
+            });
         }
         if buffer.len() > MAX_HEAD {
             bail!("request head longer than {MAX_HEAD} bytes");
@@ -103,14 +140,28 @@ pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result
     }
 }
 
+/// The value of a header that may appear at most once.
+fn single<'h>(headers: &[httparse::Header<'h>], name: &str) -> anyhow::Result<Option<&'h [u8]>> {
+    let mut found = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+    let first = found.next();
+    if found.next().is_some() {
+        return refuse(400, format!("the request has two {name} headers: send one"));
+    }
+    Ok(first.map(|header| header.value))
+}
+
 fn content_length(headers: &[httparse::Header]) -> anyhow::Result<usize> {
-    let Some(header) = headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-    else {
+    if single(headers, "transfer-encoding")?.is_some() {
+        return refuse(
+            411,
+            "Transfer-Encoding (a chunked body) is not supported: send the body with a \
+             Content-Length",
+        );
+    }
+    let Some(value) = single(headers, "content-length")? else {
         return Ok(0);
     };
-    let length: usize = std::str::from_utf8(header.value)?
+    let length: usize = std::str::from_utf8(value)?
         .trim()
         .parse()
         .context("Content-Length is not a number")?;
@@ -136,6 +187,7 @@ pub fn call(
     socket: &std::path::Path,
     method: &str,
     path: &str,
+    if_match: Option<&str>,
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<Response> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
@@ -148,9 +200,10 @@ pub fn call(
         .map(serde_json::to_vec)
         .transpose()?
         .unwrap_or_default();
+    let if_match = if_match.map_or(String::new(), |etag| format!("If-Match: {etag}\r\n"));
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: zpr\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Content-Length: {}\r\n{if_match}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

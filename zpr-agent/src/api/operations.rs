@@ -251,6 +251,27 @@ impl Operation {
 
     /// Whether it changes anything (and so makes a work request, an audit
     /// record and a new generation).
+    /// Answers with one resource that has an etag: a read of one, or a
+    /// change that leaves one (deletions and endpoint attribute changes
+    /// leave none to compare).
+    pub fn has_etag(&self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            GetZprPolicy { .. }
+                | CreateZprPolicy
+                | UpdateZprPolicy { .. }
+                | GetConfiguration
+                | UpdateConfiguration
+                | GetSecurityAttributeNamespace { .. }
+                | CreateSecurityAttributeNamespace
+                | UpdateSecurityAttributeNamespace { .. }
+                | GetSecurityAttribute { .. }
+                | CreateSecurityAttribute { .. }
+                | UpdateSecurityAttribute { .. }
+        )
+    }
+
     pub fn mutates(&self) -> bool {
         use Operation::*;
         !matches!(

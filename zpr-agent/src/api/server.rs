@@ -80,10 +80,19 @@ async fn accept(listener: UnixListener, calls: mpsc::Sender<Call>) {
 async fn serve_connection(mut stream: UnixStream, calls: mpsc::Sender<Call>) {
     let response = match answer(&mut stream, &calls).await {
         Ok(response) => response,
-        Err(error) => Response::json(
-            400,
-            &serde_json::json!({ "code": "InvalidParameter", "message": format!("{error:#}") }),
-        ),
+        Err(error) => {
+            let status = error
+                .downcast_ref::<http::Refused>()
+                .map_or(400, |r| r.status);
+            let code = match status {
+                411 => "LengthRequired",
+                _ => "InvalidParameter",
+            };
+            Response::json(
+                status,
+                &serde_json::json!({ "code": code, "message": format!("{error:#}") }),
+            )
+        }
     };
     if let Err(error) = http::write_response(&mut stream, &response).await {
         debug!("API socket: writing a response: {error:#}");

@@ -14,6 +14,9 @@ use super::{
     http::{Request, Response},
     operations::{Operation, work_request_permission},
 };
+use std::hash::Hasher as _;
+
+use crate::compile::Fnv1a64;
 use crate::daemon::Guard;
 use crate::{
     daemon::{Agent, unix_now},
@@ -156,7 +159,7 @@ impl Service {
         }
         if !operation.mutates() {
             return match self.read(store.connection(), principal, &operation) {
-                Ok(value) => Response::json(200, &value),
+                Ok(value) => tagged(200, value, operation.has_etag()),
                 Err(failure) => failure.response(),
             };
         }
@@ -351,7 +354,7 @@ impl Service {
                     message: format!("applied as policy generation {generation}"),
                     timestamp: now,
                 });
-                Response::json(200, value)
+                tagged(200, value.clone(), operation.has_etag())
             }
             Err(failure) => {
                 work_request.status = "FAILED".to_owned();
@@ -400,6 +403,21 @@ impl Service {
             return Err(Failure::new(500, "InternalServerError", "no store"));
         };
         let transaction = store.transaction()?;
+        if let Some(expected) = &request.if_match {
+            let current = current(&transaction, operation)?;
+            let current = etag(&current);
+            if *expected != current {
+                return Err(Failure::new(
+                    412,
+                    "NoEtagMatch",
+                    format!(
+                        "the resource changed since it was read (if-match {expected}, its etag \
+                         is now {current}): read it again, redo the change, and send the new \
+                         etag; nothing changed"
+                    ),
+                ));
+            }
+        }
         let (value, namespace) = change(&transaction, operation, request)?;
         let loaded = store::load(&transaction)?;
         if loaded.inputs.is_none() {
@@ -541,6 +559,56 @@ fn change(
             )
         }
         _ => unreachable!("{} changes nothing", operation.name()),
+    })
+}
+
+/// A resource's etag: a hash of its JSON, so any change to it changes it.
+fn etag(resource: &Value) -> String {
+    let mut hasher = Fnv1a64::default();
+    hasher.write(&serde_json::to_vec(resource).unwrap_or_default());
+    format!("{:016x}", hasher.finish())
+}
+
+/// An answer; one resource with an etag carries it (header `etag`, and
+/// field `etag` for readers of the body).
+fn tagged(status: u16, mut value: Value, has_etag: bool) -> Response {
+    if !has_etag || !value.is_object() {
+        return Response::json(status, &value);
+    }
+    let tag = etag(&value);
+    value["etag"] = tag.clone().into();
+    let mut response = Response::json(status, &value);
+    response.headers.push(("etag".to_owned(), tag));
+    response
+}
+
+/// The resource a change acts on as it is now (what `if-match` compares).
+fn current(connection: &rusqlite::Connection, operation: &Operation) -> Result<Value, Failure> {
+    use Operation::*;
+    Ok(match operation {
+        UpdateZprPolicy { id } | DeleteZprPolicy { id } => {
+            to_json(&store::get_policy(connection, id)?)
+        }
+        UpdateConfiguration => to_json(&store::get_configuration(connection)?),
+        UpdateSecurityAttributeNamespace { namespace }
+        | DeleteSecurityAttributeNamespace { namespace }
+        | CascadeDeleteSecurityAttributeNamespace { namespace } => {
+            to_json(&store::get_namespace(connection, namespace)?)
+        }
+        UpdateSecurityAttribute { namespace, name }
+        | DeleteSecurityAttribute { namespace, name } => {
+            to_json(&store::get_attribute(connection, namespace, name)?)
+        }
+        _ => {
+            return Err(Failure::new(
+                400,
+                "InvalidParameter",
+                format!(
+                    "{} takes no if-match: it does not change one existing resource",
+                    operation.name()
+                ),
+            ));
+        }
     })
 }
 

@@ -42,20 +42,32 @@ impl ApiArgs {
         body: Option<Value>,
         text: impl Fn(&Value) -> String,
     ) -> anyhow::Result<ExitCode> {
-        let response = http::call(
-            &self.socket,
-            method,
-            &format!("{API_VERSION}{path}"),
-            body.as_ref(),
-        )?;
-        let answer: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        let header = |name: &str| {
-            response
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        self.call_matching(method, path, None, body, text)
+    }
+
+    /// As [`ApiArgs::call`], sending `if-match: ETAG` when given (the
+    /// change is refused with 412 when the resource changed since).
+    pub fn call_matching(
+        &self,
+        method: &str,
+        path: &str,
+        if_match: Option<&str>,
+        body: Option<Value>,
+        text: impl Fn(&Value) -> String,
+    ) -> anyhow::Result<ExitCode> {
+        let (response, answer) = self.request(method, path, if_match, body.as_ref())?;
+        self.report(&response, &answer, text)
+    }
+
+    /// Prints an answer as [`ApiArgs::call`] does; its exit code.
+    pub fn report(
+        &self,
+        response: &http::Response,
+        answer: &Value,
+        text: impl Fn(&Value) -> String,
+    ) -> anyhow::Result<ExitCode> {
+        let answer = answer.clone();
+        let header = |name: &str| header(response, name);
         let succeeded = (200..300).contains(&response.status);
         let mut stdout = std::io::stdout().lock();
         if self.output == Output::Json {
@@ -87,6 +99,36 @@ impl ApiArgs {
             ExitCode::from(1)
         })
     }
+}
+
+impl ApiArgs {
+    /// One call, not printed: the response and its JSON body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        if_match: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(http::Response, Value)> {
+        let response = http::call(
+            &self.socket,
+            method,
+            &format!("{API_VERSION}{path}"),
+            if_match,
+            body,
+        )?;
+        let answer = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        Ok((response, answer))
+    }
+}
+
+/// A response header's value.
+pub fn header(response: &http::Response, name: &str) -> Option<String> {
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
 }
 
 /// A list answer's items, one line each.

@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 
 use crate::inputs::text::read_text;
 
-use super::api_client::{ApiCommand, field, lines};
+use super::api_client::{ApiCommand, field, header, lines};
+
+/// Reads and writes an update tries before giving up when others keep
+/// changing the same policy.
+const READ_MODIFY_WRITE_ATTEMPTS: usize = 20;
 
 pub type Args = ApiCommand<Command>;
 
@@ -25,13 +29,25 @@ pub enum Command {
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// UpdateZprPolicy.
+    /// UpdateZprPolicy. `--add-statement`/`--remove-statement` read the
+    /// policy, change it and write it back with the etag they read,
+    /// reading again when someone else changed it meanwhile (no update is
+    /// lost).
     Update {
         id: String,
         #[command(flatten)]
         statements: Statements,
         #[arg(long)]
         description: Option<String>,
+        /// Add this statement to the policy's (repeat for more).
+        #[arg(long = "add-statement", value_name = "STATEMENT", conflicts_with_all = ["statements", "file"])]
+        add: Vec<String>,
+        /// Remove this statement from the policy's (repeat for more).
+        #[arg(long = "remove-statement", value_name = "STATEMENT", conflicts_with_all = ["statements", "file"])]
+        remove: Vec<String>,
+        /// Change it only if its etag (from `zpr policy get`) is still this.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
     },
     /// DeleteZprPolicy.
     Delete { id: String },
@@ -66,7 +82,11 @@ impl Statements {
 
 fn show(policy: &Value) -> String {
     let name = field(policy, "name");
-    let mut text = format!("{name} ({})\n", field(policy, "id"));
+    let mut text = format!(
+        "{name} ({}, etag {})\n",
+        field(policy, "id"),
+        field(policy, "etag")
+    );
     if !field(policy, "description").is_empty() {
         text += &format!("  {}\n", field(policy, "description"));
     }
@@ -113,15 +133,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             id,
             statements,
             description,
+            add,
+            remove,
+            if_match,
         } => {
+            let path = format!("/zprPolicies/{id}");
             let mut body = json!({});
-            if let Some(statements) = statements.read()? {
-                body["statements"] = json!(statements);
-            }
             if let Some(description) = description {
                 body["description"] = json!(description);
             }
-            api.call("PUT", &format!("/zprPolicies/{id}"), Some(body), show)
+            if add.is_empty() && remove.is_empty() {
+                if let Some(statements) = statements.read()? {
+                    body["statements"] = json!(statements);
+                }
+                return api.call_matching("PUT", &path, if_match.as_deref(), Some(body), show);
+            }
+            for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
+                let (read, policy) = api.request("GET", &path, None, None)?;
+                if read.status != 200 {
+                    return api.call("GET", &path, None, show);
+                }
+                let etag = header(&read, "etag");
+                if if_match.is_some() && if_match != etag {
+                    break;
+                }
+                let mut changed: Vec<String> = policy["statements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .filter(|s| !remove.contains(s))
+                    .collect();
+                changed.extend(add.iter().cloned());
+                body["statements"] = json!(changed);
+                let (written, answer) = api.request("PUT", &path, etag.as_deref(), Some(&body))?;
+                if written.status != 412 {
+                    return api.report(&written, &answer, show);
+                }
+            }
+            anyhow::bail!(
+                "{id} kept changing while it was being updated (or no longer has etag {}); \
+                 nothing was changed by this command",
+                if_match.unwrap_or_else(|| "read".to_owned())
+            )
         }
         Command::Delete { id } => api.call("DELETE", &format!("/zprPolicies/{id}"), None, |p| {
             format!("deleted {}\n", field(p, "name"))

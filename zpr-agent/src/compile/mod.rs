@@ -27,8 +27,9 @@ pub use explain::{Explanation, PlanDisagrees, SideReport, SideStatus, explain};
 pub use l4::{L4_BITS, L4Prefix, PROTOCOL_BITS, packet_key, port_range_blocks};
 pub use lookup::{PlanLookup, plan_decide};
 pub use plan::{
-    ANY_REMOTE, EndpointAddress, EndpointConfig, HostEntry, Identity, IdentityMember, Plan,
-    PlanStatement, PolicyEntry, PolicyKey, PolicyValue, PrefixEntry, Sizes, StatementIndex, Uid,
+    ANY_REMOTE, EndpointAddress, EndpointConfig, Fnv1a64, HostEntry, Identity, IdentityMember,
+    Plan, PlanStatement, PolicyEntry, PolicyKey, PolicyValue, PrefixEntry, Sizes, StatementIndex,
+    Uid,
 };
 
 use crate::inventory::Inventory;

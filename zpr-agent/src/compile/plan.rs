@@ -234,9 +234,9 @@ impl Plan {
     }
 }
 
-/// A hash with a fixed definition, so the same Plan hashes the same in
-/// every process.
-struct Fnv1a64(u64);
+/// A hash with a fixed definition, so the same Plan (or API resource)
+/// hashes the same in every process.
+pub struct Fnv1a64(u64);
 
 impl Default for Fnv1a64 {
     fn default() -> Fnv1a64 {

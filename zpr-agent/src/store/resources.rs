@@ -110,6 +110,7 @@ pub fn create_policy(
     statements: &[String],
 ) -> anyhow::Result<ZprPolicy> {
     check_policy_name(name)?;
+    check_statements(statements)?;
     if get_policy(connection, name).is_ok() {
         return refuse(
             RefusalKind::Conflict,
@@ -152,6 +153,31 @@ fn check_policy_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One API statement is exactly one statement: a line break would make
+/// two enforced statements under one id, and an empty one is a mistake.
+/// (The checker then checks each as the files' statements are checked.)
+fn check_statements(statements: &[String]) -> anyhow::Result<()> {
+    for (index, statement) in statements.iter().enumerate() {
+        let number = index + 1;
+        if statement.contains(['\n', '\r']) {
+            return refuse(
+                RefusalKind::Invalid,
+                format!(
+                    "statement {number} contains a line break: each statement must be one \
+                     line; send each statement as its own item of `statements`"
+                ),
+            );
+        }
+        if statement.trim().is_empty() {
+            return refuse(
+                RefusalKind::Invalid,
+                format!("statement {number} is empty: remove it, or write the statement"),
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn update_policy(
     connection: &Connection,
     id: &str,
@@ -163,6 +189,7 @@ pub fn update_policy(
         policy.description = description.to_owned();
     }
     if let Some(statements) = statements {
+        check_statements(statements)?;
         policy.statements = statements.to_vec();
     }
     connection.execute(
