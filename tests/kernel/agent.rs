@@ -108,19 +108,7 @@ fn reloads_under_load_lose_nothing_and_change_paths() -> anyhow::Result<()> {
         80,
     )?;
     echo(&mut live, b"before")?;
-    let without_lb_to_apps: String = site
-        .inputs
-        .original_policy()
-        .lines()
-        .enumerate()
-        .map(|(index, line)| {
-            if index == 1 {
-                "\n".to_owned()
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
+    let without_lb_to_apps = site.inputs.policy_without_lb_to_apps();
     site.inputs.write_policy(&without_lb_to_apps)?;
     site.agent.wait_for_generation(53)?;
     assert!(

@@ -84,6 +84,33 @@ fn put(
     Ok(raw(agent, user, &request)?.0)
 }
 
+/// `zpr serve` on the three-tier network, seeded with the example
+/// inventory, administered by a user of its own. (Fields drop in order:
+/// the agent before its network.)
+struct Served {
+    agent: ServedAgent,
+    admin: TestUser,
+    _network: Network,
+}
+
+impl Served {
+    fn start(tag: &str) -> anyhow::Result<Served> {
+        let network = Network::start()?;
+        let admin = TestUser::create(tag)?;
+        let agent = ServedAgent::start(
+            network.router(),
+            &example("inventory.yaml"),
+            "",
+            &admin.name,
+        )?;
+        Ok(Served {
+            agent,
+            admin,
+            _network: network,
+        })
+    }
+}
+
 fn get(agent: &ServedAgent, user: Option<&str>, id: &str) -> anyhow::Result<Value> {
     let output = agent.cli(user, &["policy", "get", id, "--output", "json"])?;
     anyhow::ensure!(output.status.success(), "{}", text(&output));
@@ -92,14 +119,8 @@ fn get(agent: &ServedAgent, user: Option<&str>, id: &str) -> anyhow::Result<Valu
 
 #[test]
 fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Result<()> {
-    let network = Network::start()?;
-    let admin = TestUser::create("zac")?;
-    let agent = ServedAgent::start(
-        network.router(),
-        &example("inventory.yaml"),
-        "",
-        &admin.name,
-    )?;
+    let served = Served::start("zac")?;
+    let (agent, admin) = (&served.agent, &served.admin);
     let user = Some(admin.name.as_str());
     let created = agent.cli(
         user,
@@ -112,7 +133,6 @@ fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Resu
         let appenders: Vec<_> = [20_000u16, 30_000]
             .into_iter()
             .map(|base| {
-                let agent = &agent;
                 scope.spawn(move || -> anyhow::Result<()> {
                     for port in base..base + 12 {
                         let added = agent.cli(
@@ -135,7 +155,7 @@ fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Resu
             .into_iter()
             .try_for_each(|appender| appender.join().expect("an appender panicked"))
     })?;
-    let policy = get(&agent, user, "shared")?;
+    let policy = get(agent, user, "shared")?;
     let statements = policy["statements"].as_array().unwrap();
     assert_eq!(statements.len(), 25, "every append is kept: {policy:#}");
 
@@ -143,9 +163,9 @@ fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Resu
     let id = policy["id"].as_str().unwrap().to_owned();
     let etag = policy["etag"].as_str().unwrap().to_owned();
     let only_lb = vec![OPEN_LB.to_owned()];
-    assert_eq!(put(&agent, &admin.name, &id, "bogus", &only_lb)?, 412);
+    assert_eq!(put(agent, &admin.name, &id, "bogus", &only_lb)?, 412);
     assert_eq!(
-        get(&agent, user, "shared")?["statements"]
+        get(agent, user, "shared")?["statements"]
             .as_array()
             .unwrap()
             .len(),
@@ -154,11 +174,11 @@ fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Resu
     let described = agent.cli(user, &["policy", "update", "shared", "--description", "d"])?;
     assert!(described.status.success(), "{}", text(&described));
     assert_eq!(
-        put(&agent, &admin.name, &id, &etag, &only_lb)?,
+        put(agent, &admin.name, &id, &etag, &only_lb)?,
         412,
         "stale after the update"
     );
-    let fresh = get(&agent, user, "shared")?;
+    let fresh = get(agent, user, "shared")?;
     assert_eq!(fresh["statements"].as_array().unwrap().len(), 25);
     assert_eq!(
         put(
@@ -171,7 +191,7 @@ fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Resu
         200
     );
     assert_eq!(
-        get(&agent, user, "shared")?["statements"]
+        get(agent, user, "shared")?["statements"]
             .as_array()
             .unwrap()
             .len(),
@@ -182,14 +202,8 @@ fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Resu
 
 #[test]
 fn one_api_statement_is_one_statement_and_ambiguous_http_is_refused() -> anyhow::Result<()> {
-    let network = Network::start()?;
-    let admin = TestUser::create("zan")?;
-    let agent = ServedAgent::start(
-        network.router(),
-        &example("inventory.yaml"),
-        "",
-        &admin.name,
-    )?;
+    let served = Served::start("zan")?;
+    let (agent, admin) = (&served.agent, &served.admin);
     let user = Some(admin.name.as_str());
     let two_in_one = format!("{}\n{}", statement(81), statement(82));
     let refused = agent.cli(
@@ -219,7 +233,7 @@ fn one_api_statement_is_one_statement_and_ambiguous_http_is_refused() -> anyhow:
 
     let body = r#"{"name":"x","statements":[]}"#;
     let (status, answer) = raw(
-        &agent,
+        agent,
         &admin.name,
         &format!(
             "POST /20240301/zprPolicies HTTP/1.1\r\nHost: zpr\r\nContent-Length: {}\r\n\
@@ -230,7 +244,7 @@ fn one_api_statement_is_one_statement_and_ambiguous_http_is_refused() -> anyhow:
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("two content-length headers"), "{answer}");
     let (status, answer) = raw(
-        &agent,
+        agent,
         &admin.name,
         &format!(
             "POST /20240301/zprPolicies HTTP/1.1\r\nHost: zpr\r\nTransfer-Encoding: chunked\r\n\

@@ -7,7 +7,6 @@
 use std::{
     fs,
     process::Output,
-    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -19,9 +18,8 @@ use zpr_agent::{
 use zpr_tests::{
     agent::AgentProcess,
     mount_namespace::FreshMountNamespace,
-    site::{Inputs, OPENING, Site, UNRELATED},
+    site::{Inputs, OPENING, Site, UNRELATED, while_probing_denied},
     three_tier::{HOSTS, Network},
-    traffic::tcp_exchange,
     unique_name,
 };
 
@@ -48,32 +46,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-/// Runs `body` while another thread tries the denied internet -> app-1:80
-/// over and over; returns its result and how many of how many tries got
-/// through.
-fn while_probing_denied<R>(
-    network: &Network,
-    body: impl FnOnce() -> anyhow::Result<R>,
-) -> anyhow::Result<(R, usize, usize)> {
-    let stop = AtomicBool::new(false);
-    let (through, tries) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                if tcp_exchange(network.netns("internet"), network.address("app-1"), 80).is_ok() {
-                    through.fetch_add(1, Ordering::Relaxed);
-                }
-                tries.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let result = body();
-        // Stop the probe whatever happened, or the scope never ends.
-        stop.store(true, Ordering::Relaxed);
-        result
-    })?;
-    Ok((result, through.into_inner(), tries.into_inner()))
 }
 
 /// 1. A freshly booted host has no bpffs at /sys/fs/bpf: the agent mounts
@@ -310,7 +282,7 @@ fn deleted_pins_are_restored_and_status_tells_the_kernels_truth() -> anyhow::Res
     let app1_links = ["zpr-app1:from-tcx", "zpr-app1:to-tcx"].map(|name| links.join(name));
     let policy_pin = site.agent.bpffs.join("zpr/maps/ZPR_POLICY");
 
-    let ((repaired, code, report), through, tries) = while_probing_denied(&site.network, || {
+    let probed = while_probing_denied(&site.network, || {
         for pin in app1_links.iter().chain([&policy_pin]) {
             fs::remove_file(pin)?;
         }
@@ -322,6 +294,7 @@ fn deleted_pins_are_restored_and_status_tells_the_kernels_truth() -> anyhow::Res
         })?;
         Ok((repaired, code, report))
     })?;
+    let ((repaired, code, report), through, tries) = (probed.result, probed.through, probed.tries);
     assert!(code == 3 || code == 0, "status works: {code} {report:#}");
     assert!(tries > 0);
     assert_eq!(through, 0, "no denied connection got through");
@@ -342,13 +315,14 @@ fn deleted_pins_are_restored_and_status_tells_the_kernels_truth() -> anyhow::Res
     // The whole pin root removed: made again, owned again, every pin back.
     let root = site.agent.bpffs.join("zpr");
     let before = repaired["repairs"].as_u64().unwrap();
-    let ((), through, _) = while_probing_denied(&site.network, || {
+    let through = while_probing_denied(&site.network, || {
         fs::remove_dir_all(&root)?;
         site.agent.wait_for("the pin root made again", |s| {
             s["repairs"].as_u64().unwrap_or(0) > before + 2
         })?;
         Ok(())
-    })?;
+    })?
+    .through;
     assert_eq!(through, 0, "no denied connection got through");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !(policy_pin.exists() && app1_links.iter().all(|pin| pin.exists())) {

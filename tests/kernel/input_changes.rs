@@ -10,39 +10,14 @@ use std::{
     fs,
     io::Write as _,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::Duration,
 };
 
 use zpr_tests::{
     agent::{AgentProcess, zpr_binary},
-    site::{Inputs, Site},
+    site::{Inputs, Site, while_probing_denied},
     three_tier::Network,
-    traffic::tcp_exchange,
 };
-
-/// Runs `body` while another thread tries the denied internet -> app-1:80
-/// over and over; returns its result and how many tries got through.
-fn while_probing_denied<R>(
-    network: &Network,
-    body: impl FnOnce() -> anyhow::Result<R>,
-) -> anyhow::Result<(R, usize)> {
-    let stop = AtomicBool::new(false);
-    let through = AtomicUsize::new(0);
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                if tcp_exchange(network.netns("internet"), network.address("app-1"), 80).is_ok() {
-                    through.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        let result = body();
-        stop.store(true, Ordering::Relaxed);
-        result
-    })?;
-    Ok((result, through.into_inner()))
-}
 
 /// `zpr check --inventory INVENTORY POLICY`: whether it accepts them.
 fn check_accepts(inventory: &Path, policy: &Path) -> anyhow::Result<bool> {
@@ -66,7 +41,7 @@ fn check_accepts(inventory: &Path, policy: &Path) -> anyhow::Result<bool> {
 fn emptied_truncated_and_slow_writes_never_open_a_denied_path() -> anyhow::Result<()> {
     let site = Site::start()?;
     let inventory = fs::read_to_string(site.inputs.inventory())?;
-    let ((), through) = while_probing_denied(&site.network, || {
+    let through = while_probing_denied(&site.network, || {
         // `: > inventory.yaml`: an empty inventory the policy's attributes
         // are not in. `zpr check` refuses it, and so does the agent.
         let before = site.agent.reloads();
@@ -96,7 +71,8 @@ fn emptied_truncated_and_slow_writes_never_open_a_denied_path() -> anyhow::Resul
         assert!(status["last_error"].is_null(), "{status:#}");
         assert_eq!(status["generation"], 2);
         Ok(())
-    })?;
+    })?
+    .through;
     assert_eq!(through, 0, "no denied connection got through");
     site.assert_paths_as_in_example();
     Ok(())
@@ -108,7 +84,7 @@ fn a_change_that_unprotects_the_host_waits_for_the_operator() -> anyhow::Result<
     let inventory = fs::read_to_string(site.inputs.inventory())?;
     // Valid inputs that tag nothing: `zpr check` accepts them.
     let without_tags = strip_endpoint_attributes(&inventory);
-    let ((), through) = while_probing_denied(&site.network, || {
+    let through = while_probing_denied(&site.network, || {
         let before = site.agent.reloads();
         fs::write(site.inputs.inventory(), &without_tags)?;
         site.inputs.write_policy("")?;
@@ -126,7 +102,8 @@ fn a_change_that_unprotects_the_host_waits_for_the_operator() -> anyhow::Result<
         assert_eq!(code, 3, "degraded while held back: {report:#}");
         assert!(report["problems"].to_string().contains("held back"));
         Ok(())
-    })?;
+    })?
+    .through;
     assert_eq!(
         through, 0,
         "no denied connection got through while held back"
@@ -221,17 +198,7 @@ fn edits_behind_symlinks_and_directory_swaps_reload() -> anyhow::Result<()> {
     site.assert_paths_as_in_example();
 
     // The target edited in place: lb -> app servers revoked.
-    let revoked: String = original
-        .lines()
-        .enumerate()
-        .map(|(index, line)| {
-            if index == 1 {
-                "\n".to_owned()
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
+    let revoked = site.inputs.policy_without_lb_to_apps();
     fs::write(site.inputs.dir.join("layered/sw/v1/p.zpr"), &revoked)?;
     let status = site.agent.wait_for_generation(2)?;
     assert_eq!(status["statements"], 2, "{status:#}");

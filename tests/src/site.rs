@@ -4,6 +4,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 use crate::{
@@ -43,6 +44,22 @@ impl Inputs {
 
     pub fn original_policy(&self) -> String {
         fs::read_to_string(example("three-tier.zpr")).unwrap()
+    }
+
+    /// The example policy with statement 2 (lb -> app servers) blanked,
+    /// so the other statements keep their ids.
+    pub fn policy_without_lb_to_apps(&self) -> String {
+        self.original_policy()
+            .lines()
+            .enumerate()
+            .map(|(index, line)| {
+                if index == 1 {
+                    "\n".to_owned()
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect()
     }
 
     /// `zpr run` on these inputs, in `network`'s router namespace.
@@ -114,4 +131,42 @@ impl Site {
         anyhow::ensure!(code == 0, "zpr status exited {code}: {report:#}");
         Ok(report)
     }
+}
+
+/// What [`while_probing_denied`] saw.
+pub struct Probed<R> {
+    /// What the body returned.
+    pub result: R,
+    /// Denied connections that got through.
+    pub through: usize,
+    pub tries: usize,
+}
+
+/// Runs `body` while another thread tries the denied internet -> app-1:80
+/// over and over, counting the connections that get through.
+pub fn while_probing_denied<R>(
+    network: &Network,
+    body: impl FnOnce() -> anyhow::Result<R>,
+) -> anyhow::Result<Probed<R>> {
+    let stop = AtomicBool::new(false);
+    let (through, tries) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if tcp_exchange(network.netns("internet"), network.address("app-1"), 80).is_ok() {
+                    through.fetch_add(1, Ordering::Relaxed);
+                }
+                tries.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let result = body();
+        // Stop the probe whatever happened, or the scope never ends.
+        stop.store(true, Ordering::Relaxed);
+        result
+    })?;
+    Ok(Probed {
+        result,
+        through: through.into_inner(),
+        tries: tries.into_inner(),
+    })
 }
