@@ -4,6 +4,7 @@
 //! and HTTP it cannot read unambiguously is refused.
 
 use std::{
+    fs,
     io::{Read as _, Write as _},
     process::{Command, Output, Stdio},
 };
@@ -230,6 +231,27 @@ fn one_api_statement_is_one_statement_and_ambiguous_http_is_refused() -> anyhow:
         0,
         "nothing was created"
     );
+
+    // A 3 MB bad name is refused, and the audit log quotes it bounded.
+    let body = serde_json::json!({ "name": "n".repeat(3 << 20) }).to_string();
+    let (status, answer) = raw(
+        agent,
+        &admin.name,
+        &format!(
+            "POST /20240301/securityAttributeNamespaces HTTP/1.1\r\nHost: zpr\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )?;
+    assert_eq!(status, 400);
+    assert!(
+        answer.len() < 64 << 10,
+        "an answer of {} bytes",
+        answer.len()
+    );
+    let audit = fs::read_to_string(agent.run_dir.join("audit.jsonl"))?;
+    let longest = audit.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 8 << 10, "an audit line of {longest} bytes");
 
     let body = r#"{"name":"x","statements":[]}"#;
     let (status, answer) = raw(

@@ -70,6 +70,25 @@ fn emptied_truncated_and_slow_writes_never_open_a_denied_path() -> anyhow::Resul
         let status = site.agent.wait_for_reload(before)?;
         assert!(status["last_error"].is_null(), "{status:#}");
         assert_eq!(status["generation"], 2);
+
+        // A 6 MB line: refused, and quoted as an excerpt, not whole.
+        let before = site.agent.reloads();
+        let huge = format!("{}{}\n", site.inputs.original_policy(), "x".repeat(6 << 20));
+        site.inputs.write_policy(&huge)?;
+        let status = site.agent.wait_for_reload(before)?;
+        let error = status["last_error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("the longest line zpr reads is 64 KiB"),
+            "{error}"
+        );
+        let written = fs::metadata(site.agent.run_dir.join("status.json"))?.len();
+        assert!(written < 64 << 10, "status.json is {written} bytes");
+        let (_, report) = site.agent.status_report()?;
+        assert!(report.to_string().len() < 64 << 10);
+        assert_eq!(status["generation"], 2, "the live policy stays");
+        let before = site.agent.reloads();
+        site.inputs.write_policy(&site.inputs.original_policy())?;
+        site.agent.wait_for_reload(before)?;
         Ok(())
     })?
     .through;

@@ -18,6 +18,7 @@ use std::hash::Hasher as _;
 
 use crate::compile::Fnv1a64;
 use crate::daemon::Guard;
+use crate::lang::bounded;
 use crate::{
     daemon::{Agent, unix_now},
     iam::{IamPolicy, Permission, Principal},
@@ -49,7 +50,7 @@ impl Failure {
     }
 
     fn response(&self) -> Response {
-        let mut body = json!({ "code": self.code, "message": self.message });
+        let mut body = json!({ "code": self.code, "message": bounded(&self.message) });
         if let Some(diagnostics) = &self.diagnostics {
             body["diagnostics"] = diagnostics.clone().into();
         }
