@@ -155,6 +155,11 @@ fn ip_netns_exec_is_refused_and_explained() -> anyhow::Result<()> {
         "{}",
         text(&output)
     );
+    assert!(
+        text(&output).contains("the agent warns: --allow-private-bpffs"),
+        "{}",
+        text(&output)
+    );
     Ok(())
 }
 

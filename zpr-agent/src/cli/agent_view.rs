@@ -71,11 +71,20 @@ impl AgentView {
                 Some(netns) => format!("`nsenter --net=/run/netns/{netns} zpr ...`"),
                 None => "this command outside `ip netns exec`".to_owned(),
             };
+            let warnings: String = Status::read(&self.run_dir)
+                .map(|status| {
+                    status
+                        .warnings
+                        .iter()
+                        .map(|warning| format!("\nthe agent warns: {warning}"))
+                        .collect()
+                })
+                .unwrap_or_default();
             return format!(
                 "an agent is running (pid {pid}, run directory {}), but its pins are not \
                  visible from this mount namespace: this command runs in another mount \
                  namespace than the agent (`ip netns exec` gives every command a private \
-                 /sys, and with it a private /sys/fs/bpf). Run {rerun} instead",
+                 /sys, and with it a private /sys/fs/bpf). Run {rerun} instead{warnings}",
                 self.run_dir.display()
             );
         }

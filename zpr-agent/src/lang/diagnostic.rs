@@ -98,8 +98,8 @@ pub struct JsonDiagnostic {
 
 /// How much of a source line a diagnostic quotes, in characters, and how
 /// many of them come before the problem.
-const EXCERPT_CHARS: usize = 120;
-const EXCERPT_CONTEXT: usize = 40;
+const EXCERPT_CHARS: usize = 160;
+const EXCERPT_CONTEXT: usize = 60;
 /// The longest message, label or help a diagnostic prints, in characters.
 const MESSAGE_CHARS: usize = 300;
 
@@ -166,9 +166,14 @@ impl<'a> SourceFile<'a> {
         let before: Vec<char> = self.text[line_start..start].chars().collect();
         let marked = self.text[start..end].chars().count().max(1);
         let after = line_text[start - line_start..].chars();
-        // The excerpt: up to EXCERPT_CONTEXT characters before the problem,
-        // then EXCERPT_CHARS in all.
-        let skipped = before.len().saturating_sub(EXCERPT_CONTEXT);
+        // A line longer than EXCERPT_CHARS is quoted as an excerpt: up to
+        // EXCERPT_CONTEXT characters before the problem, EXCERPT_CHARS in all.
+        let long = line_text.chars().nth(EXCERPT_CHARS).is_some();
+        let skipped = if long {
+            before.len().saturating_sub(EXCERPT_CONTEXT)
+        } else {
+            0
+        };
         let shown_before = &before[skipped..];
         let room = EXCERPT_CHARS.saturating_sub(shown_before.len());
         let rest: String = after.clone().take(room).collect();
