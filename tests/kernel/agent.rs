@@ -15,7 +15,7 @@ use std::{
 use zpr_tests::{
     agent::zpr_binary,
     run,
-    site::{Inputs, OPENING, Site, UNRELATED},
+    site::{Inputs, OPENING, Site, UNRELATED, while_probing_denied},
     three_tier::Network,
     traffic::{EchoServer, connect, echo, tcp_exchange},
 };
@@ -369,5 +369,48 @@ fn a_vnic_that_appears_later_is_attached() -> anyhow::Result<()> {
         tcp_exchange(network.netns("internet"), address, 80).is_err(),
         "enforced"
     );
+    Ok(())
+}
+
+/// A workload restarted: its vNIC deleted and created again (same name,
+/// new ifindex), configured step by step, while the denied internet ->
+/// app-1:80 is tried over and over. The link notification has zpr
+/// attached before the orchestrator has the vNIC up and routed.
+#[test]
+fn a_recreated_vnic_is_protected_before_traffic_reaches_it() -> anyhow::Result<()> {
+    let site = Site::start()?;
+    let ifindex_of_app1 = |status: &serde_json::Value| {
+        status["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "app-1")
+            .and_then(|e| e["ifindex"].as_u64())
+    };
+    for round in 0..5 {
+        let probed = while_probing_denied(&site.network, || {
+            let started = std::time::Instant::now();
+            site.network.topology.recreate_vnic("app-1")?;
+            let configured = started.elapsed();
+            let now = site.network.router().ifindex("zpr-app1")?;
+            let status = site.agent.wait_for("app-1's new vNIC attached", |s| {
+                ifindex_of_app1(s) == Some(u64::from(now))
+            })?;
+            eprintln!(
+                "round {round}: the vNIC was created and configured in {configured:?}; zpr \
+                 enforced on it {:.1} ms after the link notification",
+                status["reload_ms"].as_f64().unwrap_or_default()
+            );
+            // Keep probing the configured vNIC a little longer.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(())
+        })?;
+        assert!(probed.tries > 0);
+        assert_eq!(
+            probed.through, 0,
+            "round {round}: a denied connection got through"
+        );
+        site.assert_paths_as_in_example();
+    }
     Ok(())
 }

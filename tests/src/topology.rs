@@ -53,25 +53,52 @@ impl Topology {
             // The router namespace's own numbering (loopback is 1).
             2 + ordinal
         };
-        crate::run(
-            "ip",
-            &[
-                "link",
-                "add",
-                vnic,
-                "index",
-                &ifindex.to_string(),
-                "netns",
-                self.router.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "e0",
-                "netns",
-                netns.name(),
-            ],
-        )?;
+        let address: Ipv4Addr = address.parse()?;
+        self.connect(&netns, vnic, Some(ifindex), address)?;
+        let host = Host {
+            netns,
+            address,
+            vnic: vnic.to_owned(),
+        };
+        self.hosts.insert(name.to_owned(), host);
+        Ok(())
+    }
+
+    /// Deletes a host's vNIC and creates it again, configured step by step
+    /// as an orchestrator does (a workload restarted): the new vNIC has
+    /// the same name and another ifindex.
+    pub fn recreate_vnic(&self, name: &str) -> anyhow::Result<()> {
+        let host = self.host(name);
+        self.router.exec(&["ip", "link", "del", &host.vnic])?;
+        self.connect(&host.netns, &host.vnic, None, host.address)
+    }
+
+    /// Joins `netns` to the router by a veth pair: `vnic` on the router's
+    /// side (at `ifindex` when given), `e0` in `netns` with `address`.
+    fn connect(
+        &self,
+        netns: &Netns,
+        vnic: &str,
+        ifindex: Option<u32>,
+        address: Ipv4Addr,
+    ) -> anyhow::Result<()> {
+        let index = ifindex.map(|i| i.to_string());
+        let mut add = vec!["link", "add", vnic];
+        if let Some(index) = &index {
+            add.extend(["index", index]);
+        }
+        add.extend([
+            "netns",
+            self.router.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "e0",
+            "netns",
+            netns.name(),
+        ]);
+        crate::run("ip", &add)?;
         let host_address = format!("{address}/32");
         netns.exec(&["ip", "addr", "add", &host_address, "dev", "e0"])?;
         netns.exec(&["ip", "link", "set", "e0", "up"])?;
@@ -81,12 +108,6 @@ impl Topology {
         router.exec(&["ip", "addr", "add", &format!("{GATEWAY}/32"), "dev", vnic])?;
         router.exec(&["ip", "link", "set", vnic, "up"])?;
         router.exec(&["ip", "route", "add", &host_address, "dev", vnic])?;
-        let host = Host {
-            netns,
-            address: address.parse()?,
-            vnic: vnic.to_owned(),
-        };
-        self.hosts.insert(name.to_owned(), host);
         Ok(())
     }
 

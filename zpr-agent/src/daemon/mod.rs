@@ -5,6 +5,7 @@
 //! adopts it.
 
 mod agent;
+mod link_events;
 mod lock;
 mod status;
 mod watch;
@@ -18,6 +19,7 @@ use tokio::{
 use tracing::{info, warn};
 
 pub use agent::{Agent, Guard};
+use link_events::LinkEvents;
 pub use lock::{AgentLock, lock_holder};
 pub use status::{AttachedEndpoint, Notice, Status, unix_now};
 
@@ -67,9 +69,9 @@ pub struct StoreConfig {
     pub bootstrap_admins: Vec<String>,
 }
 
-/// How often the agent compares the kernel with the live Plan: local
-/// endpoints' vNICs coming and going (workloads start and stop without
-/// the inventory changing), and pins or attachments someone removed.
+/// How often the agent compares the kernel with the live Plan: pins or
+/// attachments someone removed, and (behind the link notifications) local
+/// endpoints' vNICs coming and going.
 const KERNEL_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT, which leave enforcement in place.
@@ -108,6 +110,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     // AsyncFd, which deregisters it before dropping it.
     let mut kernel_log = unsafe { AsyncFd::register(agent.kernel_log()?) }
         .map_err(|err| anyhow::anyhow!("watching the kernel log: {err}"))?;
+    let mut links = LinkEvents::open()?;
     let mut rescan = tokio::time::interval(KERNEL_RESCAN);
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -128,6 +131,13 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
                 let mut guard = readable?;
                 guard.get_inner_mut().flush();
                 guard.clear_ready();
+            }
+            seen = links.next() => {
+                seen?;
+                if agent.interfaces_changed() {
+                    let cause = "a local endpoint's vNIC appeared or went away (link event)";
+                    agent.reload(cause, std::time::Instant::now(), Guard::Confirmed);
+                }
             }
             _ = rescan.tick() => {
                 if agent.interfaces_changed() {
