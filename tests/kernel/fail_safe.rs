@@ -373,6 +373,24 @@ fn deleted_pins_are_restored_and_status_tells_the_kernels_truth() -> anyhow::Res
     site.agent.wait_for_generation(2)?;
     site.assert_paths_as_in_example();
     assert_eq!(site.agent.status_report()?.0, 0);
+
+    // Pins removed just before the agent is stopped: it pins them again
+    // on its way out, so its descriptors do not take the links along.
+    for pin in &app1_links {
+        fs::remove_file(pin)?;
+    }
+    assert!(site.agent.terminate()?.success());
+    for pin in &app1_links {
+        assert!(
+            pin.exists(),
+            "{} pinned again on the way out",
+            pin.display()
+        );
+    }
+    assert!(
+        !site.works("internet", "app-1", 80),
+        "app-1 stays protected"
+    );
     Ok(())
 }
 

@@ -234,6 +234,14 @@ impl AgentProcess {
         })
     }
 
+    /// SIGTERM, as systemd stops the agent; waits until it has exited.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.pid().context("the agent is not running")?;
+        // SAFETY: kill(2) on our own child.
+        anyhow::ensure!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } == 0);
+        self.wait_exit(Duration::from_secs(10))
+    }
+
     /// SIGHUP: reload now, confirming what the unprotect guard holds back.
     pub fn hang_up(&self) -> anyhow::Result<()> {
         let pid = self.pid().context("the agent is not running")?;

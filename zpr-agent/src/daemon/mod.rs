@@ -153,6 +153,9 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
         }
     }
+    // The agent's descriptors go with it: whatever only they kept alive (a
+    // pin someone removed since the last check) must be pinned first.
+    agent.keep_enforcing();
     info!("stopping; enforcement stays in place (pinned), `zpr down` removes it");
     Ok(())
 }
