@@ -32,9 +32,14 @@ impl PinVisibility {
             .with_context(|| format!("reading {}", root.display()))?
             .dev();
         let ours = mount_namespace(Path::new("/proc/self"))?;
-        let sees = |process: &Path| -> bool {
-            mount_namespace(process).is_ok_and(|theirs| theirs == ours)
-                || mounts_device(process, device)
+        // Each mount namespace's table is read once, whoever is in it.
+        let mut looked_at = std::collections::BTreeSet::new();
+        let mut sees = |process: &Path| -> bool {
+            match mount_namespace(process) {
+                Ok(theirs) if theirs == ours => true,
+                Ok(theirs) => looked_at.insert(theirs) && mounts_device(process, device),
+                Err(_) => false,
+            }
         };
         if sees(Path::new("/proc/1")) {
             return Ok(PinVisibility::Host);
