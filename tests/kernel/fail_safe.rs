@@ -235,7 +235,37 @@ fn a_second_agent_on_the_pin_root_refuses_and_outside_writes_are_undone() -> any
         site.assert_paths_as_in_example();
     }
     let status = site.agent.status().unwrap();
-    assert!(status["repairs"].as_u64().unwrap() >= 1, "{status:#}");
+    let repairs = status["repairs"].as_u64().unwrap();
+    assert!(repairs >= 1, "{status:#}");
+
+    // Tampering that no reload follows: the agent reads the live policy
+    // back every ten seconds and writes its own again.
+    let (mut outsider, _) = Datapath::open_pinned(&PinLayout::new(&site.agent.bpffs))?;
+    write_plan(&mut outsider, &plan, &interfaces)?;
+    write_plan(&mut outsider, &plan, &interfaces)?;
+    drop(outsider);
+    assert!(
+        site.works("internet", "app-1", 80),
+        "the outsider opened it"
+    );
+    let status = site.agent.wait_for("the live policy written again", |s| {
+        s["repairs"].as_u64().unwrap_or(0) > repairs
+    })?;
+    assert!(
+        status["last_repair"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not what this agent wrote"),
+        "{status:#}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while site.works("internet", "app-1", 80) {
+        assert!(
+            Instant::now() < deadline,
+            "the outsider's path is closed again"
+        );
+    }
+    site.assert_paths_as_in_example();
     Ok(())
 }
 

@@ -20,8 +20,8 @@ use crate::{
     compile::{Plan, compile},
     datapath::{
         Adoption, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout, PinOwnership,
-        PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments, pinned_config,
-        pinned_interfaces, protected_endpoints, remove_all, write_plan,
+        PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact,
+        pinned_config, pinned_interfaces, protected_endpoints, remove_all, write_plan,
     },
     inputs,
     inventory::Mode,
@@ -38,6 +38,8 @@ pub struct Agent {
     status: Status,
     /// The live Plan and the vNICs it was written for.
     live: Option<(Plan, InterfaceIndexes)>,
+    /// Kernel checks since the live Plan's maps were last read back.
+    checks_since_audit: u32,
 }
 
 impl Agent {
@@ -126,6 +128,7 @@ impl Agent {
             datapath,
             status,
             live: None,
+            checks_since_audit: 0,
         };
         let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
         agent.record("start", applied);
@@ -354,6 +357,14 @@ impl Agent {
             }
             Err(err) => self.note_repair(&format!("cannot restore zpr's pins: {err:#}")),
         }
+        if self.live.is_none() {
+            return;
+        }
+        self.checks_since_audit += 1;
+        if self.checks_since_audit >= AUDIT_EVERY {
+            self.checks_since_audit = 0;
+            self.audit_live_plan();
+        }
         let Some((_, interfaces)) = &self.live else {
             return;
         };
@@ -390,6 +401,44 @@ impl Agent {
         }
     }
 
+    /// Reads the live Plan's maps back: when another process switched the
+    /// generation or changed the live entries, the live Plan (not the
+    /// inputs: a change held back stays held back) is written again and
+    /// made live. The changed slot is rewritten whole at the next reload,
+    /// as `write_plan` finds it changed.
+    fn audit_live_plan(&mut self) {
+        match live_plan_intact(&self.datapath, self.status.generation) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.note_repair(
+                    "the live policy in the kernel is not what this agent wrote (another \
+                     process switched the generation or changed its entries): writing it again",
+                );
+                let Some((plan, _)) = self.live.take() else {
+                    return;
+                };
+                let now = Instant::now();
+                let again = LoadedPlan {
+                    plan,
+                    started: now,
+                    checked: now,
+                    compiled: now,
+                };
+                match self.apply(again, now) {
+                    Ok(_) => info!(
+                        generation = self.status.generation,
+                        "the live policy is written again"
+                    ),
+                    Err(err) => {
+                        self.note_repair(&format!("writing the live policy again failed: {err:#}"))
+                    }
+                }
+                self.write_status();
+            }
+            Err(err) => self.note_repair(&format!("cannot read the live policy back: {err:#}")),
+        }
+    }
+
     /// Something outside the agent undid part of enforcement, and the
     /// agent mended it (or could not): logged loudly and counted.
     fn note_repair(&mut self, what: &str) {
@@ -407,6 +456,11 @@ impl Agent {
             .is_some_and(|(plan, written)| present_interfaces(plan) != *written)
     }
 }
+
+/// Every how many kernel checks (one a second) the live Plan's maps are
+/// read back whole: tampering is undone within ten seconds, at the cost of
+/// one read of the live slot (about 20 ms at 10,000 statements).
+const AUDIT_EVERY: u32 = 10;
 
 /// Whether a reload may be held back for the operator to confirm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

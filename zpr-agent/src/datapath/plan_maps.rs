@@ -405,6 +405,22 @@ fn lpm_entries<K: aya::Pod + Hash + Eq, V: aya::Pod>(
     Ok(entries)
 }
 
+/// True when the kernel enforces exactly what this process last wrote:
+/// the live generation is `generation`, and its slot holds what was
+/// written there. False when another process switched the generation or
+/// changed the live slot's entries.
+pub fn live_plan_intact(datapath: &Datapath, generation: u32) -> anyhow::Result<bool> {
+    let live = live_config(datapath)?;
+    if live.generation != generation {
+        return Ok(false);
+    }
+    match &datapath.written[usize::from(live.slot())] {
+        Some(remembered) => kernel_holds(datapath, live.slot(), remembered),
+        // Not written by this process (nothing applied yet): nothing to hold it to.
+        None => Ok(true),
+    }
+}
+
 /// The vNICs (ifindexes) whose endpoints the live Plan enforces: tagged
 /// and not in audit mode, as the kernel holds them now.
 pub fn protected_endpoints(datapath: &Datapath) -> anyhow::Result<BTreeSet<u32>> {
