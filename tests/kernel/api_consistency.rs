@@ -183,7 +183,7 @@ fn concurrent_updates_lose_nothing_and_stale_etags_are_refused() -> anyhow::Resu
     assert_eq!(fresh["statements"].as_array().unwrap().len(), 25);
     assert_eq!(
         put(
-            &agent,
+            agent,
             &admin.name,
             &id,
             fresh["etag"].as_str().unwrap(),
