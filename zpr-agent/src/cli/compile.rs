@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use super::{Output, input_files::InputFiles};
-use crate::compile::{ANY_REMOTE, Direction, Plan, compile};
+use crate::compile::{ANY_REMOTE, Direction, Plan, capacity_problems, compile};
 use crate::lang::address::format_prefix;
 
 #[derive(clap::Args, Debug)]
@@ -19,13 +19,21 @@ pub struct Args {
     pub output: Output,
 }
 
-/// Exit 0 with the Plan; 1 when the inventory or a policy has errors
-/// (printed to stderr); I/O problems are errors (exit 2).
+/// Exit 0 with the Plan; 1 when the inventory or a policy has errors, or
+/// the Plan does not fit the datapath's maps (printed to stderr); I/O
+/// problems are errors (exit 2).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(inputs) = args.inputs.load()? else {
         return Ok(ExitCode::from(1));
     };
     let plan = compile(&inputs.policies, &inputs.inventory);
+    let problems = capacity_problems(&plan.sizes);
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    if !problems.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
     let mut stdout = std::io::stdout().lock();
     match args.output {
         Output::Text => stdout.write_all(render(&plan).as_bytes())?,

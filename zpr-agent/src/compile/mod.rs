@@ -5,6 +5,7 @@
 //! [`plan_decide`] reads a Plan the way the kernel does. The two must
 //! agree on every packet: that is the contract the datapath is held to.
 
+mod capacity;
 mod decision;
 mod entries;
 mod evaluate;
@@ -15,6 +16,7 @@ mod lookup;
 mod plan;
 mod selectors;
 
+pub use capacity::capacity_problems;
 pub use decision::{
     Decision, DenyReason, Direction, NEIGHBOUR_DISCOVERY_TYPES, PROTOCOL_ICMP, PROTOCOL_ICMPV6,
     PROTOCOL_TCP, PROTOCOL_UDP, PacketFacts, UnknownEndpoint, Verdict,

@@ -17,7 +17,7 @@ use super::{
     status::{AttachedEndpoint, Notice, Status, summarised, unix_now},
 };
 use crate::{
-    compile::{Plan, compile},
+    compile::{Plan, capacity_problems, compile},
     datapath::{
         Adoption, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout, PinOwnership,
         PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact,
@@ -533,6 +533,13 @@ fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<Load
     }
     let checked = Instant::now();
     let plan = compile(&checked_inputs.policies, &checked_inputs.inventory);
+    let problems = capacity_problems(&plan.sizes);
+    if !problems.is_empty() {
+        bail!(
+            "the inputs check, but their Plan does not fit: {}",
+            problems.join("; ")
+        );
+    }
     Ok(LoadedPlan {
         plan,
         started,
