@@ -414,12 +414,12 @@ impl Agent {
                     "the live policy in the kernel is not what this agent wrote (another \
                      process switched the generation or changed its entries): writing it again",
                 );
-                let Some((plan, _)) = self.live.take() else {
+                let Some((plan, interfaces)) = self.live.take() else {
                     return;
                 };
                 let now = Instant::now();
                 let again = LoadedPlan {
-                    plan,
+                    plan: plan.clone(),
                     started: now,
                     checked: now,
                     compiled: now,
@@ -430,6 +430,9 @@ impl Agent {
                         "the live policy is written again"
                     ),
                     Err(err) => {
+                        // Still the Plan to hold the kernel to: the next
+                        // read-back tries again.
+                        self.live = Some((plan, interfaces));
                         self.note_repair(&format!("writing the live policy again failed: {err:#}"))
                     }
                 }
