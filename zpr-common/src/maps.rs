@@ -37,7 +37,8 @@ pub const ENDPOINTS_MAX: u32 = 2 * 4096;
 pub const ENDPOINT_INDEX_SIZE: u32 = crate::SLOTS * crate::endpoint::INDEXED_IFINDEX_LIMIT;
 pub const LOCAL_ADDRESSES_MAX: u32 = 2 * 16384;
 pub const HOSTS_MAX: u32 = 2 * 65536;
-pub const PREFIXES_MAX: u32 = 2 * 65536;
+/// An LPM trie allocates per entry, so room costs nothing until used.
+pub const PREFIXES_MAX: u32 = 2 * 262_144;
 pub const POLICY_MAX: u32 = 2 * 1_048_576;
 pub const CONNTRACK_MAX: u32 = 131_072;
 pub const FRAGMENTS_MAX: u32 = 8192;

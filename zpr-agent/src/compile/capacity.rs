@@ -57,14 +57,14 @@ mod tests {
         };
         assert!(capacity_problems(&fits).is_empty());
         let over = Sizes {
-            prefixes_v4: 100_000,
-            prefixes_v6: 40_000,
+            prefixes_v4: 200_000,
+            prefixes_v6: 80_000,
             local_policy_entries: 2_000_000,
             ..Sizes::default()
         };
         let problems = capacity_problems(&over);
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("140000 prefix entries; at most 65536 fit"));
+        assert!(problems[0].contains("280000 prefix entries; at most 262144 fit"));
         assert!(problems[1].contains("policy entries for local endpoints"));
     }
 }
