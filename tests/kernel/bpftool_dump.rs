@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use zpr_agent::{
     compile,
     datapath::{
-        Adoption, Datapath, InterfaceIndexes, PinLayout, ensure_bpffs, remove_all, write_plan,
+        Adoption, ConntrackSize, Datapath, InterfaceIndexes, PinLayout, ensure_bpffs, remove_all,
+        write_plan,
     },
     inventory::Inventory,
     lang, synthetic,
@@ -64,7 +65,7 @@ fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{e:?}"))?
     .policy;
     let plan = compile::compile(&[policy], &inventory);
-    let (mut datapath, adoption) = Datapath::open_pinned(&pins)?;
+    let (mut datapath, adoption) = Datapath::open_pinned(&pins, ConntrackSize::default())?;
     assert_eq!(adoption, Adoption::Fresh);
     write_plan(
         &mut datapath,
@@ -98,7 +99,7 @@ fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
 
     // A second open adopts the pinned maps and what they hold.
     drop(datapath);
-    let (_, adoption) = Datapath::open_pinned(&pins)?;
+    let (_, adoption) = Datapath::open_pinned(&pins, ConntrackSize::default())?;
     assert_eq!(adoption, Adoption::Adopted { generation: 1 });
 
     let removed = remove_all(&pins)?;
@@ -178,7 +179,7 @@ fn assert_slots_equal(pins: &PinLayout, expected: &PinLayout, slot: u64) -> anyh
 /// slots as a full write leaves them.
 fn written_whole(plan: &compile::Plan) -> anyhow::Result<Bpffs> {
     let whole = Bpffs::new()?;
-    let (mut fresh, _) = Datapath::open_pinned(&whole.pins())?;
+    let (mut fresh, _) = Datapath::open_pinned(&whole.pins(), ConntrackSize::default())?;
     for _ in 0..2 {
         write_plan(&mut fresh, plan, &synthetic_interfaces())?;
     }
@@ -192,7 +193,7 @@ fn written_whole(plan: &compile::Plan) -> anyhow::Result<Bpffs> {
 fn difference_writes_equal_full_writes() -> anyhow::Result<()> {
     let plans = synthetic_plans(&[(120, 1), (100, 2), (100, 3)]);
     let by_difference = Bpffs::new()?;
-    let (mut datapath, _) = Datapath::open_pinned(&by_difference.pins())?;
+    let (mut datapath, _) = Datapath::open_pinned(&by_difference.pins(), ConntrackSize::default())?;
     let generations = plans
         .iter()
         .map(|plan| {
@@ -215,10 +216,10 @@ fn slots_another_process_wrote_are_rewritten_whole() -> anyhow::Result<()> {
     let plans = synthetic_plans(&[(100, 1), (100, 2), (120, 4), (100, 3), (100, 5)]);
     let interfaces = synthetic_interfaces();
     let shared = Bpffs::new()?;
-    let (mut ours, _) = Datapath::open_pinned(&shared.pins())?;
+    let (mut ours, _) = Datapath::open_pinned(&shared.pins(), ConntrackSize::default())?;
     write_plan(&mut ours, &plans[0], &interfaces)?;
     write_plan(&mut ours, &plans[1], &interfaces)?;
-    let (mut outsider, _) = Datapath::open_pinned(&shared.pins())?;
+    let (mut outsider, _) = Datapath::open_pinned(&shared.pins(), ConntrackSize::default())?;
     write_plan(&mut outsider, &plans[2], &interfaces)?;
     write_plan(&mut outsider, &plans[2], &interfaces)?;
     for plan in &plans[3..] {

@@ -12,7 +12,7 @@ use std::{
 
 use zpr_agent::{
     compile::compile,
-    datapath::{Datapath, InterfaceIndexes, PinLayout, write_plan},
+    datapath::{ConntrackSize, Datapath, InterfaceIndexes, PinLayout, write_plan},
     inputs,
 };
 use zpr_tests::{
@@ -181,7 +181,8 @@ fn tamper(
     interfaces: &InterfaceIndexes,
 ) -> anyhow::Result<()> {
     for _ in 0..3 {
-        let (mut outsider, _) = Datapath::open_pinned(&PinLayout::new(&site.agent.bpffs))?;
+        let (mut outsider, _) =
+            Datapath::open_pinned(&PinLayout::new(&site.agent.bpffs), ConntrackSize::default())?;
         write_plan(&mut outsider, plan, interfaces)?;
         write_plan(&mut outsider, plan, interfaces)?;
         drop(outsider);

@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod agent;
+pub mod flood;
 pub mod frames;
 pub mod mount_namespace;
 pub mod os_users;

@@ -1,5 +1,11 @@
 //! Per-flow state, keyed from the local endpoint's point of view so both
 //! directions of a flow find the same entry without sorting addresses.
+//!
+//! Two tables: a new flow starts in the opening table (an LRU: a flood of
+//! new flows recycles it), and moves to the established table (a hash that
+//! never evicts; the agent removes idle entries) once both sides have been
+//! seen, as Linux's conntrack marks a flow ASSURED. So flows that never
+//! answer (spoofed SYNs, scans) cannot push established ones out.
 
 use crate::Address;
 
@@ -28,6 +34,13 @@ pub const TCP_RST: u8 = 1 << 4;
 
 /// The flow was allowed only because its endpoint is in audit mode.
 pub const FLOW_AUDITED: u8 = 1 << 0;
+/// A packet that confirms the flow came from this side: any packet, or for
+/// TCP one without SYN or RST (a SYN-ACK answering a spoofed SYN, or a RST
+/// answering a stray ACK, confirms nothing).
+pub const FLOW_CONFIRMED_BY_LOCAL: u8 = 1 << 1;
+pub const FLOW_CONFIRMED_BY_REMOTE: u8 = 1 << 2;
+/// Both sides were seen: the flow belongs in the established table.
+pub const FLOW_CONFIRMED: u8 = FLOW_CONFIRMED_BY_LOCAL | FLOW_CONFIRMED_BY_REMOTE;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,5 +110,16 @@ pub struct FragmentKey {
     pub dst: Address,
 }
 const _: () = assert!(core::mem::size_of::<FragmentKey>() == 44);
+
+/// Indexes of [`crate::maps::CONNTRACK_STATS`]: what the datapath did with
+/// the opening table, so the agent can tell how many entries the LRU
+/// evicted (opened, less confirmed, less removed, less still there).
+pub const OPENING_INSERTED: u32 = 0;
+pub const OPENING_CONFIRMED: u32 = 1;
+pub const OPENING_REMOVED: u32 = 2;
+/// A confirmed flow the established table had no room for (it stays in
+/// the opening table, unprotected from eviction).
+pub const CONFIRM_REFUSED: u32 = 3;
+pub const CONNTRACK_STATS_SLOTS: u32 = 4;
 
 crate::user_pod!(FlowKey, FlowState, FragmentKey);

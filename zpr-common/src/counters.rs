@@ -25,28 +25,31 @@ pub enum Reason {
     FragmentOfAllowed = 7,
     /// Would be dropped, passed because the endpoint is in audit mode.
     Audited = 8,
+    /// A packet of an allowed flow its table had lost (evicted, or the
+    /// tables were replaced): mid-stream TCP, from either side.
+    PickedUp = 9,
     /// No statement allows the flow.
-    NoPolicy = 9,
+    NoPolicy = 10,
     /// A tracked flow no statement allows any more (re-checked after a reload).
-    Revoked = 10,
+    Revoked = 11,
     /// Sent by the workload with a source address that is not its own.
-    SpoofedSource = 11,
+    SpoofedSource = 12,
     /// Delivered toward the workload but addressed to another address.
-    ForeignDestination = 12,
+    ForeignDestination = 13,
     /// Truncated or inconsistent headers.
-    Malformed = 13,
+    Malformed = 14,
     /// A non-first fragment whose first fragment was not allowed (or not seen).
-    Fragment = 14,
+    Fragment = 15,
     /// Neither IPv4, IPv6 nor ARP, to or from a protected endpoint.
-    UnsupportedEthertype = 15,
+    UnsupportedEthertype = 16,
     /// An 802.1Q/802.1ad tagged frame to or from a protected endpoint.
-    VlanTagged = 16,
-    /// The conntrack table could not take the new flow.
-    ConntrackFull = 17,
+    VlanTagged = 17,
+    /// The opening table could not take the new flow.
+    ConntrackFull = 18,
 }
 
 impl Reason {
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::Established,
         Reason::NewFlow,
@@ -57,6 +60,7 @@ impl Reason {
         Reason::RelatedIcmp,
         Reason::FragmentOfAllowed,
         Reason::Audited,
+        Reason::PickedUp,
         Reason::NoPolicy,
         Reason::Revoked,
         Reason::SpoofedSource,
@@ -80,6 +84,7 @@ impl Reason {
             Reason::RelatedIcmp => "related-icmp",
             Reason::FragmentOfAllowed => "fragment-of-allowed",
             Reason::Audited => "audited",
+            Reason::PickedUp => "picked-up",
             Reason::NoPolicy => "no-policy",
             Reason::Revoked => "revoked",
             Reason::SpoofedSource => "spoofed-source",

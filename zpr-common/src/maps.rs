@@ -9,6 +9,8 @@ pub const HOSTS: &str = "ZPR_HOSTS";
 pub const PREFIXES: &str = "ZPR_PREFIXES";
 pub const POLICY: &str = "ZPR_POLICY";
 pub const CONNTRACK: &str = "ZPR_CONNTRACK";
+pub const CONNTRACK_OPENING: &str = "ZPR_CONNTRACK_OPENING";
+pub const CONNTRACK_STATS: &str = "ZPR_CONNTRACK_STATS";
 pub const FRAGMENTS: &str = "ZPR_FRAGMENTS";
 pub const COUNTERS: &str = "ZPR_COUNTERS";
 pub const EVENTS: &str = "ZPR_EVENTS";
@@ -16,7 +18,7 @@ pub const EVENT_STATS: &str = "ZPR_EVENT_STATS";
 pub const RATE_LIMITER: &str = "ZPR_RATE_LIMITER";
 
 /// Every map of the object, in the order `zpr status` lists them.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 15] = [
     CONFIG,
     ENDPOINTS,
     ENDPOINT_INDEX,
@@ -25,6 +27,8 @@ pub const ALL: [&str; 13] = [
     PREFIXES,
     POLICY,
     CONNTRACK,
+    CONNTRACK_OPENING,
+    CONNTRACK_STATS,
     FRAGMENTS,
     COUNTERS,
     EVENTS,
@@ -40,7 +44,21 @@ pub const HOSTS_MAX: u32 = 2 * 65536;
 /// An LPM trie allocates per entry, so room costs nothing until used.
 pub const PREFIXES_MAX: u32 = 2 * 262_144;
 pub const POLICY_MAX: u32 = 2 * 1_048_576;
-pub const CONNTRACK_MAX: u32 = 131_072;
+/// Established flows, by default: sized for a busy hypervisor (as
+/// Cilium's default); `zpr run --conntrack-entries` sets it at load time.
+pub const CONNTRACK_MAX: u32 = 524_288;
+/// The opening table holds a quarter as many: it only needs to outlast a
+/// handshake under a flood (and a flow it loses is picked up again).
+pub const fn conntrack_opening_entries(established: u32) -> u32 {
+    let quarter = established / 4;
+    if quarter < CONNTRACK_OPENING_MIN {
+        CONNTRACK_OPENING_MIN
+    } else {
+        quarter
+    }
+}
+pub const CONNTRACK_OPENING_MIN: u32 = 1024;
+pub const CONNTRACK_OPENING_MAX: u32 = conntrack_opening_entries(CONNTRACK_MAX);
 pub const FRAGMENTS_MAX: u32 = 8192;
 /// Bytes of the event ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;

@@ -1,17 +1,98 @@
-//! Flow keys from the local endpoint's point of view, and flow state kept
-//! in place (no map update per packet: the value is written through the
-//! pointer the lookup returned).
+//! Flow keys from the local endpoint's point of view, flow state kept in
+//! place (no map update per packet: the value is written through the
+//! pointer the lookup returned), and the two tables a flow lives in
+//! (opening until both sides were seen, then established).
 
+use aya_ebpf::bindings::BPF_NOEXIST;
 use zpr_common::{
     Direction,
     conntrack::{
-        FlowKey, FlowState, TCP_FIN_FROM_LOCAL, TCP_FIN_FROM_REMOTE, TCP_RST, TCP_SYN_FROM_LOCAL,
-        TCP_SYN_FROM_REMOTE,
+        CONFIRM_REFUSED, FLOW_CONFIRMED, FLOW_CONFIRMED_BY_LOCAL, FLOW_CONFIRMED_BY_REMOTE,
+        FlowKey, FlowState, OPENING_CONFIRMED, OPENING_INSERTED, OPENING_REMOVED,
+        TCP_FIN_FROM_LOCAL, TCP_FIN_FROM_REMOTE, TCP_RST, TCP_SYN_FROM_LOCAL, TCP_SYN_FROM_REMOTE,
     },
     event::IPPROTO_TCP,
 };
 
-use crate::headers::Headers;
+use crate::{
+    headers::Headers,
+    maps::{ZPR_CONNTRACK, ZPR_CONNTRACK_OPENING, ZPR_CONNTRACK_STATS},
+};
+
+const EEXIST: i32 = 17;
+
+/// The table a flow was found in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Established,
+    Opening,
+}
+
+/// The flow's state and its table: established first (the common case
+/// costs one lookup), then opening.
+#[inline(always)]
+pub fn find(key: &FlowKey) -> Option<(*mut FlowState, Table)> {
+    if let Some(state) = ZPR_CONNTRACK.get_ptr_mut(key) {
+        return Some((state, Table::Established));
+    }
+    ZPR_CONNTRACK_OPENING
+        .get_ptr_mut(key)
+        .map(|state| (state, Table::Opening))
+}
+
+#[inline(always)]
+pub fn is_tracked(key: &FlowKey) -> bool {
+    ZPR_CONNTRACK.get_ptr(key).is_some() || ZPR_CONNTRACK_OPENING.get_ptr(key).is_some()
+}
+
+/// Starts tracking a new flow, in the opening table.
+#[inline(always)]
+pub fn open(key: &FlowKey, state: &FlowState) -> Result<(), i32> {
+    ZPR_CONNTRACK_OPENING.insert(key, state, 0)?;
+    bump(OPENING_INSERTED);
+    Ok(())
+}
+
+#[inline(always)]
+pub fn remove(key: &FlowKey, table: Table) {
+    match table {
+        Table::Established => {
+            let _ = ZPR_CONNTRACK.remove(key);
+        }
+        Table::Opening => {
+            if ZPR_CONNTRACK_OPENING.remove(key).is_ok() {
+                bump(OPENING_REMOVED);
+            }
+        }
+    }
+}
+
+/// Moves a flow seen from both sides to the established table. When that
+/// is full the flow stays where it is (and still passes).
+#[inline(always)]
+pub fn confirm_if_seen_both_ways(key: &FlowKey, state: &FlowState) {
+    if state.flags & FLOW_CONFIRMED != FLOW_CONFIRMED {
+        return;
+    }
+    // NOEXIST: of two CPUs confirming one flow, one moves it.
+    match ZPR_CONNTRACK.insert(key, state, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            if ZPR_CONNTRACK_OPENING.remove(key).is_ok() {
+                bump(OPENING_CONFIRMED);
+            }
+        }
+        Err(err) if err == -EEXIST => {}
+        Err(_) => bump(CONFIRM_REFUSED),
+    }
+}
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(value) = ZPR_CONNTRACK_STATS.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot.
+        unsafe { *value += 1 };
+    }
+}
 
 #[inline(always)]
 pub fn flow_key(ifindex: u32, direction: Direction, headers: &Headers) -> FlowKey {
@@ -49,12 +130,26 @@ pub fn is_reopened(state: &FlowState, headers: &Headers) -> bool {
         && state.tcp & (TCP_RST | TCP_FIN_FROM_LOCAL | TCP_FIN_FROM_REMOTE) != 0
 }
 
-/// Records the packet on the flow: when, and which TCP flags from which side.
+/// Records the packet on the flow: when, which TCP flags from which side,
+/// and whether it confirms the flow from its side.
 #[inline(always)]
 pub fn touch(state: &mut FlowState, headers: &Headers, direction: Direction, now: u64) {
     state.last_seen_ns = now;
     if headers.protocol == IPPROTO_TCP {
         state.tcp |= tcp_bits(headers, direction);
+    }
+    state.flags |= confirmation(headers, direction);
+}
+
+/// The confirmation bit of the packet's side, if it confirms the flow.
+#[inline(always)]
+pub fn confirmation(headers: &Headers, direction: Direction) -> u8 {
+    if headers.protocol == IPPROTO_TCP && (headers.tcp_syn() || headers.tcp_rst()) {
+        return 0;
+    }
+    match direction {
+        Direction::FromWorkload => FLOW_CONFIRMED_BY_LOCAL,
+        Direction::ToWorkload => FLOW_CONFIRMED_BY_REMOTE,
     }
 }
 

@@ -13,19 +13,17 @@ use zpr_common::{
         ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey,
         LocalIdentity, endpoint_index_position,
     },
-    event::{NO_RULE, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DROPPED},
+    event::{IPPROTO_TCP, NO_RULE, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DROPPED},
     policy::{POLICY_EGRESS, POLICY_INGRESS, POLICY_STATELESS},
 };
 
 use crate::{
-    conntrack, counters,
+    conntrack::{self, Table},
+    counters,
     events::{self, Verdict},
     headers::{self, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, Fragment, Headers},
     identity,
-    maps::{
-        ZPR_CONFIG, ZPR_CONNTRACK, ZPR_ENDPOINT_INDEX, ZPR_ENDPOINTS, ZPR_FRAGMENTS,
-        ZPR_LOCAL_ADDRESSES,
-    },
+    maps::{ZPR_CONFIG, ZPR_ENDPOINT_INDEX, ZPR_ENDPOINTS, ZPR_FRAGMENTS, ZPR_LOCAL_ADDRESSES},
     packet::Packet,
     policy,
 };
@@ -125,21 +123,26 @@ fn decide(packet: &Packet, site: &Site) -> (Reason, Action) {
     let key = conntrack::flow_key(site.ifindex, site.direction, &headers);
     let tracked = match headers.fragment {
         Fragment::Later { .. } => None,
-        _ => ZPR_CONNTRACK.get_ptr_mut(&key),
+        _ => conntrack::find(&key),
     };
-    if let Some(state) = tracked {
-        // SAFETY: LRU value pointer from this lookup; a racing writer can
-        // only make the state stale, which the next packet re-checks.
+    if let Some((state, table)) = tracked {
+        // SAFETY: value pointer from this lookup; a racing writer can only
+        // make the state stale, which the next packet re-checks.
         let state = unsafe { &mut *state };
         if conntrack::is_live(state, headers.protocol, site.now)
             && !conntrack::is_reopened(state, &headers)
         {
             if state.generation == site.generation {
                 conntrack::touch(state, &headers, site.direction, site.now);
+                if table == Table::Opening {
+                    conntrack::confirm_if_seen_both_ways(&key, state);
+                }
                 return (Reason::Established, Action::Pass);
             }
-            return recheck(site, &headers, &key, state);
+            return recheck(site, &headers, &key, state, table);
         }
+        // Idle or reused: decided afresh, as a flow that starts opening.
+        conntrack::remove(&key, table);
     }
     decide_new_flow(packet, site, &headers, &key)
 }
@@ -190,21 +193,38 @@ fn decide_new_flow(
     let slot = site.slot;
     let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
     let port = headers.policy_port();
-    let Some(allowed) = policy::lookup(
+    let forward = policy::lookup(
         slot,
         policy_direction,
         local,
         remote_uid,
         headers.protocol,
         port,
-    ) else {
-        let decision = deny(site, headers, Reason::NoPolicy, local_uid, remote_uid);
-        if decision.1 == Action::Pass {
-            // Audit mode: track the flow so it is reported once, not per packet.
-            let uids = (local_uid, remote_uid);
-            let _ = track(site, headers, key, uids, NO_RULE, port, FLOW_AUDITED);
+    );
+    // Mid-stream TCP may belong to a flow the other side opened (its entry
+    // evicted or lost): the question its first packet was asked, the other
+    // way round (as Linux's nf_conntrack_tcp_loose picks such flows up).
+    let mid_stream = headers.protocol == IPPROTO_TCP && !headers.is_tcp_syn_only();
+    let (allowed, origin, policy_port) = match forward {
+        Some(allowed) => (allowed, site.direction, port),
+        None if mid_stream => {
+            let (reverse_direction, origin) = match site.direction {
+                Direction::FromWorkload => (POLICY_INGRESS, Direction::ToWorkload),
+                Direction::ToWorkload => (POLICY_EGRESS, Direction::FromWorkload),
+            };
+            match policy::lookup(
+                slot,
+                reverse_direction,
+                local,
+                remote_uid,
+                headers.protocol,
+                headers.src_port,
+            ) {
+                Some(allowed) => (allowed, origin, headers.src_port),
+                None => return deny_new_flow(site, headers, key, (local_uid, remote_uid), port),
+            }
         }
-        return decision;
+        None => return deny_new_flow(site, headers, key, (local_uid, remote_uid), port),
     };
     if let Fragment::First { id } = headers.fragment {
         let _ = ZPR_FRAGMENTS.insert(&fragment_key(site, headers, id), &allowed.rule, 0);
@@ -213,18 +233,52 @@ fn decide_new_flow(
         return (Reason::Stateless, Action::Pass);
     }
     let uids = (local_uid, remote_uid);
-    if track(site, headers, key, uids, allowed.rule, port, 0).is_err() {
+    let opening = Opening {
+        rule: allowed.rule,
+        policy_port,
+        origin,
+        flags: 0,
+    };
+    if track(site, headers, key, uids, &opening).is_err() {
         return deny(site, headers, Reason::ConntrackFull, local_uid, remote_uid);
     }
+    let reason = if mid_stream {
+        Reason::PickedUp
+    } else {
+        Reason::NewFlow
+    };
     let verdict = Verdict {
-        reason: Reason::NewFlow,
+        reason,
         verdict: VERDICT_ALLOWED,
         local_uid,
         remote_uid,
         rule: allowed.rule,
     };
     events::report(site, headers, &verdict);
-    (Reason::NewFlow, Action::Pass)
+    (reason, Action::Pass)
+}
+
+/// No statement allows the flow either way: dropped, or in audit mode
+/// tracked so it is reported once, not per packet.
+#[inline(always)]
+fn deny_new_flow(
+    site: &Site,
+    headers: &Headers,
+    key: &FlowKey,
+    (local_uid, remote_uid): (u32, u32),
+    port: u16,
+) -> (Reason, Action) {
+    let decision = deny(site, headers, Reason::NoPolicy, local_uid, remote_uid);
+    if decision.1 == Action::Pass {
+        let opening = Opening {
+            rule: NO_RULE,
+            policy_port: port,
+            origin: site.direction,
+            flags: FLOW_AUDITED,
+        };
+        let _ = track(site, headers, key, (local_uid, remote_uid), &opening);
+    }
+    decision
 }
 
 /// A live flow under an older generation: re-decided as its first packet
@@ -235,6 +289,7 @@ fn recheck(
     headers: &Headers,
     key: &FlowKey,
     state: &mut FlowState,
+    table: Table,
 ) -> (Reason, Action) {
     let policy_direction = if state.origin == Direction::FromWorkload as u8 {
         POLICY_EGRESS
@@ -266,7 +321,7 @@ fn recheck(
     }
     let decision = deny(site, headers, Reason::Revoked, local_uid, remote_uid);
     if decision.1 == Action::Drop {
-        let _ = ZPR_CONNTRACK.remove(key);
+        conntrack::remove(key, table);
     } else {
         state.rule = NO_RULE;
         state.flags = FLOW_AUDITED;
@@ -307,7 +362,7 @@ fn is_related_icmp(packet: &Packet, site: &Site, headers: &Headers) -> bool {
         Direction::ToWorkload => Direction::FromWorkload,
     };
     let key = conntrack::flow_key(site.ifindex, quoted_direction, &quoted);
-    ZPR_CONNTRACK.get_ptr(&key).is_some()
+    conntrack::is_tracked(&key)
 }
 
 #[inline(always)]
@@ -323,34 +378,41 @@ fn fragment_key(site: &Site, headers: &Headers, id: u32) -> FragmentKey {
     }
 }
 
+/// What a new flow's entry records of the decision that allowed it.
+struct Opening {
+    rule: u32,
+    /// The protocol/port bits the flow's origin was allowed on.
+    policy_port: u16,
+    origin: Direction,
+    flags: u8,
+}
+
 #[inline(always)]
 fn track(
     site: &Site,
     headers: &Headers,
     key: &FlowKey,
     (local_uid, remote_uid): (u32, u32),
-    rule: u32,
-    policy_port: u16,
-    flags: u8,
+    opening: &Opening,
 ) -> Result<(), i32> {
     let state = FlowState {
         last_seen_ns: site.now,
         generation: site.generation,
-        rule,
+        rule: opening.rule,
         local_uid,
         remote_uid,
-        origin: site.direction as u8,
-        tcp: if headers.protocol == zpr_common::event::IPPROTO_TCP {
+        origin: opening.origin as u8,
+        tcp: if headers.protocol == IPPROTO_TCP {
             conntrack::tcp_bits(headers, site.direction)
         } else {
             0
         },
-        flags,
+        flags: opening.flags | conntrack::confirmation(headers, site.direction),
         _pad: 0,
-        policy_port,
+        policy_port: opening.policy_port,
         _pad2: [0; 2],
     };
-    ZPR_CONNTRACK.insert(key, &state, 0)
+    conntrack::open(key, &state)
 }
 
 /// A drop, or in audit mode a pass that is reported as one.

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use zpr_common::{
     config::Config,
-    conntrack::{FlowKey, FlowState, FragmentKey},
+    conntrack::{CONNTRACK_STATS_SLOTS, FlowKey, FlowState, FragmentKey},
     counters::{COUNTER_SLOTS, Counter},
     endpoint::{EndpointConfig, EndpointKey, IndexedEndpoint, LocalAddressKey, LocalIdentity},
     event::{EVENT_STATS_SLOTS, Event, RateLimiter},
@@ -43,9 +43,23 @@ pub static ZPR_PREFIXES: LpmTrie<PrefixKey, u32, { maps::PREFIXES_MAX as usize }
 pub static ZPR_POLICY: LpmTrie<PolicyKey, PolicyValue, { maps::POLICY_MAX as usize }> =
     LpmTrie::new();
 
+/// Established flows: a preallocated hash, so nothing evicts them (the
+/// agent removes the idle ones). Sized at load time.
 #[btf_map]
-pub static ZPR_CONNTRACK: LruHashMap<FlowKey, FlowState, { maps::CONNTRACK_MAX as usize }> =
-    LruHashMap::new();
+pub static ZPR_CONNTRACK: HashMap<FlowKey, FlowState, { maps::CONNTRACK_MAX as usize }> =
+    HashMap::new();
+
+/// Flows not yet seen from both sides: an LRU a flood may churn through.
+#[btf_map]
+pub static ZPR_CONNTRACK_OPENING: LruHashMap<
+    FlowKey,
+    FlowState,
+    { maps::CONNTRACK_OPENING_MAX as usize },
+> = LruHashMap::new();
+
+#[btf_map]
+pub static ZPR_CONNTRACK_STATS: PerCpuArray<u64, { CONNTRACK_STATS_SLOTS as usize }> =
+    PerCpuArray::new();
 
 #[btf_map]
 pub static ZPR_FRAGMENTS: LruHashMap<FragmentKey, u32, { maps::FRAGMENTS_MAX as usize }> =

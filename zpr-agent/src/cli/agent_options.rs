@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+use zpr_common::maps;
 
 use super::agent_paths::AgentPaths;
 use crate::{
@@ -33,7 +34,17 @@ pub struct AgentOptions {
     /// policy stays, and SIGHUP confirms it.
     #[arg(long)]
     pub allow_unprotect: bool,
+    /// Flows the established table holds (the opening table holds a
+    /// quarter as many). Kernel memory is reserved up front: about 144
+    /// bytes per entry (see the README). Changing it restarts tracking:
+    /// TCP flows are picked up again, others re-decided.
+    #[arg(long, value_name = "N", default_value_t = maps::CONNTRACK_MAX,
+          value_parser = clap::value_parser!(u32).range(CONNTRACK_ENTRIES_MIN..=CONNTRACK_ENTRIES_MAX))]
+    pub conntrack_entries: u32,
 }
+
+const CONNTRACK_ENTRIES_MIN: i64 = 4096;
+const CONNTRACK_ENTRIES_MAX: i64 = 16 * 1024 * 1024;
 
 /// `--hook`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +73,7 @@ impl AgentOptions {
             hook: self.hook.into(),
             allow_private_bpffs: self.allow_private_bpffs,
             allow_unprotect: self.allow_unprotect,
+            conntrack_entries: self.conntrack_entries,
         })
     }
 }

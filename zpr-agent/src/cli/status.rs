@@ -10,8 +10,8 @@ use super::{Output, agent_paths::AgentPaths, agent_view::AgentView};
 use crate::{
     daemon::{AttachedEndpoint, Status, unix_now},
     datapath::{
-        EventStats, Fill, LinkEnd, kernel_attachments, pinned_config, pinned_counters,
-        pinned_event_stats, pinned_fill, pinned_interfaces,
+        ConntrackSummary, EventStats, Fill, LinkEnd, kernel_attachments, pinned_config,
+        pinned_conntrack, pinned_counters, pinned_event_stats, pinned_fill, pinned_interfaces,
     },
 };
 
@@ -37,6 +37,7 @@ struct Report {
     endpoints: Vec<EndpointState>,
     agent: Option<Status>,
     maps: Vec<Fill>,
+    conntrack: Option<ConntrackSummary>,
     counters: Vec<CounterRow>,
     events: EventStats,
 }
@@ -193,6 +194,9 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
         unreadable("the map fill levels", err);
         Vec::new()
     });
+    let conntrack = pinned_conntrack(pins)
+        .map_err(|err| unreadable("the conntrack tables", err))
+        .ok();
     let counters = pinned_counters(pins)
         .map(|counters| {
             Reason::ALL
@@ -213,6 +217,19 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
         unreadable("the event statistics", err);
         EventStats::default()
     });
+    if let Some(table) = conntrack.as_ref().map(|conntrack| &conntrack.established)
+        && table.entries as u64 * 10 >= table.capacity as u64 * 9
+    {
+        problems.push((
+            Health::Degraded,
+            format!(
+                "the established-flow table is {} of {} entries full: flows confirmed now \
+                 stay in the opening table, where a flood can evict them (raise \
+                 --conntrack-entries)",
+                table.entries, table.capacity
+            ),
+        ));
+    }
     problems.sort_by_key(|(health, _)| std::cmp::Reverse(*health));
     Ok(Report {
         health: problems
@@ -227,9 +244,52 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
         endpoints,
         agent,
         maps,
+        conntrack,
         counters,
         events,
     })
+}
+
+fn render_conntrack(
+    out: &mut String,
+    conntrack: &ConntrackSummary,
+    report: &Report,
+) -> std::fmt::Result {
+    writeln!(out, "\nconntrack (live / entries / capacity):")?;
+    let removed = report.agent.as_ref().map_or(String::new(), |status| {
+        format!("; {} idle flows removed", status.idle_flows_removed)
+    });
+    let tables = [
+        (
+            "established",
+            &conntrack.established,
+            format!("seen both ways, never evicted{removed}"),
+        ),
+        (
+            "opening",
+            &conntrack.opening,
+            format!("not yet seen both ways; {} evicted", conntrack.evicted),
+        ),
+    ];
+    for (name, table, note) in tables {
+        writeln!(
+            out,
+            "  {name:<12} {:>9} / {:>9} / {:<9} {note}",
+            table.live, table.entries, table.capacity
+        )?;
+    }
+    let picked_up: u64 = report
+        .counters
+        .iter()
+        .filter(|row| row.reason == Reason::PickedUp.name())
+        .map(|row| row.from_workload + row.to_workload)
+        .sum();
+    writeln!(
+        out,
+        "  picked up again: {picked_up} packets of allowed flows whose entry was gone; \
+         refused by the full established table: {}",
+        conntrack.confirm_refused
+    )
 }
 
 fn ago(then: u64) -> String {
@@ -350,6 +410,9 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
             "  {:<20} {:>9} / {}",
             fill.map, fill.entries, fill.capacity
         )?;
+    }
+    if let Some(conntrack) = &report.conntrack {
+        render_conntrack(&mut out, conntrack, report)?;
     }
     writeln!(out, "\npackets by reason:")?;
     writeln!(

@@ -43,6 +43,8 @@ pub struct AgentConfig {
     /// Apply input changes that unprotect most of this host without
     /// waiting for SIGHUP.
     pub allow_unprotect: bool,
+    /// Entries of the established-flow table.
+    pub conntrack_entries: u32,
 }
 
 /// Where the agent's inventory and policies come from.

@@ -12,7 +12,11 @@ use anyhow::Context as _;
 use aya::{maps::MapInfo, programs::loaded_programs};
 use zpr_common::maps;
 
-use super::{PinLayout, pinned::LinkEnd};
+use super::{
+    PinLayout,
+    pinned::LinkEnd,
+    syscall::{bpf, pointer_halves},
+};
 
 /// vNIC ifindex -> the ends attached to it.
 pub type KernelAttachments = BTreeMap<u32, BTreeSet<LinkEnd>>;
@@ -71,19 +75,6 @@ struct LinkInfo {
     attach_type: u32,
 }
 
-fn bpf(command: libc::c_long, attr: &mut [u32; 6]) -> libc::c_long {
-    // SAFETY: `attr` is a zero-padded bpf_attr prefix of the layout the
-    // command reads; its size is passed along.
-    unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            command,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(attr),
-        )
-    }
-}
-
 /// The next link id after `id`; None at the end of the list.
 fn next_link_id(id: u32) -> anyhow::Result<Option<u32>> {
     let mut attr = [id, 0, 0, 0, 0, 0];
@@ -109,12 +100,12 @@ fn link_info(id: u32) -> Option<LinkInfo> {
     // bpf_link_info: type, id, prog_id, then a union (8-byte aligned)
     // whose xdp and tcx members start with ifindex, tcx's then attach_type.
     let mut info = [0u32; 32];
-    let address = info.as_mut_ptr() as u64;
+    let [low, high] = pointer_halves(info.as_mut_ptr());
     let mut attr = [
         fd.as_raw_fd() as u32,
         std::mem::size_of_val(&info) as u32,
-        address as u32,
-        (address >> 32) as u32,
+        low,
+        high,
         0,
         0,
     ];

@@ -5,7 +5,7 @@ use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, RingBuf};
 use serde::Serialize;
 use zpr_common::{
     config::Config,
-    conntrack::{FlowKey, FlowState, FragmentKey},
+    conntrack::FragmentKey,
     endpoint::{EndpointConfig, EndpointKey, LocalAddressKey, LocalIdentity},
     event::{EVENT_STATS_SLOTS, EVENTS_LOST, EVENTS_RATE_LIMITED},
     identity::{HostKey, PrefixKey},
@@ -33,7 +33,7 @@ pub struct EventStats {
     pub rate_limited: u64,
 }
 
-fn open(pins: &PinLayout, name: &str, wrap: fn(MapData) -> Map) -> anyhow::Result<Map> {
+pub(super) fn open(pins: &PinLayout, name: &str, wrap: fn(MapData) -> Map) -> anyhow::Result<Map> {
     let path = pins.map(name);
     let data = MapData::from_pin(&path)
         .with_context(|| format!("opening {} (is zpr running on this host?)", path.display()))?;
@@ -60,7 +60,8 @@ pub fn pinned_event_stats(pins: &PinLayout) -> anyhow::Result<EventStats> {
     })
 }
 
-/// Entries in every map that grows (both Plan slots count).
+/// Entries in every map that grows (both Plan slots count), but the
+/// conntrack tables (see [`super::pinned_conntrack`]).
 pub fn pinned_fill(pins: &PinLayout) -> anyhow::Result<Vec<Fill>> {
     fn hash<K: aya::Pod, V: aya::Pod>(map: &Map) -> anyhow::Result<usize> {
         Ok(HashMap::<_, K, V>::try_from(map)?
@@ -81,7 +82,7 @@ pub fn pinned_fill(pins: &PinLayout) -> anyhow::Result<Vec<Fill>> {
         fn(MapData) -> Map,
         fn(&Map) -> anyhow::Result<usize>,
     );
-    let rows: [Row; 7] = [
+    let rows: [Row; 6] = [
         (
             maps::ENDPOINTS,
             maps::ENDPOINTS_MAX,
@@ -111,12 +112,6 @@ pub fn pinned_fill(pins: &PinLayout) -> anyhow::Result<Vec<Fill>> {
             maps::POLICY_MAX,
             Map::LpmTrie,
             lpm::<PolicyKey, PolicyValue>,
-        ),
-        (
-            maps::CONNTRACK,
-            maps::CONNTRACK_MAX,
-            Map::LruHashMap,
-            hash::<FlowKey, FlowState>,
         ),
         (
             maps::FRAGMENTS,

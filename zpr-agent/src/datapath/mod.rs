@@ -3,22 +3,25 @@
 //! purpose: decisions live in `compile` (user space) and `zpr-ebpf` (kernel).
 
 mod attachments;
+mod conntrack;
 mod counters;
 mod events;
-mod flows;
 mod inspect;
 mod object;
 mod ownership;
 mod pinned;
 mod pins;
 mod plan_maps;
+mod syscall;
 mod test_run;
 mod visibility;
 
 pub use attachments::{KernelAttachments, kernel_attachments};
+pub use conntrack::{
+    ConntrackSize, ConntrackSummary, TableFill, flush_flows, pinned_conntrack, remove_idle_flows,
+};
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
-pub use flows::flush_flows;
 pub use inspect::{
     EventStats, Fill, pinned_config, pinned_counters, pinned_event_stats, pinned_events,
     pinned_fill,

@@ -24,7 +24,7 @@ use zpr_common::{
     maps,
 };
 
-use super::{Datapath, FromWorkloadHook, object::program};
+use super::{ConntrackSize, Datapath, FromWorkloadHook, object::program};
 
 /// Where zpr pins things: `<bpffs>/zpr/maps/<MAP>` and
 /// `<bpffs>/zpr/links/<interface>:<end>` (bpffs refuses `.` in names,
@@ -131,7 +131,10 @@ pub enum Adoption {
 impl Datapath {
     /// Loads the programs over the pinned maps (creating and pinning them
     /// when absent).
-    pub fn open_pinned(pins: &PinLayout) -> anyhow::Result<(Datapath, Adoption)> {
+    pub fn open_pinned(
+        pins: &PinLayout,
+        conntrack: ConntrackSize,
+    ) -> anyhow::Result<(Datapath, Adoption)> {
         let mut adoption = match pinned_config(pins) {
             None => Adoption::Fresh,
             Some(Ok(config)) if config.layout == LAYOUT_VERSION => Adoption::Adopted {
@@ -150,14 +153,14 @@ impl Datapath {
         if matches!(adoption, Adoption::Replaced { .. }) {
             remove_pinned(pins)?;
         }
-        let mut datapath = match load_over_pins(pins) {
+        let mut datapath = match load_over_pins(pins, conntrack) {
             Ok(datapath) => datapath,
             Err(err) if is_incompatible_pin(&err) => {
                 adoption = Adoption::Replaced {
                     why: format!("{err:#}"),
                 };
                 remove_pinned(pins)?;
-                load_over_pins(pins)?
+                load_over_pins(pins, conntrack)?
             }
             Err(err) => return Err(err),
         };
@@ -403,7 +406,7 @@ fn pinned_config(pins: &PinLayout) -> Option<anyhow::Result<Config>> {
     })())
 }
 
-fn load_over_pins(pins: &PinLayout) -> anyhow::Result<Datapath> {
+fn load_over_pins(pins: &PinLayout, conntrack: ConntrackSize) -> anyhow::Result<Datapath> {
     fs::create_dir_all(pins.root().join("maps"))
         .with_context(|| format!("creating {}", pins.root().display()))?;
     let paths: Vec<(&str, PathBuf)> = maps::ALL
@@ -411,6 +414,7 @@ fn load_over_pins(pins: &PinLayout) -> anyhow::Result<Datapath> {
         .map(|name| (*name, pins.map(name)))
         .collect();
     let mut loader = EbpfLoader::new();
+    conntrack.size(&mut loader);
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }

@@ -1,0 +1,235 @@
+//! The conntrack tables from user space: their size, how full they are,
+//! what the opening table's LRU evicted, and removing the flows that idled
+//! out of the established table (which nothing in the kernel evicts).
+
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
+use anyhow::Context as _;
+use aya::{
+    EbpfLoader,
+    maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray},
+};
+use serde::Serialize;
+use zpr_common::{
+    conntrack::{
+        CONFIRM_REFUSED, CONNTRACK_STATS_SLOTS, FlowKey, FlowState, OPENING_CONFIRMED,
+        OPENING_INSERTED, OPENING_REMOVED,
+    },
+    maps,
+};
+
+use super::{
+    Datapath, PinLayout,
+    inspect::open,
+    syscall::{bpf, pointer_halves},
+};
+
+/// How many flows the tables hold; fixed when the maps are created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConntrackSize {
+    pub established: u32,
+}
+
+impl Default for ConntrackSize {
+    fn default() -> ConntrackSize {
+        ConntrackSize {
+            established: maps::CONNTRACK_MAX,
+        }
+    }
+}
+
+impl ConntrackSize {
+    pub fn opening(self) -> u32 {
+        maps::conntrack_opening_entries(self.established)
+    }
+
+    pub(crate) fn size(self, loader: &mut EbpfLoader) {
+        loader.map_max_entries(maps::CONNTRACK, self.established);
+        loader.map_max_entries(maps::CONNTRACK_OPENING, self.opening());
+    }
+}
+
+/// One table's occupancy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableFill {
+    /// Entries whose idle timeout has not passed.
+    pub live: usize,
+    pub entries: usize,
+    pub capacity: u32,
+}
+
+/// Both tables, and what became of the flows that passed through them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConntrackSummary {
+    pub established: TableFill,
+    pub opening: TableFill,
+    /// Opening flows the LRU pushed out for newer ones (a flood churning
+    /// through it); established flows are never evicted.
+    pub evicted: u64,
+    /// Flows seen both ways that the full established table could not
+    /// take (they stay in the opening table, exposed to eviction).
+    pub confirm_refused: u64,
+}
+
+/// Forgets every tracked flow; returns how many there were. Their next
+/// packets are decided as new flows under the live Plan.
+pub fn flush_flows(datapath: &mut Datapath) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    for name in [maps::CONNTRACK, maps::CONNTRACK_OPENING] {
+        let mut flows: HashMap<_, FlowKey, FlowState> = HashMap::try_from(datapath.map_mut(name)?)?;
+        let keys = flow_keys(&flows)?;
+        for key in &keys {
+            // An opening flow may be evicted between listing and removal.
+            let _ = flows.remove(key);
+        }
+        removed += keys.len();
+    }
+    Ok(removed)
+}
+
+/// Removes the established flows whose idle timeout passed; returns how
+/// many. A flow that comes back to life meanwhile is kept.
+pub fn remove_idle_flows(datapath: &mut Datapath) -> anyhow::Result<usize> {
+    let mut flows: HashMap<_, FlowKey, FlowState> =
+        HashMap::try_from(datapath.map_mut(maps::CONNTRACK)?)?;
+    let now = monotonic_now_ns();
+    let mut idle = Vec::new();
+    for_each_flow(flows.map(), |key, state| {
+        if is_idle(key, state, now) {
+            idle.push(*key);
+        }
+    })?;
+    let mut removed = 0;
+    for key in &idle {
+        let still_idle = flows
+            .get(key, 0)
+            .is_ok_and(|state| is_idle(key, &state, monotonic_now_ns()));
+        if still_idle && flows.remove(key).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The tables of a pin root, as `zpr status` shows them.
+pub fn pinned_conntrack(pins: &PinLayout) -> anyhow::Result<ConntrackSummary> {
+    let established = open(pins, maps::CONNTRACK, Map::HashMap)?;
+    let opening = open(pins, maps::CONNTRACK_OPENING, Map::LruHashMap)?;
+    let stats = open(pins, maps::CONNTRACK_STATS, Map::PerCpuArray)?;
+    summary(&established, &opening, &stats)
+}
+
+fn summary(established: &Map, opening: &Map, stats: &Map) -> anyhow::Result<ConntrackSummary> {
+    let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(stats)?;
+    let sum = |slot: u32| -> anyhow::Result<u64> { Ok(stats.get(&slot, 0)?.iter().sum()) };
+    debug_assert_eq!(CONNTRACK_STATS_SLOTS, 4);
+    let established = fill(established)?;
+    let opening = fill(opening)?;
+    // Every insert into the opening table leaves it by confirmation, by
+    // removal, or by eviction, or is still there.
+    let left = sum(OPENING_CONFIRMED)? + sum(OPENING_REMOVED)? + opening.entries as u64;
+    Ok(ConntrackSummary {
+        established,
+        opening,
+        evicted: sum(OPENING_INSERTED)?.saturating_sub(left),
+        confirm_refused: sum(CONFIRM_REFUSED)?,
+    })
+}
+
+fn fill(map: &Map) -> anyhow::Result<TableFill> {
+    let flows: HashMap<_, FlowKey, FlowState> = HashMap::try_from(map)?;
+    let now = monotonic_now_ns();
+    let mut fill = TableFill {
+        capacity: flows.map().info()?.max_entries(),
+        ..TableFill::default()
+    };
+    for_each_flow(flows.map(), |key, state| {
+        fill.entries += 1;
+        if !is_idle(key, state, now) {
+            fill.live += 1;
+        }
+    })?;
+    Ok(fill)
+}
+
+fn is_idle(key: &FlowKey, state: &FlowState, now: u64) -> bool {
+    now.saturating_sub(state.last_seen_ns) > state.timeout(key.protocol)
+}
+
+fn flow_keys<T: std::borrow::Borrow<MapData>>(
+    flows: &HashMap<T, FlowKey, FlowState>,
+) -> anyhow::Result<Vec<FlowKey>> {
+    let mut keys = Vec::new();
+    for_each_flow(flows.map(), |key, _| keys.push(*key))?;
+    Ok(keys)
+}
+
+/// The kernel's clock for `bpf_ktime_get_ns`.
+fn monotonic_now_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the current time into `now`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+/// Flows read per syscall: a table of 512k entries in 128 calls.
+const BATCH: usize = 4096;
+
+/// Visits every flow of a table, a batch of entries per syscall (one
+/// lookup per key would cost a million syscalls at 512k flows).
+fn for_each_flow(map: &MapData, mut visit: impl FnMut(&FlowKey, &FlowState)) -> anyhow::Result<()> {
+    let fd = map.fd().as_fd().as_raw_fd() as u32;
+    let mut keys = vec![FlowKey::default(); BATCH];
+    let mut values = vec![FlowState::default(); BATCH];
+    // A hash map's batch position is a bucket index.
+    let mut position: u32 = 0;
+    let mut next: u32 = 0;
+    let mut first = true;
+    loop {
+        let [in_low, in_high] = if first {
+            [0, 0]
+        } else {
+            pointer_halves(&mut position)
+        };
+        let [out_low, out_high] = pointer_halves(&mut next);
+        let [keys_low, keys_high] = pointer_halves(keys.as_mut_ptr());
+        let [values_low, values_high] = pointer_halves(values.as_mut_ptr());
+        // bpf_attr.batch: in_batch, out_batch, keys, values, count,
+        // map_fd, elem_flags, flags.
+        let mut attr = [
+            in_low,
+            in_high,
+            out_low,
+            out_high,
+            keys_low,
+            keys_high,
+            values_low,
+            values_high,
+            BATCH as u32,
+            fd,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let error = (result < 0).then(std::io::Error::last_os_error);
+        let count = (attr[8] as usize).min(BATCH);
+        for (key, state) in keys.iter().zip(&values).take(count) {
+            visit(key, state);
+        }
+        match error {
+            None => {}
+            Some(error) if error.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Some(error) => {
+                return Err(error).context("reading the conntrack table (BPF_MAP_LOOKUP_BATCH)");
+            }
+        }
+        position = next;
+        first = false;
+    }
+}
