@@ -7,6 +7,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use anyhow::Context as _;
@@ -24,7 +25,7 @@ use zpr_tests::{
     site::Inputs,
     three_tier::HOSTS,
     topology::Topology,
-    traffic::TIMEOUT,
+    traffic::{EchoServer, TIMEOUT, tcp_exchange},
 };
 
 /// App servers may also reach the database over UDP.
@@ -35,6 +36,8 @@ const FLOOD: u32 = 4 * ESTABLISHED_ENTRIES;
 
 struct Pressure {
     topology: Topology,
+    /// app-1 listens on tcp/80, which only the denied probe tries.
+    _probed: EchoServer,
     _inputs: Inputs,
     agent: AgentProcess,
 }
@@ -42,6 +45,7 @@ struct Pressure {
 impl Pressure {
     fn start() -> anyhow::Result<Pressure> {
         let topology = Topology::new(&HOSTS)?;
+        let probed = EchoServer::start(&topology.host("app-1").netns, 80)?;
         let inputs = Inputs::new()?;
         inputs.write_policy(&format!("{}{UDP_TO_DB}\n", inputs.original_policy()))?;
         let mut agent = AgentProcess::prepare(
@@ -59,6 +63,7 @@ impl Pressure {
         agent.wait_for_generation(1)?;
         Ok(Pressure {
             topology,
+            _probed: probed,
             _inputs: inputs,
             agent,
         })
@@ -273,5 +278,60 @@ fn a_tcp_flow_whose_entry_is_lost_is_picked_up_from_either_side() -> anyhow::Res
     .context("after losing the entries, app-1 first")?;
     connection.both_ways("after the pick-up")?;
 
+    Ok(())
+}
+
+#[test]
+fn resizing_the_tables_at_a_restart_opens_no_gap_and_keeps_tcp_flows() -> anyhow::Result<()> {
+    let mut pressure = Pressure::start()?;
+    let mut connection = Connection::open(&pressure)?;
+    connection.both_ways("before")?;
+    let stop = AtomicBool::new(false);
+    let internet = &pressure.topology.host("internet").netns;
+    let app = pressure.topology.host("app-1").address;
+    let (through, tries) = std::thread::scope(|scope| -> anyhow::Result<(usize, usize)> {
+        let probe = scope.spawn(|| {
+            let (mut through, mut tries) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                through += usize::from(tcp_exchange(internet, app, 80).is_ok());
+                tries += 1;
+            }
+            (through, tries)
+        });
+        let restarted = (|| -> anyhow::Result<()> {
+            pressure.agent.terminate()?;
+            let size = pressure.agent.arguments.last_mut().context("no size")?;
+            *size = (2 * ESTABLISHED_ENTRIES).to_string();
+            pressure.agent.spawn()?;
+            pressure.agent.wait_for("the tables replaced", |status| {
+                status["adoption"]
+                    .as_str()
+                    .is_some_and(|adoption| adoption.starts_with("replaced"))
+                    && status["generation"].as_u64().unwrap_or(0) >= 1
+            })?;
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let probed = probe.join().expect("the probe panicked");
+        restarted?;
+        Ok(probed)
+    })?;
+    assert!(tries > 0, "the denied path was probed");
+    assert_eq!(
+        through, 0,
+        "denied connections got through in {tries} tries"
+    );
+    let report = pressure.status()?;
+    assert_eq!(
+        report["conntrack"]["established"]["capacity"],
+        2 * ESTABLISHED_ENTRIES,
+        "{:#}",
+        report["conntrack"]
+    );
+    connection.both_ways("after the tables were replaced")?;
+    assert!(
+        pressure.picked_up()? > 0,
+        "the connection was picked up again"
+    );
     Ok(())
 }

@@ -124,7 +124,9 @@ pub enum Adoption {
     Fresh,
     /// Pinned maps of this layout: enforcement, flows and counters continue.
     Adopted { generation: u32 },
-    /// Pinned state of another layout was removed first.
+    /// Pinned maps of another layout or size were unpinned; the pinned
+    /// links kept running the old programs (and Plan) until the new ones
+    /// took over.
     Replaced { why: String },
 }
 
@@ -151,7 +153,7 @@ impl Datapath {
             },
         };
         if matches!(adoption, Adoption::Replaced { .. }) {
-            remove_pinned(pins)?;
+            remove_map_pins(pins)?;
         }
         let mut datapath = match load_over_pins(pins, conntrack) {
             Ok(datapath) => datapath,
@@ -159,7 +161,7 @@ impl Datapath {
                 adoption = Adoption::Replaced {
                     why: format!("{err:#}"),
                 };
-                remove_pinned(pins)?;
+                remove_map_pins(pins)?;
                 load_over_pins(pins, conntrack)?
             }
             Err(err) => return Err(err),
@@ -354,18 +356,25 @@ fn remove_pinned(pins: &PinLayout) -> anyhow::Result<Removed> {
     for interface in &interfaces {
         detach_pinned(pins, interface)?;
     }
-    let mut maps_removed = 0;
+    Ok(Removed {
+        interfaces,
+        maps: remove_map_pins(pins)?,
+    })
+}
+
+/// Removes every map pin, and nothing else: the pinned links keep running
+/// the programs they run, with the maps those programs hold, until they
+/// are switched to new programs (so replacing the maps opens no gap).
+fn remove_map_pins(pins: &PinLayout) -> anyhow::Result<usize> {
+    let mut removed = 0;
     for name in maps::ALL {
         let path = pins.map(name);
         if path.exists() {
             fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            maps_removed += 1;
+            removed += 1;
         }
     }
-    Ok(Removed {
-        interfaces,
-        maps: maps_removed,
-    })
+    Ok(removed)
 }
 
 fn unpin_link(path: &Path) -> anyhow::Result<()> {
