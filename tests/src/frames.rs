@@ -7,6 +7,7 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
 pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
 
 /// The L4 part of a crafted packet.
 #[derive(Clone, Copy, Debug)]

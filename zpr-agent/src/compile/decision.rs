@@ -116,6 +116,16 @@ pub enum Direction {
     Ingress,
 }
 
+impl Direction {
+    /// The direction of the flow's replies.
+    pub const fn opposite(self) -> Direction {
+        match self {
+            Direction::Egress => Direction::Ingress,
+            Direction::Ingress => Direction::Egress,
+        }
+    }
+}
+
 impl fmt::Display for Direction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
