@@ -6,6 +6,7 @@
 
 mod agent;
 mod bracket;
+mod conntrack_scale;
 mod control_plane;
 mod cpu;
 mod firewall;
@@ -73,6 +74,8 @@ enum Part {
     Flood,
     /// Compile time, reload latency, agent memory.
     ControlPlane,
+    /// Per-packet cost with 10,000 and 1,000,000 established flows.
+    Conntrack,
 }
 
 fn main() -> std::process::ExitCode {
@@ -119,6 +122,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             settings.rounds,
         ));
         add(scaling::section(&samples, &settings.sizes));
+    }
+    if wanted(Part::Conntrack) {
+        add(conntrack_scale::measure(&profile.conntrack)?);
     }
     if wanted(Part::Throughput) {
         add(throughput::measure(&profile.throughput)?);

@@ -11,7 +11,7 @@ use zpr_tests::frames::{L4, TCP_SYN, frame};
 use crate::generated::{DENIED_PORT, Generated};
 
 const TCP_FIN: u8 = 0x01;
-const TCP_ACK: u8 = 0x10;
+pub const TCP_ACK: u8 = 0x10;
 
 /// Source ports: the warm frames use their own, spread flows count up from
 /// theirs, so no two paths share a conntrack entry.
@@ -73,17 +73,7 @@ pub fn frames(generated: &Generated, path: Path, spread: usize) -> Frames {
         spread <= MAX_SPREAD,
         "{spread} flows overflow the port range"
     );
-    let tcp = |src: IpAddr, src_port: u16, (dst, dst_port): (IpAddr, u16), flags: u8| {
-        frame(
-            src,
-            dst,
-            L4::Tcp {
-                src_port,
-                dst_port,
-                flags,
-            },
-        )
-    };
+    let tcp = tcp_frame;
     let allowed = |i: usize| generated.allowed[i % generated.allowed.len()];
     let denied = |i: usize| (generated.denied[i % generated.denied.len()], DENIED_PORT);
     let local = generated.local;
@@ -127,4 +117,42 @@ pub fn frames(generated: &Generated, path: Path, spread: usize) -> Frames {
         ),
     };
     Frames { warm, spread }
+}
+
+/// The frame the other side sends back on `frame`'s flow: addresses and
+/// ports swapped (frames carry no IPv6 extension headers).
+pub fn reply(frame: &[u8]) -> Vec<u8> {
+    const ETHERNET: usize = 14;
+    let mut reply = frame.to_vec();
+    let (addresses, length, l4) = if u16::from_be_bytes([frame[12], frame[13]]) == 0x86DD {
+        (ETHERNET + 8, 16, ETHERNET + 40)
+    } else {
+        (
+            ETHERNET + 12,
+            4,
+            ETHERNET + usize::from(frame[ETHERNET] & 0x0f) * 4,
+        )
+    };
+    let (src, dst) = (
+        addresses..addresses + length,
+        addresses + length..addresses + 2 * length,
+    );
+    reply[src.clone()].copy_from_slice(&frame[dst.clone()]);
+    reply[dst].copy_from_slice(&frame[src]);
+    reply[l4..l4 + 2].copy_from_slice(&frame[l4 + 2..l4 + 4]);
+    reply[l4 + 2..l4 + 4].copy_from_slice(&frame[l4..l4 + 2]);
+    reply
+}
+
+/// A TCP frame `src:src_port -> dst:dst_port` with `flags`.
+pub fn tcp_frame(src: IpAddr, src_port: u16, (dst, dst_port): (IpAddr, u16), flags: u8) -> Vec<u8> {
+    frame(
+        src,
+        dst,
+        L4::Tcp {
+            src_port,
+            dst_port,
+            flags,
+        },
+    )
 }

@@ -4,7 +4,8 @@
 use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
-    control_plane, firewall::Filter, flood, micro, per_packet, sender::Source, throughput,
+    conntrack_scale, control_plane, firewall::Filter, flood, micro, per_packet, sender::Source,
+    throughput,
 };
 
 /// How much of everything a run measures.
@@ -14,6 +15,7 @@ pub struct Profile {
     pub throughput: throughput::Settings,
     pub flood: flood::Settings,
     pub control_plane: control_plane::Settings,
+    pub conntrack: conntrack_scale::Settings,
 }
 
 impl Profile {
@@ -61,6 +63,11 @@ impl Profile {
                 reloads: 10,
                 memory_statements: 100_000,
             },
+            conntrack: conntrack_scale::Settings {
+                tracked: vec![10_000, 1_000_000],
+                rounds: 3,
+                probes: 10_000,
+            },
         }
     }
 
@@ -100,6 +107,11 @@ impl Profile {
                 reload_statements: 10_000,
                 reloads: 2,
                 memory_statements: 10_000,
+            },
+            conntrack: conntrack_scale::Settings {
+                tracked: vec![10_000, 100_000],
+                rounds: 1,
+                probes: 2_000,
             },
         }
     }

@@ -7,7 +7,7 @@ use zpr_common::Direction;
 
 use crate::{
     generated::{Generated, test_interfaces},
-    paths::Path,
+    paths::{self, Path},
     reference::{Program, Reference},
 };
 
@@ -59,12 +59,18 @@ impl Subject for Zpr {
         datapath.test_run(Hook::FromWorkloadXdp, frame, repeat)
     }
 
+    /// The packet, then the other side's answer: seen both ways, the flow
+    /// is established (as a real one is after its first exchange).
     fn track(&mut self, frame: &[u8]) -> anyhow::Result<()> {
         let result = self.enforcing.test_run(Hook::FromWorkloadXdp, frame, 1)?;
         ensure!(
             result.passed,
             "zpr dropped the first packet of an allowed flow"
         );
+        let answer = self
+            .enforcing
+            .test_run(Hook::ToWorkloadTc, &paths::reply(frame), 1)?;
+        ensure!(answer.passed, "zpr dropped the answer of an allowed flow");
         Ok(())
     }
 

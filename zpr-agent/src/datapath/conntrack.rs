@@ -87,14 +87,25 @@ pub fn flush_flows(datapath: &mut Datapath) -> anyhow::Result<usize> {
     Ok(removed)
 }
 
-/// Removes the established flows whose idle timeout passed; returns how
-/// many. A flow that comes back to life meanwhile is kept.
-pub fn remove_idle_flows(datapath: &mut Datapath) -> anyhow::Result<usize> {
+/// What a sweep of the established table found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub removed: usize,
+    /// Entries left.
+    pub remaining: usize,
+    pub capacity: u32,
+}
+
+/// Removes the established flows whose idle timeout passed. A flow that
+/// comes back to life meanwhile is kept.
+pub fn remove_idle_flows(datapath: &mut Datapath) -> anyhow::Result<Swept> {
     let mut flows: HashMap<_, FlowKey, FlowState> =
         HashMap::try_from(datapath.map_mut(maps::CONNTRACK)?)?;
     let now = monotonic_now_ns();
     let mut idle = Vec::new();
+    let mut entries = 0;
     for_each_flow(flows.map(), |key, state| {
+        entries += 1;
         if is_idle(key, state, now) {
             idle.push(*key);
         }
@@ -108,7 +119,11 @@ pub fn remove_idle_flows(datapath: &mut Datapath) -> anyhow::Result<usize> {
             removed += 1;
         }
     }
-    Ok(removed)
+    Ok(Swept {
+        removed,
+        remaining: entries - removed,
+        capacity: flows.map().info()?.max_entries(),
+    })
 }
 
 /// The tables of a pin root, as `zpr status` shows them.

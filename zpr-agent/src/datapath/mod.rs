@@ -18,7 +18,8 @@ mod visibility;
 
 pub use attachments::{KernelAttachments, kernel_attachments};
 pub use conntrack::{
-    ConntrackSize, ConntrackSummary, TableFill, flush_flows, pinned_conntrack, remove_idle_flows,
+    ConntrackSize, ConntrackSummary, Swept, TableFill, flush_flows, pinned_conntrack,
+    remove_idle_flows,
 };
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};

@@ -9,7 +9,7 @@ use aya::{
 };
 use zpr_common::maps;
 
-use super::plan_maps::SlotContents;
+use super::{ConntrackSize, plan_maps::SlotContents};
 
 /// The object built from `zpr-ebpf` by build.rs, embedded so `zpr` is one file.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zpr"));
@@ -48,6 +48,13 @@ impl Datapath {
     /// program (each passes the verifier here).
     pub fn load() -> anyhow::Result<Datapath> {
         Datapath::load_with(&mut EbpfLoader::new())
+    }
+
+    /// As [`Datapath::load`], with conntrack tables of `conntrack`'s size.
+    pub fn load_sized(conntrack: ConntrackSize) -> anyhow::Result<Datapath> {
+        let mut loader = EbpfLoader::new();
+        conntrack.size(&mut loader);
+        Datapath::load_with(&mut loader)
     }
 
     /// Loads the object through `loader` (which may point maps at pins).
