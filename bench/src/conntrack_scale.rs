@@ -1,12 +1,9 @@
 //! Conntrack at scale: the per-packet cost of an established flow, a new
 //! flow and a denied packet with 10,000 and with 1,000,000 established
-//! flows in the table, and what the agent's idle-flow sweep (a walk of the
-//! whole table) costs at each size.
-
-use std::time::Instant;
+//! flows in the table.
 
 use anyhow::ensure;
-use zpr_agent::datapath::{ConntrackSize, Datapath, Hook, remove_idle_flows, write_plan};
+use zpr_agent::datapath::{ConntrackSize, Datapath, Hook, write_plan};
 
 use crate::{
     cpu::{self, Pinned},
@@ -40,7 +37,6 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
     let _pinned = Pinned::to(cpu::last())?;
     let paths = [Path::ConntrackHit, Path::NewFlow, Path::Denied];
     let mut samples = vec![vec![Vec::new(); paths.len()]; tables.len()];
-    let mut sweeps = vec![Vec::new(); tables.len()];
     for round in 1..=settings.rounds {
         eprintln!("conntrack: round {round}/{}", settings.rounds);
         for (index, (tracked, datapath)) in tables.iter_mut().enumerate() {
@@ -49,14 +45,6 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
                 let frames = probe_frames(&generated, path, *tracked, settings.probes, round);
                 samples[index][slot].push(median_ns(datapath, path, &frames)?);
             }
-            let started = Instant::now();
-            let swept = remove_idle_flows(datapath)?;
-            sweeps[index].push(started.elapsed().as_secs_f64() * 1000.0);
-            ensure!(
-                swept.removed == 0,
-                "the sweep removed {} live flows",
-                swept.removed
-            );
         }
     }
     let smallest = settings.tracked[0];
@@ -74,11 +62,6 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
                 figure.over(format!("{smallest} flows"), &samples[0][slot])
             });
         }
-        figures.push(Figure::new(
-            format!("idle-flow sweep (walk of the table), {tracked} established flows"),
-            Unit::Milliseconds,
-            sweeps[index].clone(),
-        ));
     }
     let method = vec![format!(
         "zpr's XDP program (BPF_PROG_TEST_RUN) at a generated policy set of {STATEMENTS} \
@@ -86,8 +69,7 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
          made by real packets (the workload's, then the remote side's answer). Each sample \
          is the median of one run of each of {} flows spread over the table (established: \
          filled flows; new: flows never seen; denied: denied remotes), all sizes measured \
-         in the same rounds. The sweep is `remove_idle_flows`, the agent's periodic walk \
-         of the table (batched lookups), finding nothing idle.",
+         in the same rounds.",
         settings
             .tracked
             .iter()

@@ -228,7 +228,7 @@ fn established_flows_outlive_a_flood_of_more_new_flows_than_the_tables_hold() ->
     let report = pressure.status()?;
     let conntrack = &report["conntrack"];
     let opening_capacity = conntrack["opening"]["capacity"].as_u64().unwrap();
-    let evicted = conntrack["evicted"].as_u64().unwrap();
+    let evicted = conntrack["opening_evicted"].as_u64().unwrap();
     eprintln!("after {FLOOD} spoofed SYNs: {conntrack:#}");
     assert!(
         evicted >= u64::from(FLOOD) - opening_capacity,
@@ -238,6 +238,7 @@ fn established_flows_outlive_a_flood_of_more_new_flows_than_the_tables_hold() ->
         conntrack["established"]["entries"].as_u64().unwrap() < 64,
         "flows never answered are not established: {conntrack:#}"
     );
+    assert_eq!(conntrack["established_evicted"], 0, "{conntrack:#}");
 
     // The database speaks first on both: with the entries gone, nothing
     // would let its packets toward app-1 through (UDP is not picked up).

@@ -1,11 +1,11 @@
 //! Per-flow state, keyed from the local endpoint's point of view so both
 //! directions of a flow find the same entry without sorting addresses.
 //!
-//! Two tables: a new flow starts in the opening table (an LRU: a flood of
-//! new flows recycles it), and moves to the established table (a hash that
-//! never evicts; the agent removes idle entries) once both sides have been
-//! seen, as Linux's conntrack marks a flow ASSURED. So flows that never
-//! answer (spoofed SYNs, scans) cannot push established ones out.
+//! Two LRU tables: a new flow starts in the opening table (a flood of new
+//! flows churns through it), and moves to the established table once both
+//! sides have been seen, as Linux's conntrack marks a flow ASSURED. So
+//! flows that never answer (spoofed SYNs, scans) cannot push established
+//! ones out: only more established flows than the table holds can.
 
 use crate::Address;
 
@@ -111,15 +111,18 @@ pub struct FragmentKey {
 }
 const _: () = assert!(core::mem::size_of::<FragmentKey>() == 44);
 
-/// Indexes of [`crate::maps::CONNTRACK_STATS`]: what the datapath did with
-/// the opening table, so the agent can tell how many entries the LRU
-/// evicted (opened, less confirmed, less removed, less still there).
+/// Indexes of [`crate::maps::CONNTRACK_STATS`]: what the datapath put into
+/// and took out of each table, so the agent can tell how many entries
+/// each LRU evicted (put in, less taken out, less still there).
 pub const OPENING_INSERTED: u32 = 0;
-pub const OPENING_CONFIRMED: u32 = 1;
+/// Moved to the established table.
+pub const OPENING_MOVED: u32 = 1;
 pub const OPENING_REMOVED: u32 = 2;
-/// A confirmed flow the established table had no room for (it stays in
-/// the opening table, unprotected from eviction).
-pub const CONFIRM_REFUSED: u32 = 3;
-pub const CONNTRACK_STATS_SLOTS: u32 = 4;
+pub const ESTABLISHED_INSERTED: u32 = 3;
+pub const ESTABLISHED_REMOVED: u32 = 4;
+/// A confirmed flow the established table could not take (it stays in
+/// the opening table).
+pub const CONFIRM_REFUSED: u32 = 5;
+pub const CONNTRACK_STATS_SLOTS: u32 = 6;
 
 crate::user_pod!(FlowKey, FlowState, FragmentKey);

@@ -48,7 +48,7 @@ pub const POLICY_MAX: u32 = 2 * 1_048_576;
 /// Cilium's default); `zpr run --conntrack-entries` sets it at load time.
 pub const CONNTRACK_MAX: u32 = 524_288;
 /// The opening table holds a quarter as many: it only needs to outlast a
-/// handshake under a flood (and a flow it loses is picked up again).
+/// handshake under a flood (and a TCP flow it loses is picked up again).
 pub const fn conntrack_opening_entries(established: u32) -> u32 {
     let quarter = established / 4;
     if quarter < CONNTRACK_OPENING_MIN {

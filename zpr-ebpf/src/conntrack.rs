@@ -7,9 +7,10 @@ use aya_ebpf::bindings::BPF_NOEXIST;
 use zpr_common::{
     Direction,
     conntrack::{
-        CONFIRM_REFUSED, FLOW_CONFIRMED, FLOW_CONFIRMED_BY_LOCAL, FLOW_CONFIRMED_BY_REMOTE,
-        FlowKey, FlowState, OPENING_CONFIRMED, OPENING_INSERTED, OPENING_REMOVED,
-        TCP_FIN_FROM_LOCAL, TCP_FIN_FROM_REMOTE, TCP_RST, TCP_SYN_FROM_LOCAL, TCP_SYN_FROM_REMOTE,
+        CONFIRM_REFUSED, ESTABLISHED_INSERTED, ESTABLISHED_REMOVED, FLOW_CONFIRMED,
+        FLOW_CONFIRMED_BY_LOCAL, FLOW_CONFIRMED_BY_REMOTE, FlowKey, FlowState, OPENING_INSERTED,
+        OPENING_MOVED, OPENING_REMOVED, TCP_FIN_FROM_LOCAL, TCP_FIN_FROM_REMOTE, TCP_RST,
+        TCP_SYN_FROM_LOCAL, TCP_SYN_FROM_REMOTE,
     },
     event::IPPROTO_TCP,
 };
@@ -57,7 +58,9 @@ pub fn open(key: &FlowKey, state: &FlowState) -> Result<(), i32> {
 pub fn remove(key: &FlowKey, table: Table) {
     match table {
         Table::Established => {
-            let _ = ZPR_CONNTRACK.remove(key);
+            if ZPR_CONNTRACK.remove(key).is_ok() {
+                bump(ESTABLISHED_REMOVED);
+            }
         }
         Table::Opening => {
             if ZPR_CONNTRACK_OPENING.remove(key).is_ok() {
@@ -67,8 +70,8 @@ pub fn remove(key: &FlowKey, table: Table) {
     }
 }
 
-/// Moves a flow seen from both sides to the established table. When that
-/// is full the flow stays where it is (and still passes).
+/// Moves a flow seen from both sides to the established table. Should the
+/// insert fail, the flow stays where it is (and still passes).
 #[inline(always)]
 pub fn confirm_if_seen_both_ways(key: &FlowKey, state: &FlowState) {
     if state.flags & FLOW_CONFIRMED != FLOW_CONFIRMED {
@@ -77,8 +80,9 @@ pub fn confirm_if_seen_both_ways(key: &FlowKey, state: &FlowState) {
     // NOEXIST: of two CPUs confirming one flow, one moves it.
     match ZPR_CONNTRACK.insert(key, state, BPF_NOEXIST as u64) {
         Ok(()) => {
+            bump(ESTABLISHED_INSERTED);
             if ZPR_CONNTRACK_OPENING.remove(key).is_ok() {
-                bump(OPENING_CONFIRMED);
+                bump(OPENING_MOVED);
             }
         }
         Err(err) if err == -EEXIST => {}

@@ -43,11 +43,10 @@ pub static ZPR_PREFIXES: LpmTrie<PrefixKey, u32, { maps::PREFIXES_MAX as usize }
 pub static ZPR_POLICY: LpmTrie<PolicyKey, PolicyValue, { maps::POLICY_MAX as usize }> =
     LpmTrie::new();
 
-/// Established flows: a preallocated hash, so nothing evicts them (the
-/// agent removes the idle ones). Sized at load time.
+/// Flows seen from both sides. Sized at load time.
 #[btf_map]
-pub static ZPR_CONNTRACK: HashMap<FlowKey, FlowState, { maps::CONNTRACK_MAX as usize }> =
-    HashMap::new();
+pub static ZPR_CONNTRACK: LruHashMap<FlowKey, FlowState, { maps::CONNTRACK_MAX as usize }> =
+    LruHashMap::new();
 
 /// Flows not yet seen from both sides: an LRU a flood may churn through.
 #[btf_map]

@@ -218,15 +218,14 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
         EventStats::default()
     });
     if let Some(table) = conntrack.as_ref().map(|conntrack| &conntrack.established)
-        && table.entries as u64 * 10 >= table.capacity as u64 * 9
+        && table.live as u64 * 10 >= table.capacity as u64 * 9
     {
         problems.push((
             Health::Degraded,
             format!(
-                "the established-flow table is {} of {} entries full: flows confirmed now \
-                 stay in the opening table, where a flood can evict them (raise \
-                 --conntrack-entries)",
-                table.entries, table.capacity
+                "{} live established flows fill {} of the established table's {} entries: \
+                 more will evict the least recently used (raise --conntrack-entries)",
+                table.live, table.live, table.capacity
             ),
         ));
     }
@@ -256,19 +255,22 @@ fn render_conntrack(
     report: &Report,
 ) -> std::fmt::Result {
     writeln!(out, "\nconntrack (live / entries / capacity):")?;
-    let removed = report.agent.as_ref().map_or(String::new(), |status| {
-        format!("; {} idle flows removed", status.idle_flows_removed)
-    });
     let tables = [
         (
             "established",
             &conntrack.established,
-            format!("seen both ways, never evicted{removed}"),
+            format!(
+                "seen both ways; {} evicted by newer established flows",
+                conntrack.established_evicted
+            ),
         ),
         (
             "opening",
             &conntrack.opening,
-            format!("not yet seen both ways; {} evicted", conntrack.evicted),
+            format!(
+                "not yet seen both ways; {} evicted",
+                conntrack.opening_evicted
+            ),
         ),
     ];
     for (name, table, note) in tables {
@@ -287,7 +289,7 @@ fn render_conntrack(
     writeln!(
         out,
         "  picked up again: {picked_up} packets of allowed flows whose entry was gone; \
-         refused by the full established table: {}",
+         not taken by the established table: {}",
         conntrack.confirm_refused
     )
 }

@@ -22,7 +22,7 @@ use crate::{
         Adoption, ConntrackSize, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout,
         PinOwnership, PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments,
         live_plan_intact, pinned_config, pinned_interfaces, protected_endpoints, remove_all,
-        remove_idle_flows, write_plan,
+        write_plan,
     },
     inputs,
     inventory::Mode,
@@ -41,8 +41,6 @@ pub struct Agent {
     live: Option<(Plan, InterfaceIndexes)>,
     /// Kernel checks since the live Plan's maps were last read back.
     checks_since_audit: u32,
-    /// Kernel checks left before the next sweep of idle flows.
-    checks_until_sweep: u32,
 }
 
 impl Agent {
@@ -137,7 +135,6 @@ impl Agent {
             status,
             live: None,
             checks_since_audit: 0,
-            checks_until_sweep: SWEEP_EVERY_MAX,
         };
         let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
         agent.record("start", applied);
@@ -374,10 +371,6 @@ impl Agent {
             self.checks_since_audit = 0;
             self.audit_live_plan();
         }
-        self.checks_until_sweep = self.checks_until_sweep.saturating_sub(1);
-        if self.checks_until_sweep == 0 {
-            self.remove_idle_flows();
-        }
         let Some((_, interfaces)) = &self.live else {
             return;
         };
@@ -464,32 +457,6 @@ impl Agent {
         self.write_status();
     }
 
-    /// The established table evicts nothing, so its idle flows are
-    /// removed here; while no agent runs they stay, and once it is full
-    /// new flows stay in the opening table (still allowed, but exposed to
-    /// eviction), which `zpr status` reports.
-    ///
-    /// The walk costs about 190 ns per bucket (the table's capacity, full
-    /// or not: 100 ms at the default size), so it runs every minute while
-    /// the table is under a quarter full, and more often as it fills.
-    fn remove_idle_flows(&mut self) {
-        self.checks_until_sweep = SWEEP_EVERY_MAX;
-        match remove_idle_flows(&mut self.datapath) {
-            Ok(swept) => {
-                self.status.idle_flows_removed += swept.removed as u64;
-                let fill = swept.remaining as f64 / f64::from(swept.capacity.max(1));
-                self.checks_until_sweep = if fill >= 0.5 {
-                    SWEEP_EVERY_MIN
-                } else if fill >= 0.25 {
-                    SWEEP_EVERY_MAX / 2
-                } else {
-                    SWEEP_EVERY_MAX
-                };
-            }
-            Err(err) => warn!("cannot remove idle flows: {err:#}"),
-        }
-    }
-
     /// True when a local endpoint's vNIC appeared, vanished or was created
     /// again (new ifindex) since the live Plan was written.
     pub fn interfaces_changed(&self) -> bool {
@@ -503,10 +470,6 @@ impl Agent {
 /// read back whole: tampering is undone within ten seconds, at the cost of
 /// one read of the live slot (about 20 ms at 10,000 statements).
 const AUDIT_EVERY: u32 = 10;
-/// Every how many kernel checks idle established flows are removed: from
-/// every ten seconds (the table half full) to every minute.
-const SWEEP_EVERY_MIN: u32 = 10;
-const SWEEP_EVERY_MAX: u32 = 60;
 
 /// Whether a reload may be held back for the operator to confirm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

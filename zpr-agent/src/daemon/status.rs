@@ -52,9 +52,6 @@ pub struct Status {
     pub repairs: u64,
     #[serde(default)]
     pub last_repair: Option<Notice>,
-    /// Established flows removed after their idle timeout.
-    #[serde(default)]
-    pub idle_flows_removed: u64,
     /// Policy entry index (the kernel's `rule`) -> statement ids.
     pub rules: Vec<Vec<String>>,
     /// UID -> what it stands for.

@@ -1,6 +1,5 @@
 //! The conntrack tables from user space: their size, how full they are,
-//! what the opening table's LRU evicted, and removing the flows that idled
-//! out of the established table (which nothing in the kernel evicts).
+//! and what each LRU evicted.
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
@@ -12,8 +11,8 @@ use aya::{
 use serde::Serialize;
 use zpr_common::{
     conntrack::{
-        CONFIRM_REFUSED, CONNTRACK_STATS_SLOTS, FlowKey, FlowState, OPENING_CONFIRMED,
-        OPENING_INSERTED, OPENING_REMOVED,
+        CONFIRM_REFUSED, CONNTRACK_STATS_SLOTS, ESTABLISHED_INSERTED, ESTABLISHED_REMOVED, FlowKey,
+        FlowState, OPENING_INSERTED, OPENING_MOVED, OPENING_REMOVED,
     },
     maps,
 };
@@ -64,10 +63,13 @@ pub struct ConntrackSummary {
     pub established: TableFill,
     pub opening: TableFill,
     /// Opening flows the LRU pushed out for newer ones (a flood churning
-    /// through it); established flows are never evicted.
-    pub evicted: u64,
-    /// Flows seen both ways that the full established table could not
-    /// take (they stay in the opening table, exposed to eviction).
+    /// through it: expected).
+    pub opening_evicted: u64,
+    /// Established flows pushed out for newer established ones: more flows
+    /// were live than the table holds (raise `--conntrack-entries`).
+    pub established_evicted: u64,
+    /// Flows seen both ways that the established table could not take
+    /// (they stay in the opening table).
     pub confirm_refused: u64,
 }
 
@@ -87,48 +89,9 @@ pub fn flush_flows(datapath: &mut Datapath) -> anyhow::Result<usize> {
     Ok(removed)
 }
 
-/// What a sweep of the established table found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Swept {
-    pub removed: usize,
-    /// Entries left.
-    pub remaining: usize,
-    pub capacity: u32,
-}
-
-/// Removes the established flows whose idle timeout passed. A flow that
-/// comes back to life meanwhile is kept.
-pub fn remove_idle_flows(datapath: &mut Datapath) -> anyhow::Result<Swept> {
-    let mut flows: HashMap<_, FlowKey, FlowState> =
-        HashMap::try_from(datapath.map_mut(maps::CONNTRACK)?)?;
-    let now = monotonic_now_ns();
-    let mut idle = Vec::new();
-    let mut entries = 0;
-    for_each_flow(flows.map(), |key, state| {
-        entries += 1;
-        if is_idle(key, state, now) {
-            idle.push(*key);
-        }
-    })?;
-    let mut removed = 0;
-    for key in &idle {
-        let still_idle = flows
-            .get(key, 0)
-            .is_ok_and(|state| is_idle(key, &state, monotonic_now_ns()));
-        if still_idle && flows.remove(key).is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(Swept {
-        removed,
-        remaining: entries - removed,
-        capacity: flows.map().info()?.max_entries(),
-    })
-}
-
 /// The tables of a pin root, as `zpr status` shows them.
 pub fn pinned_conntrack(pins: &PinLayout) -> anyhow::Result<ConntrackSummary> {
-    let established = open(pins, maps::CONNTRACK, Map::HashMap)?;
+    let established = open(pins, maps::CONNTRACK, Map::LruHashMap)?;
     let opening = open(pins, maps::CONNTRACK_OPENING, Map::LruHashMap)?;
     let stats = open(pins, maps::CONNTRACK_STATS, Map::PerCpuArray)?;
     summary(&established, &opening, &stats)
@@ -137,16 +100,18 @@ pub fn pinned_conntrack(pins: &PinLayout) -> anyhow::Result<ConntrackSummary> {
 fn summary(established: &Map, opening: &Map, stats: &Map) -> anyhow::Result<ConntrackSummary> {
     let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(stats)?;
     let sum = |slot: u32| -> anyhow::Result<u64> { Ok(stats.get(&slot, 0)?.iter().sum()) };
-    debug_assert_eq!(CONNTRACK_STATS_SLOTS, 4);
+    debug_assert_eq!(CONNTRACK_STATS_SLOTS, 6);
     let established = fill(established)?;
     let opening = fill(opening)?;
-    // Every insert into the opening table leaves it by confirmation, by
-    // removal, or by eviction, or is still there.
-    let left = sum(OPENING_CONFIRMED)? + sum(OPENING_REMOVED)? + opening.entries as u64;
+    // Every entry put into a table is taken out by the datapath, or
+    // evicted, or still there.
+    let opening_left = sum(OPENING_MOVED)? + sum(OPENING_REMOVED)? + opening.entries as u64;
+    let established_left = sum(ESTABLISHED_REMOVED)? + established.entries as u64;
     Ok(ConntrackSummary {
+        opening_evicted: sum(OPENING_INSERTED)?.saturating_sub(opening_left),
+        established_evicted: sum(ESTABLISHED_INSERTED)?.saturating_sub(established_left),
         established,
         opening,
-        evicted: sum(OPENING_INSERTED)?.saturating_sub(left),
         confirm_refused: sum(CONFIRM_REFUSED)?,
     })
 }

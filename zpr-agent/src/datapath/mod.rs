@@ -17,10 +17,7 @@ mod test_run;
 mod visibility;
 
 pub use attachments::{KernelAttachments, kernel_attachments};
-pub use conntrack::{
-    ConntrackSize, ConntrackSummary, Swept, TableFill, flush_flows, pinned_conntrack,
-    remove_idle_flows,
-};
+pub use conntrack::{ConntrackSize, ConntrackSummary, TableFill, flush_flows, pinned_conntrack};
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
 pub use inspect::{
