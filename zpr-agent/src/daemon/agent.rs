@@ -17,7 +17,7 @@ use super::{
     status::{AttachedEndpoint, Notice, Status, summarised, unix_now},
 };
 use crate::{
-    compile::{Plan, capacity_problems, compile},
+    compile::Plan,
     datapath::{
         Adoption, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout, PinOwnership,
         PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact,
@@ -245,7 +245,6 @@ impl Agent {
                     generation = self.status.generation,
                     settle_ms = stages.settle_ms(),
                     check_ms = stages.check_ms(),
-                    compile_ms = stages.compile_ms(),
                     write_ms = stages.write_ms(),
                     statements = self.status.statements,
                     attached = self
@@ -283,7 +282,6 @@ impl Agent {
             plan,
             started,
             checked,
-            compiled,
         } = loaded;
         let interfaces = present_interfaces(&plan);
         let written = write_plan(&mut self.datapath, &plan, &interfaces)?;
@@ -297,7 +295,6 @@ impl Agent {
             since,
             started,
             checked,
-            compiled,
             written: Instant::now(),
         };
         for interface in interfaces.keys() {
@@ -422,7 +419,6 @@ impl Agent {
                     plan: plan.clone(),
                     started: now,
                     checked: now,
-                    compiled: now,
                 };
                 match self.apply(again, now) {
                     Ok(_) => info!(
@@ -508,8 +504,8 @@ fn all_interface_indexes() -> BTreeSet<u32> {
 struct LoadedPlan {
     plan: Plan,
     started: Instant,
+    /// Read, checked and compiled (the check compiles: the Plan must fit).
     checked: Instant,
-    compiled: Instant,
 }
 
 /// Reads, checks and compiles the inputs (files or the store).
@@ -534,20 +530,10 @@ fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<Load
     if !loaded.report.is_empty() {
         warn!("{}", loaded.report.trim_end());
     }
-    let checked = Instant::now();
-    let plan = compile(&checked_inputs.policies, &checked_inputs.inventory);
-    let problems = capacity_problems(&plan.sizes);
-    if !problems.is_empty() {
-        bail!(
-            "the inputs check, but their Plan does not fit: {}",
-            problems.join("; ")
-        );
-    }
     Ok(LoadedPlan {
-        plan,
+        plan: checked_inputs.plan,
         started,
-        checked,
-        compiled: Instant::now(),
+        checked: Instant::now(),
     })
 }
 
@@ -569,13 +555,12 @@ fn private_bpffs_refusal(config: &AgentConfig) -> String {
 }
 
 /// Where a reload's time went, for the log: waiting for file events to
-/// settle, reading and checking the inputs, compiling, writing the maps
+/// settle, reading, checking and compiling the inputs, writing the maps
 /// (the last write switches the generation).
 struct ReloadStages {
     since: Instant,
     started: Instant,
     checked: Instant,
-    compiled: Instant,
     written: Instant,
 }
 
@@ -586,11 +571,8 @@ impl ReloadStages {
     fn check_ms(&self) -> String {
         milliseconds(self.checked - self.started)
     }
-    fn compile_ms(&self) -> String {
-        milliseconds(self.compiled - self.checked)
-    }
     fn write_ms(&self) -> String {
-        milliseconds(self.written - self.compiled)
+        milliseconds(self.written - self.checked)
     }
 }
 
