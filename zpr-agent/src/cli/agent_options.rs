@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+use zpr_common::maps;
 
 use super::agent_paths::AgentPaths;
 use crate::{
@@ -33,6 +34,12 @@ pub struct AgentOptions {
     /// policy stays, and SIGHUP confirms it.
     #[arg(long)]
     pub allow_unprotect: bool,
+    /// Drop (and new-flow allow) events the kernel sends per second on
+    /// each CPU, in bursts of up to a second's worth; `zpr monitor` says
+    /// how many more were rate-limited.
+    #[arg(long, value_name = "N", default_value_t = maps::EVENTS_PER_SECOND,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_per_second: u32,
 }
 
 /// `--hook`.
@@ -62,6 +69,7 @@ impl AgentOptions {
             hook: self.hook.into(),
             allow_private_bpffs: self.allow_private_bpffs,
             allow_unprotect: self.allow_unprotect,
+            events_per_second: self.events_per_second,
         })
     }
 }

@@ -92,7 +92,8 @@ impl Agent {
                 );
             }
         }
-        let (datapath, adoption) = Datapath::open_pinned(&pins)?;
+        let (mut datapath, adoption) = Datapath::open_pinned(&pins)?;
+        datapath.set_events_per_second(config.events_per_second);
         let adoption = match adoption {
             Adoption::Fresh => "fresh: nothing was pinned".to_owned(),
             Adoption::Adopted { generation } => {

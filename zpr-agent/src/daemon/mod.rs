@@ -43,6 +43,8 @@ pub struct AgentConfig {
     /// Apply input changes that unprotect most of this host without
     /// waiting for SIGHUP.
     pub allow_unprotect: bool,
+    /// Events the kernel may send per second on each CPU.
+    pub events_per_second: u32,
 }
 
 /// Where the agent's inventory and policies come from.
