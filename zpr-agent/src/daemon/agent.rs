@@ -1,12 +1,7 @@
 //! The agent's state and its one job: turn the current inputs into the
 //! enforced Plan, or leave the live Plan in place and say why not.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    ffi::CString,
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::BTreeSet, ffi::CString, path::PathBuf, time::Instant};
 
 use anyhow::{Context as _, bail};
 use tracing::{error, info, warn};
@@ -327,7 +322,7 @@ impl Agent {
                     .collect()
             })
             .collect();
-        self.status.identities = identity_names(&plan);
+        self.status.identities = plan.identities.clone();
         self.live = Some((plan, interfaces));
         Ok(stages)
     }
@@ -629,32 +624,6 @@ fn local_endpoints(plan: &Plan, interfaces: &InterfaceIndexes) -> Vec<AttachedEn
                 .to_owned(),
                 protected: endpoint.protected,
             })
-        })
-        .collect()
-}
-
-/// UID -> the endpoints (or prefixes) it stands for.
-fn identity_names(plan: &Plan) -> BTreeMap<u32, String> {
-    plan.identities
-        .iter()
-        .map(|identity| {
-            let mut endpoints: Vec<&str> = identity
-                .members
-                .iter()
-                .map(|m| m.endpoint.as_str())
-                .collect();
-            endpoints.dedup();
-            let name = if endpoints.is_empty() {
-                identity
-                    .prefixes
-                    .iter()
-                    .map(crate::lang::address::format_prefix)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            } else {
-                endpoints.join(",")
-            };
-            (identity.uid, name)
         })
         .collect()
 }
