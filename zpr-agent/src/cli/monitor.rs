@@ -65,7 +65,7 @@ pub enum VerdictFilter {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Record {
-    Event(Shown),
+    Event(Box<Shown>),
     /// Events the kernel did not send since the previous such record.
     Suppressed {
         /// The ring buffer was full.
@@ -249,7 +249,11 @@ async fn stream(
             print(args.output, skipped.report())?;
             print(
                 args.output,
-                Some(Record::Event(describe(&event, status.as_ref(), stale))),
+                Some(Record::Event(Box::new(describe(
+                    &event,
+                    status.as_ref(),
+                    stale,
+                )))),
             )?;
             shown += 1;
             if args.count.is_some_and(|count| shown >= count) {
