@@ -161,12 +161,18 @@ fn demo(zpr: &Path, workspace: &Path, scratch: &Path) -> anyhow::Result<()> {
 
     heading("zpr monitor: the drops those attempts caused");
     let output = monitor.wait_with_output()?;
-    let drops = String::from_utf8_lossy(&output.stdout);
-    for line in drops.lines().take(12) {
+    let stream = String::from_utf8_lossy(&output.stdout);
+    // Lines starting `--` say what was not shown, and the totals.
+    let (drops, notes): (Vec<&str>, Vec<&str>) =
+        stream.lines().partition(|line| !line.starts_with("--"));
+    for line in drops.iter().take(12) {
         println!("  {line}");
     }
-    if drops.lines().count() > 12 {
-        println!("  ... ({} drop events in all)", drops.lines().count());
+    if drops.len() > 12 {
+        println!("  ... ({} drop events in all)", drops.len());
+    }
+    for line in notes {
+        println!("  {line}");
     }
     checkpoint()?;
 

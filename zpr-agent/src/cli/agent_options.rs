@@ -41,6 +41,12 @@ pub struct AgentOptions {
     #[arg(long, value_name = "N", default_value_t = maps::CONNTRACK_MAX,
           value_parser = clap::value_parser!(u32).range(CONNTRACK_ENTRIES_MIN..=CONNTRACK_ENTRIES_MAX))]
     pub conntrack_entries: u32,
+    /// Drop (and new-flow allow) events the kernel sends per second on
+    /// each CPU, in bursts of up to a second's worth; `zpr monitor` says
+    /// how many more were rate-limited.
+    #[arg(long, value_name = "N", default_value_t = maps::EVENTS_PER_SECOND,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_per_second: u32,
 }
 
 const CONNTRACK_ENTRIES_MIN: i64 = 4096;
@@ -74,6 +80,7 @@ impl AgentOptions {
             allow_private_bpffs: self.allow_private_bpffs,
             allow_unprotect: self.allow_unprotect,
             conntrack_entries: self.conntrack_entries,
+            events_per_second: self.events_per_second,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use super::{Output, input_files::InputFiles};
-use crate::compile::{ANY_REMOTE, Direction, Plan, capacity_problems, compile};
+use crate::compile::{ANY_REMOTE, Direction, Plan};
 use crate::lang::address::format_prefix;
 
 #[derive(clap::Args, Debug)]
@@ -26,14 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(inputs) = args.inputs.load()? else {
         return Ok(ExitCode::from(1));
     };
-    let plan = compile(&inputs.policies, &inputs.inventory);
-    let problems = capacity_problems(&plan.sizes);
-    for problem in &problems {
-        eprintln!("error: {problem}");
-    }
-    if !problems.is_empty() {
-        return Ok(ExitCode::from(1));
-    }
+    let plan = inputs.plan;
     let mut stdout = std::io::stdout().lock();
     match args.output {
         Output::Text => stdout.write_all(render(&plan).as_bytes())?,

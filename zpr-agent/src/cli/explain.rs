@@ -9,7 +9,7 @@ use clap::ValueEnum;
 
 use super::Output;
 use super::input_files::InputFiles;
-use crate::compile::{PROTOCOL_ICMP, PROTOCOL_ICMPV6, PacketFacts, compile, explain};
+use crate::compile::{PROTOCOL_ICMP, PROTOCOL_ICMPV6, PacketFacts, explain};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,8 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(inputs) = args.inputs.load()? else {
         return Ok(ExitCode::from(1));
     };
-    let plan = compile(&inputs.policies, &inputs.inventory);
-    let explanation = explain(&inputs.inventory, &inputs.policies, &plan, &facts)?;
+    let explanation = explain(&inputs.inventory, &inputs.policies, &inputs.plan, &facts)?;
     let mut stdout = std::io::stdout().lock();
     match args.output {
         Output::Text => write!(stdout, "{explanation}")?,

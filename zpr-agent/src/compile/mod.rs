@@ -13,6 +13,7 @@ mod explain;
 mod identity;
 mod l4;
 mod lookup;
+mod naming;
 mod plan;
 mod selectors;
 

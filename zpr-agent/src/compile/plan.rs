@@ -16,13 +16,13 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::decision::Direction;
 use super::l4::L4Prefix;
 use crate::inventory::Mode;
-use crate::lang::address::format_prefix;
-use crate::lang::{IpPrefix, StatementId};
+use crate::lang::address::{format_prefix, parse_prefix};
+use crate::lang::{IpPrefix, Span, StatementId};
 
 /// An identity. UIDs are numbered from 1.
 pub type Uid = u32;
@@ -60,19 +60,24 @@ pub struct PlanStatement {
     pub stateless: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+/// Deserialisable for the agent's status file, where `zpr monitor` finds
+/// it to name the addresses of events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Identity {
     pub uid: Uid,
     /// Endpoint addresses with this UID.
     pub members: Vec<IdentityMember>,
     /// LPM entries resolving to this UID.
-    #[serde(serialize_with = "prefix_list")]
+    #[serde(
+        serialize_with = "prefix_list",
+        deserialize_with = "prefix_list_from_text"
+    )]
     pub prefixes: Vec<IpPrefix>,
     /// The selectors matching it, as `zpr compile` prints them.
     pub selectors: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdentityMember {
     pub endpoint: String,
     pub address: IpAddr,
@@ -270,4 +275,15 @@ fn prefix_text<S: Serializer>(prefix: &IpPrefix, s: S) -> Result<S::Ok, S::Error
 
 fn prefix_list<S: Serializer>(prefixes: &[IpPrefix], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(prefixes.iter().map(format_prefix))
+}
+
+fn prefix_list_from_text<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpPrefix>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| {
+            parse_prefix(text, Span::new(0, 0))
+                .map(|parsed| parsed.prefix)
+                .map_err(|diagnostic| serde::de::Error::custom(diagnostic.message))
+        })
+        .collect()
 }

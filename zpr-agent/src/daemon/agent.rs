@@ -1,12 +1,7 @@
 //! The agent's state and its one job: turn the current inputs into the
 //! enforced Plan, or leave the live Plan in place and say why not.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    ffi::CString,
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::BTreeSet, ffi::CString, path::PathBuf, time::Instant};
 
 use anyhow::{Context as _, bail};
 use tracing::{error, info, warn};
@@ -17,7 +12,7 @@ use super::{
     status::{AttachedEndpoint, Notice, Status, summarised, unix_now},
 };
 use crate::{
-    compile::{Plan, capacity_problems, compile},
+    compile::Plan,
     datapath::{
         Adoption, ConntrackSize, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout,
         PinOwnership, PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments,
@@ -93,12 +88,13 @@ impl Agent {
                 );
             }
         }
-        let (datapath, adoption) = Datapath::open_pinned(
+        let (mut datapath, adoption) = Datapath::open_pinned(
             &pins,
             ConntrackSize {
                 established: config.conntrack_entries,
             },
         )?;
+        datapath.set_events_per_second(config.events_per_second);
         let adoption = match adoption {
             Adoption::Fresh => "fresh: nothing was pinned".to_owned(),
             Adoption::Adopted { generation } => {
@@ -251,7 +247,6 @@ impl Agent {
                     generation = self.status.generation,
                     settle_ms = stages.settle_ms(),
                     check_ms = stages.check_ms(),
-                    compile_ms = stages.compile_ms(),
                     write_ms = stages.write_ms(),
                     statements = self.status.statements,
                     attached = self
@@ -289,7 +284,6 @@ impl Agent {
             plan,
             started,
             checked,
-            compiled,
         } = loaded;
         let interfaces = present_interfaces(&plan);
         let written = write_plan(&mut self.datapath, &plan, &interfaces)?;
@@ -303,7 +297,6 @@ impl Agent {
             since,
             started,
             checked,
-            compiled,
             written: Instant::now(),
         };
         for interface in interfaces.keys() {
@@ -335,7 +328,7 @@ impl Agent {
                     .collect()
             })
             .collect();
-        self.status.identities = identity_names(&plan);
+        self.status.identities = plan.identities.clone();
         self.live = Some((plan, interfaces));
         Ok(stages)
     }
@@ -428,7 +421,6 @@ impl Agent {
                     plan: plan.clone(),
                     started: now,
                     checked: now,
-                    compiled: now,
                 };
                 match self.apply(again, now) {
                     Ok(_) => info!(
@@ -514,8 +506,8 @@ fn all_interface_indexes() -> BTreeSet<u32> {
 struct LoadedPlan {
     plan: Plan,
     started: Instant,
+    /// Read, checked and compiled (the check compiles: the Plan must fit).
     checked: Instant,
-    compiled: Instant,
 }
 
 /// Reads, checks and compiles the inputs (files or the store).
@@ -540,20 +532,10 @@ fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<Load
     if !loaded.report.is_empty() {
         warn!("{}", loaded.report.trim_end());
     }
-    let checked = Instant::now();
-    let plan = compile(&checked_inputs.policies, &checked_inputs.inventory);
-    let problems = capacity_problems(&plan.sizes);
-    if !problems.is_empty() {
-        bail!(
-            "the inputs check, but their Plan does not fit: {}",
-            problems.join("; ")
-        );
-    }
     Ok(LoadedPlan {
-        plan,
+        plan: checked_inputs.plan,
         started,
-        checked,
-        compiled: Instant::now(),
+        checked: Instant::now(),
     })
 }
 
@@ -575,13 +557,12 @@ fn private_bpffs_refusal(config: &AgentConfig) -> String {
 }
 
 /// Where a reload's time went, for the log: waiting for file events to
-/// settle, reading and checking the inputs, compiling, writing the maps
+/// settle, reading, checking and compiling the inputs, writing the maps
 /// (the last write switches the generation).
 struct ReloadStages {
     since: Instant,
     started: Instant,
     checked: Instant,
-    compiled: Instant,
     written: Instant,
 }
 
@@ -592,11 +573,8 @@ impl ReloadStages {
     fn check_ms(&self) -> String {
         milliseconds(self.checked - self.started)
     }
-    fn compile_ms(&self) -> String {
-        milliseconds(self.compiled - self.checked)
-    }
     fn write_ms(&self) -> String {
-        milliseconds(self.written - self.compiled)
+        milliseconds(self.written - self.checked)
     }
 }
 
@@ -652,32 +630,6 @@ fn local_endpoints(plan: &Plan, interfaces: &InterfaceIndexes) -> Vec<AttachedEn
                 .to_owned(),
                 protected: endpoint.protected,
             })
-        })
-        .collect()
-}
-
-/// UID -> the endpoints (or prefixes) it stands for.
-fn identity_names(plan: &Plan) -> BTreeMap<u32, String> {
-    plan.identities
-        .iter()
-        .map(|identity| {
-            let mut endpoints: Vec<&str> = identity
-                .members
-                .iter()
-                .map(|m| m.endpoint.as_str())
-                .collect();
-            endpoints.dedup();
-            let name = if endpoints.is_empty() {
-                identity
-                    .prefixes
-                    .iter()
-                    .map(crate::lang::address::format_prefix)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            } else {
-                endpoints.join(",")
-            };
-            (identity.uid, name)
         })
         .collect()
 }

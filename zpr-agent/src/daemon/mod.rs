@@ -45,6 +45,8 @@ pub struct AgentConfig {
     pub allow_unprotect: bool,
     /// Entries of the established-flow table.
     pub conntrack_entries: u32,
+    /// Events the kernel may send per second on each CPU.
+    pub events_per_second: u32,
 }
 
 /// Where the agent's inventory and policies come from.

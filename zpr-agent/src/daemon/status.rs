@@ -3,13 +3,14 @@
 //! kernel events (endpoints by ifindex, statements by rule, identities).
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+
+use crate::compile::Identity;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -54,8 +55,9 @@ pub struct Status {
     pub last_repair: Option<Notice>,
     /// Policy entry index (the kernel's `rule`) -> statement ids.
     pub rules: Vec<Vec<String>>,
-    /// UID -> what it stands for.
-    pub identities: BTreeMap<u32, String>,
+    /// The live Plan's identities (`identities[i].uid == i + 1`), for
+    /// naming the addresses of events.
+    pub identities: Vec<Identity>,
 }
 
 /// A local endpoint (one with an `interface` in the inventory).
@@ -130,6 +132,13 @@ impl Status {
 
     pub fn endpoint_by_ifindex(&self, ifindex: u32) -> Option<&AttachedEndpoint> {
         self.endpoints.iter().find(|e| e.ifindex == Some(ifindex))
+    }
+
+    pub fn identity(&self, uid: u32) -> Option<&Identity> {
+        let index = usize::try_from(uid).ok()?.checked_sub(1)?;
+        self.identities
+            .get(index)
+            .filter(|identity| identity.uid == uid)
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Datapath {
     pub(crate) pinned_maps: BTreeMap<&'static str, u32>,
     /// The links this process attached or adopted, by pin path.
     pub(crate) links: BTreeMap<PathBuf, FdLink>,
+    /// The event budget (per second per CPU) each generation is written
+    /// with; `None` keeps the live one.
+    pub(crate) events_per_second: Option<u32>,
 }
 
 impl Datapath {
@@ -78,7 +81,15 @@ impl Datapath {
             written: [None, None],
             pinned_maps: BTreeMap::new(),
             links: BTreeMap::new(),
+            events_per_second: None,
         })
+    }
+
+    /// Events (drops, new-flow allows) the kernel may send per second on
+    /// each CPU from the next generation on; it counts the others as
+    /// rate-limited.
+    pub fn set_events_per_second(&mut self, per_second: u32) {
+        self.events_per_second = Some(per_second);
     }
 
     /// Instructions the verifier walked to accept each program (its limit

@@ -67,12 +67,13 @@ pub fn write_plan(
     write_difference(datapath, slot, &current, &desired)?;
     datapath.written[usize::from(slot)] = Some(desired);
 
-    let mut config: Array<_, Config> = Array::try_from(datapath.map_mut(maps::CONFIG)?)?;
     let next = Config {
         generation,
         layout: LAYOUT_VERSION,
+        events_per_second: datapath.events_per_second.unwrap_or(live.events_per_second),
         ..live
     };
+    let mut config: Array<_, Config> = Array::try_from(datapath.map_mut(maps::CONFIG)?)?;
     config
         .set(0, &next, 0)
         .context("switching to the new generation")?;

@@ -1,13 +1,15 @@
 //! Reading and checking the inventory and the policy files: the one
 //! checker behind `zpr check`, `compile`, `explain`, the agent and the
 //! store. What `zpr check --inventory` accepts is exactly what the agent
-//! applies.
+//! applies: with an inventory, that includes compiling the Plan and
+//! seeing that it fits the datapath's maps.
 
 mod inventory_rules;
 pub mod text;
 
 use std::path::{Path, PathBuf};
 
+use crate::compile::{Plan, capacity_problems, compile};
 use crate::inventory::Inventory;
 use crate::lang::{
     Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, parse, policy_name_from_path,
@@ -15,10 +17,12 @@ use crate::lang::{
 pub use inventory_rules::check_against_inventory;
 use text::{MAX_LINE_BYTES, overlong_line, read_text, without_byte_order_mark};
 
-/// A valid inventory and policy set.
+/// A valid inventory and policy set, and the Plan they compile to (which
+/// fits the datapath's maps).
 pub struct Inputs {
     pub inventory: Inventory,
     pub policies: Vec<Policy>,
+    pub plan: Plan,
 }
 
 /// What checking found: the inputs when they are valid (and an inventory
@@ -87,12 +91,12 @@ pub fn read(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::
 
 /// Checks an inventory (when given) and a policy set, wherever their
 /// texts come from (files, or the store of `zpr serve`).
-pub fn check(inventory: Option<&InputText>, policies: &[InputText]) -> Loaded {
+pub fn check(inventory_text: Option<&InputText>, policies: &[InputText]) -> Loaded {
     let mut found = Found::default();
     // The inventory and the policies parse independently: side by side (a
     // reload waits for both).
     let (inventory_parsed, policies_parsed) = std::thread::scope(|scope| {
-        let inventory_parse = scope.spawn(|| inventory.map(parse_inventory));
+        let inventory_parse = scope.spawn(|| inventory_text.map(parse_inventory));
         let policies_parsed: Vec<_> = policies
             .iter()
             .map(|policy| match overlong_line(&policy.text) {
@@ -105,7 +109,7 @@ pub fn check(inventory: Option<&InputText>, policies: &[InputText]) -> Loaded {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (inventory_parsed, policies_parsed)
     });
-    let inventory = match (inventory, inventory_parsed) {
+    let inventory = match (inventory_text, inventory_parsed) {
         (Some(text), Some(Err(errors))) => {
             for error in errors {
                 found.inventory_error(&text.file, error);
@@ -145,11 +149,18 @@ pub fn check(inventory: Option<&InputText>, policies: &[InputText]) -> Loaded {
         }
         found.statements.push((policy.file.clone(), statements));
     }
-    let inputs = match inventory {
-        Some(inventory) if found.errors == 0 => Some(Inputs {
-            inventory,
-            policies: policies_read,
-        }),
+    let inputs = match (inventory, inventory_text) {
+        (Some(inventory), Some(text)) if found.errors == 0 => {
+            let plan = compile(&policies_read, &inventory);
+            for problem in capacity_problems(&plan.sizes) {
+                found.plan_error(&text.file, problem);
+            }
+            (found.errors == 0).then_some(Inputs {
+                inventory,
+                policies: policies_read,
+                plan,
+            })
+        }
         _ => None,
     };
     Loaded {
@@ -203,6 +214,20 @@ impl Found {
         self.count(diagnostic.severity);
         self.report += &format!("{}\n", source.render(diagnostic));
         self.diagnostics.push(source.to_json(diagnostic));
+    }
+
+    /// A problem of the compiled Plan as a whole (it does not fit the
+    /// maps): no line of any input is to blame, so it is put on the
+    /// inventory, which declares the addresses and prefixes.
+    fn plan_error(&mut self, file: &str, message: String) {
+        self.inventory_error(
+            file,
+            crate::inventory::InventoryError {
+                path: String::new(),
+                message,
+                location: None,
+            },
+        );
     }
 
     fn inventory_error(&mut self, file: &str, error: crate::inventory::InventoryError) {

@@ -1,0 +1,163 @@
+//! `zpr monitor` under a flood of denied packets tells what it does not
+//! show: events rate-limited by the kernel (in a record of their own,
+//! agreeing with the kernel's counters), and events buffered before it
+//! started (skipped, not replayed). An internet source is named by the
+//! prefix it fell in, not by the jump host sharing its identity.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, UdpSocket},
+    process::Stdio,
+    time::Duration,
+};
+
+use serde_json::Value;
+use zpr_tests::{
+    Netns,
+    site::Inputs,
+    three_tier::{HOSTS, Network},
+};
+
+/// The agent's event budget per CPU: far below the flood's rate.
+const EVENTS_PER_SECOND: &str = "10";
+/// Denied datagrams sent before the monitor starts, to this port.
+const BEFORE_PORT: u16 = 7001;
+const BEFORE: usize = 5;
+/// The flood, after the monitor started, to this port.
+const FLOOD_PORT: u16 = 7002;
+const FLOOD: usize = 20_000;
+/// An untagged endpoint outside the VCNs: it matches only the policy's
+/// `'0.0.0.0/0'`, so it shares the internet's identity.
+const JUMP: &str = "192.0.2.7";
+
+/// Sends `count` denied UDP datagrams from the internet host to app-1.
+fn send_denied(network: &Network, port: u16, count: usize) -> anyhow::Result<()> {
+    let internet: &Netns = network.netns("internet");
+    let target = (network.address("app-1"), port);
+    internet.enter(|| -> anyhow::Result<()> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        for _ in 0..count {
+            // A full socket buffer is no failure here: the next one goes.
+            let _ = socket.send_to(b"denied", target);
+        }
+        Ok(())
+    })?
+}
+
+/// The example inventory with a jump host in a management VCN of its own.
+fn add_jump_host(inputs: &Inputs) -> anyhow::Result<()> {
+    let inventory = fs::read_to_string(inputs.inventory())?;
+    anyhow::ensure!(inventory.contains("\nendpoints:\n"));
+    let inventory = inventory.replace(
+        "\nendpoints:\n",
+        "  - name: mgmt-vcn\n    cidrs: [192.0.2.0/24]\n\nendpoints:\n",
+    ) + &format!("  - name: jump\n    vcn: mgmt-vcn\n    addresses: [{JUMP}]\n");
+    fs::write(inputs.inventory(), inventory)?;
+    Ok(())
+}
+
+fn rate_limited_by_kernel(status: &Value) -> u64 {
+    status["events"]["rate_limited"]
+        .as_u64()
+        .expect("zpr status reports rate-limited events")
+}
+
+#[test]
+fn a_flood_is_reported_as_rate_limited_and_old_events_are_not_replayed() -> anyhow::Result<()> {
+    assert!(HOSTS.iter().all(|(_, _, address)| *address != JUMP));
+    let network = Network::start()?;
+    let inputs = Inputs::new()?;
+    add_jump_host(&inputs)?;
+    let mut agent = inputs.prepare_agent(&network, &inputs.dir);
+    agent.arguments.extend([
+        "--events-per-second".to_owned(),
+        EVENTS_PER_SECOND.to_owned(),
+    ]);
+    agent.spawn()?;
+    agent.wait_for_generation(1)?;
+
+    // Within the budget: these wait in the ring buffer, older than the monitor.
+    send_denied(&network, BEFORE_PORT, BEFORE)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let kernel_before = rate_limited_by_kernel(&agent.status_report()?.1);
+
+    let monitor = agent
+        .zpr(&["monitor", "--output", "json", "--duration", "5"])
+        .args(agent.paths())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(1000));
+    send_denied(&network, FLOOD_PORT, FLOOD)?;
+    let output = monitor.wait_with_output()?;
+    let kernel_after = rate_limited_by_kernel(&agent.status_report()?.1);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "zpr monitor failed: {stderr}");
+
+    let stream = String::from_utf8(output.stdout)?;
+    let records: Vec<Value> = stream
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let of_type =
+        |kind: &str| -> Vec<&Value> { records.iter().filter(|r| r["type"] == kind).collect() };
+    let events = of_type("event");
+    let suppressed = of_type("suppressed");
+    let skipped = of_type("skipped");
+    let summary = of_type("summary");
+
+    // Nothing from before the monitor is shown; it is counted instead.
+    assert!(
+        events.iter().all(|e| e["dst_port"] != BEFORE_PORT),
+        "an event buffered before the monitor was shown:\n{stream}"
+    );
+    assert!(events.iter().all(|e| e["stale"] == false), "{stream}");
+    let skipped_total: u64 = skipped
+        .iter()
+        .map(|r| r["buffered"].as_u64().unwrap())
+        .sum();
+    assert!(
+        skipped_total >= BEFORE as u64,
+        "the {BEFORE} buffered events are counted as skipped:\n{stream}"
+    );
+
+    // The flood: a few events within the budget, the rest reported as
+    // rate-limited, as many as the kernel counted meanwhile.
+    let flood: Vec<&&Value> = events
+        .iter()
+        .filter(|e| e["dst_port"] == FLOOD_PORT)
+        .collect();
+    assert!(!flood.is_empty(), "{stream}");
+    assert!(
+        flood.len() < FLOOD / 10,
+        "{} flood events shown at {EVENTS_PER_SECOND} a second",
+        flood.len()
+    );
+    assert!(!suppressed.is_empty(), "no suppressed record:\n{stream}");
+    let reported: u64 = suppressed
+        .iter()
+        .map(|r| r["rate_limited"].as_u64().unwrap())
+        .sum();
+    assert!(reported > 0, "{stream}");
+    let kernel = kernel_after - kernel_before;
+    assert!(
+        reported <= kernel && kernel - reported <= 10,
+        "the monitor reported {reported} rate-limited events; the kernel counted {kernel}"
+    );
+    assert!(
+        reported as usize + flood.len() >= FLOOD / 2,
+        "most of the {FLOOD} datagrams are accounted for: {reported} reported, {} shown",
+        flood.len()
+    );
+    assert_eq!(summary.len(), 1, "{stream}");
+    assert_eq!(summary[0]["rate_limited"], reported, "{stream}");
+    assert_eq!(summary[0]["skipped_buffered"], skipped_total, "{stream}");
+    assert_eq!(summary[0]["shown"], events.len(), "{stream}");
+
+    // The internet source is named by the prefix it fell in.
+    for event in &flood {
+        assert_eq!(event["local"], "app-1", "{event}");
+        assert_eq!(event["remote"], "0.0.0.0/0 (jump)", "{event}");
+    }
+    Ok(())
+}
