@@ -66,11 +66,19 @@ fn take_token(now: u64, per_second: u64) -> bool {
     };
     // SAFETY: this CPU's slot; nothing else writes it while we run.
     let limiter = unsafe { &mut *limiter };
+    let per_second = per_second.max(1);
     let elapsed = now.saturating_sub(limiter.last_refill_ns);
-    if elapsed >= NANOS_PER_SECOND / per_second.max(1) {
+    if elapsed >= NANOS_PER_SECOND / per_second {
         let refill = elapsed.min(NANOS_PER_SECOND) * per_second / NANOS_PER_SECOND;
         limiter.tokens = (limiter.tokens + refill).min(per_second);
-        limiter.last_refill_ns = now;
+        // The time the whole tokens stand for, not `now`: the fraction of a
+        // token left over counts toward the next one (else the rate falls
+        // below the budget, to half of it in the worst case).
+        limiter.last_refill_ns = if elapsed >= NANOS_PER_SECOND {
+            now
+        } else {
+            limiter.last_refill_ns + refill * NANOS_PER_SECOND / per_second
+        };
     }
     if limiter.tokens == 0 {
         return false;
