@@ -43,6 +43,8 @@ pub struct AgentProcess {
     /// Run the agent, and every zpr command of [`AgentProcess::zpr`], in
     /// the mount namespace of this process.
     pub mount_namespace_of: Option<u32>,
+    /// Variables set for the agent (as a service manager sets them).
+    pub environment: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -81,6 +83,7 @@ impl AgentProcess {
             log: state.join("agent.log"),
             ip_netns_exec: false,
             mount_namespace_of: None,
+            environment: Vec::new(),
             child: None,
         }
     }
@@ -110,6 +113,7 @@ impl AgentProcess {
             .args(["--log-level", "info,zpr=debug"])
             .args(&self.arguments)
             .args(self.paths())
+            .envs(self.environment.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

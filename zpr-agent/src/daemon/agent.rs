@@ -14,10 +14,10 @@ use super::{
 use crate::{
     compile::Plan,
     datapath::{
-        Adoption, ConntrackSize, Datapath, InterfaceIndexes, KernelLog, LinkEnd, PinLayout,
-        PinOwnership, PinVisibility, current_netns_name, ensure_bpffs, kernel_attachments,
-        live_plan_intact, pinned_config, pinned_interfaces, protected_endpoints, remove_all,
-        write_plan,
+        Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
+        KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, current_netns_name,
+        ensure_bpffs, kernel_attachments, live_plan_intact, pinned_config, pinned_interfaces,
+        protected_endpoints, remove_all, write_plan,
     },
     inputs,
     inventory::Mode,
@@ -374,17 +374,7 @@ impl Agent {
                 return;
             }
         };
-        let ends = LinkEnd::both(self.config.hook);
-        let missing: Vec<String> = interfaces
-            .iter()
-            .filter(|(_, ifindex)| {
-                let here = attached.get(ifindex);
-                !ends
-                    .iter()
-                    .all(|end| here.is_some_and(|set| set.contains(end)))
-            })
-            .map(|(interface, _)| interface.clone())
-            .collect();
+        let missing = unattached(interfaces, &attached, self.config.hook);
         for interface in missing {
             let result = self
                 .datapath
@@ -398,6 +388,38 @@ impl Agent {
                 )),
             }
         }
+    }
+
+    /// A line for the service manager: what is enforced, or why not.
+    /// `ready` when a generation is live and the kernel runs zpr on every
+    /// local endpoint's vNIC that exists.
+    pub fn service_state(&self) -> (bool, String) {
+        let Some((_, interfaces)) = &self.live else {
+            return (false, "no policy in force yet".to_owned());
+        };
+        let missing = match kernel_attachments(&self.pins) {
+            Ok(attached) => unattached(interfaces, &attached, self.config.hook),
+            Err(err) => {
+                return (
+                    false,
+                    format!("cannot list the kernel's attachments: {err:#}"),
+                );
+            }
+        };
+        if !missing.is_empty() {
+            return (false, format!("not attached to {}", missing.join(", ")));
+        }
+        let mut line = format!(
+            "enforcing generation {} on {} vNICs",
+            self.status.generation,
+            interfaces.len()
+        );
+        if let Some(held) = &self.status.held_back {
+            line.push_str(&format!("; input changes {}", held.message));
+        } else if self.status.last_error.is_some() {
+            line.push_str("; the last reload failed (see zpr status)");
+        }
+        (true, line)
     }
 
     /// Reads the live Plan's maps back: when another process switched the
@@ -456,6 +478,25 @@ impl Agent {
             .as_ref()
             .is_some_and(|(plan, written)| present_interfaces(plan) != *written)
     }
+}
+
+/// The local vNICs where the kernel does not run both of zpr's programs.
+fn unattached(
+    interfaces: &InterfaceIndexes,
+    attached: &KernelAttachments,
+    hook: FromWorkloadHook,
+) -> Vec<String> {
+    let ends = LinkEnd::both(hook);
+    interfaces
+        .iter()
+        .filter(|(_, ifindex)| {
+            let here = attached.get(ifindex);
+            !ends
+                .iter()
+                .all(|end| here.is_some_and(|set| set.contains(end)))
+        })
+        .map(|(interface, _)| interface.clone())
+        .collect()
 }
 
 /// Every how many kernel checks (one a second) the live Plan's maps are

@@ -7,6 +7,7 @@
 mod agent;
 mod link_events;
 mod lock;
+mod service_manager;
 mod status;
 mod watch;
 
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 pub use agent::{Agent, Guard};
 use link_events::LinkEvents;
 pub use lock::{AgentLock, lock_holder};
+use service_manager::ServiceManager;
 pub use status::{AttachedEndpoint, Notice, Status, unix_now};
 
 use crate::{
@@ -105,6 +107,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
         InputSource::Store(store) => Some(api_service(store, &config.run_dir)?),
         InputSource::Files { .. } => None,
     };
+    let mut manager = ServiceManager::from_environment();
     let mut agent = Agent::start(config)?;
     let mut api = match api {
         Some(service) => Some((ApiSocket::bind(&agent.api_socket()?)?, service)),
@@ -114,6 +117,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     // AsyncFd, which deregisters it before dropping it.
     let mut kernel_log = unsafe { AsyncFd::register(agent.kernel_log()?) }
         .map_err(|err| anyhow::anyhow!("watching the kernel log: {err}"))?;
+    tell_service_manager(&agent, &mut manager);
     let mut links = LinkEvents::open()?;
     let mut rescan = tokio::time::interval(KERNEL_RESCAN);
     let mut hangup = signal(SignalKind::hangup())?;
@@ -149,6 +153,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
                     agent.reload(cause, std::time::Instant::now(), Guard::Confirmed);
                 }
                 agent.keep_enforcing();
+                tell_service_manager(&agent, &mut manager);
             }
             _ = hangup.recv() => {
                 agent.reload("SIGHUP", std::time::Instant::now(), Guard::Confirmed);
@@ -157,11 +162,25 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
         }
     }
+    manager.stopping();
     // The agent's descriptors go with it: whatever only they kept alive (a
     // pin someone removed since the last check) must be pinned first.
     agent.keep_enforcing();
     info!("stopping; enforcement stays in place (pinned), `zpr down` removes it");
     Ok(())
+}
+
+/// Readiness once everything is enforced, the state as it changes, and a
+/// watchdog ping: called once a second, so `WatchdogSec=` of 3 s or more.
+fn tell_service_manager(agent: &Agent, manager: &mut ServiceManager) {
+    let (ready, line) = agent.service_state();
+    if ready {
+        manager.ready(&line);
+    }
+    if manager.is_ready() {
+        manager.status(&line);
+    }
+    manager.alive();
 }
 
 /// An optional event source as a future that never completes when absent.
