@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod command;
 mod demo;
+mod package;
 mod setup;
 mod test;
 
@@ -31,6 +32,16 @@ enum Task {
     /// (root): every path tried, a denial explained, drops monitored, a
     /// live reload.
     Demo,
+    /// The man pages, from zpr's own command-line definitions, into
+    /// target/man.
+    Man,
+    /// A Debian package (target/deb): binary, systemd unit (enabled, not
+    /// started), completions, man pages.
+    Deb {
+        /// Then install it here, check it, and purge it (root).
+        #[arg(long)]
+        check_install: bool,
+    },
     /// The benchmarks (root): per-packet cost next to minimal programs,
     /// scaling, throughput and deny floods next to iptables and nftables,
     /// control-plane times; a full run records BENCHMARKS.md.
@@ -39,7 +50,7 @@ enum Task {
         #[arg(long)]
         quick: bool,
         /// Run only these parts (micro, throughput, flood, control-plane,
-        /// comma-separated); records nothing.
+        /// conntrack; comma-separated); records nothing.
         #[arg(long, value_name = "PARTS")]
         only: Option<String>,
     },
@@ -51,6 +62,8 @@ fn main() -> ExitCode {
         Task::Build => setup::run().and_then(|()| build::run().map(|_| ())),
         Task::Test => setup::run().and_then(|()| test::run()),
         Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Man => setup::run().and_then(|()| package::man().map(drop)),
+        Task::Deb { check_install } => setup::run().and_then(|()| package::deb(check_install)),
         Task::Bench { quick, only } => {
             setup::run().and_then(|()| bench::run(quick, only.as_deref()))
         }

@@ -46,5 +46,7 @@ pub fn run() -> anyhow::Result<()> {
             .args(["test", "--package", "zpr-tests"])
             .env("ZPR_BIN", workspace.join("target/debug/zpr"))
             .current_dir(&workspace),
-    )
+    )?;
+    eprintln!("== the Debian package: built, installed, `zpr --help` run from it, purged");
+    crate::package::deb(true)
 }

@@ -11,12 +11,14 @@ mod api_client;
 pub mod attribute;
 pub mod check;
 pub mod compile;
+pub mod completion;
 pub mod configuration;
 pub mod down;
 pub mod endpoint;
 pub mod explain;
 pub mod fmt;
 mod input_files;
+pub mod man_pages;
 pub mod monitor;
 pub mod namespace;
 pub mod policy;
@@ -72,6 +74,11 @@ pub enum Command {
     Configuration(configuration::Args),
     /// What each change through the API did.
     WorkRequest(work_request::Args),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion(completion::Args),
+    /// Write the man pages (one per command) into a directory.
+    #[command(hide = true)]
+    ManPages(man_pages::Args),
 }
 
 /// How a command prints data.
@@ -83,6 +90,9 @@ pub enum Output {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Run(_) | Command::Serve(_)) {
+        stop_quietly_when_the_reader_goes();
+    }
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
@@ -99,11 +109,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Endpoint(args) => endpoint::run(args),
         Command::Configuration(args) => configuration::run(args),
         Command::WorkRequest(args) => work_request::run(args),
+        Command::Completion(args) => completion::run(args),
+        Command::ManPages(args) => man_pages::run(args),
     }
 }
 
-/// Exit code of a command that exists in the plan but has not landed yet.
-pub fn not_yet_implemented(command: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("zpr {command}: not yet implemented");
-    Ok(ExitCode::from(2))
+/// `zpr compile | head` ends as other Unix tools do, silently, when the
+/// reader closes the pipe (Rust ignores SIGPIPE, which turns the closed
+/// pipe into an error or a panic). Not for the agent: a write to a peer
+/// that went away must never end enforcement's process.
+fn stop_quietly_when_the_reader_goes() {
+    // SAFETY: restores the default disposition of one signal.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
