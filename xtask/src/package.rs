@@ -73,7 +73,7 @@ pub fn deb(check: bool) -> anyhow::Result<()> {
     write(&root.join("DEBIAN/postinst"), POSTINST, 0o755)?;
     write(&root.join("DEBIAN/prerm"), PRERM, 0o755)?;
     write(&root.join("DEBIAN/postrm"), POSTRM, 0o755)?;
-    let deb = root.with_extension("deb");
+    let deb = root.with_file_name(format!("{name}.deb"));
     run_command(
         Command::new("dpkg-deb")
             .args(["--root-owner-group", "--build"])
