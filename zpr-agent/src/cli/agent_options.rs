@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 
 use clap::ValueEnum;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 use zpr_common::maps;
 
 use super::agent_paths::AgentPaths;
@@ -64,13 +64,23 @@ pub enum Hook {
 }
 
 impl AgentOptions {
-    /// Starts the agent's log (to stderr) and says what it will run.
+    /// Starts the agent's log and says what it will run. Under systemd
+    /// (stderr is the journal's stream) the log goes to journald with its
+    /// fields; otherwise to stderr as text.
     pub fn into_config(self, inputs: InputSource) -> anyhow::Result<AgentConfig> {
-        tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::try_new(&self.log_level)?)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_target(false)
+        let journald = stderr_is_the_journal()
+            .then(tracing_journald::layer)
+            .and_then(Result::ok);
+        let text = journald.is_none().then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+        });
+        tracing_subscriber::registry()
+            .with(EnvFilter::try_new(&self.log_level)?)
+            .with(journald)
+            .with(text)
             .init();
         Ok(AgentConfig {
             inputs,
@@ -83,6 +93,19 @@ impl AgentOptions {
             events_per_second: self.events_per_second,
         })
     }
+}
+
+/// systemd's `$JOURNAL_STREAM` names stderr's device and inode when stderr
+/// is connected to the journal (and not redirected since).
+fn stderr_is_the_journal() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    stream.to_string_lossy() == format!("{}:{}", stderr.dev(), stderr.ino())
 }
 
 impl From<Hook> for FromWorkloadHook {
