@@ -1,7 +1,8 @@
-//! The agent under a service manager's notify protocol, spoken to a socket
-//! of the test's own (as systemd's `Type=notify` with `WatchdogSec=`):
-//! READY only once the host is protected, STATUS lines, watchdog pings
-//! from the main loop, and STOPPING on SIGTERM.
+//! The agent as systemd runs it: the notify protocol, spoken to a socket
+//! of the test's own (as `Type=notify` with `WatchdogSec=`): READY only
+//! once the host is protected, STATUS lines, watchdog pings from the main
+//! loop, and STOPPING on SIGTERM; and the unit's sandbox (its capabilities
+//! only, a mount namespace of its own that is a slave of the host's).
 
 use std::{
     os::unix::net::UnixDatagram,
@@ -91,5 +92,74 @@ fn ready_only_when_protected_then_watchdog_and_stopping() -> anyhow::Result<()> 
 
     agent.terminate()?;
     receive_until(socket, Duration::from_secs(5), |m| m.contains("STOPPING=1"))?;
+    Ok(())
+}
+
+/// The capabilities `examples/zpr.service` grants.
+const UNIT_CAPABILITIES: &str = "-all,+bpf,+perfmon,+net_admin,+sys_admin";
+
+/// A bpffs of the test's own, mounted shared as systemd mounts the host's
+/// (so a service's sandbox holds a slave copy of it); unmounted on drop.
+struct SharedBpffs {
+    dir: std::path::PathBuf,
+}
+
+impl SharedBpffs {
+    fn mount() -> anyhow::Result<SharedBpffs> {
+        let dir = std::path::Path::new("/sys/fs/bpf").join(unique_name("zps"));
+        std::fs::create_dir_all(&dir)?;
+        let shared = SharedBpffs { dir };
+        let dir = shared.dir.to_str().unwrap();
+        zpr_tests::run("mount", &["-t", "bpf", "bpf", dir])?;
+        zpr_tests::run("mount", &["--make-shared", dir])?;
+        Ok(shared)
+    }
+}
+
+impl Drop for SharedBpffs {
+    fn drop(&mut self) {
+        let _ = zpr_tests::run("umount", &["-l", self.dir.to_str().unwrap()]);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn enforces_with_only_the_units_capabilities_in_a_sandboxed_mount_namespace() -> anyhow::Result<()>
+{
+    let bpffs = SharedBpffs::mount()?;
+    let network = Network::start()?;
+    let inputs = Inputs::new()?;
+    let mut agent = inputs.prepare_agent(&network, &inputs.dir);
+    agent.bpffs = bpffs.dir.clone();
+    agent.wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "slave",
+        "setpriv",
+        "--bounding-set",
+        UNIT_CAPABILITIES,
+        "--inh-caps",
+        UNIT_CAPABILITIES,
+        "--ambient-caps",
+        UNIT_CAPABILITIES,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    agent.spawn()?;
+    agent.wait_for_generation(1)?;
+    let (code, report) = agent.status_report()?;
+    assert_eq!(code, 0, "{report:#}\n{}", agent.log());
+    assert!(
+        !agent.log().contains("private mount namespace"),
+        "the pins were judged invisible: {}",
+        agent.log()
+    );
+    let site = zpr_tests::site::Site {
+        network,
+        inputs,
+        agent,
+    };
+    site.assert_paths_as_in_example();
     Ok(())
 }

@@ -45,6 +45,9 @@ pub struct AgentProcess {
     pub mount_namespace_of: Option<u32>,
     /// Variables set for the agent (as a service manager sets them).
     pub environment: Vec<(String, String)>,
+    /// A command the agent runs under (sandboxing, privileges), before
+    /// the zpr binary.
+    pub wrapper: Vec<String>,
     child: Option<Child>,
 }
 
@@ -84,6 +87,7 @@ impl AgentProcess {
             ip_netns_exec: false,
             mount_namespace_of: None,
             environment: Vec::new(),
+            wrapper: Vec::new(),
             child: None,
         }
     }
@@ -107,6 +111,7 @@ impl AgentProcess {
             command
         };
         let child = command
+            .args(&self.wrapper)
             .arg(&self.zpr)
             .arg("run")
             // The kernel programs' own log lines (target `zpr`) at debug.

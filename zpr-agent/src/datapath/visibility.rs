@@ -44,6 +44,13 @@ impl PinVisibility {
         if sees(Path::new("/proc/1")) {
             return Ok(PinVisibility::Host);
         }
+        // A sandboxed service (systemd's, with a few capabilities and no
+        // CAP_SYS_PTRACE) may not read other processes' namespaces. Its
+        // mount table still says where the bpffs comes from: a copy of (or
+        // a peer of) a mount in another namespace outlives this process.
+        if mount_namespace(Path::new("/proc/1")).is_err() && propagated(device) {
+            return Ok(PinVisibility::Host);
+        }
         let me = std::process::id();
         for (pid, process) in processes() {
             if pid != me && pid != 1 && sees(&process) {
@@ -79,18 +86,40 @@ fn mount_namespace(process: &Path) -> anyhow::Result<u64> {
 /// True when the process's mount table holds a bpffs with this device
 /// number (bind mounts and namespace copies of one bpffs share it).
 fn mounts_device(process: &Path, device: u64) -> bool {
+    !bpffs_mounts(process, device).is_empty()
+}
+
+/// True when this process's mount of the bpffs is a slave or a peer of a
+/// mount elsewhere (`master:N` or `shared:N` in its optional fields).
+fn propagated(device: u64) -> bool {
+    bpffs_mounts(Path::new("/proc/self"), device)
+        .iter()
+        .any(|line| {
+            let before_separator = line.split(" - ").next().unwrap_or_default();
+            before_separator
+                .split(' ')
+                .skip(6)
+                .any(|field| field.starts_with("master:") || field.starts_with("shared:"))
+        })
+}
+
+/// The lines of the process's mount table that mount a bpffs with this
+/// device number.
+fn bpffs_mounts(process: &Path, device: u64) -> Vec<String> {
     let wanted = format!("{}:{}", libc::major(device), libc::minor(device));
-    fs::read_to_string(process.join("mountinfo")).is_ok_and(|table| {
-        table.lines().any(|line| {
-            let mut fields = line.split(' ');
-            let device = fields.nth(2);
+    let table = fs::read_to_string(process.join("mountinfo")).unwrap_or_default();
+    table
+        .lines()
+        .filter(|line| {
+            let device = line.split(' ').nth(2);
             let filesystem = line
                 .split(" - ")
                 .nth(1)
                 .and_then(|rest| rest.split(' ').next());
             device == Some(wanted.as_str()) && filesystem == Some("bpf")
         })
-    })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every process, as (pid, /proc/PID).
