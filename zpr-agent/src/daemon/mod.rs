@@ -5,6 +5,7 @@
 //! adopts it.
 
 mod agent;
+mod health;
 mod link_events;
 mod lock;
 mod status;
@@ -19,6 +20,7 @@ use tokio::{
 use tracing::{info, warn};
 
 pub use agent::{Agent, Guard};
+pub use health::{EndpointState, Health, Observed, ago, assess, endpoint_states};
 use link_events::LinkEvents;
 pub use lock::{AgentLock, lock_holder};
 pub use status::{AttachedEndpoint, Notice, Status, unix_now};
