@@ -8,6 +8,7 @@ mod agent;
 mod health;
 mod link_events;
 mod lock;
+pub mod metrics;
 mod status;
 mod watch;
 
@@ -49,6 +50,8 @@ pub struct AgentConfig {
     pub conntrack_entries: u32,
     /// Events the kernel may send per second on each CPU.
     pub events_per_second: u32,
+    /// Where Prometheus metrics are served.
+    pub metrics: metrics::MetricsOptions,
 }
 
 /// Where the agent's inventory and policies come from.
@@ -107,7 +110,9 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
         InputSource::Store(store) => Some(api_service(store, &config.run_dir)?),
         InputSource::Files { .. } => None,
     };
+    let metrics = config.metrics.clone();
     let mut agent = Agent::start(config)?;
+    metrics::start(&metrics, &mut agent);
     let mut api = match api {
         Some(service) => Some((ApiSocket::bind(&agent.api_socket()?)?, service)),
         None => None,
