@@ -16,6 +16,7 @@ pub mod flood;
 pub mod frames;
 pub mod mount_namespace;
 pub mod os_users;
+pub mod prometheus;
 pub mod served_agent;
 pub mod site;
 pub mod three_tier;
