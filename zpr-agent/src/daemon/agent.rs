@@ -166,8 +166,8 @@ impl Agent {
         &self.config.run_dir
     }
 
-    /// A condition found after the start that puts something at risk:
-    /// logged, and shown by `zpr status` as the start's warnings are.
+    /// A condition found after the start that puts something at risk,
+    /// kept for `zpr status` beside the start's warnings (the caller logs it).
     pub fn add_warning(&mut self, warning: String) {
         self.status.warnings.push(warning);
         self.write_status();
