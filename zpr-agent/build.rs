@@ -23,10 +23,11 @@ fn record_git_commit() {
         return;
     };
     println!("cargo:rustc-env=ZPR_GIT_COMMIT={commit}");
-    // Built again when HEAD moves: it names the branch, the branch's ref
-    // names the commit (loose, or packed).
+    // Built again when HEAD moves: HEAD names the branch, the branch's ref
+    // names the commit (loose, or packed), and HEAD's reflog grows on every
+    // commit and checkout (even when the loose ref did not exist before).
     let reference = git(&["symbolic-ref", "-q", "HEAD"]);
-    let watched = ["HEAD", "packed-refs"]
+    let watched = ["HEAD", "logs/HEAD", "packed-refs"]
         .into_iter()
         .map(str::to_owned)
         .chain(reference);

@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 use zpr_common::{Direction, counters::Reason};
 use zpr_tests::{
-    prometheus::{Prometheus, free_port, http_get},
+    http::{free_port, http_get},
+    prometheus::Prometheus,
     site::Site,
     three_tier::PATHS,
 };

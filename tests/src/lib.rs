@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 pub mod agent;
 pub mod flood;
 pub mod frames;
+pub mod http;
 pub mod mount_namespace;
 pub mod os_users;
 pub mod prometheus;
