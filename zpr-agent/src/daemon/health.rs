@@ -10,8 +10,7 @@ use super::{AttachedEndpoint, Status, unix_now};
 use crate::datapath::{ConntrackSummary, KernelAttachments, LinkEnd};
 
 /// How well what is tagged here is protected; `zpr status`'s exit code.
-#[derive(Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Health {
     /// Every protected local endpoint has zpr attached in the kernel, and
     /// a running agent applied the latest inputs. Exit 0.
@@ -37,6 +36,13 @@ impl Health {
             Health::Degraded => "degraded",
             Health::NotEnforcing => "not-enforcing",
         }
+    }
+}
+
+/// By name, in `zpr status --output json` as in the metrics' `state` label.
+impl Serialize for Health {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
