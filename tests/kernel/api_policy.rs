@@ -5,6 +5,7 @@
 //! the path again.
 
 use zpr_tests::{
+    http::http_get,
     os_users::TestUser,
     served_agent::ServedAgent,
     three_tier::{Network, example},
@@ -62,6 +63,12 @@ fn api_policies_open_and_close_paths_and_survive_restart() -> anyhow::Result<()>
         "the created policy opens the path"
     );
     assert!(!works(&network, "lb", "app-1", 80), "and nothing else");
+
+    // zpr serve serves its metrics where zpr run does, by default.
+    let (status, metrics) = http_get(network.router(), "127.0.0.1:9565".parse()?, "/metrics")?;
+    assert_eq!(status, 200, "{metrics}");
+    let live = format!("\nzpr_policy_generation {}\n", agent.generation());
+    assert!(metrics.contains(&live), "{live} in:\n{metrics}");
 
     // A statement with a misspelt attribute: the checker's diagnostics, no change.
     let generation = agent.generation();

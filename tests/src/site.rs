@@ -104,9 +104,19 @@ pub struct Site {
 impl Site {
     /// The network, and the agent enforcing the example on it.
     pub fn start() -> anyhow::Result<Site> {
+        Site::start_with(|_, _| Ok(()))
+    }
+
+    /// As [`Site::start`], with the agent adjusted (its arguments, say)
+    /// once the network exists and before it starts.
+    pub fn start_with(
+        configure: impl FnOnce(&Network, &mut AgentProcess) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Site> {
         let network = Network::start()?;
         let inputs = Inputs::new()?;
-        let agent = inputs.start_agent(&network)?;
+        let mut agent = inputs.prepare_agent(&network, &inputs.dir);
+        configure(&network, &mut agent)?;
+        agent.spawn()?;
         agent.wait_for_generation(1)?;
         Ok(Site {
             network,

@@ -22,6 +22,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iperf3",
     "iptables",
     "nftables",
+    // The metrics test scrapes the agent with a real Prometheus.
+    "prometheus",
 ];
 
 pub fn run() -> anyhow::Result<()> {

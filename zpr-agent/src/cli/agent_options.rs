@@ -9,7 +9,10 @@ use zpr_common::maps;
 
 use super::agent_paths::AgentPaths;
 use crate::{
-    daemon::{AgentConfig, InputSource},
+    daemon::{
+        AgentConfig, InputSource,
+        metrics::{self, MetricsAddress, MetricsOptions},
+    },
     datapath::FromWorkloadHook,
 };
 
@@ -47,6 +50,16 @@ pub struct AgentOptions {
     #[arg(long, value_name = "N", default_value_t = maps::EVENTS_PER_SECOND,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub events_per_second: u32,
+    /// Where to serve Prometheus metrics (`http://ADDR:PORT/metrics`), or
+    /// `none`. When the address cannot be taken the agent still enforces,
+    /// and says so in its log and in `zpr status`.
+    #[arg(long, value_name = "ADDR:PORT|none", default_value = metrics::DEFAULT_ADDRESS)]
+    pub metrics_address: MetricsAddress,
+    /// Also export `zpr_endpoint_attached` with each local endpoint's name
+    /// and vNIC as labels. Packet and byte counters stay per host: the
+    /// datapath counts by direction and reason, not by vNIC.
+    #[arg(long)]
+    pub metrics_per_interface: bool,
 }
 
 const CONNTRACK_ENTRIES_MIN: i64 = 4096;
@@ -91,6 +104,10 @@ impl AgentOptions {
             allow_unprotect: self.allow_unprotect,
             conntrack_entries: self.conntrack_entries,
             events_per_second: self.events_per_second,
+            metrics: MetricsOptions {
+                address: self.metrics_address,
+                per_interface: self.metrics_per_interface,
+            },
         })
     }
 }

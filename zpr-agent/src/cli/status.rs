@@ -8,10 +8,10 @@ use zpr_common::{Direction, counters::Reason};
 
 use super::{Output, agent_paths::AgentPaths, agent_view::AgentView};
 use crate::{
-    daemon::{AttachedEndpoint, Status, unix_now},
+    daemon::{EndpointState, Health, Observed, Status, ago, assess, endpoint_states},
     datapath::{
-        ConntrackSummary, EventStats, Fill, LinkEnd, kernel_attachments, pinned_config,
-        pinned_conntrack, pinned_counters, pinned_event_stats, pinned_fill, pinned_interfaces,
+        ConntrackSummary, EventStats, Fill, kernel_attachments, pinned_config, pinned_conntrack,
+        pinned_counters, pinned_event_stats, pinned_fill, pinned_interfaces,
     },
 };
 
@@ -42,42 +42,13 @@ struct Report {
     events: EventStats,
 }
 
-/// How well what is tagged here is protected; also the exit code.
-#[derive(Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-#[serde(rename_all = "kebab-case")]
-enum Health {
-    /// Every protected local endpoint has zpr attached in the kernel, and
-    /// a running agent applied the latest inputs. Exit 0.
-    Protected,
-    /// Enforcing, but not as intended: no agent runs (nothing follows
-    /// changes or mends what is undone), the last reload failed or was
-    /// held back (older inputs stay in force), or part of the pinned
-    /// state is unreadable.
-    /// Exit 3.
-    Degraded,
-    /// Something tagged is not protected: nothing is live, a protected
-    /// endpoint's vNIC has no zpr program in the kernel, or the pins
-    /// cannot be seen from here. Exit 1.
-    NotEnforcing,
-}
-
-impl Health {
-    fn exit_code(self) -> ExitCode {
-        match self {
-            Health::Protected => ExitCode::SUCCESS,
-            Health::NotEnforcing => ExitCode::from(1),
-            Health::Degraded => ExitCode::from(3),
-        }
+/// `zpr status`'s exit code (see [`Health`]).
+fn exit_code(health: Health) -> ExitCode {
+    match health {
+        Health::Protected => ExitCode::SUCCESS,
+        Health::NotEnforcing => ExitCode::from(1),
+        Health::Degraded => ExitCode::from(3),
     }
-}
-
-#[derive(Serialize)]
-struct EndpointState {
-    #[serde(flatten)]
-    endpoint: AttachedEndpoint,
-    /// zpr's programs run on the vNIC in both directions (the kernel's
-    /// own list of links, not the pins).
-    attached: bool,
 }
 
 #[derive(Serialize)]
@@ -104,98 +75,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ),
             Output::Text => eprintln!("{why}"),
         }
-        return Ok(Health::NotEnforcing.exit_code());
+        return Ok(exit_code(Health::NotEnforcing));
     }
     let report = report(&view)?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => print!("{}", render(&report)?),
     }
-    Ok(report.health.exit_code())
+    Ok(exit_code(report.health))
 }
 
 fn report(view: &AgentView) -> anyhow::Result<Report> {
     let pins = &view.pins;
-    let mut problems: Vec<(Health, String)> = Vec::new();
     let agent_pid = view.agent_pid();
     let agent = Status::read(&view.run_dir).ok();
     let live_generation = pinned_config(pins)?.generation;
-    if live_generation == 0 {
-        problems.push((
-            Health::NotEnforcing,
-            "no policy generation is live in the kernel: nothing is enforced".to_owned(),
-        ));
-    }
-    let kernel = kernel_attachments(pins)?;
-    let endpoints: Vec<EndpointState> = agent
-        .iter()
-        .flat_map(|status| &status.endpoints)
-        .map(|endpoint| {
-            let ends = endpoint.ifindex.and_then(|ifindex| kernel.get(&ifindex));
-            let attached = ends.is_some_and(|ends| {
-                ends.contains(&LinkEnd::ToTcx)
-                    && (ends.contains(&LinkEnd::FromTcx) || ends.contains(&LinkEnd::FromXdp))
-            });
-            EndpointState {
-                endpoint: endpoint.clone(),
-                attached,
-            }
-        })
-        .collect();
-    for state in &endpoints {
-        let endpoint = &state.endpoint;
-        if endpoint.protected && endpoint.ifindex.is_some() && !state.attached {
-            problems.push((
-                Health::NotEnforcing,
-                format!(
-                    "{} ({}): zpr is not attached to its vNIC in the kernel; it is unprotected",
-                    endpoint.name, endpoint.interface
-                ),
-            ));
-        }
-    }
-    match (agent_pid, &agent) {
-        (None, _) => problems.push((
-            Health::Degraded,
-            "no agent is running: enforcement continues from the pins, but nothing follows \
-             input changes or mends what is undone"
-                .to_owned(),
-        )),
-        (Some(_), Some(status)) => {
-            if let Some(held) = &status.held_back {
-                problems.push((
-                    Health::Degraded,
-                    format!("input changes {} ({})", held.message, ago(held.at)),
-                ));
-            }
-            if let Some(error) = &status.last_error {
-                problems.push((
-                    Health::Degraded,
-                    format!(
-                        "the last reload failed {}: generation {} (older inputs) stays in force",
-                        ago(error.at),
-                        status.generation
-                    ),
-                ));
-            }
-        }
-        (Some(pid), None) => problems.push((
-            Health::Degraded,
-            format!(
-                "the agent (pid {pid}) has no status file in {}",
-                view.run_dir.display()
-            ),
-        )),
-    }
-    let mut unreadable = |what: &str, err: anyhow::Error| {
-        problems.push((Health::Degraded, format!("cannot read {what}: {err:#}")));
+    let endpoints = endpoint_states(agent.as_ref(), &kernel_attachments(pins)?);
+    let mut unreadable = Vec::new();
+    let mut note_unreadable = |what: &str, err: anyhow::Error| {
+        unreadable.push(format!("cannot read {what}: {err:#}"));
     };
     let maps = pinned_fill(pins).unwrap_or_else(|err| {
-        unreadable("the map fill levels", err);
+        note_unreadable("the map fill levels", err);
         Vec::new()
     });
     let conntrack = pinned_conntrack(pins)
-        .map_err(|err| unreadable("the conntrack tables", err))
+        .map_err(|err| note_unreadable("the conntrack tables", err))
         .ok();
     let counters = pinned_counters(pins)
         .map(|counters| {
@@ -210,33 +115,25 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
                 .collect()
         })
         .unwrap_or_else(|err| {
-            unreadable("the counters", err);
+            note_unreadable("the counters", err);
             Vec::new()
         });
     let events = pinned_event_stats(pins).unwrap_or_else(|err| {
-        unreadable("the event statistics", err);
+        note_unreadable("the event statistics", err);
         EventStats::default()
     });
-    if let Some(table) = conntrack.as_ref().map(|conntrack| &conntrack.established)
-        && table.live as u64 * 10 >= table.capacity as u64 * 9
-    {
-        problems.push((
-            Health::Degraded,
-            format!(
-                "{} live established flows fill {} of the established table's {} entries: \
-                 more will evict the least recently used (raise --conntrack-entries)",
-                table.live, table.live, table.capacity
-            ),
-        ));
-    }
-    problems.sort_by_key(|(health, _)| std::cmp::Reverse(*health));
+    let (health, problems) = assess(&Observed {
+        agent_pid,
+        agent: agent.as_ref(),
+        run_dir: &view.run_dir,
+        live_generation,
+        endpoints: &endpoints,
+        conntrack: conntrack.as_ref(),
+        unreadable: &unreadable,
+    });
     Ok(Report {
-        health: problems
-            .iter()
-            .map(|(health, _)| *health)
-            .max()
-            .unwrap_or(Health::Protected),
-        problems: problems.into_iter().map(|(_, problem)| problem).collect(),
+        health,
+        problems,
         agent_pid,
         live_generation,
         attached_interfaces: pinned_interfaces(pins),
@@ -292,15 +189,6 @@ fn render_conntrack(
          not taken by the established table: {}",
         conntrack.confirm_refused
     )
-}
-
-fn ago(then: u64) -> String {
-    let seconds = unix_now().saturating_sub(then);
-    match seconds {
-        0..120 => format!("{seconds}s ago"),
-        120..7200 => format!("{}m ago", seconds / 60),
-        _ => format!("{}h ago", seconds / 3600),
-    }
 }
 
 fn render(report: &Report) -> Result<String, std::fmt::Error> {

@@ -9,6 +9,7 @@ use zpr_common::config::LAYOUT_VERSION;
 
 use super::{
     AgentConfig, InputSource, StoreConfig,
+    metrics::{AgentMetrics, ReloadOutcome},
     status::{AttachedEndpoint, Notice, Status, summarised, unix_now},
 };
 use crate::{
@@ -36,6 +37,7 @@ pub struct Agent {
     live: Option<(Plan, InterfaceIndexes)>,
     /// Kernel checks since the live Plan's maps were last read back.
     checks_since_audit: u32,
+    metrics: AgentMetrics,
 }
 
 impl Agent {
@@ -131,6 +133,7 @@ impl Agent {
             status,
             live: None,
             checks_since_audit: 0,
+            metrics: AgentMetrics::default(),
         };
         let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
         agent.record("start", applied);
@@ -148,6 +151,26 @@ impl Agent {
     /// What the last reload did (generation, error), as `zpr status` shows it.
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// What the agent records for its metrics.
+    pub fn metrics(&self) -> &AgentMetrics {
+        &self.metrics
+    }
+
+    pub fn pins(&self) -> &PinLayout {
+        &self.pins
+    }
+
+    pub fn run_dir(&self) -> &std::path::Path {
+        &self.config.run_dir
+    }
+
+    /// A condition found after the start that puts something at risk,
+    /// kept for `zpr status` beside the start's warnings (the caller logs it).
+    pub fn add_warning(&mut self, warning: String) {
+        self.status.warnings.push(warning);
+        self.write_status();
     }
 
     /// Where the management API listens (agents serving a store only).
@@ -235,11 +258,16 @@ impl Agent {
         self.status.reloads += 1;
         match applied {
             Ok(Outcome::HeldBack(why)) => {
+                self.metrics.reloaded(ReloadOutcome::HeldBack);
                 error!(cause, generation = self.status.generation, "{why}");
                 self.status.last_error = None;
                 self.status.held_back = Some(Notice::now(why));
             }
             Ok(Outcome::Applied(stages)) => {
+                self.metrics.reloaded(ReloadOutcome::Applied);
+                // The status's reload_ms: from the change seen to generation live.
+                let seconds = self.status.reload_ms.unwrap_or_default() / 1000.0;
+                self.metrics.applied_in(seconds);
                 self.status.last_error = None;
                 self.status.held_back = None;
                 info!(
@@ -260,6 +288,7 @@ impl Agent {
                 );
             }
             Err(err) => {
+                self.metrics.reloaded(ReloadOutcome::Failed);
                 let message = summarised(format!("{err:#}"));
                 error!(
                     cause,
@@ -273,6 +302,7 @@ impl Agent {
     }
 
     fn write_status(&self) {
+        self.metrics.publish(&self.status);
         if let Err(err) = self.status.write(&self.config.run_dir) {
             warn!("cannot write the status file: {err:#}");
         }

@@ -5,8 +5,10 @@
 //! adopts it.
 
 mod agent;
+mod health;
 mod link_events;
 mod lock;
+pub mod metrics;
 mod service_manager;
 mod status;
 mod watch;
@@ -20,6 +22,7 @@ use tokio::{
 use tracing::{info, warn};
 
 pub use agent::{Agent, Guard};
+pub use health::{EndpointState, Health, Observed, ago, assess, endpoint_states};
 use link_events::LinkEvents;
 pub use lock::{AgentLock, lock_holder};
 use service_manager::ServiceManager;
@@ -49,6 +52,8 @@ pub struct AgentConfig {
     pub conntrack_entries: u32,
     /// Events the kernel may send per second on each CPU.
     pub events_per_second: u32,
+    /// Where Prometheus metrics are served.
+    pub metrics: metrics::MetricsOptions,
 }
 
 /// Where the agent's inventory and policies come from.
@@ -108,7 +113,9 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
         InputSource::Files { .. } => None,
     };
     let mut manager = ServiceManager::from_environment();
+    let metrics = config.metrics.clone();
     let mut agent = Agent::start(config)?;
+    metrics::start(&metrics, &mut agent);
     let mut api = match api {
         Some(service) => Some((ApiSocket::bind(&agent.api_socket()?)?, service)),
         None => None,

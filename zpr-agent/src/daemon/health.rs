@@ -1,0 +1,182 @@
+//! How well what is tagged here is protected, judged from the kernel and
+//! the agent's status: `zpr status` prints it (and exits with it), the
+//! agent's metrics export it. One judgement, so both always agree.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{AttachedEndpoint, Status, unix_now};
+use crate::datapath::{ConntrackSummary, KernelAttachments, LinkEnd};
+
+/// How well what is tagged here is protected; `zpr status`'s exit code.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Health {
+    /// Every protected local endpoint has zpr attached in the kernel, and
+    /// a running agent applied the latest inputs. Exit 0.
+    Protected,
+    /// Enforcing, but not as intended: no agent runs (nothing follows
+    /// changes or mends what is undone), the last reload failed or was
+    /// held back (older inputs stay in force), or part of the pinned
+    /// state is unreadable.
+    /// Exit 3.
+    Degraded,
+    /// Something tagged is not protected: nothing is live, a protected
+    /// endpoint's vNIC has no zpr program in the kernel, or the pins
+    /// cannot be seen from here. Exit 1.
+    NotEnforcing,
+}
+
+impl Health {
+    pub const ALL: [Health; 3] = [Health::Protected, Health::Degraded, Health::NotEnforcing];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Protected => "protected",
+            Health::Degraded => "degraded",
+            Health::NotEnforcing => "not-enforcing",
+        }
+    }
+}
+
+/// By name, in `zpr status --output json` as in the metrics' `state` label.
+impl Serialize for Health {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// A local endpoint, and whether the kernel runs zpr on its vNIC.
+#[derive(Serialize, Clone, Debug)]
+pub struct EndpointState {
+    #[serde(flatten)]
+    pub endpoint: AttachedEndpoint,
+    /// zpr's programs run on the vNIC in both directions (the kernel's
+    /// own list of links, not the pins).
+    pub attached: bool,
+}
+
+/// The agent's local endpoints, with what the kernel has attached.
+pub fn endpoint_states(agent: Option<&Status>, kernel: &KernelAttachments) -> Vec<EndpointState> {
+    agent
+        .iter()
+        .flat_map(|status| &status.endpoints)
+        .map(|endpoint| {
+            let ends = endpoint.ifindex.and_then(|ifindex| kernel.get(&ifindex));
+            let attached = ends.is_some_and(|ends| {
+                ends.contains(&LinkEnd::ToTcx)
+                    && (ends.contains(&LinkEnd::FromTcx) || ends.contains(&LinkEnd::FromXdp))
+            });
+            EndpointState {
+                endpoint: endpoint.clone(),
+                attached,
+            }
+        })
+        .collect()
+}
+
+/// What the health is judged from.
+pub struct Observed<'a> {
+    /// The agent that holds the pin root, if one runs.
+    pub agent_pid: Option<u32>,
+    /// Its status file.
+    pub agent: Option<&'a Status>,
+    pub run_dir: &'a Path,
+    /// The generation the kernel enforces (from the pinned config).
+    pub live_generation: u32,
+    pub endpoints: &'a [EndpointState],
+    pub conntrack: Option<&'a ConntrackSummary>,
+    /// Pinned state that could not be read, one line each.
+    pub unreadable: &'a [String],
+}
+
+/// The health, and what makes it less than `protected` (worst first).
+pub fn assess(observed: &Observed) -> (Health, Vec<String>) {
+    let mut problems: Vec<(Health, String)> = Vec::new();
+    if observed.live_generation == 0 {
+        problems.push((
+            Health::NotEnforcing,
+            "no policy generation is live in the kernel: nothing is enforced".to_owned(),
+        ));
+    }
+    for state in observed.endpoints {
+        let endpoint = &state.endpoint;
+        if endpoint.protected && endpoint.ifindex.is_some() && !state.attached {
+            problems.push((
+                Health::NotEnforcing,
+                format!(
+                    "{} ({}): zpr is not attached to its vNIC in the kernel; it is unprotected",
+                    endpoint.name, endpoint.interface
+                ),
+            ));
+        }
+    }
+    match (observed.agent_pid, observed.agent) {
+        (None, _) => problems.push((
+            Health::Degraded,
+            "no agent is running: enforcement continues from the pins, but nothing follows \
+             input changes or mends what is undone"
+                .to_owned(),
+        )),
+        (Some(_), Some(status)) => {
+            if let Some(held) = &status.held_back {
+                problems.push((
+                    Health::Degraded,
+                    format!("input changes {} ({})", held.message, ago(held.at)),
+                ));
+            }
+            if let Some(error) = &status.last_error {
+                problems.push((
+                    Health::Degraded,
+                    format!(
+                        "the last reload failed {}: generation {} (older inputs) stays in force",
+                        ago(error.at),
+                        status.generation
+                    ),
+                ));
+            }
+        }
+        (Some(pid), None) => problems.push((
+            Health::Degraded,
+            format!(
+                "the agent (pid {pid}) has no status file in {}",
+                observed.run_dir.display()
+            ),
+        )),
+    }
+    for what in observed.unreadable {
+        problems.push((Health::Degraded, what.clone()));
+    }
+    if let Some(table) = observed.conntrack.map(|conntrack| &conntrack.established)
+        && table.live as u64 * 10 >= table.capacity as u64 * 9
+    {
+        problems.push((
+            Health::Degraded,
+            format!(
+                "{} live established flows fill {} of the established table's {} entries: \
+                 more will evict the least recently used (raise --conntrack-entries)",
+                table.live, table.live, table.capacity
+            ),
+        ));
+    }
+    problems.sort_by_key(|(health, _)| std::cmp::Reverse(*health));
+    let health = problems
+        .iter()
+        .map(|(health, _)| *health)
+        .max()
+        .unwrap_or(Health::Protected);
+    (
+        health,
+        problems.into_iter().map(|(_, problem)| problem).collect(),
+    )
+}
+
+/// How long ago a unix time was, for people.
+pub fn ago(then: u64) -> String {
+    let seconds = unix_now().saturating_sub(then);
+    match seconds {
+        0..120 => format!("{seconds}s ago"),
+        120..7200 => format!("{}m ago", seconds / 60),
+        _ => format!("{}h ago", seconds / 3600),
+    }
+}

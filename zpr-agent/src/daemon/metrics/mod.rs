@@ -1,0 +1,198 @@
+//! Prometheus metrics of `zpr run` and `zpr serve`, served over HTTP on a
+//! thread of their own. The kernel's counters, map fill levels and health
+//! are read from the pins when Prometheus scrapes (nothing copies them on a
+//! timer); what only the agent knows (reloads and how long they took, its
+//! status) it records as it goes. A scrape never waits for the agent, and
+//! the agent waits for a scrape only to swap a status snapshot.
+
+mod families;
+mod scrape;
+mod server;
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    str::FromStr,
+    sync::{Arc, Mutex},
+};
+
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tracing::{error, info};
+
+use super::{Agent, Status};
+
+/// zpr's own port, 9565,
+/// on loopback: the metrics name no secrets, but neither need they leave the host.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9565";
+
+/// `--metrics-address`: where to serve, or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsAddress {
+    Off,
+    At(SocketAddr),
+}
+
+impl FromStr for MetricsAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<MetricsAddress, String> {
+        if text == "none" {
+            return Ok(MetricsAddress::Off);
+        }
+        text.parse().map(MetricsAddress::At).map_err(|_| {
+            format!("`{text}` is neither ADDRESS:PORT (such as {DEFAULT_ADDRESS}) nor `none`")
+        })
+    }
+}
+
+impl fmt::Display for MetricsAddress {
+    fn fmt(&self, out: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            MetricsAddress::Off => write!(out, "none"),
+            MetricsAddress::At(address) => write!(out, "{address}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MetricsOptions {
+    pub address: MetricsAddress,
+    /// Also export one series per local endpoint (its name and vNIC as labels).
+    pub per_interface: bool,
+}
+
+/// How a reload ended, as `zpr_policy_reloads_total` labels it.
+#[derive(Clone, Copy, Debug)]
+pub enum ReloadOutcome {
+    Applied,
+    Failed,
+    HeldBack,
+}
+
+impl ReloadOutcome {
+    const ALL: [ReloadOutcome; 3] = [
+        ReloadOutcome::Applied,
+        ReloadOutcome::Failed,
+        ReloadOutcome::HeldBack,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ReloadOutcome::Applied => "applied",
+            ReloadOutcome::Failed => "failed",
+            ReloadOutcome::HeldBack => "held-back",
+        }
+    }
+}
+
+type OutcomeLabel = [(&'static str, &'static str); 1];
+
+/// What the agent records for its metrics as it goes. Cheap to clone: the
+/// clones share their values.
+#[derive(Clone, Debug)]
+pub struct AgentMetrics {
+    reloads: Family<OutcomeLabel, Counter>,
+    /// From the change being seen to the new generation being live.
+    apply_duration: Histogram,
+    /// The agent's status as last written, for the scrape thread.
+    status: Arc<Mutex<Status>>,
+}
+
+/// Bucket bounds of `zpr_policy_apply_duration_seconds`: 1 ms to 8 s
+/// (a reload takes milliseconds at 10,000 statements, seconds at 100,000).
+const APPLY_BUCKETS: (f64, f64, u16) = (0.001, 2.0, 14);
+
+impl Default for AgentMetrics {
+    fn default() -> AgentMetrics {
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        for outcome in ReloadOutcome::ALL {
+            // Every outcome is a series from the start, at 0.
+            drop(reloads.get_or_create(&[("outcome", outcome.name())]));
+        }
+        let (start, factor, count) = APPLY_BUCKETS;
+        AgentMetrics {
+            reloads,
+            apply_duration: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(start, factor, count),
+            ),
+            status: Arc::default(),
+        }
+    }
+}
+
+impl AgentMetrics {
+    pub fn reloaded(&self, outcome: ReloadOutcome) {
+        self.reloads
+            .get_or_create(&[("outcome", outcome.name())])
+            .inc();
+    }
+
+    pub fn applied_in(&self, seconds: f64) {
+        self.apply_duration.observe(seconds);
+    }
+
+    /// Hands the scrape thread the status the agent just wrote.
+    pub fn publish(&self, status: &Status) {
+        // The scrape needs neither the statements of every rule nor the
+        // identities (tens of MB at 100,000 statements): left out.
+        let snapshot = Status {
+            rules: Vec::new(),
+            identities: Vec::new(),
+            ..status.clone()
+        };
+        *self
+            .status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "zpr_policy_reloads",
+            "Reloads by outcome: applied (a new generation is live), failed (the inputs \
+             were invalid; the live policy stays) or held-back (the unprotect guard waits \
+             for SIGHUP)",
+            self.reloads.clone(),
+        );
+        registry.register(
+            "zpr_policy_apply_duration_seconds",
+            "From an input change being seen to the new generation being live",
+            self.apply_duration.clone(),
+        );
+    }
+}
+
+/// Serves the agent's metrics as `options` ask. When the address cannot be
+/// taken the agent goes on enforcing: the failure is logged as an error
+/// and kept as a warning in `zpr status`.
+pub fn start(options: &MetricsOptions, agent: &mut Agent) {
+    let MetricsAddress::At(address) = options.address else {
+        info!("metrics are off (--metrics-address none)");
+        return;
+    };
+    let mut registry = Registry::default();
+    agent.metrics().register(&mut registry);
+    registry.register_collector(Box::new(scrape::KernelCollector {
+        pins: agent.pins().clone(),
+        run_dir: agent.run_dir().to_owned(),
+        status: agent.metrics().status.clone(),
+        per_interface: options.per_interface,
+    }));
+    match server::serve(address, registry) {
+        Ok(bound) => info!("serving Prometheus metrics at http://{bound}/metrics"),
+        Err(err) => {
+            let warning = format!(
+                "metrics are not served: cannot listen on {address} ({err}); enforcement is \
+                 unaffected. Free the port or pick another with --metrics-address"
+            );
+            error!("{warning}");
+            agent.add_warning(warning);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! The exposition's names and series, and the dashboard's use of them.
+
+use std::collections::BTreeSet;
+
+use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
+use zpr_common::{Direction, counters::Reason};
+
+use super::{AgentMetrics, ReloadOutcome, families, scrape::Scrape};
+use crate::{
+    daemon::{AttachedEndpoint, EndpointState, Health},
+    datapath::{ConntrackSummary, CounterTable, EventStats, Fill},
+};
+
+/// A host whose maps and counters are all readable and all empty.
+#[derive(Debug)]
+struct FreshHost;
+
+impl Collector for FreshHost {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        let scrape = Scrape {
+            counters: Some(CounterTable::default()),
+            fill: vec![Fill {
+                map: "ZPR_POLICY",
+                entries: 0,
+                capacity: 1024,
+            }],
+            conntrack: Some(ConntrackSummary::default()),
+            events: Some(EventStats::default()),
+            live_generation: Some(1),
+            endpoints: vec![EndpointState {
+                endpoint: AttachedEndpoint {
+                    name: "app-1".to_owned(),
+                    interface: "zpr-app1".to_owned(),
+                    ifindex: Some(7),
+                    mode: "enforce".to_owned(),
+                    protected: true,
+                },
+                attached: true,
+            }],
+            health: Some(Health::Protected),
+            ..Scrape::default()
+        };
+        families::encode(&scrape, true, encoder)
+    }
+}
+
+fn exposition(metrics: &AgentMetrics) -> String {
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    registry.register_collector(Box::new(FreshHost));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
+}
+
+/// `name{labels} value` lines, as (series, value).
+fn samples(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .collect()
+}
+
+fn sample_names(text: &str) -> BTreeSet<String> {
+    samples(text)
+        .into_iter()
+        .map(|(series, _)| series.split('{').next().unwrap_or(series).to_owned())
+        .collect()
+}
+
+#[test]
+fn every_series_exists_at_zero_from_the_start() {
+    let text = exposition(&AgentMetrics::default());
+    let samples = samples(&text);
+    let value = |series: &str| {
+        samples
+            .iter()
+            .find(|(name, _)| *name == series)
+            .map(|(_, value)| *value)
+            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    };
+    for direction in Direction::ALL {
+        for reason in Reason::ALL {
+            let verdict = if reason.is_drop() { "drop" } else { "pass" };
+            for metric in ["zpr_packets_total", "zpr_bytes_total"] {
+                let series = format!(
+                    "{metric}{{direction=\"{}\",reason=\"{}\",verdict=\"{verdict}\"}}",
+                    direction.name(),
+                    reason.name()
+                );
+                assert_eq!(value(&series), "0");
+            }
+        }
+        for verdict in ["allowed", "dropped", "audited"] {
+            let series = format!(
+                "zpr_new_flows_total{{direction=\"{}\",verdict=\"{verdict}\"}}",
+                direction.name()
+            );
+            assert_eq!(value(&series), "0");
+        }
+    }
+    for outcome in ["applied", "failed", "held-back"] {
+        assert_eq!(
+            value(&format!(
+                "zpr_policy_reloads_total{{outcome=\"{outcome}\"}}"
+            )),
+            "0"
+        );
+    }
+    for table in ["established", "opening"] {
+        assert_eq!(
+            value(&format!(
+                "zpr_conntrack_evictions_total{{table=\"{table}\"}}"
+            )),
+            "0"
+        );
+    }
+    for series in [
+        "zpr_policy_apply_duration_seconds_count",
+        "zpr_conntrack_pickups_total",
+        "zpr_conntrack_confirmations_refused_total",
+        "zpr_events_lost_total",
+        "zpr_events_rate_limited_total",
+        "zpr_repairs_total",
+    ] {
+        assert_eq!(value(series), "0");
+    }
+    assert_eq!(value("zpr_health{state=\"protected\"}"), "1");
+    assert_eq!(value("zpr_health{state=\"degraded\"}"), "0");
+    assert_eq!(value("zpr_map_entries_limit{map=\"ZPR_CONNTRACK\"}"), "0");
+    assert!(text.contains("zpr_build_info{version=\""), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn reloads_are_counted_by_outcome_and_timed() {
+    let metrics = AgentMetrics::default();
+    metrics.reloaded(ReloadOutcome::Applied);
+    metrics.applied_in(0.004);
+    metrics.reloaded(ReloadOutcome::HeldBack);
+    let text = exposition(&metrics);
+    let samples = samples(&text);
+    let value = |series: &str| samples.iter().find(|(name, _)| *name == series).unwrap().1;
+    assert_eq!(value("zpr_policy_reloads_total{outcome=\"applied\"}"), "1");
+    assert_eq!(
+        value("zpr_policy_reloads_total{outcome=\"held-back\"}"),
+        "1"
+    );
+    assert_eq!(value("zpr_policy_reloads_total{outcome=\"failed\"}"), "0");
+    assert_eq!(value("zpr_policy_apply_duration_seconds_count"), "1");
+    assert_eq!(
+        value("zpr_policy_apply_duration_seconds_bucket{le=\"0.004\"}"),
+        "1"
+    );
+}
+
+/// Every name a Grafana query of deploy/grafana/zpr.json uses.
+fn dashboard_metric_names() -> BTreeSet<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../deploy/grafana/zpr.json")).unwrap();
+    let mut queries = Vec::new();
+    collect_queries(&dashboard, &mut queries);
+    assert!(!queries.is_empty());
+    queries
+        .iter()
+        .flat_map(|query| {
+            query
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .filter(|word| word.starts_with("zpr_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn collect_queries(value: &serde_json::Value, queries: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                match field {
+                    serde_json::Value::String(query)
+                        if matches!(key.as_str(), "expr" | "query" | "definition") =>
+                    {
+                        queries.push(query.clone())
+                    }
+                    _ => collect_queries(field, queries),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                collect_queries(item, queries);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_dashboard_queries_only_exported_metrics() {
+    let exported = sample_names(&exposition(&AgentMetrics::default()));
+    let used = dashboard_metric_names();
+    let unknown: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries {unknown:?}, which the agent does not export ({exported:?})"
+    );
+    for panel in [
+        "zpr_packets_total",
+        "zpr_new_flows_total",
+        "zpr_map_entries",
+    ] {
+        assert!(used.contains(panel), "no panel uses {panel}");
+    }
+}
+
+#[test]
+fn metrics_address_is_an_address_or_none() {
+    use super::MetricsAddress;
+    assert_eq!("none".parse(), Ok(MetricsAddress::Off));
+    assert_eq!(
+        super::DEFAULT_ADDRESS.parse::<MetricsAddress>().unwrap(),
+        MetricsAddress::At("127.0.0.1:9565".parse().unwrap())
+    );
+    assert!("localhost".parse::<MetricsAddress>().is_err());
+}
