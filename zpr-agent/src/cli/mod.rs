@@ -12,6 +12,8 @@ pub mod attribute;
 pub mod check;
 pub mod compile;
 pub mod configuration;
+pub mod diff;
+mod diff_report;
 pub mod down;
 pub mod endpoint;
 pub mod explain;
@@ -50,6 +52,8 @@ pub enum Command {
     Compile(compile::Args),
     /// Explain whether a path is allowed or denied, and by which statements.
     Explain(explain::Args),
+    /// Exactly which paths a change opens and closes (exit 0 none, 2 some, 1 error).
+    Diff(diff::Args),
     /// Run the agent: load, attach to local endpoints, enforce, reload on change.
     Run(run::Args),
     /// Show what is attached, the policy generation, map fill levels and counters.
@@ -88,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fmt(args) => fmt::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
         Command::Monitor(args) => monitor::run(args),
