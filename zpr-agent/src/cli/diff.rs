@@ -9,6 +9,8 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, bail};
 
 use super::Output;
+use super::agent_paths::AgentPaths;
+use super::diff_live::revoked_flows;
 use super::diff_report::Report;
 use super::input_files::InputFiles;
 use crate::compile::diff;
@@ -27,6 +29,12 @@ pub struct Args {
     /// Compare the working tree's directory against this git revision of it.
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,
+    /// Also list the connections in the live conntrack tables that the
+    /// change would cut when applied (root; the agent's paths below).
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub paths: AgentPaths,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -60,7 +68,10 @@ fn compare(args: &Args) -> anyhow::Result<u8> {
         // The checker has printed the problems.
         return Ok(ERROR);
     };
-    let report = Report::new(&diff(&old.plan, &new.plan));
+    let mut report = Report::new(&diff(&old.plan, &new.plan));
+    if args.live {
+        report.revoked = Some(revoked_flows(&args.paths, &old, &new)?);
+    }
     let mut stdout = std::io::stdout().lock();
     match args.output {
         Output::Text => write!(stdout, "{report}")?,

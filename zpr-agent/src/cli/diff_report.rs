@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::diff_live::RevokedFlow;
 use crate::compile::{
     AddressGroup, Change, Direction, EnforcementChange, L4Range, PROTOCOL_ICMP, PROTOCOL_ICMPV6,
     PROTOCOL_TCP, PROTOCOL_UDP, PlanDiff,
@@ -20,6 +21,9 @@ pub struct Report {
     pub enforcement: Vec<EnforcementChange>,
     pub opens: usize,
     pub closes: usize,
+    /// With `--live`: the live connections the change cuts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Vec<RevokedFlow>>,
 }
 
 /// Changes with the same direction and statements.
@@ -191,11 +195,14 @@ impl Report {
             closes: count(Change::Closes),
             changes,
             enforcement: diff.enforcement.clone(),
+            revoked: None,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.enforcement.is_empty()
+        self.changes.is_empty()
+            && self.enforcement.is_empty()
+            && self.revoked.as_ref().is_none_or(Vec::is_empty)
     }
 }
 
@@ -232,7 +239,14 @@ impl fmt::Display for Report {
                 change.change, change.endpoint, change.before, change.after
             )?;
         }
-        writeln!(f, "{} opens, {} closes", self.opens, self.closes)
+        for flow in self.revoked.iter().flatten() {
+            writeln!(f, "{flow}")?;
+        }
+        write!(f, "{} opens, {} closes", self.opens, self.closes)?;
+        match &self.revoked {
+            Some(revoked) => writeln!(f, ", {} live connections cut", revoked.len()),
+            None => writeln!(f),
+        }
     }
 }
 

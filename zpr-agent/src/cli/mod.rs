@@ -13,6 +13,7 @@ pub mod check;
 pub mod compile;
 pub mod configuration;
 pub mod diff;
+mod diff_live;
 mod diff_report;
 pub mod down;
 pub mod endpoint;
