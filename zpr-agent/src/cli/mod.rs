@@ -14,7 +14,7 @@ pub mod compile;
 pub mod configuration;
 pub mod diff;
 mod diff_live;
-mod diff_report;
+pub mod diff_report;
 pub mod down;
 pub mod endpoint;
 pub mod explain;
