@@ -176,6 +176,8 @@ fn no_change_exits_0_and_invalid_inputs_exit_1_with_diagnostics() {
     let (code, stdout, stderr) = zpr_diff(&root, &["old", "broken"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("broken/three-tier.zpr:1:"), "{stderr}");
+    let (code, _, stderr) = zpr_diff(&root, &["old", "same", "--no-such-flag"]);
+    assert_eq!(code, 1, "usage errors are not changes: {stderr}");
     std::fs::remove_dir_all(&root).unwrap();
 }
 

@@ -108,6 +108,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Prints a command-line error; exits as clap does (2 for usage errors),
+/// except `zpr diff`, whose 2 means "something changes": its usage errors
+/// exit 1, so a CI gate never takes a typo for a change.
+pub fn usage_error(error: clap::Error) -> ExitCode {
+    let is_diff = std::env::args().nth(1).as_deref() == Some("diff");
+    if !is_diff || !error.use_stderr() {
+        error.exit();
+    }
+    let _ = error.print();
+    ExitCode::from(1)
+}
+
 /// Exit code of a command that exists in the plan but has not landed yet.
 pub fn not_yet_implemented(command: &str) -> anyhow::Result<ExitCode> {
     eprintln!("zpr {command}: not yet implemented");

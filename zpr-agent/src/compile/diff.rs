@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::rc::Rc;
 
 use serde::Serialize;
 
@@ -211,28 +212,33 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
                     || direction == Direction::Ingress
                     || local_uid.discovery_source
             });
-            let candidates: Vec<usize> = if discovery[0] != discovery[1]
-                || (0..2).any(|side| {
-                    local_uid.uids[side]
-                        .is_some_and(|uid| tables[side].has(uid, direction, ANY_REMOTE))
-                }) {
-                (0..remote_groups.len()).collect()
-            } else {
-                let mut some: Vec<usize> = (0..2)
-                    .filter_map(|side| local_uid.uids[side].map(|uid| (side, uid)))
-                    .flat_map(|(side, uid)| {
-                        tables[side]
-                            .remotes(uid, direction)
-                            .iter()
-                            .flat_map(|remote| by_uid[side].get(remote).into_iter().flatten())
-                            .copied()
-                            .collect::<Vec<usize>>()
-                    })
-                    .collect();
-                some.sort_unstable();
-                some.dedup();
-                some
-            };
+            // A remote group with a concrete table on neither side meets
+            // the wildcard tables on both: when those allow alike, only
+            // the groups with a concrete table can change.
+            let [old_wildcard, new_wildcard] = [0, 1].map(|side| {
+                local_uid.uids[side].map_or_else(Pieces::deny_all, |uid| {
+                    tables[side].pieces(uid, direction, ANY_REMOTE)
+                })
+            });
+            let candidates: Vec<usize> =
+                if discovery[0] != discovery[1] || !old_wildcard.allows_as(&new_wildcard) {
+                    (0..remote_groups.len()).collect()
+                } else {
+                    let mut some: Vec<usize> = (0..2)
+                        .filter_map(|side| local_uid.uids[side].map(|uid| (side, uid)))
+                        .flat_map(|(side, uid)| {
+                            tables[side]
+                                .remotes(uid, direction)
+                                .iter()
+                                .flat_map(|remote| by_uid[side].get(remote).into_iter().flatten())
+                                .copied()
+                                .collect::<Vec<usize>>()
+                        })
+                        .collect();
+                    some.sort_unstable();
+                    some.dedup();
+                    some
+                };
             for remote in candidates {
                 if local_groups[local].families & remote_groups[remote].families == 0 {
                     continue;
@@ -489,19 +495,20 @@ impl<'a> Tables<'a> {
 }
 
 /// A partition of the L4 key space, each piece with the statements that
-/// allow its keys (empty: dropped), in key order.
+/// allow its keys (empty: dropped), in key order. Shared: many groups meet
+/// the same table.
 #[derive(Debug, Clone)]
-struct Pieces<'a>(Vec<(L4Range, &'a [StatementIndex])>);
+struct Pieces<'a>(Rc<Vec<(L4Range, &'a [StatementIndex])>>);
 
 impl<'a> Pieces<'a> {
     fn deny_all() -> Pieces<'a> {
-        Pieces(vec![(
+        Pieces(Rc::new(vec![(
             L4Range {
                 low: 0,
                 high: L4_MAX,
             },
             &[],
-        )])
+        )]))
     }
 
     /// A longest-prefix table as pieces. Entries sorted by prefix come in
@@ -542,16 +549,21 @@ impl<'a> Pieces<'a> {
             emit_until(end, statements, &mut cursor);
         }
         emit_until(L4_MAX, &[], &mut cursor);
-        Pieces(pieces)
+        Pieces(Rc::new(pieces))
+    }
+
+    /// Whether both allow exactly the same keys (by whatever statements).
+    fn allows_as(&self, other: &Pieces<'a>) -> bool {
+        overlay(self, other).all(|(_, mine, theirs)| mine.is_empty() == theirs.is_empty())
     }
 
     /// These pieces where they allow, `fallback` elsewhere.
     fn or(&self, fallback: &Pieces<'a>) -> Pieces<'a> {
-        Pieces(
+        Pieces(Rc::new(
             overlay(self, fallback)
                 .map(|(range, mine, theirs)| (range, if mine.is_empty() { theirs } else { mine }))
                 .collect(),
-        )
+        ))
     }
 }
 
