@@ -243,6 +243,17 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
                 if local_groups[local].families & remote_groups[remote].families == 0 {
                     continue;
                 }
+                let [old_uid, new_uid] = local_uid.uids;
+                if let (Some(old_uid), Some(new_uid)) = (old_uid, new_uid)
+                    && tables[0].allows_as(
+                        &tables[1],
+                        [old_uid, new_uid],
+                        direction,
+                        remote_uids[remote],
+                    )
+                {
+                    continue;
+                }
                 let [old, new] = [0, 1].map(|side| {
                     local_uid.uids[side].map_or_else(Pieces::deny_all, |uid| {
                         tables[side].pieces(uid, direction, remote_uids[remote][side])
@@ -465,6 +476,45 @@ impl<'a> Tables<'a> {
         self.remotes
             .get(&(local, direction))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the two Plans' tables for these UIDs hold the same L4
+    /// prefixes, concrete and wildcard alike: then they allow the same
+    /// keys (every entry allows), and nothing needs working out.
+    fn allows_as(
+        &self,
+        other: &Tables<'a>,
+        locals: [Uid; 2],
+        direction: Direction,
+        remotes: [Uid; 2],
+    ) -> bool {
+        let same =
+            |mine: Option<&&[PolicyEntry]>, theirs: Option<&&[PolicyEntry]>| match (mine, theirs) {
+                (None, None) => true,
+                (Some(mine), Some(theirs)) => {
+                    mine.len() == theirs.len()
+                        && mine
+                            .iter()
+                            .zip(theirs.iter())
+                            .all(|(a, b)| a.key.l4 == b.key.l4)
+                }
+                _ => false,
+            };
+        fn table<'t, 'a>(
+            tables: &'t Tables<'a>,
+            local: Uid,
+            direction: Direction,
+            remote: Uid,
+        ) -> Option<&'t &'a [PolicyEntry]> {
+            tables.tables.get(&(local, direction, remote))
+        }
+        same(
+            table(self, locals[0], direction, remotes[0]),
+            table(other, locals[1], direction, remotes[1]),
+        ) && same(
+            table(self, locals[0], direction, ANY_REMOTE),
+            table(other, locals[1], direction, ANY_REMOTE),
+        )
     }
 
     /// What the kernel allows from `local` toward `remote`: the concrete
