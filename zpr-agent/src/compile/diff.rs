@@ -204,6 +204,7 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
             by_uid[side].entry(uids[side]).or_default().push(index);
         }
     }
+    let renumbering = renumbering(&remote_uids);
     let mut paths = Vec::new();
     for (local, local_uid) in local_uids.iter().enumerate() {
         for direction in [Direction::Egress, Direction::Ingress] {
@@ -212,6 +213,22 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
                     || direction == Direction::Ingress
                     || local_uid.discovery_source
             });
+            // Most of a small change leaves whole blocks of tables alone.
+            if let ([Some(old_uid), Some(new_uid)], Some(renumbering)) =
+                (local_uid.uids, &renumbering)
+                && tables[0].block(old_uid, direction).len()
+                    == tables[1].block(new_uid, direction).len()
+                && tables[0]
+                    .block(old_uid, direction)
+                    .iter()
+                    .zip(tables[1].block(new_uid, direction))
+                    .all(|(old, new)| {
+                        old.key.l4 == new.key.l4
+                            && renumbering.get(&old.key.remote) == Some(&new.key.remote)
+                    })
+            {
+                continue;
+            }
             // A remote group with a concrete table on neither side meets
             // the wildcard tables on both: when those allow alike, only
             // the groups with a concrete table can change.
@@ -285,6 +302,20 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
         local_groups,
         remote_groups,
     }
+}
+
+/// When every remote UID of the old Plan stands for exactly the addresses
+/// of one UID of the new Plan: the old UID -> the new one (the wildcard
+/// kept), so two tables can be compared entry by entry.
+fn renumbering(remote_uids: &[[Uid; 2]]) -> Option<HashMap<Uid, Uid>> {
+    let mut forward = HashMap::from([(ANY_REMOTE, ANY_REMOTE)]);
+    let mut backward = HashMap::from([(ANY_REMOTE, ANY_REMOTE)]);
+    for &[old, new] in remote_uids {
+        if *forward.entry(old).or_insert(new) != new || *backward.entry(new).or_insert(old) != old {
+            return None;
+        }
+    }
+    Some(forward)
 }
 
 /// Local addresses grouped by the pair (UID before, UID after); `None`
@@ -440,6 +471,8 @@ fn remote_groups(before: &Plan, after: &Plan) -> (Vec<AddressGroup>, Vec<[Uid; 2
 /// A Plan's policy tables, with their allowed key ranges worked out once.
 struct Tables<'a> {
     tables: HashMap<(Uid, Direction, Uid), &'a [PolicyEntry]>,
+    /// All tables of one local UID and direction, the wildcard first.
+    blocks: HashMap<(Uid, Direction), &'a [PolicyEntry]>,
     remotes: HashMap<(Uid, Direction), Vec<Uid>>,
     pieces: HashMap<(Uid, Direction, Uid), Pieces<'a>>,
 }
@@ -461,11 +494,21 @@ impl<'a> Tables<'a> {
                     .push(key.remote);
             }
         }
+        let blocks = plan
+            .policy
+            .chunk_by(|a, b| (a.key.local, a.key.direction) == (b.key.local, b.key.direction))
+            .map(|block| ((block[0].key.local, block[0].key.direction), block))
+            .collect();
         Tables {
             tables,
+            blocks,
             remotes,
             pieces: HashMap::new(),
         }
+    }
+
+    fn block(&self, local: Uid, direction: Direction) -> &'a [PolicyEntry] {
+        self.blocks.get(&(local, direction)).copied().unwrap_or(&[])
     }
 
     fn has(&self, local: Uid, direction: Direction, remote: Uid) -> bool {
