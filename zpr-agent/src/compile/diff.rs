@@ -246,8 +246,8 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
                         .flat_map(|(side, uid)| {
                             tables[side]
                                 .remotes(uid, direction)
-                                .iter()
-                                .flat_map(|remote| by_uid[side].get(remote).into_iter().flatten())
+                                .into_iter()
+                                .flat_map(|remote| by_uid[side].get(&remote).into_iter().flatten())
                                 .copied()
                                 .collect::<Vec<usize>>()
                         })
@@ -470,39 +470,21 @@ fn remote_groups(before: &Plan, after: &Plan) -> (Vec<AddressGroup>, Vec<[Uid; 2
 
 /// A Plan's policy tables, with their allowed key ranges worked out once.
 struct Tables<'a> {
-    tables: HashMap<(Uid, Direction, Uid), &'a [PolicyEntry]>,
-    /// All tables of one local UID and direction, the wildcard first.
+    /// All tables of one local UID and direction, sorted by remote UID
+    /// (the wildcard first).
     blocks: HashMap<(Uid, Direction), &'a [PolicyEntry]>,
-    remotes: HashMap<(Uid, Direction), Vec<Uid>>,
     pieces: HashMap<(Uid, Direction, Uid), Pieces<'a>>,
 }
 
 impl<'a> Tables<'a> {
     fn new(plan: &'a Plan) -> Tables<'a> {
-        let mut tables = HashMap::new();
-        let mut remotes: HashMap<(Uid, Direction), Vec<Uid>> = HashMap::new();
-        for table in plan.policy.chunk_by(|a, b| {
-            (a.key.local, a.key.direction, a.key.remote)
-                == (b.key.local, b.key.direction, b.key.remote)
-        }) {
-            let key = table[0].key;
-            tables.insert((key.local, key.direction, key.remote), table);
-            if key.remote != ANY_REMOTE {
-                remotes
-                    .entry((key.local, key.direction))
-                    .or_default()
-                    .push(key.remote);
-            }
-        }
         let blocks = plan
             .policy
             .chunk_by(|a, b| (a.key.local, a.key.direction) == (b.key.local, b.key.direction))
             .map(|block| ((block[0].key.local, block[0].key.direction), block))
             .collect();
         Tables {
-            tables,
             blocks,
-            remotes,
             pieces: HashMap::new(),
         }
     }
@@ -511,14 +493,27 @@ impl<'a> Tables<'a> {
         self.blocks.get(&(local, direction)).copied().unwrap_or(&[])
     }
 
-    fn has(&self, local: Uid, direction: Direction, remote: Uid) -> bool {
-        self.tables.contains_key(&(local, direction, remote))
+    fn table(&self, local: Uid, direction: Direction, remote: Uid) -> Option<&'a [PolicyEntry]> {
+        let block = self.block(local, direction);
+        let start = block.partition_point(|entry| entry.key.remote < remote);
+        let end = start + block[start..].partition_point(|entry| entry.key.remote == remote);
+        (start < end).then(|| &block[start..end])
     }
 
-    fn remotes(&self, local: Uid, direction: Direction) -> &[Uid] {
-        self.remotes
-            .get(&(local, direction))
-            .map_or(&[], Vec::as_slice)
+    fn has(&self, local: Uid, direction: Direction, remote: Uid) -> bool {
+        self.table(local, direction, remote).is_some()
+    }
+
+    /// The remote UIDs with a concrete table.
+    fn remotes(&self, local: Uid, direction: Direction) -> Vec<Uid> {
+        let mut remotes: Vec<Uid> = self
+            .block(local, direction)
+            .iter()
+            .map(|entry| entry.key.remote)
+            .filter(|&remote| remote != ANY_REMOTE)
+            .collect();
+        remotes.dedup();
+        remotes
     }
 
     /// Whether the two Plans' tables for these UIDs hold the same L4
@@ -532,7 +527,7 @@ impl<'a> Tables<'a> {
         remotes: [Uid; 2],
     ) -> bool {
         let same =
-            |mine: Option<&&[PolicyEntry]>, theirs: Option<&&[PolicyEntry]>| match (mine, theirs) {
+            |mine: Option<&[PolicyEntry]>, theirs: Option<&[PolicyEntry]>| match (mine, theirs) {
                 (None, None) => true,
                 (Some(mine), Some(theirs)) => {
                     mine.len() == theirs.len()
@@ -543,20 +538,12 @@ impl<'a> Tables<'a> {
                 }
                 _ => false,
             };
-        fn table<'t, 'a>(
-            tables: &'t Tables<'a>,
-            local: Uid,
-            direction: Direction,
-            remote: Uid,
-        ) -> Option<&'t &'a [PolicyEntry]> {
-            tables.tables.get(&(local, direction, remote))
-        }
         same(
-            table(self, locals[0], direction, remotes[0]),
-            table(other, locals[1], direction, remotes[1]),
+            self.table(locals[0], direction, remotes[0]),
+            other.table(locals[1], direction, remotes[1]),
         ) && same(
-            table(self, locals[0], direction, ANY_REMOTE),
-            table(other, locals[1], direction, ANY_REMOTE),
+            self.table(locals[0], direction, ANY_REMOTE),
+            other.table(locals[1], direction, ANY_REMOTE),
         )
     }
 
@@ -572,9 +559,8 @@ impl<'a> Tables<'a> {
             return pieces.clone();
         }
         let table = |remote| {
-            self.tables
-                .get(&(local, direction, remote))
-                .map_or_else(Pieces::deny_all, |entries| Pieces::of(entries))
+            self.table(local, direction, remote)
+                .map_or_else(Pieces::deny_all, Pieces::of)
         };
         let pieces = if remote == ANY_REMOTE {
             table(ANY_REMOTE)
