@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use zpr_agent::compile::{Decision, Direction, PacketFacts, PlanLookup, compile, decide};
+use zpr_agent::compile::{Decision, Direction, PacketFacts, PlanLookup, compile, decide, diff};
 use zpr_agent::lang::{Endpoint as LangEndpoint, Protocol};
 use zpr_agent::synthetic::generate;
 
@@ -22,6 +22,37 @@ fn hundred_thousand_statements_over_ten_thousand_endpoints() {
     println!("{:#?}", plan.sizes);
     assert_eq!(plan.sizes.statements, 100_000);
     assert_eq!(plan.sizes.hosts_v4 + plan.sizes.hosts_v6, 20_000);
+}
+
+/// `zpr diff` of a one-statement change at that size: the diff itself
+/// (both Plans compiled), and compiling the new Plan with it.
+#[test]
+#[ignore = "timing run: use --release --ignored --nocapture"]
+fn one_statement_change_at_a_hundred_thousand_statements_diffs_fast() {
+    let synthetic = generate(100_000, 10_000, 1);
+    let old = compile(&synthetic.policies, &synthetic.inventory);
+    let mut changed = synthetic.policies.clone();
+    let removed = changed[0].statements.remove(50_000);
+    let started = Instant::now();
+    let new = compile(&changed, &synthetic.inventory);
+    let compiled = started.elapsed();
+    let started = Instant::now();
+    let difference = diff(&old, &new);
+    let diffed = started.elapsed();
+    println!(
+        "one statement ({}) removed: compile {compiled:?}, diff {diffed:?}, {} path changes",
+        removed.id,
+        difference.paths.len()
+    );
+    assert!(
+        difference
+            .paths
+            .iter()
+            .all(|path| path.statements == [removed.id.clone()])
+    );
+    let started = Instant::now();
+    assert!(diff(&old, &old).is_empty());
+    println!("no change: diff {:?}", started.elapsed());
 }
 
 /// A mid-sized generated set: the Plan agrees with the reference on paths

@@ -29,6 +29,9 @@ pub struct AuditRecord<'a> {
     pub allowed: bool,
     /// `denied`, `SUCCEEDED` or `FAILED`.
     pub outcome: String,
+    /// A dry run: the change was checked and its impact computed, and
+    /// nothing was changed.
+    pub dry_run: bool,
     pub resource: Option<String>,
     pub generation: Option<u32>,
     pub work_request_id: Option<String>,
@@ -43,10 +46,38 @@ impl<'a> AuditRecord<'a> {
             operation: operation.name(),
             allowed: false,
             outcome: "denied".to_owned(),
+            dry_run: false,
             resource: None,
             generation: None,
             work_request_id: None,
             message: Some(bounded(why)),
+        }
+    }
+
+    /// A dry run: `SUCCEEDED` when the change checks (its impact was
+    /// answered), else `FAILED` with why.
+    pub fn dry_run(
+        principal: &'a Principal,
+        operation: &Operation,
+        resource: String,
+        failure: Option<&str>,
+    ) -> AuditRecord<'a> {
+        AuditRecord {
+            time: unix_now(),
+            principal,
+            operation: operation.name(),
+            allowed: true,
+            outcome: if failure.is_some() {
+                "FAILED"
+            } else {
+                "SUCCEEDED"
+            }
+            .to_owned(),
+            dry_run: true,
+            resource: Some(bounded(&resource)),
+            generation: None,
+            work_request_id: None,
+            message: failure.map(bounded),
         }
     }
 
@@ -61,6 +92,7 @@ impl<'a> AuditRecord<'a> {
             operation: operation.name(),
             allowed: true,
             outcome: work_request.status.clone(),
+            dry_run: false,
             resource: Some(bounded(&work_request.resource)),
             generation: work_request.generation,
             work_request_id: Some(work_request.id.clone()),

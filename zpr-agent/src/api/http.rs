@@ -25,6 +25,8 @@ pub struct Request {
     pub path: String,
     /// The `if-match` header: the etag the caller read.
     pub if_match: Option<String>,
+    /// `?dryRun=true`: say what the change would do, change nothing.
+    pub dry_run: bool,
     pub body: Vec<u8>,
 }
 
@@ -107,7 +109,9 @@ pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result
         if let httparse::Status::Complete(head_length) = request.parse(&buffer)? {
             let method = request.method.unwrap_or_default().to_owned();
             let target = request.path.unwrap_or_default();
-            let path = target.split('?').next().unwrap_or_default().to_owned();
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            let path = path.to_owned();
+            let dry_run = query.split('&').any(|pair| pair == "dryRun=true");
             let length = content_length(request.headers)?;
             let if_match = single(request.headers, "if-match")?
                 .map(|value| String::from_utf8_lossy(value).trim().to_owned());
@@ -125,6 +129,7 @@ pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result
                 method,
                 path,
                 if_match,
+                dry_run,
                 body,
             });
         }

@@ -16,8 +16,10 @@ use super::{
 };
 use std::hash::Hasher as _;
 
-use crate::compile::Fnv1a64;
+use crate::cli::diff_report::Report;
+use crate::compile::{Fnv1a64, diff};
 use crate::daemon::Guard;
+use crate::inputs::Inputs;
 use crate::lang::bounded;
 use crate::{
     daemon::{Agent, unix_now},
@@ -150,11 +152,9 @@ impl Service {
         };
         if let Err(failure) = self.authorize(store.connection(), principal, &operation, request) {
             if operation.mutates() {
-                self.audit.record(&AuditRecord::denied(
-                    principal,
-                    &operation,
-                    &failure.message,
-                ));
+                let mut record = AuditRecord::denied(principal, &operation, &failure.message);
+                record.dry_run = request.dry_run;
+                self.audit.record(&record);
             }
             return failure.response();
         }
@@ -164,7 +164,37 @@ impl Service {
                 Err(failure) => failure.response(),
             };
         }
+        if request.dry_run {
+            return self.dry_run(agent, principal, &operation, request);
+        }
         self.mutate(agent, principal, &operation, request, since)
+    }
+
+    /// What a change would do, without doing it: checked as the real call
+    /// is, its impact on what may connect computed against what the store
+    /// holds now, then rolled back. No work request, no generation.
+    fn dry_run(
+        &self,
+        agent: &mut Agent,
+        principal: &Principal,
+        operation: &Operation,
+        request: &Request,
+    ) -> Response {
+        let outcome = impact(agent, operation, request);
+        let failure = outcome
+            .as_ref()
+            .err()
+            .map(|failure| failure.message.as_str());
+        self.audit.record(&AuditRecord::dry_run(
+            principal,
+            operation,
+            target_text(operation),
+            failure,
+        ));
+        match outcome {
+            Ok(answer) => Response::json(200, &answer),
+            Err(failure) => failure.response(),
+        }
     }
 
     /// Checks the permissions the operation needs; a 403 names the missing one.
@@ -404,39 +434,75 @@ impl Service {
             return Err(Failure::new(500, "InternalServerError", "no store"));
         };
         let transaction = store.transaction()?;
-        if let Some(expected) = &request.if_match {
-            let current = current(&transaction, operation)?;
-            let current = etag(&current);
-            if *expected != current {
-                return Err(Failure::new(
-                    412,
-                    "NoEtagMatch",
-                    format!(
-                        "the resource changed since it was read (if-match {expected}, its etag \
-                         is now {current}): read it again, redo the change, and send the new \
-                         etag; nothing changed"
-                    ),
-                ));
-            }
-        }
-        let (value, namespace) = change(&transaction, operation, request)?;
-        let loaded = store::load(&transaction)?;
-        if loaded.inputs.is_none() {
-            return Err(Failure {
-                diagnostics: Some(loaded.report),
-                ..Failure::new(
-                    400,
-                    "InvalidParameter",
-                    format!(
-                        "{} rejected: the result does not check, nothing changed",
-                        operation.name()
-                    ),
-                )
-            });
-        }
+        let (value, namespace, _) = checked_change(&transaction, operation, request)?;
         transaction.commit().map_err(anyhow::Error::from)?;
         Ok((value, namespace))
     }
+}
+
+/// A dry run's answer: the resource as the change would leave it, and the
+/// change's impact as `zpr diff` reports it. The transaction is dropped,
+/// so the store is rolled back.
+fn impact(agent: &mut Agent, operation: &Operation, request: &Request) -> Result<Value, Failure> {
+    let Some(store) = agent.store_mut() else {
+        return Err(Failure::new(500, "InternalServerError", "no store"));
+    };
+    let transaction = store.transaction()?;
+    let Some(before) = store::load(&transaction)?.inputs else {
+        return Err(Failure::new(
+            500,
+            "InternalServerError",
+            "the store's current inputs do not check: no impact can be computed",
+        ));
+    };
+    let (value, _, after) = checked_change(&transaction, operation, request)?;
+    let report = Report::new(&diff(&before.plan, &after.plan));
+    Ok(json!({
+        "dryRun": true,
+        "resource": value,
+        "impact": to_json(&report),
+        "impactText": report.to_string(),
+    }))
+}
+
+/// The change, in `transaction`, when `if-match` holds and the result
+/// checks: the resource, its namespace and the inputs it leaves.
+fn checked_change(
+    transaction: &rusqlite::Connection,
+    operation: &Operation,
+    request: &Request,
+) -> Result<(Value, Option<String>, Inputs), Failure> {
+    if let Some(expected) = &request.if_match {
+        let current = current(transaction, operation)?;
+        let current = etag(&current);
+        if *expected != current {
+            return Err(Failure::new(
+                412,
+                "NoEtagMatch",
+                format!(
+                    "the resource changed since it was read (if-match {expected}, its etag \
+                     is now {current}): read it again, redo the change, and send the new \
+                     etag; nothing changed"
+                ),
+            ));
+        }
+    }
+    let (value, namespace) = change(transaction, operation, request)?;
+    let loaded = store::load(transaction)?;
+    let Some(inputs) = loaded.inputs else {
+        return Err(Failure {
+            diagnostics: Some(loaded.report),
+            ..Failure::new(
+                400,
+                "InvalidParameter",
+                format!(
+                    "{} rejected: the result does not check, nothing changed",
+                    operation.name()
+                ),
+            )
+        });
+    };
+    Ok((value, namespace, inputs))
 }
 
 /// The change itself, inside the transaction.

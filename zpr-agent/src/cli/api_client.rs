@@ -20,6 +20,10 @@ pub struct ApiArgs {
     pub socket: PathBuf,
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
+    /// For changes: check the change and print what it would open and
+    /// close; change nothing (same IAM permission as the change itself).
+    #[arg(long, global = true)]
+    pub dry_run: bool,
 }
 
 /// A management verb group (`zpr policy ...`, `zpr namespace ...`): its
@@ -72,6 +76,13 @@ impl ApiArgs {
         let mut stdout = std::io::stdout().lock();
         if self.output == Output::Json {
             writeln!(stdout, "{}", serde_json::to_string_pretty(&answer)?)?;
+        } else if succeeded && answer["dryRun"] == true {
+            writeln!(stdout, "dry run, nothing changed; the change would do:")?;
+            write!(
+                stdout,
+                "{}",
+                answer["impactText"].as_str().unwrap_or_default()
+            )?;
         } else if succeeded {
             write!(stdout, "{}", text(&answer))?;
         } else {
@@ -110,10 +121,15 @@ impl ApiArgs {
         if_match: Option<&str>,
         body: Option<&Value>,
     ) -> anyhow::Result<(http::Response, Value)> {
+        let query = if self.dry_run && method != "GET" {
+            "?dryRun=true"
+        } else {
+            ""
+        };
         let response = http::call(
             &self.socket,
             method,
-            &format!("{API_VERSION}{path}"),
+            &format!("{API_VERSION}{path}{query}"),
             if_match,
             body,
         )?;

@@ -13,6 +13,9 @@ pub mod check;
 pub mod compile;
 pub mod completion;
 pub mod configuration;
+pub mod diff;
+mod diff_live;
+pub mod diff_report;
 pub mod down;
 pub mod endpoint;
 pub mod explain;
@@ -52,6 +55,8 @@ pub enum Command {
     Compile(compile::Args),
     /// Explain whether a path is allowed or denied, and by which statements.
     Explain(explain::Args),
+    /// Exactly which paths a change opens and closes (exit 0 none, 2 some, 1 error).
+    Diff(diff::Args),
     /// Run the agent: load, attach to local endpoints, enforce, reload on change.
     Run(run::Args),
     /// Show what is attached, the policy generation, map fill levels and counters.
@@ -98,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fmt(args) => fmt::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
         Command::Monitor(args) => monitor::run(args),
@@ -121,4 +127,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn stop_quietly_when_the_reader_goes() {
     // SAFETY: restores the default disposition of one signal.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Prints a command-line error; exits as clap does (2 for usage errors),
+/// except `zpr diff`, whose 2 means "something changes": its usage errors
+/// exit 1, so a CI gate never takes a typo for a change.
+pub fn usage_error(error: clap::Error) -> ExitCode {
+    let is_diff = std::env::args().nth(1).as_deref() == Some("diff");
+    if !is_diff || !error.use_stderr() {
+        error.exit();
+    }
+    let _ = error.print();
+    ExitCode::from(1)
 }

@@ -362,7 +362,7 @@ fn describe(event: &Event, status: Option<&Status>, stale: bool) -> Shown {
     }
 }
 
-fn address(family: u8, bytes: &[u8; 16]) -> IpAddr {
+pub(super) fn address(family: u8, bytes: &[u8; 16]) -> IpAddr {
     if family == FAMILY_IPV4 {
         IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
     } else {

@@ -7,6 +7,7 @@
 
 mod capacity;
 mod decision;
+mod diff;
 mod entries;
 mod evaluate;
 mod explain;
@@ -21,6 +22,9 @@ pub use capacity::capacity_problems;
 pub use decision::{
     Decision, DenyReason, Direction, NEIGHBOUR_DISCOVERY_TYPES, PROTOCOL_ICMP, PROTOCOL_ICMPV6,
     PROTOCOL_TCP, PROTOCOL_UDP, PacketFacts, UnknownEndpoint, Verdict,
+};
+pub use diff::{
+    AddressGroup, Change, Enforcement, EnforcementChange, L4Range, PathChange, PlanDiff, diff,
 };
 pub use evaluate::{
     FilterMiss, SelectorMiss, StatementCheck, check_statement, decide,

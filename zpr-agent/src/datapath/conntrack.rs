@@ -97,6 +97,23 @@ pub fn pinned_conntrack(pins: &PinLayout) -> anyhow::Result<ConntrackSummary> {
     summary(&established, &opening, &stats)
 }
 
+/// Every flow both tables of a pin root hold that has not gone idle:
+/// what a reload would re-check.
+pub fn pinned_live_flows(pins: &PinLayout) -> anyhow::Result<Vec<(FlowKey, FlowState)>> {
+    let now = monotonic_now_ns();
+    let mut flows = Vec::new();
+    for name in [maps::CONNTRACK, maps::CONNTRACK_OPENING] {
+        let map = open(pins, name, Map::LruHashMap)?;
+        let table: HashMap<_, FlowKey, FlowState> = HashMap::try_from(&map)?;
+        for_each_flow(table.map(), |key, state| {
+            if !is_idle(key, state, now) {
+                flows.push((*key, *state));
+            }
+        })?;
+    }
+    Ok(flows)
+}
+
 fn summary(established: &Map, opening: &Map, stats: &Map) -> anyhow::Result<ConntrackSummary> {
     let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(stats)?;
     let sum = |slot: u32| -> anyhow::Result<u64> { Ok(stats.get(&slot, 0)?.iter().sum()) };

@@ -17,7 +17,9 @@ mod test_run;
 mod visibility;
 
 pub use attachments::{KernelAttachments, kernel_attachments};
-pub use conntrack::{ConntrackSize, ConntrackSummary, TableFill, flush_flows, pinned_conntrack};
+pub use conntrack::{
+    ConntrackSize, ConntrackSummary, TableFill, flush_flows, pinned_conntrack, pinned_live_flows,
+};
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
 pub use inspect::{
