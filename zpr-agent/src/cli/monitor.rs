@@ -25,7 +25,9 @@ use zpr_common::{
 use super::{Output, agent_paths::AgentPaths, agent_view::AgentView};
 use crate::{
     daemon::Status,
-    datapath::{EventStats, PinLayout, decode_event, pinned_event_stats, pinned_events},
+    datapath::{
+        EventStats, PinLayout, decode_event, monotonic_now_ns, pinned_event_stats, pinned_events,
+    },
 };
 
 /// How often the kernel's lost and rate-limited counters are read (and
@@ -112,7 +114,7 @@ struct Shown {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Anything the kernel stamped before this instant was buffered before
     // the monitor started.
-    let started_ns = monotonic_ns();
+    let started_ns = monotonic_now_ns();
     let view = AgentView::of(&args.paths);
     if !view.pins_visible() {
         eprintln!("zpr monitor: {}", view.why_no_pins());
@@ -285,18 +287,6 @@ fn print(output: Output, record: Option<Record>) -> anyhow::Result<()> {
         Output::Text => println!("{}", text(&record)),
     }
     Ok(())
-}
-
-/// CLOCK_MONOTONIC, the clock of the kernel's event timestamps
-/// (`bpf_ktime_get_ns`).
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -37,6 +37,9 @@ pub struct Agent {
     live: Option<(Plan, InterfaceIndexes)>,
     /// Kernel checks since the live Plan's maps were last read back.
     checks_since_audit: u32,
+    /// The local vNICs the last kernel check left without zpr (it
+    /// attached the rest again); `None` until a check has read the kernel.
+    unattached: Option<Vec<String>>,
     metrics: AgentMetrics,
 }
 
@@ -133,6 +136,7 @@ impl Agent {
             status,
             live: None,
             checks_since_audit: 0,
+            unattached: None,
             metrics: AgentMetrics::default(),
         };
         let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
@@ -367,6 +371,7 @@ impl Agent {
     /// and attaches again where the kernel no longer runs zpr on a local
     /// endpoint's vNIC. What it finds is logged and counted in the status.
     pub fn keep_enforcing(&mut self) {
+        self.unattached = None;
         match self.ownership.keep(&self.pins) {
             Ok(false) => {}
             Ok(true) => self.note_repair(&format!(
@@ -405,6 +410,7 @@ impl Agent {
             }
         };
         let missing = unattached(interfaces, &attached, self.config.hook);
+        let mut still = Vec::new();
         for interface in missing {
             let result = self
                 .datapath
@@ -413,28 +419,30 @@ impl Agent {
                 Ok(()) => self.note_repair(&format!(
                     "zpr was no longer attached to {interface} in the kernel: attached again"
                 )),
-                Err(err) => self.note_repair(&format!(
-                    "zpr is not attached to {interface} and attaching again failed: {err:#}"
-                )),
+                Err(err) => {
+                    self.note_repair(&format!(
+                        "zpr is not attached to {interface} and attaching again failed: {err:#}"
+                    ));
+                    still.push(interface);
+                }
             }
         }
+        self.unattached = Some(still);
     }
 
     /// A line for the service manager: what is enforced, or why not.
-    /// `ready` when a generation is live and the kernel runs zpr on every
-    /// local endpoint's vNIC that exists.
+    /// `ready` when a generation is live and the last kernel check found
+    /// zpr on every local endpoint's vNIC that exists.
     pub fn service_state(&self) -> (bool, String) {
         let Some((_, interfaces)) = &self.live else {
             return (false, "no policy in force yet".to_owned());
         };
-        let missing = match kernel_attachments(&self.pins) {
-            Ok(attached) => unattached(interfaces, &attached, self.config.hook),
-            Err(err) => {
-                return (
-                    false,
-                    format!("cannot list the kernel's attachments: {err:#}"),
-                );
-            }
+        // From the last kernel check (once a second), not a second listing.
+        let Some(missing) = &self.unattached else {
+            return (
+                false,
+                "the kernel's attachments are not checked yet".to_owned(),
+            );
         };
         if !missing.is_empty() {
             return (false, format!("not attached to {}", missing.join(", ")));

@@ -161,8 +161,9 @@ fn flow_keys<T: std::borrow::Borrow<MapData>>(
     Ok(keys)
 }
 
-/// The kernel's clock for `bpf_ktime_get_ns`.
-fn monotonic_now_ns() -> u64 {
+/// CLOCK_MONOTONIC, the kernel's clock for `bpf_ktime_get_ns` (flow and
+/// event timestamps).
+pub fn monotonic_now_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -18,7 +18,8 @@ mod visibility;
 
 pub use attachments::{KernelAttachments, kernel_attachments};
 pub use conntrack::{
-    ConntrackSize, ConntrackSummary, TableFill, flush_flows, pinned_conntrack, pinned_live_flows,
+    ConntrackSize, ConntrackSummary, TableFill, flush_flows, monotonic_now_ns, pinned_conntrack,
+    pinned_live_flows,
 };
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
