@@ -1,12 +1,19 @@
 //! zpr: Zero Trust Packet Routing for Linux hosts.
 //!
 //! Data flows one way: policy files and the inventory are parsed (`lang`,
-//! `inventory`), compiled into a Plan (`compile`), written into BPF maps
-//! (`datapath`) and kept current by the agent. `lang`, `inventory`,
-//! `compile` and `synthetic` do no I/O.
+//! `inventory`), checked (`inputs`) and compiled into a Plan (`compile`),
+//! written into BPF maps (`datapath`) and kept current by the agent
+//! (`daemon`). `lang`, `inventory`, `compile` and `synthetic` do no I/O.
+//!
+//! Layers, each using only those below it: the pure core (`lang`,
+//! `inventory`, `inputs`, `compile`); `datapath` and `store` (where a
+//! tenancy's state lives: SQLite, etcd); the agent (`daemon`, consuming
+//! inputs) and the management API (`api`, changing a store after `iam`);
+//! the CLI (`cli`), which composes them.
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod compile;
 pub mod daemon;
 pub mod datapath;

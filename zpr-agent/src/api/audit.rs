@@ -13,7 +13,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::operations::Operation;
-use crate::{daemon::unix_now, iam::Principal, lang::bounded, store::WorkRequest};
+use crate::{clock::unix_now, iam::Principal, lang::bounded, store::WorkRequest};
 
 pub struct AuditLog {
     path: PathBuf,

@@ -1,10 +1,11 @@
 //! Carrying out one API request for one principal: authorise it against
-//! the IAM statements, read or change the store, and for a change: check
-//! the result as the files are checked (rolled back when invalid), commit,
-//! reload the agent through its one reload path, and record a work request
-//! and an audit line.
+//! the IAM statements, read or change the tenancy, and for a change: check
+//! the result as the files are checked (nothing is written when invalid),
+//! commit it only if nobody else committed since it was read, hand it to
+//! the agent running beside the API (if one does), and record a work
+//! request and an audit line.
 
-use std::time::Instant;
+use std::{hash::Hasher as _, path::Path, time::Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,22 +15,70 @@ use super::{
     http::{Request, Response},
     operations::{Operation, work_request_permission},
 };
-use std::hash::Hasher as _;
-
-use crate::cli::diff_report::Report;
-use crate::compile::{Fnv1a64, diff};
-use crate::daemon::Guard;
-use crate::inputs::Inputs;
-use crate::lang::bounded;
 use crate::{
-    daemon::{Agent, unix_now},
-    iam::{IamPolicy, Permission, Principal},
-    store::{self, Refusal, RefusalKind, Validator, WorkRequest, WorkRequestError, WorkRequestLog},
+    clock::unix_now,
+    compile::{Fnv1a64, Report, diff},
+    iam::{IamPolicy, Permission, Principal, Statement},
+    inputs::Inputs,
+    lang::bounded,
+    store::{
+        Conflict, Refusal, RefusalKind, Snapshot, Store, Tenancy, Unavailable, Validator,
+        WorkRequest, WorkRequestError, WorkRequestLog, parse_attribute_text,
+    },
 };
 
 pub struct Service {
     pub iam: IamPolicy,
     pub audit: AuditLog,
+}
+
+impl Service {
+    /// The IAM statements in force: the file's, plus the bootstrap
+    /// admins' (`manage all-resources`); audit lines go to `run_dir`.
+    pub fn new(
+        iam_statements: Option<&Path>,
+        bootstrap_admins: &[String],
+        run_dir: &Path,
+    ) -> anyhow::Result<Service> {
+        let mut iam = IamPolicy::default();
+        if let Some(path) = iam_statements {
+            let (read, warnings) = IamPolicy::read(path)?;
+            if !warnings.is_empty() {
+                tracing::warn!("{}", warnings.trim_end());
+            }
+            iam = read;
+        }
+        iam.statements
+            .extend(bootstrap_admins.iter().map(|group| Statement::admin(group)));
+        tracing::info!(statements = iam.statements.len(), "IAM statements in force");
+        Ok(Service {
+            iam,
+            audit: AuditLog::new(run_dir),
+        })
+    }
+}
+
+/// The agent running beside the API, when one does (`zpr serve` on one
+/// host): a committed change is enforced before the API answers.
+pub trait Enforcer {
+    /// Makes `snapshot` the agent's inputs; the generation it put in
+    /// force, or why it could not (the previous policy stays). `None`:
+    /// no agent runs here, the store's agents apply it.
+    fn enforce(
+        &mut self,
+        snapshot: Snapshot,
+        cause: &str,
+        since: Instant,
+    ) -> Option<Result<u32, String>>;
+}
+
+/// For API servers without an agent beside them.
+pub struct NoLocalAgent;
+
+impl Enforcer for NoLocalAgent {
+    fn enforce(&mut self, _: Snapshot, _: &str, _: Instant) -> Option<Result<u32, String>> {
+        None
+    }
 }
 
 /// An answer other than success.
@@ -62,6 +111,18 @@ impl Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Failure {
+        if let Some(conflict) = error.downcast_ref::<Conflict>() {
+            return Failure::new(409, "Conflict", conflict.to_string());
+        }
+        if let Some(unavailable) = error.downcast_ref::<Unavailable>() {
+            return Failure::new(
+                503,
+                "ServiceUnavailable",
+                format!(
+                    "{unavailable}; nothing changed, enforcement goes on unchanged; retry later"
+                ),
+            );
+        }
         match error.downcast_ref::<Refusal>() {
             Some(refusal) => Failure::new(
                 match refusal.kind {
@@ -136,21 +197,23 @@ struct SecurityAttributes {
 }
 
 impl Service {
-    pub fn handle(&self, agent: &mut Agent, principal: &Principal, request: &Request) -> Response {
+    pub async fn handle(
+        &self,
+        store: &mut Store,
+        enforcer: &mut impl Enforcer,
+        principal: &Principal,
+        request: &Request,
+    ) -> Response {
         let since = Instant::now();
         let operation = match Operation::route(&request.method, &request.path) {
             Ok(operation) => operation,
             Err(message) => return Failure::new(404, "NotFound", message).response(),
         };
-        let Some(store) = agent.store() else {
-            return Failure::new(
-                500,
-                "InternalServerError",
-                "the agent serves files, not a store",
-            )
-            .response();
+        let snapshot = match store.read().await {
+            Ok(snapshot) => snapshot,
+            Err(error) => return Failure::from(error).response(),
         };
-        if let Err(failure) = self.authorize(store.connection(), principal, &operation, request) {
+        if let Err(failure) = self.authorize(&snapshot.tenancy, principal, &operation, request) {
             if operation.mutates() {
                 let mut record = AuditRecord::denied(principal, &operation, &failure.message);
                 record.dry_run = request.dry_run;
@@ -159,15 +222,21 @@ impl Service {
             return failure.response();
         }
         if !operation.mutates() {
-            return match self.read(store.connection(), principal, &operation) {
+            return match self
+                .read(store, &snapshot.tenancy, principal, &operation)
+                .await
+            {
                 Ok(value) => tagged(200, value, operation.has_etag()),
                 Err(failure) => failure.response(),
             };
         }
         if request.dry_run {
-            return self.dry_run(agent, principal, &operation, request);
+            return self.dry_run(&snapshot, principal, &operation, request);
         }
-        self.mutate(agent, principal, &operation, request, since)
+        self.mutate(
+            store, enforcer, snapshot, principal, &operation, request, since,
+        )
+        .await
     }
 
     /// What a change would do, without doing it: checked as the real call
@@ -175,12 +244,12 @@ impl Service {
     /// holds now, then rolled back. No work request, no generation.
     fn dry_run(
         &self,
-        agent: &mut Agent,
+        snapshot: &Snapshot,
         principal: &Principal,
         operation: &Operation,
         request: &Request,
     ) -> Response {
-        let outcome = impact(agent, operation, request);
+        let outcome = impact(snapshot, operation, request);
         let failure = outcome
             .as_ref()
             .err()
@@ -200,7 +269,7 @@ impl Service {
     /// Checks the permissions the operation needs; a 403 names the missing one.
     fn authorize(
         &self,
-        connection: &rusqlite::Connection,
+        tenancy: &Tenancy,
         principal: &Principal,
         operation: &Operation,
         request: &Request,
@@ -218,7 +287,7 @@ impl Service {
             | Operation::RemoveSecurityAttributes { .. } => {
                 let attributes: SecurityAttributes = body(request)?;
                 for text in &attributes.security_attributes {
-                    let attribute = store::parse_attribute_text(text)?;
+                    let attribute = parse_attribute_text(text)?;
                     needed.push((
                         Permission::SecurityAttributeNamespaceUse,
                         Some(attribute.namespace().to_owned()),
@@ -229,7 +298,8 @@ impl Service {
                 if let Some(permission) = operation.permission() {
                     // Ids name the namespace too: conditions compare names.
                     let namespace = operation.namespace().map(|namespace| {
-                        store::get_namespace(connection, namespace)
+                        tenancy
+                            .get_namespace(namespace)
                             .map_or_else(|_| namespace.to_owned(), |found| found.name)
                     });
                     needed.push((permission, namespace));
@@ -249,24 +319,22 @@ impl Service {
         Ok(())
     }
 
-    fn read(
+    async fn read(
         &self,
-        connection: &rusqlite::Connection,
+        store: &Store,
+        tenancy: &Tenancy,
         principal: &Principal,
         operation: &Operation,
     ) -> Result<Value, Failure> {
         let items = |items: Vec<Value>| json!({ "items": items });
         Ok(match operation {
-            Operation::ListZprPolicies => items(
-                store::list_policies(connection)?
-                    .iter()
-                    .map(to_json)
-                    .collect(),
-            ),
-            Operation::GetZprPolicy { id } => to_json(&store::get_policy(connection, id)?),
-            Operation::GetConfiguration => to_json(&store::get_configuration(connection)?),
+            Operation::ListZprPolicies => {
+                items(tenancy.list_policies().iter().map(to_json).collect())
+            }
+            Operation::GetZprPolicy { id } => to_json(&tenancy.get_policy(id)?),
+            Operation::GetConfiguration => to_json(&tenancy.configuration),
             Operation::ListSecurityAttributeNamespaces => {
-                let all = store::list_namespaces(connection)?;
+                let all = tenancy.list_namespaces();
                 let permission = Permission::SecurityAttributeNamespaceInspect;
                 let visible: Vec<Value> = all
                     .iter()
@@ -279,26 +347,29 @@ impl Service {
                 items(visible)
             }
             Operation::GetSecurityAttributeNamespace { namespace } => {
-                to_json(&store::get_namespace(connection, namespace)?)
+                to_json(&tenancy.get_namespace(namespace)?)
             }
             Operation::ListSecurityAttributes { namespace } => items(
-                store::list_attributes(connection, namespace)?
+                tenancy
+                    .list_attributes(namespace)?
                     .iter()
                     .map(to_json)
                     .collect(),
             ),
             Operation::GetSecurityAttribute { namespace, name } => {
-                to_json(&store::get_attribute(connection, namespace, name)?)
+                to_json(&tenancy.get_attribute(namespace, name)?)
             }
             Operation::ListWorkRequests => items(
-                store::list_work_requests(connection)?
+                store
+                    .work_requests()
+                    .await?
                     .iter()
                     .filter(|request| self.may_see(principal, request))
                     .map(to_json)
                     .collect(),
             ),
             Operation::GetWorkRequest { id } => {
-                let request = store::get_work_request(connection, id)?;
+                let request = store.work_request(id).await?;
                 if !self.may_see(principal, &request) {
                     let permission = work_request_permission(&request.resource_type);
                     return Err(denied(
@@ -320,18 +391,22 @@ impl Service {
             .allows(principal, permission, request.namespace.as_deref())
     }
 
-    fn mutate(
+    #[allow(clippy::too_many_arguments)]
+    async fn mutate(
         &self,
-        agent: &mut Agent,
+        store: &mut Store,
+        enforcer: &mut impl Enforcer,
+        snapshot: Snapshot,
         principal: &Principal,
         operation: &Operation,
         request: &Request,
         since: Instant,
     ) -> Response {
         let accepted = unix_now();
-        let outcome = self.change_and_check(agent, operation, request);
+        let mut after = snapshot.tenancy.clone();
+        let outcome = checked_change(&mut after, operation, request);
         let (resource, namespace) = match &outcome {
-            Ok((value, namespace)) => (
+            Ok((value, namespace, _)) => (
                 value["id"]
                     .as_str()
                     .or(value["name"].as_str())
@@ -345,13 +420,14 @@ impl Service {
             ),
         };
         let mut work_request = WorkRequest {
-            id: String::new(),
+            id: new_work_request_id(),
             operation_type: operation.name().to_owned(),
             status: String::new(),
             resource_type: operation.resource_type().name().to_owned(),
             namespace,
             resource,
             principal: principal.to_string(),
+            revision: None,
             generation: None,
             percent_complete: 100.0,
             errors: Vec::new(),
@@ -359,34 +435,34 @@ impl Service {
             time_accepted: accepted,
             time_finished: accepted,
         };
-        // The store changed: apply it as the files would be.
-        let outcome = outcome.and_then(|(value, _)| {
-            agent.reload(operation.name(), since, Guard::Confirmed);
-            let status = agent.status();
-            match &status.last_error {
-                Some(error) => Err(Failure::new(
-                    500,
-                    "InternalServerError",
-                    format!(
-                        "stored, but the reload failed (the previous policy stays in force): {}",
-                        error.message
-                    ),
-                )),
-                None => Ok((value, status.generation)),
+        let outcome = match outcome {
+            Ok((value, _, _)) => {
+                // Recorded with the change itself, so a change is never in
+                // the store without its work request; completed below.
+                work_request.status = "SUCCEEDED".to_owned();
+                work_request.logs.push(WorkRequestLog {
+                    message: "stored".to_owned(),
+                    timestamp: unix_now(),
+                });
+                match store.commit(&snapshot, &after, Some(&work_request)).await {
+                    Ok(revision) => {
+                        work_request.revision = Some(revision);
+                        let committed = Snapshot {
+                            tenancy: after,
+                            revision,
+                        };
+                        self.enforce(enforcer, committed, operation, since, &mut work_request)
+                            .map(|()| value)
+                    }
+                    Err(error) => Err(Failure::from(error)),
+                }
             }
-        });
+            Err(failure) => Err(failure),
+        };
         let now = unix_now();
         work_request.time_finished = now;
-        let response = match &outcome {
-            Ok((value, generation)) => {
-                work_request.status = "SUCCEEDED".to_owned();
-                work_request.generation = Some(*generation);
-                work_request.logs.push(WorkRequestLog {
-                    message: format!("applied as policy generation {generation}"),
-                    timestamp: now,
-                });
-                tagged(200, value.clone(), operation.has_etag())
-            }
+        let mut response = match &outcome {
+            Ok(value) => tagged(200, value.clone(), operation.has_etag()),
             Err(failure) => {
                 work_request.status = "FAILED".to_owned();
                 work_request.errors.push(WorkRequestError {
@@ -400,14 +476,17 @@ impl Service {
                 failure.response()
             }
         };
-        let mut response = response;
-        if let Some(store) = agent.store() {
-            match store::insert_work_request(store.connection(), &mut work_request) {
-                Ok(()) => response
-                    .headers
-                    .push(("opc-work-request-id".to_owned(), work_request.id.clone())),
-                Err(error) => tracing::warn!("cannot record the work request: {error:#}"),
-            }
+        // Its final state (a committed change's record only said "stored").
+        if let Err(error) = store.put_work_request(&work_request).await {
+            tracing::warn!("cannot record the work request: {error:#}");
+        }
+        response
+            .headers
+            .push(("opc-work-request-id".to_owned(), work_request.id.clone()));
+        if let Some(revision) = work_request.revision {
+            response
+                .headers
+                .push(("zpr-revision".to_owned(), revision.to_string()));
         }
         if let Some(generation) = work_request.generation {
             response
@@ -422,40 +501,68 @@ impl Service {
         response
     }
 
-    /// Changes the store in a transaction and commits it only when the
-    /// result checks; returns the resource and its namespace, if any.
-    fn change_and_check(
+    /// Hands a committed change to the agent beside the API, if one runs.
+    fn enforce(
         &self,
-        agent: &mut Agent,
+        enforcer: &mut impl Enforcer,
+        committed: Snapshot,
         operation: &Operation,
-        request: &Request,
-    ) -> Result<(Value, Option<String>), Failure> {
-        let Some(store) = agent.store_mut() else {
-            return Err(Failure::new(500, "InternalServerError", "no store"));
-        };
-        let transaction = store.transaction()?;
-        let (value, namespace, _) = checked_change(&transaction, operation, request)?;
-        transaction.commit().map_err(anyhow::Error::from)?;
-        Ok((value, namespace))
+        since: Instant,
+        work_request: &mut WorkRequest,
+    ) -> Result<(), Failure> {
+        let revision = committed.revision;
+        match enforcer.enforce(committed, operation.name(), since) {
+            None => {
+                work_request.logs.push(WorkRequestLog {
+                    message: format!(
+                        "stored at revision {revision}; each host's agent applies it \
+                         (`zpr fleet status`)"
+                    ),
+                    timestamp: unix_now(),
+                });
+                Ok(())
+            }
+            Some(Ok(generation)) => {
+                work_request.generation = Some(generation);
+                work_request.logs.push(WorkRequestLog {
+                    message: format!("applied as policy generation {generation}"),
+                    timestamp: unix_now(),
+                });
+                Ok(())
+            }
+            Some(Err(error)) => Err(Failure::new(
+                500,
+                "InternalServerError",
+                format!(
+                    "stored, but the reload failed (the previous policy stays in force): {error}"
+                ),
+            )),
+        }
     }
 }
 
+/// Work request ids are not drawn from the tenancy's ids: a refused
+/// change records one without changing the tenancy. Nanoseconds keep
+/// them unique and in order.
+fn new_work_request_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    format!("ocid1.zprworkrequest.zpr.{nanos}")
+}
+
 /// A dry run's answer: the resource as the change would leave it, and the
-/// change's impact as `zpr diff` reports it. The transaction is dropped,
-/// so the store is rolled back.
-fn impact(agent: &mut Agent, operation: &Operation, request: &Request) -> Result<Value, Failure> {
-    let Some(store) = agent.store_mut() else {
-        return Err(Failure::new(500, "InternalServerError", "no store"));
-    };
-    let transaction = store.transaction()?;
-    let Some(before) = store::load(&transaction)?.inputs else {
+/// change's impact as `zpr diff` reports it. Nothing is written.
+fn impact(snapshot: &Snapshot, operation: &Operation, request: &Request) -> Result<Value, Failure> {
+    let Some(before) = Snapshot::inputs(snapshot, None)?.inputs else {
         return Err(Failure::new(
             500,
             "InternalServerError",
             "the store's current inputs do not check: no impact can be computed",
         ));
     };
-    let (value, _, after) = checked_change(&transaction, operation, request)?;
+    let mut after = snapshot.tenancy.clone();
+    let (value, _, after) = checked_change(&mut after, operation, request)?;
     let report = Report::new(&diff(&before.plan, &after.plan));
     Ok(json!({
         "dryRun": true,
@@ -465,15 +572,15 @@ fn impact(agent: &mut Agent, operation: &Operation, request: &Request) -> Result
     }))
 }
 
-/// The change, in `transaction`, when `if-match` holds and the result
+/// The change, made to `tenancy`, when `if-match` holds and the result
 /// checks: the resource, its namespace and the inputs it leaves.
 fn checked_change(
-    transaction: &rusqlite::Connection,
+    tenancy: &mut Tenancy,
     operation: &Operation,
     request: &Request,
 ) -> Result<(Value, Option<String>, Inputs), Failure> {
     if let Some(expected) = &request.if_match {
-        let current = current(transaction, operation)?;
+        let current = current(tenancy, operation)?;
         let current = etag(&current);
         if *expected != current {
             return Err(Failure::new(
@@ -487,8 +594,12 @@ fn checked_change(
             ));
         }
     }
-    let (value, namespace) = change(transaction, operation, request)?;
-    let loaded = store::load(transaction)?;
+    let (value, namespace) = change(tenancy, operation, request)?;
+    let loaded = Snapshot {
+        tenancy: tenancy.clone(),
+        revision: 0,
+    }
+    .inputs(None)?;
     let Some(inputs) = loaded.inputs else {
         return Err(Failure {
             diagnostics: Some(loaded.report),
@@ -505,56 +616,45 @@ fn checked_change(
     Ok((value, namespace, inputs))
 }
 
-/// The change itself, inside the transaction.
+/// The change itself.
 fn change(
-    connection: &rusqlite::Connection,
+    tenancy: &mut Tenancy,
     operation: &Operation,
     request: &Request,
 ) -> Result<(Value, Option<String>), Failure> {
-    let namespace_of = |name: &str| -> Result<Option<String>, Failure> {
-        Ok(Some(store::get_namespace(connection, name)?.name))
+    let namespace_of = |tenancy: &Tenancy, name: &str| -> Result<Option<String>, Failure> {
+        Ok(Some(tenancy.get_namespace(name)?.name))
     };
     Ok(match operation {
         Operation::CreateZprPolicy => {
             let create: CreatePolicy = body(request)?;
-            let policy = store::create_policy(
-                connection,
-                &create.name,
-                &create.description,
-                &create.statements,
-            )?;
+            let policy =
+                tenancy.create_policy(&create.name, &create.description, &create.statements)?;
             (to_json(&policy), None)
         }
         Operation::UpdateZprPolicy { id } => {
             let update: UpdatePolicy = body(request)?;
-            let policy = store::update_policy(
-                connection,
+            let policy = tenancy.update_policy(
                 id,
                 update.description.as_deref(),
                 update.statements.as_deref(),
             )?;
             (to_json(&policy), None)
         }
-        Operation::DeleteZprPolicy { id } => {
-            (to_json(&store::delete_policy(connection, id)?), None)
-        }
+        Operation::DeleteZprPolicy { id } => (to_json(&tenancy.delete_policy(id)?), None),
         Operation::UpdateConfiguration => {
             let update: UpdateConfiguration = body(request)?;
-            (
-                to_json(&store::set_zpr_status(connection, &update.zpr_status)?),
-                None,
-            )
+            (to_json(&tenancy.set_zpr_status(&update.zpr_status)?), None)
         }
         Operation::CreateSecurityAttributeNamespace => {
             let create: CreateNamed = body(request)?;
-            let namespace = store::create_namespace(connection, &create.name, &create.description)?;
+            let namespace = tenancy.create_namespace(&create.name, &create.description)?;
             let name = Some(namespace.name.clone());
             (to_json(&namespace), name)
         }
         Operation::UpdateSecurityAttributeNamespace { namespace } => {
             let update: UpdateNamespace = body(request)?;
-            let updated = store::update_namespace(
-                connection,
+            let updated = tenancy.update_namespace(
                 namespace,
                 update.description.as_deref(),
                 update.is_retired,
@@ -568,20 +668,19 @@ fn change(
                 operation,
                 Operation::CascadeDeleteSecurityAttributeNamespace { .. }
             );
-            let deleted = store::delete_namespace(connection, namespace, cascade)?;
+            let deleted = tenancy.delete_namespace(namespace, cascade)?;
             let name = Some(deleted.name.clone());
             (to_json(&deleted), name)
         }
         Operation::CreateSecurityAttribute { namespace } => {
             let create: CreateNamed = body(request)?;
-            let attribute = store::create_attribute(
-                connection,
+            let attribute = tenancy.create_attribute(
                 namespace,
                 &create.name,
                 &create.description,
                 create.validator.as_ref(),
             )?;
-            (to_json(&attribute), namespace_of(namespace)?)
+            (to_json(&attribute), namespace_of(tenancy, namespace)?)
         }
         Operation::UpdateSecurityAttribute { namespace, name } => {
             let update: Value = body(request)?;
@@ -593,35 +692,34 @@ fn change(
                     Failure::new(400, "InvalidParameter", format!("validator: {error}"))
                 })?),
             };
-            let attribute = store::update_attribute(
-                connection,
+            let attribute = tenancy.update_attribute(
                 namespace,
                 name,
                 description,
                 validator.as_ref().map(Option::as_ref),
             )?;
-            (to_json(&attribute), namespace_of(namespace)?)
+            (to_json(&attribute), namespace_of(tenancy, namespace)?)
         }
         Operation::DeleteSecurityAttribute { namespace, name } => {
-            let attribute = store::delete_attribute(connection, namespace, name)?;
-            (to_json(&attribute), namespace_of(namespace)?)
+            let attribute = tenancy.delete_attribute(namespace, name)?;
+            (to_json(&attribute), namespace_of(tenancy, namespace)?)
         }
         Operation::ApplySecurityAttributes { endpoint }
         | Operation::RemoveSecurityAttributes { endpoint } => {
             let attributes: SecurityAttributes = body(request)?;
             let mut namespaces = Vec::new();
             for text in &attributes.security_attributes {
-                let namespace = store::parse_attribute_text(text)?.namespace().to_owned();
+                let namespace = parse_attribute_text(text)?.namespace().to_owned();
                 if matches!(operation, Operation::ApplySecurityAttributes { .. }) {
-                    store::apply_attribute(connection, endpoint, text, &namespace)?;
+                    tenancy.apply_attribute(endpoint, text)?;
                 } else {
-                    store::remove_attribute(connection, endpoint, text)?;
+                    tenancy.remove_attribute(endpoint, text)?;
                 }
                 namespaces.push(namespace);
             }
             namespaces.dedup();
             (
-                to_json(&store::get_endpoint(connection, endpoint)?),
+                to_json(&tenancy.get_endpoint(endpoint)?),
                 Some(namespaces.join(",")),
             )
         }
@@ -650,21 +748,19 @@ fn tagged(status: u16, mut value: Value, has_etag: bool) -> Response {
 }
 
 /// The resource a change acts on as it is now (what `if-match` compares).
-fn current(connection: &rusqlite::Connection, operation: &Operation) -> Result<Value, Failure> {
+fn current(tenancy: &Tenancy, operation: &Operation) -> Result<Value, Failure> {
     use Operation::*;
     Ok(match operation {
-        UpdateZprPolicy { id } | DeleteZprPolicy { id } => {
-            to_json(&store::get_policy(connection, id)?)
-        }
-        UpdateConfiguration => to_json(&store::get_configuration(connection)?),
+        UpdateZprPolicy { id } | DeleteZprPolicy { id } => to_json(&tenancy.get_policy(id)?),
+        UpdateConfiguration => to_json(&tenancy.configuration),
         UpdateSecurityAttributeNamespace { namespace }
         | DeleteSecurityAttributeNamespace { namespace }
         | CascadeDeleteSecurityAttributeNamespace { namespace } => {
-            to_json(&store::get_namespace(connection, namespace)?)
+            to_json(&tenancy.get_namespace(namespace)?)
         }
         UpdateSecurityAttribute { namespace, name }
         | DeleteSecurityAttribute { namespace, name } => {
-            to_json(&store::get_attribute(connection, namespace, name)?)
+            to_json(&tenancy.get_attribute(namespace, name)?)
         }
         _ => {
             return Err(Failure::new(

@@ -11,8 +11,8 @@ use anyhow::{Context as _, bail};
 use super::Output;
 use super::agent_paths::AgentPaths;
 use super::diff_live::revoked_flows;
-use super::diff_report::Report;
 use super::input_files::InputFiles;
+use crate::compile::Report;
 use crate::compile::diff;
 use crate::inputs::Inputs;
 

@@ -4,47 +4,16 @@
 //! origin direction and policy port), so it is cut exactly when the new
 //! policy does not let that question pass.
 
-use std::fmt;
 use std::net::IpAddr;
 
-use serde::Serialize;
 use zpr_common::conntrack::{FlowKey, FlowState};
 
 use super::agent_paths::AgentPaths;
 use super::monitor::address;
-use crate::compile::{Decision, Direction, PacketFacts, decide};
+use crate::compile::{Decision, Direction, PacketFacts, RevokedFlow, decide};
 use crate::daemon::Status;
 use crate::datapath::pinned_live_flows;
 use crate::inputs::Inputs;
-
-/// A live connection the change cuts.
-#[derive(Debug, Serialize)]
-pub struct RevokedFlow {
-    pub endpoint: String,
-    pub interface: String,
-    /// The direction of its first packet at the endpoint's vNIC.
-    pub direction: Direction,
-    /// `tcp/1521`, `icmp type 8 code 0`: the question its first packet asked.
-    pub protocol: String,
-    pub from: String,
-    pub to: String,
-    /// The statements that allow it now (by the old inputs).
-    pub allowed_by: Vec<String>,
-}
-
-impl fmt::Display for RevokedFlow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "revoked: {} {} -> {} at {} {}",
-            self.protocol, self.from, self.to, self.endpoint, self.direction
-        )?;
-        if !self.allowed_by.is_empty() {
-            write!(f, " (allowed by {} before)", self.allowed_by.join(", "))?;
-        }
-        Ok(())
-    }
-}
 
 /// The live flows at the agent behind `paths` that `new` would cut.
 pub fn revoked_flows(

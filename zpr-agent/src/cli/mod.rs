@@ -15,7 +15,6 @@ pub mod completion;
 pub mod configuration;
 pub mod diff;
 mod diff_live;
-pub mod diff_report;
 pub mod down;
 pub mod endpoint;
 pub mod explain;

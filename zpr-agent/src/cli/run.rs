@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::{agent_options::AgentOptions, input_files::InputFiles};
-use crate::daemon::{self, InputSource};
+use crate::daemon::{self, FileInputs, InputSource};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -14,9 +14,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    daemon::run(args.agent.into_config(InputSource::Files {
+    let files = FileInputs::watch(args.inputs.inventory.clone(), args.inputs.policies.clone())?;
+    let config = args.agent.into_config(InputSource::Files {
         inventory: args.inputs.inventory,
         policies: args.inputs.policies,
-    })?)?;
+    })?;
+    daemon::run(config, files)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,19 @@
-//! `zpr serve`: the agent with its inputs in a store, changed through the
-//! management API on a Unix socket and authorised by IAM statements.
+//! `zpr serve`: the management API on a Unix socket, authorised by IAM
+//! statements, changing a store; with the SQLite store, the agent of this
+//! host runs in the same process and enforces each change before the API
+//! answers.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use super::agent_options::AgentOptions;
-use crate::daemon::{self, InputSource, StoreConfig};
+use crate::{
+    api::{
+        server::ApiSocket,
+        service::{Enforcer, Service},
+    },
+    daemon::{self, Agent, Companion, Guard, InputSource},
+    store::{Snapshot, Store},
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -29,15 +38,87 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let socket = args
-        .socket
-        .unwrap_or_else(|| args.agent.paths.run_dir.join("api.sock"));
-    daemon::run(args.agent.into_config(InputSource::Store(StoreConfig {
-        path: args.store,
+    let run_dir = args.agent.paths.run_dir.clone();
+    let socket = args.socket.unwrap_or_else(|| run_dir.join("api.sock"));
+    let store = Store::open_sqlite(&args.store)?;
+    let companion = ApiBesideAgent {
+        service: Service::new(args.iam.as_deref(), &args.bootstrap_admin, &run_dir)?,
         seed_inventory: args.seed_inventory,
-        socket,
-        iam_statements: args.iam,
-        bootstrap_admins: args.bootstrap_admin,
-    }))?)?;
+        socket_path: socket,
+        socket: None,
+        location: store.describe(),
+        store,
+    };
+    let config = args.agent.into_config(InputSource::Store {
+        location: companion.location.clone(),
+        node: None,
+    })?;
+    daemon::run(config, companion)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The API sharing the agent's loop: one request at a time, each change
+/// enforced here before the answer.
+struct ApiBesideAgent {
+    service: Service,
+    store: Store,
+    location: String,
+    seed_inventory: Option<PathBuf>,
+    socket_path: PathBuf,
+    /// Bound once the agent runs (and holds the lock: a second `zpr serve`
+    /// must not take the first one's socket).
+    socket: Option<ApiSocket>,
+}
+
+impl Companion for ApiBesideAgent {
+    async fn prepare(&mut self) -> anyhow::Result<Option<Snapshot>> {
+        if let Some(seed) = &self.seed_inventory {
+            self.store.seed(seed).await?;
+        }
+        Ok(Some(self.store.read().await?))
+    }
+
+    fn started(&mut self, _agent: &mut Agent) -> anyhow::Result<()> {
+        self.socket = Some(ApiSocket::bind(&self.socket_path)?);
+        Ok(())
+    }
+
+    async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
+        let Some(socket) = self.socket.as_mut() else {
+            return std::future::pending().await;
+        };
+        let Some(call) = socket.next().await else {
+            return std::future::pending().await;
+        };
+        let response = self
+            .service
+            .handle(
+                &mut self.store,
+                &mut LocalAgent(agent),
+                &call.principal,
+                &call.request,
+            )
+            .await;
+        let _ = call.reply.send(response);
+        Ok(())
+    }
+}
+
+/// The agent of this process, enforcing what the API committed.
+struct LocalAgent<'a>(&'a mut Agent);
+
+impl Enforcer for LocalAgent<'_> {
+    fn enforce(
+        &mut self,
+        snapshot: Snapshot,
+        cause: &str,
+        since: Instant,
+    ) -> Option<Result<u32, String>> {
+        self.0.offer(snapshot, cause, since, Guard::Confirmed);
+        let status = self.0.status();
+        Some(match &status.last_error {
+            Some(error) => Err(error.message.clone()),
+            None => Ok(status.generation),
+        })
+    }
 }

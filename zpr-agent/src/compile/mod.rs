@@ -8,6 +8,7 @@
 mod capacity;
 mod decision;
 mod diff;
+mod diff_report;
 mod entries;
 mod evaluate;
 mod explain;
@@ -26,6 +27,7 @@ pub use decision::{
 pub use diff::{
     AddressGroup, Change, Enforcement, EnforcementChange, L4Range, PathChange, PlanDiff, diff,
 };
+pub use diff_report::{Report, RevokedFlow};
 pub use evaluate::{
     FilterMiss, SelectorMiss, StatementCheck, check_statement, decide,
     is_neighbour_discovery_source,

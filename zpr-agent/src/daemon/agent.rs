@@ -8,11 +8,12 @@ use tracing::{error, info, warn};
 use zpr_common::config::LAYOUT_VERSION;
 
 use super::{
-    AgentConfig, InputSource, StoreConfig,
+    AgentConfig, InputSource,
     metrics::{AgentMetrics, ReloadOutcome},
-    status::{AttachedEndpoint, Notice, Status, summarised, unix_now},
+    status::{AttachedEndpoint, Notice, Status, summarised},
 };
 use crate::{
+    clock::unix_now,
     compile::Plan,
     datapath::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
@@ -22,13 +23,13 @@ use crate::{
     },
     inputs,
     inventory::Mode,
-    store::Store,
+    store::Snapshot,
 };
 
 pub struct Agent {
     config: AgentConfig,
-    /// Open when the inputs come from a store.
-    store: Option<Store>,
+    /// The latest snapshot handed over, when the inputs come from a store.
+    snapshot: Option<Snapshot>,
     pins: PinLayout,
     ownership: PinOwnership,
     datapath: Datapath,
@@ -49,7 +50,8 @@ impl Agent {
     /// applies the inputs. Refuses to start, and changes nothing, when the
     /// pins would not outlive it, or when the inputs are invalid and no
     /// earlier policy is in force to keep.
-    pub fn start(config: AgentConfig) -> anyhow::Result<Agent> {
+    /// With a store, `snapshot` is what it holds now (see [`Agent::offer`]).
+    pub fn start(config: AgentConfig, snapshot: Option<Snapshot>) -> anyhow::Result<Agent> {
         let since = Instant::now();
         if let Some(mount_point) = ensure_bpffs(&config.bpffs)? {
             info!(at = %mount_point.display(), "mounted bpffs: nothing was mounted there");
@@ -74,11 +76,7 @@ impl Agent {
         let pins = PinLayout::new(&config.bpffs);
         let was_pinned = pins.map(zpr_common::maps::CONFIG).exists();
         let ownership = PinOwnership::acquire(&pins, &config.run_dir)?;
-        let store = match &config.inputs {
-            InputSource::Files { .. } => None,
-            InputSource::Store(store_config) => Some(open_store(store_config)?),
-        };
-        let first = load_plan(&config.inputs, store.as_ref());
+        let first = load_plan(&config.inputs, snapshot.as_ref());
         if let Err(err) = &first {
             let enforced = pinned_config(&pins)
                 .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
@@ -108,12 +106,14 @@ impl Agent {
             Adoption::Replaced { why } => format!("replaced incompatible pinned state: {why}"),
         };
         info!(pins = %pins.root().display(), "{adoption}");
-        let (inventory, policies, store_path) = match &config.inputs {
+        let (inventory, policies, store) = match &config.inputs {
             InputSource::Files {
                 inventory,
                 policies,
             } => (inventory.clone(), policies.clone(), None),
-            InputSource::Store(store) => (PathBuf::new(), Vec::new(), Some(store.path.clone())),
+            InputSource::Store { location, .. } => {
+                (PathBuf::new(), Vec::new(), Some(location.clone()))
+            }
         };
         let status = Status {
             pid: std::process::id(),
@@ -121,7 +121,8 @@ impl Agent {
             bpffs: config.bpffs.clone(),
             inventory,
             policies,
-            store: store_path,
+            store,
+            revision: snapshot.as_ref().map(|snapshot| snapshot.revision),
             hook: format!("{:?}", config.hook),
             adoption,
             warnings,
@@ -129,7 +130,7 @@ impl Agent {
         };
         let mut agent = Agent {
             config,
-            store,
+            snapshot,
             pins,
             ownership,
             datapath,
@@ -142,14 +143,6 @@ impl Agent {
         let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
         agent.record("start", applied);
         Ok(agent)
-    }
-
-    pub fn store(&self) -> Option<&Store> {
-        self.store.as_ref()
-    }
-
-    pub fn store_mut(&mut self) -> Option<&mut Store> {
-        self.store.as_mut()
     }
 
     /// What the last reload did (generation, error), as `zpr status` shows it.
@@ -177,14 +170,6 @@ impl Agent {
         self.write_status();
     }
 
-    /// Where the management API listens (agents serving a store only).
-    pub fn api_socket(&self) -> anyhow::Result<PathBuf> {
-        match &self.config.inputs {
-            InputSource::Store(store) => Ok(store.socket.clone()),
-            InputSource::Files { .. } => anyhow::bail!("an agent reading files serves no API"),
-        }
-    }
-
     pub fn kernel_log(&mut self) -> anyhow::Result<KernelLog> {
         self.datapath.kernel_log()
     }
@@ -193,9 +178,27 @@ impl Agent {
     /// Plan. When they are not, the live Plan stays and the error is kept
     /// for `zpr status`.
     pub fn reload(&mut self, cause: &str, since: Instant, guard: Guard) {
-        let applied = load_plan(&self.config.inputs, self.store.as_ref())
+        let applied = load_plan(&self.config.inputs, self.snapshot.as_ref())
             .and_then(|loaded| self.settle(loaded, since, guard));
+        if let (Ok(Outcome::Applied(_)), Some(snapshot)) = (&applied, &self.snapshot) {
+            self.status.revision = Some(snapshot.revision);
+        }
         self.record(cause, applied);
+    }
+
+    /// Makes a store's `snapshot` the inputs and reloads them. An older
+    /// revision than the one held is ignored (stores answer in order, but
+    /// a resync may hand over what was already seen).
+    pub fn offer(&mut self, snapshot: Snapshot, cause: &str, since: Instant, guard: Guard) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|held| held.revision > snapshot.revision)
+        {
+            return;
+        }
+        self.snapshot = Some(snapshot);
+        self.reload(cause, since, guard);
     }
 
     /// Applies a loaded Plan, unless the unprotect guard holds it back.
@@ -589,10 +592,10 @@ struct LoadedPlan {
     checked: Instant,
 }
 
-/// Reads, checks and compiles the inputs (files or the store).
-fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<LoadedPlan> {
+/// Reads, checks and compiles the inputs (files or a store's snapshot).
+fn load_plan(inputs: &InputSource, snapshot: Option<&Snapshot>) -> anyhow::Result<LoadedPlan> {
     let started = Instant::now();
-    let loaded = match (inputs, store) {
+    let loaded = match (inputs, snapshot) {
         (
             InputSource::Files {
                 inventory,
@@ -600,9 +603,9 @@ fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<Load
             },
             _,
         ) => inputs::read(Some(inventory), policies)?,
-        (InputSource::Store(_), Some(store)) => store.load()?,
-        (InputSource::Store(config), None) => {
-            bail!("the store {} is not open", config.path.display())
+        (InputSource::Store { node, .. }, Some(snapshot)) => snapshot.inputs(node.as_deref())?,
+        (InputSource::Store { location, .. }, None) => {
+            bail!("nothing has been read from the store {location} yet")
         }
     };
     let Some(checked_inputs) = loaded.inputs else {
@@ -659,22 +662,6 @@ impl ReloadStages {
 
 fn milliseconds(duration: std::time::Duration) -> String {
     format!("{:.1}", duration.as_secs_f64() * 1000.0)
-}
-
-/// Opens the store, importing the seed inventory into an empty one.
-fn open_store(config: &StoreConfig) -> anyhow::Result<Store> {
-    let mut store = Store::open(&config.path)?;
-    if let Some(seed) = &config.seed_inventory {
-        if store.seed(seed)? {
-            info!(inventory = %seed.display(), "imported into the empty store");
-        } else {
-            info!(
-                inventory = %seed.display(),
-                "the store already holds endpoints: the seed inventory is not imported again"
-            );
-        }
-    }
-    Ok(store)
 }
 
 /// Local endpoints whose interface exists on this host, by ifindex.

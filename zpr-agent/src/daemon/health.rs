@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{AttachedEndpoint, Status, unix_now};
+use super::{AttachedEndpoint, Status};
+use crate::clock::unix_now;
 use crate::datapath::{ConntrackSummary, KernelAttachments, LinkEnd};
 
 /// How well what is tagged here is protected; `zpr status`'s exit code.

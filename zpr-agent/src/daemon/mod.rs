@@ -5,6 +5,7 @@
 //! adopts it.
 
 mod agent;
+mod companion;
 mod health;
 mod link_events;
 mod lock;
@@ -19,20 +20,17 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
 };
-use tracing::{info, warn};
+use tracing::info;
 
 pub use agent::{Agent, Guard};
+pub use companion::{Companion, FileInputs};
 pub use health::{EndpointState, Health, Observed, ago, assess, endpoint_states};
 use link_events::LinkEvents;
 pub use lock::{AgentLock, lock_holder};
 use service_manager::ServiceManager;
-pub use status::{AttachedEndpoint, Notice, Status, unix_now};
+pub use status::{AttachedEndpoint, Notice, Status};
 
-use crate::{
-    api::{audit::AuditLog, server::ApiSocket, service::Service},
-    datapath::FromWorkloadHook,
-    iam::{IamPolicy, Statement},
-};
+use crate::datapath::FromWorkloadHook;
 
 /// What `zpr run` (files) or `zpr serve` (store) was asked to do.
 #[derive(Clone, Debug)]
@@ -59,25 +57,19 @@ pub struct AgentConfig {
 /// Where the agent's inventory and policies come from.
 #[derive(Clone, Debug)]
 pub enum InputSource {
-    /// Files, watched with inotify.
+    /// Files, watched with inotify ([`FileInputs`]).
     Files {
         inventory: PathBuf,
         policies: Vec<PathBuf>,
     },
-    /// The store, changed through the management API.
-    Store(StoreConfig),
-}
-
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    pub path: PathBuf,
-    /// An inventory file to import into a store that has no endpoints yet.
-    pub seed_inventory: Option<PathBuf>,
-    pub socket: PathBuf,
-    /// IAM statements; with `bootstrap_admins`, all that is granted.
-    pub iam_statements: Option<PathBuf>,
-    /// Groups granted `manage all-resources`.
-    pub bootstrap_admins: Vec<String>,
+    /// Snapshots of a store, handed over by the [`Companion`] that reads it.
+    Store {
+        /// Where the store is, for status and logs.
+        location: String,
+        /// This host's node name: endpoints placed on other nodes are not
+        /// attached here.
+        node: Option<String>,
+    },
 }
 
 /// How often the agent compares the kernel with the live Plan: pins or
@@ -85,41 +77,26 @@ pub struct StoreConfig {
 /// endpoints' vNICs coming and going.
 const KERNEL_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs the agent until SIGTERM or SIGINT, which leave enforcement in place.
-pub fn run(config: AgentConfig) -> anyhow::Result<()> {
+/// Runs the agent until SIGTERM or SIGINT, which leave enforcement in
+/// place; `companion` brings it its inputs' changes.
+pub fn run(config: AgentConfig, companion: impl Companion) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(run_until_signalled(config))
+        .block_on(run_until_signalled(config, companion))
 }
 
-async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
+async fn run_until_signalled(
+    config: AgentConfig,
+    mut companion: impl Companion,
+) -> anyhow::Result<()> {
     let _lock = AgentLock::acquire(&config.run_dir)?;
-    let mut watch = match &config.inputs {
-        InputSource::Files {
-            inventory,
-            policies,
-        } => {
-            let files = std::iter::once(inventory)
-                .chain(policies)
-                .cloned()
-                .collect();
-            Some(watch::InputWatch::new(files)?)
-        }
-        InputSource::Store(_) => None,
-    };
-    let api = match &config.inputs {
-        InputSource::Store(store) => Some(api_service(store, &config.run_dir)?),
-        InputSource::Files { .. } => None,
-    };
+    let first = companion.prepare().await?;
     let mut manager = ServiceManager::from_environment();
     let metrics = config.metrics.clone();
-    let mut agent = Agent::start(config)?;
+    let mut agent = Agent::start(config, first)?;
     metrics::start(&metrics, &mut agent);
-    let mut api = match api {
-        Some(service) => Some((ApiSocket::bind(&agent.api_socket()?)?, service)),
-        None => None,
-    };
+    companion.started(&mut agent)?;
     // SAFETY: the logger owns its ring buffer's fd and lives inside the
     // AsyncFd, which deregisters it before dropping it.
     let mut kernel_log = unsafe { AsyncFd::register(agent.kernel_log()?) }
@@ -132,16 +109,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            Some(changed) = maybe(watch.as_mut().map(|watch| watch.changed())) => {
-                let since = changed?;
-                agent.reload("input files changed", since, Guard::Unprotect);
-            }
-            Some(Some(call)) = maybe(api.as_mut().map(|(socket, _)| socket.next())) => {
-                if let Some((_, service)) = &api {
-                    let response = service.handle(&mut agent, &call.principal, &call.request);
-                    let _ = call.reply.send(response);
-                }
-            }
+            served = companion.next(&mut agent) => served?,
             readable = kernel_log.readable_mut() => {
                 let mut guard = readable?;
                 guard.get_inner_mut().flush();
@@ -188,35 +156,4 @@ fn tell_service_manager(agent: &Agent, manager: &mut ServiceManager) {
         manager.status(&line);
     }
     manager.alive();
-}
-
-/// An optional event source as a future that never completes when absent.
-async fn maybe<T>(future: Option<impl std::future::Future<Output = T>>) -> Option<T> {
-    match future {
-        Some(future) => Some(future.await),
-        None => std::future::pending().await,
-    }
-}
-
-/// The IAM statements in force: the file's, plus the bootstrap admins'.
-fn api_service(store: &StoreConfig, run_dir: &std::path::Path) -> anyhow::Result<Service> {
-    let mut iam = IamPolicy::default();
-    if let Some(path) = &store.iam_statements {
-        let (read, warnings) = IamPolicy::read(path)?;
-        if !warnings.is_empty() {
-            warn!("{}", warnings.trim_end());
-        }
-        iam = read;
-    }
-    iam.statements.extend(
-        store
-            .bootstrap_admins
-            .iter()
-            .map(|group| Statement::admin(group)),
-    );
-    info!(statements = iam.statements.len(), "IAM statements in force");
-    Ok(Service {
-        iam,
-        audit: AuditLog::new(run_dir),
-    })
 }

@@ -2,15 +2,12 @@
 //! shows beside the pinned maps, and the names `zpr monitor` puts on
 //! kernel events (endpoints by ifindex, statements by rule, identities).
 
-use std::{
-    path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::compile::Identity;
+use crate::{clock::unix_now, compile::Identity};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -20,9 +17,12 @@ pub struct Status {
     pub bpffs: PathBuf,
     pub inventory: PathBuf,
     pub policies: Vec<PathBuf>,
-    /// The store, when the agent serves one (then `inventory` is empty).
+    /// The store the agent's inputs come from (then `inventory` is empty).
     #[serde(default)]
-    pub store: Option<PathBuf>,
+    pub store: Option<String>,
+    /// The store's revision the live policy was compiled from.
+    #[serde(default)]
+    pub revision: Option<u64>,
     pub hook: String,
     /// What the agent found pinned when it started.
     pub adoption: String,
@@ -140,10 +140,4 @@ impl Status {
             .get(index)
             .filter(|identity| identity.uid == uid)
     }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }

@@ -1,127 +1,174 @@
-//! The state store behind `zpr serve`: policies, security-attribute
-//! namespaces and attributes, the endpoints (and VCNs) with the attributes
-//! applied to them, the configuration, and the work requests of the API.
+//! Where a tenancy's state lives when it is changed through the management
+//! API: policies, security-attribute namespaces and attributes, endpoints
+//! (and VCNs) with the attributes applied to them, the configuration, and
+//! the API's work requests.
 //!
-//! SQLite (rusqlite, bundled) rather than redb: every change is one ACID
-//! transaction that the API opens, changes, *validates through the same
-//! checker as the files* and then commits or rolls back, which SQLite
-//! gives with plain statements; foreign keys with `ON DELETE CASCADE`
-//! implement the cascade deletes; and an operator can inspect or repair a
-//! store with the stock `sqlite3` shell. redb would need all of that
-//! written by hand over key-value tables. The bundled build pins the SQLite
-//! version and needs no system library.
-//!
-//! The store turns into the same [`Loaded`] inputs as the files do
-//! ([`Store::load`]): an inventory document and policy texts, checked by
-//! [`inputs::check`]. So the agent compiles, validates and reloads a store
-//! exactly as it does files.
+//! The state is one [`Tenancy`] value; the API changes it with pure
+//! functions and a store keeps it as keyed records ([`records`]), read as
+//! a [`Snapshot`] at one revision and changed by a commit that holds only
+//! if nothing else committed since that revision. A snapshot turns into
+//! the same checked inputs as files do ([`Snapshot::inputs`]), so the
+//! agent compiles, validates and reloads a store exactly as it does files.
 
-mod resources;
+mod legacy_sqlite;
+pub mod records;
 mod seed;
+mod sqlite;
+mod tenancy;
+mod work_request;
 
 use std::path::Path;
 
-use anyhow::Context as _;
-use rusqlite::{Connection, OptionalExtension as _, Transaction};
-
 use crate::inputs::{self, InputText, Loaded};
-pub use resources::*;
+pub use sqlite::SqliteStore;
+pub use tenancy::*;
+pub use work_request::*;
 
-pub struct Store {
-    connection: Connection,
+/// The tenancy as of one revision of its store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub tenancy: Tenancy,
+    /// Grows with every commit; what a fleet's agents report enforcing.
+    pub revision: u64,
 }
 
-const SCHEMA: &str = include_str!("schema.sql");
+impl Snapshot {
+    /// The snapshot's inputs as the agent of `node` reads them (see
+    /// [`Tenancy::inventory_document`]), checked as files are.
+    pub fn inputs(&self, node: Option<&str>) -> anyhow::Result<Loaded> {
+        let inventory = InputText::inventory(
+            "store inventory".to_owned(),
+            serde_json::to_string_pretty(&self.tenancy.inventory_document(node))?,
+        );
+        let policies: Vec<InputText> = self
+            .tenancy
+            .list_policies()
+            .into_iter()
+            .map(|policy| {
+                InputText::policy(policy.name.clone(), policy.name.clone(), policy.source())
+            })
+            .collect();
+        Ok(inputs::check(Some(&inventory), &policies))
+    }
+}
+
+/// A commit based on a revision that is no longer the store's latest:
+/// someone else changed the tenancy meanwhile. Nothing was written.
+#[derive(Debug)]
+pub struct Conflict {
+    pub base_revision: u64,
+    pub current_revision: u64,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the tenancy changed while this change was being made (read at revision {}, now \
+             at {}): nothing changed; read again and retry",
+            self.base_revision, self.current_revision
+        )
+    }
+}
+
+impl std::error::Error for Conflict {}
+
+/// The store could not be reached (or answered too late); nothing is
+/// known to have changed.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the store is unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// The stores the API can change.
+pub enum Store {
+    Sqlite(SqliteStore),
+}
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`.
-    pub fn open(path: &Path) -> anyhow::Result<Store> {
-        if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(directory)
-                .with_context(|| format!("creating {}", directory.display()))?;
+    /// Opens (creating if needed) the SQLite store at `path`.
+    pub fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
+        Ok(Store::Sqlite(SqliteStore::open(path)?))
+    }
+
+    /// Where it is, for status and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Sqlite(store) => store.path().display().to_string(),
         }
-        let connection = Connection::open(path)
-            .with_context(|| format!("opening the store {}", path.display()))?;
-        connection
-            .execute_batch(SCHEMA)
-            .with_context(|| format!("creating the schema of {}", path.display()))?;
-        Ok(Store { connection })
     }
 
-    /// A transaction: dropped without [`Transaction::commit`], it changes
-    /// nothing.
-    pub fn transaction(&mut self) -> anyhow::Result<Transaction<'_>> {
-        Ok(self.connection.transaction()?)
+    pub async fn read(&self) -> anyhow::Result<Snapshot> {
+        match self {
+            Store::Sqlite(store) => store.read(),
+        }
     }
 
-    /// The store's inputs, checked as files are.
-    pub fn load(&self) -> anyhow::Result<Loaded> {
-        load(&self.connection)
+    /// Makes the tenancy `after`, if the store is still at `base`'s
+    /// revision ([`Conflict`] otherwise), recording `work_request` with it;
+    /// returns the new revision.
+    pub async fn commit(
+        &mut self,
+        base: &Snapshot,
+        after: &Tenancy,
+        work_request: Option<&WorkRequest>,
+    ) -> anyhow::Result<u64> {
+        let mut writes = records::writes(&base.tenancy, after)?;
+        if let Some(request) = work_request {
+            writes = writes.with_work_request(request)?;
+        }
+        match self {
+            Store::Sqlite(store) => store.commit(base.revision, &writes),
+        }
+    }
+
+    /// Records (or replaces) a work request, whatever the revision.
+    pub async fn put_work_request(&mut self, request: &WorkRequest) -> anyhow::Result<()> {
+        let writes = records::Writes::default().with_work_request(request)?;
+        match self {
+            Store::Sqlite(store) => store.put_unconditionally(&writes),
+        }
+    }
+
+    pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
+        match self {
+            Store::Sqlite(store) => store.work_requests(),
+        }
+    }
+
+    pub async fn work_request(&self, id: &str) -> anyhow::Result<WorkRequest> {
+        let found = match self {
+            Store::Sqlite(store) => store.work_request(id)?,
+        };
+        match found {
+            Some(request) => Ok(request),
+            None => refuse(RefusalKind::NotFound, format!("no work request '{id}'")),
+        }
     }
 
     /// Imports an inventory file into a store that has no endpoints yet;
     /// returns false (and changes nothing) when it already has some.
-    pub fn seed(&mut self, inventory_path: &Path) -> anyhow::Result<bool> {
-        let transaction = self.connection.transaction()?;
-        if count(&transaction, "endpoint")? > 0 {
+    pub async fn seed(&mut self, inventory_path: &Path) -> anyhow::Result<bool> {
+        let base = self.read().await?;
+        if !base.tenancy.endpoints.is_empty() {
+            tracing::info!(
+                "the store already holds endpoints: the seed inventory is not imported again"
+            );
             return Ok(false);
         }
-        seed::import(&transaction, inventory_path)?;
-        transaction.commit()?;
+        let text = inputs::text::read_text(inventory_path, "inventory")?;
+        let mut seeded = base.tenancy.clone();
+        seed::import(&mut seeded, &inventory_path.display().to_string(), &text)?;
+        self.commit(&base, &seeded, None).await?;
+        tracing::info!(inventory = %inventory_path.display(), "imported into the empty store");
         Ok(true)
     }
-
-    pub fn connection(&self) -> &Connection {
-        &self.connection
-    }
-}
-
-/// The inputs as a connection (or a transaction in progress) sees them.
-pub fn load(connection: &Connection) -> anyhow::Result<Loaded> {
-    let inventory = InputText::inventory(
-        "store inventory".to_owned(),
-        serde_json::to_string_pretty(&resources::inventory_document(connection)?)?,
-    );
-    let policies: Vec<InputText> = list_policies(connection)?
-        .into_iter()
-        .map(|policy| InputText::policy(policy.name.clone(), policy.name.clone(), policy.source()))
-        .collect();
-    Ok(inputs::check(Some(&inventory), &policies))
-}
-
-fn count(connection: &Connection, table: &str) -> anyhow::Result<u64> {
-    Ok(
-        connection.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })?,
-    )
-}
-
-/// A value of the `meta` table.
-fn meta(connection: &Connection, key: &str) -> anyhow::Result<Option<String>> {
-    Ok(connection
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })
-        .optional()?)
-}
-
-fn set_meta(connection: &Connection, key: &str, value: &str) -> anyhow::Result<()> {
-    connection.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )?;
-    Ok(())
-}
-
-/// A new OCID-like id: `ocid1.<kind>.zpr.<n>`, never reused.
-fn new_id(connection: &Connection, kind: &str) -> anyhow::Result<String> {
-    let next: u64 = meta(connection, "next-id")?
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    set_meta(connection, "next-id", &(next + 1).to_string())?;
-    Ok(format!("ocid1.{kind}.zpr.{next}"))
 }
 
 #[cfg(test)]

@@ -2,26 +2,33 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-/// A store in a fresh temporary directory, removed on drop.
+/// A SQLite store in a fresh temporary directory, removed on drop.
 struct TempStore {
     directory: PathBuf,
     store: Store,
 }
 
 impl TempStore {
-    fn seeded() -> TempStore {
+    fn empty() -> TempStore {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let directory = std::env::temp_dir().join(format!("zpr-store-{}-{n}", std::process::id()));
-        let mut store = Store::open(&directory.join("zpr.db")).unwrap();
-        let inventory =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/three-tier/inventory.yaml");
-        assert!(store.seed(&inventory).unwrap());
+        let store = Store::open_sqlite(&directory.join("zpr.db")).unwrap();
+        TempStore { directory, store }
+    }
+
+    async fn seeded() -> TempStore {
+        let mut t = TempStore::empty();
+        assert!(t.store.seed(&three_tier_inventory()).await.unwrap());
         assert!(
-            !store.seed(&inventory).unwrap(),
+            !t.store.seed(&three_tier_inventory()).await.unwrap(),
             "a seeded store is seeded once"
         );
-        TempStore { directory, store }
+        t
+    }
+
+    fn reopen(&mut self) {
+        self.store = Store::open_sqlite(&self.directory.join("zpr.db")).unwrap();
     }
 }
 
@@ -31,103 +38,124 @@ impl Drop for TempStore {
     }
 }
 
+fn three_tier_inventory() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/three-tier/inventory.yaml")
+}
+
+fn seeded_tenancy() -> Tenancy {
+    let text = std::fs::read_to_string(three_tier_inventory()).unwrap();
+    let mut tenancy = Tenancy::default();
+    seed::import(&mut tenancy, "inventory.yaml", &text).unwrap();
+    tenancy
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 const OPEN_LB: &str = "In ocvtc002.networks:front-end VCN allow '0.0.0.0/0' to connect to ocvtc002.lb:frontend endpoints with protocol='tcp/80'";
 
 fn statements(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
 
-#[test]
-fn seeded_store_loads_like_the_file() {
-    let t = TempStore::seeded();
-    let loaded = t.store.load().unwrap();
-    let inputs = loaded.inputs.expect(&loaded.report);
-    let endpoint = inputs.inventory.endpoint("app-1").unwrap();
-    assert_eq!(endpoint.interface.as_deref(), Some("zpr-app1"));
-    assert_eq!(endpoint.attributes.len(), 1);
-    assert_eq!(inputs.inventory.namespaces()[0].attributes.len(), 4);
+fn kind(error: anyhow::Error) -> RefusalKind {
+    error.downcast_ref::<Refusal>().unwrap().kind
+}
+
+fn inputs_of(tenancy: &Tenancy) -> crate::inputs::Loaded {
+    Snapshot {
+        tenancy: tenancy.clone(),
+        revision: 0,
+    }
+    .inputs(None)
+    .unwrap()
 }
 
 #[test]
-fn policies_are_checked_in_a_transaction_and_rolled_back() {
-    let mut t = TempStore::seeded();
-    let transaction = t.store.transaction().unwrap();
-    create_policy(
-        &transaction,
-        "web",
-        "",
-        &statements(&[OPEN_LB, "allow nonsense"]),
-    )
-    .unwrap();
-    let loaded = load(&transaction).unwrap();
+fn seeded_store_loads_like_the_file() {
+    block_on(async {
+        let t = TempStore::seeded().await;
+        let loaded = t.store.read().await.unwrap().inputs(None).unwrap();
+        let inputs = loaded.inputs.expect(&loaded.report);
+        let endpoint = inputs.inventory.endpoint("app-1").unwrap();
+        assert_eq!(endpoint.interface.as_deref(), Some("zpr-app1"));
+        assert_eq!(endpoint.attributes.len(), 1);
+        assert_eq!(inputs.inventory.namespaces()[0].attributes.len(), 4);
+    });
+}
+
+#[test]
+fn invalid_policies_check_as_files_do_and_valid_ones_are_kept() {
+    let mut tenancy = seeded_tenancy();
+    let mut broken = tenancy.clone();
+    broken
+        .create_policy("web", "", &statements(&[OPEN_LB, "allow nonsense"]))
+        .unwrap();
+    let loaded = inputs_of(&broken);
     assert!(loaded.inputs.is_none());
     assert!(loaded.report.contains("--> web:2:"), "{}", loaded.report);
-    drop(transaction);
-    assert!(list_policies(t.store.connection()).unwrap().is_empty());
 
-    let transaction = t.store.transaction().unwrap();
-    let policy = create_policy(&transaction, "web", "front door", &statements(&[OPEN_LB])).unwrap();
-    transaction.commit().unwrap();
-    let loaded = t.store.load().unwrap();
+    let policy = tenancy
+        .create_policy("web", "front door", &statements(&[OPEN_LB]))
+        .unwrap();
+    let loaded = inputs_of(&tenancy);
     let inputs = loaded.inputs.expect(&loaded.report);
     assert_eq!(inputs.policies[0].name, "web");
-    assert_eq!(
-        get_policy(t.store.connection(), "web").unwrap().id,
-        policy.id
-    );
-    let again = create_policy(t.store.connection(), "web", "", &[]).unwrap_err();
-    assert_eq!(
-        again.downcast_ref::<Refusal>().unwrap().kind,
-        RefusalKind::Conflict
-    );
-    let bad_name = create_policy(t.store.connection(), "a/b", "", &[]).unwrap_err();
-    assert_eq!(
-        bad_name.downcast_ref::<Refusal>().unwrap().kind,
-        RefusalKind::Invalid
-    );
+    assert_eq!(tenancy.get_policy("web").unwrap().id, policy.id);
+    let again = tenancy.create_policy("web", "", &[]).unwrap_err();
+    assert_eq!(kind(again), RefusalKind::Conflict);
+    let bad_name = tenancy.create_policy("a/b", "", &[]).unwrap_err();
+    assert_eq!(kind(bad_name), RefusalKind::Invalid);
+    let two_lines = tenancy
+        .create_policy("two", "", &statements(&["a\nb"]))
+        .unwrap_err();
+    assert_eq!(kind(two_lines), RefusalKind::Invalid);
 }
 
 #[test]
 fn namespaces_retire_and_cascade_delete() {
-    let t = TempStore::seeded();
-    let connection = t.store.connection();
-    create_namespace(connection, "apps2", "").unwrap();
-    create_attribute(
-        connection,
-        "apps2",
-        "tier",
-        "",
-        Some(&Validator::values(vec!["web".into()])),
-    )
-    .unwrap();
-    apply_attribute(connection, "app-1", "apps2.tier:web", "apps2").unwrap();
-    assert!(t.store.load().unwrap().inputs.is_some());
+    let mut tenancy = seeded_tenancy();
+    tenancy.create_namespace("apps2", "").unwrap();
+    tenancy
+        .create_attribute(
+            "apps2",
+            "tier",
+            "",
+            Some(&Validator::values(vec!["web".into()])),
+        )
+        .unwrap();
+    tenancy.apply_attribute("app-1", "apps2.tier:web").unwrap();
+    assert!(inputs_of(&tenancy).inputs.is_some());
 
-    update_namespace(connection, "apps2", None, Some(true)).unwrap();
-    let retired = apply_attribute(connection, "app-2", "apps2.tier:web", "apps2").unwrap_err();
+    tenancy.update_namespace("APPS2", None, Some(true)).unwrap();
+    let retired = tenancy
+        .apply_attribute("app-2", "apps2.tier:web")
+        .unwrap_err();
     assert!(retired.to_string().contains("retired"), "{retired}");
-    update_namespace(connection, "apps2", None, Some(false)).unwrap();
+    tenancy
+        .update_namespace("apps2", None, Some(false))
+        .unwrap();
 
-    let refused = delete_namespace(connection, "apps2", false).unwrap_err();
+    let refused = tenancy.delete_namespace("apps2", false).unwrap_err();
+    assert_eq!(kind(refused), RefusalKind::Conflict);
+    tenancy.delete_namespace("apps2", true).unwrap();
     assert_eq!(
-        refused.downcast_ref::<Refusal>().unwrap().kind,
-        RefusalKind::Conflict
+        tenancy.get_endpoint("app-1").unwrap().security_attributes,
+        ["ocvtc002.apps:server"]
     );
-    delete_namespace(connection, "apps2", true).unwrap();
-    assert!(
-        get_endpoint(connection, "app-1")
-            .unwrap()
-            .security_attributes
-            == ["ocvtc002.apps:server"]
-    );
-    assert!(t.store.load().unwrap().inputs.is_some());
+    assert!(tenancy.list_attributes("apps2").is_err());
+    assert!(inputs_of(&tenancy).inputs.is_some());
 }
 
 #[test]
 fn disabled_zpr_audits_every_endpoint() {
-    let t = TempStore::seeded();
-    set_zpr_status(t.store.connection(), "DISABLED").unwrap();
-    let inputs = t.store.load().unwrap().inputs.unwrap();
+    let mut tenancy = seeded_tenancy();
+    tenancy.set_zpr_status("DISABLED").unwrap();
+    let inputs = inputs_of(&tenancy).inputs.unwrap();
     assert!(
         inputs
             .inventory
@@ -135,5 +163,198 @@ fn disabled_zpr_audits_every_endpoint() {
             .iter()
             .all(|e| e.mode == crate::inventory::Mode::Audit)
     );
-    assert!(set_zpr_status(t.store.connection(), "off").is_err());
+    assert!(tenancy.set_zpr_status("off").is_err());
+}
+
+#[test]
+fn endpoints_placed_on_another_node_are_not_attached_there() {
+    let mut tenancy = seeded_tenancy();
+    tenancy.endpoints.get_mut("app-1").unwrap().node = Some("host-b".into());
+    let interface = |node: Option<&str>| {
+        let snapshot = Snapshot {
+            tenancy: tenancy.clone(),
+            revision: 1,
+        };
+        let inputs = snapshot.inputs(node).unwrap().inputs.unwrap();
+        inputs
+            .inventory
+            .endpoint("app-1")
+            .unwrap()
+            .interface
+            .clone()
+    };
+    assert_eq!(interface(Some("host-b")).as_deref(), Some("zpr-app1"));
+    assert_eq!(interface(Some("host-c")), None);
+    assert_eq!(
+        interface(None).as_deref(),
+        Some("zpr-app1"),
+        "without a node name every endpoint is local, as before fleets"
+    );
+}
+
+#[test]
+fn records_round_trip_and_a_change_writes_only_what_changed() {
+    let before = seeded_tenancy();
+    let records = records::to_records(&before).unwrap();
+    let read = records::from_records(records.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    assert_eq!(read.unwrap(), before);
+
+    let mut after = before.clone();
+    after
+        .remove_attribute("app-2", "ocvtc002.apps:server")
+        .unwrap();
+    let writes = records::writes(&before, &after).unwrap();
+    assert!(writes.deletes.is_empty());
+    let keys: Vec<&str> = writes.puts.iter().map(|(key, _)| key.as_str()).collect();
+    assert!(keys.contains(&"endpoints/app-2"), "{keys:?}");
+
+    let mut deleted = after.clone();
+    deleted.delete_namespace("ocvtc002", true).unwrap();
+    let writes = records::writes(&after, &deleted).unwrap();
+    assert!(
+        writes
+            .deletes
+            .iter()
+            .any(|key| key.starts_with("attributes/"))
+    );
+    assert!(
+        writes
+            .deletes
+            .iter()
+            .any(|key| key.starts_with("namespaces/"))
+    );
+}
+
+#[test]
+fn a_commit_based_on_an_old_revision_is_refused_and_writes_nothing() {
+    block_on(async {
+        let mut t = TempStore::seeded().await;
+        let base = t.store.read().await.unwrap();
+        let mut first = base.tenancy.clone();
+        first
+            .create_policy("first", "", &statements(&[OPEN_LB]))
+            .unwrap();
+        let mut second = base.tenancy.clone();
+        second
+            .create_policy("second", "", &statements(&[OPEN_LB]))
+            .unwrap();
+        let revision = t.store.commit(&base, &first, None).await.unwrap();
+        assert_eq!(revision, base.revision + 1);
+        let refused = t.store.commit(&base, &second, None).await.unwrap_err();
+        let conflict = refused.downcast_ref::<Conflict>().unwrap();
+        assert_eq!(conflict.current_revision, revision);
+
+        t.reopen();
+        let now = t.store.read().await.unwrap();
+        assert_eq!(now.revision, revision);
+        assert_eq!(
+            now.tenancy, first,
+            "the first change is kept, nothing of the second"
+        );
+    });
+}
+
+#[test]
+fn work_requests_are_kept_beside_the_tenancy_in_order() {
+    block_on(async {
+        let mut t = TempStore::seeded().await;
+        let base = t.store.read().await.unwrap();
+        let request = |n: u64| WorkRequest {
+            id: format!("ocid1.zprworkrequest.zpr.{n}"),
+            operation_type: "CreateZprPolicy".into(),
+            status: "SUCCEEDED".into(),
+            resource_type: "zpr-policy".into(),
+            namespace: None,
+            resource: "web".into(),
+            principal: "user root".into(),
+            revision: None,
+            generation: None,
+            percent_complete: 100.0,
+            errors: Vec::new(),
+            logs: Vec::new(),
+            time_accepted: 0,
+            time_finished: 0,
+        };
+        t.store
+            .commit(&base, &base.tenancy, Some(&request(10)))
+            .await
+            .unwrap();
+        t.store.put_work_request(&request(9)).await.unwrap();
+        let ids: Vec<String> = t
+            .store
+            .work_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["ocid1.zprworkrequest.zpr.9", "ocid1.zprworkrequest.zpr.10"]
+        );
+        assert_eq!(t.store.read().await.unwrap().tenancy, base.tenancy);
+        let missing = t.store.work_request("nope").await.unwrap_err();
+        assert_eq!(kind(missing), RefusalKind::NotFound);
+    });
+}
+
+/// A store written by a zpr of the table-per-resource layout.
+const LEGACY_STORE: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE policy (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT NOT NULL DEFAULT '',
+    statements TEXT NOT NULL, time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL);
+CREATE TABLE namespace (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    description TEXT NOT NULL DEFAULT '', is_retired INTEGER NOT NULL DEFAULT 0, time_created INTEGER NOT NULL);
+CREATE TABLE attribute (id TEXT PRIMARY KEY, namespace_id TEXT NOT NULL, name TEXT NOT NULL COLLATE NOCASE,
+    description TEXT NOT NULL DEFAULT '', allowed_values TEXT, time_created INTEGER NOT NULL);
+CREATE TABLE vcn (name TEXT PRIMARY KEY, cidrs TEXT NOT NULL, security_attribute TEXT);
+CREATE TABLE endpoint (name TEXT PRIMARY KEY, vcn TEXT NOT NULL, addresses TEXT NOT NULL, interface TEXT,
+    mode TEXT NOT NULL DEFAULT 'enforce');
+CREATE TABLE endpoint_attribute (endpoint TEXT NOT NULL, attribute TEXT NOT NULL, namespace TEXT NOT NULL,
+    PRIMARY KEY (endpoint, attribute));
+CREATE TABLE work_request (id TEXT PRIMARY KEY, operation TEXT NOT NULL, resource_type TEXT NOT NULL,
+    namespace TEXT, resource TEXT NOT NULL, status TEXT NOT NULL, principal TEXT NOT NULL, generation INTEGER,
+    errors TEXT NOT NULL, logs TEXT NOT NULL, time_accepted INTEGER NOT NULL, time_finished INTEGER NOT NULL);
+INSERT INTO meta VALUES ('next-id', '4'), ('zpr-status', 'DISABLED');
+INSERT INTO namespace VALUES ('ocid1.securityattributenamespace.zpr.1', 'apps', '', 0, 1);
+INSERT INTO attribute VALUES ('ocid1.securityattribute.zpr.2', 'ocid1.securityattributenamespace.zpr.1',
+    'tier', '', '[\"web\"]', 1);
+INSERT INTO vcn VALUES ('prod', '[\"10.0.0.0/16\"]', 'apps.tier:web');
+INSERT INTO endpoint VALUES ('web-1', 'prod', '[\"10.0.0.5\"]', 'veth-web1', 'enforce');
+INSERT INTO endpoint_attribute VALUES ('web-1', 'apps.tier:web', 'apps');
+INSERT INTO policy VALUES ('ocid1.zprpolicy.zpr.3', 'web', 'd', '[\"In apps.tier:web VCN allow apps.tier:web endpoints to connect to apps.tier:web endpoints with protocol=''tcp/80''\"]', 1, 2);
+INSERT INTO work_request VALUES ('ocid1.zprworkrequest.zpr.5', 'CreateZprPolicy', 'zpr-policy', NULL, 'web',
+    'SUCCEEDED', 'user root', 1, '[]', '[]', 1, 1);
+";
+
+#[test]
+fn a_store_of_the_earlier_layout_is_converted_with_everything_in_it() {
+    block_on(async {
+        let t = TempStore::empty();
+        let path = t.directory.join("legacy.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(LEGACY_STORE)
+            .unwrap();
+        let store = Store::open_sqlite(&path).unwrap();
+        let snapshot = store.read().await.unwrap();
+        let tenancy = &snapshot.tenancy;
+        assert_eq!(tenancy.get_policy("web").unwrap().statements.len(), 1);
+        assert_eq!(tenancy.configuration.zpr_status, "DISABLED");
+        assert_eq!(
+            tenancy.get_endpoint("web-1").unwrap().security_attributes,
+            ["apps.tier:web"]
+        );
+        assert_eq!(
+            tenancy.get_attribute("apps", "tier").unwrap().validator,
+            Some(Validator::values(vec!["web".into()]))
+        );
+        assert_eq!(tenancy.next_id, 4);
+        assert_eq!(store.work_requests().await.unwrap().len(), 1);
+        let loaded = snapshot.inputs(None).unwrap();
+        assert!(loaded.inputs.is_some(), "{}", loaded.report);
+        drop(store);
+        let again = Store::open_sqlite(&path).unwrap().read().await.unwrap();
+        assert_eq!(again, snapshot, "converted once");
+    });
 }

@@ -7,7 +7,6 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::diff_live::RevokedFlow;
 use crate::compile::{
     AddressGroup, Change, Direction, EnforcementChange, L4Range, PROTOCOL_ICMP, PROTOCOL_ICMPV6,
     PROTOCOL_TCP, PROTOCOL_UDP, PlanDiff,
@@ -348,6 +347,35 @@ fn icmp_ranges(name: &str, low: u32, high: u32) -> Vec<String> {
         }
     }
     items
+}
+
+/// A live connection the change cuts.
+#[derive(Debug, Serialize)]
+pub struct RevokedFlow {
+    pub endpoint: String,
+    pub interface: String,
+    /// The direction of its first packet at the endpoint's vNIC.
+    pub direction: Direction,
+    /// `tcp/1521`, `icmp type 8 code 0`: the question its first packet asked.
+    pub protocol: String,
+    pub from: String,
+    pub to: String,
+    /// The statements that allow it now (by the old inputs).
+    pub allowed_by: Vec<String>,
+}
+
+impl fmt::Display for RevokedFlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "revoked: {} {} -> {} at {} {}",
+            self.protocol, self.from, self.to, self.endpoint, self.direction
+        )?;
+        if !self.allowed_by.is_empty() {
+            write!(f, " (allowed by {} before)", self.allowed_by.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,57 @@
+//! What brings the agent its inputs' changes, sharing the agent's loop:
+//! the watched files of `zpr run`, or (composed by the CLI) the management
+//! API serving a store, or a fleet store's watch. The agent knows only
+//! this interface, so the API and the stores sit beside it, not under it.
+
+use std::{path::PathBuf, time::Instant};
+
+use super::{Agent, Guard, watch::InputWatch};
+use crate::store::Snapshot;
+
+#[allow(
+    async_fn_in_trait,
+    reason = "run on the agent's own one-thread runtime"
+)]
+pub trait Companion {
+    /// Called once the agent holds its lock, before it starts: for inputs
+    /// from a store, the snapshot to start from.
+    async fn prepare(&mut self) -> anyhow::Result<Option<Snapshot>>;
+
+    /// Called once the agent runs (its first generation is applied or it
+    /// kept the pinned one).
+    fn started(&mut self, agent: &mut Agent) -> anyhow::Result<()>;
+
+    /// Waits for the next change (or request) and carries it out with the
+    /// agent. An error stops the agent (enforcement stays pinned).
+    async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()>;
+}
+
+/// `zpr run`'s inputs: files, reloaded when a complete change lands.
+pub struct FileInputs {
+    watch: InputWatch,
+}
+
+impl FileInputs {
+    pub fn watch(inventory: PathBuf, policies: Vec<PathBuf>) -> anyhow::Result<FileInputs> {
+        let files = std::iter::once(inventory).chain(policies).collect();
+        Ok(FileInputs {
+            watch: InputWatch::new(files)?,
+        })
+    }
+}
+
+impl Companion for FileInputs {
+    async fn prepare(&mut self) -> anyhow::Result<Option<Snapshot>> {
+        Ok(None)
+    }
+
+    fn started(&mut self, _agent: &mut Agent) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
+        let since: Instant = self.watch.changed().await?;
+        agent.reload("input files changed", since, Guard::Unprotect);
+        Ok(())
+    }
+}
