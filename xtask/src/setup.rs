@@ -12,7 +12,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// bpf-linker 0.13's default feature links LLVM 23; rustc's LLVM must match.
 const BPF_LINKER_LLVM_MAJOR: &str = "23";
 
-/// Debian packages the kernel tests, demo and benchmarks call.
+/// Debian packages the build, kernel tests, demo and benchmarks need.
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
@@ -24,6 +24,11 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     // The metrics test scrapes the agent with a real Prometheus.
     "prometheus",
+    // The fleet tests run a real etcd (3.4).
+    "etcd-server",
+    // etcd's Rust client compiles etcd's protobuf definitions.
+    "protobuf-compiler",
+    "libprotobuf-dev",
 ];
 
 pub fn run() -> anyhow::Result<()> {

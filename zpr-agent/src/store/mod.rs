@@ -10,6 +10,7 @@
 //! the same checked inputs as files do ([`Snapshot::inputs`]), so the
 //! agent compiles, validates and reloads a store exactly as it does files.
 
+pub mod etcd;
 mod legacy_sqlite;
 pub mod records;
 mod seed;
@@ -20,6 +21,7 @@ mod work_request;
 use std::path::Path;
 
 use crate::inputs::{self, InputText, Loaded};
+pub use etcd::{EtcdLocation, EtcdStore};
 pub use sqlite::SqliteStore;
 pub use tenancy::*;
 pub use work_request::*;
@@ -89,9 +91,21 @@ impl std::error::Error for Unavailable {}
 /// The stores the API can change.
 pub enum Store {
     Sqlite(SqliteStore),
+    Etcd(EtcdStore),
 }
 
 impl Store {
+    /// `etcd://HOST:PORT[,...]/TENANCY`, or the path of a SQLite store.
+    pub async fn open(location: &str) -> anyhow::Result<Store> {
+        if location.starts_with("etcd://") {
+            Ok(Store::Etcd(
+                EtcdStore::open(EtcdLocation::parse(location)?).await?,
+            ))
+        } else {
+            Store::open_sqlite(Path::new(location))
+        }
+    }
+
     /// Opens (creating if needed) the SQLite store at `path`.
     pub fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
         Ok(Store::Sqlite(SqliteStore::open(path)?))
@@ -101,12 +115,14 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Store::Sqlite(store) => store.path().display().to_string(),
+            Store::Etcd(store) => store.location().to_string(),
         }
     }
 
     pub async fn read(&self) -> anyhow::Result<Snapshot> {
         match self {
             Store::Sqlite(store) => store.read(),
+            Store::Etcd(store) => store.read().await,
         }
     }
 
@@ -125,6 +141,7 @@ impl Store {
         }
         match self {
             Store::Sqlite(store) => store.commit(base.revision, &writes),
+            Store::Etcd(store) => store.commit(base.revision, &writes).await,
         }
     }
 
@@ -133,18 +150,21 @@ impl Store {
         let writes = records::Writes::default().with_work_request(request)?;
         match self {
             Store::Sqlite(store) => store.put_unconditionally(&writes),
+            Store::Etcd(store) => store.put_unconditionally(&writes).await,
         }
     }
 
     pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
         match self {
             Store::Sqlite(store) => store.work_requests(),
+            Store::Etcd(store) => store.work_requests().await,
         }
     }
 
     pub async fn work_request(&self, id: &str) -> anyhow::Result<WorkRequest> {
         let found = match self {
             Store::Sqlite(store) => store.work_request(id)?,
+            Store::Etcd(store) => store.work_request(id).await?,
         };
         match found {
             Some(request) => Ok(request),

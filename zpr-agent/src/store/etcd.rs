@@ -1,0 +1,341 @@
+//! A fleet's store: one tenancy under a versioned prefix of an etcd (v3)
+//! cluster, one key per resource.
+//!
+//! ```text
+//! /zpr/v1/<tenancy>/state/<record>        the tenancy (policies/<id>, endpoints/<name>, ...)
+//! /zpr/v1/<tenancy>/commit                written by every commit: what a commit compares
+//! /zpr/v1/<tenancy>/work-requests/<id>    the API's work requests
+//! /zpr/v1/<tenancy>/nodes/<node>          each agent's report, under its lease
+//! ```
+//!
+//! A commit is one transaction: it holds only if `commit` has not been
+//! written since the revision the change was based on, so two API servers
+//! changing the tenancy at once never lose an update (one gets a
+//! [`Conflict`]). etcd's limits (128 operations per transaction, 1.5 MiB
+//! per request) are checked first, with an error that names them: a change
+//! is never half applied.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp,
+};
+
+use super::{
+    Conflict, RefusalKind, Snapshot, Unavailable, WorkRequest, refuse,
+    records::{self, Records, Writes},
+};
+
+/// etcd refuses transactions of more operations (`--max-txn-ops`).
+pub const MAX_TRANSACTION_OPERATIONS: usize = 128;
+/// etcd refuses larger requests (`--max-request-bytes`, 1.5 MiB); kept
+/// below it for the request's own framing.
+pub const MAX_REQUEST_BYTES: usize = 1_400_000;
+/// A request not answered in this time counts as the store being down.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings: a frozen or black-holed etcd is noticed within about
+/// twice this (the connection is dropped, every stream on it fails).
+const KEEPALIVE: Duration = Duration::from_secs(2);
+
+/// Where a fleet's tenancy lives: `etcd://host:port[,host:port]/TENANCY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdLocation {
+    pub endpoints: Vec<String>,
+    pub tenancy: String,
+}
+
+impl EtcdLocation {
+    pub fn parse(text: &str) -> anyhow::Result<EtcdLocation> {
+        let usage = "expected etcd://HOST:PORT[,HOST:PORT...]/TENANCY, e.g. \
+                     etcd://127.0.0.1:2379/prod";
+        let rest = text
+            .strip_prefix("etcd://")
+            .with_context(|| format!("'{text}': {usage}"))?;
+        let (hosts, tenancy) = rest
+            .split_once('/')
+            .with_context(|| format!("'{text}' names no tenancy: {usage}"))?;
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .filter(|host| !host.is_empty())
+            .map(|host| format!("http://{host}"))
+            .collect();
+        let valid_tenancy = !tenancy.is_empty()
+            && tenancy
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if endpoints.is_empty() || !valid_tenancy {
+            anyhow::bail!(
+                "'{text}': {usage} (a tenancy is 1 or more of A-Z a-z 0-9 - _ .)"
+            );
+        }
+        Ok(EtcdLocation {
+            endpoints,
+            tenancy: tenancy.to_owned(),
+        })
+    }
+
+    pub fn prefix(&self) -> String {
+        format!("/zpr/v1/{}/", self.tenancy)
+    }
+
+    pub fn state_prefix(&self) -> String {
+        format!("{}state/", self.prefix())
+    }
+
+    pub fn nodes_prefix(&self) -> String {
+        format!("{}nodes/", self.prefix())
+    }
+
+    fn commit_key(&self) -> String {
+        format!("{}commit", self.prefix())
+    }
+
+    /// The etcd key of a record (work requests beside the state).
+    fn key_of(&self, record: &str) -> String {
+        if record.starts_with(records::WORK_REQUESTS) {
+            format!("{}{record}", self.prefix())
+        } else {
+            format!("{}{record}", self.state_prefix())
+        }
+    }
+}
+
+impl std::fmt::Display for EtcdLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosts: Vec<&str> = self
+            .endpoints
+            .iter()
+            .map(|e| e.trim_start_matches("http://"))
+            .collect();
+        write!(f, "etcd://{}/{}", hosts.join(","), self.tenancy)
+    }
+}
+
+/// A client with zpr's timeouts and keepalive. Connecting does not wait
+/// for etcd: requests fail with [`Unavailable`] while it is down.
+pub async fn connect(location: &EtcdLocation) -> anyhow::Result<Client> {
+    let options = ConnectOptions::new()
+        .with_keep_alive(KEEPALIVE, KEEPALIVE)
+        .with_keep_alive_while_idle(true)
+        .with_connect_timeout(REQUEST_TIMEOUT)
+        .with_timeout(REQUEST_TIMEOUT);
+    Client::connect(&location.endpoints, Some(options))
+        .await
+        .map_err(|error| unavailable(location, error))
+}
+
+pub fn unavailable(location: &EtcdLocation, error: impl std::fmt::Display) -> anyhow::Error {
+    Unavailable(format!("{location}: {error}")).into()
+}
+
+/// Runs one etcd request with zpr's deadline.
+pub async fn request<T>(
+    location: &EtcdLocation,
+    future: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, future).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(error)) => Err(unavailable(location, error)),
+        Err(_) => Err(unavailable(
+            location,
+            format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+/// The records under `prefix` (the prefix taken off their keys) and the
+/// revision they were read at.
+pub async fn list(
+    client: &mut Client,
+    location: &EtcdLocation,
+    prefix: &str,
+) -> anyhow::Result<(Records, u64)> {
+    let answer = request(
+        location,
+        client.get(prefix, Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
+    let revision = answer.header().map_or(0, |header| header.revision()) as u64;
+    let mut records = Records::new();
+    for kv in answer.kvs() {
+        let (Ok(key), Ok(value)) = (kv.key_str(), kv.value_str()) else {
+            continue;
+        };
+        if let Some(key) = key.strip_prefix(prefix) {
+            records.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    Ok((records, revision))
+}
+
+pub struct EtcdStore {
+    location: EtcdLocation,
+    client: Client,
+}
+
+impl EtcdStore {
+    pub async fn open(location: EtcdLocation) -> anyhow::Result<EtcdStore> {
+        let client = connect(&location).await?;
+        Ok(EtcdStore { location, client })
+    }
+
+    pub fn location(&self) -> &EtcdLocation {
+        &self.location
+    }
+
+    pub async fn read(&self) -> anyhow::Result<Snapshot> {
+        let mut client = self.client.clone();
+        let (records, revision) =
+            list(&mut client, &self.location, &self.location.state_prefix()).await?;
+        let tenancy =
+            records::from_records(records.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Ok(Snapshot { tenancy, revision })
+    }
+
+    /// Applies `writes` if no commit happened after `base_revision`;
+    /// returns the revision of the commit.
+    pub async fn commit(&mut self, base_revision: u64, writes: &Writes) -> anyhow::Result<u64> {
+        check_limits(writes, 1)?;
+        let commit_key = self.location.commit_key();
+        let mut operations = self.operations(writes);
+        operations.push(TxnOp::put(commit_key.clone(), "", None));
+        let transaction = Txn::new()
+            .when([Compare::mod_revision(
+                commit_key,
+                CompareOp::Less,
+                base_revision as i64 + 1,
+            )])
+            .and_then(operations);
+        let mut client = self.client.clone();
+        let answer = request(&self.location, client.txn(transaction)).await?;
+        let revision = answer.header().map_or(0, |header| header.revision()) as u64;
+        if !answer.succeeded() {
+            return Err(Conflict {
+                base_revision,
+                current_revision: revision,
+            }
+            .into());
+        }
+        Ok(revision)
+    }
+
+    /// Writes records outside the tenancy (work requests) as they are.
+    pub async fn put_unconditionally(&mut self, writes: &Writes) -> anyhow::Result<()> {
+        check_limits(writes, 0)?;
+        let transaction = Txn::new().and_then(self.operations(writes));
+        let mut client = self.client.clone();
+        request(&self.location, client.txn(transaction)).await?;
+        Ok(())
+    }
+
+    fn operations(&self, writes: &Writes) -> Vec<TxnOp> {
+        let puts = writes.puts.iter().map(|(key, value)| {
+            TxnOp::put(self.location.key_of(key), value.as_str(), None::<PutOptions>)
+        });
+        let deletes = writes
+            .deletes
+            .iter()
+            .map(|key| TxnOp::delete(self.location.key_of(key), None));
+        puts.chain(deletes).collect()
+    }
+
+    pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
+        let mut client = self.client.clone();
+        let (records, _) = list(&mut client, &self.location, &self.location.prefix()).await?;
+        records::work_requests(
+            records
+                .iter()
+                .filter(|(key, _)| key.starts_with(records::WORK_REQUESTS))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    pub async fn work_request(&self, id: &str) -> anyhow::Result<Option<WorkRequest>> {
+        let mut client = self.client.clone();
+        let key = self
+            .location
+            .key_of(&format!("{}{id}", records::WORK_REQUESTS));
+        let answer = request(&self.location, client.get(key, None)).await?;
+        answer
+            .kvs()
+            .first()
+            .map(|kv| Ok(serde_json::from_slice(kv.value())?))
+            .transpose()
+    }
+}
+
+/// Refuses, before anything is sent, a change etcd would refuse.
+fn check_limits(writes: &Writes, extra_operations: usize) -> anyhow::Result<()> {
+    let operations = writes.len() + extra_operations;
+    if operations > MAX_TRANSACTION_OPERATIONS {
+        return refuse(
+            RefusalKind::Invalid,
+            format!(
+                "the change writes {} records; etcd takes at most {} operations per \
+                 transaction (--max-txn-ops): nothing changed; make it in smaller steps",
+                writes.len(),
+                MAX_TRANSACTION_OPERATIONS - extra_operations
+            ),
+        );
+    }
+    let bytes: usize = writes
+        .puts
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .chain(writes.deletes.iter().map(String::len))
+        .sum();
+    if bytes > MAX_REQUEST_BYTES {
+        return refuse(
+            RefusalKind::Invalid,
+            format!(
+                "the change is {bytes} bytes; etcd takes requests of at most 1.5 MiB \
+                 (--max-request-bytes): nothing changed; split the policy into smaller ones"
+            ),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_and_say_what_is_expected() {
+        let location = EtcdLocation::parse("etcd://10.0.0.1:2379,10.0.0.2:2379/prod").unwrap();
+        assert_eq!(
+            location.endpoints,
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(location.state_prefix(), "/zpr/v1/prod/state/");
+        assert_eq!(
+            location.to_string(),
+            "etcd://10.0.0.1:2379,10.0.0.2:2379/prod"
+        );
+        for bad in ["etcd://127.0.0.1:2379", "http://x/prod", "etcd:///prod", "etcd://h:1/a/b"] {
+            let error = EtcdLocation::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("etcd://HOST:PORT"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn changes_over_etcds_limits_are_refused_before_anything_is_sent() {
+        let many = Writes {
+            puts: (0..128).map(|n| (format!("policies/{n}"), "{}".into())).collect(),
+            deletes: Vec::new(),
+        };
+        let error = check_limits(&many, 1).unwrap_err().to_string();
+        assert!(error.contains("at most 127"), "{error}");
+        let large = Writes {
+            puts: vec![("policies/big".into(), "x".repeat(1_500_000))],
+            deletes: Vec::new(),
+        };
+        assert!(check_limits(&large, 1).unwrap_err().to_string().contains("1.5 MiB"));
+        let fits = Writes {
+            puts: (0..127).map(|n| (format!("policies/{n}"), "{}".into())).collect(),
+            deletes: Vec::new(),
+        };
+        check_limits(&fits, 1).unwrap();
+    }
+}
