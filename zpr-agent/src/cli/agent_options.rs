@@ -77,24 +77,9 @@ pub enum Hook {
 }
 
 impl AgentOptions {
-    /// Starts the agent's log and says what it will run. Under systemd
-    /// (stderr is the journal's stream) the log goes to journald with its
-    /// fields; otherwise to stderr as text.
+    /// Starts the agent's log ([`start_logging`]) and says what it will run.
     pub fn into_config(self, inputs: InputSource) -> anyhow::Result<AgentConfig> {
-        let journald = stderr_is_the_journal()
-            .then(tracing_journald::layer)
-            .and_then(Result::ok);
-        let text = journald.is_none().then(|| {
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false)
-        });
-        tracing_subscriber::registry()
-            .with(EnvFilter::try_new(&self.log_level)?)
-            .with(journald)
-            .with(text)
-            .init();
+        start_logging(&self.log_level)?;
         Ok(AgentConfig {
             inputs,
             bpffs: self.paths.bpffs,
@@ -110,6 +95,27 @@ impl AgentOptions {
             },
         })
     }
+}
+
+/// Starts the log of a long-running command. Under systemd (stderr is the
+/// journal's stream) it goes to journald with its fields; otherwise to
+/// stderr as text.
+pub fn start_logging(log_level: &str) -> anyhow::Result<()> {
+    let journald = stderr_is_the_journal()
+        .then(tracing_journald::layer)
+        .and_then(Result::ok);
+    let text = journald.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+    });
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_new(log_level)?)
+        .with(journald)
+        .with(text)
+        .init();
+    Ok(())
 }
 
 /// systemd's `$JOURNAL_STREAM` names stderr's device and inode when stderr

@@ -18,6 +18,8 @@ mod diff_live;
 pub mod down;
 pub mod endpoint;
 pub mod explain;
+pub mod fleet;
+mod fleet_agent;
 pub mod fmt;
 mod input_files;
 pub mod man_pages;
@@ -64,8 +66,12 @@ pub enum Command {
     Monitor(monitor::Args),
     /// Detach every zpr program and remove every zpr pin.
     Down(down::Args),
-    /// Run the agent from a store, with the management API (IAM-guarded).
+    /// The management API (IAM-guarded) over a store; with SQLite, also this host's agent.
     Serve(serve::Args),
+    /// A fleet's nodes and the revision each enforces.
+    Fleet(fleet::Args),
+    /// Wait until every node of a fleet enforces a revision.
+    Wait(fleet::WaitArgs),
     /// ZPR policies in the store (through the API).
     Policy(policy::Args),
     /// Security-attribute namespaces (through the API).
@@ -108,6 +114,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Monitor(args) => monitor::run(args),
         Command::Down(args) => down::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Fleet(args) => fleet::run(args),
+        Command::Wait(args) => fleet::wait(args),
         Command::Policy(args) => policy::run(args),
         Command::Namespace(args) => namespace::run(args),
         Command::Attribute(args) => attribute::run(args),

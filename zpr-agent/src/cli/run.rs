@@ -1,24 +1,69 @@
-//! `zpr run`: the agent.
+//! `zpr run`: the agent, from files or from a fleet's store.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
-use super::{agent_options::AgentOptions, input_files::InputFiles};
-use crate::daemon::{self, FileInputs, InputSource};
+use anyhow::Context as _;
+
+use super::{agent_options::AgentOptions, fleet_agent::FleetAgent};
+use crate::{
+    daemon::{self, FileInputs, InputSource},
+    store::EtcdLocation,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[command(flatten)]
-    pub inputs: InputFiles,
+    /// The inventory: namespaces, VCNs and endpoints (YAML).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    pub inventory: Option<PathBuf>,
+    /// Policy files (`*.zpr`); together they form the policy set.
+    #[arg(value_name = "POLICY", required_unless_present = "store")]
+    pub policies: Vec<PathBuf>,
+    /// Follow a fleet's tenancy in etcd instead of files.
+    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT]/TENANCY", conflicts_with = "policies")]
+    pub store: Option<String>,
+    /// This host's name in the fleet: only endpoints placed on it (or on
+    /// no node) are attached here [default: the hostname].
+    #[arg(long, value_name = "NAME", requires = "store")]
+    pub node_name: Option<String>,
     #[command(flatten)]
     pub agent: AgentOptions,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let files = FileInputs::watch(args.inputs.inventory.clone(), args.inputs.policies.clone())?;
-    let config = args.agent.into_config(InputSource::Files {
-        inventory: args.inputs.inventory,
-        policies: args.inputs.policies,
-    })?;
-    daemon::run(config, files)?;
+    match (args.store, args.inventory) {
+        (Some(store), _) => {
+            let location = EtcdLocation::parse(&store)?;
+            let node = match args.node_name {
+                Some(node) => node,
+                None => hostname()?,
+            };
+            let fleet = FleetAgent::new(location.clone(), node.clone(), &args.agent.paths.run_dir);
+            let config = args.agent.into_config(InputSource::Store {
+                location: location.to_string(),
+                node: Some(node),
+            })?;
+            daemon::run(config, fleet)?;
+        }
+        (None, Some(inventory)) => {
+            let files = FileInputs::watch(inventory.clone(), args.policies.clone())?;
+            let config = args.agent.into_config(InputSource::Files {
+                inventory,
+                policies: args.policies,
+            })?;
+            daemon::run(config, files)?;
+        }
+        (None, None) => unreachable!("clap requires --inventory or --store"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the hostname (or give --node-name)")?;
+    Ok(name.trim().to_owned())
 }

@@ -1,25 +1,30 @@
 //! `zpr serve`: the management API on a Unix socket, authorised by IAM
-//! statements, changing a store; with the SQLite store, the agent of this
+//! statements, changing a store. With the SQLite store the agent of this
 //! host runs in the same process and enforces each change before the API
-//! answers.
+//! answers; with etcd the server only changes the store (any number of
+//! them, stateless), and each host's `zpr run --store` enforces.
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use super::agent_options::AgentOptions;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+use super::agent_options::{AgentOptions, start_logging};
 use crate::{
     api::{
         server::ApiSocket,
-        service::{Enforcer, Service},
+        service::{Enforcer, NoLocalAgent, Service},
     },
-    daemon::{self, Agent, Companion, Guard, InputSource},
+    daemon::{self, Agent, AgentLock, Companion, Guard, InputSource},
     store::{Snapshot, Store},
 };
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The store (SQLite); created when missing.
-    #[arg(long, value_name = "FILE", default_value = "/var/lib/zpr/zpr.db")]
-    pub store: PathBuf,
+    /// The store: a SQLite file (created when missing), or a fleet's
+    /// tenancy in etcd (`etcd://HOST:PORT[,HOST:PORT]/TENANCY`).
+    #[arg(long, value_name = "FILE|etcd://...", default_value = "/var/lib/zpr/zpr.db")]
+    pub store: String,
     /// An inventory file to import when the store holds no endpoints yet
     /// (first start); later starts keep what the store holds.
     #[arg(long, value_name = "FILE")]
@@ -40,7 +45,22 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let run_dir = args.agent.paths.run_dir.clone();
     let socket = args.socket.unwrap_or_else(|| run_dir.join("api.sock"));
-    let store = Store::open_sqlite(&args.store)?;
+    if args.store.starts_with("etcd://") {
+        start_logging(&args.agent.log_level)?;
+        let service = Service::new(args.iam.as_deref(), &args.bootstrap_admin, &run_dir)?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve_store_only(
+                &args.store,
+                service,
+                args.seed_inventory,
+                &socket,
+                &run_dir,
+            ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open_sqlite(std::path::Path::new(&args.store))?;
     let companion = ApiBesideAgent {
         service: Service::new(args.iam.as_deref(), &args.bootstrap_admin, &run_dir)?,
         seed_inventory: args.seed_inventory,
@@ -121,4 +141,38 @@ impl Enforcer for LocalAgent<'_> {
             None => Ok(status.generation),
         })
     }
+}
+
+/// The API alone: each change is committed to the store, whose agents
+/// apply it on their hosts.
+async fn serve_store_only(
+    location: &str,
+    service: Service,
+    seed_inventory: Option<PathBuf>,
+    socket: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    // One server per run directory: a second must not take the socket.
+    let _lock = AgentLock::acquire(run_dir)?;
+    let mut store = Store::open(location).await?;
+    if let Some(seed) = seed_inventory {
+        store.seed(&seed).await?;
+    }
+    let mut socket = ApiSocket::bind(socket)?;
+    info!(store = %store.describe(), "serving the management API");
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            Some(call) = socket.next() => {
+                let response = service
+                    .handle(&mut store, &mut NoLocalAgent, &call.principal, &call.request)
+                    .await;
+                let _ = call.reply.send(response);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    Ok(())
 }

@@ -186,14 +186,34 @@ impl Agent {
         self.record(cause, applied);
     }
 
-    /// Makes a store's `snapshot` the inputs and reloads them. An older
-    /// revision than the one held is ignored (stores answer in order, but
-    /// a resync may hand over what was already seen).
+    /// Records whether the store answered (`Err`: why not); an outage is
+    /// dated from its first failure.
+    pub fn store_contact(&mut self, contact: Result<(), String>) {
+        match contact {
+            Ok(()) => {
+                if let Some(outage) = self.status.store_unreachable.take() {
+                    info!(since = outage.at, "the store answers again");
+                }
+                self.status.store_heard_at = Some(unix_now());
+            }
+            Err(why) => {
+                if self.status.store_unreachable.is_none() {
+                    warn!("the store is unreachable; enforcement goes on unchanged: {why}");
+                    self.status.store_unreachable = Some(Notice::now(why));
+                }
+            }
+        }
+        self.write_status();
+    }
+
+    /// Makes a store's `snapshot` the inputs and reloads them. A revision
+    /// no newer than the one held is ignored (a resync hands over what
+    /// was already seen; the API's own commit arrives before its echo).
     pub fn offer(&mut self, snapshot: Snapshot, cause: &str, since: Instant, guard: Guard) {
         if self
             .snapshot
             .as_ref()
-            .is_some_and(|held| held.revision > snapshot.revision)
+            .is_some_and(|held| held.revision >= snapshot.revision)
         {
             return;
         }

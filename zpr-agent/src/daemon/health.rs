@@ -126,6 +126,21 @@ pub fn assess(observed: &Observed) -> (Health, Vec<String>) {
                     format!("input changes {} ({})", held.message, ago(held.at)),
                 ));
             }
+            if let Some(outage) = &status.store_unreachable {
+                problems.push((
+                    Health::Degraded,
+                    format!(
+                        "the store {} is unreachable since {} ({}): revision {} stays in \
+                         force here until it returns",
+                        status.store.as_deref().unwrap_or("?"),
+                        ago(outage.at),
+                        outage.message,
+                        status
+                            .revision
+                            .map_or_else(|| "(none)".to_owned(), |r| r.to_string()),
+                    ),
+                ));
+            }
             if let Some(error) = &status.last_error {
                 problems.push((
                     Health::Degraded,

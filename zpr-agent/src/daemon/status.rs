@@ -23,6 +23,13 @@ pub struct Status {
     /// The store's revision the live policy was compiled from.
     #[serde(default)]
     pub revision: Option<u64>,
+    /// Since when the store could not be reached (the live policy stays
+    /// in force meanwhile, with no time limit), and why.
+    #[serde(default)]
+    pub store_unreachable: Option<Notice>,
+    /// The last time the store answered (unix seconds).
+    #[serde(default)]
+    pub store_heard_at: Option<u64>,
     pub hook: String,
     /// What the agent found pinned when it started.
     pub adoption: String,

@@ -77,6 +77,10 @@ pub struct Endpoint {
     pub addresses: Vec<IpAddr>,
     /// The host-side interface, present when the endpoint lives on this host.
     pub interface: Option<String>,
+    /// The fleet node whose agent attaches to `interface` (stores only:
+    /// an agent reading a fleet's store sees the interfaces of its own
+    /// node's endpoints and of those placed on no node).
+    pub node: Option<String>,
     pub attributes: Vec<Attribute>,
     pub mode: Mode,
 }

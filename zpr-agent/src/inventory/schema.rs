@@ -64,6 +64,7 @@ pub(super) struct RawEndpoint {
     pub vcn: Scalar,
     pub addresses: Vec<Scalar>,
     pub interface: Option<Scalar>,
+    pub node: Option<Scalar>,
     #[serde(default)]
     pub security_attributes: Vec<Scalar>,
     #[serde(default)]

@@ -339,7 +339,7 @@ fn endpoints(
     problems: &mut Problems,
 ) -> Vec<Endpoint> {
     let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut interfaces: HashMap<&str, usize> = HashMap::new();
+    let mut interfaces: HashMap<(&str, &str), usize> = HashMap::new();
     let mut owners: HashMap<IpAddr, (&str, String)> = HashMap::new();
     let mut endpoints = Vec::new();
     for (i, endpoint) in raw.iter().enumerate() {
@@ -401,12 +401,20 @@ fn endpoints(
         }
         if let Some(interface) = &endpoint.interface {
             check_interface(&interface.0, &format!("{path}.interface"), problems);
-            if let Some(first) = interfaces.insert(&interface.0, i) {
+            // Interface names repeat across a fleet's hosts (every
+            // hypervisor has a vnet0), never on one host.
+            let node = endpoint.node.as_ref().map_or("", |node| node.0.as_str());
+            if let Some(first) = interfaces.insert((node, &interface.0), i) {
                 problems.add(
                     format!("{path}.interface"),
                     format!(
-                        "interface '{}' is also used by endpoints[{first}]",
-                        interface.0
+                        "interface '{}' is also used by endpoints[{first}]{}",
+                        interface.0,
+                        if node.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" on node '{node}'")
+                        }
                     ),
                 );
             }
@@ -417,6 +425,7 @@ fn endpoints(
             vcn: vcn.unwrap_or_default(),
             addresses,
             interface: endpoint.interface.as_ref().map(|i| i.0.clone()),
+            node: endpoint.node.as_ref().map(|n| n.0.clone()),
             attributes,
             mode: endpoint.mode,
         });

@@ -87,7 +87,7 @@ impl EtcdLocation {
         format!("{}nodes/", self.prefix())
     }
 
-    fn commit_key(&self) -> String {
+    pub fn commit_key(&self) -> String {
         format!("{}commit", self.prefix())
     }
 

@@ -11,9 +11,12 @@
 //! agent compiles, validates and reloads a store exactly as it does files.
 
 pub mod etcd;
+mod etcd_follow;
+pub mod fleet;
 mod legacy_sqlite;
 pub mod records;
 mod seed;
+mod snapshot_cache;
 mod sqlite;
 mod tenancy;
 mod work_request;
@@ -22,6 +25,8 @@ use std::path::Path;
 
 use crate::inputs::{self, InputText, Loaded};
 pub use etcd::{EtcdLocation, EtcdStore};
+pub use etcd_follow::{EtcdFollower, Followed};
+pub use snapshot_cache::SnapshotCache;
 pub use sqlite::SqliteStore;
 pub use tenancy::*;
 pub use work_request::*;

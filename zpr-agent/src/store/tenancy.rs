@@ -636,6 +636,9 @@ impl Tenancy {
                 if let Some(interface) = endpoint.interface.as_ref().filter(|_| placed_here) {
                     document["interface"] = interface.clone().into();
                 }
+                if let Some(placed) = &endpoint.node {
+                    document["node"] = placed.clone().into();
+                }
                 document
             })
             .collect();

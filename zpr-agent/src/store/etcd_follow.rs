@@ -1,0 +1,166 @@
+//! Following a fleet tenancy in etcd as Cilium's and Calico's agents do:
+//! list the state at one revision, then watch from the next; apply each
+//! burst of events as one snapshot; on a compacted revision, a cancelled
+//! watch or any error, list again (a deletion missed while away is then
+//! simply absent from the list).
+
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, WatchOptions, WatchStream};
+
+use super::{
+    EtcdLocation, Snapshot,
+    etcd::{connect, list, request, unavailable},
+    records::{self, Records},
+};
+
+/// Events arriving this close together are one snapshot.
+const BURST: Duration = Duration::from_millis(5);
+
+pub struct EtcdFollower {
+    location: EtcdLocation,
+    client: Option<Client>,
+    records: Records,
+    revision: u64,
+    watch: Option<WatchStream>,
+}
+
+/// A snapshot, and whether it came from a full list (a start or a resync)
+/// rather than from watched events.
+pub struct Followed {
+    pub snapshot: Snapshot,
+    pub listed: bool,
+}
+
+impl EtcdFollower {
+    pub fn new(location: EtcdLocation) -> EtcdFollower {
+        EtcdFollower {
+            location,
+            client: None,
+            records: Records::new(),
+            revision: 0,
+            watch: None,
+        }
+    }
+
+    pub fn location(&self) -> &EtcdLocation {
+        &self.location
+    }
+
+    /// Waits for the next change of the tenancy. An error means the store
+    /// cannot be followed now (unreachable, frozen, or the watch broke);
+    /// the next call lists again.
+    pub async fn next(&mut self) -> anyhow::Result<Followed> {
+        let outcome = self.next_or_relist().await;
+        if outcome.is_err() {
+            self.watch = None;
+            self.client = None;
+        }
+        outcome
+    }
+
+    async fn next_or_relist(&mut self) -> anyhow::Result<Followed> {
+        loop {
+            let Some(mut watch) = self.watch.take() else {
+                return self.list_and_watch().await;
+            };
+            let mut changed = false;
+            // The first message waits; the rest of a burst (one
+            // transaction's events arrive together, a script's writes as
+            // many messages) is taken as it comes.
+            let mut waited = false;
+            let broken = loop {
+                let message = if waited {
+                    match tokio::time::timeout(BURST, watch.message()).await {
+                        Ok(message) => message,
+                        Err(_) => break false,
+                    }
+                } else {
+                    watch.message().await
+                };
+                waited = true;
+                let Some(message) = message.map_err(|error| unavailable(&self.location, error))?
+                else {
+                    anyhow::bail!(unavailable(&self.location, "the watch ended"));
+                };
+                if message.canceled() || message.compact_revision() > 0 {
+                    // Compacted past what was seen, or cancelled: list again.
+                    break true;
+                }
+                changed |= self.apply(&message);
+            };
+            if broken {
+                continue;
+            }
+            self.watch = Some(watch);
+            if changed {
+                return Ok(Followed {
+                    snapshot: self.snapshot()?,
+                    listed: false,
+                });
+            }
+        }
+    }
+
+    async fn list_and_watch(&mut self) -> anyhow::Result<Followed> {
+        let client = match &mut self.client {
+            Some(client) => client,
+            None => self.client.insert(connect(&self.location).await?),
+        };
+        let prefix = self.location.state_prefix();
+        let (records, revision) = list(client, &self.location, &prefix).await?;
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision as i64 + 1)
+            .with_progress_notify();
+        let watch = request(&self.location, client.watch(prefix, Some(options))).await?;
+        self.records = records;
+        self.revision = revision;
+        self.watch = Some(watch);
+        Ok(Followed {
+            snapshot: self.snapshot()?,
+            listed: true,
+        })
+    }
+
+    /// Applies a watch message's events; whether the state changed.
+    fn apply(&mut self, message: &etcd_client::WatchResponse) -> bool {
+        if let Some(header) = message.header() {
+            self.revision = self.revision.max(header.revision() as u64);
+        }
+        let prefix = self.location.state_prefix();
+        let mut changed = false;
+        for event in message.events() {
+            let Some(kv) = event.kv() else {
+                continue;
+            };
+            let Some(key) = kv.key_str().ok().and_then(|key| key.strip_prefix(&prefix)) else {
+                continue;
+            };
+            self.revision = self.revision.max(kv.mod_revision() as u64);
+            match event.event_type() {
+                EventType::Put => {
+                    let value = String::from_utf8_lossy(kv.value()).into_owned();
+                    self.records.insert(key.to_owned(), value);
+                }
+                EventType::Delete => {
+                    self.records.remove(key);
+                }
+            }
+            changed = true;
+        }
+        changed
+    }
+
+    fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let tenancy = records::from_records(
+            self.records
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )?;
+        Ok(Snapshot {
+            tenancy,
+            revision: self.revision,
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! The last snapshot an agent applied, kept on its host, so an agent that
+//! starts while its store is unreachable enforces what it last had rather
+//! than nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Snapshot,
+    records::{self, Records},
+};
+
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    /// The store it came from: a cache of another tenancy is never used.
+    location: String,
+    revision: u64,
+    records: Records,
+}
+
+pub struct SnapshotCache {
+    path: PathBuf,
+    location: String,
+}
+
+impl SnapshotCache {
+    pub fn new(run_dir: &Path, location: String) -> SnapshotCache {
+        SnapshotCache {
+            path: run_dir.join("store-snapshot.json"),
+            location,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the cache atomically (a crash leaves the old one or the new).
+    pub fn write(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
+        let cached = Cached {
+            location: self.location.clone(),
+            revision: snapshot.revision,
+            records: records::to_records(&snapshot.tenancy)?,
+        };
+        let partial = self.path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_vec(&cached)?)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &self.path)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// The cached snapshot of this store, if there is one.
+    pub fn read(&self) -> anyhow::Result<Option<Snapshot>> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error).context(format!("reading {}", self.path.display())),
+        };
+        let cached: Cached = serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        if cached.location != self.location {
+            return Ok(None);
+        }
+        let tenancy = records::from_records(
+            cached
+                .records
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )?;
+        Ok(Some(Snapshot {
+            tenancy,
+            revision: cached.revision,
+        }))
+    }
+}
