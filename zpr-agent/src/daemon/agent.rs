@@ -210,12 +210,21 @@ impl Agent {
     /// no newer than the one held is ignored (a resync hands over what
     /// was already seen; the API's own commit arrives before its echo).
     pub fn offer(&mut self, snapshot: Snapshot, cause: &str, since: Instant, guard: Guard) {
-        if self
-            .snapshot
-            .as_ref()
-            .is_some_and(|held| held.revision >= snapshot.revision)
-        {
-            return;
+        if let Some(held) = &mut self.snapshot {
+            if held.revision >= snapshot.revision {
+                return;
+            }
+            // A resync, or writes beside the tenancy (work requests, node
+            // reports), move the revision on without changing anything.
+            if held.tenancy == snapshot.tenancy {
+                let enforced_held = self.status.revision == Some(held.revision);
+                held.revision = snapshot.revision;
+                if enforced_held {
+                    self.status.revision = Some(snapshot.revision);
+                    self.write_status();
+                }
+                return;
+            }
         }
         self.snapshot = Some(snapshot);
         self.reload(cause, since, guard);

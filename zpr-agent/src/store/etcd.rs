@@ -34,9 +34,12 @@ pub const MAX_TRANSACTION_OPERATIONS: usize = 128;
 pub const MAX_REQUEST_BYTES: usize = 1_400_000;
 /// A request not answered in this time counts as the store being down.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP/2 pings: a frozen or black-holed etcd is noticed within about
-/// twice this (the connection is dropped, every stream on it fails).
-const KEEPALIVE: Duration = Duration::from_secs(2);
+/// HTTP/2 pings while a watch waits: a frozen or black-holed etcd is
+/// noticed within the interval plus the timeout (the connection is
+/// dropped, every stream on it fails). etcd closes connections that ping
+/// more often than every 5 s (`--grpc-keepalive-min-time`).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where a fleet's tenancy lives: `etcd://host:port[,host:port]/TENANCY`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,11 +118,12 @@ impl std::fmt::Display for EtcdLocation {
 /// A client with zpr's timeouts and keepalive. Connecting does not wait
 /// for etcd: requests fail with [`Unavailable`] while it is down.
 pub async fn connect(location: &EtcdLocation) -> anyhow::Result<Client> {
+    // No per-call timeout here: it would also end the long-lived watch
+    // and lease streams; unary requests get theirs from [`request`].
     let options = ConnectOptions::new()
-        .with_keep_alive(KEEPALIVE, KEEPALIVE)
+        .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
         .with_keep_alive_while_idle(true)
-        .with_connect_timeout(REQUEST_TIMEOUT)
-        .with_timeout(REQUEST_TIMEOUT);
+        .with_connect_timeout(REQUEST_TIMEOUT);
     Client::connect(&location.endpoints, Some(options))
         .await
         .map_err(|error| unavailable(location, error))
