@@ -12,9 +12,12 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod agent;
+pub mod etcd;
+pub mod fleet;
 pub mod flood;
 pub mod frames;
 pub mod http;
+pub mod loopback_bridge;
 pub mod mount_namespace;
 pub mod os_users;
 pub mod prometheus;

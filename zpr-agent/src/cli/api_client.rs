@@ -99,10 +99,13 @@ impl ApiArgs {
         if self.output == Output::Text
             && let Some(work_request) = header("opc-work-request-id")
         {
+            let revision = header("zpr-revision")
+                .map(|r| format!(", store revision {r} (`zpr wait {r}` for a fleet)"))
+                .unwrap_or_default();
             let generation = header("zpr-generation")
                 .map(|g| format!(", policy generation {g}"))
                 .unwrap_or_default();
-            eprintln!("work request {work_request}{generation}");
+            eprintln!("work request {work_request}{revision}{generation}");
         }
         Ok(if succeeded {
             ExitCode::SUCCESS

@@ -167,7 +167,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 changed.extend(add.iter().cloned());
                 body["statements"] = json!(changed);
                 let (written, answer) = api.request("PUT", &path, etag.as_deref(), Some(&body))?;
-                if written.status != 412 {
+                // 412: the policy changed since it was read; 409: the
+                // tenancy changed while this change was being committed.
+                if written.status != 412 && written.status != 409 {
                     return api.report(&written, &answer, show);
                 }
             }

@@ -1,0 +1,383 @@
+//! A fleet on a real etcd: three simulated hosts, each a router namespace
+//! with its own vNICs, pins, run directory and node name, an agent
+//! following the tenancy in etcd, and an API server (`zpr serve --store
+//! etcd://`) on the first host. Workloads on different hosts talk over
+//! real TCP; every assertion is about real traffic or what the real
+//! processes report.
+
+use std::{
+    io::{Read as _, Write as _},
+    process::Output,
+    sync::{Arc, Barrier},
+    time::Duration,
+};
+
+use serde_json::Value;
+use zpr_tests::fleet::{ApiServer, Fleet, Workload};
+
+const HOST_A: [Workload; 1] = [("lb", "zpr-lb", "10.0.1.10")];
+/// Two hosts each with a `vnet0`, as every libvirt hypervisor has.
+const HOST_B: [Workload; 2] = [
+    ("app-1", "vnet0", "10.0.2.10"),
+    ("app-2", "vnet1", "10.0.2.11"),
+];
+const HOST_C: [Workload; 1] = [("db", "vnet0", "10.1.1.10")];
+
+const INVENTORY: &str = "
+namespaces:
+  - name: ocvtc002
+    attributes:
+      - { key: networks, type: list, values: [front-end, back-end] }
+      - { key: lb, type: list, values: [frontend] }
+      - { key: apps, type: list, values: [server] }
+      - { key: db, type: list, values: [customer-db] }
+vcns:
+  - { name: frontend-vcn, cidrs: [10.0.0.0/16], security-attribute: ocvtc002.networks:front-end }
+  - { name: backend-vcn, cidrs: [10.1.0.0/16], security-attribute: ocvtc002.networks:back-end }
+endpoints:
+  - { name: lb, vcn: frontend-vcn, addresses: [10.0.1.10], interface: zpr-lb, node: host-a,
+      security-attributes: [ocvtc002.lb:frontend] }
+  - { name: app-1, vcn: frontend-vcn, addresses: [10.0.2.10], interface: vnet0, node: host-b,
+      security-attributes: [ocvtc002.apps:server] }
+  - { name: app-2, vcn: frontend-vcn, addresses: [10.0.2.11], interface: vnet1, node: host-b,
+      security-attributes: [ocvtc002.apps:server] }
+  - { name: db, vcn: backend-vcn, addresses: [10.1.1.10], interface: vnet0, node: host-c,
+      security-attributes: [ocvtc002.db:customer-db] }
+";
+
+const APPS_TO_DB: &str = "allow ocvtc002.apps:server endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
+const LB_TO_APPS: &str = "In ocvtc002.networks:front-end VCN allow ocvtc002.lb:frontend endpoints to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
+
+/// How long a change may take to be enforced everywhere in these tests
+/// (the target is well under a second; the margin is for a loaded CI).
+const CONVERGED: Duration = Duration::from_secs(10);
+
+fn start_fleet() -> Fleet {
+    Fleet::start(
+        &[("host-a", &HOST_A), ("host-b", &HOST_B), ("host-c", &HOST_C)],
+        &[80, 1521],
+        INVENTORY,
+    )
+    .unwrap()
+}
+
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The store revision the CLI reported for a change.
+fn revision_of(output: &Output) -> u64 {
+    let stderr = succeeded(output);
+    let after = stderr
+        .split("store revision ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no store revision in: {stderr}"));
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until every node enforces `revision` (`zpr wait`), and says so.
+fn wait_everywhere(fleet: &Fleet, revision: u64) {
+    let output = fleet.wait(revision, CONVERGED.as_secs() as u32).unwrap();
+    assert!(
+        output.status.success(),
+        "zpr wait {revision}: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+fn status(fleet: &Fleet, host: &str) -> (i32, Value) {
+    fleet.host(host).agent.status_report().unwrap()
+}
+
+fn endpoint_names(status: &Value) -> Vec<String> {
+    status["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|endpoint| endpoint["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn create_policy(api: &ApiServer, name: &str, statement: &str) -> u64 {
+    revision_of(
+        &api.cli(&["policy", "create", name, "--statement", statement])
+            .unwrap(),
+    )
+}
+
+#[test]
+fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
+    let mut fleet = start_fleet();
+
+    // Each host attaches only to its own endpoints, though two are vnet0.
+    let (_, b) = status(&fleet, "host-b");
+    let (_, c) = status(&fleet, "host-c");
+    assert_eq!(endpoint_names(&b), ["app-1", "app-2"], "{b:#}");
+    assert_eq!(endpoint_names(&c), ["db"], "{c:#}");
+    assert!(!fleet.works("app-1", "db", 1521), "default deny across hosts");
+    assert!(!fleet.works("lb", "app-1", 80));
+
+    // A policy made through the API on host A opens B -> C.
+    let revision = create_policy(&fleet.api, "apps-to-db", APPS_TO_DB);
+    wait_everywhere(&fleet, revision);
+    assert!(fleet.works("app-1", "db", 1521));
+    assert!(fleet.works("app-2", "db", 1521));
+    assert!(!fleet.works("lb", "db", 1521));
+    assert!(!fleet.works("app-1", "db", 22));
+    let nodes = fleet.fleet_status().unwrap();
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 3, "{nodes:#}");
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|node| node["revision"].as_u64() >= Some(revision)),
+        "{nodes:#}"
+    );
+
+    // Deleting it closes the path and cuts the live connection.
+    let mut live = fleet.connect("app-1", "db", 1521).unwrap();
+    live.write_all(b"before").unwrap();
+    let mut echoed = [0; 6];
+    live.read_exact(&mut echoed).unwrap();
+    let deleted = fleet
+        .api
+        .cli(&["policy", "delete", "apps-to-db"])
+        .unwrap();
+    wait_everywhere(&fleet, revision_of(&deleted));
+    let cut = live.write_all(b"after!").and_then(|()| live.read_exact(&mut echoed));
+    assert!(cut.is_err(), "the live connection goes on after the delete");
+    assert!(!fleet.works("app-1", "db", 1521));
+
+    // Untagging app-2 changes what its own host (B) protects, and what db
+    // (on C) lets in from it.
+    let revision = create_policy(&fleet.api, "apps-to-db", APPS_TO_DB);
+    wait_everywhere(&fleet, revision);
+    let untagged = fleet
+        .api
+        .cli(&[
+            "endpoint",
+            "untag",
+            "app-2",
+            "ocvtc002.apps:server",
+        ])
+        .unwrap();
+    wait_everywhere(&fleet, revision_of(&untagged));
+    let (_, b) = status(&fleet, "host-b");
+    let app_2 = b["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|endpoint| endpoint["name"] == "app-2")
+        .unwrap();
+    assert_eq!(app_2["protected"], false, "{b:#}");
+    assert!(!fleet.works("app-2", "db", 1521));
+    assert!(fleet.works("app-1", "db", 1521));
+
+    // A killed agent's node is gone one lease TTL later; its host goes on
+    // enforcing from the pins.
+    fleet.host_mut("host-c").agent.kill();
+    fleet
+        .eventually("host-c leaves zpr fleet status", Duration::from_secs(25), || {
+            fleet.fleet_status().is_ok_and(|status| {
+                status["nodes"]
+                    .as_array()
+                    .is_some_and(|nodes| nodes.iter().all(|node| node["node"] != "host-c"))
+            })
+        })
+        .unwrap();
+    assert!(!fleet.works("app-2", "db", 1521));
+    assert!(!fleet.works("lb", "db", 1521));
+    assert!(fleet.works("app-1", "db", 1521));
+}
+
+#[test]
+fn an_etcd_outage_keeps_enforcement_and_the_fleet_resyncs_when_it_returns() {
+    let mut fleet = start_fleet();
+    let revision = create_policy(&fleet.api, "apps-to-db", APPS_TO_DB);
+    wait_everywhere(&fleet, revision);
+
+    fleet.etcd.kill();
+    for host in ["host-a", "host-b", "host-c"] {
+        fleet
+            .eventually(
+                &format!("{host}'s status shows the outage"),
+                Duration::from_secs(15),
+                || {
+                    let (code, report) = status(&fleet, host);
+                    code == 3 && report.to_string().contains("unreachable since")
+                },
+            )
+            .unwrap();
+    }
+    assert!(fleet.works("app-1", "db", 1521), "allowed paths go on");
+    assert!(!fleet.works("lb", "db", 1521), "denied paths stay denied");
+    let refused = fleet
+        .api
+        .cli(&["policy", "create", "lb-to-apps", "--statement", LB_TO_APPS])
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("ServiceUnavailable (503)"), "{message}");
+
+    // An agent restarted during the outage enforces its cached snapshot.
+    let agent = &mut fleet.host_mut("host-b").agent;
+    agent.kill();
+    agent.spawn().unwrap();
+    fleet
+        .eventually("host-b's agent restarts", Duration::from_secs(30), || {
+            let (_, report) = status(&fleet, "host-b");
+            report["agent_pid"].as_u64().is_some()
+                && report.to_string().contains("unreachable since")
+        })
+        .unwrap();
+    assert!(fleet.works("app-1", "db", 1521));
+    assert!(!fleet.works("app-1", "db", 22));
+    let log = fleet.host("host-b").agent.log();
+    assert!(log.contains("enforcing the snapshot this host applied last"), "{log}");
+
+    // etcd returns: every agent resyncs by itself, and the next change
+    // applies everywhere.
+    fleet.etcd.spawn().unwrap();
+    for host in ["host-a", "host-b", "host-c"] {
+        fleet
+            .eventually(&format!("{host} resyncs"), Duration::from_secs(20), || {
+                status(&fleet, host).0 == 0
+            })
+            .unwrap();
+    }
+    let deleted = fleet.api.cli(&["policy", "delete", "apps-to-db"]).unwrap();
+    wait_everywhere(&fleet, revision_of(&deleted));
+    assert!(!fleet.works("app-1", "db", 1521));
+}
+
+#[test]
+fn a_frozen_etcd_is_noticed_and_deletions_missed_while_cut_off_are_applied() {
+    let fleet = start_fleet();
+    let revision = create_policy(&fleet.api, "apps-to-db", APPS_TO_DB);
+    wait_everywhere(&fleet, revision);
+
+    fleet.etcd.freeze().unwrap();
+    let noticed = fleet
+        .eventually("every agent notices the frozen etcd", Duration::from_secs(10), || {
+            ["host-a", "host-b", "host-c"]
+                .iter()
+                .all(|host| status(&fleet, host).1.to_string().contains("unreachable since"))
+        })
+        .unwrap();
+    eprintln!("a frozen etcd was noticed by every agent after {noticed:?}");
+    fleet.etcd.thaw().unwrap();
+    fleet
+        .eventually("the fleet is back", Duration::from_secs(20), || {
+            ["host-a", "host-b", "host-c"]
+                .iter()
+                .all(|host| status(&fleet, host).0 == 0)
+        })
+        .unwrap();
+
+    // Host C is cut off while the policy is deleted and the history that
+    // holds the deletion is compacted away.
+    fleet.host("host-c").bridge.set_cut(true);
+    fleet
+        .eventually("host-c notices it is cut off", Duration::from_secs(15), || {
+            status(&fleet, "host-c").1.to_string().contains("unreachable since")
+        })
+        .unwrap();
+    let deleted = fleet.api.cli(&["policy", "delete", "apps-to-db"]).unwrap();
+    let deleted = revision_of(&deleted);
+    create_policy(&fleet.api, "lb-to-apps", LB_TO_APPS);
+    fleet.etcd.compact().unwrap();
+    assert!(fleet.works("app-1", "db", 1521), "host C still enforces what it had");
+    fleet.host("host-c").bridge.set_cut(false);
+    wait_everywhere(&fleet, deleted);
+    assert!(!fleet.works("app-1", "db", 1521), "host C applied the deletion it missed");
+    assert!(fleet.works("lb", "app-1", 80));
+}
+
+#[test]
+fn two_api_servers_changing_one_policy_at_once_lose_no_update() {
+    let fleet = start_fleet();
+    create_policy(&fleet.api, "shared", APPS_TO_DB);
+    let second = fleet.second_api_server("host-b").unwrap();
+    let servers = [&fleet.api, &second];
+
+    // Replacing the statements at the same moment: one wins, the other is
+    // told 409 (its change was based on what the first one replaced).
+    let mut conflicts = 0;
+    for round in 0..30 {
+        let barrier = Arc::new(Barrier::new(2));
+        let outcomes: Vec<Output> = std::thread::scope(|scope| {
+            let handles: Vec<_> = servers
+                .iter()
+                .enumerate()
+                .map(|(n, server)| {
+                    let barrier = barrier.clone();
+                    let statement = if n == 0 { APPS_TO_DB } else { LB_TO_APPS };
+                    scope.spawn(move || {
+                        barrier.wait();
+                        server
+                            .cli(&["policy", "update", "shared", "--statement", statement])
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let failed: Vec<&Output> = outcomes.iter().filter(|o| !o.status.success()).collect();
+        assert!(failed.len() < 2, "round {round}: both updates failed");
+        for output in failed {
+            let message = String::from_utf8_lossy(&output.stderr);
+            assert!(message.contains("Conflict (409)"), "round {round}: {message}");
+            conflicts += 1;
+        }
+        if conflicts > 0 {
+            break;
+        }
+    }
+    assert!(conflicts > 0, "no two updates ever met in 30 rounds");
+
+    // Read-modify-write appends from both servers at once: all are kept.
+    std::thread::scope(|scope| {
+        for (n, server) in servers.iter().enumerate() {
+            scope.spawn(move || {
+                for port in 0..4 {
+                    let statement = format!(
+                        "allow ocvtc002.apps:server endpoints to connect to ocvtc002.apps:server endpoints with protocol='tcp/{}'",
+                        9000 + n * 10 + port
+                    );
+                    succeeded(
+                        &server
+                            .cli(&["policy", "update", "shared", "--add-statement", &statement])
+                            .unwrap(),
+                    );
+                }
+            });
+        }
+    });
+    let policy = fleet
+        .api
+        .cli(&["policy", "get", "shared", "--output", "json"])
+        .unwrap();
+    let policy: Value = serde_json::from_slice(&policy.stdout).unwrap();
+    let statements = policy["statements"].as_array().unwrap();
+    for n in 0..2 {
+        for port in 0..4 {
+            let port = format!("tcp/{}", 9000 + n * 10 + port);
+            assert!(
+                statements.iter().any(|s| s.as_str().unwrap().contains(&port)),
+                "{port} was lost: {policy:#}"
+            );
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A real etcd (Debian's `etcd-server`, 3.4) on 127.0.0.1 with free ports
+//! and a data directory of its own; it can be killed, frozen (SIGSTOP),
+//! restarted on the same data and compacted, as a fleet test needs. It is
+//! killed and its directory removed on drop, also when a test fails.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, TcpListener},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::unique_name;
+
+pub const ETCD: &str = "/usr/bin/etcd";
+pub const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+pub struct Etcd {
+    pub client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// A port nothing listens on in this process's network namespace now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+impl Etcd {
+    pub fn start() -> anyhow::Result<Etcd> {
+        anyhow::ensure!(
+            std::path::Path::new(ETCD).exists(),
+            "{ETCD} is missing: install Debian's etcd-server package (`cargo xtask setup`)"
+        );
+        let dir = std::env::temp_dir().join(unique_name("zet"));
+        fs::create_dir_all(&dir)?;
+        let mut etcd = Etcd {
+            client_port: free_port()?,
+            peer_port: free_port()?,
+            dir,
+            child: None,
+        };
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    /// `etcd://127.0.0.1:PORT/TENANCY`.
+    pub fn url(&self, tenancy: &str) -> String {
+        format!("etcd://127.0.0.1:{}/{tenancy}", self.client_port)
+    }
+
+    /// Starts etcd (again, on the same data and ports) and waits until it
+    /// answers.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))?;
+        let child = Command::new(ETCD)
+            .args(["--name", "zpr-test"])
+            .arg(format!("--data-dir={}", self.dir.join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=zpr-test={peer}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting etcd")?;
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            let health = self.etcdctl(&["endpoint", "health"]);
+            if health.is_ok_and(|output| output.status.success()) {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("etcd did not come up:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("etcd is not running")?;
+        // SAFETY: kill(2) on our own child's pid.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        anyhow::ensure!(sent == 0, "kill: {}", std::io::Error::last_os_error());
+        Ok(())
+    }
+
+    /// SIGSTOP: connections stay open, nothing answers.
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    pub fn thaw(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    /// `etcdctl ARGS` against this etcd (API v3), success or not.
+    pub fn etcdctl(&self, arguments: &[&str]) -> anyhow::Result<Output> {
+        Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=127.0.0.1:{}", self.client_port))
+            .args(["--command-timeout=3s"])
+            .args(arguments)
+            .output()
+            .context("running etcdctl")
+    }
+
+    /// The store's current revision.
+    pub fn revision(&self) -> anyhow::Result<u64> {
+        let output = self.etcdctl(&["endpoint", "status", "--write-out=json"])?;
+        anyhow::ensure!(output.status.success(), "etcdctl endpoint status failed");
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        status[0]["Status"]["header"]["revision"]
+            .as_u64()
+            .context("no revision in etcdctl's answer")
+    }
+
+    /// Compacts the history up to the current revision: a watch from an
+    /// older revision is cancelled.
+    pub fn compact(&self) -> anyhow::Result<()> {
+        let revision = self.revision()?.to_string();
+        let output = self.etcdctl(&["compact", &revision, "--physical"])?;
+        anyhow::ensure!(
+            output.status.success(),
+            "etcdctl compact: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.thaw();
+        self.kill();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,318 @@
+//! A fleet of simulated hosts for the etcd tests. Each host is a router
+//! namespace with vNICs of its own (a [`Topology`]), its own bpffs pins,
+//! run directory and node name, and an agent (`zpr run --store etcd://`).
+//! The routers are joined through a spine namespace, so workloads on
+//! different hosts talk over real TCP. etcd runs in the test's namespace
+//! on 127.0.0.1; every host reaches it at the same address through a
+//! [`LoopbackBridge`]. The API server (`zpr serve --store etcd://`) runs
+//! on the first host.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::{
+    Netns,
+    agent::{AgentProcess, zpr_binary},
+    etcd::Etcd,
+    loopback_bridge::LoopbackBridge,
+    topology::Topology,
+    traffic::{EchoServer, tcp_exchange},
+    unique_name, veth_pair,
+};
+
+/// A workload: (name, vNIC on its host, IPv4 address).
+pub type Workload = (&'static str, &'static str, &'static str);
+
+pub struct FleetHost {
+    pub topology: Topology,
+    pub agent: AgentProcess,
+    /// The host's way to etcd (cut it to take the host off the network).
+    pub bridge: LoopbackBridge,
+}
+
+pub struct Fleet {
+    pub etcd: Etcd,
+    pub url: String,
+    pub hosts: BTreeMap<String, FleetHost>,
+    pub api: ApiServer,
+    /// Which host each workload runs on.
+    placement: BTreeMap<String, String>,
+    _servers: Vec<EchoServer>,
+    _spine: Netns,
+    state: PathBuf,
+}
+
+impl Fleet {
+    /// Hosts with their workloads, each workload listening on `ports`;
+    /// `inventory` (YAML, endpoints placed with `node:`) seeds the tenancy.
+    pub fn start(
+        hosts: &[(&str, &[Workload])],
+        ports: &[u16],
+        inventory: &str,
+    ) -> anyhow::Result<Fleet> {
+        let state = std::env::temp_dir().join(unique_name("zfl"));
+        fs::create_dir_all(&state)?;
+        let etcd = Etcd::start()?;
+        let url = etcd.url(&unique_name("t"));
+        let spine = Netns::new()?;
+        spine.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        spine.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])?;
+        let mut built = BTreeMap::new();
+        let mut placement = BTreeMap::new();
+        let mut servers = Vec::new();
+        for (index, &(host, workloads)) in hosts.iter().enumerate() {
+            let topology = Topology::new(workloads)?;
+            let (router_side, spine_side) = (
+                format!("172.31.{index}.2/24"),
+                format!("172.31.{index}.1/24"),
+            );
+            veth_pair(&topology.router, &router_side, &spine, &spine_side)?;
+            topology.router.exec(&[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("172.31.{index}.1"),
+            ])?;
+            for &(workload, _, address) in workloads {
+                spine.exec(&[
+                    "ip",
+                    "route",
+                    "add",
+                    &format!("{address}/32"),
+                    "via",
+                    &format!("172.31.{index}.2"),
+                ])?;
+                placement.insert(workload.to_owned(), host.to_owned());
+                for &port in ports {
+                    servers.push(EchoServer::start(&topology.host(workload).netns, port)?);
+                }
+            }
+            let bridge = LoopbackBridge::new(&topology.router, etcd.client_port)?;
+            built.insert(host.to_owned(), (topology, bridge));
+        }
+        let inventory_file = state.join("inventory.yaml");
+        fs::write(&inventory_file, inventory)?;
+        let first = hosts[0].0;
+        let api = ApiServer::start(&built[first].0.router, &url, &inventory_file, &state)?;
+        let mut fleet_hosts = BTreeMap::new();
+        for (host, (topology, bridge)) in built {
+            let host_state = state.join(&host);
+            fs::create_dir_all(&host_state)?;
+            let mut agent =
+                AgentProcess::prepare(&zpr_binary(), &topology.router, Path::new(""), &[], &host_state);
+            agent.arguments = fleet_agent_arguments(&url, &host);
+            agent.spawn()?;
+            fleet_hosts.insert(
+                host,
+                FleetHost {
+                    topology,
+                    agent,
+                    bridge,
+                },
+            );
+        }
+        let fleet = Fleet {
+            etcd,
+            url,
+            hosts: fleet_hosts,
+            api,
+            placement,
+            _servers: servers,
+            _spine: spine,
+            state,
+        };
+        for host in fleet.hosts.values() {
+            host.agent.wait_for_generation(1)?;
+        }
+        Ok(fleet)
+    }
+
+    /// Another API server on the same tenancy, on `host`.
+    pub fn second_api_server(&self, host: &str) -> anyhow::Result<ApiServer> {
+        let seed = self.state.join("inventory.yaml");
+        ApiServer::start(&self.hosts[host].topology.router, &self.url, &seed, &self.state)
+    }
+
+    pub fn host(&self, name: &str) -> &FleetHost {
+        &self.hosts[name]
+    }
+
+    pub fn host_mut(&mut self, name: &str) -> &mut FleetHost {
+        self.hosts.get_mut(name).expect("a host of the fleet")
+    }
+
+    fn workload_netns(&self, workload: &str) -> &Netns {
+        let host = &self.placement[workload];
+        &self.hosts[host].topology.host(workload).netns
+    }
+
+    fn address(&self, workload: &str) -> Ipv4Addr {
+        let host = &self.placement[workload];
+        self.hosts[host].topology.host(workload).address
+    }
+
+    /// One TCP exchange from one workload to another (on any hosts).
+    pub fn works(&self, from: &str, to: &str, port: u16) -> bool {
+        tcp_exchange(self.workload_netns(from), self.address(to), port).is_ok()
+    }
+
+    /// A TCP connection from one workload to another, kept open.
+    pub fn connect(&self, from: &str, to: &str, port: u16) -> anyhow::Result<std::net::TcpStream> {
+        crate::traffic::connect(self.workload_netns(from), None, self.address(to), port)
+    }
+
+    /// `zpr fleet status --output json`.
+    pub fn fleet_status(&self) -> anyhow::Result<Value> {
+        let output = Command::new(zpr_binary())
+            .args(["fleet", "status", "--output", "json", "--store", &self.url])
+            .output()?;
+        serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "zpr fleet status: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    }
+
+    /// `zpr wait REVISION` with a timeout: its exit code and output.
+    pub fn wait(&self, revision: u64, timeout_seconds: u32) -> anyhow::Result<Output> {
+        Ok(Command::new(zpr_binary())
+            .args(["wait", &revision.to_string(), "--store", &self.url])
+            .args(["--timeout", &timeout_seconds.to_string()])
+            .output()?)
+    }
+
+    /// Waits until `ready` holds, or fails after `timeout` saying `what`.
+    pub fn eventually(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn() -> bool,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        while !ready() {
+            if started.elapsed() > timeout {
+                bail!("{what}: not within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(started.elapsed())
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.state);
+    }
+}
+
+/// `zpr run`'s arguments for a host of the fleet.
+pub fn fleet_agent_arguments(url: &str, node: &str) -> Vec<String> {
+    ["--store", url, "--node-name", node, "--metrics-address", "none"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// `zpr serve --store etcd://...` (the API alone) in a host's namespace.
+pub struct ApiServer {
+    pub socket: PathBuf,
+    netns: String,
+    arguments: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ApiServer {
+    pub fn start(
+        netns: &Netns,
+        url: &str,
+        seed_inventory: &Path,
+        state: &Path,
+    ) -> anyhow::Result<ApiServer> {
+        let run_dir = state.join(unique_name("api"));
+        let socket = run_dir.join("api.sock");
+        let arguments = [
+            "--store",
+            url,
+            "--seed-inventory",
+            &seed_inventory.display().to_string(),
+            "--bootstrap-admin",
+            "root",
+            "--run-dir",
+            &run_dir.display().to_string(),
+            "--socket",
+            &socket.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut server = ApiServer {
+            socket,
+            netns: netns.name().to_owned(),
+            arguments,
+            log: state.join(format!("{}.log", unique_name("api"))),
+            child: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(zpr_binary())
+            .arg("serve")
+            .args(&self.arguments)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting zpr serve")?;
+        self.child = Some(child);
+        let started = Instant::now();
+        while !self.socket.exists() {
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("zpr serve did not come up:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// `zpr ARGS... --socket S` as root.
+    pub fn cli(&self, arguments: &[&str]) -> anyhow::Result<Output> {
+        Command::new(zpr_binary())
+            .args(arguments)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .context("running the zpr CLI")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
