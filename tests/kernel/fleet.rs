@@ -235,10 +235,11 @@ fn an_etcd_outage_keeps_enforcement_and_the_fleet_resyncs_when_it_returns() {
     let agent = &mut fleet.host_mut("host-b").agent;
     agent.kill();
     agent.spawn().unwrap();
+    let restarted = fleet.host("host-b").agent.pid().unwrap() as u64;
     fleet
-        .eventually("host-b's agent restarts", Duration::from_secs(30), || {
+        .eventually("host-b's agent restarts", Duration::from_secs(40), || {
             let (_, report) = status(&fleet, "host-b");
-            report["agent_pid"].as_u64().is_some()
+            report["agent"]["pid"].as_u64() == Some(restarted)
                 && report.to_string().contains("unreachable since")
         })
         .unwrap();
@@ -298,10 +299,19 @@ fn a_frozen_etcd_is_noticed_and_deletions_missed_while_cut_off_are_applied() {
     let deleted = revision_of(&deleted);
     create_policy(&fleet.api, "lb-to-apps", LB_TO_APPS);
     fleet.etcd.compact().unwrap();
-    assert!(fleet.works("app-1", "db", 1521), "host C still enforces what it had");
+    let (_, cut_off) = status(&fleet, "host-c");
+    assert_eq!(cut_off["agent"]["statements"], 1, "{cut_off:#}");
+    assert!(
+        cut_off["agent"]["revision"].as_u64() < Some(deleted),
+        "host C cannot have seen the deletion: {cut_off:#}"
+    );
     fleet.host("host-c").bridge.set_cut(false);
     wait_everywhere(&fleet, deleted);
-    assert!(!fleet.works("app-1", "db", 1521), "host C applied the deletion it missed");
+    let (code, back) = status(&fleet, "host-c");
+    assert_eq!(code, 0, "{back:#}");
+    let policies = back["agent"]["statements"].clone();
+    assert_eq!(policies, 1, "only lb-to-apps is left: {back:#}");
+    assert!(!fleet.works("app-1", "db", 1521));
     assert!(fleet.works("lb", "app-1", 80));
 }
 
@@ -353,7 +363,7 @@ fn two_api_servers_changing_one_policy_at_once_lose_no_update() {
             scope.spawn(move || {
                 for port in 0..4 {
                     let statement = format!(
-                        "allow ocvtc002.apps:server endpoints to connect to ocvtc002.apps:server endpoints with protocol='tcp/{}'",
+                        "In ocvtc002.networks:front-end VCN allow ocvtc002.apps:server endpoints to connect to ocvtc002.apps:server endpoints with protocol='tcp/{}'",
                         9000 + n * 10 + port
                     );
                     succeeded(
