@@ -54,7 +54,11 @@ const CONVERGED: Duration = Duration::from_secs(10);
 
 fn start_fleet() -> Fleet {
     Fleet::start(
-        &[("host-a", &HOST_A), ("host-b", &HOST_B), ("host-c", &HOST_C)],
+        &[
+            ("host-a", &HOST_A),
+            ("host-b", &HOST_B),
+            ("host-c", &HOST_C),
+        ],
         &[80, 1521],
         INVENTORY,
     )
@@ -125,7 +129,10 @@ fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
     let (_, c) = status(&fleet, "host-c");
     assert_eq!(endpoint_names(&b), ["app-1", "app-2"], "{b:#}");
     assert_eq!(endpoint_names(&c), ["db"], "{c:#}");
-    assert!(!fleet.works("app-1", "db", 1521), "default deny across hosts");
+    assert!(
+        !fleet.works("app-1", "db", 1521),
+        "default deny across hosts"
+    );
     assert!(!fleet.works("lb", "app-1", 80));
 
     // A policy made through the API on host A opens B -> C.
@@ -151,12 +158,11 @@ fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
     live.write_all(b"before").unwrap();
     let mut echoed = [0; 6];
     live.read_exact(&mut echoed).unwrap();
-    let deleted = fleet
-        .api
-        .cli(&["policy", "delete", "apps-to-db"])
-        .unwrap();
+    let deleted = fleet.api.cli(&["policy", "delete", "apps-to-db"]).unwrap();
     wait_everywhere(&fleet, revision_of(&deleted));
-    let cut = live.write_all(b"after!").and_then(|()| live.read_exact(&mut echoed));
+    let cut = live
+        .write_all(b"after!")
+        .and_then(|()| live.read_exact(&mut echoed));
     assert!(cut.is_err(), "the live connection goes on after the delete");
     assert!(!fleet.works("app-1", "db", 1521));
 
@@ -166,12 +172,7 @@ fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
     wait_everywhere(&fleet, revision);
     let untagged = fleet
         .api
-        .cli(&[
-            "endpoint",
-            "untag",
-            "app-2",
-            "ocvtc002.apps:server",
-        ])
+        .cli(&["endpoint", "untag", "app-2", "ocvtc002.apps:server"])
         .unwrap();
     wait_everywhere(&fleet, revision_of(&untagged));
     let (_, b) = status(&fleet, "host-b");
@@ -189,13 +190,17 @@ fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
     // enforcing from the pins.
     fleet.host_mut("host-c").agent.kill();
     fleet
-        .eventually("host-c leaves zpr fleet status", Duration::from_secs(25), || {
-            fleet.fleet_status().is_ok_and(|status| {
-                status["nodes"]
-                    .as_array()
-                    .is_some_and(|nodes| nodes.iter().all(|node| node["node"] != "host-c"))
-            })
-        })
+        .eventually(
+            "host-c leaves zpr fleet status",
+            Duration::from_secs(25),
+            || {
+                fleet.fleet_status().is_ok_and(|status| {
+                    status["nodes"]
+                        .as_array()
+                        .is_some_and(|nodes| nodes.iter().all(|node| node["node"] != "host-c"))
+                })
+            },
+        )
         .unwrap();
     assert!(!fleet.works("app-2", "db", 1521));
     assert!(!fleet.works("lb", "db", 1521));
@@ -246,7 +251,10 @@ fn an_etcd_outage_keeps_enforcement_and_the_fleet_resyncs_when_it_returns() {
     assert!(fleet.works("app-1", "db", 1521));
     assert!(!fleet.works("app-1", "db", 22));
     let log = fleet.host("host-b").agent.log();
-    assert!(log.contains("enforcing the snapshot this host applied last"), "{log}");
+    assert!(
+        log.contains("enforcing the snapshot this host applied last"),
+        "{log}"
+    );
 
     // etcd returns: every agent resyncs by itself, and the next change
     // applies everywhere.
@@ -271,11 +279,18 @@ fn a_frozen_etcd_is_noticed_and_deletions_missed_while_cut_off_are_applied() {
 
     fleet.etcd.freeze().unwrap();
     let noticed = fleet
-        .eventually("every agent notices the frozen etcd", Duration::from_secs(10), || {
-            ["host-a", "host-b", "host-c"]
-                .iter()
-                .all(|host| status(&fleet, host).1.to_string().contains("unreachable since"))
-        })
+        .eventually(
+            "every agent notices the frozen etcd",
+            Duration::from_secs(10),
+            || {
+                ["host-a", "host-b", "host-c"].iter().all(|host| {
+                    status(&fleet, host)
+                        .1
+                        .to_string()
+                        .contains("unreachable since")
+                })
+            },
+        )
         .unwrap();
     eprintln!("a frozen etcd was noticed by every agent after {noticed:?}");
     fleet.etcd.thaw().unwrap();
@@ -291,9 +306,16 @@ fn a_frozen_etcd_is_noticed_and_deletions_missed_while_cut_off_are_applied() {
     // holds the deletion is compacted away.
     fleet.host("host-c").bridge.set_cut(true);
     fleet
-        .eventually("host-c notices it is cut off", Duration::from_secs(15), || {
-            status(&fleet, "host-c").1.to_string().contains("unreachable since")
-        })
+        .eventually(
+            "host-c notices it is cut off",
+            Duration::from_secs(15),
+            || {
+                status(&fleet, "host-c")
+                    .1
+                    .to_string()
+                    .contains("unreachable since")
+            },
+        )
         .unwrap();
     let deleted = fleet.api.cli(&["policy", "delete", "apps-to-db"]).unwrap();
     let deleted = revision_of(&deleted);
@@ -348,7 +370,10 @@ fn two_api_servers_changing_one_policy_at_once_lose_no_update() {
         assert!(failed.len() < 2, "round {round}: both updates failed");
         for output in failed {
             let message = String::from_utf8_lossy(&output.stderr);
-            assert!(message.contains("Conflict (409)"), "round {round}: {message}");
+            assert!(
+                message.contains("Conflict (409)"),
+                "round {round}: {message}"
+            );
             conflicts += 1;
         }
         if conflicts > 0 {
@@ -375,6 +400,22 @@ fn two_api_servers_changing_one_policy_at_once_lose_no_update() {
             });
         }
     });
+    // Both servers' audit records are in the store, one per change.
+    let tenancy = fleet.url.rsplit('/').next().unwrap();
+    let audit = fleet
+        .etcd
+        .etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("/zpr/v1/{tenancy}/audit/"),
+        ])
+        .unwrap();
+    let records = String::from_utf8_lossy(&audit.stdout)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .count();
+    assert!(records >= 9, "{records} audit records in the store");
     let policy = fleet
         .api
         .cli(&["policy", "get", "shared", "--output", "json"])
@@ -385,7 +426,9 @@ fn two_api_servers_changing_one_policy_at_once_lose_no_update() {
         for port in 0..4 {
             let port = format!("tcp/{}", 9000 + n * 10 + port);
             assert!(
-                statements.iter().any(|s| s.as_str().unwrap().contains(&port)),
+                statements
+                    .iter()
+                    .any(|s| s.as_str().unwrap().contains(&port)),
                 "{port} was lost: {policy:#}"
             );
         }

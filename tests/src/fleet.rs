@@ -109,8 +109,13 @@ impl Fleet {
         for (host, (topology, bridge)) in built {
             let host_state = state.join(&host);
             fs::create_dir_all(&host_state)?;
-            let mut agent =
-                AgentProcess::prepare(&zpr_binary(), &topology.router, Path::new(""), &[], &host_state);
+            let mut agent = AgentProcess::prepare(
+                &zpr_binary(),
+                &topology.router,
+                Path::new(""),
+                &[],
+                &host_state,
+            );
             agent.arguments = fleet_agent_arguments(&url, &host);
             agent.spawn()?;
             fleet_hosts.insert(
@@ -141,7 +146,12 @@ impl Fleet {
     /// Another API server on the same tenancy, on `host`.
     pub fn second_api_server(&self, host: &str) -> anyhow::Result<ApiServer> {
         let seed = self.state.join("inventory.yaml");
-        ApiServer::start(&self.hosts[host].topology.router, &self.url, &seed, &self.state)
+        ApiServer::start(
+            &self.hosts[host].topology.router,
+            &self.url,
+            &seed,
+            &self.state,
+        )
     }
 
     pub fn host(&self, name: &str) -> &FleetHost {
@@ -219,9 +229,16 @@ impl Drop for Fleet {
 
 /// `zpr run`'s arguments for a host of the fleet.
 pub fn fleet_agent_arguments(url: &str, node: &str) -> Vec<String> {
-    ["--store", url, "--node-name", node, "--metrics-address", "none"]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        "--store",
+        url,
+        "--node-name",
+        node,
+        "--metrics-address",
+        "none",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// `zpr serve --store etcd://...` (the API alone) in a host's namespace.

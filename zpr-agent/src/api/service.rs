@@ -217,7 +217,7 @@ impl Service {
             if operation.mutates() {
                 let mut record = AuditRecord::denied(principal, &operation, &failure.message);
                 record.dry_run = request.dry_run;
-                self.audit.record(&record);
+                self.record(store, &record).await;
             }
             return failure.response();
         }
@@ -231,7 +231,9 @@ impl Service {
             };
         }
         if request.dry_run {
-            return self.dry_run(&snapshot, principal, &operation, request);
+            return self
+                .dry_run(store, &snapshot, principal, &operation, request)
+                .await;
         }
         self.mutate(
             store, enforcer, snapshot, principal, &operation, request, since,
@@ -242,8 +244,9 @@ impl Service {
     /// What a change would do, without doing it: checked as the real call
     /// is, its impact on what may connect computed against what the store
     /// holds now, then rolled back. No work request, no generation.
-    fn dry_run(
+    async fn dry_run(
         &self,
+        store: &mut Store,
         snapshot: &Snapshot,
         principal: &Principal,
         operation: &Operation,
@@ -254,15 +257,20 @@ impl Service {
             .as_ref()
             .err()
             .map(|failure| failure.message.as_str());
-        self.audit.record(&AuditRecord::dry_run(
-            principal,
-            operation,
-            target_text(operation),
-            failure,
-        ));
+        let record = AuditRecord::dry_run(principal, operation, target_text(operation), failure);
+        self.record(store, &record).await;
         match outcome {
             Ok(answer) => Response::json(200, &answer),
             Err(failure) => failure.response(),
+        }
+    }
+
+    /// Audits a call: in this host's audit log, and in a fleet's store
+    /// (where every API server's records meet).
+    async fn record(&self, store: &mut Store, record: &AuditRecord<'_>) {
+        self.audit.record(record);
+        if let Err(error) = store.put_audit_record(record).await {
+            tracing::warn!("cannot keep the audit record in the store: {error:#}");
         }
     }
 
@@ -493,11 +501,8 @@ impl Service {
                 .headers
                 .push(("zpr-generation".to_owned(), generation.to_string()));
         }
-        self.audit.record(&AuditRecord::carried_out(
-            principal,
-            operation,
-            &work_request,
-        ));
+        let record = AuditRecord::carried_out(principal, operation, &work_request);
+        self.record(store, &record).await;
         response
     }
 

@@ -146,7 +146,8 @@ impl Companion for FleetAgent {
     }
 
     async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
-        let (Some(followed), Some(contact)) = (self.followed.as_mut(), self.contact.as_mut()) else {
+        let (Some(followed), Some(contact)) = (self.followed.as_mut(), self.contact.as_mut())
+        else {
             return std::future::pending().await;
         };
         tokio::select! {

@@ -24,7 +24,11 @@ pub struct Args {
     #[arg(value_name = "POLICY", required_unless_present = "store")]
     pub policies: Vec<PathBuf>,
     /// Follow a fleet's tenancy in etcd instead of files.
-    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT]/TENANCY", conflicts_with = "policies")]
+    #[arg(
+        long,
+        value_name = "etcd://HOST:PORT[,HOST:PORT]/TENANCY",
+        conflicts_with = "policies"
+    )]
     pub store: Option<String>,
     /// This host's name in the fleet: only endpoints placed on it (or on
     /// no node) are attached here [default: the hostname].

@@ -23,7 +23,11 @@ use crate::{
 pub struct Args {
     /// The store: a SQLite file (created when missing), or a fleet's
     /// tenancy in etcd (`etcd://HOST:PORT[,HOST:PORT]/TENANCY`).
-    #[arg(long, value_name = "FILE|etcd://...", default_value = "/var/lib/zpr/zpr.db")]
+    #[arg(
+        long,
+        value_name = "FILE|etcd://...",
+        default_value = "/var/lib/zpr/zpr.db"
+    )]
     pub store: String,
     /// An inventory file to import when the store holds no endpoints yet
     /// (first start); later starts keep what the store holds.

@@ -18,13 +18,12 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 
 use super::{
-    Conflict, RefusalKind, Snapshot, Unavailable, WorkRequest, refuse,
+    Conflict, RefusalKind, Snapshot, Unavailable, WorkRequest,
     records::{self, Records, Writes},
+    refuse,
 };
 
 /// etcd refuses transactions of more operations (`--max-txn-ops`).
@@ -68,9 +67,7 @@ impl EtcdLocation {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if endpoints.is_empty() || !valid_tenancy {
-            anyhow::bail!(
-                "'{text}': {usage} (a tenancy is 1 or more of A-Z a-z 0-9 - _ .)"
-            );
+            anyhow::bail!("'{text}': {usage} (a tenancy is 1 or more of A-Z a-z 0-9 - _ .)");
         }
         Ok(EtcdLocation {
             endpoints,
@@ -96,7 +93,7 @@ impl EtcdLocation {
 
     /// The etcd key of a record (work requests beside the state).
     fn key_of(&self, record: &str) -> String {
-        if record.starts_with(records::WORK_REQUESTS) {
+        if records::beside_tenancy(record) {
             format!("{}{record}", self.prefix())
         } else {
             format!("{}{record}", self.state_prefix())
@@ -192,8 +189,7 @@ impl EtcdStore {
         let mut client = self.client.clone();
         let (records, revision) =
             list(&mut client, &self.location, &self.location.state_prefix()).await?;
-        let tenancy =
-            records::from_records(records.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let tenancy = records::from_records(records.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         Ok(Snapshot { tenancy, revision })
     }
 
@@ -235,7 +231,11 @@ impl EtcdStore {
 
     fn operations(&self, writes: &Writes) -> Vec<TxnOp> {
         let puts = writes.puts.iter().map(|(key, value)| {
-            TxnOp::put(self.location.key_of(key), value.as_str(), None::<PutOptions>)
+            TxnOp::put(
+                self.location.key_of(key),
+                value.as_str(),
+                None::<PutOptions>,
+            )
         });
         let deletes = writes
             .deletes
@@ -317,7 +317,12 @@ mod tests {
             location.to_string(),
             "etcd://10.0.0.1:2379,10.0.0.2:2379/prod"
         );
-        for bad in ["etcd://127.0.0.1:2379", "http://x/prod", "etcd:///prod", "etcd://h:1/a/b"] {
+        for bad in [
+            "etcd://127.0.0.1:2379",
+            "http://x/prod",
+            "etcd:///prod",
+            "etcd://h:1/a/b",
+        ] {
             let error = EtcdLocation::parse(bad).unwrap_err().to_string();
             assert!(error.contains("etcd://HOST:PORT"), "{bad}: {error}");
         }
@@ -326,7 +331,9 @@ mod tests {
     #[test]
     fn changes_over_etcds_limits_are_refused_before_anything_is_sent() {
         let many = Writes {
-            puts: (0..128).map(|n| (format!("policies/{n}"), "{}".into())).collect(),
+            puts: (0..128)
+                .map(|n| (format!("policies/{n}"), "{}".into()))
+                .collect(),
             deletes: Vec::new(),
         };
         let error = check_limits(&many, 1).unwrap_err().to_string();
@@ -335,9 +342,16 @@ mod tests {
             puts: vec![("policies/big".into(), "x".repeat(1_500_000))],
             deletes: Vec::new(),
         };
-        assert!(check_limits(&large, 1).unwrap_err().to_string().contains("1.5 MiB"));
+        assert!(
+            check_limits(&large, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("1.5 MiB")
+        );
         let fits = Writes {
-            puts: (0..127).map(|n| (format!("policies/{n}"), "{}".into())).collect(),
+            puts: (0..127)
+                .map(|n| (format!("policies/{n}"), "{}".into()))
+                .collect(),
             deletes: Vec::new(),
         };
         check_limits(&fits, 1).unwrap();

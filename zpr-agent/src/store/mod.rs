@@ -159,6 +159,28 @@ impl Store {
         }
     }
 
+    /// Keeps an audit record in a fleet's store, where the records of
+    /// every API server meet. A single host's audit log is its file
+    /// (`<run-dir>/audit.jsonl`), so SQLite keeps none.
+    pub async fn put_audit_record(&mut self, record: &impl serde::Serialize) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Etcd(store) => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_nanos());
+                let writes = records::Writes {
+                    puts: vec![(
+                        format!("{}{nanos:024}", records::AUDIT),
+                        serde_json::to_string(record)?,
+                    )],
+                    deletes: Vec::new(),
+                };
+                store.put_unconditionally(&writes).await
+            }
+        }
+    }
+
     pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
         match self {
             Store::Sqlite(store) => store.work_requests(),

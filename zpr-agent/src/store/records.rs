@@ -20,6 +20,13 @@ pub const OSN_SERVICES: &str = "osn-services";
 pub const NEXT_ID: &str = "next-id";
 /// Work requests are kept beside the tenancy, not in it: agents never read them.
 pub const WORK_REQUESTS: &str = "work-requests/";
+/// A fleet's audit records, beside the tenancy too.
+pub const AUDIT: &str = "audit/";
+
+/// Records kept beside the tenancy (agents neither watch nor read them).
+pub fn beside_tenancy(key: &str) -> bool {
+    key.starts_with(WORK_REQUESTS) || key.starts_with(AUDIT)
+}
 
 /// Key -> JSON text.
 pub type Records = BTreeMap<String, String>;

@@ -13,7 +13,8 @@ use zpr_common::{Direction, counters::Reason, maps};
 
 use super::scrape::Scrape;
 use crate::{
-    daemon::{EndpointState, Health},
+    clock::unix_now,
+    daemon::{EndpointState, Health, Status},
     datapath::{ConntrackSummary, TableFill},
 };
 
@@ -184,7 +185,36 @@ fn policy(scrape: &Scrape, out: &mut DescriptorEncoder) -> fmt::Result {
             Labels::new(),
             count(|state| state.endpoint.ifindex.is_some() && state.endpoint.mode == "audit"),
         )],
-    )
+    )?;
+    store(agent, out)
+}
+
+/// For agents whose inputs come from a store (a fleet's etcd).
+fn store(agent: &Status, out: &mut DescriptorEncoder) -> fmt::Result {
+    if agent.store.is_none() {
+        return Ok(());
+    }
+    gauge(
+        out,
+        "zpr_store_revision",
+        "The store revision of the policy this agent enforces (0: none applied yet)",
+        [(Labels::new(), agent.revision.unwrap_or(0) as i64)],
+    )?;
+    gauge(
+        out,
+        "zpr_store_reachable",
+        "1 while the store answers, 0 during an outage (the enforced policy stays)",
+        [(Labels::new(), i64::from(agent.store_unreachable.is_none()))],
+    )?;
+    if let Some(heard_at) = agent.store_heard_at {
+        gauge(
+            out,
+            "zpr_store_last_contact_seconds",
+            "Seconds since the store last answered this agent",
+            [(Labels::new(), unix_now().saturating_sub(heard_at) as i64)],
+        )?;
+    }
+    Ok(())
 }
 
 fn maps_and_conntrack(scrape: &Scrape, out: &mut DescriptorEncoder) -> fmt::Result {
