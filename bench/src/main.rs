@@ -10,6 +10,7 @@ mod conntrack_scale;
 mod control_plane;
 mod cpu;
 mod firewall;
+mod fleet;
 mod flood;
 mod generated;
 mod interrupt;
@@ -76,6 +77,8 @@ enum Part {
     ControlPlane,
     /// Per-packet cost with 10,000 and 1,000,000 established flows.
     Conntrack,
+    /// A fleet on etcd: convergence, resync, idle requests.
+    Fleet,
 }
 
 fn main() -> std::process::ExitCode {
@@ -132,7 +135,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     if wanted(Part::Flood) {
         add(flood::measure(&profile.flood)?);
     }
-    if wanted(Part::ControlPlane) {
+    let zpr = || -> anyhow::Result<PathBuf> {
         let zpr = match &args.zpr {
             Some(zpr) => zpr.clone(),
             None => std::env::current_exe()?.with_file_name("zpr"),
@@ -142,7 +145,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             "{} not found: build it (cargo build --release -p zpr-agent) or pass --zpr",
             zpr.display()
         );
-        add(control_plane::measure(&profile.control_plane, &zpr)?);
+        Ok(zpr)
+    };
+    if wanted(Part::ControlPlane) {
+        add(control_plane::measure(&profile.control_plane, &zpr()?)?);
+    }
+    if wanted(Part::Fleet) {
+        add(fleet::measure(&profile.fleet, &zpr()?)?);
     }
 
     machine.finished();

@@ -18,6 +18,7 @@ use zpr_tests::Netns;
 
 use crate::interrupt;
 
+/// Between datagrams: the probe's resolution.
 const PERIOD: Duration = Duration::from_micros(100);
 /// Longer than any echo takes here: a datagram older than this that has
 /// not come back never will.
@@ -40,6 +41,12 @@ pub struct Probe {
 
 impl Probe {
     pub fn start(netns: &Netns, to: SocketAddr) -> anyhow::Result<Probe> {
+        Probe::every(PERIOD, netns, to)
+    }
+
+    /// A probe sending every `period` (many probes at once share the CPU
+    /// with what they measure).
+    pub fn every(period: Duration, netns: &Netns, to: SocketAddr) -> anyhow::Result<Probe> {
         let socket = netns.enter(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
         socket.connect(to)?;
         socket.set_nonblocking(true)?;
@@ -47,7 +54,7 @@ impl Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (log, stop) = (log.clone(), stop.clone());
-            std::thread::spawn(move || probe(&socket, &log, &stop))
+            std::thread::spawn(move || probe(&socket, period, &log, &stop))
         };
         Ok(Probe {
             log,
@@ -102,7 +109,7 @@ impl Probe {
     }
 }
 
-fn probe(socket: &UdpSocket, log: &Mutex<Log>, stop: &AtomicBool) {
+fn probe(socket: &UdpSocket, period: Duration, log: &Mutex<Log>, stop: &AtomicBool) {
     let mut buffer = [0u8; 8];
     while !stop.load(Ordering::Relaxed) {
         {
@@ -119,7 +126,7 @@ fn probe(socket: &UdpSocket, log: &Mutex<Log>, stop: &AtomicBool) {
                 }
             }
         }
-        std::thread::sleep(PERIOD);
+        std::thread::sleep(period);
     }
 }
 

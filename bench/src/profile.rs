@@ -4,8 +4,8 @@
 use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
-    conntrack_scale, control_plane, firewall::Filter, flood, micro, per_packet, sender::Source,
-    throughput,
+    conntrack_scale, control_plane, firewall::Filter, fleet, flood, micro, per_packet,
+    sender::Source, throughput,
 };
 
 /// How much of everything a run measures.
@@ -16,6 +16,7 @@ pub struct Profile {
     pub flood: flood::Settings,
     pub control_plane: control_plane::Settings,
     pub conntrack: conntrack_scale::Settings,
+    pub fleet: fleet::Settings,
 }
 
 impl Profile {
@@ -68,6 +69,13 @@ impl Profile {
                 rounds: 3,
                 probes: 10_000,
             },
+            fleet: fleet::Settings {
+                statements: 10_000,
+                endpoints: 1_000,
+                agents: vec![3, 10],
+                changes: 20,
+                idle_seconds: 10,
+            },
         }
     }
 
@@ -112,6 +120,13 @@ impl Profile {
                 tracked: vec![10_000, 100_000],
                 rounds: 1,
                 probes: 2_000,
+            },
+            fleet: fleet::Settings {
+                statements: 1_000,
+                endpoints: 100,
+                agents: vec![3],
+                changes: 4,
+                idle_seconds: 3,
             },
         }
     }

@@ -29,6 +29,8 @@ pub enum Unit {
     Milliseconds,
     #[serde(rename = "MiB")]
     Mebibytes,
+    #[serde(rename = "requests/s")]
+    RequestsPerSecond,
 }
 
 impl Unit {
@@ -39,6 +41,7 @@ impl Unit {
             Unit::PacketsPerSecond => "packets/s",
             Unit::Milliseconds => "ms",
             Unit::Mebibytes => "MiB",
+            Unit::RequestsPerSecond => "requests/s",
         }
     }
 
@@ -49,6 +52,7 @@ impl Unit {
             }
             Unit::Milliseconds => format!("{value:.1}"),
             Unit::Mebibytes => format!("{value:.0}"),
+            Unit::RequestsPerSecond => format!("{value:.2}"),
         }
     }
 }

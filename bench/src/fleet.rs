@@ -1,0 +1,486 @@
+//! A fleet on a real etcd: how long a change made through the API takes
+//! to be enforced on every host (by real probe traffic on each), how long
+//! one agent takes to resync after losing the store, and how many
+//! requests idle agents make of etcd.
+//!
+//! Each host is a router namespace with two probe workloads of its own
+//! (source and destination behind their vNICs), an agent following the
+//! tenancy (`zpr run --store etcd://`), reaching the test's etcd at
+//! 127.0.0.1 through a loopback bridge. The tenancy holds a generated
+//! policy set; the change toggles one statement that opens the probes'
+//! UDP port on every host at once.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_yaml::Value;
+use zpr_agent::{daemon::Status, synthetic};
+use zpr_tests::{
+    etcd::Etcd, loopback_bridge::LoopbackBridge, topology::Topology, traffic::EchoServer,
+    unique_name,
+};
+
+use crate::{
+    interrupt,
+    probe::Probe,
+    report::{Bound, Figure, Section, Target, Unit},
+    scratch::Scratch,
+};
+
+const PROBE_PORT: u16 = 4444;
+/// Probes of many hosts at once: a datagram every 2 ms each.
+const PROBE_PERIOD: Duration = Duration::from_millis(2);
+const PROBE_STATEMENT: &str = "In bench.zone:probe VCN allow bench.role:probe endpoints to connect to bench.role:probe endpoints with protocol='udp/4444'";
+/// Statements per policy of the generated set: each policy is one etcd
+/// record, well under etcd's 1.5 MiB per request.
+const STATEMENTS_PER_POLICY: usize = 1_000;
+/// Targets of the fleet issue on this 2-core machine.
+const CONVERGENCE_P99_MS: [(usize, f64); 2] = [(3, 500.0), (10, 1_000.0)];
+const IDLE_REQUESTS_PER_AGENT_SECOND: f64 = 0.5;
+
+pub struct Settings {
+    pub statements: usize,
+    pub endpoints: usize,
+    /// Fleet sizes measured, each a fleet of its own.
+    pub agents: Vec<usize>,
+    /// Changes per fleet (half open the probes' path, half close it).
+    pub changes: usize,
+    /// Seconds of idleness over which etcd's requests are counted.
+    pub idle_seconds: u64,
+}
+
+pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<Target>)> {
+    let mut figures = Vec::new();
+    let mut targets = Vec::new();
+    let inputs = Inputs::generate(settings.statements, settings.endpoints, &settings.agents)?;
+    for &agents in &settings.agents {
+        interrupt::checkpoint()?;
+        eprintln!(
+            "fleet: {agents} agents at {} statements and {} endpoints",
+            settings.statements, settings.endpoints
+        );
+        let fleet = BenchFleet::start(zpr, &inputs, agents)?;
+        let converged = fleet.convergence(settings.changes)?;
+        let figure = Figure::new(
+            format!(
+                "{agents} agents at {} statements: API write → every host's probe sees the change",
+                settings.statements
+            ),
+            Unit::Milliseconds,
+            converged,
+        );
+        if let Some(&(_, limit)) = CONVERGENCE_P99_MS.iter().find(|(n, _)| *n == agents) {
+            targets.push(Target::check(
+                format!("fleet convergence p99 with {agents} agents < {limit} ms"),
+                Bound::AtMost(limit),
+                figure.summary.max,
+            ));
+        }
+        figures.push(figure);
+        let idle = fleet.idle_requests(settings.idle_seconds)?;
+        targets.push(Target::check(
+            format!(
+                "idle etcd requests per agent per second ≤ {IDLE_REQUESTS_PER_AGENT_SECOND} \
+                 ({agents} agents)"
+            ),
+            Bound::AtMost(IDLE_REQUESTS_PER_AGENT_SECOND),
+            idle,
+        ));
+        figures.push(Figure::new(
+            format!("{agents} agents idle: etcd requests per agent per second"),
+            Unit::RequestsPerSecond,
+            vec![idle],
+        ));
+        if agents == settings.agents[0] {
+            let (resync, reload) = fleet.resync()?;
+            figures.push(Figure::new(
+                format!(
+                    "one agent's resync at {} statements and {} endpoints: store back → \
+                     the change it missed is enforced (probe)",
+                    settings.statements, settings.endpoints
+                ),
+                Unit::Milliseconds,
+                vec![resync],
+            ));
+            figures.push(Figure::new(
+                "that resync's compile and write (the agent's reload_ms)".to_owned(),
+                Unit::Milliseconds,
+                vec![reload],
+            ));
+        }
+    }
+    let method = vec![
+        format!(
+            "A real etcd (Debian's 3.4) on 127.0.0.1; an API server (`zpr serve --store \
+             etcd://`); N hosts, each a router namespace with a source and a destination \
+             workload behind vNICs and `zpr run --store etcd:// --node-name host-i`, reaching \
+             etcd through a loopback bridge (a thread carrying each connection out of the \
+             host's namespace). The tenancy holds the synthetic generator's {} statements over \
+             {} endpoints (seed 1, in policies of {STATEMENTS_PER_POLICY} statements) plus the \
+             probe workloads.",
+            settings.statements, settings.endpoints
+        ),
+        format!(
+            "Convergence: {} times, `zpr policy create` (then `delete`) of one statement that \
+             opens UDP {PROBE_PORT} between every host's probe workloads; each host's probe \
+             sends a datagram every {} ms; a sample is the time from starting the CLI call to \
+             the last host's probe seeing the new verdict (opened: first datagram answered; \
+             closed: first of the datagrams never answered). Its max is checked against the p99 \
+             target (at most 30 samples).",
+            settings.changes,
+            PROBE_PERIOD.as_millis()
+        ),
+        "Resync: host 0's bridge to etcd is cut, the probe statement is added, the bridge \
+         restored; the time from restoring to its probe seeing the change includes the \
+         agent's pause between attempts (0.5 s, doubling to 4 s) as well as the list, compile \
+         and write."
+            .to_owned(),
+        format!(
+            "Idle requests: etcd's own `grpc_server_msg_received_total` (every method) over \
+             {} s with nothing changing, per agent per second (the agents keep their node \
+             leases alive every 3 s and otherwise only watch).",
+            settings.idle_seconds
+        ),
+    ];
+    Ok((
+        Section {
+            title: "Fleet (etcd)".to_owned(),
+            method,
+            figures,
+        },
+        targets,
+    ))
+}
+
+/// The generated tenancy with probe workloads for the largest fleet.
+struct Inputs {
+    inventory_yaml: String,
+    policies: Vec<String>,
+}
+
+fn probe_address(host: usize, role: &str) -> String {
+    let last = if role == "src" { 10 } else { 20 };
+    format!("172.30.{host}.{last}")
+}
+
+impl Inputs {
+    fn generate(statements: usize, endpoints: usize, agents: &[usize]) -> anyhow::Result<Inputs> {
+        let generated = synthetic::generate(statements, endpoints, 1);
+        let mut inventory: Value = serde_yaml::from_str(&generated.inventory_yaml)?;
+        let list = |value: &mut Value, key: &str| -> anyhow::Result<Vec<Value>> {
+            Ok(value[key]
+                .as_sequence()
+                .with_context(|| format!("the generated inventory has no {key}"))?
+                .clone())
+        };
+        let mut namespaces = list(&mut inventory, "namespaces")?;
+        namespaces.push(serde_yaml::from_str(
+            "{ name: bench, attributes: [ { key: zone, type: list, values: [probe] }, \
+               { key: role, type: list, values: [probe] } ] }",
+        )?);
+        inventory["namespaces"] = Value::Sequence(namespaces);
+        let mut vcns = list(&mut inventory, "vcns")?;
+        vcns.push(serde_yaml::from_str(
+            "{ name: bench-vcn, cidrs: [172.30.0.0/16], security-attribute: bench.zone:probe }",
+        )?);
+        inventory["vcns"] = Value::Sequence(vcns);
+        let mut all = list(&mut inventory, "endpoints")?;
+        // Generated endpoints are remote to every host (no interface).
+        for endpoint in &mut all {
+            if let Some(map) = endpoint.as_mapping_mut() {
+                map.remove("interface");
+            }
+        }
+        let largest = agents.iter().copied().max().unwrap_or(0);
+        for host in 0..largest {
+            for role in ["src", "dst"] {
+                all.push(serde_yaml::from_str(&format!(
+                    "{{ name: {role}-{host}, vcn: bench-vcn, addresses: [{}], \
+                       interface: zb-{role}, node: host-{host}, \
+                       security-attributes: [bench.role:probe] }}",
+                    probe_address(host, role)
+                ))?);
+            }
+        }
+        inventory["endpoints"] = Value::Sequence(all);
+        let lines: Vec<&str> = generated.policy_text.lines().collect();
+        let policies = lines
+            .chunks(STATEMENTS_PER_POLICY)
+            .map(|chunk| chunk.join("\n"))
+            .collect();
+        Ok(Inputs {
+            inventory_yaml: serde_yaml::to_string(&inventory)?,
+            policies,
+        })
+    }
+}
+
+struct Host {
+    /// The host's namespaces, kept while it runs.
+    _topology: Topology,
+    bridge: LoopbackBridge,
+    agent: Child,
+    bpffs: PathBuf,
+    run_dir: PathBuf,
+    probe: Probe,
+    _server: EchoServer,
+}
+
+struct BenchFleet {
+    zpr: PathBuf,
+    hosts: Vec<Host>,
+    api: Child,
+    socket: PathBuf,
+    etcd: Etcd,
+    url: String,
+    scratch: Scratch,
+}
+
+impl BenchFleet {
+    fn start(zpr: &Path, inputs: &Inputs, agents: usize) -> anyhow::Result<BenchFleet> {
+        let scratch = Scratch::new(&format!("fleet{agents}"))?;
+        let etcd = Etcd::start()?;
+        let url = etcd.url("bench");
+        let inventory = scratch.write("inventory.yaml", &inputs.inventory_yaml)?;
+        let socket = scratch.path().join("api.sock");
+        let api = Command::new(zpr)
+            .args(["serve", "--log-level", "warn", "--store", &url, "--bootstrap-admin", "root"])
+            .arg("--seed-inventory")
+            .arg(&inventory)
+            .arg("--run-dir")
+            .arg(scratch.path().join("api"))
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(scratch.path().join("api.log"))?)
+            .spawn()
+            .context("starting zpr serve")?;
+        let mut fleet = BenchFleet {
+            zpr: zpr.to_owned(),
+            hosts: Vec::new(),
+            api,
+            socket,
+            etcd,
+            url,
+            scratch,
+        };
+        fleet.wait_for_socket()?;
+        for (index, policy) in inputs.policies.iter().enumerate() {
+            let file = fleet.scratch.write(&format!("generated-{index}.zpr"), policy)?;
+            let file = file.display().to_string();
+            fleet.cli(&["policy", "create", &format!("generated-{index}"), "--file", &file])?;
+        }
+        for host in 0..agents {
+            fleet.hosts.push(fleet.start_host(host)?);
+        }
+        let revision = fleet.etcd.revision()?;
+        for host in &fleet.hosts {
+            wait_for_revision(&host.run_dir, revision)?;
+        }
+        Ok(fleet)
+    }
+
+    fn start_host(&self, host: usize) -> anyhow::Result<Host> {
+        let (source, destination) = (probe_address(host, "src"), probe_address(host, "dst"));
+        let topology = Topology::new(&[
+            ("src", "zb-src", source.as_str()),
+            ("dst", "zb-dst", destination.as_str()),
+        ])?;
+        let server = EchoServer::start(&topology.host("dst").netns, PROBE_PORT)?;
+        let bridge = LoopbackBridge::new(&topology.router, self.etcd.client_port)?;
+        let bpffs = PathBuf::from("/sys/fs/bpf").join(unique_name("zbf"));
+        let run_dir = self.scratch.path().join(format!("host-{host}"));
+        let agent = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", topology.router.name()))
+            .arg(&self.zpr)
+            .args(["run", "--log-level", "warn", "--metrics-address", "none"])
+            .args(["--store", &self.url, "--node-name", &format!("host-{host}")])
+            .arg("--bpffs")
+            .arg(&bpffs)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(
+                self.scratch.path().join(format!("host-{host}.log")),
+            )?)
+            .spawn()
+            .context("starting zpr run")?;
+        let probe = Probe::every(
+            PROBE_PERIOD,
+            &topology.host("src").netns,
+            SocketAddr::new(destination.parse()?, PROBE_PORT),
+        )?;
+        Ok(Host {
+            _topology: topology,
+            bridge,
+            agent,
+            bpffs,
+            run_dir,
+            probe,
+            _server: server,
+        })
+    }
+
+    fn wait_for_socket(&self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while !self.socket.exists() {
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "zpr serve did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn cli(&self, arguments: &[&str]) -> anyhow::Result<()> {
+        let output = Command::new(&self.zpr)
+            .args(arguments)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "zpr {}: {}",
+            arguments.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    fn toggle(&self, open: bool) -> anyhow::Result<()> {
+        if open {
+            self.cli(&["policy", "create", "probe", "--statement", PROBE_STATEMENT])
+        } else {
+            self.cli(&["policy", "delete", "probe"])
+        }
+    }
+
+    /// Milliseconds from each change's API call to the last host's probe
+    /// seeing it.
+    fn convergence(&self, changes: usize) -> anyhow::Result<Vec<f64>> {
+        let mut samples = Vec::new();
+        for change in 0..changes {
+            interrupt::checkpoint()?;
+            let open = change % 2 == 0;
+            // The previous verdict settles on every probe first.
+            std::thread::sleep(Duration::from_millis(300));
+            let since = Instant::now();
+            self.toggle(open)?;
+            let mut slowest = Duration::ZERO;
+            for host in &self.hosts {
+                let seen = if open {
+                    host.probe.opened_after(since)
+                } else {
+                    host.probe.closed_after(since)
+                }
+                .with_context(|| format!("change {change} (open: {open})"))?;
+                slowest = slowest.max(seen);
+            }
+            samples.push(slowest.as_secs_f64() * 1000.0);
+        }
+        // Leave the path closed, as it started.
+        if changes % 2 == 1 {
+            self.toggle(false)?;
+        }
+        Ok(samples)
+    }
+
+    /// etcd requests per agent per second while nothing changes.
+    fn idle_requests(&self, seconds: u64) -> anyhow::Result<f64> {
+        std::thread::sleep(Duration::from_secs(1));
+        let before = etcd_messages_received(self.etcd.client_port)?;
+        std::thread::sleep(Duration::from_secs(seconds));
+        let after = etcd_messages_received(self.etcd.client_port)?;
+        Ok((after - before) / seconds as f64 / self.hosts.len() as f64)
+    }
+
+    /// Host 0 misses a change while cut off: milliseconds from the store
+    /// coming back to its probe seeing the change, and the agent's own
+    /// reload_ms for it.
+    fn resync(&self) -> anyhow::Result<(f64, f64)> {
+        let host = &self.hosts[0];
+        host.bridge.set_cut(true);
+        let cut_off = Instant::now();
+        while !Status::read(&host.run_dir).is_ok_and(|status| status.store_unreachable.is_some()) {
+            ensure!(
+                cut_off.elapsed() < Duration::from_secs(20),
+                "the agent did not notice it was cut off"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.toggle(true)?;
+        let since = Instant::now();
+        host.bridge.set_cut(false);
+        let seen = host.probe.opened_after(since)?;
+        let revision = self.etcd.revision()?;
+        let status = wait_for_revision(&host.run_dir, revision.saturating_sub(2))?;
+        self.toggle(false)?;
+        Ok((
+            seen.as_secs_f64() * 1000.0,
+            status.reload_ms.unwrap_or(f64::NAN),
+        ))
+    }
+}
+
+/// The agent's status once it enforces `revision` or later.
+fn wait_for_revision(run_dir: &Path, revision: u64) -> anyhow::Result<Status> {
+    let started = Instant::now();
+    loop {
+        if let Ok(status) = Status::read(run_dir)
+            && status.revision.is_some_and(|enforced| enforced >= revision)
+        {
+            return Ok(status);
+        }
+        interrupt::checkpoint()?;
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("an agent did not enforce revision {revision} within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The sum of etcd's `grpc_server_msg_received_total` (every method).
+fn etcd_messages_received(port: u16) -> anyhow::Result<f64> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    let total = body
+        .lines()
+        .filter(|line| line.starts_with("grpc_server_msg_received_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    Ok(total)
+}
+
+impl Drop for BenchFleet {
+    fn drop(&mut self) {
+        for host in &mut self.hosts {
+            let _ = Command::new(&self.zpr)
+                .arg("down")
+                .arg("--bpffs")
+                .arg(&host.bpffs)
+                .arg("--run-dir")
+                .arg(&host.run_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = host.agent.kill();
+            let _ = host.agent.wait();
+            let _ = std::fs::remove_dir_all(&host.bpffs);
+        }
+        let _ = self.api.kill();
+        let _ = self.api.wait();
+    }
+}
