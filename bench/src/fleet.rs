@@ -250,7 +250,15 @@ impl BenchFleet {
         let inventory = scratch.write("inventory.yaml", &inputs.inventory_yaml)?;
         let socket = scratch.path().join("api.sock");
         let api = Command::new(zpr)
-            .args(["serve", "--log-level", "warn", "--store", &url, "--bootstrap-admin", "root"])
+            .args([
+                "serve",
+                "--log-level",
+                "warn",
+                "--store",
+                &url,
+                "--bootstrap-admin",
+                "root",
+            ])
             .arg("--seed-inventory")
             .arg(&inventory)
             .arg("--run-dir")
@@ -272,9 +280,17 @@ impl BenchFleet {
         };
         fleet.wait_for_socket()?;
         for (index, policy) in inputs.policies.iter().enumerate() {
-            let file = fleet.scratch.write(&format!("generated-{index}.zpr"), policy)?;
+            let file = fleet
+                .scratch
+                .write(&format!("generated-{index}.zpr"), policy)?;
             let file = file.display().to_string();
-            fleet.cli(&["policy", "create", &format!("generated-{index}"), "--file", &file])?;
+            fleet.cli(&[
+                "policy",
+                "create",
+                &format!("generated-{index}"),
+                "--file",
+                &file,
+            ])?;
         }
         for host in 0..agents {
             fleet.hosts.push(fleet.start_host(host)?);

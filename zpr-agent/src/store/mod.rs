@@ -96,16 +96,17 @@ impl std::error::Error for Unavailable {}
 /// The stores the API can change.
 pub enum Store {
     Sqlite(SqliteStore),
-    Etcd(EtcdStore),
+    /// Boxed: its client is large, and a store is moved around whole.
+    Etcd(Box<EtcdStore>),
 }
 
 impl Store {
     /// `etcd://HOST:PORT[,...]/TENANCY`, or the path of a SQLite store.
     pub async fn open(location: &str) -> anyhow::Result<Store> {
         if location.starts_with("etcd://") {
-            Ok(Store::Etcd(
+            Ok(Store::Etcd(Box::new(
                 EtcdStore::open(EtcdLocation::parse(location)?).await?,
-            ))
+            )))
         } else {
             Store::open_sqlite(Path::new(location))
         }
