@@ -13,7 +13,7 @@ use zpr_tests::{
     run,
     served_agent::ServedAgent,
     three_tier::{Network, example},
-    traffic::tcp_exchange,
+    traffic::{connect, echo, tcp_exchange},
 };
 
 /// internet -> lb on tcp/80 (statement 1 of the example).
@@ -128,12 +128,24 @@ fn dry_runs_answer_the_impact_change_nothing_and_need_the_same_permission() -> a
             text(&output.stderr)
         );
     }
+    // A live connection the deletion would cut is listed (the agent runs
+    // beside the API, as `zpr diff --live` lists it).
+    let mut live = connect(network.netns("internet"), None, network.address("lb"), 80)?;
+    echo(&mut live, b"live")?;
     let json = agent.cli(
         admin,
         &["policy", "delete", &id, "--dry-run", "--output", "json"],
     )?;
     let answer: Value = serde_json::from_slice(&json.stdout)?;
     assert_eq!(answer["dryRun"], true);
+    let revoked = answer["impact"]["revoked"].as_array().unwrap();
+    assert!(
+        revoked
+            .iter()
+            .any(|flow| flow["endpoint"] == "lb" && flow["protocol"] == "tcp/80"),
+        "{answer:#}"
+    );
+    echo(&mut live, b"still live after the dry run")?;
     let change = &answer["impact"]["changes"][0];
     assert_eq!(
         (&change["change"], &change["statements"][0]),

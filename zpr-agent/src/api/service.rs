@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     clock::unix_now,
-    compile::{Fnv1a64, Report, diff},
+    compile::{Fnv1a64, Report, RevokedFlow, diff},
     iam::{IamPolicy, Permission, Principal, Statement},
     inputs::Inputs,
     lang::bounded,
@@ -70,6 +70,14 @@ pub trait Enforcer {
         cause: &str,
         since: Instant,
     ) -> Option<Result<u32, String>>;
+
+    /// The live connections on this host that going from `before` to
+    /// `after` would cut (`None`: no agent runs here).
+    fn live_cuts(
+        &self,
+        before: &Inputs,
+        after: &Inputs,
+    ) -> Option<anyhow::Result<Vec<RevokedFlow>>>;
 }
 
 /// For API servers without an agent beside them.
@@ -77,6 +85,10 @@ pub struct NoLocalAgent;
 
 impl Enforcer for NoLocalAgent {
     fn enforce(&mut self, _: Snapshot, _: &str, _: Instant) -> Option<Result<u32, String>> {
+        None
+    }
+
+    fn live_cuts(&self, _: &Inputs, _: &Inputs) -> Option<anyhow::Result<Vec<RevokedFlow>>> {
         None
     }
 }
@@ -232,7 +244,7 @@ impl Service {
         }
         if request.dry_run {
             return self
-                .dry_run(store, &snapshot, principal, &operation, request)
+                .dry_run(store, enforcer, &snapshot, principal, &operation, request)
                 .await;
         }
         self.mutate(
@@ -247,12 +259,13 @@ impl Service {
     async fn dry_run(
         &self,
         store: &mut Store,
+        enforcer: &impl Enforcer,
         snapshot: &Snapshot,
         principal: &Principal,
         operation: &Operation,
         request: &Request,
     ) -> Response {
-        let outcome = impact(snapshot, operation, request);
+        let outcome = impact(enforcer, snapshot, operation, request);
         let failure = outcome
             .as_ref()
             .err()
@@ -557,8 +570,15 @@ fn new_work_request_id() -> String {
 }
 
 /// A dry run's answer: the resource as the change would leave it, and the
-/// change's impact as `zpr diff` reports it. Nothing is written.
-fn impact(snapshot: &Snapshot, operation: &Operation, request: &Request) -> Result<Value, Failure> {
+/// change's impact as `zpr diff --live` reports it (with the live
+/// connections it would cut where an agent runs beside the API). Nothing
+/// is written.
+fn impact(
+    enforcer: &impl Enforcer,
+    snapshot: &Snapshot,
+    operation: &Operation,
+    request: &Request,
+) -> Result<Value, Failure> {
     let Some(before) = Snapshot::inputs(snapshot, None)?.inputs else {
         return Err(Failure::new(
             500,
@@ -568,7 +588,17 @@ fn impact(snapshot: &Snapshot, operation: &Operation, request: &Request) -> Resu
     };
     let mut after = snapshot.tenancy.clone();
     let (value, _, after) = checked_change(&mut after, operation, request)?;
-    let report = Report::new(&diff(&before.plan, &after.plan));
+    let mut report = Report::new(&diff(&before.plan, &after.plan));
+    report.revoked = enforcer
+        .live_cuts(&before, &after)
+        .transpose()
+        .map_err(|error| {
+            Failure::new(
+                500,
+                "InternalServerError",
+                format!("reading the live connections: {error:#}"),
+            )
+        })?;
     Ok(json!({
         "dryRun": true,
         "resource": value,

@@ -70,7 +70,12 @@ fn compare(args: &Args) -> anyhow::Result<u8> {
     };
     let mut report = Report::new(&diff(&old.plan, &new.plan));
     if args.live {
-        report.revoked = Some(revoked_flows(&args.paths, &old, &new)?);
+        report.revoked = Some(revoked_flows(
+            &args.paths.pins(),
+            &args.paths.run_dir,
+            &old,
+            &new,
+        )?);
     }
     let mut stdout = std::io::stdout().lock();
     match args.output {

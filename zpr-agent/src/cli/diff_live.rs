@@ -4,26 +4,27 @@
 //! origin direction and policy port), so it is cut exactly when the new
 //! policy does not let that question pass.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, path::Path};
 
 use zpr_common::conntrack::{FlowKey, FlowState};
 
-use super::agent_paths::AgentPaths;
 use super::monitor::address;
 use crate::compile::{Decision, Direction, PacketFacts, RevokedFlow, decide};
 use crate::daemon::Status;
-use crate::datapath::pinned_live_flows;
+use crate::datapath::{PinLayout, pinned_live_flows};
 use crate::inputs::Inputs;
 
-/// The live flows at the agent behind `paths` that `new` would cut.
+/// The live flows of the agent with these pins and run directory that
+/// `new` would cut.
 pub fn revoked_flows(
-    paths: &AgentPaths,
+    pins: &PinLayout,
+    run_dir: &Path,
     old: &Inputs,
     new: &Inputs,
 ) -> anyhow::Result<Vec<RevokedFlow>> {
-    let status = Status::read(&paths.run_dir)?;
+    let status = Status::read(run_dir)?;
     let mut revoked = Vec::new();
-    for (key, state) in pinned_live_flows(&paths.pins())? {
+    for (key, state) in pinned_live_flows(pins)? {
         let Some(endpoint) = status.endpoint_by_ifindex(key.ifindex) else {
             continue;
         };

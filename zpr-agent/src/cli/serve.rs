@@ -9,13 +9,18 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use super::agent_options::{AgentOptions, start_logging};
+use super::{
+    agent_options::{AgentOptions, start_logging},
+    diff_live::revoked_flows,
+};
 use crate::{
     api::{
         server::ApiSocket,
         service::{Enforcer, NoLocalAgent, Service},
     },
+    compile::RevokedFlow,
     daemon::{self, Agent, AgentLock, Companion, Guard, InputSource},
+    inputs::Inputs,
     store::{Snapshot, Store},
 };
 
@@ -144,6 +149,19 @@ impl Enforcer for LocalAgent<'_> {
             Some(error) => Err(error.message.clone()),
             None => Ok(status.generation),
         })
+    }
+
+    fn live_cuts(
+        &self,
+        before: &Inputs,
+        after: &Inputs,
+    ) -> Option<anyhow::Result<Vec<RevokedFlow>>> {
+        Some(revoked_flows(
+            self.0.pins(),
+            self.0.run_dir(),
+            before,
+            after,
+        ))
     }
 }
 
