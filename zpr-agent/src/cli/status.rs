@@ -239,18 +239,24 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
         let latency = status
             .reload_ms
             .map_or(String::new(), |ms| format!(" in {ms:.1} ms"));
-        let files: Vec<String> = status
-            .policies
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let source = match (&status.store, status.revision) {
+            (Some(store), Some(revision)) => format!("{store} at revision {revision}"),
+            (Some(store), None) => store.clone(),
+            (None, _) => status
+                .policies
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         writeln!(
             out,
-            "policy:      generation {} applied {applied}{latency}; {} statements from {}",
-            status.generation,
-            status.statements,
-            files.join(", ")
+            "policy:      generation {} applied {applied}{latency}; {} statements from {source}",
+            status.generation, status.statements,
         )?;
+        if let Some(heard_at) = status.store_heard_at {
+            writeln!(out, "store:       last answered {}", ago(heard_at))?;
+        }
         match &status.last_error {
             None => writeln!(out, "last error:  none")?,
             Some(error) => {
