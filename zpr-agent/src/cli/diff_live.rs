@@ -11,9 +11,9 @@ use serde::Serialize;
 use zpr_common::conntrack::{FlowKey, FlowState};
 
 use super::agent_paths::AgentPaths;
-use super::monitor::address;
 use crate::compile::{Decision, Direction, PacketFacts, decide};
 use crate::daemon::Status;
+use crate::daemon::event_names::address;
 use crate::datapath::pinned_live_flows;
 use crate::inputs::Inputs;
 

@@ -5,6 +5,9 @@
 //! adopts it.
 
 mod agent;
+pub mod event_hub;
+pub mod event_names;
+pub mod flow_log;
 mod health;
 mod link_events;
 mod lock;
@@ -54,6 +57,8 @@ pub struct AgentConfig {
     pub events_per_second: u32,
     /// Where Prometheus metrics are served.
     pub metrics: metrics::MetricsOptions,
+    /// Where the flow log goes, if anywhere.
+    pub flow_log: Option<flow_log::FlowLogOptions>,
 }
 
 /// Where the agent's inventory and policies come from.
@@ -114,8 +119,10 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     };
     let mut manager = ServiceManager::from_environment();
     let metrics = config.metrics.clone();
+    let flow_log = config.flow_log.clone();
     let mut agent = Agent::start(config)?;
     metrics::start(&metrics, &mut agent);
+    let events = event_hub::start(flow_log.as_ref(), &agent);
     let mut api = match api {
         Some(service) => Some((ApiSocket::bind(&agent.api_socket()?)?, service)),
         None => None,
@@ -160,6 +167,7 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
                     agent.reload(cause, std::time::Instant::now(), Guard::Confirmed);
                 }
                 agent.keep_enforcing();
+                events.report_to(&mut agent);
                 tell_service_manager(&agent, &mut manager);
             }
             _ = hangup.recv() => {

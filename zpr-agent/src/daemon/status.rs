@@ -3,6 +3,7 @@
 //! kernel events (endpoints by ifindex, statements by rule, identities).
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -58,6 +59,10 @@ pub struct Status {
     /// The live Plan's identities (`identities[i].uid == i + 1`), for
     /// naming the addresses of events.
     pub identities: Vec<Identity>,
+    /// Each tagged endpoint's security attributes (`namespace.key:value`),
+    /// by endpoint name, for the flow log.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
 }
 
 /// A local endpoint (one with an `interface` in the inventory).
