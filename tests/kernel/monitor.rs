@@ -1,8 +1,10 @@
 //! `zpr monitor` under a flood of denied packets tells what it does not
 //! show: events rate-limited by the kernel (in a record of their own,
-//! agreeing with the kernel's counters), and events buffered before it
-//! started (skipped, not replayed). An internet source is named by the
-//! prefix it fell in, not by the jump host sharing its identity.
+//! agreeing with the kernel's counters), and events from before it started
+//! (the agent's backlog: skipped, not replayed). An internet source is
+//! named by the prefix it fell in, not by the jump host sharing its
+//! identity. With no agent running, the monitor reads the pinned ring
+//! buffer itself.
 
 use std::{
     fs,
@@ -159,5 +161,51 @@ fn a_flood_is_reported_as_rate_limited_and_old_events_are_not_replayed() -> anyh
         assert_eq!(event["local"], "app-1", "{event}");
         assert_eq!(event["remote"], "0.0.0.0/0 (jump)", "{event}");
     }
+    Ok(())
+}
+
+/// Denied datagrams sent once the agent has stopped, to this port.
+const AFTER_AGENT_PORT: u16 = 7004;
+
+#[test]
+fn without_an_agent_the_monitor_reads_the_pinned_ring_buffer() -> anyhow::Result<()> {
+    let network = Network::start()?;
+    let inputs = Inputs::new()?;
+    let mut agent = inputs.start_agent(&network)?;
+    agent.wait_for_generation(1)?;
+    // Enforcement (and the ring buffer) stays pinned; nobody drains it.
+    agent.terminate()?;
+    send_denied(&network, AFTER_AGENT_PORT, 3)?;
+    std::thread::sleep(Duration::from_millis(200));
+
+    let monitor = |extra: &[&str]| -> anyhow::Result<Vec<Value>> {
+        let output = agent
+            .zpr(&["monitor", "--output", "json", "--duration", "1"])
+            .args(extra)
+            .args(agent.paths())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        anyhow::ensure!(output.status.success(), "zpr monitor failed: {stderr}");
+        Ok(String::from_utf8(output.stdout)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    };
+    // What waited in the ring buffer is older than the monitor: shown
+    // stale on request, and named from the stopped agent's status file.
+    let records = monitor(&["--include-buffered"])?;
+    let events: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "event" && r["dst_port"] == AFTER_AGENT_PORT)
+        .collect();
+    assert_eq!(events.len(), 3, "{records:?}");
+    for event in events {
+        assert_eq!(event["stale"], true, "{event}");
+        assert_eq!(event["local"], "app-1", "{event}");
+        assert_eq!(event["reason"], "no-policy", "{event}");
+    }
+    // Read once, they are gone: this monitor was the ring buffer's reader.
+    let again = monitor(&["--include-buffered"])?;
+    assert!(again.iter().all(|r| r["type"] != "event"), "{again:?}");
     Ok(())
 }
