@@ -100,10 +100,14 @@ struct MonitorProcess(Option<Child>);
 impl MonitorProcess {
     /// Interrupts it as Ctrl-C does; returns what it printed.
     fn stop(mut self) -> anyhow::Result<String> {
-        let child = self.0.take().unwrap();
+        let mut child = self.0.take().unwrap();
         // SAFETY: kill(2) on our own child.
-        anyhow::ensure!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) } == 0);
+        let interrupted = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) } == 0;
+        if !interrupted {
+            let _ = child.kill();
+        }
         let output = child.wait_with_output()?;
+        anyhow::ensure!(interrupted, "zpr monitor could not be interrupted");
         anyhow::ensure!(
             output.status.success(),
             "zpr monitor failed: {}",

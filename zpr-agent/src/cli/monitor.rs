@@ -159,7 +159,7 @@ enum Source {
     Agent(mpsc::Receiver<anyhow::Result<Frame>>),
     /// The pinned ring buffer itself, when no agent serves the events
     /// (this monitor is then its only reader).
-    Ring(AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>),
+    Ring(Box<AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>>),
 }
 
 impl Source {
@@ -173,7 +173,7 @@ impl Source {
         // AsyncFd, which deregisters before dropping it.
         let ring = unsafe { AsyncFd::register(pinned_events(pins)?) }
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Source::Ring(ring))
+        Ok(Source::Ring(Box::new(ring)))
     }
 
     /// What arrived next; `None` once the agent has gone away.

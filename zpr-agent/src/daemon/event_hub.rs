@@ -36,6 +36,9 @@ use crate::datapath::{EventStats, PinLayout, decode_event, pinned_event_stats, p
 pub const BACKLOG: usize = 256;
 /// Events queued for one monitor before it counts as too slow.
 const MONITOR_QUEUE: usize = 1024;
+/// How long the hub waits after failing to accept a monitor (events wait
+/// in the ring buffer meanwhile).
+const ACCEPT_RETRY: Duration = Duration::from_millis(500);
 /// How often the kernel's lost and rate-limited counters are read for the
 /// flow log.
 const SUPPRESSION_INTERVAL: Duration = Duration::from_secs(1);
@@ -267,7 +270,11 @@ impl Hub {
                 }
                 Some(accepted) = maybe_accept(listener.as_ref()) => match accepted {
                     Ok(stream) => self.connect(stream),
-                    Err(err) => warn!("accepting a monitor: {err}"),
+                    Err(err) => {
+                        warn!("accepting a monitor: {err}");
+                        // Out of descriptors, say: not a log line per retry.
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                    }
                 },
                 _ = suppression.tick() => self.report_suppression(),
             }

@@ -7,6 +7,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
+    time::{Duration, Instant},
 };
 
 use zpr_common::{
@@ -17,12 +18,18 @@ use zpr_common::{
 
 use super::Status;
 
+/// How soon the status file is read again when the last read did not
+/// name an event's generation (the file can be tens of MB: not per event).
+const REREAD_AFTER: Duration = Duration::from_secs(1);
+
 /// The status of the live generation and of the one before it, read from
 /// the agent's status file as events of newer generations arrive.
 #[derive(Default)]
 pub struct GenerationNames {
     current: Option<Status>,
     previous: Option<Status>,
+    /// When the file was last read.
+    read_at: Option<Instant>,
 }
 
 impl GenerationNames {
@@ -34,9 +41,11 @@ impl GenerationNames {
                 .current
                 .as_ref()
                 .is_some_and(|current| current.generation > generation)
+            || self.read_at.is_some_and(|at| at.elapsed() < REREAD_AFTER)
         {
             return;
         }
+        self.read_at = Some(Instant::now());
         let Ok(status) = Status::read(run_dir) else {
             return;
         };

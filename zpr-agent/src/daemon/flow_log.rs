@@ -23,8 +23,8 @@ use std::{
     os::unix::fs::OpenOptionsExt as _,
     path::PathBuf,
     str::FromStr,
-    sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
-    time::{SystemTime, UNIX_EPOCH},
+    sync::mpsc::{Receiver, SyncSender, TrySendError, channel, sync_channel},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::Serialize;
@@ -46,6 +46,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
 pub const ROTATED_FILES: u32 = 5;
 /// Events waiting for the writer before it counts as behind.
 const QUEUE: usize = 8192;
+/// How long a stopping agent waits for the writer to write what is queued.
+const DRAIN_AT_STOP: Duration = Duration::from_secs(2);
 
 /// `--flow-log`: a file, or `-` for standard output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +110,8 @@ pub struct FlowLog {
     /// Events the writer's queue had no room for, not told to it yet.
     queue_full: u64,
     consumers: EventConsumer,
+    /// Disconnected when the writer has ended.
+    writer_ended: Receiver<()>,
 }
 
 impl FlowLog {
@@ -134,14 +138,19 @@ impl FlowLog {
             failing: false,
         };
         info!(to = %options.target, "writing the flow log");
+        let (ended, writer_ended) = channel();
         std::thread::Builder::new()
             .name("zpr-flow-log".to_owned())
-            .spawn(move || writer.run(received))
+            .spawn(move || {
+                writer.run(received);
+                drop(ended);
+            })
             .expect("starting the flow log's thread");
         FlowLog {
             items,
             queue_full: 0,
             consumers,
+            writer_ended,
         }
     }
 
@@ -184,6 +193,16 @@ impl FlowLog {
     fn fell_behind(&mut self) {
         self.queue_full += 1;
         self.consumers.dropped_for_flow_log();
+    }
+}
+
+impl Drop for FlowLog {
+    /// The agent is stopping: the writer gets a moment to write what is
+    /// queued (it ends once its queue is empty and closed), not longer.
+    fn drop(&mut self) {
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.items, closed));
+        let _ = self.writer_ended.recv_timeout(DRAIN_AT_STOP);
     }
 }
 
