@@ -173,8 +173,28 @@ fn without_an_agent_the_monitor_reads_the_pinned_ring_buffer() -> anyhow::Result
     let inputs = Inputs::new()?;
     let mut agent = inputs.start_agent(&network)?;
     agent.wait_for_generation(1)?;
+    // A monitor reading through the agent ends, with its summary, when
+    // the agent stops.
+    let through_agent = agent
+        .zpr(&["monitor", "--output", "json", "--duration", "20"])
+        .args(agent.paths())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
     // Enforcement (and the ring buffer) stays pinned; nobody drains it.
     agent.terminate()?;
+    let ended = through_agent.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert!(ended.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the agent stopped serving events"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8(ended.stdout)?.contains("\"type\":\"summary\""),
+        "{stderr}"
+    );
     send_denied(&network, AFTER_AGENT_PORT, 3)?;
     std::thread::sleep(Duration::from_millis(200));
 
