@@ -9,13 +9,14 @@
 use std::{
     fs,
     net::{Ipv4Addr, UdpSocket},
-    process::Stdio,
+    process::{Child, Stdio},
     time::Duration,
 };
 
 use serde_json::Value;
 use zpr_tests::{
     Netns,
+    agent::AgentProcess,
     site::Inputs,
     three_tier::{HOSTS, Network},
 };
@@ -58,6 +59,17 @@ fn add_jump_host(inputs: &Inputs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `zpr monitor --output json` for `agent`'s pins, for `seconds` at most,
+/// its output piped.
+fn spawn_monitor(agent: &AgentProcess, seconds: &str) -> std::io::Result<Child> {
+    agent
+        .zpr(&["monitor", "--output", "json", "--duration", seconds])
+        .args(agent.paths())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
 fn rate_limited_by_kernel(status: &Value) -> u64 {
     status["events"]["rate_limited"]
         .as_u64()
@@ -83,12 +95,7 @@ fn a_flood_is_reported_as_rate_limited_and_old_events_are_not_replayed() -> anyh
     std::thread::sleep(Duration::from_millis(200));
     let kernel_before = rate_limited_by_kernel(&agent.status_report()?.1);
 
-    let monitor = agent
-        .zpr(&["monitor", "--output", "json", "--duration", "5"])
-        .args(agent.paths())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let monitor = spawn_monitor(&agent, "5")?;
     std::thread::sleep(Duration::from_millis(1000));
     send_denied(&network, FLOOD_PORT, FLOOD)?;
     let output = monitor.wait_with_output()?;
@@ -175,12 +182,7 @@ fn without_an_agent_the_monitor_reads_the_pinned_ring_buffer() -> anyhow::Result
     agent.wait_for_generation(1)?;
     // A monitor reading through the agent ends, with its summary, when
     // the agent stops.
-    let through_agent = agent
-        .zpr(&["monitor", "--output", "json", "--duration", "20"])
-        .args(agent.paths())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let through_agent = spawn_monitor(&agent, "20")?;
     std::thread::sleep(Duration::from_millis(500));
     // Enforcement (and the ring buffer) stays pinned; nobody drains it.
     agent.terminate()?;
