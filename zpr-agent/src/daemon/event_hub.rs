@@ -34,6 +34,9 @@ use crate::datapath::{EventStats, PinLayout, decode_event, pinned_event_stats, p
 /// Events the agent keeps for a monitor that connects: the most recent
 /// ones, which it shows with `--include-buffered` (marked stale).
 pub const BACKLOG: usize = 256;
+/// Events read from the ring buffer before the agent's other work gets a
+/// turn (the agent runs on one thread).
+const DRAIN_BATCH: usize = 1024;
 /// Events queued for one monitor before it counts as too slow.
 const MONITOR_QUEUE: usize = 1024;
 /// How long the hub waits after failing to accept a monitor (events wait
@@ -261,12 +264,24 @@ impl Hub {
                             return;
                         }
                     };
-                    while let Some(item) = guard.get_inner_mut().next() {
+                    let mut drained = false;
+                    for _ in 0..DRAIN_BATCH {
+                        let Some(item) = guard.get_inner_mut().next() else {
+                            drained = true;
+                            break;
+                        };
                         if let Some(event) = decode_event(&item) {
                             self.deliver(event);
                         }
                     }
-                    guard.clear_ready();
+                    if drained {
+                        guard.clear_ready();
+                    } else {
+                        // Still readable: the agent's own loop (reloads,
+                        // kernel checks) gets its turn before the next batch.
+                        drop(guard);
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Some(accepted) = maybe_accept(listener.as_ref()) => match accepted {
                     Ok(stream) => self.connect(stream),
