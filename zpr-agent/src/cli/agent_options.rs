@@ -11,6 +11,7 @@ use super::agent_paths::AgentPaths;
 use crate::{
     daemon::{
         AgentConfig, InputSource,
+        flow_log::{self, FlowLogOptions, FlowLogTarget},
         metrics::{self, MetricsAddress, MetricsOptions},
     },
     datapath::FromWorkloadHook,
@@ -55,6 +56,19 @@ pub struct AgentOptions {
     /// and says so in its log and in `zpr status`.
     #[arg(long, value_name = "ADDR:PORT|none", default_value = metrics::DEFAULT_ADDRESS)]
     pub metrics_address: MetricsAddress,
+    /// Write a flow log to FILE (`-`: standard output): a JSON line for
+    /// every new flow decided (allowed, audited) and every drop, with
+    /// OCI flow-log field names, the statements that allowed the flow,
+    /// both endpoints' names and security attributes. Records the kernel
+    /// did not send or the writer could not write are counted in it. A
+    /// failing write never stops enforcement (see the README).
+    #[arg(long, value_name = "FILE|-")]
+    pub flow_log: Option<FlowLogTarget>,
+    /// Rotate the flow log file when it would grow past this size:
+    /// FILE becomes FILE.1 (FILE.1 becomes FILE.2, ...; five are kept).
+    #[arg(long, value_name = "BYTES", default_value_t = flow_log::DEFAULT_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub flow_log_max_bytes: u64,
     /// Also export `zpr_endpoint_attached` with each local endpoint's name
     /// and vNIC as labels. Packet and byte counters stay per host: the
     /// datapath counts by direction and reason, not by vNIC.
@@ -93,6 +107,10 @@ impl AgentOptions {
                 address: self.metrics_address,
                 per_interface: self.metrics_per_interface,
             },
+            flow_log: self.flow_log.map(|target| FlowLogOptions {
+                target,
+                max_bytes: self.flow_log_max_bytes,
+            }),
         })
     }
 }

@@ -8,9 +8,9 @@ use std::{net::IpAddr, path::Path};
 
 use zpr_common::conntrack::{FlowKey, FlowState};
 
-use super::monitor::address;
 use crate::compile::{Decision, Direction, PacketFacts, RevokedFlow, decide};
 use crate::daemon::Status;
+use crate::daemon::event_names::address;
 use crate::datapath::{PinLayout, pinned_live_flows};
 use crate::inputs::Inputs;
 

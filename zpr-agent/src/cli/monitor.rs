@@ -1,30 +1,37 @@
 //! `zpr monitor`: drop events (and new-flow allows) as they happen, with
-//! endpoint names, statement ids and reasons. Reads the pinned ring
-//! buffer, so it works beside a running agent (one monitor at a time).
+//! endpoint names, statement ids and reasons. When an agent runs, it reads
+//! the events from the agent's socket (the agent is the ring buffer's one
+//! reader and serves any number of monitors beside its flow log); when
+//! none runs, it reads the pinned ring buffer itself.
 //!
 //! It tells what it does not show: events the kernel lost (ring buffer
-//! full) or rate-limited, read from its counters about once a second, and
-//! events that were waiting in the ring buffer before it started (older
-//! than the monitor: skipped unless `--include-buffered`).
+//! full) or rate-limited, read from its counters about once a second;
+//! events the agent dropped because this monitor read too slowly; and
+//! events from before it started (the agent's backlog of recent events, or
+//! what waited in the ring buffer): skipped unless `--include-buffered`.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
+    path::Path,
     process::ExitCode,
     time::{Duration, Instant},
 };
 
 use clap::ValueEnum;
 use serde::Serialize;
-use tokio::io::unix::AsyncFd;
-use zpr_common::{
-    Direction, FAMILY_IPV4,
-    counters::Reason,
-    event::{Event, NO_RULE, VERDICT_ALLOWED, VERDICT_AUDITED, VERDICT_DROPPED},
+use tokio::{
+    io::{BufReader, unix::AsyncFd},
+    net::UnixStream,
+    sync::mpsc,
 };
+use zpr_common::event::{Event, VERDICT_ALLOWED};
 
 use super::{Output, agent_paths::AgentPaths, agent_view::AgentView};
 use crate::{
-    daemon::Status,
+    daemon::{
+        event_hub::{self, Frame},
+        event_names::{GenerationNames, Verdict, describe, protocol_name},
+    },
     datapath::{
         EventStats, PinLayout, decode_event, monotonic_now_ns, pinned_event_stats, pinned_events,
     },
@@ -33,6 +40,8 @@ use crate::{
 /// How often the kernel's lost and rate-limited counters are read (and
 /// reported when they grew).
 const SUPPRESSION_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Frames read from the agent ahead of the monitor printing them.
+const FRAMES_IN_FLIGHT: usize = 256;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -50,9 +59,10 @@ pub struct Args {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
-    /// Also show the events already waiting in the ring buffer when the
-    /// monitor starts (they happened before it), marked stale. Without
-    /// it they are skipped and counted.
+    /// Also show events from before the monitor started, marked stale:
+    /// the agent's backlog of its last 256 events (when an agent runs; it
+    /// drains the kernel's ring buffer as events come), else what waited
+    /// in the ring buffer. Without it they are skipped and counted.
     #[arg(long)]
     pub include_buffered: bool,
 }
@@ -68,12 +78,14 @@ pub enum VerdictFilter {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Record {
     Event(Box<Shown>),
-    /// Events the kernel did not send since the previous such record.
+    /// Events not shown since the previous such record.
     Suppressed {
-        /// The ring buffer was full.
+        /// The kernel's ring buffer was full.
         lost: u64,
         /// Over the agent's events-per-second budget.
         rate_limited: u64,
+        /// Dropped by the agent because this monitor read too slowly.
+        read_too_slowly: u64,
         /// Since the previous suppressed record (or the monitor's start).
         seconds: f64,
     },
@@ -87,6 +99,7 @@ enum Record {
         skipped_buffered: u64,
         lost: u64,
         rate_limited: u64,
+        read_too_slowly: u64,
     },
 }
 
@@ -112,16 +125,15 @@ struct Shown {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Anything the kernel stamped before this instant was buffered before
-    // the monitor started.
+    // Anything the kernel stamped before this instant happened before the
+    // monitor started.
     let started_ns = monotonic_now_ns();
     let view = AgentView::of(&args.paths);
     if !view.pins_visible() {
         eprintln!("zpr monitor: {}", view.why_no_pins());
         return Ok(ExitCode::from(1));
     }
-    let ring = pinned_events(&view.pins)?;
-    let suppression = Suppression::start(view.pins)?;
+    let suppression = Suppression::start(view.pins.clone())?;
     let args = Args {
         paths: AgentPaths {
             run_dir: view.run_dir,
@@ -132,17 +144,89 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(stream(args, ring, suppression, started_ns))?;
+        .block_on(async {
+            let source = Source::open(&args.paths.run_dir, &view.pins).await?;
+            stream(args, source, suppression, started_ns).await
+        })?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the events come from.
+enum Source {
+    /// The running agent, which reads the ring buffer for every monitor:
+    /// its frames, read by a task of their own (reading a frame is not
+    /// cancel-safe, receiving one is).
+    Agent(mpsc::Receiver<anyhow::Result<Frame>>),
+    /// The pinned ring buffer itself, when no agent serves the events
+    /// (this monitor is then its only reader).
+    Ring(Box<AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>>),
+}
+
+impl Source {
+    async fn open(run_dir: &Path, pins: &PinLayout) -> anyhow::Result<Source> {
+        if let Ok(agent) = UnixStream::connect(event_hub::socket_path(run_dir)).await {
+            let (frames, received) = mpsc::channel(FRAMES_IN_FLIGHT);
+            tokio::spawn(read_frames(BufReader::new(agent), frames));
+            return Ok(Source::Agent(received));
+        }
+        // SAFETY: the ring buffer owns its fd and lives inside the
+        // AsyncFd, which deregisters before dropping it.
+        let ring = unsafe { AsyncFd::register(pinned_events(pins)?) }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Source::Ring(Box::new(ring)))
+    }
+
+    /// What arrived next; `None` once the agent has gone away.
+    async fn next(&mut self) -> anyhow::Result<Option<Vec<Frame>>> {
+        match self {
+            Source::Agent(frames) => frames
+                .recv()
+                .await
+                .map(|frame| frame.map(|frame| vec![frame]))
+                .transpose(),
+            Source::Ring(ring) => {
+                let mut guard = ring.readable_mut().await?;
+                let mut frames = Vec::new();
+                while let Some(item) = guard.get_inner_mut().next() {
+                    frames.extend(decode_event(&item).map(Frame::Event));
+                }
+                guard.clear_ready();
+                Ok(Some(frames))
+            }
+        }
+    }
+}
+
+/// Hands the agent's frames on until it closes the stream (or a frame
+/// cannot be read, which ends it too).
+async fn read_frames(
+    mut agent: BufReader<UnixStream>,
+    frames: mpsc::Sender<anyhow::Result<Frame>>,
+) {
+    loop {
+        let frame = Frame::read(&mut agent).await.transpose();
+        let last = !matches!(frame, Some(Ok(_)));
+        if let Some(frame) = frame
+            && frames.send(frame).await.is_err()
+        {
+            return;
+        }
+        if last {
+            return;
+        }
+    }
+}
+
 /// The kernel's lost and rate-limited counters, against what was last
-/// reported.
+/// reported, and what the agent did not send this monitor.
 struct Suppression {
     pins: PinLayout,
     at_start: EventStats,
     reported: EventStats,
     reported_at: Instant,
+    /// Events the agent dropped for this monitor, not reported yet.
+    read_too_slowly: u64,
+    read_too_slowly_total: u64,
 }
 
 impl Suppression {
@@ -153,7 +237,14 @@ impl Suppression {
             at_start: now.clone(),
             reported: now,
             reported_at: Instant::now(),
+            read_too_slowly: 0,
+            read_too_slowly_total: 0,
         })
+    }
+
+    fn dropped_by_agent(&mut self, count: u64) {
+        self.read_too_slowly += count;
+        self.read_too_slowly_total += count;
     }
 
     /// What grew since the last report, if anything did.
@@ -161,7 +252,8 @@ impl Suppression {
         let now = pinned_event_stats(&self.pins)?;
         let lost = now.lost.saturating_sub(self.reported.lost);
         let rate_limited = now.rate_limited.saturating_sub(self.reported.rate_limited);
-        if lost == 0 && rate_limited == 0 {
+        let read_too_slowly = std::mem::take(&mut self.read_too_slowly);
+        if lost == 0 && rate_limited == 0 && read_too_slowly == 0 {
             return Ok(None);
         }
         let seconds = self.reported_at.elapsed().as_secs_f64();
@@ -170,18 +262,22 @@ impl Suppression {
         Ok(Some(Record::Suppressed {
             lost,
             rate_limited,
+            read_too_slowly,
             seconds,
         }))
     }
 
     /// Reported since the monitor started.
-    fn totals(&self) -> EventStats {
-        EventStats {
+    fn summary(&self, shown: usize, skipped_buffered: u64) -> Record {
+        Record::Summary {
+            shown,
+            skipped_buffered,
             lost: self.reported.lost.saturating_sub(self.at_start.lost),
             rate_limited: self
                 .reported
                 .rate_limited
                 .saturating_sub(self.at_start.rate_limited),
+            read_too_slowly: self.read_too_slowly_total,
         }
     }
 }
@@ -203,14 +299,11 @@ impl Skipped {
 
 async fn stream(
     args: Args,
-    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    mut source: Source,
     mut suppression: Suppression,
     started_ns: u64,
 ) -> anyhow::Result<()> {
-    // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd,
-    // which deregisters before dropping it.
-    let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut status = Status::read(&args.paths.run_dir).ok();
+    let mut names = GenerationNames::default();
     let deadline = args
         .duration
         .map(|seconds| tokio::time::Instant::now() + Duration::from_secs_f64(seconds));
@@ -219,8 +312,8 @@ async fn stream(
     let mut skipped = Skipped::default();
     let mut shown = 0;
     'stream: loop {
-        let mut guard = tokio::select! {
-            guard = ring.readable_mut() => guard?,
+        let frames = tokio::select! {
+            frames = source.next() => frames?,
             _ = reports.tick() => {
                 print(args.output, skipped.report())?;
                 print(args.output, suppression.report()?)?;
@@ -229,9 +322,17 @@ async fn stream(
             _ = tokio::signal::ctrl_c() => break,
             _ = sleep_until(deadline) => break,
         };
-        while let Some(item) = guard.get_inner_mut().next() {
-            let Some(event) = decode_event(&item) else {
-                continue;
+        let Some(frames) = frames else {
+            eprintln!("zpr monitor: the agent stopped serving events");
+            break;
+        };
+        for frame in frames {
+            let event = match frame {
+                Frame::Event(event) => event,
+                Frame::ReadTooSlowly(count) => {
+                    suppression.dropped_by_agent(count);
+                    continue;
+                }
             };
             let stale = event.timestamp_ns < started_ns;
             if stale && !args.include_buffered {
@@ -241,41 +342,22 @@ async fn stream(
             if args.verdict == VerdictFilter::Drop && event.verdict == VERDICT_ALLOWED {
                 continue;
             }
-            if status
-                .as_ref()
-                .is_none_or(|s| s.generation != event.generation)
-            {
-                status = Status::read(&args.paths.run_dir).ok();
-            }
+            names.refresh(&args.paths.run_dir, event.generation);
             // The skipped ones came first: say so before what follows them.
             print(args.output, skipped.report())?;
             print(
                 args.output,
-                Some(Record::Event(Box::new(describe(
-                    &event,
-                    status.as_ref(),
-                    stale,
-                )))),
+                Some(Record::Event(Box::new(shown_event(&event, &names, stale)))),
             )?;
             shown += 1;
             if args.count.is_some_and(|count| shown >= count) {
                 break 'stream;
             }
         }
-        guard.clear_ready();
     }
     print(args.output, skipped.report())?;
     print(args.output, suppression.report()?)?;
-    let totals = suppression.totals();
-    print(
-        args.output,
-        Some(Record::Summary {
-            shown,
-            skipped_buffered: skipped.total,
-            lost: totals.lost,
-            rate_limited: totals.rate_limited,
-        }),
-    )
+    print(args.output, Some(suppression.summary(shown, skipped.total)))
 }
 
 fn print(output: Output, record: Option<Record>) -> anyhow::Result<()> {
@@ -296,67 +378,29 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn describe(event: &Event, status: Option<&Status>, stale: bool) -> Shown {
-    let endpoint = status.and_then(|s| s.endpoint_by_ifindex(event.ifindex));
-    let (src, dst) = (
-        address(event.family, &event.src),
-        address(event.family, &event.dst),
-    );
-    let direction = Direction::from_u8(event.direction);
-    let (local, remote) = match direction {
-        Some(Direction::ToWorkload) => (dst, src),
-        _ => (src, dst),
-    };
-    // Named by what each address is, not by the first endpoint of the
-    // identity it shares with others.
-    let name = |uid: u32, address: IpAddr| {
-        status
-            .and_then(|s| s.identity(uid))
-            .map_or_else(|| format!("uid {uid}"), |i| i.name_of(address))
-    };
-    let statements = match (status, event.rule) {
-        (_, NO_RULE) | (None, _) => Vec::new(),
-        (Some(s), rule) if s.generation == event.generation => {
-            s.rules.get(rule as usize).cloned().unwrap_or_default()
-        }
-        (Some(_), rule) => vec![format!("rule {rule} of generation {}", event.generation)],
-    };
+fn shown_event(event: &Event, names: &GenerationNames, stale: bool) -> Shown {
+    let described = describe(event, names);
+    let (local, remote) = described.local_and_remote();
     Shown {
-        verdict: match event.verdict {
-            VERDICT_DROPPED => "drop",
-            VERDICT_AUDITED => "audit",
-            _ => "allow",
+        verdict: match described.verdict {
+            Verdict::Dropped => "drop",
+            Verdict::Audited => "audit",
+            Verdict::Allowed => "allow",
         },
-        reason: Reason::from_u8(event.reason).map_or("unknown", Reason::name),
-        endpoint: endpoint.map_or("?".to_owned(), |e| e.name.clone()),
-        interface: endpoint.map_or(format!("ifindex {}", event.ifindex), |e| {
-            e.interface.clone()
-        }),
-        direction: direction.map_or("?", Direction::name),
-        protocol: match event.protocol {
-            1 => "icmp".to_owned(),
-            6 => "tcp".to_owned(),
-            17 => "udp".to_owned(),
-            58 => "icmpv6".to_owned(),
-            other => format!("proto-{other}"),
-        },
-        src,
-        src_port: event.src_port,
-        dst,
-        dst_port: event.dst_port,
-        local: name(event.local_uid, local),
-        remote: name(event.remote_uid, remote),
-        statements,
-        generation: event.generation,
+        reason: described.reason,
+        endpoint: described.endpoint.clone().unwrap_or_else(|| "?".to_owned()),
+        interface: described.interface.clone(),
+        direction: described.direction_name(),
+        protocol: protocol_name(described.protocol),
+        src: described.source.address,
+        src_port: described.source.port,
+        dst: described.destination.address,
+        dst_port: described.destination.port,
+        local: local.name.clone(),
+        remote: remote.name.clone(),
+        statements: described.statements.lines(described.generation),
+        generation: described.generation,
         stale,
-    }
-}
-
-pub(super) fn address(family: u8, bytes: &[u8; 16]) -> IpAddr {
-    if family == FAMILY_IPV4 {
-        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(*bytes))
     }
 }
 
@@ -366,10 +410,12 @@ fn text(record: &Record) -> String {
         Record::Suppressed {
             lost,
             rate_limited,
+            read_too_slowly,
             seconds,
         } => format!(
             "-- not shown: {lost} events lost (ring buffer full), {rate_limited} rate-limited \
-             (over the agent's --events-per-second) in the last {seconds:.1}s"
+             (over the agent's --events-per-second), {read_too_slowly} dropped by the agent \
+             (this monitor read too slowly) in the last {seconds:.1}s"
         ),
         Record::Skipped { buffered } => format!(
             "-- skipped {buffered} events buffered before the monitor started \
@@ -380,9 +426,11 @@ fn text(record: &Record) -> String {
             skipped_buffered,
             lost,
             rate_limited,
+            read_too_slowly,
         } => format!(
             "-- {shown} events shown; {skipped_buffered} buffered before the monitor started \
-             skipped; {lost} lost and {rate_limited} rate-limited while monitoring"
+             skipped; {lost} lost, {rate_limited} rate-limited and {read_too_slowly} dropped \
+             for reading too slowly while monitoring"
         ),
     }
 }

@@ -84,6 +84,18 @@ pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
             mode: endpoint.mode,
             protected: endpoint.is_protected(),
             addresses,
+            attributes: endpoint
+                .attributes
+                .iter()
+                .map(|attribute| {
+                    format!(
+                        "{}.{}:{}",
+                        attribute.namespace(),
+                        attribute.key,
+                        attribute.value
+                    )
+                })
+                .collect(),
         })
         .collect();
     Plan::assemble(

@@ -110,6 +110,8 @@ pub struct EndpointConfig {
     /// Its own addresses (anti-spoofing) and the UID of each: the families
     /// (and prefix selectors) can tell an endpoint's addresses apart.
     pub addresses: Vec<EndpointAddress>,
+    /// Its security attributes as `namespace.key:value`, for flow logs.
+    pub attributes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -395,6 +395,12 @@ impl Agent {
             })
             .collect();
         self.status.identities = plan.identities.clone();
+        self.status.attributes = plan
+            .endpoints
+            .iter()
+            .filter(|endpoint| !endpoint.attributes.is_empty())
+            .map(|endpoint| (endpoint.name.clone(), endpoint.attributes.clone()))
+            .collect();
         self.live = Some((plan, interfaces));
         Ok(stages)
     }

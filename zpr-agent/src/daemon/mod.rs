@@ -6,6 +6,9 @@
 
 mod agent;
 mod companion;
+pub mod event_hub;
+pub mod event_names;
+pub mod flow_log;
 mod health;
 mod link_events;
 mod lock;
@@ -52,6 +55,8 @@ pub struct AgentConfig {
     pub events_per_second: u32,
     /// Where Prometheus metrics are served.
     pub metrics: metrics::MetricsOptions,
+    /// Where the flow log goes, if anywhere.
+    pub flow_log: Option<flow_log::FlowLogOptions>,
 }
 
 /// Where the agent's inventory and policies come from.
@@ -94,8 +99,10 @@ async fn run_until_signalled(
     let first = companion.prepare().await?;
     let mut manager = ServiceManager::from_environment();
     let metrics = config.metrics.clone();
+    let flow_log = config.flow_log.clone();
     let mut agent = Agent::start(config, first)?;
     metrics::start(&metrics, &mut agent);
+    let events = event_hub::start(flow_log.as_ref(), &agent);
     companion.started(&mut agent)?;
     // SAFETY: the logger owns its ring buffer's fd and lives inside the
     // AsyncFd, which deregisters it before dropping it.
@@ -128,6 +135,7 @@ async fn run_until_signalled(
                     agent.reload(cause, std::time::Instant::now(), Guard::Confirmed);
                 }
                 agent.keep_enforcing();
+                events.report_to(&mut agent);
                 tell_service_manager(&agent, &mut manager);
             }
             _ = hangup.recv() => {

@@ -2,7 +2,10 @@
 //! shows beside the pinned maps, and the names `zpr monitor` puts on
 //! kernel events (endpoints by ifindex, statements by rule, identities).
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -65,6 +68,10 @@ pub struct Status {
     /// The live Plan's identities (`identities[i].uid == i + 1`), for
     /// naming the addresses of events.
     pub identities: Vec<Identity>,
+    /// Each tagged endpoint's security attributes (`namespace.key:value`),
+    /// by endpoint name, for the flow log.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
 }
 
 /// A local endpoint (one with an `interface` in the inventory).

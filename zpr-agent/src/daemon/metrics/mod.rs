@@ -5,6 +5,7 @@
 //! status) it records as it goes. A scrape never waits for the agent, and
 //! the agent waits for a scrape only to swap a status snapshot.
 
+mod consumers;
 mod families;
 mod scrape;
 mod server;
@@ -21,6 +22,8 @@ use prometheus_client::{
     registry::Registry,
 };
 use tracing::{error, info};
+
+pub use consumers::EventConsumer;
 
 use super::{Agent, Status};
 
@@ -99,6 +102,7 @@ pub struct AgentMetrics {
     apply_duration: Histogram,
     /// The agent's status as last written, for the scrape thread.
     status: Arc<Mutex<Status>>,
+    event_consumers: EventConsumer,
 }
 
 /// Bucket bounds of `zpr_policy_apply_duration_seconds`: 1 ms to 8 s
@@ -119,6 +123,7 @@ impl Default for AgentMetrics {
                 prometheus_client::metrics::histogram::exponential_buckets(start, factor, count),
             ),
             status: Arc::default(),
+            event_consumers: EventConsumer::default(),
         }
     }
 }
@@ -130,6 +135,11 @@ impl AgentMetrics {
             .inc();
     }
 
+    /// What the flow log and monitors record, shared with the event hub.
+    pub fn event_consumers(&self) -> EventConsumer {
+        self.event_consumers.clone()
+    }
+
     pub fn applied_in(&self, seconds: f64) {
         self.apply_duration.observe(seconds);
     }
@@ -137,10 +147,11 @@ impl AgentMetrics {
     /// Hands the scrape thread the status the agent just wrote.
     pub fn publish(&self, status: &Status) {
         // The scrape needs neither the statements of every rule nor the
-        // identities (tens of MB at 100,000 statements): left out.
+        // identities and attributes (tens of MB at 100,000 statements): left out.
         let snapshot = Status {
             rules: Vec::new(),
             identities: Vec::new(),
+            attributes: Default::default(),
             ..status.clone()
         };
         *self
@@ -162,6 +173,7 @@ impl AgentMetrics {
             "From an input change being seen to the new generation being live",
             self.apply_duration.clone(),
         );
+        self.event_consumers.register(registry);
     }
 }
 

@@ -121,6 +121,10 @@ fn every_series_exists_at_zero_from_the_start() {
         "zpr_conntrack_confirmations_refused_total",
         "zpr_events_lost_total",
         "zpr_events_rate_limited_total",
+        "zpr_events_dropped_total{consumer=\"flow-log\"}",
+        "zpr_events_dropped_total{consumer=\"monitor\"}",
+        "zpr_flow_log_records_total",
+        "zpr_flow_log_write_failures_total",
         "zpr_repairs_total",
     ] {
         assert_eq!(value(series), "0");
