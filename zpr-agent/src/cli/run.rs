@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             daemon::run(config, fleet)?;
         }
         (None, Some(inventory)) => {
-            let files = FileInputs::watch(inventory.clone(), args.policies.clone())?;
+            let files = FileInputs::new(inventory.clone(), args.policies.clone());
             let config = args.agent.into_config(InputSource::Files {
                 inventory,
                 policies: args.policies,

@@ -28,20 +28,24 @@ pub trait Companion {
 
 /// `zpr run`'s inputs: files, reloaded when a complete change lands.
 pub struct FileInputs {
-    watch: InputWatch,
+    files: Vec<PathBuf>,
+    /// Made in the agent's runtime, before the agent first reads the files
+    /// (a change between the two is not missed).
+    watch: Option<InputWatch>,
 }
 
 impl FileInputs {
-    pub fn watch(inventory: PathBuf, policies: Vec<PathBuf>) -> anyhow::Result<FileInputs> {
-        let files = std::iter::once(inventory).chain(policies).collect();
-        Ok(FileInputs {
-            watch: InputWatch::new(files)?,
-        })
+    pub fn new(inventory: PathBuf, policies: Vec<PathBuf>) -> FileInputs {
+        FileInputs {
+            files: std::iter::once(inventory).chain(policies).collect(),
+            watch: None,
+        }
     }
 }
 
 impl Companion for FileInputs {
     async fn prepare(&mut self) -> anyhow::Result<Option<Snapshot>> {
+        self.watch = Some(InputWatch::new(self.files.clone())?);
         Ok(None)
     }
 
@@ -50,7 +54,10 @@ impl Companion for FileInputs {
     }
 
     async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
-        let since: Instant = self.watch.changed().await?;
+        let Some(watch) = self.watch.as_mut() else {
+            return std::future::pending().await;
+        };
+        let since: Instant = watch.changed().await?;
         agent.reload("input files changed", since, Guard::Unprotect);
         Ok(())
     }
