@@ -24,7 +24,8 @@ pub use decision::{
     PROTOCOL_TCP, PROTOCOL_UDP, PacketFacts, UnknownEndpoint, Verdict,
 };
 pub use diff::{
-    AddressGroup, Change, Enforcement, EnforcementChange, L4Range, PathChange, PlanDiff, diff,
+    AddressGroup, Change, Enforcement, EnforcementChange, EnforcementEffect, L4Range, PathChange,
+    PlanDiff, diff,
 };
 pub use evaluate::{
     FilterMiss, SelectorMiss, StatementCheck, check_statement, decide,

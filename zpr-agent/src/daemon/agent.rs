@@ -20,7 +20,7 @@ use crate::{
         ensure_bpffs, kernel_attachments, live_plan_intact, pinned_config, pinned_interfaces,
         protected_endpoints, remove_all, write_plan,
     },
-    inputs,
+    inputs::Checker,
     inventory::Mode,
     store::Store,
 };
@@ -41,6 +41,9 @@ pub struct Agent {
     /// attached the rest again); `None` until a check has read the kernel.
     unattached: Option<Vec<String>>,
     metrics: AgentMetrics,
+    /// What the last reload read, so the next one parses and compiles only
+    /// what changed.
+    checker: Checker,
 }
 
 impl Agent {
@@ -78,7 +81,8 @@ impl Agent {
             InputSource::Files { .. } => None,
             InputSource::Store(store_config) => Some(open_store(store_config)?),
         };
-        let first = load_plan(&config.inputs, store.as_ref());
+        let mut checker = Checker::default();
+        let first = load_plan(&config.inputs, store.as_ref(), &mut checker);
         if let Err(err) = &first {
             let enforced = pinned_config(&pins)
                 .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
@@ -138,6 +142,7 @@ impl Agent {
             checks_since_audit: 0,
             unattached: None,
             metrics: AgentMetrics::default(),
+            checker,
         };
         let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
         agent.record("start", applied);
@@ -193,7 +198,7 @@ impl Agent {
     /// Plan. When they are not, the live Plan stays and the error is kept
     /// for `zpr status`.
     pub fn reload(&mut self, cause: &str, since: Instant, guard: Guard) {
-        let applied = load_plan(&self.config.inputs, self.store.as_ref())
+        let applied = load_plan(&self.config.inputs, self.store.as_ref(), &mut self.checker)
             .and_then(|loaded| self.settle(loaded, since, guard));
         self.record(cause, applied);
     }
@@ -590,7 +595,11 @@ struct LoadedPlan {
 }
 
 /// Reads, checks and compiles the inputs (files or the store).
-fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<LoadedPlan> {
+fn load_plan(
+    inputs: &InputSource,
+    store: Option<&Store>,
+    checker: &mut Checker,
+) -> anyhow::Result<LoadedPlan> {
     let started = Instant::now();
     let loaded = match (inputs, store) {
         (
@@ -599,7 +608,7 @@ fn load_plan(inputs: &InputSource, store: Option<&Store>) -> anyhow::Result<Load
                 policies,
             },
             _,
-        ) => inputs::read(Some(inventory), policies)?,
+        ) => checker.read(Some(inventory), policies)?,
         (InputSource::Store(_), Some(store)) => store.load()?,
         (InputSource::Store(config), None) => {
             bail!("the store {} is not open", config.path.display())
