@@ -12,6 +12,7 @@ mod entries;
 mod evaluate;
 mod explain;
 mod identity;
+mod incremental;
 mod l4;
 mod lookup;
 mod naming;
@@ -32,6 +33,7 @@ pub use evaluate::{
     is_neighbour_discovery_source,
 };
 pub use explain::{Explanation, PlanDisagrees, SideReport, SideStatus, explain};
+pub use incremental::Compiler;
 pub use l4::{L4_BITS, L4Prefix, PROTOCOL_BITS, packet_key, port_range_blocks};
 pub use lookup::{PlanLookup, plan_decide};
 pub use plan::{
@@ -45,9 +47,24 @@ use crate::lang::Policy;
 
 /// Compiles a policy set against an inventory. Pure and deterministic.
 pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
+    compile_whole(policies, inventory).0
+}
+
+/// What a whole compile worked out on the way to its Plan that the
+/// compile of a small change can use again (see [`Compiler`]).
+struct Groundwork {
+    selectors: Vec<selectors::Selector>,
+    attributes: Vec<selectors::AttributeKey>,
+    statements: Vec<selectors::ResolvedStatement>,
+    stateless: Vec<bool>,
+    uid_sets: identity::UidSets,
+    protected: Vec<bool>,
+}
+
+fn compile_whole(policies: &[Policy], inventory: &Inventory) -> (Plan, Groundwork) {
     let resolved = selectors::resolve(policies);
     let identities = identity::build(inventory, &resolved);
-    let mut protected = vec![false; identities.families.len()];
+    let mut protected = vec![false; identities.sets.families.len()];
     for (endpoint, addresses) in inventory
         .endpoints()
         .iter()
@@ -59,20 +76,8 @@ pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
             }
         }
     }
-    let stateless: Vec<bool> = resolved
-        .statements
-        .iter()
-        .map(|s| s.is_stateless())
-        .collect();
-    let policy = entries::build(&resolved.resolved, &stateless, &identities, &protected);
-    let statements = resolved
-        .statements
-        .iter()
-        .map(|statement| PlanStatement {
-            id: statement.id.clone(),
-            stateless: statement.is_stateless(),
-        })
-        .collect();
+    let stateless = stateless(&resolved);
+    let policy = entries::build(&resolved.resolved, &stateless, &identities.sets, &protected);
     let endpoints = inventory
         .endpoints()
         .iter()
@@ -85,14 +90,42 @@ pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
             addresses,
         })
         .collect();
-    Plan::assemble(
-        statements,
+    let plan = Plan::assemble(
+        plan_statements(&resolved),
         identities.identities,
         identities.hosts,
         identities.prefixes,
         endpoints,
         policy,
-    )
+    );
+    let groundwork = Groundwork {
+        selectors: resolved.selectors,
+        attributes: resolved.attributes,
+        statements: resolved.resolved,
+        stateless,
+        uid_sets: identities.sets,
+        protected,
+    };
+    (plan, groundwork)
+}
+
+fn stateless(resolved: &selectors::Resolved) -> Vec<bool> {
+    resolved
+        .statements
+        .iter()
+        .map(|s| s.is_stateless())
+        .collect()
+}
+
+fn plan_statements(resolved: &selectors::Resolved) -> Vec<PlanStatement> {
+    resolved
+        .statements
+        .iter()
+        .map(|statement| PlanStatement {
+            id: statement.id.clone(),
+            stateless: statement.is_stateless(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod text;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::compile::{Plan, capacity_problems, compile};
+use crate::compile::{Compiler, Plan, capacity_problems};
 use crate::inventory::Inventory;
 use crate::lang::{
     Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse_cached,
@@ -89,6 +89,7 @@ pub struct Checker {
     statements: HashMap<String, StatementCache>,
     /// The last inventory text that parsed, and what it gave.
     inventory: Option<(String, Inventory)>,
+    compiler: Compiler,
 }
 
 impl Checker {
@@ -199,7 +200,7 @@ impl Checker {
         }
         let inputs = match (inventory, inventory_text) {
             (Some(inventory), Some(text)) if found.errors == 0 => {
-                let plan = compile(&policies_read, &inventory);
+                let plan = self.compiler.compile(&policies_read, &inventory);
                 for problem in capacity_problems(&plan.sizes) {
                     found.plan_error(&text.file, problem);
                 }
