@@ -9,6 +9,7 @@ mod bracket;
 mod conntrack_scale;
 mod control_plane;
 mod cpu;
+mod diff;
 mod firewall;
 mod flood;
 mod generated;
@@ -74,6 +75,8 @@ enum Part {
     Flood,
     /// Compile time, reload latency, agent memory.
     ControlPlane,
+    /// `zpr diff` and `zpr check` of a large policy repository.
+    Diff,
     /// Per-packet cost with 10,000 and 1,000,000 established flows.
     Conntrack,
 }
@@ -132,7 +135,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     if wanted(Part::Flood) {
         add(flood::measure(&profile.flood)?);
     }
-    if wanted(Part::ControlPlane) {
+    if wanted(Part::ControlPlane) || wanted(Part::Diff) {
         let zpr = match &args.zpr {
             Some(zpr) => zpr.clone(),
             None => std::env::current_exe()?.with_file_name("zpr"),
@@ -142,7 +145,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             "{} not found: build it (cargo build --release -p zpr-agent) or pass --zpr",
             zpr.display()
         );
-        add(control_plane::measure(&profile.control_plane, &zpr)?);
+        if wanted(Part::ControlPlane) {
+            add(control_plane::measure(&profile.control_plane, &zpr)?);
+        }
+        if wanted(Part::Diff) {
+            add(diff::measure(&profile.diff, &zpr)?);
+        }
     }
 
     machine.finished();

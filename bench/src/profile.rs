@@ -4,8 +4,8 @@
 use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
-    conntrack_scale, control_plane, firewall::Filter, flood, micro, per_packet, sender::Source,
-    throughput,
+    conntrack_scale, control_plane, diff, firewall::Filter, flood, micro, per_packet,
+    sender::Source, throughput,
 };
 
 /// How much of everything a run measures.
@@ -15,6 +15,7 @@ pub struct Profile {
     pub throughput: throughput::Settings,
     pub flood: flood::Settings,
     pub control_plane: control_plane::Settings,
+    pub diff: diff::Settings,
     pub conntrack: conntrack_scale::Settings,
 }
 
@@ -63,6 +64,10 @@ impl Profile {
                 reloads: 10,
                 memory_statements: 100_000,
             },
+            diff: diff::Settings {
+                statements: 100_000,
+                rounds: 5,
+            },
             conntrack: conntrack_scale::Settings {
                 tracked: vec![10_000, 1_000_000],
                 rounds: 3,
@@ -107,6 +112,10 @@ impl Profile {
                 reload_statements: 10_000,
                 reloads: 2,
                 memory_statements: 10_000,
+            },
+            diff: diff::Settings {
+                statements: 100_000,
+                rounds: 2,
             },
             conntrack: conntrack_scale::Settings {
                 tracked: vec![10_000, 100_000],

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use zpr_agent::compile::{Decision, Direction, PacketFacts, PlanLookup, compile, decide, diff};
-use zpr_agent::inputs::{InputText, check};
+use zpr_agent::inputs::{Checker, InputText, check};
 use zpr_agent::lang::{Endpoint as LangEndpoint, Protocol};
 use zpr_agent::synthetic::generate;
 
@@ -135,5 +135,37 @@ fn checking_a_hundred_thousand_statements() {
         println!("check, round {round}: {:?}", started.elapsed());
         assert_eq!(loaded.errors, 0, "{}", loaded.report);
         assert_eq!(loaded.inputs.unwrap().plan.sizes.statements, 100_000);
+    }
+
+    // The agent's reloads: one checker, one statement's port changed and
+    // changed back.
+    let mut changed = policy.text.lines().map(str::to_owned).collect::<Vec<_>>();
+    let line = changed
+        .iter()
+        .skip(50_000)
+        .position(|line| line.contains("protocol='tcp/"))
+        .unwrap()
+        + 50_000;
+    changed[line] = changed[line].replacen("protocol='tcp/", "protocol='tcp/7,", 1);
+    let changed = InputText::policy(
+        policy.file.clone(),
+        policy.name.clone(),
+        changed.join("\n") + "\n",
+    );
+    let mut checker = Checker::default();
+    let started = Instant::now();
+    checker.check(Some(&inventory), std::slice::from_ref(&policy));
+    println!("first check of a checker: {:?}", started.elapsed());
+    for round in 1..=3 {
+        for text in [&changed, &policy] {
+            let started = Instant::now();
+            let loaded = checker.check(Some(&inventory), std::slice::from_ref(text));
+            println!(
+                "one statement changed, round {round}: {:?}",
+                started.elapsed()
+            );
+            let whole = check(Some(&inventory), std::slice::from_ref(text));
+            assert_eq!(loaded.inputs.unwrap().plan, whole.inputs.unwrap().plan);
+        }
     }
 }
