@@ -60,7 +60,7 @@ impl Profile {
             control_plane: control_plane::Settings {
                 compile_sizes: vec![1_000, 10_000, 100_000],
                 rounds: 3,
-                reload_statements: 10_000,
+                reload_statements: vec![10_000, 100_000],
                 reloads: 10,
                 memory_statements: 100_000,
             },
@@ -109,9 +109,9 @@ impl Profile {
             control_plane: control_plane::Settings {
                 compile_sizes: vec![1_000, 10_000],
                 rounds: 1,
-                reload_statements: 10_000,
-                reloads: 2,
-                memory_statements: 10_000,
+                reload_statements: vec![10_000, 100_000],
+                reloads: 4,
+                memory_statements: 100_000,
             },
             diff: diff::Settings {
                 statements: 100_000,

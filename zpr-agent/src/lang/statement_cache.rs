@@ -21,6 +21,7 @@ pub struct StatementCache {
 impl StatementCache {
     pub(super) fn begin_text(&mut self) {
         self.previous = std::mem::take(&mut self.current);
+        self.current.reserve(self.previous.len());
     }
 
     pub(super) fn end_text(&mut self) {
