@@ -15,7 +15,10 @@ use std::collections::HashSet;
 
 use super::decision::Direction;
 use super::entries::{self, locals};
-use super::plan::{Plan, PolicyEntry, PolicyValue, StatementIndex, Uid};
+use super::plan::{
+    EndpointConfig, HostEntry, Identity, Plan, PolicyEntry, PolicyKey, PolicyValue, PrefixEntry,
+    StatementIndex, Uid,
+};
 use super::selectors::{self, ResolvedStatement, Side};
 use super::{Groundwork, compile_whole, plan_statements, stateless};
 use crate::inventory::Inventory;
@@ -34,7 +37,60 @@ pub struct Compiler {
 struct Last {
     inventory: Inventory,
     groundwork: Groundwork,
-    plan: Plan,
+    /// The last Plan's parts the identities make (they stay).
+    identities: Vec<Identity>,
+    hosts: Vec<HostEntry>,
+    prefixes: Vec<PrefixEntry>,
+    endpoints: Vec<EndpointConfig>,
+    policy: PackedPolicy,
+}
+
+impl Last {
+    fn of(inventory: Inventory, groundwork: Groundwork, plan: &Plan) -> Last {
+        Last {
+            inventory,
+            groundwork,
+            identities: plan.identities.clone(),
+            hosts: plan.hosts.clone(),
+            prefixes: plan.prefixes.clone(),
+            endpoints: plan.endpoints.clone(),
+            policy: PackedPolicy::of(&plan.policy),
+        }
+    }
+}
+
+/// A Plan's policy entries packed: one list of keys, and every entry's
+/// statements in one vector (a vector per entry is most of a Plan's
+/// memory).
+struct PackedPolicy {
+    keys: Vec<PolicyKey>,
+    /// Entry `i`'s statements are `statements[ends[i - 1]..ends[i]]`.
+    ends: Vec<u32>,
+    statements: Vec<StatementIndex>,
+    stateless: Vec<bool>,
+}
+
+impl PackedPolicy {
+    fn of(policy: &[PolicyEntry]) -> PackedPolicy {
+        let mut packed = PackedPolicy {
+            keys: Vec::with_capacity(policy.len()),
+            ends: Vec::with_capacity(policy.len()),
+            statements: Vec::new(),
+            stateless: Vec::with_capacity(policy.len()),
+        };
+        for entry in policy {
+            packed.keys.push(entry.key);
+            packed.statements.extend_from_slice(&entry.value.statements);
+            packed.ends.push(packed.statements.len() as u32);
+            packed.stateless.push(entry.value.stateless);
+        }
+        packed
+    }
+
+    fn statements(&self, entry: usize) -> &[StatementIndex] {
+        let start = entry.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.statements[start as usize..self.ends[entry] as usize]
+    }
 }
 
 /// How the statements of the last compile and of this one line up: the
@@ -93,11 +149,7 @@ impl Compiler {
             return plan;
         }
         let (plan, groundwork) = compile_whole(policies, inventory);
-        self.last = Some(Last {
-            inventory: inventory.clone(),
-            groundwork,
-            plan: plan.clone(),
-        });
+        self.last = Some(Last::of(inventory.clone(), groundwork, &plan));
         plan
     }
 }
@@ -150,26 +202,26 @@ impl Last {
             &old.protected,
             &touched,
         );
-        let policy = merged(&self.plan.policy, fresh, &touched, &alignment);
+        let policy = merged(&self.policy, fresh, &touched, &alignment);
+        let packed = PackedPolicy::of(&policy);
         let plan = Plan::assemble(
             plan_statements(&resolved),
-            self.plan.identities,
-            self.plan.hosts,
-            self.plan.prefixes,
-            self.plan.endpoints,
+            self.identities.clone(),
+            self.hosts.clone(),
+            self.prefixes.clone(),
+            self.endpoints.clone(),
             policy,
         );
-        let groundwork = Groundwork {
-            selectors: resolved.selectors,
-            attributes: resolved.attributes,
-            statements: resolved.resolved,
-            stateless,
-            ..self.groundwork
-        };
         *next = Some(Last {
-            inventory: self.inventory,
-            groundwork,
-            plan: plan.clone(),
+            groundwork: Groundwork {
+                selectors: resolved.selectors,
+                attributes: resolved.attributes,
+                statements: resolved.resolved,
+                stateless,
+                ..self.groundwork
+            },
+            policy: packed,
+            ..self
         });
         Some(plan)
     }
@@ -178,33 +230,35 @@ impl Last {
 /// The last Plan's entries with the touched tables replaced by `fresh`
 /// (sorted, of touched tables only), in key order.
 fn merged(
-    old: &[PolicyEntry],
+    old: &PackedPolicy,
     fresh: Vec<PolicyEntry>,
     touched: &HashSet<(Uid, Direction)>,
     alignment: &Alignment,
 ) -> Vec<PolicyEntry> {
-    let table = |entry: &PolicyEntry| (entry.key.local, entry.key.direction);
-    let mut policy = Vec::with_capacity(old.len() + fresh.len());
+    let table = |key: &PolicyKey| (key.local, key.direction);
+    let mut policy = Vec::with_capacity(old.keys.len() + fresh.len());
     let mut fresh = fresh.into_iter().peekable();
-    for block in old.chunk_by(|a, b| table(a) == table(b)) {
+    let mut start = 0;
+    for block in old.keys.chunk_by(|a, b| table(a) == table(b)) {
+        let entries = start..start + block.len();
+        start = entries.end;
         let key = table(&block[0]);
-        while let Some(entry) = fresh.next_if(|entry| table(entry) < key) {
+        while let Some(entry) = fresh.next_if(|entry| table(&entry.key) < key) {
             policy.push(entry);
         }
         if touched.contains(&key) {
             continue;
         }
-        policy.extend(block.iter().map(|entry| {
+        policy.extend(entries.map(|entry| {
             PolicyEntry {
-                key: entry.key,
+                key: old.keys[entry],
                 value: PolicyValue {
-                    statements: entry
-                        .value
-                        .statements
+                    statements: old
+                        .statements(entry)
                         .iter()
                         .map(|&statement| alignment.moved(statement))
                         .collect(),
-                    stateless: entry.value.stateless,
+                    stateless: old.stateless[entry],
                 },
             }
         }));
