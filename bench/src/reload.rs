@@ -222,7 +222,7 @@ fn at_datapath(toggle: &Toggle, reloads: usize, samples: &mut Samples) -> anyhow
             toggle.policy(allow),
         )
     };
-    let mut checker = Checker::default();
+    let mut checker = Checker::remembering();
     write_plan(
         &mut datapath,
         &checked(&mut checker, &inventory, &policy(false))?,

@@ -56,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn compare(args: &Args) -> anyhow::Result<u8> {
     // One checker for both sides: NEW parses only the statements and the
     // inventory that differ from OLD's, and compiles from OLD's Plan.
-    let mut checker = Checker::default();
+    let mut checker = Checker::remembering();
     let (old, new) = match (&args.base, &args.old, &args.new) {
         (Some(revision), directory, None) => {
             let directory = directory.clone().unwrap_or_else(|| PathBuf::from("."));

@@ -19,7 +19,7 @@ impl InputFiles {
     /// Reads the inputs; their problems (and warnings) go to stderr, and a
     /// problem gives `None`. Unreadable files are errors (exit 2).
     pub fn load(&self) -> anyhow::Result<Option<Inputs>> {
-        self.load_with(&mut Checker::default())
+        self.load_with(&mut Checker::once())
     }
 
     /// [`InputFiles::load`] with a checker that has read other inputs like

@@ -81,7 +81,7 @@ impl Agent {
             InputSource::Files { .. } => None,
             InputSource::Store(store_config) => Some(open_store(store_config)?),
         };
-        let mut checker = Checker::default();
+        let mut checker = Checker::remembering();
         let first = load_plan(&config.inputs, store.as_ref(), &mut checker);
         if let Err(err) = &first {
             let enforced = pinned_config(&pins)

@@ -10,11 +10,11 @@ pub mod text;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::compile::{Compiler, Plan, capacity_problems};
+use crate::compile::{Compiler, Plan, capacity_problems, compile};
 use crate::inventory::Inventory;
 use crate::lang::{
-    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse_cached,
-    policy_name_from_path,
+    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse,
+    parse_cached, policy_name_from_path,
 };
 pub use inventory_rules::check_against_inventory;
 use text::{MAX_LINE_BYTES, overlong_line, read_text, without_byte_order_mark};
@@ -70,21 +70,28 @@ impl InputText {
 /// files are errors of their own; invalid content is reported in
 /// [`Loaded`].
 pub fn read(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::Result<Loaded> {
-    Checker::default().read(inventory_path, policy_paths)
+    Checker::once().read(inventory_path, policy_paths)
 }
 
 /// Checks an inventory (when given) and a policy set, wherever their
 /// texts come from (files, or the store of `zpr serve`).
 pub fn check(inventory_text: Option<&InputText>, policies: &[InputText]) -> Loaded {
-    Checker::default().check(inventory_text, policies)
+    Checker::once().check(inventory_text, policies)
 }
 
-/// The checker for inputs checked again and again (the agent on every
-/// change, `zpr diff` on both sides of a change): it keeps what the last
-/// check read, so that the next one parses only the statements and the
-/// inventory that changed. Its answers are those of [`check`].
-#[derive(Default)]
+/// The checker. One for inputs checked again and again (the agent on every
+/// change, `zpr diff` on both sides of a change) keeps what the last check
+/// read, so that the next one parses only the statements and the inventory
+/// that changed and compiles from the last Plan. Its answers are those of
+/// [`check`].
 pub struct Checker {
+    /// `None` for a single check: keeping costs memory and time.
+    memory: Option<Memory>,
+}
+
+/// What a checker keeps from one check for the next.
+#[derive(Default)]
+struct Memory {
     /// By policy name: a policy keeps its name wherever its file is.
     statements: HashMap<String, StatementCache>,
     /// The last inventory text that parsed, and what it gave.
@@ -93,6 +100,18 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// A checker that keeps what it reads for its next check.
+    pub fn remembering() -> Checker {
+        Checker {
+            memory: Some(Memory::default()),
+        }
+    }
+
+    /// A checker for one check.
+    pub fn once() -> Checker {
+        Checker { memory: None }
+    }
+
     /// [`read`], with what the last check read.
     pub fn read(
         &mut self,
@@ -123,13 +142,22 @@ impl Checker {
     /// [`check`], with what the last check read.
     pub fn check(&mut self, inventory_text: Option<&InputText>, policies: &[InputText]) -> Loaded {
         let mut found = Found::default();
-        self.statements
-            .retain(|name, _| policies.iter().any(|policy| &policy.name == name));
-        let mut caches: Vec<StatementCache> = policies
-            .iter()
-            .map(|policy| self.statements.remove(&policy.name).unwrap_or_default())
-            .collect();
-        let known_inventory = self.inventory.take();
+        let mut caches: Vec<Option<StatementCache>> = match &mut self.memory {
+            Some(memory) => {
+                memory
+                    .statements
+                    .retain(|name, _| policies.iter().any(|policy| &policy.name == name));
+                policies
+                    .iter()
+                    .map(|policy| Some(memory.statements.remove(&policy.name).unwrap_or_default()))
+                    .collect()
+            }
+            None => policies.iter().map(|_| None).collect(),
+        };
+        let known_inventory = self
+            .memory
+            .as_mut()
+            .and_then(|memory| memory.inventory.take());
         // The inventory and the policies parse independently: side by side (a
         // reload waits for both).
         let (inventory_parsed, policies_parsed) = std::thread::scope(|scope| {
@@ -142,21 +170,28 @@ impl Checker {
             let policies_parsed: Vec<_> = policies
                 .iter()
                 .zip(&mut caches)
-                .map(|(policy, cache)| match overlong_line(&policy.text) {
-                    Some(line) => Err(vec![overlong_line_error(&policy.text, line)]),
-                    None => parse_cached(&policy.name, &policy.text, cache),
-                })
+                .map(
+                    |(policy, cache)| match (overlong_line(&policy.text), cache) {
+                        (Some(line), _) => Err(vec![overlong_line_error(&policy.text, line)]),
+                        (None, Some(cache)) => parse_cached(&policy.name, &policy.text, cache),
+                        (None, None) => parse(&policy.name, &policy.text),
+                    },
+                )
                 .collect();
             let inventory_parsed = inventory_parse
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (inventory_parsed, policies_parsed)
         });
-        for (policy, cache) in policies.iter().zip(caches) {
-            self.statements.insert(policy.name.clone(), cache);
-        }
-        if let (Some(text), Some(Ok(inventory))) = (inventory_text, &inventory_parsed) {
-            self.inventory = Some((text.text.clone(), inventory.clone()));
+        if let Some(memory) = &mut self.memory {
+            for (policy, cache) in policies.iter().zip(caches) {
+                memory
+                    .statements
+                    .insert(policy.name.clone(), cache.unwrap_or_default());
+            }
+            if let (Some(text), Some(Ok(inventory))) = (inventory_text, &inventory_parsed) {
+                memory.inventory = Some((text.text.clone(), inventory.clone()));
+            }
         }
         let inventory = match (inventory_text, inventory_parsed) {
             (Some(text), Some(Err(errors))) => {
@@ -200,7 +235,10 @@ impl Checker {
         }
         let inputs = match (inventory, inventory_text) {
             (Some(inventory), Some(text)) if found.errors == 0 => {
-                let plan = self.compiler.compile(&policies_read, &inventory);
+                let plan = match &mut self.memory {
+                    Some(memory) => memory.compiler.compile(&policies_read, &inventory),
+                    None => compile(&policies_read, &inventory),
+                };
                 for problem in capacity_problems(&plan.sizes) {
                     found.plan_error(&text.file, problem);
                 }
