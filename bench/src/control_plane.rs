@@ -12,7 +12,7 @@ use crate::{
     agent::Agent,
     generated::endpoints_for,
     interrupt, reload,
-    report::{Bound, Figure, Section, Target, Unit},
+    report::{Bound, Figure, Section, Target, Unit, listed},
     scratch::Scratch,
 };
 
@@ -176,12 +176,7 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
              without inotify or settling: the agent's checker (holding the last reload's \
              reading) parses, checks and compiles, then write_plan, one BPF_PROG_TEST_RUN \
              probe of the flow.",
-            settings
-                .reload_statements
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" and "),
+            listed(&settings.reload_statements),
             settings.reloads
         ),
         format!(

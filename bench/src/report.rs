@@ -310,3 +310,12 @@ mod tests {
         assert!(Target::check("z", Bound::AtLeast(0.9), 0.95).met);
     }
 }
+
+/// Sizes as a method sentence names them: `10000 and 100000`.
+pub fn listed(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
