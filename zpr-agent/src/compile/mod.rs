@@ -19,7 +19,7 @@ mod naming;
 mod plan;
 mod selectors;
 
-pub use capacity::capacity_problems;
+pub use capacity::{Capacity, capacity_problems};
 pub use decision::{
     Decision, DenyReason, Direction, NEIGHBOUR_DISCOVERY_TYPES, PROTOCOL_ICMP, PROTOCOL_ICMPV6,
     PROTOCOL_TCP, PROTOCOL_UDP, PacketFacts, UnknownEndpoint, Verdict,
@@ -41,6 +41,8 @@ pub use plan::{
     Plan, PlanStatement, PolicyEntry, PolicyKey, PolicyValue, PrefixEntry, Sizes, StatementIndex,
     Uid,
 };
+
+use std::collections::HashSet;
 
 use crate::inventory::Inventory;
 use crate::lang::Policy;
@@ -64,18 +66,7 @@ struct Groundwork {
 fn compile_whole(policies: &[Policy], inventory: &Inventory) -> (Plan, Groundwork) {
     let resolved = selectors::resolve(policies);
     let identities = identity::build(inventory, &resolved);
-    let mut protected = vec![false; identities.sets.families.len()];
-    for (endpoint, addresses) in inventory
-        .endpoints()
-        .iter()
-        .zip(&identities.endpoint_addresses)
-    {
-        if endpoint.is_protected() {
-            for address in addresses {
-                protected[address.uid as usize] = true;
-            }
-        }
-    }
+    let protected = protected(inventory, &identities);
     let stateless = stateless(&resolved);
     let policy = entries::build(&resolved.resolved, &stateless, &identities.sets, &protected);
     let endpoints = inventory
@@ -107,6 +98,55 @@ fn compile_whole(policies: &[Policy], inventory: &Inventory) -> (Plan, Groundwor
         protected,
     };
     (plan, groundwork)
+}
+
+/// The counts of the Plan [`compile`] would give that decide whether it
+/// fits the maps, without building the policy entries of identities no
+/// local endpoint holds (`zpr check`).
+pub fn capacity(policies: &[Policy], inventory: &Inventory) -> Capacity {
+    let resolved = selectors::resolve(policies);
+    let identities = identity::build(inventory, &resolved);
+    let protected = protected(inventory, &identities);
+    let local_endpoints = inventory
+        .endpoints()
+        .iter()
+        .zip(&identities.endpoint_addresses)
+        .filter(|(endpoint, _)| endpoint.interface.is_some());
+    let tables: HashSet<(Uid, Direction)> = local_endpoints
+        .clone()
+        .flat_map(|(_, addresses)| addresses)
+        .flat_map(|address| [Direction::Egress, Direction::Ingress].map(|d| (address.uid, d)))
+        .collect();
+    let local_policy = entries::build_tables(
+        &resolved.resolved,
+        &stateless(&resolved),
+        &identities.sets,
+        &protected,
+        &tables,
+    );
+    Capacity {
+        host_entries: identities.hosts.len(),
+        prefix_entries: identities.prefixes.len(),
+        local_endpoints: local_endpoints.count(),
+        local_policy_entries: local_policy.len(),
+    }
+}
+
+/// Which UIDs hold an address of a protected endpoint.
+fn protected(inventory: &Inventory, identities: &identity::Identities) -> Vec<bool> {
+    let mut protected = vec![false; identities.sets.families.len()];
+    for (endpoint, addresses) in inventory
+        .endpoints()
+        .iter()
+        .zip(&identities.endpoint_addresses)
+    {
+        if endpoint.is_protected() {
+            for address in addresses {
+                protected[address.uid as usize] = true;
+            }
+        }
+    }
+    protected
 }
 
 fn stateless(resolved: &selectors::Resolved) -> Vec<bool> {

@@ -10,7 +10,7 @@ pub mod text;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::compile::{Compiler, Plan, capacity_problems, compile};
+use crate::compile::{Capacity, Compiler, Plan, capacity, capacity_problems, compile};
 use crate::inventory::Inventory;
 use crate::lang::{
     Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse,
@@ -73,6 +73,17 @@ pub fn read(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::
     Checker::once().read(inventory_path, policy_paths)
 }
 
+/// [`read`] for a verdict only (`zpr check`): the same diagnostics, the
+/// Plan's fit to the maps counted without building it, and no inputs
+/// returned.
+pub fn validate(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::Result<Loaded> {
+    Checker {
+        memory: None,
+        builds_plan: false,
+    }
+    .read(inventory_path, policy_paths)
+}
+
 /// Checks an inventory (when given) and a policy set, wherever their
 /// texts come from (files, or the store of `zpr serve`).
 pub fn check(inventory_text: Option<&InputText>, policies: &[InputText]) -> Loaded {
@@ -87,6 +98,8 @@ pub fn check(inventory_text: Option<&InputText>, policies: &[InputText]) -> Load
 pub struct Checker {
     /// `None` for a single check: keeping costs memory and time.
     memory: Option<Memory>,
+    /// False for a verdict only.
+    builds_plan: bool,
 }
 
 /// What a checker keeps from one check for the next.
@@ -104,12 +117,16 @@ impl Checker {
     pub fn remembering() -> Checker {
         Checker {
             memory: Some(Memory::default()),
+            builds_plan: true,
         }
     }
 
     /// A checker for one check.
     pub fn once() -> Checker {
-        Checker { memory: None }
+        Checker {
+            memory: None,
+            builds_plan: true,
+        }
     }
 
     /// [`read`], with what the last check read.
@@ -234,12 +251,18 @@ impl Checker {
             found.statements.push((policy.file.clone(), statements));
         }
         let inputs = match (inventory, inventory_text) {
+            (Some(inventory), Some(text)) if found.errors == 0 && !self.builds_plan => {
+                for problem in capacity_problems(&capacity(&policies_read, &inventory)) {
+                    found.plan_error(&text.file, problem);
+                }
+                None
+            }
             (Some(inventory), Some(text)) if found.errors == 0 => {
                 let plan = match &mut self.memory {
                     Some(memory) => memory.compiler.compile(&policies_read, &inventory),
                     None => compile(&policies_read, &inventory),
                 };
-                for problem in capacity_problems(&plan.sizes) {
+                for problem in capacity_problems(&Capacity::from(&plan.sizes)) {
                     found.plan_error(&text.file, problem);
                 }
                 (found.errors == 0).then_some(Inputs {
