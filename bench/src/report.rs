@@ -286,6 +286,15 @@ fn plain(value: f64) -> String {
     }
 }
 
+/// Sizes as a method sentence names them: `10000 and 100000`.
+pub fn listed(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,13 +318,4 @@ mod tests {
         assert_eq!(barely.shortfall(), "missed by 0.3% (1.204 against 1.200)");
         assert!(Target::check("z", Bound::AtLeast(0.9), 0.95).met);
     }
-}
-
-/// Sizes as a method sentence names them: `10000 and 100000`.
-pub fn listed(sizes: &[usize]) -> String {
-    sizes
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(" and ")
 }

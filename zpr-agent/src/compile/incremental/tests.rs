@@ -157,7 +157,7 @@ impl Texts {
                     let end = start + line[start..].find(']').unwrap();
                     self.inventory[i] = format!(
                         "{}addresses: [10.{to}.99.{i}, 'fd00:{to:x}::99:{i}'{}",
-                        &line[..start].replacen(
+                        line[..start].replacen(
                             &format!("vcn: vcn{from},"),
                             &format!("vcn: vcn{to},"),
                             1
