@@ -80,6 +80,20 @@ impl Agent {
         }
     }
 
+    /// The CPU time the agent has used so far (user and system, all its
+    /// threads), in milliseconds; clock-tick resolution.
+    pub fn cpu_ms(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name (which may hold spaces): state is
+        // field 3, utime 14 and stime 15.
+        let after_name = stat.rsplit_once(')').context("no command name")?.1;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(ticks as f64 * 1000.0 / per_second)
+    }
+
     /// The agent's peak resident set (VmHWM), in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;

@@ -10,7 +10,7 @@ use crate::{
     generated::{self, Generated, test_interfaces},
     interrupt,
     paths::{self, Path},
-    report::{Figure, Section, Target, Unit},
+    report::{Figure, Section, Target, Unit, listed},
     stats::Summary,
 };
 
@@ -70,12 +70,7 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
          is the median of one run of each of {} flows spread over the table (established: \
          filled flows; new: flows never seen; denied: denied remotes), all sizes measured \
          in the same rounds.",
-        settings
-            .tracked
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(" and "),
+        listed(&settings.tracked),
         settings.probes
     )];
     Ok((

@@ -9,6 +9,7 @@ mod bracket;
 mod conntrack_scale;
 mod control_plane;
 mod cpu;
+mod diff;
 mod firewall;
 mod fleet;
 mod flood;
@@ -75,6 +76,8 @@ enum Part {
     Flood,
     /// Compile time, reload latency, agent memory.
     ControlPlane,
+    /// `zpr diff` and `zpr check` of a large policy repository.
+    Diff,
     /// Per-packet cost with 10,000 and 1,000,000 established flows.
     Conntrack,
     /// A fleet on etcd: convergence, resync, idle requests.
@@ -149,6 +152,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     if wanted(Part::ControlPlane) {
         add(control_plane::measure(&profile.control_plane, &zpr()?)?);
+    }
+    if wanted(Part::Diff) {
+        add(diff::measure(&profile.diff, &zpr()?)?);
     }
     if wanted(Part::Fleet) {
         add(fleet::measure(&profile.fleet, &zpr()?)?);

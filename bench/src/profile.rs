@@ -4,7 +4,7 @@
 use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
-    conntrack_scale, control_plane, firewall::Filter, fleet, flood, micro, per_packet,
+    conntrack_scale, control_plane, diff, firewall::Filter, fleet, flood, micro, per_packet,
     sender::Source, throughput,
 };
 
@@ -15,6 +15,7 @@ pub struct Profile {
     pub throughput: throughput::Settings,
     pub flood: flood::Settings,
     pub control_plane: control_plane::Settings,
+    pub diff: diff::Settings,
     pub conntrack: conntrack_scale::Settings,
     pub fleet: fleet::Settings,
 }
@@ -60,9 +61,13 @@ impl Profile {
             control_plane: control_plane::Settings {
                 compile_sizes: vec![1_000, 10_000, 100_000],
                 rounds: 3,
-                reload_statements: 10_000,
+                reload_statements: vec![10_000, 100_000],
                 reloads: 10,
                 memory_statements: 100_000,
+            },
+            diff: diff::Settings {
+                statements: 100_000,
+                rounds: 5,
             },
             conntrack: conntrack_scale::Settings {
                 tracked: vec![10_000, 1_000_000],
@@ -112,9 +117,13 @@ impl Profile {
             control_plane: control_plane::Settings {
                 compile_sizes: vec![1_000, 10_000],
                 rounds: 1,
-                reload_statements: 10_000,
-                reloads: 2,
-                memory_statements: 10_000,
+                reload_statements: vec![10_000, 100_000],
+                reloads: 4,
+                memory_statements: 100_000,
+            },
+            diff: diff::Settings {
+                statements: 100_000,
+                rounds: 2,
             },
             conntrack: conntrack_scale::Settings {
                 tracked: vec![10_000, 100_000],

@@ -2,8 +2,8 @@
 //! generated policy set and removed again, and the time from writing the
 //! policy file to the probe seeing the new verdict is measured, with the
 //! agent (`zpr run` and its file watching, real packets), and at the
-//! datapath level (parse + compile + write_plan, then a BPF_PROG_TEST_RUN
-//! probe).
+//! datapath level (the agent's checker: parse + check + compile, then
+//! write_plan, then a BPF_PROG_TEST_RUN probe).
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -13,9 +13,9 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use zpr_agent::{
-    compile::{Decision, Direction, PacketFacts, PlanLookup, compile},
+    compile::{Decision, Direction, PacketFacts, Plan, PlanLookup, compile},
     datapath::{Datapath, Hook, InterfaceIndexes, TEST_RUN_IFINDEX, write_plan},
-    inventory::Inventory,
+    inputs::{Checker, InputText},
     lang::{self, Attribute},
     synthetic,
 };
@@ -41,10 +41,14 @@ pub struct Samples {
     pub closed: Vec<f64>,
     /// What the agent reports itself (input change seen -> new generation live).
     pub agent_reported: Vec<f64>,
-    /// Datapath level: inputs parsed, compiled, written, first probe verdict.
+    /// The agent's CPU time from the write to the new generation live.
+    pub agent_cpu: Vec<f64>,
+    /// Datapath level: inputs checked (parsed, compiled), written, first
+    /// probe verdict.
     pub datapath: Vec<f64>,
-    pub parse: Vec<f64>,
-    pub compile: Vec<f64>,
+    /// The checker, holding what the last reload read: parse, check,
+    /// compile.
+    pub check: Vec<f64>,
     pub write: Vec<f64>,
 }
 
@@ -178,6 +182,7 @@ fn through_agent(
         interrupt::checkpoint()?;
         let allow = reload % 2 == 0;
         std::thread::sleep(PAUSE);
+        let cpu_before = agent.cpu_ms()?;
         let since = Instant::now();
         scratch.write(&policy_file, &toggle.policy(allow))?;
         let seen = if allow {
@@ -188,6 +193,7 @@ fn through_agent(
         .with_context(|| format!("reload {reload} (allow: {allow})"))?;
         generation += 1;
         let status = agent.wait_for_generation(generation)?;
+        samples.agent_cpu.push(agent.cpu_ms()? - cpu_before);
         let series = if allow {
             &mut samples.opened
         } else {
@@ -205,11 +211,23 @@ fn at_datapath(toggle: &Toggle, reloads: usize, samples: &mut Samples) -> anyhow
     let source = &toggle.source;
     let interfaces = InterfaceIndexes::from([(source.interface.clone(), TEST_RUN_IFINDEX)]);
     let mut datapath = Datapath::load()?;
-    let initial = compile(
-        &[parse(&toggle.policy(false))?],
-        &toggle.synthetic.inventory,
+    let inventory = InputText::inventory(
+        "inventory.yaml".to_owned(),
+        toggle.synthetic.inventory_yaml.clone(),
     );
-    write_plan(&mut datapath, &initial, &interfaces)?;
+    let policy = |allow: bool| {
+        InputText::policy(
+            format!("{POLICY_NAME}.zpr"),
+            POLICY_NAME.to_owned(),
+            toggle.policy(allow),
+        )
+    };
+    let mut checker = Checker::remembering();
+    write_plan(
+        &mut datapath,
+        &checked(&mut checker, &inventory, &policy(false))?,
+        &interfaces,
+    )?;
     let probe = frame(
         source.address,
         toggle.destination,
@@ -220,25 +238,33 @@ fn at_datapath(toggle: &Toggle, reloads: usize, samples: &mut Samples) -> anyhow
     );
     for reload in 0..reloads {
         let allow = reload % 2 == 0;
-        let text = toggle.policy(allow);
+        let text = policy(allow);
         let since = Instant::now();
-        let inventory = Inventory::from_yaml_str(&toggle.synthetic.inventory_yaml)
-            .map_err(|errors| anyhow::anyhow!("{errors}"))?;
-        let policy = parse(&text)?;
-        let parsed = Instant::now();
-        let plan = compile(&[policy], &inventory);
+        let plan = checked(&mut checker, &inventory, &text)?;
         let compiled = Instant::now();
         write_plan(&mut datapath, &plan, &interfaces)?;
         let written = Instant::now();
         let verdict = datapath.test_run(Hook::FromWorkloadXdp, &probe, 1)?;
         let seen = Instant::now();
         ensure!(verdict.passed == allow, "the probe saw the old verdict");
-        samples.parse.push(millis(parsed - since));
-        samples.compile.push(millis(compiled - parsed));
+        samples.check.push(millis(compiled - since));
         samples.write.push(millis(written - compiled));
         samples.datapath.push(millis(seen - since));
     }
     Ok(())
+}
+
+/// The Plan the agent's checker makes of the inputs.
+fn checked(
+    checker: &mut Checker,
+    inventory: &InputText,
+    policy: &InputText,
+) -> anyhow::Result<Plan> {
+    let loaded = checker.check(Some(inventory), std::slice::from_ref(policy));
+    match loaded.inputs {
+        Some(inputs) => Ok(inputs.plan),
+        None => bail!("the generated inputs do not check:\n{}", loaded.report),
+    }
 }
 
 fn millis(duration: Duration) -> f64 {

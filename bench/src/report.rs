@@ -290,6 +290,15 @@ fn plain(value: f64) -> String {
     }
 }
 
+/// Sizes as a method sentence names them: `10000 and 100000`.
+pub fn listed(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,6 +207,41 @@ fn difference_writes_equal_full_writes() -> anyhow::Result<()> {
     assert_slots_equal(&by_difference.pins(), &whole.pins(), slot)
 }
 
+/// Plans compiled one from the last (the agent's reloads: statements
+/// removed, one copied), each written as the difference from the one
+/// before: the last slot holds what the whole compile of the last inputs,
+/// written whole, holds.
+#[test]
+fn incremental_compiles_written_as_differences_equal_whole_compiles_written_whole()
+-> anyhow::Result<()> {
+    let set = synthetic::generate(300, 120, 1);
+    let mut policies = set.policies.clone();
+    let mut compiler = compile::Compiler::default();
+    let by_difference = Bpffs::new()?;
+    let (mut datapath, _) = Datapath::open_pinned(&by_difference.pins(), ConntrackSize::default())?;
+    let mut generation = 0;
+    for step in 0..5 {
+        let statements = &mut policies[0].statements;
+        if step == 4 {
+            let mut copy = statements[10].clone();
+            copy.id.line = 1_000;
+            statements.insert(200, copy);
+        } else {
+            statements.remove(150 - step * 10);
+        }
+        let plan = compiler.compile(&policies, &set.inventory);
+        let written = write_plan(&mut datapath, &plan, &synthetic_interfaces())?;
+        anyhow::ensure!(!written.outside_change, "nobody else wrote the maps");
+        generation = written.generation;
+    }
+    let whole = written_whole(&compile::compile(&policies, &set.inventory))?;
+    assert_slots_equal(
+        &by_difference.pins(),
+        &whole.pins(),
+        u64::from(generation % 2),
+    )
+}
+
 /// Another process writes both slots behind the writer's back (as a
 /// second agent that ignored the pin root's lock did): the writer's next
 /// writes notice that the kernel no longer holds what it remembers, and

@@ -50,7 +50,7 @@ enum Task {
         #[arg(long)]
         quick: bool,
         /// Run only these parts (micro, throughput, flood, control-plane,
-        /// conntrack; comma-separated); records nothing.
+        /// diff, conntrack; comma-separated); records nothing.
         #[arg(long, value_name = "PARTS")]
         only: Option<String>,
     },

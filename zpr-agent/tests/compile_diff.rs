@@ -1,7 +1,9 @@
 //! `compile::diff` is exact: for random pairs of inventories and policy
 //! sets, and packets at every endpoint from every identity pair, protocol
-//! and port boundary, the reference evaluator's verdict changes exactly
-//! when the diff covers the packet, with the right change and statements.
+//! and port boundary, the reference evaluator's verdict changes (the
+//! packet passes or not; or it passes by statements both times, tracked
+//! once and untracked the other) exactly when the diff covers the packet,
+//! with the right change and statements.
 
 use std::net::IpAddr;
 
@@ -10,7 +12,7 @@ use zpr_agent::compile::{
     Change, Decision, Direction, PROTOCOL_ICMP, PROTOCOL_ICMPV6, PacketFacts, PlanDiff, compile,
     decide, diff, packet_key,
 };
-use zpr_agent::inventory::Inventory;
+use zpr_agent::inventory::{Inventory, Mode};
 use zpr_agent::lang::{Policy, StatementId, parse};
 
 const SELECTORS: [&str; 7] = [
@@ -153,22 +155,37 @@ fn side(endpoints: &[EndpointSpec], statements: &[StatementSpec]) -> Side {
     }
 }
 
-/// Whether the packet passes, and the statements allowing it.
-fn verdict(
-    side: &Side,
-    facts: &PacketFacts,
-    direction: Direction,
-    endpoint: &str,
-) -> (bool, Vec<StatementId>) {
+/// What the reference says of a packet at one side.
+struct Outcome {
+    passes: bool,
+    /// The statements allowing it.
+    by: Vec<StatementId>,
+    /// Whether an enforcing vNIC lets it pass untracked (stateless) or
+    /// tracked; `None` where no statement decides.
+    stateless: Option<bool>,
+}
+
+fn verdict(side: &Side, facts: &PacketFacts, direction: Direction, endpoint: &str) -> Outcome {
     match decide(&side.inventory, &side.policies, facts, direction, endpoint) {
         // No such endpoint: nothing of zpr's is at its vNIC.
-        Err(_) => (true, Vec::new()),
+        Err(_) => Outcome {
+            passes: true,
+            by: Vec::new(),
+            stateless: None,
+        },
         Ok(verdict) => {
-            let statements = match &verdict.decision {
-                Decision::Allow { statements, .. } => statements.clone(),
-                _ => Vec::new(),
+            let (by, stateless) = match &verdict.decision {
+                Decision::Allow {
+                    statements,
+                    stateless,
+                } => (statements.clone(), Some(*stateless)),
+                _ => (Vec::new(), None),
             };
-            (verdict.passes(), statements)
+            Outcome {
+                passes: verdict.passes(),
+                by,
+                stateless: stateless.filter(|_| verdict.mode == Mode::Enforce),
+            }
         }
     }
 }
@@ -181,7 +198,7 @@ fn covered(
     endpoint: &str,
 ) -> Option<(Change, Option<Vec<StatementId>>)> {
     if let Some(change) = diff.enforcement.iter().find(|e| e.endpoint == endpoint) {
-        return Some((change.change, None));
+        return Some((change.change.into(), None));
     }
     let (local, remote) = match direction {
         Direction::Egress => (facts.src, facts.dst),
@@ -311,32 +328,44 @@ fn check(old: &Side, new: &Side) -> Result<usize, TestCaseError> {
                         Direction::Ingress => (remote, local),
                     };
                     for facts in l4_cases(src, dst) {
-                        let (was, was_by) = verdict(old, &facts, direction, endpoint);
-                        let (is, is_by) = verdict(new, &facts, direction, endpoint);
+                        let was = verdict(old, &facts, direction, endpoint);
+                        let is = verdict(new, &facts, direction, endpoint);
                         let cover = covered(&diff, &facts, direction, endpoint);
                         let context =
                             || format!("{facts} {src} -> {dst} {direction} at {endpoint}");
+                        let expected = match (was.passes, is.passes, was.stateless, is.stateless) {
+                            (false, true, _, _) => Some((Change::Opens, is.by)),
+                            (true, false, _, _) => Some((Change::Closes, was.by)),
+                            (true, true, Some(false), Some(true)) => {
+                                Some((Change::BecomesStateless, is.by))
+                            }
+                            (true, true, Some(true), Some(false)) => {
+                                Some((Change::BecomesStateful, is.by))
+                            }
+                            _ => None,
+                        };
                         let Some((change, statements)) = cover else {
-                            prop_assert_eq!(was, is, "not covered: {}", context());
+                            prop_assert!(expected.is_none(), "not covered: {}", context());
                             continue;
                         };
                         let enforcement_change = statements.is_none();
                         if enforcement_change {
                             // The enforcing side decides; the other passes everything.
                             match change {
-                                Change::Opens => prop_assert!(is, "{}", context()),
-                                Change::Closes => prop_assert!(was, "{}", context()),
+                                Change::Opens => prop_assert!(is.passes, "{}", context()),
+                                Change::Closes => prop_assert!(was.passes, "{}", context()),
+                                other => prop_assert!(false, "{} at {}", other, context()),
                             }
-                            changed += usize::from(was != is);
+                            changed += usize::from(was.passes != is.passes);
                             continue;
                         }
-                        prop_assert!(was != is, "covered but unchanged: {}", context());
-                        changed += 1;
-                        let expected = if is {
-                            (Change::Opens, is_by)
-                        } else {
-                            (Change::Closes, was_by)
+                        let Some(expected) = expected else {
+                            return Err(TestCaseError::fail(format!(
+                                "covered but unchanged: {}",
+                                context()
+                            )));
                         };
+                        changed += 1;
                         prop_assert_eq!((change, statements.unwrap()), expected, "{}", context());
                     }
                 }
@@ -371,5 +400,51 @@ proptest! {
         let same = check(&old, &old)?;
         prop_assert_eq!(same, 0);
         prop_assert!(diff(&compile(&old.policies, &old.inventory), &compile(&old.policies, &old.inventory)).is_empty());
+    }
+}
+
+/// A path allowed before and after, by a stateful statement before and
+/// only by a stateless one after (and back): a change of its own.
+#[test]
+fn a_path_that_stays_allowed_but_changes_state_is_a_change() {
+    let endpoints = [
+        EndpointSpec {
+            vcn_b: false,
+            v6: false,
+            extra_address: false,
+            apps: vec![true, false, false],
+            audit: false,
+        },
+        EndpointSpec {
+            vcn_b: false,
+            v6: false,
+            extra_address: false,
+            apps: vec![false, true, false],
+            audit: false,
+        },
+    ];
+    // web -> db, tcp/80 stateful; then tcp/79-81 stateless.
+    let stateful = side(&endpoints, &[(0, 1, 0, false)]);
+    let stateless = side(&endpoints, &[(0, 1, 6, false)]);
+    for (old, new, expected) in [
+        (&stateful, &stateless, Change::BecomesStateless),
+        (&stateless, &stateful, Change::BecomesStateful),
+    ] {
+        assert!(check(old, new).unwrap() > 0);
+        let plans = [old, new].map(|side| compile(&side.policies, &side.inventory));
+        let difference = diff(&plans[0], &plans[1]);
+        let tcp_80 = packet_key(&PacketFacts::tcp(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            80,
+        ));
+        let changes: Vec<Change> = difference
+            .paths
+            .iter()
+            .filter(|path| path.l4.contains(tcp_80))
+            .map(|path| path.change)
+            .collect();
+        // At web's egress and db's ingress.
+        assert_eq!(changes, [expected, expected]);
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use zpr_agent::compile::{Decision, Direction, PacketFacts, PlanLookup, compile, decide, diff};
+use zpr_agent::inputs::{Checker, InputText, check};
 use zpr_agent::lang::{Endpoint as LangEndpoint, Protocol};
 use zpr_agent::synthetic::generate;
 
@@ -109,4 +110,62 @@ fn generated_policy_set_compiles_to_an_agreeing_plan() {
         allowed > 100 && denied > 100,
         "{allowed} allowed, {denied} denied"
     );
+}
+
+/// `zpr check` at size, and where its time goes: the texts checked as the
+/// agent and `zpr check` check them.
+#[test]
+#[ignore = "timing run: use --release --ignored --nocapture"]
+fn checking_a_hundred_thousand_statements() {
+    let synthetic = generate(100_000, 10_000, 1);
+    let inventory = InputText::inventory("inventory.yaml".to_owned(), synthetic.inventory_yaml);
+    let policy = InputText::policy(
+        "synthetic.zpr".to_owned(),
+        "synthetic".to_owned(),
+        synthetic.policy_text,
+    );
+    println!(
+        "inputs: {} bytes of policy, {} bytes of inventory",
+        policy.text.len(),
+        inventory.text.len()
+    );
+    for round in 1..=3 {
+        let started = Instant::now();
+        let loaded = check(Some(&inventory), std::slice::from_ref(&policy));
+        println!("check, round {round}: {:?}", started.elapsed());
+        assert_eq!(loaded.errors, 0, "{}", loaded.report);
+        assert_eq!(loaded.inputs.unwrap().plan.sizes.statements, 100_000);
+    }
+
+    // The agent's reloads: one checker, one statement's port changed and
+    // changed back.
+    let mut changed = policy.text.lines().map(str::to_owned).collect::<Vec<_>>();
+    let line = changed
+        .iter()
+        .skip(50_000)
+        .position(|line| line.contains("protocol='tcp/"))
+        .unwrap()
+        + 50_000;
+    changed[line] = changed[line].replacen("protocol='tcp/", "protocol='tcp/7,", 1);
+    let changed = InputText::policy(
+        policy.file.clone(),
+        policy.name.clone(),
+        changed.join("\n") + "\n",
+    );
+    let mut checker = Checker::remembering();
+    let started = Instant::now();
+    checker.check(Some(&inventory), std::slice::from_ref(&policy));
+    println!("first check of a checker: {:?}", started.elapsed());
+    for round in 1..=3 {
+        for text in [&changed, &policy] {
+            let started = Instant::now();
+            let loaded = checker.check(Some(&inventory), std::slice::from_ref(text));
+            println!(
+                "one statement changed, round {round}: {:?}",
+                started.elapsed()
+            );
+            let whole = check(Some(&inventory), std::slice::from_ref(text));
+            assert_eq!(loaded.inputs.unwrap().plan, whole.inputs.unwrap().plan);
+        }
+    }
 }

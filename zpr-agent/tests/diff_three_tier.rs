@@ -72,6 +72,18 @@ fn scenarios() -> Vec<Scenario> {
             ),
         },
         Scenario {
+            name: "stateless-database",
+            old: (policy.clone(), inventory.clone()),
+            new: (
+                edited(
+                    &policy,
+                    "protocol='tcp/1521'",
+                    "protocol='tcp/1521', connection-state='stateless'",
+                ),
+                inventory.clone(),
+            ),
+        },
+        Scenario {
             name: "untag-database",
             old: (policy.clone(), inventory.clone()),
             new: (

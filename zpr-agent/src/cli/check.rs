@@ -45,7 +45,7 @@ struct JsonFile<'a> {
 /// Exit 0 when every file is valid (warnings allowed), 1 on errors; I/O
 /// problems are returned as errors (exit 2).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = inputs::read(args.inventory.as_deref(), &args.policies)?;
+    let loaded = inputs::validate(args.inventory.as_deref(), &args.policies)?;
     match args.output {
         Output::Text => print_text(&loaded)?,
         Output::Json => print_json(&loaded)?,

@@ -14,7 +14,7 @@ use super::diff_live::revoked_flows;
 use super::input_files::InputFiles;
 use crate::compile::Report;
 use crate::compile::diff;
-use crate::inputs::Inputs;
+use crate::inputs::{Checker, Inputs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,13 +54,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn compare(args: &Args) -> anyhow::Result<u8> {
+    // One checker for both sides: NEW parses only the statements and the
+    // inventory that differ from OLD's, and compiles from OLD's Plan.
+    let mut checker = Checker::remembering();
     let (old, new) = match (&args.base, &args.old, &args.new) {
         (Some(revision), directory, None) => {
             let directory = directory.clone().unwrap_or_else(|| PathBuf::from("."));
             let old = Checkout::of(revision, &directory)?;
-            (load(&old.directory)?, load(&directory)?)
+            (
+                load(&old.directory, &mut checker)?,
+                load(&directory, &mut checker)?,
+            )
         }
-        (None, Some(old), Some(new)) => (load(old)?, load(new)?),
+        (None, Some(old), Some(new)) => (load(old, &mut checker)?, load(new, &mut checker)?),
         (Some(_), _, Some(_)) => bail!("--base REV takes one directory, not two"),
         (None, _, _) => bail!("give two directories, OLD and NEW, or --base REV [DIR]"),
     };
@@ -93,7 +99,7 @@ fn compare(args: &Args) -> anyhow::Result<u8> {
 }
 
 /// A policy repository's inputs, checked by the one checker.
-fn load(directory: &Path) -> anyhow::Result<Option<Inputs>> {
+fn load(directory: &Path, checker: &mut Checker) -> anyhow::Result<Option<Inputs>> {
     let mut policies: Vec<PathBuf> = std::fs::read_dir(directory)
         .with_context(|| format!("reading {}", directory.display()))?
         .map(|entry| entry.map(|entry| entry.path()))
@@ -108,7 +114,7 @@ fn load(directory: &Path) -> anyhow::Result<Option<Inputs>> {
         inventory: directory.join("inventory.yaml"),
         policies,
     }
-    .load()
+    .load_with(checker)
 }
 
 /// A directory's files as of a git revision, in a temporary directory

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use crate::inputs::{self, Inputs};
+use crate::inputs::{Checker, Inputs};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct InputFiles {
@@ -19,7 +19,13 @@ impl InputFiles {
     /// Reads the inputs; their problems (and warnings) go to stderr, and a
     /// problem gives `None`. Unreadable files are errors (exit 2).
     pub fn load(&self) -> anyhow::Result<Option<Inputs>> {
-        let loaded = inputs::read(Some(&self.inventory), &self.policies)?;
+        self.load_with(&mut Checker::once())
+    }
+
+    /// [`InputFiles::load`] with a checker that has read other inputs like
+    /// these (the other side of a diff): what they share is read once.
+    pub fn load_with(&self, checker: &mut Checker) -> anyhow::Result<Option<Inputs>> {
+        let loaded = checker.read(Some(&self.inventory), &self.policies)?;
         std::io::stderr()
             .lock()
             .write_all(loaded.report.as_bytes())?;

@@ -25,7 +25,9 @@ use serde::Serialize;
 use super::decision::{Direction, NEIGHBOUR_DISCOVERY_TYPES, PROTOCOL_ICMPV6};
 use super::evaluate::is_neighbour_discovery_source;
 use super::identity::{FamilyMask, family_bit};
-use super::plan::{ANY_REMOTE, IdentityMember, Plan, PolicyEntry, StatementIndex, Uid};
+use super::plan::{
+    ANY_REMOTE, IdentityMember, Plan, PolicyEntry, PolicyValue, StatementIndex, Uid,
+};
 use crate::inventory::Mode;
 use crate::inventory::prefix::{self, Family};
 use crate::lang::{IpPrefix, StatementId};
@@ -34,12 +36,19 @@ use crate::lang::{IpPrefix, StatementId};
 const L4_MAX: u32 = 0xff_ffff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Change {
     /// Packets that were dropped pass.
     Opens,
     /// Packets that passed are dropped.
     Closes,
+    /// Packets still pass, now by stateless statements only: no
+    /// connection is tracked, so replies pass only by statements of their
+    /// own.
+    BecomesStateless,
+    /// Packets still pass, now by a stateful statement: their connections
+    /// are tracked and replies pass.
+    BecomesStateful,
 }
 
 impl fmt::Display for Change {
@@ -47,7 +56,37 @@ impl fmt::Display for Change {
         f.write_str(match self {
             Change::Opens => "opens",
             Change::Closes => "closes",
+            Change::BecomesStateless => "becomes stateless",
+            Change::BecomesStateful => "becomes stateful",
         })
+    }
+}
+
+impl Change {
+    /// The Plan whose statements allow the packets: the old one only for
+    /// what closes.
+    pub fn allowed_after(self) -> bool {
+        self != Change::Closes
+    }
+}
+
+/// What an endpoint's enforcement changing does to every packet at its
+/// vNIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnforcementEffect {
+    /// It stops dropping.
+    Opens,
+    /// It starts dropping.
+    Closes,
+}
+
+impl From<EnforcementEffect> for Change {
+    fn from(effect: EnforcementEffect) -> Change {
+        match effect {
+            EnforcementEffect::Opens => Change::Opens,
+            EnforcementEffect::Closes => Change::Closes,
+        }
     }
 }
 
@@ -92,7 +131,7 @@ impl fmt::Display for Enforcement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnforcementChange {
     pub endpoint: String,
-    pub change: Change,
+    pub change: EnforcementEffect,
     pub before: Enforcement,
     pub after: Enforcement,
 }
@@ -185,8 +224,8 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
                 continue;
             }
             (false, false) => continue,
-            (true, false) => Change::Opens,
-            (false, true) => Change::Closes,
+            (true, false) => EnforcementEffect::Opens,
+            (false, true) => EnforcementEffect::Closes,
         };
         enforcement.push(EnforcementChange {
             endpoint: endpoint.to_owned(),
@@ -224,6 +263,7 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
                     .zip(tables[1].block(new_uid, direction))
                     .all(|(old, new)| {
                         old.key.l4 == new.key.l4
+                            && old.value.stateless == new.value.stateless
                             && renumbering.get(&old.key.remote) == Some(&new.key.remote)
                     })
             {
@@ -277,9 +317,10 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
                     })
                 });
                 for (l4, change, statements) in differences(&old, &new, discovery) {
-                    let plan = match change {
-                        Change::Opens => after,
-                        Change::Closes => before,
+                    let plan = if change.allowed_after() {
+                        after
+                    } else {
+                        before
                     };
                     paths.push(PathChange {
                         change,
@@ -517,8 +558,9 @@ impl<'a> Tables<'a> {
     }
 
     /// Whether the two Plans' tables for these UIDs hold the same L4
-    /// prefixes, concrete and wildcard alike: then they allow the same
-    /// keys (every entry allows), and nothing needs working out.
+    /// prefixes, each as stateful or stateless in both, concrete and
+    /// wildcard alike: then they allow the same keys the same way (every
+    /// entry allows), and nothing needs working out.
     fn allows_as(
         &self,
         other: &Tables<'a>,
@@ -531,10 +573,9 @@ impl<'a> Tables<'a> {
                 (None, None) => true,
                 (Some(mine), Some(theirs)) => {
                     mine.len() == theirs.len()
-                        && mine
-                            .iter()
-                            .zip(theirs.iter())
-                            .all(|(a, b)| a.key.l4 == b.key.l4)
+                        && mine.iter().zip(theirs.iter()).all(|(a, b)| {
+                            a.key.l4 == b.key.l4 && a.value.stateless == b.value.stateless
+                        })
                 }
                 _ => false,
             };
@@ -573,11 +614,17 @@ impl<'a> Tables<'a> {
     }
 }
 
-/// A partition of the L4 key space, each piece with the statements that
-/// allow its keys (empty: dropped), in key order. Shared: many groups meet
-/// the same table.
+/// What a policy entry's absence means: no statement allows.
+static DENIED: PolicyValue = PolicyValue {
+    statements: Vec::new(),
+    stateless: false,
+};
+
+/// A partition of the L4 key space, each piece with the entry value that
+/// allows its keys (no statements: dropped), in key order. Shared: many
+/// groups meet the same table.
 #[derive(Debug, Clone)]
-struct Pieces<'a>(Rc<Vec<(L4Range, &'a [StatementIndex])>>);
+struct Pieces<'a>(Rc<Vec<(L4Range, &'a PolicyValue)>>);
 
 impl<'a> Pieces<'a> {
     fn deny_all() -> Pieces<'a> {
@@ -586,7 +633,7 @@ impl<'a> Pieces<'a> {
                 low: 0,
                 high: L4_MAX,
             },
-            &[],
+            &DENIED,
         )]))
     }
 
@@ -595,15 +642,15 @@ impl<'a> Pieces<'a> {
     fn of(entries: &'a [PolicyEntry]) -> Pieces<'a> {
         let mut pieces = Vec::new();
         let mut cursor = 0u32;
-        let mut open: Vec<(u32, &'a [StatementIndex])> = Vec::new();
-        let mut emit_until = |end: u32, statements: &'a [StatementIndex], cursor: &mut u32| {
+        let mut open: Vec<(u32, &'a PolicyValue)> = Vec::new();
+        let mut emit_until = |end: u32, value: &'a PolicyValue, cursor: &mut u32| {
             if *cursor <= end {
                 pieces.push((
                     L4Range {
                         low: *cursor,
                         high: end,
                     },
-                    statements,
+                    value,
                 ));
                 *cursor = end + 1;
             }
@@ -612,37 +659,79 @@ impl<'a> Pieces<'a> {
             let l4 = entry.key.l4;
             let start = l4.key();
             let end = start + ((1u32 << (super::l4::L4_BITS - l4.len)) - 1);
-            while let Some(&(top_end, statements)) = open.last()
+            while let Some(&(top_end, value)) = open.last()
                 && top_end < start
             {
-                emit_until(top_end, statements, &mut cursor);
+                emit_until(top_end, value, &mut cursor);
                 open.pop();
             }
             if start > 0 {
-                let around = open.last().map_or(&[][..], |&(_, statements)| statements);
+                let around = open.last().map_or(&DENIED, |&(_, value)| value);
                 emit_until(start - 1, around, &mut cursor);
             }
-            open.push((end, &entry.value.statements));
+            open.push((end, &entry.value));
         }
-        while let Some((end, statements)) = open.pop() {
-            emit_until(end, statements, &mut cursor);
+        while let Some((end, value)) = open.pop() {
+            emit_until(end, value, &mut cursor);
         }
-        emit_until(L4_MAX, &[], &mut cursor);
+        emit_until(L4_MAX, &DENIED, &mut cursor);
         Pieces(Rc::new(pieces))
     }
 
-    /// Whether both allow exactly the same keys (by whatever statements).
+    /// Whether both allow exactly the same keys, each the same way
+    /// (stateful or stateless), by whatever statements.
     fn allows_as(&self, other: &Pieces<'a>) -> bool {
-        overlay(self, other).all(|(_, mine, theirs)| mine.is_empty() == theirs.is_empty())
+        overlay(self, other).all(|(_, mine, theirs)| Passage::of(mine) == Passage::of(theirs))
     }
 
     /// These pieces where they allow, `fallback` elsewhere.
     fn or(&self, fallback: &Pieces<'a>) -> Pieces<'a> {
         Pieces(Rc::new(
             overlay(self, fallback)
-                .map(|(range, mine, theirs)| (range, if mine.is_empty() { theirs } else { mine }))
+                .map(|(range, mine, theirs)| {
+                    let allowing = if mine.statements.is_empty() {
+                        theirs
+                    } else {
+                        mine
+                    };
+                    (range, allowing)
+                })
                 .collect(),
         ))
+    }
+}
+
+/// How the packets of a piece pass the vNIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Passage {
+    Dropped,
+    /// Allowed, the connection tracked.
+    Stateful,
+    /// Allowed by stateless statements only.
+    Stateless,
+}
+
+impl Passage {
+    fn of(value: &PolicyValue) -> Passage {
+        match (value.statements.is_empty(), value.stateless) {
+            (true, _) => Passage::Dropped,
+            (false, false) => Passage::Stateful,
+            (false, true) => Passage::Stateless,
+        }
+    }
+
+    /// What going from `self` to `after` does to a packet.
+    fn change_to(self, after: Passage) -> Option<Change> {
+        match (self, after) {
+            (Passage::Dropped, Passage::Dropped) => None,
+            (Passage::Dropped, _) => Some(Change::Opens),
+            (_, Passage::Dropped) => Some(Change::Closes),
+            (Passage::Stateful, Passage::Stateless) => Some(Change::BecomesStateless),
+            (Passage::Stateless, Passage::Stateful) => Some(Change::BecomesStateful),
+            (Passage::Stateful, Passage::Stateful) | (Passage::Stateless, Passage::Stateless) => {
+                None
+            }
+        }
     }
 }
 
@@ -650,7 +739,7 @@ impl<'a> Pieces<'a> {
 fn overlay<'p, 'a>(
     first: &'p Pieces<'a>,
     second: &'p Pieces<'a>,
-) -> impl Iterator<Item = (L4Range, &'a [StatementIndex], &'a [StatementIndex])> + 'p {
+) -> impl Iterator<Item = (L4Range, &'a PolicyValue, &'a PolicyValue)> + 'p {
     let (mut i, mut j, mut low) = (0, 0, 0u32);
     std::iter::from_fn(move || {
         let (&(a, a_statements), &(b, b_statements)) = (first.0.get(i)?, second.0.get(j)?);
@@ -679,9 +768,10 @@ fn neighbour_discovery() -> L4Range {
     }
 }
 
-/// The key ranges where one side allows and the other drops, adjacent
-/// ones with the same change and statements joined. Neighbour discovery
-/// passes on each side as `discovery` says, by no statement.
+/// The key ranges where one side allows and the other drops, or both
+/// allow but only one tracks the connection, adjacent ones with the same
+/// change and statements joined. Neighbour discovery passes on each side
+/// as `discovery` says, by no statement and untracked.
 fn differences<'a>(
     before: &Pieces<'a>,
     after: &Pieces<'a>,
@@ -689,11 +779,9 @@ fn differences<'a>(
 ) -> Vec<(L4Range, Change, &'a [StatementIndex])> {
     let always = neighbour_discovery();
     let mut changes: Vec<(L4Range, Change, &'a [StatementIndex])> = Vec::new();
-    let mut push = |part: L4Range, old: bool, new: bool, statements: &'a [StatementIndex]| {
-        let change = match (old, new) {
-            (false, true) => Change::Opens,
-            (true, false) => Change::Closes,
-            _ => return,
+    let mut push = |part: L4Range, old: Passage, new: Passage, statements: &'a [StatementIndex]| {
+        let Some(change) = old.change_to(new) else {
+            return;
         };
         match changes.last_mut() {
             Some((last, last_change, last_statements))
@@ -706,15 +794,23 @@ fn differences<'a>(
             _ => changes.push((part, change, statements)),
         }
     };
+    let discovery = discovery.map(|passes| match passes {
+        true => Passage::Stateless,
+        false => Passage::Dropped,
+    });
     for (range, old, new) in overlay(before, after) {
-        let statements = if new.is_empty() { old } else { new };
-        let (old_allows, new_allows) = (!old.is_empty(), !new.is_empty());
+        let statements = if new.statements.is_empty() {
+            &old.statements
+        } else {
+            &new.statements
+        };
+        let (old, new) = (Passage::of(old), Passage::of(new));
         if range.low < always.low {
             let part = L4Range {
                 low: range.low,
                 high: range.high.min(always.low - 1),
             };
-            push(part, old_allows, new_allows, statements);
+            push(part, old, new, statements);
         }
         if range.low <= always.high && range.high >= always.low {
             let part = L4Range {
@@ -728,7 +824,7 @@ fn differences<'a>(
                 low: range.low.max(always.high + 1),
                 high: range.high,
             };
-            push(part, old_allows, new_allows, statements);
+            push(part, old, new, statements);
         }
     }
     changes

@@ -8,8 +8,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::compile::{
-    AddressGroup, Change, Direction, EnforcementChange, L4Range, PROTOCOL_ICMP, PROTOCOL_ICMPV6,
-    PROTOCOL_TCP, PROTOCOL_UDP, PlanDiff,
+    AddressGroup, Change, Direction, EnforcementChange, EnforcementEffect, L4Range, PROTOCOL_ICMP,
+    PROTOCOL_ICMPV6, PROTOCOL_TCP, PROTOCOL_UDP, PlanDiff,
 };
 use crate::lang::address::format_prefix;
 
@@ -20,6 +20,10 @@ pub struct Report {
     pub enforcement: Vec<EnforcementChange>,
     pub opens: usize,
     pub closes: usize,
+    /// Paths still allowed, no longer tracking connections.
+    pub becomes_stateless: usize,
+    /// Paths still allowed, now tracking connections.
+    pub becomes_stateful: usize,
     /// With `--live`: the live connections the change cuts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Vec<RevokedFlow>>,
@@ -68,9 +72,10 @@ impl Side {
             side.names.insert(format_prefix(prefix));
             side.addresses.insert(format_prefix(prefix));
         }
-        let selectors = match change {
-            Change::Opens => &group.selectors_after,
-            Change::Closes => &group.selectors_before,
+        let selectors = if change.allowed_after() {
+            &group.selectors_after
+        } else {
+            &group.selectors_before
         };
         side.attributes.extend(selectors.iter().cloned());
         side
@@ -186,12 +191,14 @@ impl Report {
                 + diff
                     .enforcement
                     .iter()
-                    .filter(|e| e.change == change)
+                    .filter(|e| Change::from(e.change) == change)
                     .count()
         };
         Report {
             opens: count(Change::Opens),
             closes: count(Change::Closes),
+            becomes_stateless: count(Change::BecomesStateless),
+            becomes_stateful: count(Change::BecomesStateful),
             changes,
             enforcement: diff.enforcement.clone(),
             revoked: None,
@@ -215,6 +222,16 @@ impl fmt::Display for Report {
             match group.change {
                 Change::Opens => writeln!(f, "opens: newly allowed by {statements}")?,
                 Change::Closes => writeln!(f, "closes: no longer allowed by {statements}")?,
+                Change::BecomesStateless => writeln!(
+                    f,
+                    "becomes stateless: still allowed, only by the stateless {statements}; \
+                     connections are no longer tracked, so replies need a statement of their own"
+                )?,
+                Change::BecomesStateful => writeln!(
+                    f,
+                    "becomes stateful: still allowed, now by {statements}, which tracks \
+                     connections, so their replies pass"
+                )?,
             }
             for path in &group.paths {
                 writeln!(f, "  from {}", path.from)?;
@@ -229,19 +246,32 @@ impl fmt::Display for Report {
         }
         for change in &self.enforcement {
             let what = match change.change {
-                Change::Opens => "every packet the old policy dropped now passes",
-                Change::Closes => "every packet the new policy does not allow is now dropped",
+                EnforcementEffect::Opens => "every packet the old policy dropped now passes",
+                EnforcementEffect::Closes => {
+                    "every packet the new policy does not allow is now dropped"
+                }
             };
             writeln!(
                 f,
                 "{}: at {} ({} before, {} now): {what}",
-                change.change, change.endpoint, change.before, change.after
+                Change::from(change.change),
+                change.endpoint,
+                change.before,
+                change.after
             )?;
         }
         for flow in self.revoked.iter().flatten() {
             writeln!(f, "{flow}")?;
         }
         write!(f, "{} opens, {} closes", self.opens, self.closes)?;
+        for (count, what) in [
+            (self.becomes_stateless, "become stateless"),
+            (self.becomes_stateful, "become stateful"),
+        ] {
+            if count > 0 {
+                write!(f, ", {count} {what}")?;
+            }
+        }
         match &self.revoked {
             Some(revoked) => writeln!(f, ", {} live connections cut", revoked.len()),
             None => writeln!(f),

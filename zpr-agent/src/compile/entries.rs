@@ -7,10 +7,10 @@
 //!   concrete table of the same local UID and direction, since a hit in the
 //!   concrete table skips the wildcard lookup.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::decision::Direction;
-use super::identity::{FamilyMask, Identities};
+use super::identity::{FamilyMask, UidSets};
 use super::l4::L4Prefix;
 use super::plan::{ANY_REMOTE, PolicyEntry, PolicyKey, PolicyValue, StatementIndex, Uid};
 use super::selectors::{ResolvedStatement, SelectorId, Side};
@@ -31,9 +31,36 @@ type Table = Vec<(L4Prefix, Vec<StatementIndex>)>;
 pub fn build(
     statements: &[ResolvedStatement],
     stateless: &[bool],
-    identities: &Identities,
+    identities: &UidSets,
     protected: &[bool],
 ) -> Vec<PolicyEntry> {
+    let rows = rows(statements, identities, protected, |_, _| true);
+    entries(rows, stateless)
+}
+
+/// The entries of the tables whose (local UID, direction) `only` holds:
+/// what [`build`] gives for those, and nothing else.
+pub fn build_tables(
+    statements: &[ResolvedStatement],
+    stateless: &[bool],
+    identities: &UidSets,
+    protected: &[bool],
+    only: &HashSet<(Uid, Direction)>,
+) -> Vec<PolicyEntry> {
+    let rows = rows(statements, identities, protected, |local, direction| {
+        only.contains(&(local, direction))
+    });
+    entries(rows, stateless)
+}
+
+/// Every statement's claims on the tables of the (local UID, direction)
+/// pairs `wanted` accepts, sorted and without repeats.
+fn rows(
+    statements: &[ResolvedStatement],
+    identities: &UidSets,
+    protected: &[bool],
+    wanted: impl Fn(Uid, Direction) -> bool,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut remote_sets = RemoteSets::new(identities);
     for (index, statement) in statements.iter().enumerate() {
@@ -43,6 +70,9 @@ pub fn build(
             (Direction::Ingress, statement.destination, statement.source),
         ] {
             for local in locals(local_side, identities, protected) {
+                if !wanted(local, direction) {
+                    continue;
+                }
                 let families = identities.families[local as usize];
                 let mut claim = |remote: Uid| {
                     rows.extend(statement.l4.iter().map(|&l4| Row {
@@ -65,7 +95,11 @@ pub fn build(
     }
     rows.sort_unstable();
     rows.dedup();
+    rows
+}
 
+/// The entries sorted rows make.
+fn entries(rows: Vec<Row>, stateless: &[bool]) -> Vec<PolicyEntry> {
     let mut entries = Vec::new();
     for group in rows.chunk_by(|a, b| (a.local, a.direction) == (b.local, b.direction)) {
         let (local, direction) = (group[0].local, group[0].direction);
@@ -98,6 +132,25 @@ pub fn build(
     entries
 }
 
+/// The protected UIDs a statement side can be the local end of.
+pub fn locals<'a>(
+    side: Side,
+    identities: &'a UidSets,
+    protected: &'a [bool],
+) -> Box<dyn Iterator<Item = Uid> + 'a> {
+    match side {
+        Side::Every => {
+            Box::new((1..protected.len() as Uid).filter(move |&uid| protected[uid as usize]))
+        }
+        Side::Selector(selector) => Box::new(
+            identities.selector_uids[selector as usize]
+                .iter()
+                .copied()
+                .filter(move |&uid| protected[uid as usize]),
+        ),
+    }
+}
+
 /// Rows of one table (sorted by prefix) as prefixes with their statements.
 fn table(rows: &[Row]) -> Table {
     rows.chunk_by(|a, b| a.l4 == b.l4)
@@ -123,25 +176,6 @@ fn merge(table: Table, other: &Table) -> Table {
     merged
 }
 
-/// The protected UIDs a statement side can be the local end of.
-fn locals<'a>(
-    side: Side,
-    identities: &'a Identities,
-    protected: &'a [bool],
-) -> Box<dyn Iterator<Item = Uid> + 'a> {
-    match side {
-        Side::Every => {
-            Box::new((1..protected.len() as Uid).filter(move |&uid| protected[uid as usize]))
-        }
-        Side::Selector(selector) => Box::new(
-            identities.selector_uids[selector as usize]
-                .iter()
-                .copied()
-                .filter(move |&uid| protected[uid as usize]),
-        ),
-    }
-}
-
 enum Remotes<'a> {
     Any,
     These(&'a [Uid]),
@@ -150,14 +184,14 @@ enum Remotes<'a> {
 /// Decides when a remote side may use the wildcard: when it holds every
 /// UID a packet of the local UID's families can come from or go to.
 struct RemoteSets<'a> {
-    identities: &'a Identities,
+    identities: &'a UidSets,
     /// UIDs sharing a family with each family mask (index = mask).
     total: [usize; 4],
     covers_all: HashMap<(SelectorId, FamilyMask), bool>,
 }
 
 impl<'a> RemoteSets<'a> {
-    fn new(identities: &'a Identities) -> RemoteSets<'a> {
+    fn new(identities: &'a UidSets) -> RemoteSets<'a> {
         let every_uid = || identities.families.iter().skip(1).copied();
         let total = [0, 1, 2, 3].map(|mask| sharing(every_uid(), mask));
         RemoteSets {

@@ -28,11 +28,17 @@ pub fn family_bit(family: Family) -> FamilyMask {
     }
 }
 
-pub struct Identities {
+/// What the policy entries need of the identities.
+#[derive(Debug, Clone)]
+pub struct UidSets {
     /// Indexed by UID; entry 0 (the "any remote" wildcard) is unused.
     pub families: Vec<FamilyMask>,
     /// For each selector, the UIDs it matches, ascending.
     pub selector_uids: Vec<Vec<Uid>>,
+}
+
+pub struct Identities {
+    pub sets: UidSets,
     pub identities: Vec<Identity>,
     pub hosts: Vec<HostEntry>,
     pub prefixes: Vec<PrefixEntry>,
@@ -167,8 +173,10 @@ pub fn build(inventory: &Inventory, resolved: &Resolved) -> Identities {
     }
     let identities = describe(uid_count, &uid_of, resolved, &hosts, &prefixes);
     Identities {
-        families,
-        selector_uids,
+        sets: UidSets {
+            families,
+            selector_uids,
+        },
         identities,
         hosts,
         prefixes,

@@ -13,19 +13,21 @@ mod entries;
 mod evaluate;
 mod explain;
 mod identity;
+mod incremental;
 mod l4;
 mod lookup;
 mod naming;
 mod plan;
 mod selectors;
 
-pub use capacity::capacity_problems;
+pub use capacity::{Capacity, capacity_problems};
 pub use decision::{
     Decision, DenyReason, Direction, NEIGHBOUR_DISCOVERY_TYPES, PROTOCOL_ICMP, PROTOCOL_ICMPV6,
     PROTOCOL_TCP, PROTOCOL_UDP, PacketFacts, UnknownEndpoint, Verdict,
 };
 pub use diff::{
-    AddressGroup, Change, Enforcement, EnforcementChange, L4Range, PathChange, PlanDiff, diff,
+    AddressGroup, Change, Enforcement, EnforcementChange, EnforcementEffect, L4Range, PathChange,
+    PlanDiff, diff,
 };
 pub use diff_report::{Report, RevokedFlow};
 pub use evaluate::{
@@ -33,6 +35,7 @@ pub use evaluate::{
     is_neighbour_discovery_source,
 };
 pub use explain::{Explanation, PlanDisagrees, SideReport, SideStatus, explain};
+pub use incremental::Compiler;
 pub use l4::{L4_BITS, L4Prefix, PROTOCOL_BITS, packet_key, port_range_blocks};
 pub use lookup::{PlanLookup, plan_decide};
 pub use plan::{
@@ -41,39 +44,33 @@ pub use plan::{
     Uid,
 };
 
+use std::collections::HashSet;
+
 use crate::inventory::Inventory;
 use crate::lang::Policy;
 
 /// Compiles a policy set against an inventory. Pure and deterministic.
 pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
+    compile_whole(policies, inventory).0
+}
+
+/// What a whole compile worked out on the way to its Plan that the
+/// compile of a small change can use again (see [`Compiler`]).
+struct Groundwork {
+    selectors: Vec<selectors::Selector>,
+    attributes: Vec<selectors::AttributeKey>,
+    statements: Vec<selectors::ResolvedStatement>,
+    stateless: Vec<bool>,
+    uid_sets: identity::UidSets,
+    protected: Vec<bool>,
+}
+
+fn compile_whole(policies: &[Policy], inventory: &Inventory) -> (Plan, Groundwork) {
     let resolved = selectors::resolve(policies);
     let identities = identity::build(inventory, &resolved);
-    let mut protected = vec![false; identities.families.len()];
-    for (endpoint, addresses) in inventory
-        .endpoints()
-        .iter()
-        .zip(&identities.endpoint_addresses)
-    {
-        if endpoint.is_protected() {
-            for address in addresses {
-                protected[address.uid as usize] = true;
-            }
-        }
-    }
-    let stateless: Vec<bool> = resolved
-        .statements
-        .iter()
-        .map(|s| s.is_stateless())
-        .collect();
-    let policy = entries::build(&resolved.resolved, &stateless, &identities, &protected);
-    let statements = resolved
-        .statements
-        .iter()
-        .map(|statement| PlanStatement {
-            id: statement.id.clone(),
-            stateless: statement.is_stateless(),
-        })
-        .collect();
+    let protected = protected(inventory, &identities);
+    let stateless = stateless(&resolved);
+    let policy = entries::build(&resolved.resolved, &stateless, &identities.sets, &protected);
     let endpoints = inventory
         .endpoints()
         .iter()
@@ -98,14 +95,91 @@ pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
                 .collect(),
         })
         .collect();
-    Plan::assemble(
-        statements,
+    let plan = Plan::assemble(
+        plan_statements(&resolved),
         identities.identities,
         identities.hosts,
         identities.prefixes,
         endpoints,
         policy,
-    )
+    );
+    let groundwork = Groundwork {
+        selectors: resolved.selectors,
+        attributes: resolved.attributes,
+        statements: resolved.resolved,
+        stateless,
+        uid_sets: identities.sets,
+        protected,
+    };
+    (plan, groundwork)
+}
+
+/// The counts of the Plan [`compile`] would give that decide whether it
+/// fits the maps, without building the policy entries of identities no
+/// local endpoint holds (`zpr check`).
+pub fn capacity(policies: &[Policy], inventory: &Inventory) -> Capacity {
+    let resolved = selectors::resolve(policies);
+    let identities = identity::build(inventory, &resolved);
+    let protected = protected(inventory, &identities);
+    let local_endpoints = inventory
+        .endpoints()
+        .iter()
+        .zip(&identities.endpoint_addresses)
+        .filter(|(endpoint, _)| endpoint.interface.is_some());
+    let tables: HashSet<(Uid, Direction)> = local_endpoints
+        .clone()
+        .flat_map(|(_, addresses)| addresses)
+        .flat_map(|address| [Direction::Egress, Direction::Ingress].map(|d| (address.uid, d)))
+        .collect();
+    let local_policy = entries::build_tables(
+        &resolved.resolved,
+        &stateless(&resolved),
+        &identities.sets,
+        &protected,
+        &tables,
+    );
+    Capacity {
+        host_entries: identities.hosts.len(),
+        prefix_entries: identities.prefixes.len(),
+        local_endpoints: local_endpoints.count(),
+        local_policy_entries: local_policy.len(),
+    }
+}
+
+/// Which UIDs hold an address of a protected endpoint.
+fn protected(inventory: &Inventory, identities: &identity::Identities) -> Vec<bool> {
+    let mut protected = vec![false; identities.sets.families.len()];
+    for (endpoint, addresses) in inventory
+        .endpoints()
+        .iter()
+        .zip(&identities.endpoint_addresses)
+    {
+        if endpoint.is_protected() {
+            for address in addresses {
+                protected[address.uid as usize] = true;
+            }
+        }
+    }
+    protected
+}
+
+fn stateless(resolved: &selectors::Resolved) -> Vec<bool> {
+    resolved
+        .statements
+        .iter()
+        .map(|s| s.is_stateless())
+        .collect()
+}
+
+fn plan_statements(resolved: &selectors::Resolved) -> Vec<PlanStatement> {
+    resolved
+        .statements
+        .iter()
+        .map(|statement| PlanStatement {
+            id: statement.id.clone(),
+            stateless: statement.is_stateless(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

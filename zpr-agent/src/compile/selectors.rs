@@ -62,7 +62,7 @@ pub enum Side {
     Selector(SelectorId),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedStatement {
     pub source: Side,
     pub destination: Side,

@@ -21,7 +21,7 @@ use crate::{
         ensure_bpffs, kernel_attachments, live_plan_intact, pinned_config, pinned_interfaces,
         protected_endpoints, remove_all, write_plan,
     },
-    inputs,
+    inputs::Checker,
     inventory::Mode,
     store::Snapshot,
 };
@@ -42,6 +42,9 @@ pub struct Agent {
     /// attached the rest again); `None` until a check has read the kernel.
     unattached: Option<Vec<String>>,
     metrics: AgentMetrics,
+    /// What the last reload read, so the next one parses and compiles only
+    /// what changed.
+    checker: Checker,
 }
 
 impl Agent {
@@ -76,7 +79,8 @@ impl Agent {
         let pins = PinLayout::new(&config.bpffs);
         let was_pinned = pins.map(zpr_common::maps::CONFIG).exists();
         let ownership = PinOwnership::acquire(&pins, &config.run_dir)?;
-        let first = load_plan(&config.inputs, snapshot.as_ref());
+        let mut checker = Checker::remembering();
+        let first = load_plan(&config.inputs, snapshot.as_ref(), &mut checker);
         if let Err(err) = &first {
             let enforced = pinned_config(&pins)
                 .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
@@ -139,6 +143,7 @@ impl Agent {
             checks_since_audit: 0,
             unattached: None,
             metrics: AgentMetrics::default(),
+            checker,
         };
         let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
         agent.record("start", applied);
@@ -178,8 +183,12 @@ impl Agent {
     /// Plan. When they are not, the live Plan stays and the error is kept
     /// for `zpr status`.
     pub fn reload(&mut self, cause: &str, since: Instant, guard: Guard) {
-        let applied = load_plan(&self.config.inputs, self.snapshot.as_ref())
-            .and_then(|loaded| self.settle(loaded, since, guard));
+        let applied = load_plan(
+            &self.config.inputs,
+            self.snapshot.as_ref(),
+            &mut self.checker,
+        )
+        .and_then(|loaded| self.settle(loaded, since, guard));
         if let (Ok(Outcome::Applied(_)), Some(snapshot)) = (&applied, &self.snapshot) {
             self.status.revision = Some(snapshot.revision);
         }
@@ -628,7 +637,11 @@ struct LoadedPlan {
 }
 
 /// Reads, checks and compiles the inputs (files or a store's snapshot).
-fn load_plan(inputs: &InputSource, snapshot: Option<&Snapshot>) -> anyhow::Result<LoadedPlan> {
+fn load_plan(
+    inputs: &InputSource,
+    snapshot: Option<&Snapshot>,
+    checker: &mut Checker,
+) -> anyhow::Result<LoadedPlan> {
     let started = Instant::now();
     let loaded = match (inputs, snapshot) {
         (
@@ -637,8 +650,11 @@ fn load_plan(inputs: &InputSource, snapshot: Option<&Snapshot>) -> anyhow::Resul
                 policies,
             },
             _,
-        ) => inputs::read(Some(inventory), policies)?,
-        (InputSource::Store { node, .. }, Some(snapshot)) => snapshot.inputs(node.as_deref())?,
+        ) => checker.read(Some(inventory), policies)?,
+        (InputSource::Store { node, .. }, Some(snapshot)) => {
+            let (inventory, policies) = snapshot.texts(node.as_deref())?;
+            checker.check(Some(&inventory), &policies)
+        }
         (InputSource::Store { location, .. }, None) => {
             bail!("nothing has been read from the store {location} yet")
         }

@@ -5,6 +5,8 @@
 //! (the statement can never match until something does). It sits above
 //! `lang` and `inventory`, which know nothing of each other's checks.
 
+use std::collections::HashMap;
+
 use crate::inventory::{AttributeKind, AttributeStatus, Inventory};
 use crate::lang::Diagnostic;
 use crate::lang::ast::{Attribute, Endpoint, Policy, Scope, Span, Statement};
@@ -13,11 +15,26 @@ use crate::lang::suggest::closest;
 
 /// Rule 7's diagnostics for every attribute `policy` names.
 pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Diagnostic> {
+    // A policy names few distinct attributes many times: each is checked
+    // once, as written (the check lowercases and looks up).
+    let mut checked: HashMap<(Option<&str>, &str, &str), Option<Diagnostic>> = HashMap::new();
     policy
         .statements
         .iter()
         .flat_map(attributes_of)
-        .filter_map(|(attribute, span)| check_attribute(attribute, span, inventory))
+        .filter_map(|(attribute, span)| {
+            let written = (
+                attribute.namespace.as_deref(),
+                attribute.key.as_str(),
+                attribute.value.as_str(),
+            );
+            let diagnostic = checked
+                .entry(written)
+                .or_insert_with(|| check_attribute(attribute, Span::default(), inventory));
+            diagnostic
+                .clone()
+                .map(|diagnostic| Diagnostic { span, ..diagnostic })
+        })
         .collect()
 }
 

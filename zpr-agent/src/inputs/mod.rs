@@ -7,12 +7,14 @@
 mod inventory_rules;
 pub mod text;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::compile::{Plan, capacity_problems, compile};
+use crate::compile::{Capacity, Compiler, Plan, capacity, capacity_problems, compile};
 use crate::inventory::Inventory;
 use crate::lang::{
-    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, parse, policy_name_from_path,
+    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse,
+    parse_cached, policy_name_from_path,
 };
 pub use inventory_rules::check_against_inventory;
 use text::{MAX_LINE_BYTES, overlong_line, read_text, without_byte_order_mark};
@@ -68,108 +70,217 @@ impl InputText {
 /// files are errors of their own; invalid content is reported in
 /// [`Loaded`].
 pub fn read(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::Result<Loaded> {
-    let inventory = inventory_path
-        .map(|path| -> anyhow::Result<InputText> {
-            Ok(InputText::inventory(
-                path.display().to_string(),
-                read_text(path, "inventory")?,
-            ))
-        })
-        .transpose()?;
-    let policies = policy_paths
-        .iter()
-        .map(|path| {
-            Ok(InputText::policy(
-                path.display().to_string(),
-                policy_name_from_path(path),
-                read_text(path, "policy")?,
-            ))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(check(inventory.as_ref(), &policies))
+    Checker::once().read(inventory_path, policy_paths)
+}
+
+/// [`read`] for a verdict only (`zpr check`): the same diagnostics, the
+/// Plan's fit to the maps counted without building it, and no inputs
+/// returned.
+pub fn validate(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::Result<Loaded> {
+    Checker {
+        memory: None,
+        builds_plan: false,
+    }
+    .read(inventory_path, policy_paths)
 }
 
 /// Checks an inventory (when given) and a policy set, wherever their
 /// texts come from (files, or the store of `zpr serve`).
 pub fn check(inventory_text: Option<&InputText>, policies: &[InputText]) -> Loaded {
-    let mut found = Found::default();
-    // The inventory and the policies parse independently: side by side (a
-    // reload waits for both).
-    let (inventory_parsed, policies_parsed) = std::thread::scope(|scope| {
-        let inventory_parse = scope.spawn(|| inventory_text.map(parse_inventory));
-        let policies_parsed: Vec<_> = policies
-            .iter()
-            .map(|policy| match overlong_line(&policy.text) {
-                Some(line) => Err(vec![overlong_line_error(&policy.text, line)]),
-                None => parse(&policy.name, &policy.text),
-            })
-            .collect();
-        let inventory_parsed = inventory_parse
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (inventory_parsed, policies_parsed)
-    });
-    let inventory = match (inventory_text, inventory_parsed) {
-        (Some(text), Some(Err(errors))) => {
-            for error in errors {
-                found.inventory_error(&text.file, error);
-            }
-            None
+    Checker::once().check(inventory_text, policies)
+}
+
+/// The checker. One for inputs checked again and again (the agent on every
+/// change, `zpr diff` on both sides of a change) keeps what the last check
+/// read, so that the next one parses only the statements and the inventory
+/// that changed and compiles from the last Plan. Its answers are those of
+/// [`check`].
+pub struct Checker {
+    /// `None` for a single check: keeping costs memory and time.
+    memory: Option<Memory>,
+    /// False for a verdict only.
+    builds_plan: bool,
+}
+
+/// What a checker keeps from one check for the next.
+#[derive(Default)]
+struct Memory {
+    /// By policy name: a policy keeps its name wherever its file is.
+    statements: HashMap<String, StatementCache>,
+    /// The last inventory text that parsed, and what it gave.
+    inventory: Option<(String, Inventory)>,
+    compiler: Compiler,
+}
+
+impl Checker {
+    /// A checker that keeps what it reads for its next check.
+    pub fn remembering() -> Checker {
+        Checker {
+            memory: Some(Memory::default()),
+            builds_plan: true,
         }
-        (_, parsed) => parsed.and_then(Result::ok),
-    };
-    let mut policies_read: Vec<Policy> = Vec::new();
-    for (policy, parsed) in policies.iter().zip(policies_parsed) {
-        let source = SourceFile::new(&policy.file, &policy.text);
-        let (statements, diagnostics) = match parsed {
-            Ok(parsed) => {
-                let mut diagnostics = parsed.warnings;
-                if let Some(inventory) = &inventory {
-                    diagnostics.extend(check_against_inventory(&parsed.policy, inventory));
-                    diagnostics.sort_by_key(|d| d.span.start);
-                }
-                let statements = parsed.policy.statements.len();
-                if policies_read.iter().any(|p| p.name == policy.name) {
-                    diagnostics.push(Diagnostic::error(
-                        format!(
-                            "two policy files are named '{}'; statement ids (policy:line) must \
-                             be unique",
-                            policy.name
-                        ),
-                        Span::new(0, 0),
-                    ));
-                }
-                policies_read.push(parsed.policy);
-                (statements, diagnostics)
-            }
-            Err(diagnostics) => (0, diagnostics),
-        };
-        for diagnostic in &diagnostics {
-            found.diagnostic(&source, diagnostic);
-        }
-        found.statements.push((policy.file.clone(), statements));
     }
-    let inputs = match (inventory, inventory_text) {
-        (Some(inventory), Some(text)) if found.errors == 0 => {
-            let plan = compile(&policies_read, &inventory);
-            for problem in capacity_problems(&plan.sizes) {
-                found.plan_error(&text.file, problem);
-            }
-            (found.errors == 0).then_some(Inputs {
-                inventory,
-                policies: policies_read,
-                plan,
-            })
+
+    /// A checker for one check.
+    pub fn once() -> Checker {
+        Checker {
+            memory: None,
+            builds_plan: true,
         }
-        _ => None,
-    };
-    Loaded {
-        inputs,
-        report: found.report,
-        diagnostics: found.diagnostics,
-        errors: found.errors,
-        warnings: found.warnings,
-        statements: found.statements,
+    }
+
+    /// [`read`], with what the last check read.
+    pub fn read(
+        &mut self,
+        inventory_path: Option<&Path>,
+        policy_paths: &[PathBuf],
+    ) -> anyhow::Result<Loaded> {
+        let inventory = inventory_path
+            .map(|path| -> anyhow::Result<InputText> {
+                Ok(InputText::inventory(
+                    path.display().to_string(),
+                    read_text(path, "inventory")?,
+                ))
+            })
+            .transpose()?;
+        let policies = policy_paths
+            .iter()
+            .map(|path| {
+                Ok(InputText::policy(
+                    path.display().to_string(),
+                    policy_name_from_path(path),
+                    read_text(path, "policy")?,
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(self.check(inventory.as_ref(), &policies))
+    }
+
+    /// [`check`], with what the last check read.
+    pub fn check(&mut self, inventory_text: Option<&InputText>, policies: &[InputText]) -> Loaded {
+        let mut found = Found::default();
+        let mut caches: Vec<Option<StatementCache>> = match &mut self.memory {
+            Some(memory) => {
+                memory
+                    .statements
+                    .retain(|name, _| policies.iter().any(|policy| &policy.name == name));
+                policies
+                    .iter()
+                    .map(|policy| Some(memory.statements.remove(&policy.name).unwrap_or_default()))
+                    .collect()
+            }
+            None => policies.iter().map(|_| None).collect(),
+        };
+        let known_inventory = self
+            .memory
+            .as_mut()
+            .and_then(|memory| memory.inventory.take());
+        // The inventory and the policies parse independently: side by side (a
+        // reload waits for both).
+        let (inventory_parsed, policies_parsed) = std::thread::scope(|scope| {
+            let inventory_parse = scope.spawn(|| {
+                inventory_text.map(|text| match known_inventory {
+                    Some((known, inventory)) if known == text.text => Ok(inventory),
+                    _ => parse_inventory(text),
+                })
+            });
+            let policies_parsed: Vec<_> = policies
+                .iter()
+                .zip(&mut caches)
+                .map(
+                    |(policy, cache)| match (overlong_line(&policy.text), cache) {
+                        (Some(line), _) => Err(vec![overlong_line_error(&policy.text, line)]),
+                        (None, Some(cache)) => parse_cached(&policy.name, &policy.text, cache),
+                        (None, None) => parse(&policy.name, &policy.text),
+                    },
+                )
+                .collect();
+            let inventory_parsed = inventory_parse
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (inventory_parsed, policies_parsed)
+        });
+        if let Some(memory) = &mut self.memory {
+            for (policy, cache) in policies.iter().zip(caches) {
+                memory
+                    .statements
+                    .insert(policy.name.clone(), cache.unwrap_or_default());
+            }
+            if let (Some(text), Some(Ok(inventory))) = (inventory_text, &inventory_parsed) {
+                memory.inventory = Some((text.text.clone(), inventory.clone()));
+            }
+        }
+        let inventory = match (inventory_text, inventory_parsed) {
+            (Some(text), Some(Err(errors))) => {
+                for error in errors {
+                    found.inventory_error(&text.file, error);
+                }
+                None
+            }
+            (_, parsed) => parsed.and_then(Result::ok),
+        };
+        let mut policies_read: Vec<Policy> = Vec::new();
+        for (policy, parsed) in policies.iter().zip(policies_parsed) {
+            let source = SourceFile::new(&policy.file, &policy.text);
+            let (statements, diagnostics) = match parsed {
+                Ok(parsed) => {
+                    let mut diagnostics = parsed.warnings;
+                    if let Some(inventory) = &inventory {
+                        diagnostics.extend(check_against_inventory(&parsed.policy, inventory));
+                        diagnostics.sort_by_key(|d| d.span.start);
+                    }
+                    let statements = parsed.policy.statements.len();
+                    if policies_read.iter().any(|p| p.name == policy.name) {
+                        diagnostics.push(Diagnostic::error(
+                            format!(
+                                "two policy files are named '{}'; statement ids (policy:line) must \
+                             be unique",
+                                policy.name
+                            ),
+                            Span::new(0, 0),
+                        ));
+                    }
+                    policies_read.push(parsed.policy);
+                    (statements, diagnostics)
+                }
+                Err(diagnostics) => (0, diagnostics),
+            };
+            for diagnostic in &diagnostics {
+                found.diagnostic(&source, diagnostic);
+            }
+            found.statements.push((policy.file.clone(), statements));
+        }
+        let inputs = match (inventory, inventory_text) {
+            (Some(inventory), Some(text)) if found.errors == 0 && !self.builds_plan => {
+                for problem in capacity_problems(&capacity(&policies_read, &inventory)) {
+                    found.plan_error(&text.file, problem);
+                }
+                None
+            }
+            (Some(inventory), Some(text)) if found.errors == 0 => {
+                let plan = match &mut self.memory {
+                    Some(memory) => memory.compiler.compile(&policies_read, &inventory),
+                    None => compile(&policies_read, &inventory),
+                };
+                for problem in capacity_problems(&Capacity::from(&plan.sizes)) {
+                    found.plan_error(&text.file, problem);
+                }
+                (found.errors == 0).then_some(Inputs {
+                    inventory,
+                    policies: policies_read,
+                    plan,
+                })
+            }
+            _ => None,
+        };
+        Loaded {
+            inputs,
+            report: found.report,
+            diagnostics: found.diagnostics,
+            errors: found.errors,
+            warnings: found.warnings,
+            statements: found.statements,
+        }
     }
 }
 

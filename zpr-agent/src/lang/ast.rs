@@ -153,6 +153,32 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// The statement with every span moved by `to - from` bytes: the same
+    /// text found at another place of a file.
+    pub fn moved(mut self, from: usize, to: usize) -> Statement {
+        let moved = |span: &mut Span| {
+            span.start = span.start - from + to;
+            span.end = span.end - from + to;
+        };
+        moved(&mut self.span);
+        match &mut self.scope {
+            Scope::SameVcn { vcn } => moved(&mut vcn.span),
+            Scope::CrossVcn {
+                source_vcn,
+                destination_vcn,
+            } => {
+                moved(&mut source_vcn.span);
+                moved(&mut destination_vcn.span);
+            }
+        }
+        moved(&mut self.source.span);
+        moved(&mut self.destination.span);
+        for filter in &mut self.filters {
+            moved(&mut filter.span);
+        }
+        self
+    }
+
     pub fn protocol(&self) -> Option<&Protocol> {
         self.filters.iter().find_map(|f| match &f.node {
             Filter::Protocol(p) => Some(p),

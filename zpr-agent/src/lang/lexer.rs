@@ -85,13 +85,20 @@ const KEYWORDS: &[(&str, Tok)] = &[
 /// The documented spelling of the OSN endpoint, also accepted in quotes.
 pub const OSN_KEYWORD: &str = "osn-services-ip-addresses";
 
+#[cfg(test)]
 pub fn lex(source: &str) -> Lexed {
+    lex_from(source, 0, 1)
+}
+
+/// Lexes `source` from byte `start`, which begins line `line`, to its end;
+/// spans are offsets into the whole of `source`.
+pub fn lex_from(source: &str, start: usize, line: u32) -> Lexed {
     let mut lexer = Lexer {
         source,
-        at: 0,
-        line: 1,
+        at: start,
+        line,
         out: Lexed {
-            tokens: Vec::with_capacity(source.len() / 6),
+            tokens: Vec::with_capacity((source.len() - start) / 6),
             comments: Vec::new(),
             diagnostics: Vec::new(),
         },

@@ -11,6 +11,7 @@ mod filter;
 mod format;
 mod lexer;
 mod parser;
+mod statement_cache;
 pub mod suggest;
 mod syntax_error;
 mod validate;
@@ -20,6 +21,7 @@ use std::path::Path;
 pub use ast::*;
 pub use diagnostic::{Diagnostic, JsonDiagnostic, Position, Severity, SourceFile, bounded};
 pub use format::{format_policy, format_source, format_statement};
+pub use statement_cache::StatementCache;
 
 /// A policy file that has no errors, with the warnings found reading it.
 #[derive(Debug, Clone)]
@@ -32,7 +34,21 @@ pub struct Parsed {
 /// dialect. On failure the error holds every error and warning found, in
 /// source order.
 pub fn parse(policy_name: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
-    let parsed = parser::parse_file(policy_name, source);
+    without_errors(parser::parse_file(policy_name, source))
+}
+
+/// [`parse`], re-using the statements of lines `cache` holds from the
+/// last text read with it (a file read again after a change), and leaving
+/// in it this text's. The result is what [`parse`] gives.
+pub fn parse_cached(
+    policy_name: &str,
+    source: &str,
+    cache: &mut StatementCache,
+) -> Result<Parsed, Vec<Diagnostic>> {
+    without_errors(parser::parse_file_cached(policy_name, source, cache))
+}
+
+fn without_errors(parsed: parser::ParsedFile) -> Result<Parsed, Vec<Diagnostic>> {
     if parsed.diagnostics.iter().any(Diagnostic::is_error) {
         Err(parsed.diagnostics)
     } else {

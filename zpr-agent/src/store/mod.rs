@@ -43,6 +43,12 @@ impl Snapshot {
     /// The snapshot's inputs as the agent of `node` reads them (see
     /// [`Tenancy::inventory_document`]), checked as files are.
     pub fn inputs(&self, node: Option<&str>) -> anyhow::Result<Loaded> {
+        let (inventory, policies) = self.texts(node)?;
+        Ok(inputs::check(Some(&inventory), &policies))
+    }
+
+    /// The inventory and policy texts the checker reads.
+    pub fn texts(&self, node: Option<&str>) -> anyhow::Result<(InputText, Vec<InputText>)> {
         let inventory = InputText::inventory(
             "store inventory".to_owned(),
             serde_json::to_string_pretty(&self.tenancy.inventory_document(node))?,
@@ -55,7 +61,7 @@ impl Snapshot {
                 InputText::policy(policy.name.clone(), policy.name.clone(), policy.source())
             })
             .collect();
-        Ok(inputs::check(Some(&inventory), &policies))
+        Ok((inventory, policies))
     }
 }
 

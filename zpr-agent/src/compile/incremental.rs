@@ -1,0 +1,271 @@
+//! Compiling a policy set that changes a little at a time (the agent's
+//! reloads, the new side of `zpr diff`): the Plan of a change of a few
+//! statements re-computes only the policy tables of the identities those
+//! statements name, and takes every other table from the last Plan, its
+//! statement numbers moved to where the statements now stand.
+//!
+//! That holds exactly when the identities are those of the last compile:
+//! the same inventory and the same selectors (numbered the same). Then a
+//! table (local UID, direction) is made from the statements whose local
+//! side holds the UID, and only the statements that changed can make it
+//! differ. Anything else, or a change that touches most tables anyway, is
+//! compiled whole. Either way the Plan is the one [`compile`] gives.
+
+use std::collections::HashSet;
+
+use super::decision::Direction;
+use super::entries::{self, locals};
+use super::plan::{
+    EndpointConfig, HostEntry, Identity, Plan, PolicyEntry, PolicyKey, PolicyValue, PrefixEntry,
+    StatementIndex, Uid,
+};
+use super::selectors::{self, ResolvedStatement, Side};
+use super::{Groundwork, compile_whole, plan_statements, stateless};
+use crate::inventory::Inventory;
+use crate::lang::Policy;
+
+/// A change touching more than this share of a Plan's tables (local UID
+/// and direction pairs) is compiled whole: merging would cost as much.
+const MOST_TABLES: f64 = 0.25;
+
+/// Compiles policy sets one after another, each from what the last left.
+#[derive(Default)]
+pub struct Compiler {
+    last: Option<Last>,
+}
+
+struct Last {
+    inventory: Inventory,
+    groundwork: Groundwork,
+    /// The last Plan's parts the identities make (they stay).
+    identities: Vec<Identity>,
+    hosts: Vec<HostEntry>,
+    prefixes: Vec<PrefixEntry>,
+    endpoints: Vec<EndpointConfig>,
+    policy: PackedPolicy,
+}
+
+impl Last {
+    fn of(inventory: Inventory, groundwork: Groundwork, plan: &Plan) -> Last {
+        Last {
+            inventory,
+            groundwork,
+            identities: plan.identities.clone(),
+            hosts: plan.hosts.clone(),
+            prefixes: plan.prefixes.clone(),
+            endpoints: plan.endpoints.clone(),
+            policy: PackedPolicy::of(&plan.policy),
+        }
+    }
+}
+
+/// A Plan's policy entries packed: one list of keys, and every entry's
+/// statements in one vector (a vector per entry is most of a Plan's
+/// memory).
+struct PackedPolicy {
+    keys: Vec<PolicyKey>,
+    /// Entry `i`'s statements are `statements[ends[i - 1]..ends[i]]`.
+    ends: Vec<u32>,
+    statements: Vec<StatementIndex>,
+    stateless: Vec<bool>,
+}
+
+impl PackedPolicy {
+    fn of(policy: &[PolicyEntry]) -> PackedPolicy {
+        let mut packed = PackedPolicy {
+            keys: Vec::with_capacity(policy.len()),
+            ends: Vec::with_capacity(policy.len()),
+            statements: Vec::new(),
+            stateless: Vec::with_capacity(policy.len()),
+        };
+        for entry in policy {
+            packed.keys.push(entry.key);
+            packed.statements.extend_from_slice(&entry.value.statements);
+            packed.ends.push(packed.statements.len() as u32);
+            packed.stateless.push(entry.value.stateless);
+        }
+        packed
+    }
+
+    fn statements(&self, entry: usize) -> &[StatementIndex] {
+        let start = entry.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.statements[start as usize..self.ends[entry] as usize]
+    }
+}
+
+/// How the statements of the last compile and of this one line up: the
+/// same statements before `first_changed` and in the last `unchanged_tail`.
+struct Alignment {
+    first_changed: usize,
+    unchanged_tail: usize,
+    old_len: usize,
+    new_len: usize,
+}
+
+impl Alignment {
+    fn of(old: &Groundwork, new: &[ResolvedStatement], new_stateless: &[bool]) -> Alignment {
+        let same = |o: usize, n: usize| {
+            old.statements[o] == new[n] && old.stateless[o] == new_stateless[n]
+        };
+        let (old_len, new_len) = (old.statements.len(), new.len());
+        let first_changed = (0..old_len.min(new_len))
+            .find(|&i| !same(i, i))
+            .unwrap_or(old_len.min(new_len));
+        let unchanged_tail = (0..old_len.min(new_len) - first_changed)
+            .find(|&k| !same(old_len - 1 - k, new_len - 1 - k))
+            .unwrap_or(old_len.min(new_len) - first_changed);
+        Alignment {
+            first_changed,
+            unchanged_tail,
+            old_len,
+            new_len,
+        }
+    }
+
+    fn old_changed(&self) -> std::ops::Range<usize> {
+        self.first_changed..self.old_len - self.unchanged_tail
+    }
+
+    fn new_changed(&self) -> std::ops::Range<usize> {
+        self.first_changed..self.new_len - self.unchanged_tail
+    }
+
+    /// Where an unchanged statement of the last compile stands now.
+    fn moved(&self, old: StatementIndex) -> StatementIndex {
+        if (old as usize) < self.first_changed {
+            old
+        } else {
+            (old as usize + self.new_len - self.old_len) as StatementIndex
+        }
+    }
+}
+
+impl Compiler {
+    /// The Plan [`compile`](super::compile) gives for these inputs.
+    pub fn compile(&mut self, policies: &[Policy], inventory: &Inventory) -> Plan {
+        if let Some(last) = self.last.take()
+            && let Some(plan) = last.changed(policies, inventory, &mut self.last)
+        {
+            return plan;
+        }
+        let (plan, groundwork) = compile_whole(policies, inventory);
+        self.last = Some(Last::of(inventory.clone(), groundwork, &plan));
+        plan
+    }
+}
+
+impl Last {
+    /// The new Plan from this one, when the identities stay and the change
+    /// touches few tables; then `next` is left holding what it worked out.
+    fn changed(
+        self,
+        policies: &[Policy],
+        inventory: &Inventory,
+        next: &mut Option<Last>,
+    ) -> Option<Plan> {
+        if *inventory != self.inventory {
+            return None;
+        }
+        let resolved = selectors::resolve(policies);
+        let old = &self.groundwork;
+        if resolved.selectors != old.selectors || resolved.attributes != old.attributes {
+            return None;
+        }
+        let stateless = stateless(&resolved);
+        let alignment = Alignment::of(old, &resolved.resolved, &stateless);
+        let mut touched: HashSet<(Uid, Direction)> = HashSet::new();
+        let changed = old.statements[alignment.old_changed()]
+            .iter()
+            .chain(&resolved.resolved[alignment.new_changed()]);
+        for statement in changed {
+            for (direction, local) in [
+                (Direction::Egress, statement.source),
+                (Direction::Ingress, statement.destination),
+            ] {
+                // Every protected identity: the whole Plan changes.
+                if local == Side::Every {
+                    return None;
+                }
+                touched.extend(
+                    locals(local, &old.uid_sets, &old.protected).map(|uid| (uid, direction)),
+                );
+            }
+        }
+        let tables = 2 * old.protected.iter().filter(|&&p| p).count();
+        if touched.len() as f64 > MOST_TABLES * tables as f64 {
+            return None;
+        }
+        let fresh = entries::build_tables(
+            &resolved.resolved,
+            &stateless,
+            &old.uid_sets,
+            &old.protected,
+            &touched,
+        );
+        let policy = merged(&self.policy, fresh, &touched, &alignment);
+        let packed = PackedPolicy::of(&policy);
+        let plan = Plan::assemble(
+            plan_statements(&resolved),
+            self.identities.clone(),
+            self.hosts.clone(),
+            self.prefixes.clone(),
+            self.endpoints.clone(),
+            policy,
+        );
+        *next = Some(Last {
+            groundwork: Groundwork {
+                selectors: resolved.selectors,
+                attributes: resolved.attributes,
+                statements: resolved.resolved,
+                stateless,
+                ..self.groundwork
+            },
+            policy: packed,
+            ..self
+        });
+        Some(plan)
+    }
+}
+
+/// The last Plan's entries with the touched tables replaced by `fresh`
+/// (sorted, of touched tables only), in key order.
+fn merged(
+    old: &PackedPolicy,
+    fresh: Vec<PolicyEntry>,
+    touched: &HashSet<(Uid, Direction)>,
+    alignment: &Alignment,
+) -> Vec<PolicyEntry> {
+    let table = |key: &PolicyKey| (key.local, key.direction);
+    let mut policy = Vec::with_capacity(old.keys.len() + fresh.len());
+    let mut fresh = fresh.into_iter().peekable();
+    let mut start = 0;
+    for block in old.keys.chunk_by(|a, b| table(a) == table(b)) {
+        let entries = start..start + block.len();
+        start = entries.end;
+        let key = table(&block[0]);
+        while let Some(entry) = fresh.next_if(|entry| table(&entry.key) < key) {
+            policy.push(entry);
+        }
+        if touched.contains(&key) {
+            continue;
+        }
+        policy.extend(entries.map(|entry| {
+            PolicyEntry {
+                key: old.keys[entry],
+                value: PolicyValue {
+                    statements: old
+                        .statements(entry)
+                        .iter()
+                        .map(|&statement| alignment.moved(statement))
+                        .collect(),
+                    stateless: old.stateless[entry],
+                },
+            }
+        }));
+    }
+    policy.extend(fresh);
+    policy
+}
+
+#[cfg(test)]
+mod tests;
