@@ -435,8 +435,8 @@ impl BenchFleet {
         let since = Instant::now();
         host.bridge.set_cut(false);
         let seen = host.probe.opened_after(since)?;
-        let revision = self.etcd.revision()?;
-        let status = wait_for_revision(&host.run_dir, revision.saturating_sub(2))?;
+        // The probe saw it: the agent has applied the snapshot it listed.
+        let status = Status::read(&host.run_dir)?;
         self.toggle(false)?;
         Ok((
             seen.as_secs_f64() * 1000.0,
