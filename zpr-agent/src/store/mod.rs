@@ -65,6 +65,10 @@ impl Snapshot {
     }
 }
 
+/// Records per step of a seed (etcd takes 128 operations per transaction,
+/// one of which is the commit marker).
+const SEED_STEP: usize = 100;
+
 /// A commit based on a revision that is no longer the store's latest:
 /// someone else changed the tenancy meanwhile. Nothing was written.
 #[derive(Debug)]
@@ -151,9 +155,17 @@ impl Store {
         if let Some(request) = work_request {
             writes = writes.with_work_request(request)?;
         }
+        self.commit_writes(base.revision, &writes).await
+    }
+
+    async fn commit_writes(
+        &mut self,
+        base_revision: u64,
+        writes: &records::Writes,
+    ) -> anyhow::Result<u64> {
         match self {
-            Store::Sqlite(store) => store.commit(base.revision, &writes),
-            Store::Etcd(store) => store.commit(base.revision, &writes).await,
+            Store::Sqlite(store) => store.commit(base_revision, writes),
+            Store::Etcd(store) => store.commit(base_revision, writes).await,
         }
     }
 
@@ -219,7 +231,13 @@ impl Store {
         let text = inputs::text::read_text(inventory_path, "inventory")?;
         let mut seeded = base.tenancy.clone();
         seed::import(&mut seeded, &inventory_path.display().to_string(), &text)?;
-        self.commit(&base, &seeded, None).await?;
+        // An inventory is more records than etcd takes in one transaction:
+        // it goes in steps, each a valid tenancy (what endpoints refer to
+        // first), each based on the revision of the step before.
+        let mut revision = base.revision;
+        for step in records::writes(&base.tenancy, &seeded)?.in_steps(SEED_STEP) {
+            revision = self.commit_writes(revision, &step).await?;
+        }
         tracing::info!(inventory = %inventory_path.display(), "imported into the empty store");
         Ok(true)
     }

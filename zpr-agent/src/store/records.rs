@@ -47,6 +47,41 @@ impl Writes {
         self.puts.len() + self.deletes.len()
     }
 
+    /// The same writes in steps of at most `size`, what others refer to
+    /// first: namespaces, attributes and VCNs before the endpoints that
+    /// carry them, policies last. (Deletes, of which a seed has none, come
+    /// after the puts.)
+    pub fn in_steps(self, size: usize) -> Vec<Writes> {
+        let rank = |key: &str| {
+            [
+                NAMESPACES,
+                ATTRIBUTES,
+                VCNS,
+                CONFIGURATION,
+                OSN_SERVICES,
+                ENDPOINTS,
+                POLICIES,
+            ]
+            .iter()
+            .position(|prefix| key.starts_with(prefix))
+            .unwrap_or(usize::MAX)
+        };
+        let mut puts = self.puts;
+        puts.sort_by_key(|(key, _)| rank(key));
+        let mut steps: Vec<Writes> = puts
+            .chunks(size.max(1))
+            .map(|chunk| Writes {
+                puts: chunk.to_vec(),
+                deletes: Vec::new(),
+            })
+            .collect();
+        steps.extend(self.deletes.chunks(size.max(1)).map(|chunk| Writes {
+            puts: Vec::new(),
+            deletes: chunk.to_vec(),
+        }));
+        steps
+    }
+
     /// Also records a work request.
     pub fn with_work_request(mut self, request: &WorkRequest) -> anyhow::Result<Writes> {
         self.puts.push((

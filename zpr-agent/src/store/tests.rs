@@ -358,3 +358,27 @@ fn a_store_of_the_earlier_layout_is_converted_with_everything_in_it() {
         assert_eq!(again, snapshot, "converted once");
     });
 }
+
+#[test]
+fn a_seed_goes_in_steps_within_etcds_limits_what_others_refer_to_first() {
+    let seeded = seeded_tenancy();
+    let writes = records::writes(&Tenancy::default(), &seeded).unwrap();
+    let total = writes.len();
+    let steps = writes.in_steps(3);
+    assert!(steps.iter().all(|step| step.len() <= 3));
+    assert_eq!(steps.iter().map(records::Writes::len).sum::<usize>(), total);
+    let order: Vec<&str> = steps
+        .iter()
+        .flat_map(|step| &step.puts)
+        .map(|(key, _)| key.as_str())
+        .collect();
+    let first_endpoint = order
+        .iter()
+        .position(|k| k.starts_with("endpoints/"))
+        .unwrap();
+    let last_attribute = order
+        .iter()
+        .rposition(|k| k.starts_with("attributes/"))
+        .unwrap();
+    assert!(last_attribute < first_endpoint, "{order:?}");
+}
