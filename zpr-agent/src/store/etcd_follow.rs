@@ -43,10 +43,6 @@ impl EtcdFollower {
         }
     }
 
-    pub fn location(&self) -> &EtcdLocation {
-        &self.location
-    }
-
     /// Waits for the next change of the tenancy. An error means the store
     /// cannot be followed now (unreachable, frozen, or the watch broke);
     /// the next call lists again.
