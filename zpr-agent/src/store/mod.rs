@@ -219,17 +219,28 @@ impl Store {
     }
 
     /// Imports an inventory file into a store that has no endpoints yet;
-    /// returns false (and changes nothing) when it already has some.
+    /// returns false (and changes nothing) when it already has some. A seed
+    /// that stopped halfway (it goes in steps) is completed.
     pub async fn seed(&mut self, inventory_path: &Path) -> anyhow::Result<bool> {
         let base = self.read().await?;
-        if !base.tenancy.endpoints.is_empty() {
+        // `next-id` is the seed's last record: with endpoints but without
+        // it, the store holds the first steps of an interrupted seed.
+        let interrupted = base.tenancy.next_id == 0;
+        if !base.tenancy.endpoints.is_empty() && !interrupted {
             tracing::info!(
                 "the store already holds endpoints: the seed inventory is not imported again"
             );
             return Ok(false);
         }
         let text = inputs::text::read_text(inventory_path, "inventory")?;
-        let mut seeded = base.tenancy.clone();
+        // Ids are drawn in the import's order, so importing again onto an
+        // empty tenancy gives the records an interrupted seed wrote, and
+        // only the missing ones are written.
+        let mut seeded = if interrupted {
+            Tenancy::default()
+        } else {
+            base.tenancy.clone()
+        };
         seed::import(&mut seeded, &inventory_path.display().to_string(), &text)?;
         // An inventory is more records than etcd takes in one transaction:
         // it goes in steps, each a valid tenancy (what endpoints refer to

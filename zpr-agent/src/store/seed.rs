@@ -53,6 +53,8 @@ pub fn import(tenancy: &mut Tenancy, origin: &str, text: &str) -> anyhow::Result
         );
     }
     tenancy.osn_services = list(&document, "osn-services").map(scalar).collect();
+    // Written last (see `Store::seed`): present, it says the seed is whole.
+    tenancy.next_id = tenancy.next_id.max(1);
     // The import must read back as the inventory it came from.
     let round_trip = serde_json::to_string(&tenancy.inventory_document(None))?;
     if let Err(errors) = Inventory::from_yaml_str(&round_trip) {

@@ -382,3 +382,31 @@ fn a_seed_goes_in_steps_within_etcds_limits_what_others_refer_to_first() {
         .unwrap();
     assert!(last_attribute < first_endpoint, "{order:?}");
 }
+
+#[test]
+fn a_seed_that_stopped_halfway_is_completed_by_the_next_start() {
+    block_on(async {
+        let mut t = TempStore::empty();
+        let whole = seeded_tenancy();
+        let steps = records::writes(&Tenancy::default(), &whole)
+            .unwrap()
+            .in_steps(3);
+        let mut revision = 0;
+        // Everything but the last step: some endpoints, not `next-id`.
+        for step in &steps[..steps.len() - 1] {
+            revision = t.store.commit_writes(revision, step).await.unwrap();
+        }
+        let partial = t.store.read().await.unwrap().tenancy;
+        assert!(!partial.endpoints.is_empty(), "{partial:#?}");
+        assert!(partial.endpoints.len() < whole.endpoints.len());
+
+        assert!(t.store.seed(&three_tier_inventory()).await.unwrap());
+        let completed = t.store.read().await.unwrap().tenancy;
+        assert_eq!(completed.endpoints, whole.endpoints);
+        assert_eq!(completed.attributes, whole.attributes);
+        assert!(
+            !t.store.seed(&three_tier_inventory()).await.unwrap(),
+            "a whole seed is not imported again"
+        );
+    });
+}
