@@ -12,7 +12,7 @@ use std::{
     fs,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Output},
     time::{Duration, Instant},
 };
 
@@ -24,6 +24,7 @@ use crate::{
     agent::{AgentProcess, zpr_binary},
     etcd::Etcd,
     loopback_bridge::LoopbackBridge,
+    served_agent::start_zpr_serve,
     topology::Topology,
     traffic::{EchoServer, tcp_exchange},
     unique_name, veth_pair,
@@ -285,28 +286,12 @@ impl ApiServer {
     }
 
     pub fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.netns))
-            .arg(zpr_binary())
-            .arg("serve")
-            .args(&self.arguments)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting zpr serve")?;
-        self.child = Some(child);
-        let started = Instant::now();
-        while !self.socket.exists() {
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("zpr serve did not come up:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(start_zpr_serve(
+            &self.netns,
+            &self.arguments,
+            &self.log,
+            || self.socket.exists(),
+        )?);
         Ok(())
     }
 

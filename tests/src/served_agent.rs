@@ -76,28 +76,12 @@ impl ServedAgent {
     /// its socket and first generation.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         let _ = fs::remove_file(self.run_dir.join("status.json"));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.netns))
-            .arg(zpr_binary())
-            .arg("serve")
-            .args(&self.arguments)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting zpr serve")?;
-        self.child = Some(child);
-        let started = Instant::now();
-        while !(self.socket.exists() && self.generation() >= 1) {
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("zpr serve did not come up:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(start_zpr_serve(
+            &self.netns,
+            &self.arguments,
+            &self.log,
+            || self.socket.exists() && self.generation() >= 1,
+        )?);
         Ok(())
     }
 
@@ -177,4 +161,38 @@ impl Drop for ServedAgent {
         let _ = fs::remove_dir_all(&self.bpffs);
         let _ = fs::remove_dir_all(&self.state);
     }
+}
+
+/// `zpr serve ARGUMENTS` in the network namespace `netns`, its output
+/// appended to `log`, once `ready` holds (killed if it does not within 20 s).
+pub fn start_zpr_serve(
+    netns: &str,
+    arguments: &[String],
+    log: &Path,
+    ready: impl Fn() -> bool,
+) -> anyhow::Result<Child> {
+    let output = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg(zpr_binary())
+        .arg("serve")
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(output.try_clone()?)
+        .stderr(output)
+        .spawn()
+        .context("starting zpr serve")?;
+    let started = Instant::now();
+    while !ready() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "zpr serve did not come up:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
