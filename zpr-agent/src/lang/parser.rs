@@ -130,48 +130,159 @@ impl FileReader<'_> {
         (from, line): (usize, u32),
         end: usize,
         last: bool,
-        cache: Option<&mut StatementCache>,
+        mut cache: Option<&mut StatementCache>,
     ) -> bool {
-        let lexed = lex_from(&self.source[..end], from, line);
-        let mut reader = Reader {
-            policy_name: self.policy_name,
-            source: self.source,
-            tokens: &lexed.tokens,
-            parser: grammar::StatementParser::new(),
-            statements: Vec::new(),
-            whole_lines: Vec::new(),
-            diagnostics: lexed.diagnostics,
+        let chunks = chunks(self.source, (from, line), end);
+        let read = |&(start, end, is_final): &(ChunkStart, usize, bool)| {
+            read_chunk(self.policy_name, self.source, start, end, last && is_final)
         };
-        match reader.read() {
-            Some(_) if !last => return false,
-            Some(first) => reader.report_incomplete(first..reader.tokens.len()),
-            None => {}
-        }
-        if let Some(cache) = cache {
-            for (statement, whole_line) in reader.statements.iter().zip(&reader.whole_lines) {
-                let Some(whole_line) = whole_line else {
-                    continue;
-                };
-                // A lexer's note on the line (a look-alike character) is
-                // not the statement's own: such lines are read again.
-                if reader
-                    .diagnostics
+        let mut parts: Vec<Option<LinesRead>> = match chunks.as_slice() {
+            [only] => vec![read(only)],
+            [first, rest @ ..] => std::thread::scope(|scope| {
+                let others: Vec<_> = rest
                     .iter()
-                    .any(|d| d.span.start < whole_line.end && d.span.end >= whole_line.start)
-                {
-                    continue;
-                }
-                cache.insert(
-                    &self.source[whole_line.clone()],
-                    statement.clone().moved(whole_line.start, 0),
-                );
+                    .map(|chunk| scope.spawn(move || read(chunk)))
+                    .collect();
+                std::iter::once(read(first))
+                    .chain(others.into_iter().map(|other| {
+                        other
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    }))
+                    .collect()
+            }),
+            [] => Vec::new(),
+        };
+        // A chunk that ends inside a statement means the next one began
+        // in its middle: the split guessed wrong, so read it all in one.
+        if parts.len() > 1 && parts[..parts.len() - 1].iter().any(Option::is_none) {
+            parts = vec![read(&((from, line), end, true))];
+        }
+        let mut read_all = Vec::with_capacity(parts.len());
+        for part in parts {
+            match part {
+                Some(part) => read_all.push(part),
+                None => return false,
             }
         }
-        self.statements.append(&mut reader.statements);
-        self.diagnostics.append(&mut reader.diagnostics);
-        self.comments.extend(lexed.comments);
+        for part in read_all {
+            if let Some(cache) = cache.as_deref_mut() {
+                part.fill(self.source, cache);
+            }
+            let LinesRead {
+                mut statements,
+                mut diagnostics,
+                comments,
+                ..
+            } = part;
+            self.statements.append(&mut statements);
+            self.diagnostics.append(&mut diagnostics);
+            self.comments.extend(comments);
+        }
         true
     }
+}
+
+/// Where a run of lines starts: byte offset and line number.
+type ChunkStart = (usize, u32);
+
+/// Below this many bytes a run of lines is read on one thread.
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// The run of lines from `from` to `end` in about equal parts, one per
+/// core, each starting at a line start: (start, end, is the final part).
+fn chunks(source: &str, from: ChunkStart, end: usize) -> Vec<(ChunkStart, usize, bool)> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let parts = ((end - from.0) / CHUNK_BYTES).clamp(1, cores);
+    let mut chunks = Vec::with_capacity(parts);
+    let mut start = from;
+    for part in 1..parts {
+        let target = from.0 + (end - from.0) * part / parts;
+        let Some(next) = source.as_bytes()[target..end]
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .map(|at| target + at + 1)
+        else {
+            break;
+        };
+        if next <= start.0 {
+            continue;
+        }
+        let lines = source.as_bytes()[start.0..next]
+            .iter()
+            .filter(|&&byte| byte == b'\n')
+            .count();
+        chunks.push((start, next, false));
+        start = (next, start.1 + u32::try_from(lines).unwrap_or(u32::MAX));
+    }
+    chunks.push((start, end, true));
+    chunks
+}
+
+/// What reading a run of lines found.
+struct LinesRead {
+    statements: Vec<Statement>,
+    /// For each statement, the line it fills when it is alone on one line
+    /// and drew no diagnostic: what a cache may keep.
+    whole_lines: Vec<Option<Range<usize>>>,
+    diagnostics: Vec<Diagnostic>,
+    comments: Vec<Comment>,
+}
+
+impl LinesRead {
+    /// Leaves in `cache` the statements that fill a line of their own.
+    fn fill(&self, source: &str, cache: &mut StatementCache) {
+        for (statement, whole_line) in self.statements.iter().zip(&self.whole_lines) {
+            let Some(whole_line) = whole_line else {
+                continue;
+            };
+            // A lexer's note on the line (a look-alike character) is
+            // not the statement's own: such lines are read again.
+            if self
+                .diagnostics
+                .iter()
+                .any(|d| d.span.start < whole_line.end && d.span.end >= whole_line.start)
+            {
+                continue;
+            }
+            cache.insert(
+                &source[whole_line.clone()],
+                statement.clone().moved(whole_line.start, 0),
+            );
+        }
+    }
+}
+
+/// Reads the lines from `start` to `end`; `None` when a statement is
+/// still open at `end` and, not being `last`, may go on after it.
+fn read_chunk(
+    policy_name: &str,
+    source: &str,
+    (from, line): ChunkStart,
+    end: usize,
+    last: bool,
+) -> Option<LinesRead> {
+    let lexed = lex_from(&source[..end], from, line);
+    let mut reader = Reader {
+        policy_name,
+        source,
+        tokens: &lexed.tokens,
+        parser: grammar::StatementParser::new(),
+        statements: Vec::new(),
+        whole_lines: Vec::new(),
+        diagnostics: lexed.diagnostics,
+    };
+    match reader.read() {
+        Some(_) if !last => return None,
+        Some(first) => reader.report_incomplete(first..reader.tokens.len()),
+        None => {}
+    }
+    Some(LinesRead {
+        statements: reader.statements,
+        whole_lines: reader.whole_lines,
+        diagnostics: reader.diagnostics,
+        comments: lexed.comments,
+    })
 }
 
 struct Reader<'a> {
