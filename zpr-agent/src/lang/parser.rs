@@ -37,7 +37,7 @@ pub struct ParsedFile {
 }
 
 pub fn parse_file(policy_name: &str, source: &str) -> ParsedFile {
-    read_file(policy_name, source, None)
+    read_file(policy_name, source, None, Split::for_this_machine())
 }
 
 /// [`parse_file`], taking unchanged statement lines from `cache` and
@@ -47,17 +47,19 @@ pub fn parse_file_cached(
     source: &str,
     cache: &mut StatementCache,
 ) -> ParsedFile {
-    read_file(policy_name, source, Some(cache))
+    read_file(policy_name, source, Some(cache), Split::for_this_machine())
 }
 
 fn read_file(
     policy_name: &str,
     source: &str,
     mut cache: Option<&mut StatementCache>,
+    split: Split,
 ) -> ParsedFile {
     let mut file = FileReader {
         policy_name,
         source,
+        split,
         statements: Vec::new(),
         diagnostics: Vec::new(),
         comments: Vec::new(),
@@ -116,6 +118,7 @@ fn read_file(
 struct FileReader<'a> {
     policy_name: &'a str,
     source: &'a str,
+    split: Split,
     statements: Vec<Statement>,
     diagnostics: Vec<Diagnostic>,
     comments: Vec<Comment>,
@@ -132,7 +135,7 @@ impl FileReader<'_> {
         last: bool,
         mut cache: Option<&mut StatementCache>,
     ) -> bool {
-        let chunks = chunks(self.source, (from, line), end);
+        let chunks = self.split.chunks(self.source, (from, line), end);
         let read = |&(start, end, is_final): &(ChunkStart, usize, bool)| {
             read_chunk(self.policy_name, self.source, start, end, last && is_final)
         };
@@ -186,37 +189,53 @@ impl FileReader<'_> {
 /// Where a run of lines starts: byte offset and line number.
 type ChunkStart = (usize, u32);
 
-/// Below this many bytes a run of lines is read on one thread.
-const CHUNK_BYTES: usize = 256 << 10;
+/// How a run of lines is split to be read in parts, side by side.
+#[derive(Clone, Copy)]
+struct Split {
+    /// Below this many bytes a part is not split again.
+    bytes: usize,
+    /// At most this many parts.
+    parts: usize,
+}
 
-/// The run of lines from `from` to `end` in about equal parts, one per
-/// core, each starting at a line start: (start, end, is the final part).
-fn chunks(source: &str, from: ChunkStart, end: usize) -> Vec<(ChunkStart, usize, bool)> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let parts = ((end - from.0) / CHUNK_BYTES).clamp(1, cores);
-    let mut chunks = Vec::with_capacity(parts);
-    let mut start = from;
-    for part in 1..parts {
-        let target = from.0 + (end - from.0) * part / parts;
-        let Some(next) = source.as_bytes()[target..end]
-            .iter()
-            .position(|&byte| byte == b'\n')
-            .map(|at| target + at + 1)
-        else {
-            break;
-        };
-        if next <= start.0 {
-            continue;
+impl Split {
+    /// Parts of at least 256 KiB (a thread costs more than reading a small
+    /// file), one per core.
+    fn for_this_machine() -> Split {
+        Split {
+            bytes: 256 << 10,
+            parts: std::thread::available_parallelism().map_or(1, usize::from),
         }
-        let lines = source.as_bytes()[start.0..next]
-            .iter()
-            .filter(|&&byte| byte == b'\n')
-            .count();
-        chunks.push((start, next, false));
-        start = (next, start.1 + u32::try_from(lines).unwrap_or(u32::MAX));
     }
-    chunks.push((start, end, true));
-    chunks
+
+    /// The run of lines from `from` to `end` in about equal parts, each
+    /// starting at a line start: (start, end, is the final part).
+    fn chunks(self, source: &str, from: ChunkStart, end: usize) -> Vec<(ChunkStart, usize, bool)> {
+        let parts = ((end - from.0) / self.bytes.max(1)).clamp(1, self.parts.max(1));
+        let mut chunks = Vec::with_capacity(parts);
+        let mut start = from;
+        for part in 1..parts {
+            let target = from.0 + (end - from.0) * part / parts;
+            let Some(next) = source.as_bytes()[target..end]
+                .iter()
+                .position(|&byte| byte == b'\n')
+                .map(|at| target + at + 1)
+            else {
+                break;
+            };
+            if next <= start.0 || next >= end {
+                continue;
+            }
+            let lines = source.as_bytes()[start.0..next]
+                .iter()
+                .filter(|&&byte| byte == b'\n')
+                .count();
+            chunks.push((start, next, false));
+            start = (next, start.1 + u32::try_from(lines).unwrap_or(u32::MAX));
+        }
+        chunks.push((start, end, true));
+        chunks
+    }
 }
 
 /// What reading a run of lines found.
@@ -419,5 +438,79 @@ impl Reader<'_> {
         let blank = |text: &str| text.trim().is_empty();
         (blank(&self.source[start..first.span.start]) && blank(&self.source[last.span.end..end]))
             .then_some(start..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every line of the diagnostics corpus and the three-tier example:
+    /// statements, broken ones, statements over several lines, comments.
+    fn corpus_lines() -> Vec<String> {
+        let manifest = env!("CARGO_MANIFEST_DIR");
+        let mut files: Vec<_> = std::fs::read_dir(format!("{manifest}/tests/diagnostics"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "zpr"))
+            .collect();
+        files.push(format!("{manifest}/../examples/three-tier/three-tier.zpr").into());
+        files.sort();
+        let mut lines: Vec<String> = files
+            .iter()
+            .flat_map(|file| {
+                std::fs::read_to_string(file)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        lines.dedup();
+        lines
+    }
+
+    /// Everything read, spans included (equality of the AST ignores them).
+    fn everything(file: &ParsedFile) -> String {
+        format!(
+            "{:?}\n{:?}\n{:?}",
+            file.policy, file.diagnostics, file.comments
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Read in parts of a few bytes, wherever the splits fall (inside
+        /// statements that run over lines, among broken ones), a text gives
+        /// what it gives read whole, with or without a cache.
+        #[test]
+        fn reading_in_parts_is_reading_whole(
+            picks in prop::collection::vec(any::<usize>(), 0..60),
+            bytes in 1usize..400,
+            parts in 2usize..9,
+        ) {
+            let lines = corpus_lines();
+            let text: String = picks
+                .iter()
+                .map(|pick| format!("{}\n", lines[pick % lines.len()]))
+                .collect();
+            let whole = Split { bytes: usize::MAX, parts: 1 };
+            let split = Split { bytes, parts };
+            let read_whole = read_file("p", &text, None, whole);
+            prop_assert_eq!(everything(&read_file("p", &text, None, split)), everything(&read_whole));
+            // Read again from a cache, only the lines the cache lacks are lexed.
+            let mut cache = StatementCache::default();
+            let first = read_file("p", &text, Some(&mut cache), split);
+            prop_assert_eq!(everything(&first), everything(&read_whole));
+            let again = read_file("p", &text, Some(&mut cache), split);
+            prop_assert_eq!(
+                format!("{:?}\n{:?}", again.policy, again.diagnostics),
+                format!("{:?}\n{:?}", read_whole.policy, read_whole.diagnostics)
+            );
+        }
     }
 }
