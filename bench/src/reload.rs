@@ -79,7 +79,7 @@ impl Toggle {
         let app = source
             .attributes
             .iter()
-            .find(|a| a.key == "app")
+            .find(|a| &*a.key == "app")
             .context("the local endpoint has no app attribute")?;
         let destination = inventory
             .endpoints()

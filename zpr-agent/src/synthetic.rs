@@ -233,7 +233,7 @@ impl Shape {
         };
         Statement {
             id: StatementId {
-                policy: POLICY_NAME.to_owned(),
+                policy: POLICY_NAME.into(),
                 line,
             },
             span: Span::default(),
@@ -320,9 +320,9 @@ fn ports_text(ports: &[PortRange]) -> String {
 
 fn attribute(key: &str, value: &str) -> Attribute {
     Attribute {
-        namespace: Some(NAMESPACE.to_owned()),
-        key: key.to_owned(),
-        value: value.to_owned(),
+        namespace: Some(NAMESPACE.into()),
+        key: key.into(),
+        value: value.into(),
     }
 }
 

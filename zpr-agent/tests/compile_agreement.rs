@@ -149,9 +149,9 @@ fn spanned<T>(node: T) -> Spanned<T> {
 
 fn attribute(key: &str, value: &str) -> Attribute {
     Attribute {
-        namespace: Some("ns".to_owned()),
-        key: key.to_owned(),
-        value: value.to_owned(),
+        namespace: Some("ns".into()),
+        key: key.into(),
+        value: value.into(),
     }
 }
 
@@ -267,7 +267,7 @@ fn world() -> impl Strategy<Value = World> {
                 .enumerate()
                 .map(|(line, (scope, source, destination, filters))| Statement {
                     id: StatementId {
-                        policy: "p".to_owned(),
+                        policy: "p".into(),
                         line: line as u32 + 1,
                     },
                     span: Span::default(),

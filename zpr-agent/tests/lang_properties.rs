@@ -33,9 +33,9 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         prop_oneof![bare_value, quoted_value],
     )
         .prop_map(|(namespace, key, value)| Attribute {
-            namespace,
-            key,
-            value,
+            namespace: namespace.map(Into::into),
+            key: key.into(),
+            value: value.into(),
         })
 }
 
@@ -154,7 +154,7 @@ fn statement() -> impl Strategy<Value = Statement> {
 fn build(scope: Scope, source: Endpoint, destination: Endpoint, filters: Vec<Filter>) -> Statement {
     Statement {
         id: StatementId {
-            policy: "p".to_owned(),
+            policy: "p".into(),
             line: 1,
         },
         span: Span::default(),
@@ -386,7 +386,7 @@ fn without_ids(policy: &Policy) -> Vec<Statement> {
         .iter()
         .map(|statement| Statement {
             id: StatementId {
-                policy: "p".to_owned(),
+                policy: "p".into(),
                 line: 1,
             },
             ..statement.clone()

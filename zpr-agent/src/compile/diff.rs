@@ -16,7 +16,8 @@
 //! every change listed is one some packet sees, and every packet whose
 //! fate changes is covered by exactly one change.
 
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 
@@ -349,8 +350,8 @@ pub fn diff(before: &Plan, after: &Plan) -> PlanDiff {
 /// of one UID of the new Plan: the old UID -> the new one (the wildcard
 /// kept), so two tables can be compared entry by entry.
 fn renumbering(remote_uids: &[[Uid; 2]]) -> Option<HashMap<Uid, Uid>> {
-    let mut forward = HashMap::from([(ANY_REMOTE, ANY_REMOTE)]);
-    let mut backward = HashMap::from([(ANY_REMOTE, ANY_REMOTE)]);
+    let mut forward = HashMap::from_iter([(ANY_REMOTE, ANY_REMOTE)]);
+    let mut backward = HashMap::from_iter([(ANY_REMOTE, ANY_REMOTE)]);
     for &[old, new] in remote_uids {
         if *forward.entry(old).or_insert(new) != new || *backward.entry(new).or_insert(old) != old {
             return None;
@@ -526,7 +527,7 @@ impl<'a> Tables<'a> {
             .collect();
         Tables {
             blocks,
-            pieces: HashMap::new(),
+            pieces: HashMap::default(),
         }
     }
 

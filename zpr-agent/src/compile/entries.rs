@@ -7,7 +7,7 @@
 //!   concrete table of the same local UID and direction, since a hit in the
 //!   concrete table skips the wildcard lookup.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use super::decision::Direction;
 use super::identity::{FamilyMask, UidSets};
@@ -197,7 +197,7 @@ impl<'a> RemoteSets<'a> {
         RemoteSets {
             identities,
             total,
-            covers_all: HashMap::new(),
+            covers_all: HashMap::default(),
         }
     }
 

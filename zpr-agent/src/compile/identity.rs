@@ -9,7 +9,8 @@
 //! leaving out any that would resolve to what its enclosing entry already
 //! gives.
 
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::plan::{EndpointAddress, HostEntry, Identity, IdentityMember, PrefixEntry, Uid};
@@ -249,7 +250,7 @@ fn parents(nodes: &[Node]) -> Vec<Option<usize>> {
 /// For each endpoint, the attribute selectors that match it, ascending.
 fn attribute_selectors(inventory: &Inventory, resolved: &Resolved) -> Vec<Vec<SelectorId>> {
     let mut by_attribute_and_location: HashMap<(AttributeId, AttributeId), Vec<usize>> =
-        HashMap::new();
+        HashMap::default();
     for (index, endpoint) in inventory.endpoints().iter().enumerate() {
         let vcn_attribute = inventory.vcn_of(endpoint).attribute.as_ref();
         let Some(location) = vcn_attribute.and_then(|a| resolved.attribute_id(a)) else {

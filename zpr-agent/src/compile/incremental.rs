@@ -11,7 +11,7 @@
 //! differ. Anything else, or a change that touches most tables anyway, is
 //! compiled whole. Either way the Plan is the one [`compile`] gives.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use super::decision::Direction;
 use super::entries::{self, locals};
@@ -173,7 +173,7 @@ impl Last {
         }
         let stateless = stateless(&resolved);
         let alignment = Alignment::of(old, &resolved.resolved, &stateless);
-        let mut touched: HashSet<(Uid, Direction)> = HashSet::new();
+        let mut touched: HashSet<(Uid, Direction)> = HashSet::default();
         let changed = old.statements[alignment.old_changed()]
             .iter()
             .chain(&resolved.resolved[alignment.new_changed()]);

@@ -5,7 +5,7 @@
 //! statements or selectors; that is what makes agreeing with
 //! [`super::evaluate::decide`] worth checking.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use super::decision::{Decision, DenyReason, Direction, PacketFacts, UnknownEndpoint, Verdict};

@@ -44,7 +44,7 @@ pub use plan::{
     Uid,
 };
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use crate::inventory::Inventory;
 use crate::lang::Policy;

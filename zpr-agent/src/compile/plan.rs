@@ -12,7 +12,7 @@
 //!    on a miss, in the table (local, [`ANY_REMOTE`], direction). The entry
 //!    found is complete on its own; no other lookup is needed.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 

@@ -2,7 +2,7 @@
 //! selector (numbered, shared between statements) or "every address", plus
 //! the statement's L4 prefixes.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::fmt;
 
 use super::evaluate::locations;
@@ -23,7 +23,7 @@ impl AttributeKey {
         AttributeKey {
             namespace: attribute.namespace().to_ascii_lowercase(),
             key: attribute.key.to_ascii_lowercase(),
-            value: attribute.value.clone(),
+            value: attribute.value.to_string(),
         }
     }
 }
@@ -117,8 +117,8 @@ impl<'a> Attributes<'a> {
     fn id(&mut self, attribute: &'a Attribute) -> AttributeId {
         let written = (
             attribute.namespace.as_deref(),
-            attribute.key.as_str(),
-            attribute.value.as_str(),
+            &*attribute.key,
+            &*attribute.value,
         );
         if let Some(&id) = self.written.get(&written) {
             return id;

@@ -5,7 +5,7 @@
 //! (the statement can never match until something does). It sits above
 //! `lang` and `inventory`, which know nothing of each other's checks.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::inventory::{AttributeKind, AttributeStatus, Inventory};
 use crate::lang::Diagnostic;
@@ -17,7 +17,7 @@ use crate::lang::suggest::closest;
 pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Diagnostic> {
     // A policy names few distinct attributes many times: each is checked
     // once, as written (the check lowercases and looks up).
-    let mut checked: HashMap<(Option<&str>, &str, &str), Option<Diagnostic>> = HashMap::new();
+    let mut checked: HashMap<(Option<&str>, &str, &str), Option<Diagnostic>> = HashMap::default();
     policy
         .statements
         .iter()
@@ -25,8 +25,8 @@ pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Di
         .filter_map(|(attribute, span)| {
             let written = (
                 attribute.namespace.as_deref(),
-                attribute.key.as_str(),
-                attribute.value.as_str(),
+                &*attribute.key,
+                &*attribute.value,
             );
             let diagnostic = checked
                 .entry(written)

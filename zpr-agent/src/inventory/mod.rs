@@ -3,7 +3,7 @@
 //! An [`Inventory`] only exists validated: [`Inventory::from_yaml_str`]
 //! reports every problem it finds, each named by its YAML path.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -129,7 +129,7 @@ fn carried_key(attribute: &Attribute) -> (String, String, String) {
     (
         attribute.namespace().to_ascii_lowercase(),
         attribute.key.to_ascii_lowercase(),
-        attribute.value.clone(),
+        attribute.value.to_string(),
     )
 }
 
@@ -226,7 +226,9 @@ impl Inventory {
             return AttributeStatus::UnknownKey;
         };
         match &definition.kind {
-            AttributeKind::List(values) if !values.contains(&attribute.value) => {
+            AttributeKind::List(values)
+                if !values.iter().any(|value| **value == *attribute.value) =>
+            {
                 AttributeStatus::ValueNotInList
             }
             _ => AttributeStatus::Known,

@@ -27,9 +27,9 @@ fn attribute(text: &str) -> Attribute {
     let (name, value) = text.split_once(':').unwrap();
     let (namespace, key) = name.split_once('.').unwrap();
     Attribute {
-        namespace: Some(namespace.to_owned()),
-        key: key.to_owned(),
-        value: value.to_owned(),
+        namespace: Some(namespace.into()),
+        key: key.into(),
+        value: value.into(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Byte range in the source file. Equality ignores spans (see module doc).
 #[derive(Debug, Clone, Copy, Default, Eq)]
@@ -39,9 +40,9 @@ pub const DEFAULT_NAMESPACE: &str = "oracle-zpr";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
     /// `None` when the statement left it out (then it is [`DEFAULT_NAMESPACE`]).
-    pub namespace: Option<String>,
-    pub key: String,
-    pub value: String,
+    pub namespace: Option<Arc<str>>,
+    pub key: Arc<str>,
+    pub value: Arc<str>,
 }
 
 impl Attribute {
@@ -129,7 +130,7 @@ pub enum Filter {
 /// `policy-name:line`, the statement's identity for provenance.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StatementId {
-    pub policy: String,
+    pub policy: Arc<str>,
     /// 1-based line where the statement starts.
     pub line: u32,
 }

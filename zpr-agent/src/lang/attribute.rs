@@ -1,6 +1,8 @@
 //! Security-attribute text: `namespace.key:value`, bare or quoted
 //! (section 3 of the dialect, and rule 6's name lengths).
 
+use std::sync::Arc;
+
 use crate::lang::ast::{Attribute, Span};
 use crate::lang::diagnostic::Diagnostic;
 use crate::lang::lexer::{Tok, classify_word};
@@ -50,6 +52,18 @@ pub fn needs_quotes(attribute: &Attribute) -> bool {
 /// Splits and checks attribute text (quotes already removed). `span` is
 /// where the whole attribute stands, for the diagnostic.
 pub fn parse_attribute(text: &str, written: Written, span: Span) -> Result<Attribute, Diagnostic> {
+    parse_attribute_interned(text, written, span, &mut |name| Arc::from(name))
+}
+
+/// [`parse_attribute`], taking each name and value from `intern`: a policy
+/// names the same few attributes over and over, and one copy of each
+/// keeps statements small and cheap to copy.
+pub fn parse_attribute_interned(
+    text: &str,
+    written: Written,
+    span: Span,
+    intern: &mut impl FnMut(&str) -> Arc<str>,
+) -> Result<Attribute, Diagnostic> {
     let error =
         |message: String, help: String| Err(Diagnostic::error(message, span).with_help(help));
     let Some((name, value)) = text.split_once(':') else {
@@ -121,9 +135,9 @@ pub fn parse_attribute(text: &str, written: Written, span: Span) -> Result<Attri
         );
     }
     Ok(Attribute {
-        namespace: namespace.map(str::to_owned),
-        key: key.to_owned(),
-        value: value.to_owned(),
+        namespace: namespace.map(&mut *intern),
+        key: intern(key),
+        value: intern(value),
     })
 }
 

@@ -10,6 +10,7 @@ mod diagnostic;
 mod filter;
 mod format;
 mod lexer;
+mod names;
 mod parser;
 mod statement_cache;
 pub mod suggest;

@@ -10,11 +10,13 @@
 //! runs of other lines are lexed and parsed.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::lang::ast::{Policy, Statement, StatementId};
 use crate::lang::cst::RawStatement;
 use crate::lang::diagnostic::Diagnostic;
 use crate::lang::lexer::{Comment, QuoteStyle, Tok, Token, lex_from};
+use crate::lang::names::Names;
 use crate::lang::statement_cache::StatementCache;
 use crate::lang::syntax_error::{GrammarError, explain};
 use crate::lang::validate::lower_statement;
@@ -56,8 +58,9 @@ fn read_file(
     mut cache: Option<&mut StatementCache>,
     split: Split,
 ) -> ParsedFile {
+    let policy: Arc<str> = policy_name.into();
     let mut file = FileReader {
-        policy_name,
+        policy: &policy,
         source,
         split,
         statements: Vec::new(),
@@ -79,7 +82,7 @@ fn read_file(
             unread = None;
             file.statements.push(Statement {
                 id: StatementId {
-                    policy: policy_name.to_owned(),
+                    policy: policy.clone(),
                     line,
                 },
                 ..statement.moved(0, start)
@@ -116,7 +119,7 @@ fn read_file(
 
 /// What a file's reading has found so far.
 struct FileReader<'a> {
-    policy_name: &'a str,
+    policy: &'a Arc<str>,
     source: &'a str,
     split: Split,
     statements: Vec<Statement>,
@@ -136,8 +139,10 @@ impl FileReader<'_> {
         mut cache: Option<&mut StatementCache>,
     ) -> bool {
         let chunks = self.split.chunks(self.source, (from, line), end);
+        let caching = cache.is_some();
         let read = |&(start, end, is_final): &(ChunkStart, usize, bool)| {
-            read_chunk(self.policy_name, self.source, start, end, last && is_final)
+            read_chunk(self.policy, self.source, start, end, last && is_final)
+                .map(|read| read.with_cache_lines(self.source, caching))
         };
         let mut parts: Vec<Option<LinesRead>> = match chunks.as_slice() {
             [only] => vec![read(only)],
@@ -168,16 +173,22 @@ impl FileReader<'_> {
                 None => return false,
             }
         }
+        if let Some(cache) = cache.as_deref_mut() {
+            cache.reserve(read_all.iter().map(|part| part.cache_lines.len()).sum());
+        }
         for part in read_all {
-            if let Some(cache) = cache.as_deref_mut() {
-                part.fill(self.source, cache);
-            }
             let LinesRead {
                 mut statements,
                 mut diagnostics,
                 comments,
+                cache_lines,
                 ..
             } = part;
+            if let Some(cache) = cache.as_deref_mut() {
+                for (line, statement) in cache_lines {
+                    cache.insert(line, statement);
+                }
+            }
             self.statements.append(&mut statements);
             self.diagnostics.append(&mut diagnostics);
             self.comments.extend(comments);
@@ -246,11 +257,20 @@ struct LinesRead {
     whole_lines: Vec<Option<Range<usize>>>,
     diagnostics: Vec<Diagnostic>,
     comments: Vec<Comment>,
+    /// Line texts and their statements (spans from the line's start) for
+    /// a cache.
+    cache_lines: Vec<(Box<str>, Statement)>,
 }
 
 impl LinesRead {
-    /// Leaves in `cache` the statements that fill a line of their own.
-    fn fill(&self, source: &str, cache: &mut StatementCache) {
+    /// With `caching`, the statements that fill a line of their own, to
+    /// be kept by the line's text, are made here, where the reading is
+    /// done side by side.
+    fn with_cache_lines(mut self, source: &str, caching: bool) -> LinesRead {
+        if !caching {
+            return self;
+        }
+        let mut cache_lines = Vec::with_capacity(self.statements.len());
         for (statement, whole_line) in self.statements.iter().zip(&self.whole_lines) {
             let Some(whole_line) = whole_line else {
                 continue;
@@ -264,18 +284,20 @@ impl LinesRead {
             {
                 continue;
             }
-            cache.insert(
-                &source[whole_line.clone()],
+            cache_lines.push((
+                Box::from(&source[whole_line.clone()]),
                 statement.clone().moved(whole_line.start, 0),
-            );
+            ));
         }
+        self.cache_lines = cache_lines;
+        self
     }
 }
 
 /// Reads the lines from `start` to `end`; `None` when a statement is
 /// still open at `end` and, not being `last`, may go on after it.
 fn read_chunk(
-    policy_name: &str,
+    policy: &Arc<str>,
     source: &str,
     (from, line): ChunkStart,
     end: usize,
@@ -283,13 +305,14 @@ fn read_chunk(
 ) -> Option<LinesRead> {
     let lexed = lex_from(&source[..end], from, line);
     let mut reader = Reader {
-        policy_name,
+        policy,
         source,
         tokens: &lexed.tokens,
         parser: grammar::StatementParser::new(),
         statements: Vec::new(),
         whole_lines: Vec::new(),
         diagnostics: lexed.diagnostics,
+        names: Names::default(),
     };
     match reader.read() {
         Some(_) if !last => return None,
@@ -301,11 +324,12 @@ fn read_chunk(
         whole_lines: reader.whole_lines,
         diagnostics: reader.diagnostics,
         comments: lexed.comments,
+        cache_lines: Vec::new(),
     })
 }
 
 struct Reader<'a> {
-    policy_name: &'a str,
+    policy: &'a Arc<str>,
     source: &'a str,
     tokens: &'a [Token],
     parser: grammar::StatementParser,
@@ -314,6 +338,7 @@ struct Reader<'a> {
     /// and drew no diagnostic: what a cache may keep.
     whole_lines: Vec<Option<Range<usize>>>,
     diagnostics: Vec<Diagnostic>,
+    names: Names,
 }
 
 impl Reader<'_> {
@@ -401,11 +426,11 @@ impl Reader<'_> {
     fn finish(&mut self, raw: &RawStatement, statement: Range<usize>) {
         let tokens = &self.tokens[statement];
         let id = StatementId {
-            policy: self.policy_name.to_owned(),
+            policy: self.policy.clone(),
             line: tokens.first().map_or(1, |t| t.line),
         };
         let diagnostics_before = self.diagnostics.len();
-        let lowered = lower_statement(raw, id, self.source, &mut self.diagnostics);
+        let lowered = lower_statement(raw, id, self.source, &mut self.names, &mut self.diagnostics);
         // Look-alike quotes were reported by the lexer; the statement still
         // went through validation so that its other mistakes show too.
         let misquoted = tokens.iter().any(|t| {

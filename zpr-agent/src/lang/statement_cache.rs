@@ -2,8 +2,6 @@
 //! reading a file again after a small change parses only what changed
 //! (see [`super::parser`]). Pure: it knows texts, not files.
 
-use std::collections::HashMap;
-
 use crate::lang::ast::Statement;
 
 /// The statement lines of the last text read with it: each line's text,
@@ -12,40 +10,42 @@ use crate::lang::ast::Statement;
 /// file's worth.
 #[derive(Default)]
 pub struct StatementCache {
-    /// Lines of the text before, not yet met in this one.
-    previous: HashMap<Box<str>, Statement>,
-    /// Lines of the text being read.
-    current: HashMap<Box<str>, Statement>,
+    /// Each line with the number of the last text that held it. (Policy
+    /// texts are the operator's own, so a fast hash with no defence
+    /// against chosen collisions is fine.)
+    lines: foldhash::HashMap<Box<str>, (Statement, u64)>,
+    /// The number of the text being read.
+    text: u64,
 }
 
 impl StatementCache {
     pub(super) fn begin_text(&mut self) {
-        self.previous = std::mem::take(&mut self.current);
-        self.current.reserve(self.previous.len());
+        self.text += 1;
     }
 
     pub(super) fn end_text(&mut self) {
-        self.previous = HashMap::new();
+        let text = self.text;
+        self.lines.retain(|_, (_, held_by)| *held_by == text);
     }
 
     /// The statement `line` held, its spans counted from the line's start.
     pub(super) fn get(&mut self, line: &str) -> Option<Statement> {
-        if let Some(statement) = self.current.get(line) {
-            return Some(statement.clone());
-        }
-        let (line, statement) = self.previous.remove_entry(line)?;
-        let found = statement.clone();
-        self.current.insert(line, statement);
-        Some(found)
+        let (statement, held_by) = self.lines.get_mut(line)?;
+        *held_by = self.text;
+        Some(statement.clone())
     }
 
-    pub(super) fn insert(&mut self, line: &str, statement: Statement) {
-        self.current.insert(line.into(), statement);
+    pub(super) fn insert(&mut self, line: Box<str>, statement: Statement) {
+        self.lines.insert(line, (statement, self.text));
+    }
+
+    pub(super) fn reserve(&mut self, lines: usize) {
+        self.lines.reserve(lines);
     }
 
     /// Lines held.
     pub fn len(&self) -> usize {
-        self.current.len() + self.previous.len()
+        self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {

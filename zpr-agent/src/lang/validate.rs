@@ -5,22 +5,25 @@
 
 use crate::lang::address::parse_prefix;
 use crate::lang::ast::{Attribute, Endpoint, Scope, Span, Spanned, Statement, StatementId};
-use crate::lang::attribute::{Written, parse_attribute};
+use crate::lang::attribute::{Written, parse_attribute_interned};
 use crate::lang::cst::{RawEndpoint, RawForm, RawStatement, RawTarget, TargetKind};
 use crate::lang::diagnostic::Diagnostic;
 use crate::lang::filter::lower_filters;
 use crate::lang::lexer::{OSN_KEYWORD, Tok, classify_word, quoted_content};
+use crate::lang::names::Names;
 
 /// Builds the statement, or `None` when any error was reported.
 pub fn lower_statement(
     raw: &RawStatement,
     id: StatementId,
     source: &str,
+    names: &mut Names,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Statement> {
     let reported_before = diagnostics.len();
     let mut lowering = Lowering {
         source,
+        names,
         diagnostics,
     };
     let scope = match &raw.form {
@@ -65,6 +68,7 @@ pub fn lower_statement(
 
 struct Lowering<'a> {
     source: &'a str,
+    names: &'a mut Names,
     diagnostics: &'a mut Vec<Diagnostic>,
 }
 
@@ -116,9 +120,7 @@ impl Lowering<'_> {
         match target.kind {
             TargetKind::AllEndpoints => Some(Endpoint::AllEndpoints),
             TargetKind::Osn => Some(Endpoint::OsnServices),
-            TargetKind::Attribute => self
-                .report(parse_attribute(text, Written::Bare, span))
-                .map(Endpoint::Attribute),
+            TargetKind::Attribute => self.attribute(text, Written::Bare, span),
             TargetKind::BareIp => self.bare_address(text, span),
             TargetKind::Quoted => self.quoted_target(&quoted_content(text), span),
         }
@@ -149,9 +151,7 @@ impl Lowering<'_> {
         }
         match classify_word(content) {
             Tok::BareIp => self.prefix(content, span),
-            Tok::Attribute | Tok::Word => self
-                .report(parse_attribute(content, Written::Quoted, span))
-                .map(Endpoint::Attribute),
+            Tok::Attribute | Tok::Word => self.attribute(content, Written::Quoted, span),
             _keyword => {
                 self.diagnostics.push(
                     Diagnostic::error(format!("'{content}' is a keyword, not a value"), span)
@@ -160,6 +160,12 @@ impl Lowering<'_> {
                 None
             }
         }
+    }
+
+    fn attribute(&mut self, text: &str, written: Written, span: Span) -> Option<Endpoint> {
+        let parsed =
+            parse_attribute_interned(text, written, span, &mut |name| self.names.get(name));
+        self.report(parsed).map(Endpoint::Attribute)
     }
 
     fn prefix(&mut self, text: &str, span: Span) -> Option<Endpoint> {
