@@ -34,8 +34,59 @@ pub fn build(
     identities: &UidSets,
     protected: &[bool],
 ) -> Vec<PolicyEntry> {
-    let rows = rows(statements, identities, protected, |_, _| true);
-    entries(rows, stateless)
+    // The tables of different local UIDs are independent: each core
+    // builds those of every n-th UID, and the parts are interleaved back
+    // into one sorted list.
+    let parts = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(protected.len())
+        .max(1);
+    let part = |part: usize| {
+        let rows = rows(statements, identities, protected, |local, _| {
+            local as usize % parts == part
+        });
+        entries(rows, stateless)
+    };
+    if parts == 1 {
+        return part(0);
+    }
+    let built: Vec<Vec<PolicyEntry>> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..parts)
+            .map(|index| scope.spawn(move || part(index)))
+            .collect();
+        std::iter::once(part(0))
+            .chain(others.into_iter().map(|other| {
+                other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }))
+            .collect()
+    });
+    interleave_by_local(built)
+}
+
+/// One list of entries sorted by local UID from lists that each hold
+/// every entry of their local UIDs, in order.
+fn interleave_by_local(parts: Vec<Vec<PolicyEntry>>) -> Vec<PolicyEntry> {
+    let mut merged = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    let mut parts: Vec<_> = parts
+        .into_iter()
+        .map(|part| part.into_iter().peekable())
+        .collect();
+    loop {
+        let next = parts
+            .iter_mut()
+            .filter_map(|part| Some(part.peek()?.key.local))
+            .min();
+        let Some(local) = next else {
+            return merged;
+        };
+        for part in &mut parts {
+            while let Some(entry) = part.next_if(|entry| entry.key.local == local) {
+                merged.push(entry);
+            }
+        }
+    }
 }
 
 /// The entries of the tables whose (local UID, direction) `only` holds:

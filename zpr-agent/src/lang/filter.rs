@@ -292,7 +292,11 @@ fn check_icmp_fields(filters: &[Spanned<Filter>], diagnostics: &mut Vec<Diagnost
         Filter::Protocol(protocol) => Some(protocol),
         _ => None,
     });
-    if matches!(protocol, Some(Protocol::Icmp | Protocol::Icmpv6)) {
+    if matches!(protocol, Some(Protocol::Icmp | Protocol::Icmpv6))
+        || !filters
+            .iter()
+            .any(|filter| matches!(filter.node, Filter::IcmpType(_) | Filter::IcmpCode(_)))
+    {
         return;
     }
     let context = match protocol {

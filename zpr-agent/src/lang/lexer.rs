@@ -4,6 +4,7 @@
 //! bare IPv4 addresses, attribute values that contain `:`, and keywords that
 //! match case-insensitively.
 
+use std::borrow::Cow;
 use std::net::Ipv6Addr;
 
 use crate::lang::ast::Span;
@@ -98,7 +99,8 @@ pub fn lex_from(source: &str, start: usize, line: u32) -> Lexed {
         at: start,
         line,
         out: Lexed {
-            tokens: Vec::with_capacity((source.len() - start) / 6),
+            // About one token per five bytes of a typical statement.
+            tokens: Vec::with_capacity((source.len() - start) / 4),
             comments: Vec::new(),
             diagnostics: Vec::new(),
         },
@@ -139,6 +141,13 @@ fn looks_like_ipv4(word: &str) -> bool {
 /// words that really parse as IPv6 count; `::` marks the malformed ones.
 fn looks_like_ipv6(word: &str) -> bool {
     let address = word.split_once('/').map_or(word, |(address, _)| address);
+    // Attribute words are the common case: most have a letter past 'f'.
+    if !address
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    {
+        return false;
+    }
     address.parse::<Ipv6Addr>().is_ok()
         || (address.contains("::")
             && address
@@ -307,11 +316,15 @@ impl Lexer<'_> {
 }
 
 /// The text inside a closed quoted token, with `''` unescaped.
-pub fn quoted_content(token_text: &str) -> String {
+pub fn quoted_content(token_text: &str) -> Cow<'_, str> {
     let mut chars = token_text.chars();
     chars.next();
     chars.next_back();
-    chars.as_str().replace("''", "'")
+    let content = chars.as_str();
+    match content.contains("''") {
+        true => Cow::Owned(content.replace("''", "'")),
+        false => Cow::Borrowed(content),
+    }
 }
 
 #[cfg(test)]

@@ -392,7 +392,7 @@ impl Context<'_> {
         let found = self.tokens[at];
         let name = self.text(&self.tokens[at.saturating_sub(2)]);
         let value = match found.tok {
-            Tok::Quoted(_) => quoted_content(self.text(&found)),
+            Tok::Quoted(_) => quoted_content(self.text(&found)).into_owned(),
             _ => self.text(&found).to_owned(),
         };
         Diagnostic::error(format!("the value of '{name}' must be quoted"), found.span)
