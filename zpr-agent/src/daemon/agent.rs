@@ -1,7 +1,12 @@
 //! The agent's state and its one job: turn the current inputs into the
 //! enforced Plan, or leave the live Plan in place and say why not.
 
-use std::{collections::BTreeSet, ffi::CString, path::PathBuf, time::Instant};
+use std::{
+    collections::{BTreeSet, HashSet},
+    ffi::CString,
+    path::PathBuf,
+    time::Instant,
+};
 
 use anyhow::{Context as _, bail};
 use tracing::{error, info, warn};
@@ -14,7 +19,7 @@ use super::{
 };
 use crate::{
     clock::unix_now,
-    compile::Plan,
+    compile::{Plan, Uid},
     datapath::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
         KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, current_netns_name,
@@ -391,16 +396,23 @@ impl Agent {
         self.status.statements = plan.statements.len();
         self.status.content_hash = format!("{:016x}", plan.content_hash);
         self.status.endpoints = local_endpoints(&plan, &interfaces);
-        self.status.rules = plan
-            .policy
+        let local_uids: HashSet<Uid> = plan
+            .endpoints
             .iter()
-            .map(|entry| {
-                entry
-                    .value
-                    .statements
-                    .iter()
-                    .map(|&index| plan.statements[index as usize].id.to_string())
-                    .collect()
+            .filter(|endpoint| endpoint.interface.is_some())
+            .flat_map(|endpoint| endpoint.addresses.iter().map(|address| address.uid))
+            .collect();
+        self.status.local_rules = (0u32..)
+            .zip(&plan.policy)
+            .filter(|(_, entry)| local_uids.contains(&entry.key.local))
+            .map(|(rule, entry)| {
+                (
+                    rule,
+                    plan.statement_ids(&entry.value)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                )
             })
             .collect();
         self.status.identities = plan.identities.clone();

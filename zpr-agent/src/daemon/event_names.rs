@@ -209,7 +209,7 @@ pub fn describe(event: &Event, names: &GenerationNames) -> DescribedEvent {
     let statements = match (event.rule, status) {
         (NO_RULE, _) => Statements::NoRule,
         (rule, Some(status)) => {
-            Statements::Named(status.rules.get(rule as usize).cloned().unwrap_or_default())
+            Statements::Named(status.local_rules.get(&rule).cloned().unwrap_or_default())
         }
         (rule, None) => Statements::NotKept { rule },
     };
@@ -266,7 +266,7 @@ pub(crate) mod tests {
                 mode: "enforce".to_owned(),
                 protected: true,
             }],
-            rules: vec![vec!["three-tier:1".to_owned()]],
+            local_rules: [(0, vec!["three-tier:1".to_owned()])].into(),
             identities: vec![
                 Identity {
                     uid: 1,
@@ -348,7 +348,7 @@ pub(crate) mod tests {
     #[test]
     fn an_event_of_the_previous_generation_is_named_from_its_plan() {
         let mut newer = status(4);
-        newer.rules = vec![vec!["three-tier:3".to_owned()]];
+        newer.local_rules = [(0, vec!["three-tier:3".to_owned()])].into();
         let described = describe(&allowed_event(3), &names([status(3), newer]));
         assert_eq!(
             described.statements,

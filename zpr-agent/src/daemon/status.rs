@@ -63,8 +63,11 @@ pub struct Status {
     pub repairs: u64,
     #[serde(default)]
     pub last_repair: Option<Notice>,
-    /// Policy entry index (the kernel's `rule`) -> statement ids.
-    pub rules: Vec<Vec<String>>,
+    /// Policy entry index (the kernel's `rule`) -> statement ids, for the
+    /// entries of this host's endpoints (the only ones its kernel holds:
+    /// a tenth or less of a large Plan's).
+    #[serde(default)]
+    pub local_rules: BTreeMap<u32, Vec<String>>,
     /// The live Plan's identities (`identities[i].uid == i + 1`), for
     /// naming the addresses of events.
     pub identities: Vec<Identity>,

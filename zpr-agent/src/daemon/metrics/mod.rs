@@ -149,7 +149,7 @@ impl AgentMetrics {
         // The scrape needs neither the statements of every rule nor the
         // identities and attributes (tens of MB at 100,000 statements): left out.
         let snapshot = Status {
-            rules: Vec::new(),
+            local_rules: Default::default(),
             identities: Vec::new(),
             attributes: Default::default(),
             ..status.clone()
