@@ -85,27 +85,57 @@ impl Agent {
         let was_pinned = pins.map(zpr_common::maps::CONFIG).exists();
         let ownership = PinOwnership::acquire(&pins, &config.run_dir)?;
         let mut checker = Checker::remembering();
-        let first = load_plan(&config.inputs, snapshot.as_ref(), &mut checker);
-        if let Err(err) = &first {
-            let enforced = pinned_config(&pins)
-                .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
-            if !enforced {
-                if !was_pinned {
-                    remove_all(&pins)?;
-                }
-                bail!(
-                    "refusing to start: the inputs are invalid and no earlier policy is in \
-                     force here to keep, so nothing would be protected; fix them and start \
-                     again:\n{err:#}"
-                );
+        let live_layout = pinned_config(&pins).ok().map(|live| live.layout);
+        let enforced = pinned_config(&pins)
+            .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
+        let open = || {
+            Datapath::open_pinned(
+                &pins,
+                ConntrackSize {
+                    established: config.conntrack_entries,
+                },
+            )
+        };
+        // Loading the programs (the verifier: about a second) and checking
+        // the inputs go side by side, unless what the check finds decides
+        // whether pins of another layout may be replaced: those are left
+        // untouched when the inputs are invalid.
+        let side_by_side = !was_pinned || live_layout == Some(LAYOUT_VERSION);
+        let (first, opened) = if side_by_side {
+            std::thread::scope(|scope| {
+                let check =
+                    scope.spawn(|| load_plan(&config.inputs, snapshot.as_ref(), &mut checker));
+                let opened = open();
+                let first = check
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (first, Some(opened))
+            })
+        } else {
+            (
+                load_plan(&config.inputs, snapshot.as_ref(), &mut checker),
+                None,
+            )
+        };
+        if let Err(err) = &first
+            && !enforced
+        {
+            // Nothing was in force: what opening pinned (maps of generation
+            // 0, no link) goes too.
+            drop(opened);
+            if !was_pinned {
+                remove_all(&pins)?;
             }
+            bail!(
+                "refusing to start: the inputs are invalid and no earlier policy is in \
+                 force here to keep, so nothing would be protected; fix them and start \
+                 again:\n{err:#}"
+            );
         }
-        let (mut datapath, adoption) = Datapath::open_pinned(
-            &pins,
-            ConntrackSize {
-                established: config.conntrack_entries,
-            },
-        )?;
+        let (mut datapath, adoption) = match opened {
+            Some(opened) => opened?,
+            None => open()?,
+        };
         datapath.set_events_per_second(config.events_per_second);
         let adoption = match adoption {
             Adoption::Fresh => "fresh: nothing was pinned".to_owned(),
