@@ -9,7 +9,8 @@
 //! `inventory`, `inputs`, `compile`); `datapath` and `store` (where a
 //! tenancy's state lives: SQLite, etcd); the agent (`daemon`, consuming
 //! inputs) and the management API (`api`, changing a store after `iam`);
-//! the CLI (`cli`), which composes them.
+//! the CLI (`cli`), which composes them. Below them all: `clock` and
+//! `side_by_side` (work split over the cores).
 
 pub mod api;
 pub mod cli;
@@ -22,5 +23,6 @@ pub mod iam;
 pub mod inputs;
 pub mod inventory;
 pub mod lang;
+pub mod side_by_side;
 pub mod store;
 pub mod synthetic;

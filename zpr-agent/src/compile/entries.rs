@@ -14,6 +14,7 @@ use super::identity::{FamilyMask, UidSets};
 use super::l4::L4Prefix;
 use super::plan::{ANY_REMOTE, PolicyEntry, PolicyKey, PolicyValue, StatementIndex, Uid};
 use super::selectors::{ResolvedStatement, SelectorId, Side};
+use crate::side_by_side;
 
 /// One statement's claim on one key. Sorted, rows group by local UID and
 /// direction, then remote (the wildcard, 0, first), then L4 prefix.
@@ -37,30 +38,13 @@ pub fn build(
     // The tables of different local UIDs are independent: each core
     // builds those of every n-th UID, and the parts are interleaved back
     // into one sorted list.
-    let parts = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(protected.len())
-        .max(1);
-    let part = |part: usize| {
+    let parts = side_by_side::cores().min(protected.len()).max(1);
+    let part_numbers: Vec<usize> = (0..parts).collect();
+    let built = side_by_side::map(&part_numbers, |&part| {
         let rows = rows(statements, identities, protected, |local, _| {
             local as usize % parts == part
         });
         entries(rows, stateless)
-    };
-    if parts == 1 {
-        return part(0);
-    }
-    let built: Vec<Vec<PolicyEntry>> = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..parts)
-            .map(|index| scope.spawn(move || part(index)))
-            .collect();
-        std::iter::once(part(0))
-            .chain(others.into_iter().map(|other| {
-                other
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }))
-            .collect()
     });
     interleave_by_local(built)
 }

@@ -20,6 +20,7 @@ use crate::lang::names::Names;
 use crate::lang::statement_cache::StatementCache;
 use crate::lang::syntax_error::{GrammarError, explain};
 use crate::lang::validate::lower_statement;
+use crate::side_by_side;
 
 lalrpop_util::lalrpop_mod!(
     #[allow(clippy::all, clippy::pedantic, unused_qualifications)]
@@ -144,23 +145,7 @@ impl FileReader<'_> {
             read_chunk(self.policy, self.source, start, end, last && is_final)
                 .map(|read| read.with_cache_lines(self.source, caching))
         };
-        let mut parts: Vec<Option<LinesRead>> = match chunks.as_slice() {
-            [only] => vec![read(only)],
-            [first, rest @ ..] => std::thread::scope(|scope| {
-                let others: Vec<_> = rest
-                    .iter()
-                    .map(|chunk| scope.spawn(move || read(chunk)))
-                    .collect();
-                std::iter::once(read(first))
-                    .chain(others.into_iter().map(|other| {
-                        other
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    }))
-                    .collect()
-            }),
-            [] => Vec::new(),
-        };
+        let mut parts: Vec<Option<LinesRead>> = side_by_side::map(&chunks, read);
         // A chunk that ends inside a statement means the next one began
         // in its middle: the split guessed wrong, so read it all in one.
         if parts.len() > 1 && parts[..parts.len() - 1].iter().any(Option::is_none) {
@@ -215,7 +200,7 @@ impl Split {
     fn for_this_machine() -> Split {
         Split {
             bytes: 256 << 10,
-            parts: std::thread::available_parallelism().map_or(1, usize::from),
+            parts: side_by_side::cores(),
         }
     }
 

@@ -1,0 +1,30 @@
+//! Work split over the cores: the parts run on scoped threads (the first
+//! on the calling one) and their results come back in order. A panic in
+//! a part is the caller's panic.
+
+/// `work` applied to each of `parts`, side by side.
+pub fn map<T: Sync, R: Send>(parts: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let work = &work;
+    match parts {
+        [] => Vec::new(),
+        [only] => vec![work(only)],
+        [first, rest @ ..] => std::thread::scope(|scope| {
+            let others: Vec<_> = rest
+                .iter()
+                .map(|part| scope.spawn(move || work(part)))
+                .collect();
+            std::iter::once(work(first))
+                .chain(others.into_iter().map(|other| {
+                    other
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }))
+                .collect()
+        }),
+    }
+}
+
+/// How many parts work should be split into on this machine: one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
