@@ -265,11 +265,11 @@ impl Hasher for Fnv1a64 {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            self.step(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        let (words, rest) = bytes.as_chunks::<8>();
+        for &word in words {
+            self.step(u64::from_le_bytes(word));
         }
-        for &byte in words.remainder() {
+        for &byte in rest {
             self.step(u64::from(byte));
         }
     }
