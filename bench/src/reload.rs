@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use zpr_agent::{
-    compile::{Decision, Direction, PacketFacts, Plan, PlanLookup, compile},
+    compile::{Decision, Direction, PacketFacts, Plan, PlanLookup, Tables, compile},
     datapath::{Datapath, Hook, InterfaceIndexes, TEST_RUN_IFINDEX, write_plan},
     inputs::{Checker, InputText},
     lang::{self, Attribute},
@@ -222,7 +222,7 @@ fn at_datapath(toggle: &Toggle, reloads: usize, samples: &mut Samples) -> anyhow
             toggle.policy(allow),
         )
     };
-    let mut checker = Checker::remembering();
+    let mut checker = Checker::remembering(Tables::Local);
     write_plan(
         &mut datapath,
         &checked(&mut checker, &inventory, &policy(false))?,

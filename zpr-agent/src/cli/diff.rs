@@ -13,7 +13,7 @@ use super::agent_paths::AgentPaths;
 use super::diff_live::revoked_flows;
 use super::input_files::InputFiles;
 use crate::compile::Report;
-use crate::compile::diff;
+use crate::compile::{Tables, diff};
 use crate::inputs::{Checker, Inputs};
 
 #[derive(clap::Args, Debug)]
@@ -56,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn compare(args: &Args) -> anyhow::Result<u8> {
     // One checker for both sides: NEW parses only the statements and the
     // inventory that differ from OLD's, and compiles from OLD's Plan.
-    let mut checker = Checker::remembering();
+    let mut checker = Checker::remembering(Tables::Every);
     let (old, new) = match (&args.base, &args.old, &args.new) {
         (Some(revision), directory, None) => {
             let directory = directory.clone().unwrap_or_else(|| PathBuf::from("."));

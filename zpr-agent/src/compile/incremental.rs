@@ -20,7 +20,7 @@ use super::plan::{
     StatementIndex, Uid,
 };
 use super::selectors::{self, ResolvedStatement, Side};
-use super::{Groundwork, compile_whole, plan_statements, stateless};
+use super::{Groundwork, Tables, compile_whole, plan_statements, stateless};
 use crate::inventory::Inventory;
 use crate::lang::Policy;
 
@@ -31,6 +31,7 @@ const MOST_TABLES: f64 = 0.25;
 /// Compiles policy sets one after another, each from what the last left.
 #[derive(Default)]
 pub struct Compiler {
+    tables: Tables,
     last: Option<Last>,
 }
 
@@ -141,14 +142,20 @@ impl Alignment {
 }
 
 impl Compiler {
-    /// The Plan [`compile`](super::compile) gives for these inputs.
+    /// A compiler of Plans holding `tables`.
+    pub fn of(tables: Tables) -> Compiler {
+        Compiler { tables, last: None }
+    }
+
+    /// The Plan [`compile`](super::compile) gives for these inputs (with
+    /// only the local tables, for [`Tables::Local`]).
     pub fn compile(&mut self, policies: &[Policy], inventory: &Inventory) -> Plan {
         if let Some(last) = self.last.take()
             && let Some(plan) = last.changed(policies, inventory, &mut self.last)
         {
             return plan;
         }
-        let (plan, groundwork) = compile_whole(policies, inventory);
+        let (plan, groundwork) = compile_whole(policies, inventory, self.tables);
         self.last = Some(Last::of(inventory.clone(), groundwork, &plan));
         plan
     }
@@ -191,7 +198,13 @@ impl Last {
                 );
             }
         }
-        let tables = 2 * old.protected.iter().filter(|&&p| p).count();
+        let tables = match &old.local_tables {
+            Some(local_tables) => {
+                touched.retain(|table| local_tables.contains(table));
+                local_tables.len()
+            }
+            None => 2 * old.protected.iter().filter(|&&p| p).count(),
+        };
         if touched.len() as f64 > MOST_TABLES * tables as f64 {
             return None;
         }

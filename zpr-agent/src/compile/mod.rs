@@ -51,7 +51,20 @@ use crate::lang::Policy;
 
 /// Compiles a policy set against an inventory. Pure and deterministic.
 pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
-    compile_whole(policies, inventory).0
+    compile_whole(policies, inventory, Tables::Every).0
+}
+
+/// Which identities' policy tables a Plan holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tables {
+    /// Every protected identity's: what `explain`, `diff` and the API
+    /// reason about.
+    #[default]
+    Every,
+    /// Only those of the endpoints with an interface in the inventory: an
+    /// agent's kernel holds no others (at size, a tenth of the Plan or
+    /// less). Everything else in the Plan is the same as with `Every`.
+    Local,
 }
 
 /// What a whole compile worked out on the way to its Plan that the
@@ -63,14 +76,26 @@ struct Groundwork {
     stateless: Vec<bool>,
     uid_sets: identity::UidSets,
     protected: Vec<bool>,
+    /// The tables the Plan holds, when not every protected identity's.
+    local_tables: Option<HashSet<(Uid, Direction)>>,
 }
 
-fn compile_whole(policies: &[Policy], inventory: &Inventory) -> (Plan, Groundwork) {
+fn compile_whole(policies: &[Policy], inventory: &Inventory, tables: Tables) -> (Plan, Groundwork) {
     let resolved = selectors::resolve(policies);
     let identities = identity::build(inventory, &resolved);
     let protected = protected(inventory, &identities);
     let stateless = stateless(&resolved);
-    let policy = entries::build(&resolved.resolved, &stateless, &identities.sets, &protected);
+    let local_tables = (tables == Tables::Local).then(|| local_tables(inventory, &identities));
+    let policy = match &local_tables {
+        None => entries::build(&resolved.resolved, &stateless, &identities.sets, &protected),
+        Some(local_tables) => entries::build_tables(
+            &resolved.resolved,
+            &stateless,
+            &identities.sets,
+            &protected,
+            local_tables,
+        ),
+    };
     let endpoints = inventory
         .endpoints()
         .iter()
@@ -110,6 +135,7 @@ fn compile_whole(policies: &[Policy], inventory: &Inventory) -> (Plan, Groundwor
         stateless,
         uid_sets: identities.sets,
         protected,
+        local_tables,
     };
     (plan, groundwork)
 }
@@ -121,29 +147,38 @@ pub fn capacity(policies: &[Policy], inventory: &Inventory) -> Capacity {
     let resolved = selectors::resolve(policies);
     let identities = identity::build(inventory, &resolved);
     let protected = protected(inventory, &identities);
-    let local_endpoints = inventory
-        .endpoints()
-        .iter()
-        .zip(&identities.endpoint_addresses)
-        .filter(|(endpoint, _)| endpoint.interface.is_some());
-    let tables: HashSet<(Uid, Direction)> = local_endpoints
-        .clone()
-        .flat_map(|(_, addresses)| addresses)
-        .flat_map(|address| [Direction::Egress, Direction::Ingress].map(|d| (address.uid, d)))
-        .collect();
     let local_policy = entries::build_tables(
         &resolved.resolved,
         &stateless(&resolved),
         &identities.sets,
         &protected,
-        &tables,
+        &local_tables(inventory, &identities),
     );
     Capacity {
         host_entries: identities.hosts.len(),
         prefix_entries: identities.prefixes.len(),
-        local_endpoints: local_endpoints.count(),
+        local_endpoints: inventory
+            .endpoints()
+            .iter()
+            .filter(|endpoint| endpoint.interface.is_some())
+            .count(),
         local_policy_entries: local_policy.len(),
     }
+}
+
+/// The tables (UID, direction) of the endpoints with an interface.
+fn local_tables(
+    inventory: &Inventory,
+    identities: &identity::Identities,
+) -> HashSet<(Uid, Direction)> {
+    inventory
+        .endpoints()
+        .iter()
+        .zip(&identities.endpoint_addresses)
+        .filter(|(endpoint, _)| endpoint.interface.is_some())
+        .flat_map(|(_, addresses)| addresses)
+        .flat_map(|address| [Direction::Egress, Direction::Ingress].map(|d| (address.uid, d)))
+        .collect()
 }
 
 /// Which UIDs hold an address of a protected endpoint.

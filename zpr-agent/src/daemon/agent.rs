@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     clock::unix_now,
-    compile::{Plan, Uid},
+    compile::{Plan, Tables, Uid},
     datapath::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
         KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, current_netns_name,
@@ -84,7 +84,7 @@ impl Agent {
         let pins = PinLayout::new(&config.bpffs);
         let was_pinned = pins.map(zpr_common::maps::CONFIG).exists();
         let ownership = PinOwnership::acquire(&pins, &config.run_dir)?;
-        let mut checker = Checker::remembering();
+        let mut checker = Checker::remembering(Tables::Local);
         let live_layout = pinned_config(&pins).ok().map(|live| live.layout);
         let enforced = pinned_config(&pins)
             .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);

@@ -10,7 +10,7 @@ pub mod text;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::compile::{Capacity, Compiler, Plan, capacity, capacity_problems, compile};
+use crate::compile::{Capacity, Compiler, Plan, Tables, capacity, capacity_problems, compile};
 use crate::inventory::Inventory;
 use crate::lang::{
     Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse,
@@ -103,7 +103,6 @@ pub struct Checker {
 }
 
 /// What a checker keeps from one check for the next.
-#[derive(Default)]
 struct Memory {
     /// By policy name: a policy keeps its name wherever its file is.
     statements: HashMap<String, StatementCache>,
@@ -113,10 +112,15 @@ struct Memory {
 }
 
 impl Checker {
-    /// A checker that keeps what it reads for its next check.
-    pub fn remembering() -> Checker {
+    /// A checker that keeps what it reads for its next check, and builds
+    /// Plans holding `tables` (the agent: its own endpoints' only).
+    pub fn remembering(tables: Tables) -> Checker {
         Checker {
-            memory: Some(Memory::default()),
+            memory: Some(Memory {
+                statements: HashMap::new(),
+                inventory: None,
+                compiler: Compiler::of(tables),
+            }),
             builds_plan: true,
         }
     }

@@ -390,7 +390,7 @@ impl Reader<'_> {
         *start == self.tokens[line.start].span.start || self.parse(&self.tokens[line]).is_ok()
     }
 
-    fn parse(&self, tokens: &[Token]) -> Result<RawStatement, GrammarError> {
+    fn parse(&self, tokens: &[Token]) -> Result<Box<RawStatement>, GrammarError> {
         self.parser.parse(
             tokens
                 .iter()

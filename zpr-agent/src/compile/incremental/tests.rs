@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use super::Compiler;
-use crate::compile::compile;
+use crate::compile::{Plan, Tables, compile, compile_whole};
 use crate::inventory::Inventory;
 use crate::lang::{Policy, parse};
 use crate::synthetic::generate;
@@ -220,10 +220,12 @@ proptest! {
             inventory: synthetic.inventory_yaml.lines().map(str::to_owned).collect(),
         };
         let mut compiler = Compiler::default();
-        prop_assert_eq!(
-            compiler.compile(&synthetic.policies, &synthetic.inventory),
-            compile(&synthetic.policies, &synthetic.inventory)
-        );
+        let mut local = Compiler::of(Tables::Local);
+        let whole = compile(&synthetic.policies, &synthetic.inventory);
+        prop_assert_eq!(compiler.compile(&synthetic.policies, &synthetic.inventory), whole.clone());
+        let whole_local = local.compile(&synthetic.policies, &synthetic.inventory);
+        prop_assert!(!whole_local.policy.is_empty(), "the generated set has local tables");
+        prop_assert_eq!(whole_local, local_part(&whole));
         for edit in &edits {
             let before = texts.clone();
             texts.apply(edit);
@@ -235,8 +237,34 @@ proptest! {
             let whole = compile(&policies, &inventory);
             let incremental = compiler.compile(&policies, &inventory);
             prop_assert!(incremental == whole, "after {:?}", edit);
+            let whole_local = compile_whole(&policies, &inventory, Tables::Local).0;
+            prop_assert!(whole_local == local_part(&whole), "after {:?}", edit);
+            let incremental_local = local.compile(&policies, &inventory);
+            prop_assert!(incremental_local == whole_local, "local, after {:?}", edit);
         }
     }
+}
+
+/// `plan` with only the policy tables of its endpoints with an interface.
+fn local_part(plan: &Plan) -> Plan {
+    let local_uids: std::collections::HashSet<_> = plan
+        .endpoints
+        .iter()
+        .filter(|endpoint| endpoint.interface.is_some())
+        .flat_map(|endpoint| endpoint.addresses.iter().map(|address| address.uid))
+        .collect();
+    Plan::assemble(
+        plan.statements.clone(),
+        plan.identities.clone(),
+        plan.hosts.clone(),
+        plan.prefixes.clone(),
+        plan.endpoints.clone(),
+        plan.policy
+            .iter()
+            .filter(|entry| local_uids.contains(&entry.key.local))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// Removing a statement whose selectors and attributes earlier statements
