@@ -68,14 +68,31 @@ impl Datapath {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading zpr's eBPF object")?;
-        let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_FROM_WORKLOAD_XDP)?.try_into()?;
-        xdp.load()
-            .context("the verifier rejected the XDP program")?;
-        for name in [maps::PROG_FROM_WORKLOAD_TC, maps::PROG_TO_WORKLOAD_TC] {
-            let tc: &mut SchedClassifier = program(&mut ebpf, name)?.try_into()?;
-            tc.load()
-                .with_context(|| format!("the verifier rejected {name}"))?;
+        let names = [
+            maps::PROG_FROM_WORKLOAD_XDP,
+            maps::PROG_FROM_WORKLOAD_TC,
+            maps::PROG_TO_WORKLOAD_TC,
+        ];
+        for name in names {
+            program(&mut ebpf, name)?;
         }
+        // The verifier takes about half a second per program: the three
+        // are verified side by side.
+        let verified: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+            let loads: Vec<_> = ebpf
+                .programs_mut()
+                .filter(|(name, _)| names.contains(name))
+                .map(|(name, program)| scope.spawn(move || verify(name, program)))
+                .collect();
+            loads
+                .into_iter()
+                .map(|load| {
+                    load.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        verified.into_iter().collect::<anyhow::Result<()>>()?;
         Ok(Datapath {
             ebpf,
             written: [None, None],
@@ -172,6 +189,18 @@ impl Datapath {
         self.ebpf
             .map(name)
             .with_context(|| format!("the object has no {name} map"))
+    }
+}
+
+/// Loads one of zpr's programs into the kernel (the verifier runs here).
+fn verify(name: &str, program: &mut aya::programs::Program) -> anyhow::Result<()> {
+    if name == maps::PROG_FROM_WORKLOAD_XDP {
+        let xdp: &mut Xdp = program.try_into()?;
+        xdp.load().context("the verifier rejected the XDP program")
+    } else {
+        let tc: &mut SchedClassifier = program.try_into()?;
+        tc.load()
+            .with_context(|| format!("the verifier rejected {name}"))
     }
 }
 
