@@ -1,12 +1,7 @@
 //! The agent's state and its one job: turn the current inputs into the
 //! enforced Plan, or leave the live Plan in place and say why not.
 
-use std::{
-    collections::{BTreeSet, HashSet},
-    ffi::CString,
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::BTreeSet, ffi::CString, path::PathBuf, time::Instant};
 
 use anyhow::{Context as _, bail};
 use tracing::{error, info, warn};
@@ -19,7 +14,7 @@ use super::{
 };
 use crate::{
     clock::unix_now,
-    compile::{Plan, Tables, Uid},
+    compile::{Plan, Tables},
     datapath::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
         KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, current_netns_name,
@@ -85,9 +80,9 @@ impl Agent {
         let was_pinned = pins.map(zpr_common::maps::CONFIG).exists();
         let ownership = PinOwnership::acquire(&pins, &config.run_dir)?;
         let mut checker = Checker::remembering(Tables::Local);
-        let live_layout = pinned_config(&pins).ok().map(|live| live.layout);
-        let enforced = pinned_config(&pins)
-            .is_ok_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
+        let live = pinned_config(&pins).ok();
+        let enforced =
+            live.is_some_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
         let open = || {
             Datapath::open_pinned(
                 &pins,
@@ -100,7 +95,7 @@ impl Agent {
         // the inputs go side by side, unless what the check finds decides
         // whether pins of another layout may be replaced: those are left
         // untouched when the inputs are invalid.
-        let side_by_side = !was_pinned || live_layout == Some(LAYOUT_VERSION);
+        let side_by_side = !was_pinned || live.is_some_and(|live| live.layout == LAYOUT_VERSION);
         let (first, opened) = if side_by_side {
             std::thread::scope(|scope| {
                 let check =
@@ -426,15 +421,10 @@ impl Agent {
         self.status.statements = plan.statements.len();
         self.status.content_hash = format!("{:016x}", plan.content_hash);
         self.status.endpoints = local_endpoints(&plan, &interfaces);
-        let local_uids: HashSet<Uid> = plan
-            .endpoints
-            .iter()
-            .filter(|endpoint| endpoint.interface.is_some())
-            .flat_map(|endpoint| endpoint.addresses.iter().map(|address| address.uid))
-            .collect();
+        // The agent's Plans hold its own endpoints' tables only
+        // (`Tables::Local`): every entry is one its kernel may name.
         self.status.local_rules = (0u32..)
             .zip(&plan.policy)
-            .filter(|(_, entry)| local_uids.contains(&entry.key.local))
             .map(|(rule, entry)| {
                 (
                     rule,
