@@ -335,8 +335,12 @@ impl Reader<'_> {
         let mut line_start = 0;
         while line_start < self.tokens.len() {
             let line = self.tokens[line_start].line;
-            let line_end =
-                line_start + self.tokens[line_start..].partition_point(|token| token.line == line);
+            // A line holds a few tokens: stepping over them beats a binary
+            // search, whose every probe misses the cache in a large file.
+            let line_end = self.tokens[line_start..]
+                .iter()
+                .position(|token| token.line != line)
+                .map_or(self.tokens.len(), |length| line_start + length);
             pending = self.read_line(pending, line_start..line_end);
             line_start = line_end;
         }
