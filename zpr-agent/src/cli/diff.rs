@@ -13,7 +13,7 @@ use super::agent_paths::AgentPaths;
 use super::diff_live::revoked_flows;
 use super::input_files::InputFiles;
 use crate::compile::Report;
-use crate::compile::{Tables, diff};
+use crate::compile::{Tables, compile_pair, diff};
 use crate::inputs::{Checker, Inputs};
 
 #[derive(clap::Args, Debug)]
@@ -54,9 +54,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn compare(args: &Args) -> anyhow::Result<u8> {
-    // One checker for both sides: NEW parses only the statements and the
-    // inventory that differ from OLD's, and compiles from OLD's Plan.
-    let mut checker = Checker::remembering(Tables::Every);
+    // One checker for both sides, as the agent checks (its Plans hold the
+    // tables of the endpoints with an interface, whose fit it counts):
+    // NEW parses only the statements and the inventory that differ from
+    // OLD's, and compiles from OLD's Plan.
+    let mut checker = Checker::remembering(Tables::Local);
     let (old, new) = match (&args.base, &args.old, &args.new) {
         (Some(revision), directory, None) => {
             let directory = directory.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -74,7 +76,11 @@ fn compare(args: &Args) -> anyhow::Result<u8> {
         // The checker has printed the problems.
         return Ok(ERROR);
     };
-    let mut report = Report::new(&diff(&old.plan, &new.plan));
+    let [before, after] = compile_pair(
+        (&old.policies, &old.inventory),
+        (&new.policies, &new.inventory),
+    );
+    let mut report = Report::new(&diff(&before, &after));
     if args.live {
         report.revoked = Some(revoked_flows(
             &args.paths.pins(),
@@ -98,7 +104,7 @@ fn compare(args: &Args) -> anyhow::Result<u8> {
     };
     // The process ends here: freeing two Plans and the checker's memory, a
     // few million small allocations at size, would only delay the answer.
-    std::mem::forget((checker, old, new));
+    std::mem::forget((checker, old, new, before, after));
     Ok(code)
 }
 

@@ -15,6 +15,7 @@ use foldhash::HashSet;
 
 use super::decision::Direction;
 use super::entries::{self, locals};
+use super::identity::UidSets;
 use super::plan::{
     EndpointConfig, HostEntry, Identity, Plan, PolicyEntry, PolicyKey, PolicyValue, PrefixEntry,
     StatementIndex, Uid,
@@ -94,9 +95,9 @@ impl PackedPolicy {
     }
 }
 
-/// How the statements of the last compile and of this one line up: the
-/// same statements before `first_changed` and in the last `unchanged_tail`.
-struct Alignment {
+/// How the statements of one compile and of the next line up: the same
+/// statements before `first_changed` and in the last `unchanged_tail`.
+pub(super) struct Alignment {
     first_changed: usize,
     unchanged_tail: usize,
     old_len: usize,
@@ -104,11 +105,13 @@ struct Alignment {
 }
 
 impl Alignment {
-    fn of(old: &Groundwork, new: &[ResolvedStatement], new_stateless: &[bool]) -> Alignment {
-        let same = |o: usize, n: usize| {
-            old.statements[o] == new[n] && old.stateless[o] == new_stateless[n]
-        };
-        let (old_len, new_len) = (old.statements.len(), new.len());
+    /// Of two compiles' statements, each with whether it is stateless.
+    pub(super) fn of(
+        (old, old_stateless): (&[ResolvedStatement], &[bool]),
+        (new, new_stateless): (&[ResolvedStatement], &[bool]),
+    ) -> Alignment {
+        let same = |o: usize, n: usize| old[o] == new[n] && old_stateless[o] == new_stateless[n];
+        let (old_len, new_len) = (old.len(), new.len());
         let first_changed = (0..old_len.min(new_len))
             .find(|&i| !same(i, i))
             .unwrap_or(old_len.min(new_len));
@@ -129,6 +132,34 @@ impl Alignment {
 
     fn new_changed(&self) -> std::ops::Range<usize> {
         self.first_changed..self.new_len - self.unchanged_tail
+    }
+
+    /// The tables (local UID, direction) that the statements that changed
+    /// can make differ, given the identities both compiles share; `None`
+    /// when one of them names every protected identity's.
+    pub(super) fn touched_tables(
+        &self,
+        old: &[ResolvedStatement],
+        new: &[ResolvedStatement],
+        uid_sets: &UidSets,
+        protected: &[bool],
+    ) -> Option<HashSet<(Uid, Direction)>> {
+        let mut touched = HashSet::default();
+        for statement in old[self.old_changed()]
+            .iter()
+            .chain(&new[self.new_changed()])
+        {
+            for (direction, local) in [
+                (Direction::Egress, statement.source),
+                (Direction::Ingress, statement.destination),
+            ] {
+                if local == Side::Every {
+                    return None;
+                }
+                touched.extend(locals(local, uid_sets, protected).map(|uid| (uid, direction)));
+            }
+        }
+        Some(touched)
     }
 
     /// Where an unchanged statement of the last compile stands now.
@@ -179,25 +210,16 @@ impl Last {
             return None;
         }
         let stateless = stateless(&resolved);
-        let alignment = Alignment::of(old, &resolved.resolved, &stateless);
-        let mut touched: HashSet<(Uid, Direction)> = HashSet::default();
-        let changed = old.statements[alignment.old_changed()]
-            .iter()
-            .chain(&resolved.resolved[alignment.new_changed()]);
-        for statement in changed {
-            for (direction, local) in [
-                (Direction::Egress, statement.source),
-                (Direction::Ingress, statement.destination),
-            ] {
-                // Every protected identity: the whole Plan changes.
-                if local == Side::Every {
-                    return None;
-                }
-                touched.extend(
-                    locals(local, &old.uid_sets, &old.protected).map(|uid| (uid, direction)),
-                );
-            }
-        }
+        let alignment = Alignment::of(
+            (&old.statements, &old.stateless),
+            (&resolved.resolved, &stateless),
+        );
+        let mut touched = alignment.touched_tables(
+            &old.statements,
+            &resolved.resolved,
+            &old.uid_sets,
+            &old.protected,
+        )?;
         let tables = match &old.local_tables {
             Some(local_tables) => {
                 touched.retain(|table| local_tables.contains(table));

@@ -9,6 +9,8 @@ mod capacity;
 mod decision;
 mod diff;
 mod diff_report;
+#[cfg(test)]
+mod edits;
 mod entries;
 mod evaluate;
 mod explain;
@@ -17,6 +19,7 @@ mod incremental;
 mod l4;
 mod lookup;
 mod naming;
+mod pair;
 mod plan;
 mod selectors;
 
@@ -38,6 +41,7 @@ pub use explain::{Explanation, PlanDisagrees, SideReport, SideStatus, explain};
 pub use incremental::Compiler;
 pub use l4::{L4_BITS, L4Prefix, PROTOCOL_BITS, packet_key, port_range_blocks};
 pub use lookup::{PlanLookup, plan_decide};
+pub use pair::compile_pair;
 pub use plan::{
     ANY_REMOTE, EndpointAddress, EndpointConfig, Fnv1a64, HostEntry, Identity, IdentityMember,
     Plan, PlanStatement, PolicyEntry, PolicyKey, PolicyValue, PrefixEntry, Sizes, StatementIndex,
@@ -96,10 +100,37 @@ fn compile_whole(policies: &[Policy], inventory: &Inventory, tables: Tables) -> 
             local_tables,
         ),
     };
-    let endpoints = inventory
+    let endpoints = endpoint_configs(inventory, identities.endpoint_addresses);
+    let plan = Plan::assemble(
+        plan_statements(&resolved),
+        identities.identities,
+        identities.hosts,
+        identities.prefixes,
+        endpoints,
+        policy,
+    );
+    let groundwork = Groundwork {
+        selectors: resolved.selectors,
+        attributes: resolved.attributes,
+        statements: resolved.resolved,
+        stateless,
+        uid_sets: identities.sets,
+        protected,
+        local_tables,
+    };
+    (plan, groundwork)
+}
+
+/// What the Plan holds of each inventory endpoint, given its addresses
+/// with their UIDs.
+fn endpoint_configs(
+    inventory: &Inventory,
+    endpoint_addresses: Vec<Vec<EndpointAddress>>,
+) -> Vec<EndpointConfig> {
+    inventory
         .endpoints()
         .iter()
-        .zip(identities.endpoint_addresses)
+        .zip(endpoint_addresses)
         .map(|(endpoint, addresses)| EndpointConfig {
             name: endpoint.name.clone(),
             interface: endpoint.interface.clone(),
@@ -119,25 +150,7 @@ fn compile_whole(policies: &[Policy], inventory: &Inventory, tables: Tables) -> 
                 })
                 .collect(),
         })
-        .collect();
-    let plan = Plan::assemble(
-        plan_statements(&resolved),
-        identities.identities,
-        identities.hosts,
-        identities.prefixes,
-        endpoints,
-        policy,
-    );
-    let groundwork = Groundwork {
-        selectors: resolved.selectors,
-        attributes: resolved.attributes,
-        statements: resolved.resolved,
-        stateless,
-        uid_sets: identities.sets,
-        protected,
-        local_tables,
-    };
-    (plan, groundwork)
+        .collect()
 }
 
 /// The counts of the Plan [`compile`] would give that decide whether it
