@@ -87,6 +87,9 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_owned()))
             }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(v))
+            }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
@@ -115,7 +118,13 @@ pub(super) fn parse(text: &str) -> Result<RawInventory, Vec<InventoryError>> {
         return Ok(empty());
     }
     let mut errors = Vec::new();
-    check_keys(&document, Schema::Inventory, "", &mut errors);
+    check_keys(&document, Schema::Inventory, Path::Root, &mut errors);
+    if errors.is_empty()
+        && let Ok(raw) = serde_yaml::from_value::<RawInventory>(document)
+    {
+        return Ok(raw);
+    }
+    // Read again from the text, whose errors say where they are.
     match serde_yaml::from_str::<RawInventory>(text) {
         Ok(raw) if errors.is_empty() => Ok(raw),
         Ok(_) => Err(errors),
@@ -193,7 +202,33 @@ impl Schema {
     }
 }
 
-fn check_keys(value: &Value, schema: Schema, path: &str, errors: &mut Vec<InventoryError>) {
+/// Where a mapping is in the document: the keys and list indices leading
+/// to it (written out only for an error: most documents have none).
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Item {
+        list: &'a Path<'a>,
+        key: &'a str,
+        index: usize,
+    },
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Item {
+                list: Path::Root,
+                key,
+                index,
+            } => write!(f, "{key}[{index}]"),
+            Path::Item { list, key, index } => write!(f, "{list}.{key}[{index}]"),
+        }
+    }
+}
+
+fn check_keys(value: &Value, schema: Schema, path: Path, errors: &mut Vec<InventoryError>) {
     let Value::Mapping(mapping) = value else {
         // serde reports a value of the wrong kind.
         return;
@@ -201,11 +236,6 @@ fn check_keys(value: &Value, schema: Schema, path: &str, errors: &mut Vec<Invent
     let fields = schema.fields();
     for (key, child) in mapping {
         let Some(key) = key.as_str() else { continue };
-        let key_path = if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        };
         if !fields.contains(&key) {
             let mut message = format!(
                 "unknown key '{key}' (expected one of: {})",
@@ -215,7 +245,7 @@ fn check_keys(value: &Value, schema: Schema, path: &str, errors: &mut Vec<Invent
                 message.push_str(&format!("; did you mean '{suggestion}'?"));
             }
             errors.push(InventoryError {
-                path: path.to_owned(),
+                path: path.to_string(),
                 message,
                 location: None,
             });
@@ -223,7 +253,12 @@ fn check_keys(value: &Value, schema: Schema, path: &str, errors: &mut Vec<Invent
         }
         if let (Some(items), Value::Sequence(sequence)) = (schema.items_of(key), child) {
             for (index, item) in sequence.iter().enumerate() {
-                check_keys(item, items, &format!("{key_path}[{index}]"), errors);
+                let item_path = Path::Item {
+                    list: &path,
+                    key,
+                    index,
+                };
+                check_keys(item, items, item_path, errors);
             }
         }
     }

@@ -230,6 +230,32 @@ osn-service: [192.0.2.0/24]
 }
 
 #[test]
+fn an_unknown_key_in_a_nested_list_is_named_by_its_whole_path() {
+    let found = Inventory::from_yaml_str(
+        "
+namespaces:
+  - name: one
+  - name: two
+    attributes:
+      - { key: owner, type: freeform }
+      - { key: zone, type: list, valeus: [a] }
+",
+    )
+    .unwrap_err()
+    .0
+    .iter()
+    .map(ToString::to_string)
+    .collect::<Vec<_>>();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("namespaces[1].attributes[1]: unknown key 'valeus'"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("did you mean 'values'?"), "{}", found[0]);
+}
+
+#[test]
 fn shape_and_syntax_errors_carry_line_and_column() {
     let found = errors(
         "

@@ -1,7 +1,7 @@
 //! From the YAML shape to a validated [`Inventory`]: every rule of design.md
 //! section 2, every problem reported with its YAML path.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use super::prefix;
@@ -55,7 +55,7 @@ impl Problems {
 }
 
 fn namespaces(raw: &[RawNamespace], problems: &mut Problems) -> Vec<Namespace> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::default();
     raw.iter()
         .enumerate()
         .map(|(i, namespace)| {
@@ -81,7 +81,7 @@ fn attribute_definitions(
     path: &str,
     problems: &mut Problems,
 ) -> Vec<AttributeDefinition> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::default();
     let mut definitions = Vec::new();
     for (j, definition) in namespace.attributes.iter().enumerate() {
         let path = format!("{path}.attributes[{j}]");
@@ -128,7 +128,7 @@ fn list_values(values: &[Scalar], key: &str, path: &str, problems: &mut Problems
             format!("list attribute '{key}' needs values"),
         );
     }
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::default();
     for (k, value) in values.iter().enumerate() {
         let path = format!("{path}.values[{k}]");
         let length = value.0.chars().count();
@@ -159,7 +159,7 @@ fn check_name(name: &str, what: &str, path: &str, problems: &mut Problems) {
 }
 
 fn vcns(raw: &[RawVcn], lookup: &Inventory, problems: &mut Problems) -> Vec<Vcn> {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::default();
     let vcns: Vec<Vcn> = raw
         .iter()
         .enumerate()
@@ -338,9 +338,9 @@ fn endpoints(
     lookup: &Inventory,
     problems: &mut Problems,
 ) -> Vec<Endpoint> {
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut interfaces: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut owners: HashMap<IpAddr, (&str, String)> = HashMap::new();
+    let mut names: HashMap<&str, usize> = HashMap::default();
+    let mut interfaces: HashMap<(&str, &str), usize> = HashMap::default();
+    let mut owners: HashMap<IpAddr, (&str, String)> = HashMap::default();
     let mut endpoints = Vec::new();
     for (i, endpoint) in raw.iter().enumerate() {
         let path = format!("endpoints[{i}]");
