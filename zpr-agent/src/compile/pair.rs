@@ -42,10 +42,8 @@ fn touched_tables_only(
     after: &[Policy],
     inventory: &Inventory,
 ) -> Option<[Plan; 2]> {
-    let [old, new]: [Resolved; 2] =
-        side_by_side::map(&[before, after], |policies| selectors::resolve(policies))
-            .try_into()
-            .ok()?;
+    let (old, new) =
+        side_by_side::join(|| selectors::resolve(before), || selectors::resolve(after));
     if old.selectors != new.selectors || old.attributes != new.attributes {
         return None;
     }
@@ -58,24 +56,25 @@ fn touched_tables_only(
     )
     .touched_tables(&old.resolved, &new.resolved, &identities.sets, &protected)?;
     let endpoints = endpoint_configs(inventory, identities.endpoint_addresses);
-    Some(
-        [(old, old_stateless), (new, new_stateless)].map(|(resolved, stateless)| {
-            Plan::assemble(
-                plan_statements(&resolved),
-                identities.identities.clone(),
-                identities.hosts.clone(),
-                identities.prefixes.clone(),
-                endpoints.clone(),
-                entries::build_tables(
-                    &resolved.resolved,
-                    &stateless,
-                    &identities.sets,
-                    &protected,
-                    &touched,
-                ),
-            )
-        }),
-    )
+    let plan = |resolved: &Resolved, stateless: &[bool]| {
+        Plan::assemble(
+            plan_statements(resolved),
+            identities.identities.clone(),
+            identities.hosts.clone(),
+            identities.prefixes.clone(),
+            endpoints.clone(),
+            entries::build_tables(
+                &resolved.resolved,
+                stateless,
+                &identities.sets,
+                &protected,
+                &touched,
+            ),
+        )
+    };
+    let (before, after) =
+        side_by_side::join(|| plan(&old, &old_stateless), || plan(&new, &new_stateless));
+    Some([before, after])
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::{
     },
     inputs::Checker,
     inventory::Mode,
+    side_by_side,
     store::Snapshot,
 };
 
@@ -95,17 +96,13 @@ impl Agent {
         // the inputs go side by side, unless what the check finds decides
         // whether pins of another layout may be replaced: those are left
         // untouched when the inputs are invalid.
-        let side_by_side = !was_pinned || live.is_some_and(|live| live.layout == LAYOUT_VERSION);
-        let (first, opened) = if side_by_side {
-            std::thread::scope(|scope| {
-                let check =
-                    scope.spawn(|| load_plan(&config.inputs, snapshot.as_ref(), &mut checker));
-                let opened = open();
-                let first = check
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (first, Some(opened))
-            })
+        let check_while_opening =
+            !was_pinned || live.is_some_and(|live| live.layout == LAYOUT_VERSION);
+        let (first, opened) = if check_while_opening {
+            let (opened, first) = side_by_side::join(open, || {
+                load_plan(&config.inputs, snapshot.as_ref(), &mut checker)
+            });
+            (first, Some(opened))
         } else {
             (
                 load_plan(&config.inputs, snapshot.as_ref(), &mut checker),

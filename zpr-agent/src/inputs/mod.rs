@@ -16,6 +16,7 @@ use crate::lang::{
     Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse,
     parse_cached, policy_name_from_path,
 };
+use crate::side_by_side;
 pub use inventory_rules::check_against_inventory;
 use text::{MAX_LINE_BYTES, overlong_line, read_text, without_byte_order_mark};
 
@@ -181,29 +182,27 @@ impl Checker {
             .and_then(|memory| memory.inventory.take());
         // The inventory and the policies parse independently: side by side (a
         // reload waits for both).
-        let (inventory_parsed, policies_parsed) = std::thread::scope(|scope| {
-            let inventory_parse = scope.spawn(|| {
+        let (policies_parsed, inventory_parsed) = side_by_side::join(
+            || -> Vec<_> {
+                policies
+                    .iter()
+                    .zip(&mut caches)
+                    .map(
+                        |(policy, cache)| match (overlong_line(&policy.text), cache) {
+                            (Some(line), _) => Err(vec![overlong_line_error(&policy.text, line)]),
+                            (None, Some(cache)) => parse_cached(&policy.name, &policy.text, cache),
+                            (None, None) => parse(&policy.name, &policy.text),
+                        },
+                    )
+                    .collect()
+            },
+            || {
                 inventory_text.map(|text| match known_inventory {
                     Some((known, inventory)) if known == text.text => Ok(inventory),
                     _ => parse_inventory(text),
                 })
-            });
-            let policies_parsed: Vec<_> = policies
-                .iter()
-                .zip(&mut caches)
-                .map(
-                    |(policy, cache)| match (overlong_line(&policy.text), cache) {
-                        (Some(line), _) => Err(vec![overlong_line_error(&policy.text, line)]),
-                        (None, Some(cache)) => parse_cached(&policy.name, &policy.text, cache),
-                        (None, None) => parse(&policy.name, &policy.text),
-                    },
-                )
-                .collect();
-            let inventory_parsed = inventory_parse
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (inventory_parsed, policies_parsed)
-        });
+            },
+        );
         if let Some(memory) = &mut self.memory {
             for (policy, cache) in policies.iter().zip(caches) {
                 memory
