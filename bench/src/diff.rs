@@ -1,6 +1,8 @@
 //! Reviewing a change at size: `zpr diff OLD NEW` end to end (two policy
 //! repositories read, checked, compiled and compared, the report printed)
-//! for a one-statement change, and `zpr check` of the same repository.
+//! for a one-statement change and for one endpoint untagged (the
+//! identities change: both sides compile whole), and `zpr check` of the
+//! same repository.
 
 use std::{path::Path, process::Command, time::Instant};
 
@@ -30,23 +32,44 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
     eprintln!("diff: generating {statements} statements over {endpoints} endpoints");
     let synthetic = synthetic::generate(statements, endpoints, 1);
     let scratch = Scratch::new("diff")?;
-    let (old, new) = (scratch.path().join("old"), scratch.path().join("new"));
+    let (old, new, untagged) = (
+        scratch.path().join("old"),
+        scratch.path().join("new"),
+        scratch.path().join("untagged"),
+    );
     let policy_file = format!("{}.zpr", synthetic::POLICY_NAME);
-    for (directory, policy) in [
-        (&old, synthetic.policy_text.clone()),
-        (&new, one_statement_changed(&synthetic.policy_text)?),
+    for (directory, inventory, policy) in [
+        (
+            &old,
+            synthetic.inventory_yaml.clone(),
+            synthetic.policy_text.clone(),
+        ),
+        (
+            &new,
+            synthetic.inventory_yaml.clone(),
+            one_statement_changed(&synthetic.policy_text)?,
+        ),
+        (
+            &untagged,
+            one_endpoint_untagged(&synthetic.inventory_yaml)?,
+            synthetic.policy_text.clone(),
+        ),
     ] {
         std::fs::create_dir_all(directory)?;
-        std::fs::write(directory.join("inventory.yaml"), &synthetic.inventory_yaml)?;
+        std::fs::write(directory.join("inventory.yaml"), inventory)?;
         std::fs::write(directory.join(&policy_file), policy)?;
     }
 
-    let (mut diff_ms, mut check_ms) = (Vec::new(), Vec::new());
+    let (mut diff_ms, mut untag_ms, mut check_ms) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=settings.rounds {
         interrupt::checkpoint()?;
         eprintln!("diff: round {round}/{}", settings.rounds);
         diff_ms.push(timed(
             Command::new(zpr).arg("diff").arg(&old).arg(&new),
+            SOMETHING_CHANGES,
+        )?);
+        untag_ms.push(timed(
+            Command::new(zpr).arg("diff").arg(&old).arg(&untagged),
             SOMETHING_CHANGES,
         )?);
         check_ms.push(timed(
@@ -65,6 +88,14 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
         ),
         Unit::Milliseconds,
         diff_ms,
+    );
+    let untag = Figure::new(
+        format!(
+            "`zpr diff OLD NEW` at {statements} statements and {endpoints} endpoints, one \
+             endpoint untagged (end to end)"
+        ),
+        Unit::Milliseconds,
+        untag_ms,
     );
     let check = Figure::new(
         format!("`zpr check --inventory` at {statements} statements (end to end)"),
@@ -87,12 +118,13 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
         title: "Reviewing a change".to_owned(),
         method: vec![format!(
             "Two policy repositories (inventory.yaml and one policy file) from zpr-agent's \
-             synthetic generator, seed 1: OLD, and NEW with one port added to one statement \
-             in the middle of the file. `zpr diff OLD NEW` and `zpr check --inventory` of OLD \
-             are run as processes, {} rounds; the wall time from spawn to exit.",
+             synthetic generator, seed 1: OLD; NEW with one port added to one statement in \
+             the middle of the file; and NEW with the tagged endpoint in the middle of the \
+             inventory untagged. `zpr diff OLD NEW` of each and `zpr check --inventory` of \
+             OLD are run as processes, {} rounds; the wall time from spawn to exit.",
             settings.rounds
         )],
-        figures: vec![diff, check],
+        figures: vec![diff, untag, check],
     };
     Ok((section, targets))
 }
@@ -108,6 +140,28 @@ fn one_statement_changed(policy: &str) -> anyhow::Result<String> {
         + middle;
     let changed = lines[line].replacen("protocol='tcp/", "protocol='tcp/7,", 1);
     lines[line] = &changed;
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The inventory with the first tagged endpoint past the middle untagged.
+fn one_endpoint_untagged(inventory: &str) -> anyhow::Result<String> {
+    let mut lines: Vec<&str> = inventory.lines().collect();
+    let middle = lines.len() / 2;
+    let line = lines[middle..]
+        .iter()
+        .position(|line| line.contains("security-attributes: [syn."))
+        .context("no tagged endpoint past the middle")?
+        + middle;
+    let start = lines[line]
+        .find("security-attributes: [")
+        .context("no attribute list")?;
+    let end = start + lines[line][start..].find(']').context("an unclosed list")?;
+    let untagged = format!(
+        "{}security-attributes: []{}",
+        &lines[line][..start],
+        &lines[line][end + 1..]
+    );
+    lines[line] = &untagged;
     Ok(lines.join("\n") + "\n")
 }
 

@@ -38,6 +38,10 @@ impl Etcd {
             std::path::Path::new(ETCD).exists(),
             "{ETCD} is missing: install Debian's etcd-server package (`cargo xtask setup`)"
         );
+        anyhow::ensure!(
+            std::path::Path::new(ETCDCTL).exists(),
+            "{ETCDCTL} is missing: install Debian's etcd-client package (`cargo xtask setup`)"
+        );
         let dir = std::env::temp_dir().join(unique_name("zet"));
         fs::create_dir_all(&dir)?;
         let mut etcd = Etcd {

@@ -24,8 +24,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     // The metrics test scrapes the agent with a real Prometheus.
     "prometheus",
-    // The fleet tests run a real etcd (3.4).
+    // The fleet tests run a real etcd (3.4), and ask it with etcdctl.
     "etcd-server",
+    "etcd-client",
     // etcd's Rust client compiles etcd's protobuf definitions.
     "protobuf-compiler",
     "libprotobuf-dev",

@@ -29,10 +29,11 @@ pub fn compile_pair(
     {
         return plans;
     }
-    [
-        compile(before, old_inventory),
-        compile(after, new_inventory),
-    ]
+    let (before, after) = side_by_side::join(
+        || compile(before, old_inventory),
+        || compile(after, new_inventory),
+    );
+    [before, after]
 }
 
 /// The Plans holding the tables the changed statements touch, when the
