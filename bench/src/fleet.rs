@@ -292,10 +292,13 @@ impl BenchFleet {
                 &file,
             ])?;
         }
+        // The store's revision once the policies are in: each agent lists
+        // at least this one. Not the revision after the hosts start: their
+        // node reports move it on outside the state the agents watch.
+        let revision = fleet.etcd.revision()?;
         for host in 0..agents {
             fleet.hosts.push(fleet.start_host(host)?);
         }
-        let revision = fleet.etcd.revision()?;
         for host in &fleet.hosts {
             wait_for_revision(&host.run_dir, revision)?;
         }
