@@ -81,22 +81,18 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
             0,
         )?);
     }
-    let diff = Figure::new(
-        format!(
-            "`zpr diff OLD NEW` at {statements} statements and {endpoints} endpoints, one \
-             statement changed (end to end)"
-        ),
-        Unit::Milliseconds,
-        diff_ms,
-    );
-    let untag = Figure::new(
-        format!(
-            "`zpr diff OLD NEW` at {statements} statements and {endpoints} endpoints, one \
-             endpoint untagged (end to end)"
-        ),
-        Unit::Milliseconds,
-        untag_ms,
-    );
+    let diff_figure = |change: &str, samples| {
+        Figure::new(
+            format!(
+                "`zpr diff OLD NEW` at {statements} statements and {endpoints} endpoints, \
+                 {change} (end to end)"
+            ),
+            Unit::Milliseconds,
+            samples,
+        )
+    };
+    let diff = diff_figure("one statement changed", diff_ms);
+    let untag = diff_figure("one endpoint untagged", untag_ms);
     let check = Figure::new(
         format!("`zpr check --inventory` at {statements} statements (end to end)"),
         Unit::Milliseconds,
@@ -131,37 +127,41 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
 
 /// The policy with a port added to the first TCP statement past the middle.
 fn one_statement_changed(policy: &str) -> anyhow::Result<String> {
-    let mut lines: Vec<&str> = policy.lines().collect();
-    let middle = lines.len() / 2;
-    let line = lines[middle..]
-        .iter()
-        .position(|line| line.contains("protocol='tcp/"))
-        .context("no TCP statement past the middle")?
-        + middle;
-    let changed = lines[line].replacen("protocol='tcp/", "protocol='tcp/7,", 1);
-    lines[line] = &changed;
-    Ok(lines.join("\n") + "\n")
+    first_past_the_middle_changed(policy, "protocol='tcp/", |line| {
+        Ok(line.replacen("protocol='tcp/", "protocol='tcp/7,", 1))
+    })
 }
 
 /// The inventory with the first tagged endpoint past the middle untagged.
 fn one_endpoint_untagged(inventory: &str) -> anyhow::Result<String> {
-    let mut lines: Vec<&str> = inventory.lines().collect();
+    first_past_the_middle_changed(inventory, "security-attributes: [syn.", |line| {
+        let start = line
+            .find("security-attributes: [")
+            .context("no attribute list")?;
+        let end = start + line[start..].find(']').context("an unclosed list")?;
+        Ok(format!(
+            "{}security-attributes: []{}",
+            &line[..start],
+            &line[end + 1..]
+        ))
+    })
+}
+
+/// `text` with its first line past the middle that holds `marker` changed.
+fn first_past_the_middle_changed(
+    text: &str,
+    marker: &str,
+    change: impl FnOnce(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    let mut lines: Vec<&str> = text.lines().collect();
     let middle = lines.len() / 2;
     let line = lines[middle..]
         .iter()
-        .position(|line| line.contains("security-attributes: [syn."))
-        .context("no tagged endpoint past the middle")?
+        .position(|line| line.contains(marker))
+        .with_context(|| format!("no line past the middle holds {marker:?}"))?
         + middle;
-    let start = lines[line]
-        .find("security-attributes: [")
-        .context("no attribute list")?;
-    let end = start + lines[line][start..].find(']').context("an unclosed list")?;
-    let untagged = format!(
-        "{}security-attributes: []{}",
-        &lines[line][..start],
-        &lines[line][end + 1..]
-    );
-    lines[line] = &untagged;
+    let changed = change(lines[line])?;
+    lines[line] = &changed;
     Ok(lines.join("\n") + "\n")
 }
 
