@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use crate::inventory::Inventory;
 use crate::lang::{Policy, parse};
+use crate::synthetic::Synthetic;
 
 #[derive(Debug, Clone)]
 pub enum Edit {
@@ -62,6 +63,18 @@ pub struct Texts {
 }
 
 impl Texts {
+    /// A generated set's texts, to edit.
+    pub fn of(generated: &Synthetic) -> Texts {
+        Texts {
+            policy: generated.policy_text.lines().map(str::to_owned).collect(),
+            inventory: generated
+                .inventory_yaml
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
     /// Indices of the inventory's endpoint lines.
     fn endpoints(&self) -> Vec<usize> {
         (0..self.inventory.len())

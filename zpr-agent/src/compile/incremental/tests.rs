@@ -19,10 +19,7 @@ proptest! {
         edits in proptest::collection::vec(edit(), 1..16),
     ) {
         let synthetic = generate(200, 60, seed);
-        let mut texts = Texts {
-            policy: synthetic.policy_text.lines().map(str::to_owned).collect(),
-            inventory: synthetic.inventory_yaml.lines().map(str::to_owned).collect(),
-        };
+        let mut texts = Texts::of(&synthetic);
         let mut compiler = Compiler::default();
         let mut local = Compiler::of(Tables::Local);
         let whole = compile(&synthetic.policies, &synthetic.inventory);

@@ -29,10 +29,7 @@ proptest! {
         edits in proptest::collection::vec(edit(), 1..12),
     ) {
         let synthetic = generate(200, 60, seed);
-        let mut texts = Texts {
-            policy: synthetic.policy_text.lines().map(str::to_owned).collect(),
-            inventory: synthetic.inventory_yaml.lines().map(str::to_owned).collect(),
-        };
+        let mut texts = Texts::of(&synthetic);
         let first = (synthetic.policies.clone(), synthetic.inventory.clone());
         let mut last = first.clone();
         for edit in &edits {
@@ -53,14 +50,7 @@ proptest! {
 #[test]
 fn a_statement_change_builds_few_tables() {
     let synthetic = generate(2_000, 200, 3);
-    let mut texts = Texts {
-        policy: synthetic.policy_text.lines().map(str::to_owned).collect(),
-        inventory: synthetic
-            .inventory_yaml
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-    };
+    let mut texts = Texts::of(&synthetic);
     let line = texts
         .policy
         .iter()
