@@ -3,25 +3,25 @@
 //! a part is the caller's panic.
 
 /// `work` applied to each of `parts`, side by side.
-pub fn map<T: Sync, R: Send>(parts: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub fn map<T: Send, R: Send>(
+    parts: impl IntoIterator<Item = T>,
+    work: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
     let work = &work;
-    match parts {
-        [] => Vec::new(),
-        [only] => vec![work(only)],
-        [first, rest @ ..] => std::thread::scope(|scope| {
-            let others: Vec<_> = rest
-                .iter()
-                .map(|part| scope.spawn(move || work(part)))
-                .collect();
-            std::iter::once(work(first))
-                .chain(others.into_iter().map(|other| {
-                    other
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                }))
-                .collect()
-        }),
-    }
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = parts.map(|part| scope.spawn(move || work(part))).collect();
+        std::iter::once(work(first))
+            .chain(others.into_iter().map(|other| {
+                other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }))
+            .collect()
+    })
 }
 
 /// `first` and `second`, side by side.

@@ -10,6 +10,7 @@ use aya::{
 use zpr_common::maps;
 
 use super::{ConntrackSize, plan_maps::SlotContents};
+use crate::side_by_side;
 
 /// The object built from `zpr-ebpf` by build.rs, embedded so `zpr` is one file.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zpr"));
@@ -78,20 +79,10 @@ impl Datapath {
         }
         // The verifier takes about half a second per program: the three
         // are verified side by side.
-        let verified: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
-            let loads: Vec<_> = ebpf
-                .programs_mut()
-                .filter(|(name, _)| names.contains(name))
-                .map(|(name, program)| scope.spawn(move || verify(name, program)))
-                .collect();
-            loads
-                .into_iter()
-                .map(|load| {
-                    load.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+        let verified = side_by_side::map(
+            ebpf.programs_mut().filter(|(name, _)| names.contains(name)),
+            |(name, program)| verify(name, program),
+        );
         verified.into_iter().collect::<anyhow::Result<()>>()?;
         Ok(Datapath {
             ebpf,
