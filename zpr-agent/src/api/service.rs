@@ -471,6 +471,7 @@ impl Service {
                         let committed = Snapshot {
                             tenancy: after,
                             revision,
+                            cluster: snapshot.cluster,
                         };
                         self.enforce(enforcer, committed, operation, since, &mut work_request)
                             .map(|()| value)
@@ -633,6 +634,7 @@ fn checked_change(
     let loaded = Snapshot {
         tenancy: tenancy.clone(),
         revision: 0,
+        cluster: None,
     }
     .inputs(None)?;
     let Some(inputs) = loaded.inputs else {

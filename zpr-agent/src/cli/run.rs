@@ -34,6 +34,11 @@ pub struct Args {
     /// no node) are attached here [default: the hostname].
     #[arg(long, value_name = "NAME", requires = "store")]
     pub node_name: Option<String>,
+    /// Refuse to start when the store places no endpoint on this node (a
+    /// mistyped node name or tenancy would otherwise leave this host's
+    /// workloads unprotected while the agent runs).
+    #[arg(long, requires = "store")]
+    pub require_endpoints: bool,
     #[command(flatten)]
     pub agent: AgentOptions,
 }
@@ -46,7 +51,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(node) => node,
                 None => hostname()?,
             };
-            let fleet = FleetAgent::new(location.clone(), node.clone(), &args.agent.paths.run_dir);
+            let fleet = FleetAgent::new(
+                location.clone(),
+                node.clone(),
+                args.require_endpoints,
+                &args.agent.paths.run_dir,
+            );
             let config = args.agent.into_config(InputSource::Store {
                 location: location.to_string(),
                 node: Some(node),
@@ -66,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn hostname() -> anyhow::Result<String> {
+pub fn hostname() -> anyhow::Result<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .context("reading the hostname (or give --node-name)")?;
     Ok(name.trim().to_owned())

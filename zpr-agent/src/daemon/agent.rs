@@ -146,6 +146,10 @@ impl Agent {
                 (PathBuf::new(), Vec::new(), Some(location.clone()))
             }
         };
+        let node = match &config.inputs {
+            InputSource::Store { node, .. } => node.clone(),
+            InputSource::Files { .. } => None,
+        };
         let status = Status {
             pid: std::process::id(),
             started_at: unix_now(),
@@ -153,7 +157,7 @@ impl Agent {
             inventory,
             policies,
             store,
-            revision: snapshot.as_ref().map(|snapshot| snapshot.revision),
+            node,
             hook: format!("{:?}", config.hook),
             adoption,
             warnings,
@@ -172,14 +176,21 @@ impl Agent {
             metrics: AgentMetrics::default(),
             checker,
         };
-        let applied = first.and_then(|loaded| agent.settle(loaded, since, Guard::Unprotect));
+        let applied = first.and_then(|loaded| agent.settle(loaded, since, &Guard::Unprotect));
+        agent.note_enforced_revision(&applied);
         agent.record("start", applied);
+        agent.check_node_identity();
         Ok(agent)
     }
 
     /// What the last reload did (generation, error), as `zpr status` shows it.
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// The store state the agent was last handed (applied or not).
+    pub fn store_snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
     }
 
     /// What the agent records for its metrics.
@@ -215,11 +226,95 @@ impl Agent {
             self.snapshot.as_ref(),
             &mut self.checker,
         )
-        .and_then(|loaded| self.settle(loaded, since, guard));
-        if let (Ok(Outcome::Applied(_)), Some(snapshot)) = (&applied, &self.snapshot) {
-            self.status.revision = Some(snapshot.revision);
-        }
+        .and_then(|loaded| self.settle(loaded, since, &guard));
+        self.note_enforced_revision(&applied);
         self.record(cause, applied);
+        self.check_node_identity();
+    }
+
+    /// A store's revision is reported as enforced only once its Plan is
+    /// live; a revision read but not applied is reported as pending.
+    fn note_enforced_revision(&mut self, applied: &anyhow::Result<Outcome>) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        if let Ok(Outcome::Applied(_)) = applied {
+            self.status.revision = Some(snapshot.revision);
+            self.status.tenancy_id = snapshot.tenancy.tenancy_id.clone();
+            self.status.store_cluster = snapshot.cluster;
+            self.status.pending_revision = None;
+        } else if self.status.revision != Some(snapshot.revision) {
+            self.status.pending_revision = Some(snapshot.revision);
+        }
+    }
+
+    /// Records that the store's state at `revision` holds a record that
+    /// cannot be read (`None`: its state reads again). The live policy
+    /// stays; the condition lasts until a readable state arrives.
+    pub fn store_invalid(&mut self, invalid: Option<(u64, String)>) {
+        match invalid {
+            Some((revision, why)) => {
+                let known = self
+                    .status
+                    .store_invalid
+                    .as_ref()
+                    .is_some_and(|notice| notice.message == why);
+                if !known {
+                    error!(revision, "{why}");
+                    self.metrics.store_state_unreadable();
+                    self.status.store_invalid = Some(Notice::now(why));
+                }
+                if self.status.revision != Some(revision) {
+                    self.status.pending_revision = Some(revision);
+                }
+            }
+            None => {
+                if self.status.store_invalid.take().is_some() {
+                    info!("the store's state reads again");
+                }
+            }
+        }
+        self.write_status();
+    }
+
+    /// Records whether another live agent claims this node's name
+    /// (`Some`: who and what it means).
+    pub fn node_conflict(&mut self, conflict: Option<String>) {
+        let same = self.status.node_conflict.as_ref().map(|n| &n.message) == conflict.as_ref();
+        if same {
+            return;
+        }
+        match conflict {
+            Some(why) => {
+                error!("{why}");
+                self.status.node_conflict = Some(Notice::now(why));
+            }
+            None => self.status.node_conflict = None,
+        }
+        self.write_status();
+    }
+
+    /// With a fleet's store: when no endpoint is placed on this node, the
+    /// interfaces here that the store names as other nodes' vNICs (a
+    /// mistyped or missing node name leaves them unprotected).
+    fn check_node_identity(&mut self) {
+        let foreign = match (&self.status.node, &self.snapshot) {
+            (Some(node), Some(snapshot)) if self.status.endpoints.is_empty() => {
+                foreign_vnics(&snapshot.tenancy, node, &all_interface_names())
+            }
+            _ => Vec::new(),
+        };
+        if foreign != self.status.foreign_vnics {
+            if !foreign.is_empty() {
+                error!(
+                    "no endpoint is placed on this node, but interfaces here carry other \
+                     nodes' vNIC names: {}",
+                    foreign.join("; ")
+                );
+            }
+            self.status.foreign_vnics = foreign;
+            self.write_status();
+        }
     }
 
     /// Records whether the store answered (`Err`: why not); an outage is
@@ -245,8 +340,12 @@ impl Agent {
     /// Makes a store's `snapshot` the inputs and reloads them. A revision
     /// no newer than the one held is ignored (a resync hands over what
     /// was already seen; the API's own commit arrives before its echo).
+    /// A [`Guard::Held`] snapshot replaces the one held whatever its
+    /// revision (a store that was reset starts again from a low one).
     pub fn offer(&mut self, snapshot: Snapshot, cause: &str, since: Instant, guard: Guard) {
-        if let Some(held) = &mut self.snapshot {
+        if let Some(held) = &mut self.snapshot
+            && !matches!(guard, Guard::Held(_))
+        {
             if held.revision >= snapshot.revision {
                 return;
             }
@@ -271,13 +370,17 @@ impl Agent {
         &mut self,
         loaded: LoadedPlan,
         since: Instant,
-        guard: Guard,
+        guard: &Guard,
     ) -> anyhow::Result<Outcome> {
-        if guard == Guard::Unprotect && !self.config.allow_unprotect {
-            let protected = protected_endpoints(&self.datapath)?;
-            if let Some(why) = self.would_unprotect(&loaded.plan, &protected) {
-                return Ok(Outcome::HeldBack(why));
+        match guard {
+            Guard::Held(why) => return Ok(Outcome::HeldBack(why.clone())),
+            Guard::Unprotect if !self.config.allow_unprotect => {
+                let protected = protected_endpoints(&self.datapath)?;
+                if let Some(why) = self.would_unprotect(&loaded.plan, &protected) {
+                    return Ok(Outcome::HeldBack(why));
+                }
             }
+            Guard::Unprotect | Guard::Confirmed => {}
         }
         self.apply(loaded, since).map(Outcome::Applied)
     }
@@ -317,12 +420,25 @@ impl Agent {
         Some(format!(
             "held back: the new inputs would stop protecting {} of the {} endpoints protected \
              here ({}), as an emptied or truncated inventory does. The live policy stays. If \
-             this is meant, confirm it with SIGHUP (`kill -HUP {}`); else fix the inputs",
+             this is meant, confirm it with {}; else fix the inputs",
             lost.len(),
             now.len(),
             names.join(", "),
-            std::process::id()
+            self.how_to_confirm()
         ))
+    }
+
+    /// How the operator confirms what is held back here.
+    pub fn how_to_confirm(&self) -> String {
+        match (&self.config.inputs, &self.snapshot) {
+            (InputSource::Store { .. }, Some(snapshot)) => format!(
+                "`zpr fleet confirm {}` on this host (or SIGHUP: `kill -HUP {}`), or by \
+                 making the change through the API with --allow-unprotect",
+                snapshot.revision,
+                std::process::id()
+            ),
+            _ => format!("SIGHUP (`kill -HUP {}`)", std::process::id()),
+        }
     }
 
     /// Logs a reload's outcome and keeps it in the status file.
@@ -536,6 +652,33 @@ impl Agent {
         (true, line)
     }
 
+    /// A local endpoint's vNIC came or went: the live Plan is written
+    /// again for the vNICs there are now. Only the live Plan: inputs held
+    /// back stay held back until confirmed.
+    pub fn follow_interfaces(&mut self, cause: &str) {
+        let Some((plan, _)) = &self.live else {
+            return;
+        };
+        let now = Instant::now();
+        let again = LoadedPlan {
+            plan: plan.clone(),
+            started: now,
+            checked: now,
+        };
+        let applied = self.apply(again, now).map(Outcome::Applied);
+        let held_back = self.status.held_back.take();
+        let last_error = self.status.last_error.take();
+        let failed = applied.is_err();
+        self.record(cause, applied);
+        // What was held back or failed before still is.
+        self.status.held_back = held_back;
+        if !failed {
+            self.status.last_error = last_error;
+        }
+        self.check_node_identity();
+        self.write_status();
+    }
+
     /// Reads the live Plan's maps back: when another process switched the
     /// generation or changed the live entries, the live Plan (not the
     /// inputs: a change held back stays held back) is written again and
@@ -619,14 +762,19 @@ fn unattached(
 const AUDIT_EVERY: u32 = 10;
 
 /// Whether a reload may be held back for the operator to confirm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Guard {
-    /// Changes nobody confirmed (input files changed, the agent started):
-    /// held back when they would unprotect most of this host.
+    /// Changes nobody confirmed (input files or the store changed, the
+    /// agent started): held back when they would unprotect most of this
+    /// host.
     Unprotect,
-    /// The operator asked for exactly this (SIGHUP, an API call), or the
-    /// Plan did not change (a vNIC came or went).
+    /// The operator asked for exactly this (SIGHUP, `zpr fleet confirm`,
+    /// a confirmed API change), or the Plan did not change (a vNIC came
+    /// or went).
     Confirmed,
+    /// Held back whatever it does, until confirmed: why (a store that was
+    /// reset or restored).
+    Held(String),
 }
 
 /// What a reload did.
@@ -655,6 +803,51 @@ fn all_interface_indexes() -> BTreeSet<u32> {
         libc::if_freenameindex(list);
     }
     indexes
+}
+
+/// The names of every interface in this network namespace.
+fn all_interface_names() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    // SAFETY: as in `all_interface_indexes`; each name is a C string.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return names;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 {
+            let name = std::ffi::CStr::from_ptr((*entry).if_name);
+            names.insert(name.to_string_lossy().into_owned());
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names
+}
+
+/// Interfaces in `present` that `tenancy` names as vNICs of endpoints
+/// placed on nodes other than `node`: `vnet0 (app-1 on host-b, ...)`.
+fn foreign_vnics(
+    tenancy: &crate::store::Tenancy,
+    node: &str,
+    present: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut named: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for endpoint in tenancy.endpoints.values() {
+        if let (Some(interface), Some(placed)) = (&endpoint.interface, &endpoint.node)
+            && placed != node
+            && present.contains(interface)
+        {
+            named
+                .entry(interface)
+                .or_default()
+                .push(format!("{} on {placed}", endpoint.name));
+        }
+    }
+    named
+        .into_iter()
+        .map(|(interface, endpoints)| format!("{interface} ({})", endpoints.join(", ")))
+        .collect()
 }
 
 /// A Plan compiled from the inputs, with when each stage ended.

@@ -141,6 +141,45 @@ pub fn assess(observed: &Observed) -> (Health, Vec<String>) {
                     ),
                 ));
             }
+            if let Some(invalid) = &status.store_invalid {
+                problems.push((
+                    Health::Degraded,
+                    format!(
+                        "{} ({}): revision {} stays in force",
+                        invalid.message,
+                        ago(invalid.at),
+                        status
+                            .revision
+                            .map_or_else(|| "(none)".to_owned(), |r| r.to_string()),
+                    ),
+                ));
+            }
+            if let Some(conflict) = &status.node_conflict {
+                problems.push((Health::NotEnforcing, conflict.message.clone()));
+            }
+            if let (Some(node), true) = (&status.node, status.endpoints.is_empty()) {
+                if status.foreign_vnics.is_empty() {
+                    problems.push((
+                        Health::Degraded,
+                        format!(
+                            "no endpoint of the store is placed on node '{node}': nothing \
+                             here is protected; is --node-name (default: the hostname) or \
+                             the tenancy right?"
+                        ),
+                    ));
+                } else {
+                    problems.push((
+                        Health::NotEnforcing,
+                        format!(
+                            "no endpoint of the store is placed on node '{node}', but \
+                             interfaces here carry the names of other nodes' vNICs ({}): \
+                             workloads here are likely unprotected; is --node-name (default: \
+                             the hostname) right?",
+                            status.foreign_vnics.join("; ")
+                        ),
+                    ));
+                }
+            }
             if let Some(error) = &status.last_error {
                 problems.push((
                     Health::Degraded,

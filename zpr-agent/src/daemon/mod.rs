@@ -125,14 +125,12 @@ async fn run_until_signalled(
             seen = links.next() => {
                 seen?;
                 if agent.interfaces_changed() {
-                    let cause = "a local endpoint's vNIC appeared or went away (link event)";
-                    agent.reload(cause, std::time::Instant::now(), Guard::Confirmed);
+                    agent.follow_interfaces("a local endpoint's vNIC appeared or went away (link event)");
                 }
             }
             _ = rescan.tick() => {
                 if agent.interfaces_changed() {
-                    let cause = "a local endpoint's vNIC appeared or went away";
-                    agent.reload(cause, std::time::Instant::now(), Guard::Confirmed);
+                    agent.follow_interfaces("a local endpoint's vNIC appeared or went away");
                 }
                 agent.keep_enforcing();
                 events.report_to(&mut agent);

@@ -23,9 +23,36 @@ pub struct Status {
     /// The store the agent's inputs come from (then `inventory` is empty).
     #[serde(default)]
     pub store: Option<String>,
-    /// The store's revision the live policy was compiled from.
+    /// The store's revision the live policy was compiled from: set only
+    /// once that revision's Plan is live in the kernel.
     #[serde(default)]
     pub revision: Option<u64>,
+    /// The tenancy id and etcd cluster of the store state that is live: a
+    /// store that answers with others was reset or restored.
+    #[serde(default)]
+    pub tenancy_id: Option<String>,
+    #[serde(default)]
+    pub store_cluster: Option<u64>,
+    /// A later revision the agent has read but does not enforce (held
+    /// back, failed, or unreadable); `held_back`, `last_error` or
+    /// `store_invalid` says why.
+    #[serde(default)]
+    pub pending_revision: Option<u64>,
+    /// The store's state holds a record that cannot be read (the live
+    /// policy stays until it is fixed or removed): which, and why.
+    #[serde(default)]
+    pub store_invalid: Option<Notice>,
+    /// This host's node name in a fleet.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// When no endpoint is placed on this node: interfaces here named as
+    /// other nodes' endpoints' vNICs (a mistyped node name leaves them
+    /// unprotected), each with the endpoints that name it.
+    #[serde(default)]
+    pub foreign_vnics: Vec<String>,
+    /// The node name is claimed by two live agents: by whom.
+    #[serde(default)]
+    pub node_conflict: Option<Notice>,
     /// Since when the store could not be reached (the live policy stays
     /// in force meanwhile, with no time limit), and why.
     #[serde(default)]

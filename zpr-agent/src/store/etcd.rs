@@ -22,7 +22,7 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOpt
 
 use super::{
     Conflict, RefusalKind, Snapshot, Unavailable, WorkRequest,
-    records::{self, Records, Writes},
+    records::{self, RawRecords, Writes},
     refuse,
 };
 
@@ -87,6 +87,11 @@ impl EtcdLocation {
         format!("{}nodes/", self.prefix())
     }
 
+    /// Agents refused a node name another agent holds.
+    pub fn contenders_prefix(&self) -> String {
+        format!("{}contenders/", self.prefix())
+    }
+
     pub fn commit_key(&self) -> String {
         format!("{}commit", self.prefix())
     }
@@ -145,29 +150,42 @@ pub async fn request<T>(
     }
 }
 
-/// The records under `prefix` (the prefix taken off their keys) and the
-/// revision they were read at.
+/// What a list of one prefix found: the records under it as stored
+/// (the prefix taken off their keys; nothing decoded, so that what a
+/// watch and a list read is judged by one function, [`records::from_records`]),
+/// the revision they were read at and the cluster that answered.
+pub struct Listed {
+    pub records: RawRecords,
+    pub revision: u64,
+    pub cluster: u64,
+}
+
 pub async fn list(
     client: &mut Client,
     location: &EtcdLocation,
     prefix: &str,
-) -> anyhow::Result<(Records, u64)> {
+) -> anyhow::Result<Listed> {
     let answer = request(
         location,
         client.get(prefix, Some(GetOptions::new().with_prefix())),
     )
     .await?;
-    let revision = answer.header().map_or(0, |header| header.revision()) as u64;
-    let mut records = Records::new();
-    for kv in answer.kvs() {
-        let (Ok(key), Ok(value)) = (kv.key_str(), kv.value_str()) else {
-            continue;
-        };
-        if let Some(key) = key.strip_prefix(prefix) {
-            records.insert(key.to_owned(), value.to_owned());
-        }
-    }
-    Ok((records, revision))
+    let (revision, cluster) = answer.header().map_or((0, 0), |header| {
+        (header.revision() as u64, header.cluster_id())
+    });
+    let records = answer
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let key = kv.key().strip_prefix(prefix.as_bytes())?;
+            Some((key.to_vec(), kv.value().to_vec()))
+        })
+        .collect();
+    Ok(Listed {
+        records,
+        revision,
+        cluster,
+    })
 }
 
 pub struct EtcdStore {
@@ -187,10 +205,12 @@ impl EtcdStore {
 
     pub async fn read(&self) -> anyhow::Result<Snapshot> {
         let mut client = self.client.clone();
-        let (records, revision) =
-            list(&mut client, &self.location, &self.location.state_prefix()).await?;
-        let tenancy = records::from_records(records.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        Ok(Snapshot { tenancy, revision })
+        let listed = list(&mut client, &self.location, &self.location.state_prefix()).await?;
+        Ok(Snapshot {
+            tenancy: records::from_raw(&listed.records)?,
+            revision: listed.revision,
+            cluster: Some(listed.cluster),
+        })
     }
 
     /// Applies `writes` if no commit happened after `base_revision`;
@@ -246,13 +266,19 @@ impl EtcdStore {
 
     pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
         let mut client = self.client.clone();
-        let (records, _) = list(&mut client, &self.location, &self.location.prefix()).await?;
-        records::work_requests(
-            records
-                .iter()
-                .filter(|(key, _)| key.starts_with(records::WORK_REQUESTS))
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        )
+        let prefix = format!("{}{}", self.location.prefix(), records::WORK_REQUESTS);
+        let listed = list(&mut client, &self.location, &prefix).await?;
+        let texts: Vec<(String, String)> = listed
+            .records
+            .iter()
+            .map(|(key, value)| {
+                (
+                    format!("{}{}", records::WORK_REQUESTS, String::from_utf8_lossy(key)),
+                    String::from_utf8_lossy(value).into_owned(),
+                )
+            })
+            .collect();
+        records::work_requests(texts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     pub async fn work_request(&self, id: &str) -> anyhow::Result<Option<WorkRequest>> {

@@ -2,7 +2,9 @@
 //! list the state at one revision, then watch from the next; apply each
 //! burst of events as one snapshot; on a compacted revision, a cancelled
 //! watch or any error, list again (a deletion missed while away is then
-//! simply absent from the list).
+//! simply absent from the list). Both keep the records as etcd holds them
+//! and read them with one function ([`records::from_raw`]): a record that
+//! does not read makes the state unreadable, however it arrived.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use etcd_client::{Client, EventType, WatchOptions, WatchStream};
 use super::{
     EtcdLocation, Snapshot,
     etcd::{connect, list, request, unavailable},
-    records::{self, Records},
+    records::{self, BadRecord, RawRecords},
 };
 
 /// Events arriving this close together are one snapshot.
@@ -20,15 +22,18 @@ const BURST: Duration = Duration::from_millis(5);
 pub struct EtcdFollower {
     location: EtcdLocation,
     client: Option<Client>,
-    records: Records,
+    records: RawRecords,
     revision: u64,
+    cluster: u64,
     watch: Option<WatchStream>,
 }
 
-/// A snapshot, and whether it came from a full list (a start or a resync)
+/// The tenancy as of one revision (or the record that keeps it from being
+/// read), and whether it came from a full list (a start or a resync)
 /// rather than from watched events.
 pub struct Followed {
-    pub snapshot: Snapshot,
+    pub revision: u64,
+    pub snapshot: Result<Snapshot, BadRecord>,
     pub listed: bool,
 }
 
@@ -37,8 +42,9 @@ impl EtcdFollower {
         EtcdFollower {
             location,
             client: None,
-            records: Records::new(),
+            records: RawRecords::new(),
             revision: 0,
+            cluster: 0,
             watch: None,
         }
     }
@@ -90,10 +96,7 @@ impl EtcdFollower {
             }
             self.watch = Some(watch);
             if changed {
-                return Ok(Followed {
-                    snapshot: self.snapshot()?,
-                    listed: false,
-                });
+                return Ok(self.followed(false));
             }
         }
     }
@@ -104,19 +107,17 @@ impl EtcdFollower {
             None => self.client.insert(connect(&self.location).await?),
         };
         let prefix = self.location.state_prefix();
-        let (records, revision) = list(client, &self.location, &prefix).await?;
+        let listed = list(client, &self.location, &prefix).await?;
         let options = WatchOptions::new()
             .with_prefix()
-            .with_start_revision(revision as i64 + 1)
+            .with_start_revision(listed.revision as i64 + 1)
             .with_progress_notify();
         let watch = request(&self.location, client.watch(prefix, Some(options))).await?;
-        self.records = records;
-        self.revision = revision;
+        self.records = listed.records;
+        self.revision = listed.revision;
+        self.cluster = listed.cluster;
         self.watch = Some(watch);
-        Ok(Followed {
-            snapshot: self.snapshot()?,
-            listed: true,
-        })
+        Ok(self.followed(true))
     }
 
     /// Applies a watch message's events; whether the state changed.
@@ -130,14 +131,13 @@ impl EtcdFollower {
             let Some(kv) = event.kv() else {
                 continue;
             };
-            let Some(key) = kv.key_str().ok().and_then(|key| key.strip_prefix(&prefix)) else {
+            let Some(key) = kv.key().strip_prefix(prefix.as_bytes()) else {
                 continue;
             };
             self.revision = self.revision.max(kv.mod_revision() as u64);
             match event.event_type() {
                 EventType::Put => {
-                    let value = String::from_utf8_lossy(kv.value()).into_owned();
-                    self.records.insert(key.to_owned(), value);
+                    self.records.insert(key.to_vec(), kv.value().to_vec());
                 }
                 EventType::Delete => {
                     self.records.remove(key);
@@ -148,15 +148,15 @@ impl EtcdFollower {
         changed
     }
 
-    fn snapshot(&self) -> anyhow::Result<Snapshot> {
-        let tenancy = records::from_records(
-            self.records
-                .iter()
-                .map(|(key, value)| (key.as_str(), value.as_str())),
-        )?;
-        Ok(Snapshot {
-            tenancy,
+    fn followed(&self, listed: bool) -> Followed {
+        Followed {
             revision: self.revision,
-        })
+            snapshot: records::from_raw(&self.records).map(|tenancy| Snapshot {
+                tenancy,
+                revision: self.revision,
+                cluster: Some(self.cluster),
+            }),
+            listed,
+        }
     }
 }

@@ -2,15 +2,25 @@
 //! itself under `nodes/<node>`, attached to a lease it keeps alive (so the
 //! record goes one TTL after its host dies), saying which revision of the
 //! tenancy it enforces and since when.
+//!
+//! A node name is held by one agent: the record is written only when it
+//! is absent or already under the writer's lease (one transaction). A
+//! second agent claiming a held name is refused, and leaves a record
+//! under `contenders/<node>/<lease>` that the holder reads and reports,
+//! so both sides say so.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
-use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
     EtcdLocation,
     etcd::{connect, list, request, unavailable},
+    records::{self, BadRecord},
 };
 
 /// How long a node's record outlives its last keepalive.
@@ -23,8 +33,8 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
 #[serde(rename_all = "camelCase")]
 pub struct NodeRecord {
     pub node: String,
-    /// The revision of the tenancy the node enforces (`None` before its
-    /// first apply).
+    /// The revision of the tenancy whose Plan is live in the node's kernel
+    /// (`None` before its first apply, or when it does not know).
     pub revision: Option<u64>,
     /// Unix seconds of that apply.
     pub applied_at: Option<u64>,
@@ -34,6 +44,56 @@ pub struct NodeRecord {
     /// Unix seconds of this record.
     pub reported_at: u64,
     pub version: String,
+    /// A later revision it has read but does not enforce (held back,
+    /// failed or unreadable: `problems` says why).
+    #[serde(default)]
+    pub pending_revision: Option<u64>,
+    /// The endpoints placed on this node that the live Plan holds.
+    #[serde(default)]
+    pub endpoints: usize,
+    /// `protected`, `degraded` or `not-enforcing`, as its `zpr status`
+    /// judges the agent's own state.
+    #[serde(default)]
+    pub health: String,
+    /// What makes it less than protected, one line each.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// Which host and process wrote it.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
+}
+
+impl NodeRecord {
+    /// `pid P on HOST`, for messages about who holds a node name.
+    pub fn writer(&self) -> String {
+        format!("pid {} on {}", self.pid, self.host)
+    }
+}
+
+/// Why a report did not reach the store as this node's record.
+#[derive(Debug)]
+pub enum NotRegistered {
+    /// The store did not answer.
+    Unreachable(anyhow::Error),
+    /// Another live agent holds the node name.
+    NameTaken(String),
+}
+
+impl std::fmt::Display for NotRegistered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRegistered::Unreachable(error) => write!(f, "{error:#}"),
+            NotRegistered::NameTaken(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<anyhow::Error> for NotRegistered {
+    fn from(error: anyhow::Error) -> NotRegistered {
+        NotRegistered::Unreachable(error)
+    }
 }
 
 /// A node's record in the store, kept alive with its lease.
@@ -63,25 +123,71 @@ impl NodeRegistration {
         format!("{}{}", self.location.nodes_prefix(), self.node)
     }
 
-    /// Writes the record (taking a new lease first when there is none).
-    pub async fn report(&mut self, record: &NodeRecord) -> anyhow::Result<()> {
+    /// Writes the record (taking a new lease first when there is none),
+    /// unless another agent holds the node name.
+    pub async fn report(&mut self, record: &NodeRecord) -> Result<(), NotRegistered> {
         let outcome = self.put(record).await;
-        if outcome.is_err() {
+        if matches!(outcome, Err(NotRegistered::Unreachable(_))) {
             self.lease = None;
         }
         outcome
     }
 
-    async fn put(&mut self, record: &NodeRecord) -> anyhow::Result<()> {
+    async fn put(&mut self, record: &NodeRecord) -> Result<(), NotRegistered> {
         if self.lease.is_none() {
             self.lease = Some(self.grant().await?);
         }
         let key = self.key();
+        let location = self.location.clone();
+        let contender_key = format!(
+            "{}{}/{:x}",
+            location.contenders_prefix(),
+            self.node,
+            self.lease.as_ref().expect("granted above").id
+        );
         let lease = self.lease.as_mut().expect("granted above");
-        let value = serde_json::to_string(record)?;
-        let options = PutOptions::new().with_lease(lease.id);
-        request(&self.location, lease.client.put(key, value, Some(options))).await?;
-        Ok(())
+        let value = serde_json::to_string(record).map_err(anyhow::Error::from)?;
+        let options = || Some(PutOptions::new().with_lease(lease.id));
+        // Held under this lease already, or free: written; else the
+        // holder's record is read back to name it.
+        for free_or_ours in [
+            Compare::lease(key.clone(), CompareOp::Equal, lease.id),
+            Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+        ] {
+            let transaction = Txn::new()
+                .when([free_or_ours])
+                .and_then([
+                    TxnOp::put(key.clone(), value.clone(), options()),
+                    TxnOp::delete(contender_key.clone(), None),
+                ])
+                .or_else([TxnOp::get(key.clone(), None)]);
+            let answer = request(&location, lease.client.txn(transaction)).await?;
+            if answer.succeeded() {
+                return Ok(());
+            }
+            let holder = answer
+                .op_responses()
+                .into_iter()
+                .find_map(|response| match response {
+                    TxnOpResponse::Get(got) => got.kvs().first().map(|kv| kv.value().to_vec()),
+                    _ => None,
+                });
+            if let Some(holder) = holder {
+                let holder: NodeRecord = serde_json::from_slice(&holder).unwrap_or_default();
+                request(&location, lease.client.put(contender_key, value, options())).await?;
+                return Err(NotRegistered::NameTaken(format!(
+                    "the node name '{}' is held by another live agent ({}): this agent is \
+                     refused it and reports nothing; the endpoints placed on this host may \
+                     be unprotected. Give each host its own --node-name",
+                    self.node,
+                    holder.writer()
+                )));
+            }
+        }
+        Err(NotRegistered::Unreachable(unavailable(
+            &location,
+            "the node's record changed while it was written",
+        )))
     }
 
     async fn grant(&self) -> anyhow::Result<Lease> {
@@ -100,17 +206,32 @@ impl NodeRegistration {
 
     /// Keeps the lease alive; an error means the store did not answer (or
     /// the lease expired meanwhile): the next report takes a new one.
-    pub async fn keep_alive(&mut self) -> anyhow::Result<()> {
+    /// Returns the agents that claim this node's name too.
+    pub async fn keep_alive(&mut self) -> anyhow::Result<Vec<NodeRecord>> {
         let Some(lease) = self.lease.as_mut() else {
             anyhow::bail!(unavailable(&self.location, "no lease yet"));
         };
+        let location = &self.location;
+        let prefix = format!("{}{}/", location.contenders_prefix(), self.node);
         let outcome = async {
-            request(&self.location, lease.keeper.keep_alive()).await?;
-            let answer = request(&self.location, lease.answers.message()).await?;
+            request(location, lease.keeper.keep_alive()).await?;
+            let answer = request(location, lease.answers.message()).await?;
             match answer {
-                Some(answer) if answer.ttl() > 0 => Ok(()),
-                _ => Err(unavailable(&self.location, "the node's lease expired")),
+                Some(answer) if answer.ttl() > 0 => {}
+                _ => return Err(unavailable(location, "the node's lease expired")),
             }
+            let contenders = request(
+                location,
+                lease
+                    .client
+                    .get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
+            )
+            .await?;
+            Ok(contenders
+                .kvs()
+                .iter()
+                .map(|kv| serde_json::from_slice(kv.value()).unwrap_or_default())
+                .collect())
         }
         .await;
         if outcome.is_err() {
@@ -126,34 +247,146 @@ pub struct FleetView {
     pub state_revision: u64,
     /// Every live node's record, by node name.
     pub nodes: Vec<NodeRecord>,
+    /// Agents refused a node name another agent holds.
+    pub contenders: Vec<NodeRecord>,
+    /// The nodes that endpoints with a vNIC are placed on: each must run
+    /// an agent for them to be protected.
+    pub placed: BTreeSet<String>,
+    /// The tenancy's id; `None`: it was never seeded (or was wiped).
+    pub tenancy_id: Option<String>,
 }
 
 impl FleetView {
     pub async fn read(location: &EtcdLocation) -> anyhow::Result<FleetView> {
         let mut client = connect(location).await?;
-        let (records, _) = list(&mut client, location, &location.nodes_prefix()).await?;
-        let mut nodes = Vec::new();
-        for (name, value) in records {
-            let mut record: NodeRecord = serde_json::from_str(&value).unwrap_or_default();
-            record.node = name;
-            nodes.push(record);
+        let nodes = list(&mut client, location, &location.nodes_prefix()).await?;
+        let nodes = nodes
+            .records
+            .into_iter()
+            .map(|(name, value)| NodeRecord {
+                node: String::from_utf8_lossy(&name).into_owned(),
+                ..serde_json::from_slice(&value).unwrap_or_default()
+            })
+            .collect();
+        let contenders = list(&mut client, location, &location.contenders_prefix())
+            .await?
+            .records
+            .into_values()
+            .map(|value| serde_json::from_slice(&value).unwrap_or_default())
+            .collect();
+        // Only the endpoints and the tenancy id: a large tenancy's
+        // policies are not needed to know where its endpoints are.
+        let state = location.state_prefix();
+        let mut records = list(
+            &mut client,
+            location,
+            &format!("{state}{}", records::ENDPOINTS),
+        )
+        .await?
+        .records
+        .into_iter()
+        .map(|(key, value)| ([records::ENDPOINTS.as_bytes(), &key].concat(), value))
+        .collect::<records::RawRecords>();
+        let id = request(
+            location,
+            client.get(format!("{state}{}", records::TENANCY_ID), None),
+        )
+        .await?;
+        if let Some(kv) = id.kvs().first() {
+            records.insert(records::TENANCY_ID.as_bytes().to_vec(), kv.value().to_vec());
         }
+        let tenancy = records::from_raw(&records)
+            .map_err(|bad: BadRecord| anyhow::anyhow!("{location}: {bad}"))?;
+        let placed = tenancy
+            .endpoints
+            .values()
+            .filter(|endpoint| endpoint.interface.is_some())
+            .filter_map(|endpoint| endpoint.node.clone())
+            .collect();
+        // The latest change: the API's last commit, or a record written
+        // behind its back since (a deletion leaves no trace to read).
         let commit = request(location, client.get(location.commit_key(), None)).await?;
+        let latest = request(
+            location,
+            client.get(
+                state.as_str(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only()
+                        .with_sort(SortTarget::Mod, SortOrder::Descend)
+                        .with_limit(1),
+                ),
+            ),
+        )
+        .await?;
         let state_revision = commit
             .kvs()
-            .first()
-            .map_or(0, |kv| kv.mod_revision() as u64);
+            .iter()
+            .chain(latest.kvs())
+            .map(|kv| kv.mod_revision() as u64)
+            .max()
+            .unwrap_or(0);
         Ok(FleetView {
             state_revision,
             nodes,
+            contenders,
+            placed,
+            tenancy_id: tenancy.tenancy_id,
         })
     }
 
-    /// The nodes that do not enforce `revision` (or a later one) yet.
-    pub fn behind(&self, revision: u64) -> Vec<&NodeRecord> {
-        self.nodes
-            .iter()
-            .filter(|node| node.revision.is_none_or(|enforced| enforced < revision))
-            .collect()
+    /// Why the nodes that must enforce `revision` do not (yet), one line
+    /// each: every live node and every node endpoints are placed on must
+    /// enforce it (or a later one), and at least one node must exist.
+    pub fn not_enforcing(&self, revision: u64) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.tenancy_id.is_none() {
+            why.push(
+                "the tenancy does not exist in the store (it has no tenancy id: never \
+                 seeded, wiped, or the name is mistyped)"
+                    .to_owned(),
+            );
+        }
+        if self.nodes.is_empty() && self.placed.is_empty() {
+            why.push(
+                "the tenancy has no nodes: no agent reports, and no endpoint is placed on a \
+                 node"
+                    .to_owned(),
+            );
+        }
+        for node in &self.nodes {
+            match node.revision {
+                Some(enforced) if enforced >= revision => {}
+                Some(enforced) => why.push(format!(
+                    "{} (enforces {enforced}{})",
+                    node.node,
+                    pending(node)
+                )),
+                None => why.push(format!(
+                    "{} (enforces nothing known{})",
+                    node.node,
+                    pending(node)
+                )),
+            }
+        }
+        for placed in &self.placed {
+            if !self.nodes.iter().any(|node| &node.node == placed) {
+                why.push(format!(
+                    "{placed} (no live agent: endpoints are placed on it, and its lease \
+                     lapsed or it never reported)"
+                ));
+            }
+        }
+        why
+    }
+}
+
+/// `; pending R: why`, for a node that holds a later revision back.
+fn pending(node: &NodeRecord) -> String {
+    match (node.pending_revision, node.problems.first()) {
+        (Some(revision), Some(problem)) => format!("; revision {revision} not applied: {problem}"),
+        (Some(revision), None) => format!("; revision {revision} not applied"),
+        (None, _) => String::new(),
     }
 }

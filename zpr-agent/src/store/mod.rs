@@ -23,6 +23,8 @@ mod work_request;
 
 use std::path::Path;
 
+use anyhow::bail;
+
 use crate::inputs::{self, InputText, Loaded};
 pub use etcd::{EtcdLocation, EtcdStore};
 pub use etcd_follow::{EtcdFollower, Followed};
@@ -37,6 +39,8 @@ pub struct Snapshot {
     pub tenancy: Tenancy,
     /// Grows with every commit; what a fleet's agents report enforcing.
     pub revision: u64,
+    /// The id of the etcd cluster it was read from (a fleet's store).
+    pub cluster: Option<u64>,
 }
 
 impl Snapshot {
@@ -218,39 +222,100 @@ impl Store {
         }
     }
 
-    /// Imports an inventory file into a store that has no endpoints yet;
-    /// returns false (and changes nothing) when it already has some. A seed
-    /// that stopped halfway (it goes in steps) is completed.
+    /// Imports an inventory file into an empty tenancy; returns false
+    /// (and changes nothing) when the tenancy is whole already. A seed
+    /// goes in steps: one that stopped halfway is completed. A seed never
+    /// changes or deletes a record: a store that holds records the seed
+    /// would not write (policies, API changes), but lacks `next-id` (the
+    /// seed's last record), is refused, not wiped to match.
     pub async fn seed(&mut self, inventory_path: &Path) -> anyhow::Result<bool> {
         let base = self.read().await?;
-        // `next-id` is the seed's last record: with endpoints but without
-        // it, the store holds the first steps of an interrupted seed.
-        let interrupted = base.tenancy.next_id == 0;
-        if !base.tenancy.endpoints.is_empty() && !interrupted {
+        if base.tenancy.next_id != 0 {
             tracing::info!(
-                "the store already holds endpoints: the seed inventory is not imported again"
+                "the store already holds a tenancy: the seed inventory is not imported again"
             );
+            if base.tenancy.tenancy_id.is_none() {
+                // A tenancy seeded before tenancy ids: it gets one now.
+                let mut identified = base.tenancy.clone();
+                identified.tenancy_id = Some(Tenancy::draw_id()?);
+                self.commit(&base, &identified, None).await?;
+            }
             return Ok(false);
         }
         let text = inputs::text::read_text(inventory_path, "inventory")?;
-        // Ids are drawn in the import's order, so importing again onto an
-        // empty tenancy gives the records an interrupted seed wrote, and
-        // only the missing ones are written.
-        let mut seeded = if interrupted {
-            Tenancy::default()
-        } else {
-            base.tenancy.clone()
+        let mut seeded = Tenancy {
+            tenancy_id: base.tenancy.tenancy_id.clone(),
+            ..Tenancy::default()
         };
         seed::import(&mut seeded, &inventory_path.display().to_string(), &text)?;
-        // An inventory is more records than etcd takes in one transaction:
-        // it goes in steps, each a valid tenancy (what endpoints refer to
-        // first), each based on the revision of the step before.
-        let mut revision = base.revision;
-        for step in records::writes(&base.tenancy, &seeded)?.in_steps(SEED_STEP) {
-            revision = self.commit_writes(revision, &step).await?;
+        if seeded.tenancy_id.is_none() {
+            seeded.tenancy_id = Some(Tenancy::draw_id()?);
         }
+        self.write_into_empty(&base, &seeded, &inventory_path.display().to_string())
+            .await?;
         tracing::info!(inventory = %inventory_path.display(), "imported into the empty store");
         Ok(true)
+    }
+
+    /// Writes a host's cached snapshot of a tenancy into an empty one (see
+    /// `zpr fleet restore`); returns the store's revision after it.
+    pub async fn restore(&mut self, tenancy: &Tenancy) -> anyhow::Result<u64> {
+        let base = self.read().await?;
+        let empty = Tenancy::default();
+        let has_records = records::to_records(&base.tenancy)? != records::to_records(&empty)?;
+        if has_records {
+            bail!(
+                "{} is not empty: a restore writes only into an empty tenancy (nothing was \
+                 written)",
+                self.describe()
+            );
+        }
+        self.write_into_empty(&base, tenancy, "the snapshot").await
+    }
+
+    /// Writes `whole` in steps, each a valid tenancy (what endpoints refer
+    /// to first), each based on the revision of the step before; `next-id`
+    /// last, so that its presence says the tenancy is whole. Refused when
+    /// `base` holds a record that `whole` would change or delete.
+    async fn write_into_empty(
+        &mut self,
+        base: &Snapshot,
+        whole: &Tenancy,
+        origin: &str,
+    ) -> anyhow::Result<u64> {
+        let writes = records::writes(&base.tenancy, whole)?;
+        let before = records::to_records(&base.tenancy)?;
+        let empty = records::to_records(&Tenancy::default())?;
+        let foreign: Vec<&String> = writes
+            .deletes
+            .iter()
+            .chain(writes.puts.iter().map(|(key, _)| key).filter(|key| {
+                before
+                    .get(*key)
+                    .is_some_and(|value| empty.get(*key) != Some(value))
+            }))
+            .filter(|key| key.as_str() != records::NEXT_ID)
+            .collect();
+        if !foreign.is_empty() {
+            bail!(
+                "{} holds records that {origin} would not write, but no `next-id` (the record \
+                 a whole tenancy has): it is not empty, and not a seed that stopped halfway. \
+                 Nothing was written; the store is never wiped to match. Differing records: \
+                 {}",
+                self.describe(),
+                foreign
+                    .iter()
+                    .take(10)
+                    .map(|key| key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let mut revision = base.revision;
+        for step in writes.in_steps(SEED_STEP) {
+            revision = self.commit_writes(revision, &step).await?;
+        }
+        Ok(revision)
     }
 }
 

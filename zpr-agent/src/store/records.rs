@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Tenancy, WorkRequest};
+use super::{
+    SecurityAttributeNamespace, StoredAttribute, StoredEndpoint, Tenancy, Vcn, WorkRequest,
+    ZprPolicy,
+};
 
 pub const POLICIES: &str = "policies/";
 pub const NAMESPACES: &str = "namespaces/";
@@ -18,6 +21,12 @@ pub const ENDPOINTS: &str = "endpoints/";
 pub const CONFIGURATION: &str = "configuration";
 pub const OSN_SERVICES: &str = "osn-services";
 pub const NEXT_ID: &str = "next-id";
+/// Drawn at random when a tenancy is first seeded: a store that was reset
+/// or restored from elsewhere holds another one (or none).
+pub const TENANCY_ID: &str = "tenancy-id";
+/// The operator's confirmation of a change that stops protecting most of
+/// some host's endpoints, written with that change (see [`super::Confirmation`]).
+pub const CONFIRMATION: &str = "confirmation";
 /// Work requests are kept beside the tenancy, not in it: agents never read them.
 pub const WORK_REQUESTS: &str = "work-requests/";
 /// A fleet's audit records, beside the tenancy too.
@@ -30,6 +39,9 @@ pub fn beside_tenancy(key: &str) -> bool {
 
 /// Key -> JSON text.
 pub type Records = BTreeMap<String, String>;
+
+/// Records as a store returned them: key -> value, both as bytes.
+pub type RawRecords = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// What turns one set of records into another.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -52,8 +64,14 @@ impl Writes {
     /// carry them, policies last. (Deletes, of which a seed has none, come
     /// after the puts.)
     pub fn in_steps(self, size: usize) -> Vec<Writes> {
+        // The tenancy id first, `next-id` last: present, it says the
+        // tenancy is whole (see `Store::seed`).
         let rank = |key: &str| {
+            if key == NEXT_ID {
+                return usize::MAX;
+            }
             [
+                TENANCY_ID,
                 NAMESPACES,
                 ATTRIBUTES,
                 VCNS,
@@ -64,7 +82,7 @@ impl Writes {
             ]
             .iter()
             .position(|prefix| key.starts_with(prefix))
-            .unwrap_or(usize::MAX)
+            .unwrap_or(usize::MAX - 1)
         };
         let mut puts = self.puts;
         puts.sort_by_key(|(key, _)| rank(key));
@@ -120,40 +138,134 @@ pub fn to_records(tenancy: &Tenancy) -> anyhow::Result<Records> {
     )?;
     put(&mut records, OSN_SERVICES.to_owned(), &tenancy.osn_services)?;
     put(&mut records, NEXT_ID.to_owned(), &tenancy.next_id)?;
+    if let Some(id) = &tenancy.tenancy_id {
+        put(&mut records, TENANCY_ID.to_owned(), id)?;
+    }
+    if let Some(confirmation) = &tenancy.confirmation {
+        put(&mut records, CONFIRMATION.to_owned(), confirmation)?;
+    }
     Ok(records)
 }
 
-/// The tenancy that `records` hold (work requests and unknown keys are
-/// not part of it).
-pub fn from_records<'a>(
-    records: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> anyhow::Result<Tenancy> {
-    fn parse<T: DeserializeOwned>(key: &str, value: &str) -> anyhow::Result<T> {
-        serde_json::from_str(value).with_context(|| format!("the store's record '{key}'"))
+/// A record a store holds that is not one zpr wrote: its key or value is
+/// not UTF-8, its value does not parse as the record its key names, or
+/// its key names no record. A state holding one is not applied (the live
+/// policy stays) and is named, whichever way it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    /// The key as written, non-UTF-8 bytes escaped.
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store's record '{}' is invalid ({}): the live policy stays until it is \
+             fixed or removed",
+            self.key, self.reason
+        )
     }
+}
+
+impl std::error::Error for BadRecord {}
+
+/// The tenancy that `records` hold, as raw bytes from a store. Records
+/// kept beside the tenancy (work requests, audit) are not part of it;
+/// every other record must be one of the tenancy's, valid UTF-8 and
+/// valid JSON of its kind.
+pub fn from_records<'a>(
+    records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Tenancy, BadRecord> {
     let mut tenancy = Tenancy::default();
     for (key, value) in records {
-        if let Some(id) = key.strip_prefix(POLICIES) {
-            tenancy.policies.insert(id.to_owned(), parse(key, value)?);
-        } else if let Some(id) = key.strip_prefix(NAMESPACES) {
-            tenancy.namespaces.insert(id.to_owned(), parse(key, value)?);
-        } else if let Some(id) = key.strip_prefix(ATTRIBUTES) {
-            tenancy.attributes.insert(id.to_owned(), parse(key, value)?);
-        } else if let Some(name) = key.strip_prefix(VCNS) {
-            tenancy.vcns.insert(name.to_owned(), parse(key, value)?);
-        } else if let Some(name) = key.strip_prefix(ENDPOINTS) {
-            tenancy
-                .endpoints
-                .insert(name.to_owned(), parse(key, value)?);
-        } else if key == CONFIGURATION {
-            tenancy.configuration = parse(key, value)?;
-        } else if key == OSN_SERVICES {
-            tenancy.osn_services = parse(key, value)?;
-        } else if key == NEXT_ID {
-            tenancy.next_id = parse(key, value)?;
-        }
+        read_record(&mut tenancy, key, value)?;
     }
     Ok(tenancy)
+}
+
+pub fn from_raw(records: &RawRecords) -> Result<Tenancy, BadRecord> {
+    from_records(
+        records
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_slice())),
+    )
+}
+
+/// Records as zpr keeps them in memory.
+pub fn from_texts(records: &Records) -> Result<Tenancy, BadRecord> {
+    from_records(
+        records
+            .iter()
+            .map(|(key, value)| (key.as_bytes(), value.as_bytes())),
+    )
+}
+
+/// Adds one record to `tenancy`.
+fn read_record(tenancy: &mut Tenancy, key: &[u8], value: &[u8]) -> Result<(), BadRecord> {
+    let bad = |reason: String| BadRecord {
+        key: key.escape_ascii().to_string(),
+        reason,
+    };
+    let key = std::str::from_utf8(key).map_err(|_| bad("its key is not UTF-8".to_owned()))?;
+    if beside_tenancy(key) {
+        return Ok(());
+    }
+    let value = std::str::from_utf8(value).map_err(|error| {
+        bad(format!(
+            "byte {} of its value is not UTF-8",
+            error.valid_up_to()
+        ))
+    })?;
+    fn parse<T: DeserializeOwned>(value: &str) -> Result<T, String> {
+        serde_json::from_str(value).map_err(|error| error.to_string())
+    }
+    // A record's key names what its value holds: a value naming another
+    // resource would be two resources under one key.
+    fn named<T: DeserializeOwned>(
+        value: &str,
+        key_name: &str,
+        name_of: impl Fn(&T) -> &str,
+    ) -> Result<T, String> {
+        let parsed: T = parse(value)?;
+        if name_of(&parsed) != key_name {
+            return Err(format!(
+                "its value names '{}', its key '{key_name}'",
+                name_of(&parsed)
+            ));
+        }
+        Ok(parsed)
+    }
+    let read = if let Some(id) = key.strip_prefix(POLICIES) {
+        named(value, id, |p: &ZprPolicy| &p.id)
+            .map(|policy| drop(tenancy.policies.insert(id.to_owned(), policy)))
+    } else if let Some(id) = key.strip_prefix(NAMESPACES) {
+        named(value, id, |n: &SecurityAttributeNamespace| &n.id)
+            .map(|namespace| drop(tenancy.namespaces.insert(id.to_owned(), namespace)))
+    } else if let Some(id) = key.strip_prefix(ATTRIBUTES) {
+        named(value, id, |a: &StoredAttribute| &a.id)
+            .map(|attribute| drop(tenancy.attributes.insert(id.to_owned(), attribute)))
+    } else if let Some(name) = key.strip_prefix(VCNS) {
+        named(value, name, |v: &Vcn| &v.name)
+            .map(|vcn| drop(tenancy.vcns.insert(name.to_owned(), vcn)))
+    } else if let Some(name) = key.strip_prefix(ENDPOINTS) {
+        named(value, name, |e: &StoredEndpoint| &e.name)
+            .map(|endpoint| drop(tenancy.endpoints.insert(name.to_owned(), endpoint)))
+    } else if key == CONFIGURATION {
+        parse(value).map(|configuration| tenancy.configuration = configuration)
+    } else if key == OSN_SERVICES {
+        parse(value).map(|services| tenancy.osn_services = services)
+    } else if key == NEXT_ID {
+        parse(value).map(|next| tenancy.next_id = next)
+    } else if key == TENANCY_ID {
+        parse(value).map(|id| tenancy.tenancy_id = Some(id))
+    } else if key == CONFIRMATION {
+        parse(value).map(|confirmed| tenancy.confirmation = Some(confirmed))
+    } else {
+        return Err(bad("zpr keeps no record of that name".to_owned()));
+    };
+    read.map_err(bad)
 }
 
 /// The puts and deletes that turn `before` into `after`.

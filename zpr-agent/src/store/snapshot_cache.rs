@@ -17,6 +17,9 @@ struct Cached {
     /// The store it came from: a cache of another tenancy is never used.
     location: String,
     revision: u64,
+    /// The etcd cluster it was read from.
+    #[serde(default)]
+    cluster: Option<u64>,
     records: Records,
 }
 
@@ -42,6 +45,7 @@ impl SnapshotCache {
         let cached = Cached {
             location: self.location.clone(),
             revision: snapshot.revision,
+            cluster: snapshot.cluster,
             records: records::to_records(&snapshot.tenancy)?,
         };
         let partial = self.path.with_extension("json.partial");
@@ -51,8 +55,28 @@ impl SnapshotCache {
             .with_context(|| format!("writing {}", self.path.display()))
     }
 
+    /// The snapshot kept in `path`, whichever store it came from.
+    pub fn read_file(path: &Path) -> anyhow::Result<Snapshot> {
+        let cache = SnapshotCache {
+            path: path.to_owned(),
+            location: String::new(),
+        };
+        let (_, snapshot) = cache
+            .read_cached()?
+            .with_context(|| format!("{} does not exist", path.display()))?;
+        Ok(snapshot)
+    }
+
     /// The cached snapshot of this store, if there is one.
     pub fn read(&self) -> anyhow::Result<Option<Snapshot>> {
+        Ok(self
+            .read_cached()?
+            .filter(|(location, _)| *location == self.location)
+            .map(|(_, snapshot)| snapshot))
+    }
+
+    /// The snapshot in the file, and the store it came from.
+    fn read_cached(&self) -> anyhow::Result<Option<(String, Snapshot)>> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -60,18 +84,15 @@ impl SnapshotCache {
         };
         let cached: Cached = serde_json::from_slice(&bytes)
             .with_context(|| format!("reading {}", self.path.display()))?;
-        if cached.location != self.location {
-            return Ok(None);
-        }
-        let tenancy = records::from_records(
-            cached
-                .records
-                .iter()
-                .map(|(key, value)| (key.as_str(), value.as_str())),
-        )?;
-        Ok(Some(Snapshot {
-            tenancy,
-            revision: cached.revision,
-        }))
+        let tenancy = records::from_texts(&cached.records)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        Ok(Some((
+            cached.location,
+            Snapshot {
+                tenancy,
+                revision: cached.revision,
+                cluster: cached.cluster,
+            },
+        )))
     }
 }

@@ -64,8 +64,11 @@ impl SqliteStore {
         let transaction = self.connection.unchecked_transaction()?;
         let revision = revision(&transaction)?;
         let records = all_records(&transaction)?;
-        let tenancy = records::from_records(records.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        Ok(Snapshot { tenancy, revision })
+        Ok(Snapshot {
+            tenancy: records::from_texts(&records)?,
+            revision,
+            cluster: None,
+        })
     }
 
     /// Applies `writes` if the store is still at `base_revision`; returns

@@ -64,10 +64,38 @@ pub struct Tenancy {
     pub osn_services: Vec<String>,
     /// The next number of [`Tenancy::new_id`]; ids are never reused.
     pub next_id: u64,
+    /// Drawn when the tenancy is first seeded ([`Tenancy::draw_id`]).
+    #[serde(default)]
+    pub tenancy_id: Option<String>,
+    /// The operator's confirmation of the change that made this state,
+    /// when it stops protecting most of some host's endpoints.
+    #[serde(default)]
+    pub confirmation: Option<Confirmation>,
+}
+
+/// An operator's confirmation, given through the API, of a change that
+/// stops protecting more than half of some host's protected endpoints
+/// (which agents otherwise hold back). It confirms one state: agents take
+/// it only while the tenancy's [`Tenancy::digest`] is the one it names,
+/// so a later change, or a store written behind the API's back, carries
+/// none. Until states are signed, whoever can write the store directly
+/// can forge it (see the README).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Confirmation {
+    /// Who confirmed it (the API's principal).
+    pub principal: String,
+    pub operation: String,
+    /// Unix seconds.
+    pub time: u64,
+    /// The nodes (hosts) whose endpoints it stops protecting.
+    pub nodes: Vec<String>,
+    /// [`Tenancy::digest`] of the state it confirms.
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ZprPolicy {
     pub id: String,
     pub name: String,
@@ -90,7 +118,7 @@ impl ZprPolicy {
 /// OCI's Configuration: whether ZPR enforces (else every endpoint is in
 /// audit mode: decisions are reported, nothing is dropped).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Configuration {
     /// `ENABLED` or `DISABLED`.
     pub zpr_status: String,
@@ -107,7 +135,7 @@ impl Default for Configuration {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecurityAttributeNamespace {
     pub id: String,
     pub name: String,
@@ -120,7 +148,7 @@ pub struct SecurityAttributeNamespace {
 /// A security attribute as kept: under its namespace's id, so renaming
 /// nothing is needed when answering with the namespace's name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoredAttribute {
     pub id: String,
     pub namespace_id: String,
@@ -145,7 +173,7 @@ pub struct SecurityAttribute {
 
 /// OCI's ENUM validator: the values an attribute may take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Validator {
     /// Always `ENUM`.
     pub validator_type: String,
@@ -162,7 +190,7 @@ impl Validator {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Vcn {
     pub name: String,
     pub cidrs: Vec<String>,
@@ -170,7 +198,7 @@ pub struct Vcn {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoredEndpoint {
     pub name: String,
     pub vcn: String,
@@ -206,6 +234,36 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 impl Tenancy {
+    /// A new tenancy id: 128 random bits, hex.
+    pub fn draw_id() -> anyhow::Result<String> {
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+            .map_err(|error| anyhow::anyhow!("drawing a tenancy id from /dev/urandom: {error}"))?;
+        Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
+    /// SHA-256 of the tenancy's records, its confirmation left out: what a
+    /// [`Confirmation`] names (and, later, what a signature covers).
+    pub fn digest(&self) -> anyhow::Result<String> {
+        use sha2::Digest as _;
+        let unconfirmed = Tenancy {
+            confirmation: None,
+            ..self.clone()
+        };
+        let mut hasher = sha2::Sha256::new();
+        for (key, value) in super::records::to_records(&unconfirmed)? {
+            for part in [key.as_bytes(), b"\0", value.as_bytes(), b"\0"] {
+                hasher.update(part);
+            }
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect())
+    }
+
     /// A new OCID-like id: `ocid1.<kind>.zpr.<n>`, never reused.
     pub fn new_id(&mut self, kind: &str) -> String {
         self.next_id = self.next_id.max(1);

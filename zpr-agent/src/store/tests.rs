@@ -70,6 +70,7 @@ fn inputs_of(tenancy: &Tenancy) -> crate::inputs::Loaded {
     Snapshot {
         tenancy: tenancy.clone(),
         revision: 0,
+        cluster: None,
     }
     .inputs(None)
     .unwrap()
@@ -174,6 +175,7 @@ fn endpoints_placed_on_another_node_are_not_attached_there() {
         let snapshot = Snapshot {
             tenancy: tenancy.clone(),
             revision: 1,
+            cluster: None,
         };
         let inputs = snapshot.inputs(node).unwrap().inputs.unwrap();
         inputs
@@ -196,7 +198,7 @@ fn endpoints_placed_on_another_node_are_not_attached_there() {
 fn records_round_trip_and_a_change_writes_only_what_changed() {
     let before = seeded_tenancy();
     let records = records::to_records(&before).unwrap();
-    let read = records::from_records(records.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let read = records::from_texts(&records);
     assert_eq!(read.unwrap(), before);
 
     let mut after = before.clone();
