@@ -235,6 +235,23 @@ fn an_etcd_outage_keeps_enforcement_and_the_fleet_resyncs_when_it_returns() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("ServiceUnavailable (503)"), "{message}");
+    // Refused for the outage, and audited all the same (locally: the
+    // store is down).
+    let audit = fleet.api.audit_log();
+    let refusal = audit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|record| {
+            record["operation"] == "CreateZprPolicy"
+                && record["outcome"] == "FAILED"
+                && record["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("unavailable"))
+        });
+    assert!(
+        refusal.is_some(),
+        "no audit record of the refusal:\n{audit}"
+    );
 
     // An agent restarted during the outage enforces its cached snapshot.
     let agent = &mut fleet.host_mut("host-b").agent;

@@ -95,6 +95,42 @@ impl Etcd {
         }
     }
 
+    /// Kills etcd and starts it again on an empty data directory (same
+    /// ports): a store lost and brought back empty, as a new cluster.
+    pub fn start_empty(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        fs::remove_dir_all(self.dir.join("data")).context("removing etcd's data")?;
+        self.spawn()
+    }
+
+    /// `etcdctl put KEY VALUE` with a value of any bytes.
+    pub fn put_bytes(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let output = Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=127.0.0.1:{}", self.client_port))
+            .args(["--command-timeout=3s", "put", key])
+            .arg(std::ffi::OsStr::from_bytes(value))
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "etcdctl put {key}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// The value of `key` as stored.
+    pub fn get_bytes(&self, key: &str) -> anyhow::Result<Vec<u8>> {
+        let output = self.etcdctl(&["get", key, "--print-value-only"])?;
+        anyhow::ensure!(output.status.success(), "etcdctl get {key} failed");
+        let mut value = output.stdout;
+        if value.last() == Some(&b'\n') {
+            value.pop();
+        }
+        Ok(value)
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -183,6 +183,30 @@ impl Fleet {
         crate::traffic::connect(self.workload_netns(from), None, self.address(to), port)
     }
 
+    /// The tenancy's name (the URL's last part).
+    pub fn tenancy(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// The etcd key of a tenancy record (`state/endpoints/db`, `next-id`...).
+    pub fn key(&self, record: &str) -> String {
+        format!("/zpr/v1/{}/{record}", self.tenancy())
+    }
+
+    /// `zpr fleet status --output json`: its exit code and report.
+    pub fn fleet_report(&self) -> anyhow::Result<(i32, Value)> {
+        let output = Command::new(zpr_binary())
+            .args(["fleet", "status", "--output", "json", "--store", &self.url])
+            .output()?;
+        let report = serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "zpr fleet status: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        Ok((output.status.code().unwrap_or(-1), report))
+    }
+
     /// `zpr fleet status --output json`.
     pub fn fleet_status(&self) -> anyhow::Result<Value> {
         let output = Command::new(zpr_binary())
@@ -307,6 +331,15 @@ impl ApiServer {
 
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The server's local audit log (`<run-dir>/audit.jsonl`).
+    pub fn audit_log(&self) -> String {
+        let run_dir = self
+            .socket
+            .parent()
+            .expect("the socket is in the run directory");
+        fs::read_to_string(run_dir.join("audit.jsonl")).unwrap_or_default()
     }
 }
 

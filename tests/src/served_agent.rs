@@ -184,6 +184,12 @@ pub fn start_zpr_serve(
         .context("starting zpr serve")?;
     let started = Instant::now();
     while !ready() {
+        if let Some(exit) = child.try_wait()? {
+            bail!(
+                "zpr serve exited ({exit}):\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
         if started.elapsed() > Duration::from_secs(20) {
             let _ = child.kill();
             let _ = child.wait();

@@ -27,7 +27,8 @@ pub struct AuditRecord<'a> {
     pub operation: &'static str,
     /// Whether IAM allowed the call.
     pub allowed: bool,
-    /// `denied`, `SUCCEEDED` or `FAILED`.
+    /// `denied`, `SUCCEEDED` or `FAILED` (`allowed` false: refused before
+    /// IAM could decide, as when the store is unavailable).
     pub outcome: String,
     /// A dry run: the change was checked and its impact computed, and
     /// nothing was changed.
@@ -51,6 +52,14 @@ impl<'a> AuditRecord<'a> {
             generation: None,
             work_request_id: None,
             message: Some(bounded(why)),
+        }
+    }
+
+    /// A call refused before IAM was asked: the store could not be read.
+    pub fn refused(principal: &'a Principal, operation: &Operation, why: &str) -> AuditRecord<'a> {
+        AuditRecord {
+            outcome: "FAILED".to_owned(),
+            ..AuditRecord::denied(principal, operation, why)
         }
     }
 

@@ -27,6 +27,9 @@ pub struct Request {
     pub if_match: Option<String>,
     /// `?dryRun=true`: say what the change would do, change nothing.
     pub dry_run: bool,
+    /// `?allowUnprotect=true`: the caller confirms a change that stops
+    /// protecting most of some host's endpoints (refused otherwise).
+    pub allow_unprotect: bool,
     pub body: Vec<u8>,
 }
 
@@ -112,6 +115,7 @@ pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result
             let (path, query) = target.split_once('?').unwrap_or((target, ""));
             let path = path.to_owned();
             let dry_run = query.split('&').any(|pair| pair == "dryRun=true");
+            let allow_unprotect = query.split('&').any(|pair| pair == "allowUnprotect=true");
             let length = content_length(request.headers)?;
             let if_match = single(request.headers, "if-match")?
                 .map(|value| String::from_utf8_lossy(value).trim().to_owned());
@@ -130,6 +134,7 @@ pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result
                 path,
                 if_match,
                 dry_run,
+                allow_unprotect,
                 body,
             });
         }

@@ -22,8 +22,8 @@ use crate::{
     inputs::Inputs,
     lang::bounded,
     store::{
-        Conflict, Refusal, RefusalKind, Snapshot, Store, Tenancy, Unavailable, Validator,
-        WorkRequest, WorkRequestError, WorkRequestLog, parse_attribute_text,
+        Confirmation, Conflict, Refusal, RefusalKind, Snapshot, Store, Tenancy, Unavailable,
+        Validator, WorkRequest, WorkRequestError, WorkRequestLog, parse_attribute_text,
     },
 };
 
@@ -223,7 +223,17 @@ impl Service {
         };
         let snapshot = match store.read().await {
             Ok(snapshot) => snapshot,
-            Err(error) => return Failure::from(error).response(),
+            Err(error) => {
+                let failure = Failure::from(error);
+                if operation.mutates() {
+                    // Refused before IAM could be asked (it needs the
+                    // tenancy): audited all the same, here if not there.
+                    let mut record = AuditRecord::refused(principal, &operation, &failure.message);
+                    record.dry_run = request.dry_run;
+                    self.record(store, &record).await;
+                }
+                return failure.response();
+            }
         };
         if let Err(failure) = self.authorize(&snapshot.tenancy, principal, &operation, request) {
             if operation.mutates() {
@@ -425,7 +435,10 @@ impl Service {
     ) -> Response {
         let accepted = unix_now();
         let mut after = snapshot.tenancy.clone();
-        let outcome = checked_change(&mut after, operation, request);
+        let outcome = checked_change(&mut after, operation, request).and_then(|checked| {
+            confirm_unprotect(&snapshot.tenancy, &mut after, principal, operation, request)?;
+            Ok(checked)
+        });
         let (resource, namespace) = match &outcome {
             Ok((value, namespace, _)) => (
                 value["id"]
@@ -570,6 +583,50 @@ fn new_work_request_id() -> String {
     format!("ocid1.zprworkrequest.zpr.{nanos}")
 }
 
+/// A change that stops protecting more than half of some node's
+/// protected endpoints is refused unless the caller confirmed it
+/// (`allowUnprotect`); then the commit carries the confirmation, which
+/// the nodes' agents check against the state they read. Any other change
+/// carries none.
+fn confirm_unprotect(
+    before: &Tenancy,
+    after: &mut Tenancy,
+    principal: &Principal,
+    operation: &Operation,
+    request: &Request,
+) -> Result<(), Failure> {
+    after.confirmation = None;
+    let unprotects = before.unprotects(after);
+    if unprotects.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<&str> = unprotects.iter().map(|(_, line)| line.as_str()).collect();
+    if !request.allow_unprotect {
+        return Err(Failure::new(
+            409,
+            "IncorrectState",
+            format!(
+                "{} {}: each node's agent would hold it back. Nothing changed; if this is \
+                 meant, make the change again with --allow-unprotect (see it first with \
+                 --dry-run)",
+                operation.name(),
+                lines.join("; ")
+            ),
+        ));
+    }
+    let digest = after
+        .digest()
+        .map_err(|error| Failure::new(500, "InternalServerError", format!("{error:#}")))?;
+    after.confirmation = Some(Confirmation {
+        principal: principal.to_string(),
+        operation: operation.name().to_owned(),
+        time: unix_now(),
+        nodes: unprotects.into_iter().map(|(node, _)| node).collect(),
+        digest,
+    });
+    Ok(())
+}
+
 /// A dry run's answer: the resource as the change would leave it, and the
 /// change's impact as `zpr diff --live` reports it (with the live
 /// connections it would cut where an agent runs beside the API). Nothing
@@ -587,8 +644,14 @@ fn impact(
             "the store's current inputs do not check: no impact can be computed",
         ));
     };
-    let mut after = snapshot.tenancy.clone();
-    let (value, _, after) = checked_change(&mut after, operation, request)?;
+    let mut after_tenancy = snapshot.tenancy.clone();
+    let (value, _, after) = checked_change(&mut after_tenancy, operation, request)?;
+    let unprotects: Vec<String> = snapshot
+        .tenancy
+        .unprotects(&after_tenancy)
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect();
     let mut report = Report::new(&diff(&before.plan, &after.plan));
     report.revoked = enforcer
         .live_cuts(&before, &after)
@@ -604,7 +667,12 @@ fn impact(
         "dryRun": true,
         "resource": value,
         "impact": to_json(&report),
-        "impactText": report.to_string(),
+        "impactText": unprotects
+            .iter()
+            .map(|line| format!("unprotects: {line} (needs --allow-unprotect)\n"))
+            .collect::<String>()
+            + &report.to_string(),
+        "unprotects": unprotects,
     }))
 }
 

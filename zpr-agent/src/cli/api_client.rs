@@ -24,6 +24,12 @@ pub struct ApiArgs {
     /// close; change nothing (same IAM permission as the change itself).
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// For changes that stop protecting more than half of some host's
+    /// protected endpoints (which are refused without it): confirm it.
+    /// The commit records the confirmation and who gave it, and every
+    /// host's agent applies the change instead of holding it back.
+    #[arg(long, global = true)]
+    pub allow_unprotect: bool,
 }
 
 /// A management verb group (`zpr policy ...`, `zpr namespace ...`): its
@@ -124,10 +130,17 @@ impl ApiArgs {
         if_match: Option<&str>,
         body: Option<&Value>,
     ) -> anyhow::Result<(http::Response, Value)> {
-        let query = if self.dry_run && method != "GET" {
-            "?dryRun=true"
+        let mut flags = Vec::new();
+        if self.dry_run && method != "GET" {
+            flags.push("dryRun=true");
+        }
+        if self.allow_unprotect && method != "GET" {
+            flags.push("allowUnprotect=true");
+        }
+        let query = if flags.is_empty() {
+            String::new()
         } else {
-            ""
+            format!("?{}", flags.join("&"))
         };
         let response = http::call(
             &self.socket,

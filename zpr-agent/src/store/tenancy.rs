@@ -243,6 +243,54 @@ impl Tenancy {
         Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
     }
 
+    /// The endpoints each node enforces (with a vNIC, an attribute and in
+    /// enforce mode), by node.
+    fn protected_by_node(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut protected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        if self.configuration.zpr_status != "ENABLED" {
+            return protected;
+        }
+        for endpoint in self.endpoints.values() {
+            if let (Some(node), Some(_)) = (&endpoint.node, &endpoint.interface)
+                && !endpoint.security_attributes.is_empty()
+                && endpoint.mode == "enforce"
+            {
+                protected.entry(node).or_default().push(&endpoint.name);
+            }
+        }
+        protected
+    }
+
+    /// The nodes where going from `self` to `after` stops protecting more
+    /// than half of the endpoints protected there (what each node's agent
+    /// holds back unless the change is confirmed), one line each.
+    pub fn unprotects(&self, after: &Tenancy) -> Vec<(String, String)> {
+        let still = after.protected_by_node();
+        self.protected_by_node()
+            .into_iter()
+            .filter_map(|(node, now)| {
+                let kept = still.get(node).map_or(&[][..], Vec::as_slice);
+                let lost: Vec<&str> = now
+                    .iter()
+                    .copied()
+                    .filter(|name| !kept.contains(name))
+                    .collect();
+                (!lost.is_empty() && lost.len() * 2 > now.len()).then(|| {
+                    (
+                        node.to_owned(),
+                        format!(
+                            "stops protecting {} of the {} endpoints protected on node {node} \
+                             ({})",
+                            lost.len(),
+                            now.len(),
+                            lost.join(", ")
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// SHA-256 of the tenancy's records, its confirmation left out: what a
     /// [`Confirmation`] names (and, later, what a signature covers).
     pub fn digest(&self) -> anyhow::Result<String> {

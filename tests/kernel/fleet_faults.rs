@@ -1,0 +1,554 @@
+//! A fleet under careless and hostile operators: a mistyped or shared
+//! node name, bad records written straight into etcd, a wiped or lost
+//! store, a start that holds a change back. Three simulated hosts on a
+//! real etcd, real TCP. In every fault a denied path stays denied unless
+//! an operator confirms, and no status, `zpr fleet status` or `zpr wait`
+//! says "in force" while a node holds stale or no enforcement.
+//!
+//! `ext` is an untagged workload outside every VCN on host A: what it may
+//! reach shows what the other hosts enforce at their vNICs.
+
+use std::{process::Output, time::Duration};
+
+use serde_json::Value;
+use zpr_tests::{
+    agent::zpr_binary,
+    fleet::{Fleet, Workload, fleet_agent_arguments},
+};
+
+const HOST_A: [Workload; 2] = [
+    ("lb", "zpr-lb", "10.0.1.10"),
+    ("ext", "zpr-ext", "10.9.0.10"),
+];
+const HOST_B: [Workload; 2] = [
+    ("app-1", "vnet0", "10.0.2.10"),
+    ("app-2", "vnet1", "10.0.2.11"),
+];
+const HOST_C: [Workload; 1] = [("db", "vnet0", "10.1.1.10")];
+
+const INVENTORY: &str = "
+namespaces:
+  - name: ocvtc002
+    attributes:
+      - { key: networks, type: list, values: [front-end, back-end] }
+      - { key: lb, type: list, values: [frontend] }
+      - { key: apps, type: list, values: [server] }
+      - { key: db, type: list, values: [customer-db] }
+vcns:
+  - { name: frontend-vcn, cidrs: [10.0.0.0/16], security-attribute: ocvtc002.networks:front-end }
+  - { name: backend-vcn, cidrs: [10.1.0.0/16], security-attribute: ocvtc002.networks:back-end }
+endpoints:
+  - { name: lb, vcn: frontend-vcn, addresses: [10.0.1.10], interface: zpr-lb, node: host-a,
+      security-attributes: [ocvtc002.lb:frontend] }
+  - { name: app-1, vcn: frontend-vcn, addresses: [10.0.2.10], interface: vnet0, node: host-b,
+      security-attributes: [ocvtc002.apps:server] }
+  - { name: app-2, vcn: frontend-vcn, addresses: [10.0.2.11], interface: vnet1, node: host-b,
+      security-attributes: [ocvtc002.apps:server] }
+  - { name: db, vcn: backend-vcn, addresses: [10.1.1.10], interface: vnet0, node: host-c,
+      security-attributes: [ocvtc002.db:customer-db] }
+";
+
+const APPS_TO_DB: &str = "allow ocvtc002.apps:server endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
+
+const HOSTS: [&str; 3] = ["host-a", "host-b", "host-c"];
+const CONVERGED: Duration = Duration::from_secs(15);
+
+fn start_fleet() -> Fleet {
+    let fleet = Fleet::start(
+        &[
+            ("host-a", &HOST_A),
+            ("host-b", &HOST_B),
+            ("host-c", &HOST_C),
+        ],
+        &[80, 1521],
+        INVENTORY,
+    )
+    .unwrap();
+    let revision = revision_of(
+        &fleet
+            .api
+            .cli(&["policy", "create", "apps-to-db", "--statement", APPS_TO_DB])
+            .unwrap(),
+    );
+    wait_succeeds(&fleet, revision);
+    assert_denied_paths_denied(&fleet, "before the fault");
+    assert!(fleet.works("app-1", "db", 1521));
+    fleet
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The store revision the CLI reported for a change.
+fn revision_of(output: &Output) -> u64 {
+    assert!(output.status.success(), "{}", text(output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let after = stderr
+        .split("store revision ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no store revision in: {stderr}"));
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn wait_succeeds(fleet: &Fleet, revision: u64) {
+    let output = fleet.wait(revision, CONVERGED.as_secs() as u32).unwrap();
+    assert!(
+        output.status.success(),
+        "zpr wait {revision}: {}",
+        text(&output)
+    );
+}
+
+/// `zpr wait` says no (quickly: a short timeout), and names `naming`.
+fn wait_refuses(fleet: &Fleet, revision: u64, naming: &str) {
+    let output = fleet.wait(revision, 3).unwrap();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "zpr wait {revision}: {said}");
+    assert!(
+        said.contains(naming),
+        "zpr wait {revision} names no {naming}: {said}"
+    );
+}
+
+/// The paths the policy denies: the untagged `ext` into db and app-1, and
+/// lb into db.
+fn assert_denied_paths_denied(fleet: &Fleet, when: &str) {
+    assert!(!fleet.works("ext", "db", 1521), "{when}: ext reaches db");
+    assert!(
+        !fleet.works("ext", "app-1", 80),
+        "{when}: ext reaches app-1"
+    );
+    assert!(!fleet.works("lb", "db", 1521), "{when}: lb reaches db");
+}
+
+fn status(fleet: &Fleet, host: &str) -> (i32, Value) {
+    fleet.host(host).agent.status_report().unwrap()
+}
+
+fn problems(report: &Value) -> String {
+    report["problems"].to_string()
+}
+
+/// Waits until `host`'s `zpr status` exits with `code` and its problems
+/// mention `mentions`.
+fn status_becomes(fleet: &Fleet, host: &str, code: i32, mentions: &str) -> Value {
+    let mut last = Value::Null;
+    let found = fleet.eventually(
+        &format!("{host}'s status exits {code} naming '{mentions}'"),
+        CONVERGED,
+        || {
+            let (exit, report) = status(fleet, host);
+            let found = exit == code && problems(&report).contains(mentions);
+            if !found {
+                eprintln!("{host}: {exit} {}", problems(&report));
+            }
+            found
+        },
+    );
+    if found.is_ok() {
+        last = status(fleet, host).1;
+    }
+    found.unwrap();
+    last
+}
+
+/// A node's line in `zpr fleet status --output json`.
+fn node_line(report: &Value, node: &str) -> Value {
+    report["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|line| line["node"] == node)
+        .cloned()
+        .unwrap_or_else(|| panic!("no line for {node}: {report:#}"))
+}
+
+/// Stops a host's agent and removes what it enforced, as on a host that
+/// never ran zpr.
+fn tear_down(fleet: &mut Fleet, host: &str) {
+    let agent = &mut fleet.host_mut(host).agent;
+    agent.kill();
+    let down = agent.zpr(&["down"]).args(agent.paths()).output().unwrap();
+    assert!(down.status.success(), "zpr down: {}", text(&down));
+}
+
+/// Item 1 (and 3: a node with endpoints but no live agent): a node name
+/// that matches nothing.
+#[test]
+fn a_node_name_that_matches_nothing_is_loud_everywhere() {
+    let mut fleet = start_fleet();
+    tear_down(&mut fleet, "host-c");
+
+    // --require-endpoints refuses to start under a name that places nothing.
+    let agent = &fleet.host("host-c").agent;
+    let refused = std::process::Command::new("nsenter")
+        .arg(format!(
+            "--net=/run/netns/{}",
+            fleet.host("host-c").topology.router.name()
+        ))
+        .arg(zpr_binary())
+        .arg("run")
+        .args(fleet_agent_arguments(&fleet.url, "hv-17x"))
+        .arg("--require-endpoints")
+        .args(agent.paths())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("no endpoint of") && text(&refused).contains("hv-17x"),
+        "{}",
+        text(&refused)
+    );
+
+    // Without it the agent runs, attaches to nothing, and says so: the
+    // host's vnet0 is the name other nodes' endpoints carry.
+    let arguments = fleet_agent_arguments(&fleet.url, "hv-17x");
+    let agent = &mut fleet.host_mut("host-c").agent;
+    agent.arguments = arguments;
+    agent.spawn().unwrap();
+    let report = status_becomes(&fleet, "host-c", 1, "placed on node 'hv-17x'");
+    assert!(problems(&report).contains("vnet0"), "{report:#}");
+    assert!(fleet.works("ext", "db", 1521), "nothing protects db now");
+
+    // The fleet view: host-c has endpoints and no live agent; the stray
+    // node is not in step.
+    let (code, report) = fleet.fleet_report().unwrap();
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        node_line(&report, "host-c")["state"],
+        "no-agent",
+        "{report:#}"
+    );
+    assert_eq!(
+        node_line(&report, "hv-17x")["state"],
+        "not-enforcing",
+        "{report:#}"
+    );
+    let revision = report["revision"].as_u64().unwrap();
+    wait_refuses(&fleet, revision, "host-c (no live agent");
+
+    // A tenancy that does not exist, or has no nodes, is an error at once.
+    let mistyped = fleet.url.replace(fleet.tenancy(), "no-such-tenancy");
+    let output = std::process::Command::new(zpr_binary())
+        .args(["wait", "1", "--timeout", "30", "--store", &mistyped])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("does not exist"),
+        "{}",
+        text(&output)
+    );
+    let output = std::process::Command::new(zpr_binary())
+        .args(["fleet", "status", "--store", &mistyped])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+}
+
+/// Item 2: two hosts under one node name.
+#[test]
+fn a_second_agent_under_a_held_node_name_is_refused_and_both_say_so() {
+    let mut fleet = start_fleet();
+    tear_down(&mut fleet, "host-c");
+    let arguments = fleet_agent_arguments(&fleet.url, "host-b");
+    let agent = &mut fleet.host_mut("host-c").agent;
+    agent.arguments = arguments;
+    agent.spawn().unwrap();
+
+    status_becomes(&fleet, "host-c", 1, "is held by another live agent");
+    status_becomes(&fleet, "host-b", 1, "also claimed by");
+    let (code, report) = fleet.fleet_report().unwrap();
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        node_line(&report, "host-c")["state"],
+        "no-agent",
+        "{report:#}"
+    );
+    assert!(
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|line| line["node"] == "host-b" && line["state"] == "refused"),
+        "{report:#}"
+    );
+    wait_refuses(&fleet, report["revision"].as_u64().unwrap(), "host-c");
+    // host-b's own vNICs are still its agent's: its denied path stays so.
+    assert!(!fleet.works("ext", "app-1", 80));
+}
+
+/// Items 4 and 5: garbage and non-UTF-8 records written straight into etcd.
+#[test]
+fn bad_records_fail_closed_are_named_and_do_not_flap() {
+    let mut fleet = start_fleet();
+    let policy = fleet.key("state/policies/bogus");
+    fleet
+        .etcd
+        .put_bytes(&policy, b"{\"id\": \"bogus\", \"statem")
+        .unwrap();
+    for host in HOSTS {
+        status_becomes(&fleet, host, 3, "policies/bogus");
+    }
+    // It stays so (the keepalive must not clear it), and says why, not
+    // "unreachable".
+    for _ in 0..12 {
+        let (code, report) = status(&fleet, "host-b");
+        assert_eq!(code, 3, "{report:#}");
+        assert!(!problems(&report).contains("unreachable"), "{report:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, report) = fleet.fleet_report().unwrap();
+    assert_ne!(code, 0, "{report:#}");
+    let line = node_line(&report, "host-c");
+    assert_eq!(line["state"], "held-back", "{report:#}");
+    assert!(
+        line["problems"].to_string().contains("policies/bogus"),
+        "{report:#}"
+    );
+    assert_denied_paths_denied(&fleet, "with a garbage record");
+    fleet.etcd.etcdctl(&["del", &policy]).unwrap();
+    for host in HOSTS {
+        status_becomes(&fleet, host, 0, "");
+    }
+
+    // One byte that is not UTF-8 in db's record: the watch and a restart's
+    // list both refuse the state; db is never untagged.
+    let db = fleet.key("state/endpoints/db");
+    let good = fleet.etcd.get_bytes(&db).unwrap();
+    let mut bad = good.clone();
+    let at = bad.windows(11).position(|w| w == b"customer-db").unwrap();
+    bad[at] = 0xff;
+    fleet.etcd.put_bytes(&db, &bad).unwrap();
+    status_becomes(&fleet, "host-c", 3, "endpoints/db");
+    assert!(!fleet.works("ext", "db", 1521));
+    let agent = &mut fleet.host_mut("host-c").agent;
+    agent.kill();
+    agent.spawn().unwrap();
+    let restarted = fleet.host("host-c").agent.pid().unwrap() as u64;
+    fleet
+        .eventually("host-c's agent restarts", CONVERGED, || {
+            let (code, report) = status(&fleet, "host-c");
+            report["agent"]["pid"].as_u64() == Some(restarted)
+                && code == 3
+                && problems(&report).contains("not UTF-8")
+        })
+        .unwrap();
+    assert_denied_paths_denied(&fleet, "after a restart with a non-UTF-8 record");
+    fleet.etcd.put_bytes(&db, &good).unwrap();
+    status_becomes(&fleet, "host-c", 0, "");
+    assert!(fleet.works("app-1", "db", 1521));
+}
+
+/// Item 6: a start that holds a change back does not report it enforced;
+/// `zpr fleet confirm` applies it.
+#[test]
+fn a_held_back_start_reports_what_is_enforced_and_confirm_applies_it() {
+    let mut fleet = start_fleet();
+    fleet.host_mut("host-c").agent.kill();
+    // db untagged behind the API's back while host-c's agent is down.
+    let db = fleet.key("state/endpoints/db");
+    let tagged = String::from_utf8(fleet.etcd.get_bytes(&db).unwrap()).unwrap();
+    let untagged = tagged.replace("\"ocvtc002.db:customer-db\"", "");
+    assert_ne!(tagged, untagged);
+    fleet.etcd.put_bytes(&db, untagged.as_bytes()).unwrap();
+    let revision = fleet.etcd.revision().unwrap();
+
+    fleet.host_mut("host-c").agent.spawn().unwrap();
+    let report = status_becomes(&fleet, "host-c", 3, "held back");
+    assert_ne!(
+        report["agent"]["revision"].as_u64(),
+        Some(revision),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["agent"]["pending_revision"].as_u64(),
+        Some(revision),
+        "{report:#}"
+    );
+    assert_denied_paths_denied(&fleet, "with the untagging held back");
+    let (code, report) = fleet.fleet_report().unwrap();
+    assert_ne!(code, 0, "{report:#}");
+    assert_eq!(
+        node_line(&report, "host-c")["state"],
+        "held-back",
+        "{report:#}"
+    );
+    wait_refuses(&fleet, revision, "host-c");
+
+    // The operator confirms it on the host: now it is in force.
+    let agent = &fleet.host("host-c").agent;
+    let wrong = agent
+        .zpr(&["fleet", "confirm", &(revision + 100).to_string()])
+        .args(agent.paths())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "{}", text(&wrong));
+    let confirmed = agent
+        .zpr(&["fleet", "confirm", &revision.to_string()])
+        .args(agent.paths())
+        .output()
+        .unwrap();
+    assert!(confirmed.status.success(), "{}", text(&confirmed));
+    wait_succeeds(&fleet, revision);
+    assert!(
+        fleet.works("ext", "db", 1521),
+        "db is untagged, as confirmed"
+    );
+}
+
+/// Item 7 (and the API's confirmation): a wiped tenancy is held back on
+/// every host; a change confirmed through the API is applied.
+#[test]
+fn a_wiped_store_is_held_back_everywhere_and_api_confirmation_is_needed() {
+    let fleet = start_fleet();
+    let untag = ["endpoint", "untag", "db", "ocvtc002.db:customer-db"];
+    let refused = fleet.api.cli(&untag).unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--allow-unprotect"),
+        "{}",
+        text(&refused)
+    );
+    let dry = fleet
+        .api
+        .cli(&[&untag[..], &["--dry-run"]].concat())
+        .unwrap();
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("unprotects: stops protecting 1 of the 1"),
+        "{}",
+        text(&dry)
+    );
+    assert!(!fleet.works("ext", "db", 1521));
+
+    let confirmed = fleet
+        .api
+        .cli(&[&untag[..], &["--allow-unprotect"]].concat())
+        .unwrap();
+    let revision = revision_of(&confirmed);
+    wait_succeeds(&fleet, revision);
+    assert!(
+        fleet.works("ext", "db", 1521),
+        "db is untagged, as confirmed"
+    );
+    let tag = ["endpoint", "tag", "db", "ocvtc002.db:customer-db"];
+    wait_succeeds(&fleet, revision_of(&fleet.api.cli(&tag).unwrap()));
+    assert_denied_paths_denied(&fleet, "db tagged again");
+
+    let wiped = fleet
+        .etcd
+        .etcdctl(&["del", "--prefix", &fleet.key("")])
+        .unwrap();
+    assert!(wiped.status.success());
+    for host in HOSTS {
+        status_becomes(&fleet, host, 3, "held back");
+    }
+    assert_denied_paths_denied(&fleet, "after the wipe");
+    assert!(
+        fleet.works("app-1", "db", 1521),
+        "allowed paths stay allowed"
+    );
+    let (code, report) = fleet.fleet_report().unwrap();
+    assert_ne!(code, 0, "{report:#}");
+    wait_refuses(&fleet, fleet.etcd.revision().unwrap(), "does not exist");
+}
+
+/// Item 8: etcd comes back empty. Agents hold the live policy and say
+/// the store was reset; restoring a host's snapshot brings the fleet back.
+#[test]
+fn a_store_restored_empty_is_noticed_and_a_snapshot_restores_it() {
+    let mut fleet = start_fleet();
+    fleet.etcd.start_empty().unwrap();
+    for host in HOSTS {
+        status_becomes(&fleet, host, 3, "reset or restored");
+    }
+    assert_denied_paths_denied(&fleet, "with the store reset");
+    assert!(fleet.works("app-1", "db", 1521));
+    let (code, report) = fleet.fleet_report().unwrap();
+    assert_eq!(code, 1, "{report:#}");
+
+    let snapshot = fleet
+        .host("host-c")
+        .agent
+        .run_dir
+        .join("store-snapshot.json");
+    let restore = |dry: bool| {
+        let mut command = std::process::Command::new(zpr_binary());
+        command.args(["fleet", "restore", "--store", &fleet.url, "--from"]);
+        command.arg(&snapshot);
+        if dry {
+            command.arg("--dry-run");
+        }
+        command.output().unwrap()
+    };
+    let dry = restore(true);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("state/endpoints/db") || text(&dry).contains("endpoints/db"),
+        "{}",
+        text(&dry)
+    );
+    let restored = restore(false);
+    assert!(restored.status.success(), "{}", text(&restored));
+    // Exactly what every host enforces: taken on without a confirmation.
+    for host in HOSTS {
+        status_becomes(&fleet, host, 0, "");
+    }
+    let again = restore(false);
+    assert!(
+        !again.status.success(),
+        "a restore into a tenancy that is not empty"
+    );
+    assert_denied_paths_denied(&fleet, "after the restore");
+    assert!(fleet.works("app-1", "db", 1521));
+}
+
+/// Item 9: a seed onto a tenancy that lost `next-id` is refused, and
+/// nothing is deleted.
+#[test]
+fn a_seed_never_destroys_a_tenancy_that_lost_its_next_id() {
+    let fleet = start_fleet();
+    let next_id = fleet.key("state/next-id");
+    assert!(
+        fleet
+            .etcd
+            .etcdctl(&["del", &next_id])
+            .unwrap()
+            .status
+            .success()
+    );
+    let Err(error) = fleet.second_api_server("host-a") else {
+        panic!("zpr serve --seed-inventory started over a tenancy that holds a policy");
+    };
+    let error = format!("{error:#}");
+    assert!(error.contains("never wiped"), "{error}");
+    let policies = fleet
+        .etcd
+        .etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &fleet.key("state/policies/"),
+        ])
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&policies.stdout).trim().is_empty(),
+        "the policy was deleted"
+    );
+    assert_denied_paths_denied(&fleet, "after the refused seed");
+    assert!(
+        fleet.works("app-1", "db", 1521),
+        "the policy still allows app-1 to db"
+    );
+}
