@@ -103,13 +103,14 @@ impl Etcd {
         self.spawn()
     }
 
-    /// `etcdctl put KEY VALUE` with a value of any bytes.
-    pub fn put_bytes(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    /// `etcdctl put KEY VALUE` with a value of any bytes; the revision it
+    /// made.
+    pub fn put_bytes(&self, key: &str, value: &[u8]) -> anyhow::Result<u64> {
         use std::os::unix::ffi::OsStrExt as _;
         let output = Command::new(ETCDCTL)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints=127.0.0.1:{}", self.client_port))
-            .args(["--command-timeout=3s", "put", key])
+            .args(["--command-timeout=3s", "--write-out=json", "put", key])
             .arg(std::ffi::OsStr::from_bytes(value))
             .output()?;
         anyhow::ensure!(
@@ -117,7 +118,10 @@ impl Etcd {
             "etcdctl put {key}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        Ok(())
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        answer["header"]["revision"]
+            .as_u64()
+            .context("no revision in etcdctl's answer")
     }
 
     /// The value of `key` as stored.

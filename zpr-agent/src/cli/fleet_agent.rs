@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::{
     clock::unix_now,
     daemon::{Agent, Companion, Guard, Observed, assess},
+    datapath::pinned_config,
     store::{
         EtcdFollower, EtcdLocation, Followed, Snapshot, SnapshotCache,
         etcd::REQUEST_TIMEOUT,
@@ -85,11 +86,15 @@ impl FleetAgent {
 
     fn record(&self, agent: &Agent) -> NodeRecord {
         let status = agent.status();
+        // The kernel's: an agent that adopted pins and held its inputs
+        // back has applied nothing itself, yet enforces what it adopted.
+        let live_generation =
+            pinned_config(agent.pins()).map_or(status.generation, |live| live.generation);
         let (health, problems) = assess(&Observed {
             agent_pid: Some(status.pid),
             agent: Some(status),
             run_dir: agent.run_dir(),
-            live_generation: status.generation,
+            live_generation,
             endpoints: &[],
             conntrack: None,
             unreadable: &[],
@@ -98,7 +103,7 @@ impl FleetAgent {
             node: self.node.clone(),
             revision: status.revision,
             applied_at: status.applied_at,
-            generation: status.generation,
+            generation: live_generation,
             last_error: status.last_error.as_ref().map(|e| e.message.clone()),
             reported_at: unix_now(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -211,10 +216,10 @@ impl FleetAgent {
         if let Some(why) = store_reset(&StoreIdentity::live(agent), snapshot) {
             // Restored to exactly what is enforced here: nothing opens or
             // closes, and the store's new identity is taken on.
-            let live = agent
-                .store_snapshot()
-                .filter(|held| agent.status().revision == Some(held.revision));
-            if live.is_some_and(|live| live.tenancy == snapshot.tenancy) {
+            if agent
+                .live_store_snapshot()
+                .is_some_and(|live| live.tenancy == snapshot.tenancy)
+            {
                 info!("{why}; it holds exactly the state enforced here, which is kept");
                 return Guard::Confirmed;
             }
@@ -347,7 +352,7 @@ impl Companion for FleetAgent {
         let (report, reports) = watch::channel(self.record(agent));
         let (contact_sender, contact) = mpsc::channel(4);
         tokio::spawn(keep_registered(
-            NodeRegistration::new(self.location.clone(), self.node.clone()),
+            NodeRegistration::new(self.location.clone(), self.node.clone(), agent.run_dir()),
             reports,
             contact_sender,
         ));

@@ -31,6 +31,9 @@ pub struct Agent {
     config: AgentConfig,
     /// The latest snapshot handed over, when the inputs come from a store.
     snapshot: Option<Snapshot>,
+    /// The live snapshot, kept while a later one is held whatever it does
+    /// ([`Guard::Held`]): what a store that was reset is compared with.
+    live_snapshot: Option<Snapshot>,
     pins: PinLayout,
     ownership: PinOwnership,
     datapath: Datapath,
@@ -166,6 +169,7 @@ impl Agent {
         let mut agent = Agent {
             config,
             snapshot,
+            live_snapshot: None,
             pins,
             ownership,
             datapath,
@@ -191,6 +195,14 @@ impl Agent {
     /// The store state the agent was last handed (applied or not).
     pub fn store_snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
+    }
+
+    /// The store state whose Plan is live, when the agent holds it.
+    pub fn live_store_snapshot(&self) -> Option<&Snapshot> {
+        self.live_snapshot.as_ref().or(self
+            .snapshot
+            .as_ref()
+            .filter(|snapshot| self.status.revision == Some(snapshot.revision)))
     }
 
     /// What the agent records for its metrics.
@@ -239,6 +251,7 @@ impl Agent {
             return;
         };
         if let Ok(Outcome::Applied(_)) = applied {
+            self.live_snapshot = None;
             self.status.revision = Some(snapshot.revision);
             self.status.tenancy_id = snapshot.tenancy.tenancy_id.clone();
             self.status.store_cluster = snapshot.cluster;
@@ -298,12 +311,27 @@ impl Agent {
     /// interfaces here that the store names as other nodes' vNICs (a
     /// mistyped or missing node name leaves them unprotected).
     fn check_node_identity(&mut self) {
+        let placed = match (&self.status.node, &self.snapshot) {
+            (Some(node), Some(snapshot)) => Some(
+                snapshot
+                    .tenancy
+                    .endpoints
+                    .values()
+                    .filter(|e| e.interface.is_some() && e.node.as_deref() == Some(node))
+                    .count(),
+            ),
+            _ => None,
+        };
         let foreign = match (&self.status.node, &self.snapshot) {
-            (Some(node), Some(snapshot)) if self.status.endpoints.is_empty() => {
+            (Some(node), Some(snapshot)) if placed == Some(0) => {
                 foreign_vnics(&snapshot.tenancy, node, &all_interface_names())
             }
             _ => Vec::new(),
         };
+        if placed != self.status.placed_endpoints {
+            self.status.placed_endpoints = placed;
+            self.write_status();
+        }
         if foreign != self.status.foreign_vnics {
             if !foreign.is_empty() {
                 error!(
@@ -360,6 +388,12 @@ impl Agent {
                 }
                 return;
             }
+        }
+        if matches!(guard, Guard::Held(_)) && self.live_snapshot.is_none() {
+            self.live_snapshot = self
+                .snapshot
+                .take()
+                .filter(|held| self.status.revision == Some(held.revision));
         }
         self.snapshot = Some(snapshot);
         self.reload(cause, since, guard);

@@ -157,7 +157,7 @@ pub fn assess(observed: &Observed) -> (Health, Vec<String>) {
             if let Some(conflict) = &status.node_conflict {
                 problems.push((Health::NotEnforcing, conflict.message.clone()));
             }
-            if let (Some(node), true) = (&status.node, status.endpoints.is_empty()) {
+            if let (Some(node), Some(0)) = (&status.node, status.placed_endpoints) {
                 if status.foreign_vnics.is_empty() {
                     problems.push((
                         Health::Degraded,

@@ -45,6 +45,10 @@ pub struct Status {
     /// This host's node name in a fleet.
     #[serde(default)]
     pub node: Option<String>,
+    /// With a fleet's store: how many endpoints (with a vNIC) the store
+    /// places on this node.
+    #[serde(default)]
+    pub placed_endpoints: Option<usize>,
     /// When no endpoint is placed on this node: interfaces here named as
     /// other nodes' endpoints' vNICs (a mistyped node name leaves them
     /// unprotected), each with the endpoints that name it.

@@ -9,7 +9,11 @@
 //! under `contenders/<node>/<lease>` that the holder reads and reports,
 //! so both sides say so.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
@@ -101,6 +105,10 @@ pub struct NodeRegistration {
     location: EtcdLocation,
     node: String,
     lease: Option<Lease>,
+    /// Where the lease's id is kept: an agent restarted on the same host
+    /// takes its lease back instead of being refused its own name until
+    /// the old lease lapses.
+    lease_file: PathBuf,
 }
 
 struct Lease {
@@ -111,11 +119,36 @@ struct Lease {
 }
 
 impl NodeRegistration {
-    pub fn new(location: EtcdLocation, node: String) -> NodeRegistration {
+    pub fn new(location: EtcdLocation, node: String, run_dir: &Path) -> NodeRegistration {
         NodeRegistration {
             location,
             node,
             lease: None,
+            lease_file: run_dir.join("node-lease"),
+        }
+    }
+
+    /// The lease this host's agent held last under this node name.
+    fn previous_lease(&self) -> Option<i64> {
+        let text = std::fs::read_to_string(&self.lease_file).ok()?;
+        let (node, id) = text.trim().split_once(' ')?;
+        (node == self.node).then(|| id.parse().ok()).flatten()
+    }
+
+    fn keep_lease(&self, id: i64) {
+        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.lease_file)
+            .and_then(|mut file| writeln!(file, "{} {id}", self.node));
+        if let Err(error) = written {
+            tracing::warn!(
+                "cannot keep the node's lease id in {}: {error}",
+                self.lease_file.display()
+            );
         }
     }
 
@@ -190,12 +223,29 @@ impl NodeRegistration {
         )))
     }
 
+    /// This host's previous lease while it lives, else a new one.
     async fn grant(&self) -> anyhow::Result<Lease> {
-        let mut client = connect(&self.location).await?;
+        let location = &self.location;
+        let mut client = connect(location).await?;
+        if let Some(id) = self.previous_lease() {
+            let (mut keeper, mut answers) = request(location, client.lease_keep_alive(id)).await?;
+            request(location, keeper.keep_alive()).await?;
+            let alive = request(location, answers.message())
+                .await?
+                .is_some_and(|answer| answer.ttl() > 0);
+            if alive {
+                return Ok(Lease {
+                    client,
+                    id,
+                    keeper,
+                    answers,
+                });
+            }
+        }
         let ttl = NODE_TTL.as_secs() as i64;
-        let granted = request(&self.location, client.lease_grant(ttl, None)).await?;
-        let (keeper, answers) =
-            request(&self.location, client.lease_keep_alive(granted.id())).await?;
+        let granted = request(location, client.lease_grant(ttl, None)).await?;
+        let (keeper, answers) = request(location, client.lease_keep_alive(granted.id())).await?;
+        self.keep_lease(granted.id());
         Ok(Lease {
             client,
             id: granted.id(),
