@@ -476,3 +476,39 @@ async fn keep_registered(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Tenancy;
+
+    fn snapshot(id: Option<&str>, cluster: u64, revision: u64) -> Snapshot {
+        Snapshot {
+            tenancy: Tenancy {
+                tenancy_id: id.map(str::to_owned),
+                ..Tenancy::default()
+            },
+            revision,
+            cluster: Some(cluster),
+        }
+    }
+
+    #[test]
+    fn a_reset_or_restored_store_is_told_from_a_later_state() {
+        let live = snapshot(Some("a1"), 7, 91);
+        let live = StoreIdentity::of(&live);
+        assert_eq!(store_reset(&live, &snapshot(Some("a1"), 7, 92)), None);
+        assert_eq!(store_reset(&live, &snapshot(Some("a1"), 7, 91)), None);
+        let restored = store_reset(&live, &snapshot(None, 7, 2)).unwrap();
+        assert!(
+            restored.contains("tenancy id a1 -> none") && restored.contains("revision 91 -> 2"),
+            "{restored}"
+        );
+        assert!(store_reset(&live, &snapshot(Some("b2"), 7, 95)).is_some());
+        assert!(store_reset(&live, &snapshot(Some("a1"), 8, 95)).is_some());
+        // A tenancy that had no id yet (seeded before ids) takes one on.
+        let unnamed = snapshot(None, 7, 91);
+        let unnamed = StoreIdentity::of(&unnamed);
+        assert_eq!(store_reset(&unnamed, &snapshot(Some("a1"), 7, 95)), None);
+    }
+}

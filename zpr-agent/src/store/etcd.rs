@@ -128,11 +128,45 @@ pub async fn connect(location: &EtcdLocation) -> anyhow::Result<Client> {
         .with_connect_timeout(REQUEST_TIMEOUT);
     Client::connect(&location.endpoints, Some(options))
         .await
-        .map_err(|error| unavailable(location, error))
+        .map_err(|error| unavailable(location, cause(&error)))
 }
 
 pub fn unavailable(location: &EtcdLocation, error: impl std::fmt::Display) -> anyhow::Error {
     Unavailable(format!("{location}: {error}")).into()
+}
+
+/// An etcd client error as one line that says what went wrong: etcd's own
+/// message, or the innermost cause of a transport failure (tonic's errors
+/// otherwise print their whole chain, metadata and all).
+pub fn cause(error: &etcd_client::Error) -> String {
+    use std::error::Error as _;
+    let innermost = |mut source: Option<&(dyn std::error::Error + 'static)>| {
+        let mut last = None;
+        while let Some(error) = source {
+            last = Some(error.to_string());
+            source = error.source();
+        }
+        last
+    };
+    let line = match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = if status.message().is_empty() {
+                format!("{:?}", status.code())
+            } else {
+                status.message().to_owned()
+            };
+            match innermost(status.source()) {
+                Some(root) if !message.contains(&root) => format!("{message}: {root}"),
+                _ => message,
+            }
+        }
+        etcd_client::Error::TransportError(transport) => match innermost(transport.source()) {
+            Some(root) => format!("cannot connect: {root}"),
+            None => format!("cannot connect: {transport}"),
+        },
+        other => other.to_string(),
+    };
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Runs one etcd request with zpr's deadline.
@@ -142,7 +176,7 @@ pub async fn request<T>(
 ) -> anyhow::Result<T> {
     match tokio::time::timeout(REQUEST_TIMEOUT, future).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(error)) => Err(unavailable(location, error)),
+        Ok(Err(error)) => Err(unavailable(location, cause(&error))),
         Err(_) => Err(unavailable(
             location,
             format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()),

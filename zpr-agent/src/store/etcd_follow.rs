@@ -12,7 +12,7 @@ use etcd_client::{Client, EventType, WatchOptions, WatchStream};
 
 use super::{
     EtcdLocation, Snapshot,
-    etcd::{connect, list, request, unavailable},
+    etcd::{cause, connect, list, request, unavailable},
     records::{self, BadRecord, RawRecords},
 };
 
@@ -81,7 +81,8 @@ impl EtcdFollower {
                     watch.message().await
                 };
                 waited = true;
-                let Some(message) = message.map_err(|error| unavailable(&self.location, error))?
+                let Some(message) =
+                    message.map_err(|error| unavailable(&self.location, cause(&error)))?
                 else {
                     anyhow::bail!(unavailable(&self.location, "the watch ended"));
                 };

@@ -275,42 +275,41 @@ impl Store {
 
     /// Writes `whole` in steps, each a valid tenancy (what endpoints refer
     /// to first), each based on the revision of the step before; `next-id`
-    /// last, so that its presence says the tenancy is whole. Refused when
-    /// `base` holds a record that `whole` would change or delete.
+    /// last, so that its presence says the tenancy is whole. Records
+    /// `base` holds already are kept as they are (a seed that stopped
+    /// halfway wrote them); refused when `base` holds a record `whole`
+    /// has not, which writing it would delete.
     async fn write_into_empty(
         &mut self,
         base: &Snapshot,
         whole: &Tenancy,
         origin: &str,
     ) -> anyhow::Result<u64> {
-        let writes = records::writes(&base.tenancy, whole)?;
-        let before = records::to_records(&base.tenancy)?;
-        let empty = records::to_records(&Tenancy::default())?;
-        let foreign: Vec<&String> = writes
-            .deletes
-            .iter()
-            .chain(writes.puts.iter().map(|(key, _)| key).filter(|key| {
-                before
-                    .get(*key)
-                    .is_some_and(|value| empty.get(*key) != Some(value))
-            }))
-            .filter(|key| key.as_str() != records::NEXT_ID)
-            .collect();
-        if !foreign.is_empty() {
+        let mut writes = records::writes(&base.tenancy, whole)?;
+        if !writes.deletes.is_empty() {
             bail!(
                 "{} holds records that {origin} would not write, but no `next-id` (the record \
                  a whole tenancy has): it is not empty, and not a seed that stopped halfway. \
-                 Nothing was written; the store is never wiped to match. Differing records: \
-                 {}",
+                 Nothing was written; the store is never wiped to match. Records it would \
+                 delete: {}",
                 self.describe(),
-                foreign
+                writes
+                    .deletes
                     .iter()
                     .take(10)
-                    .map(|key| key.as_str())
+                    .map(String::as_str)
                     .collect::<Vec<_>>()
                     .join(", ")
             );
         }
+        let before = records::to_records(&base.tenancy)?;
+        let empty = records::to_records(&Tenancy::default())?;
+        writes.puts.retain(|(key, _)| {
+            key == records::NEXT_ID
+                || before
+                    .get(key)
+                    .is_none_or(|value| empty.get(key) == Some(value))
+        });
         let mut revision = base.revision;
         for step in writes.in_steps(SEED_STEP) {
             revision = self.commit_writes(revision, &step).await?;

@@ -412,3 +412,119 @@ fn a_seed_that_stopped_halfway_is_completed_by_the_next_start() {
         );
     });
 }
+
+#[test]
+fn a_seed_onto_a_tenancy_that_lost_next_id_is_refused_and_deletes_nothing() {
+    block_on(async {
+        let mut t = TempStore::seeded().await;
+        let base = t.store.read().await.unwrap();
+        assert!(
+            base.tenancy.tenancy_id.is_some(),
+            "the seed drew a tenancy id"
+        );
+        let mut after = base.tenancy.clone();
+        after
+            .create_policy("open-lb", "", &statements(&[OPEN_LB]))
+            .unwrap();
+        t.store.commit(&base, &after, None).await.unwrap();
+        let with_policy = t.store.read().await.unwrap();
+        let lost = records::Writes {
+            puts: Vec::new(),
+            deletes: vec![records::NEXT_ID.to_owned()],
+        };
+        t.store
+            .commit_writes(with_policy.revision, &lost)
+            .await
+            .unwrap();
+
+        let error = t.store.seed(&three_tier_inventory()).await.unwrap_err();
+        let error = format!("{error:#}");
+        assert!(error.contains("never wiped"), "{error}");
+        assert!(error.contains("policies/"), "names what differs: {error}");
+        let kept = t.store.read().await.unwrap().tenancy;
+        assert_eq!(kept.policies, with_policy.tenancy.policies);
+        assert_eq!(kept.endpoints, with_policy.tenancy.endpoints);
+    });
+}
+
+#[test]
+fn records_that_do_not_read_are_named_with_why() {
+    let good = records::to_records(&seeded_tenancy()).unwrap();
+    let endpoint = good.keys().find(|k| k.starts_with("endpoints/")).unwrap();
+    let raw = |edit: &dyn Fn(&mut records::RawRecords)| {
+        let mut raw: records::RawRecords = good
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        edit(&mut raw);
+        records::from_raw(&raw)
+    };
+    assert_eq!(raw(&|_| {}).unwrap(), seeded_tenancy());
+    let cases: [(&dyn Fn(&mut records::RawRecords), &str); 5] = [
+        (
+            &|raw| {
+                let value = raw.get_mut(endpoint.as_bytes()).unwrap();
+                let at = value.len() / 2;
+                value[at] = 0xff;
+            },
+            "is not UTF-8",
+        ),
+        (
+            &|raw| drop(raw.insert(b"policies/x".to_vec(), b"{\"id\":".to_vec())),
+            "EOF",
+        ),
+        (
+            &|raw| drop(raw.insert(b"unheard-of".to_vec(), b"{}".to_vec())),
+            "no record of that name",
+        ),
+        (
+            &|raw| {
+                let value = raw.remove(endpoint.as_bytes()).unwrap();
+                raw.insert(b"endpoints/someone-else".to_vec(), value);
+            },
+            "its value names",
+        ),
+        (
+            &|raw| {
+                let value = raw.get_mut(endpoint.as_bytes()).unwrap();
+                value.pop();
+                value.extend_from_slice(b",\"extra\":1}");
+            },
+            "unknown field",
+        ),
+    ];
+    for (edit, why) in cases {
+        let error = raw(edit).unwrap_err().to_string();
+        assert!(error.contains(why), "{why}: {error}");
+        assert!(error.contains("the live policy stays"), "{error}");
+    }
+    // Work requests and audit records are beside the tenancy: not read.
+    assert!(raw(&|raw| drop(raw.insert(b"work-requests/x".to_vec(), vec![0xff]))).is_ok());
+}
+
+#[test]
+fn a_change_that_unprotects_most_of_a_node_is_named() {
+    let mut before = seeded_tenancy();
+    for (name, node) in [("app-1", "hv-1"), ("app-2", "hv-1"), ("db", "hv-2")] {
+        before.endpoints.get_mut(name).unwrap().node = Some(node.into());
+    }
+    let mut one = before.clone();
+    one.remove_attribute("app-1", "ocvtc002.apps:server")
+        .unwrap();
+    assert!(before.unprotects(&one).is_empty(), "1 of 2 is not most");
+    let mut both = one.clone();
+    both.remove_attribute("app-2", "ocvtc002.apps:server")
+        .unwrap();
+    let lines = before.unprotects(&both);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, "hv-1");
+    assert!(lines[0].1.contains("2 of the 2"), "{lines:?}");
+    let mut disabled = before.clone();
+    disabled.set_zpr_status("DISABLED").unwrap();
+    assert_eq!(
+        before.unprotects(&disabled).len(),
+        2,
+        "audit mode everywhere"
+    );
+    assert!(Tenancy::default().unprotects(&before).is_empty());
+}
