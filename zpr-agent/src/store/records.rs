@@ -237,14 +237,22 @@ fn read_record(tenancy: &mut Tenancy, key: &[u8], value: &[u8]) -> Result<(), Ba
         }
         Ok(parsed)
     }
+    // What the API checks of a change, checked of every record read.
+    fn checked<T>(value: T, check: impl Fn(&T) -> anyhow::Result<()>) -> Result<T, String> {
+        check(&value).map_err(|error| error.to_string())?;
+        Ok(value)
+    }
     let read = if let Some(id) = key.strip_prefix(POLICIES) {
         named(value, id, |p: &ZprPolicy| &p.id)
+            .and_then(|policy| checked(policy, ZprPolicy::check))
             .map(|policy| drop(tenancy.policies.insert(id.to_owned(), policy)))
     } else if let Some(id) = key.strip_prefix(NAMESPACES) {
         named(value, id, |n: &SecurityAttributeNamespace| &n.id)
+            .and_then(|namespace| checked(namespace, SecurityAttributeNamespace::check))
             .map(|namespace| drop(tenancy.namespaces.insert(id.to_owned(), namespace)))
     } else if let Some(id) = key.strip_prefix(ATTRIBUTES) {
         named(value, id, |a: &StoredAttribute| &a.id)
+            .and_then(|attribute| checked(attribute, StoredAttribute::check))
             .map(|attribute| drop(tenancy.attributes.insert(id.to_owned(), attribute)))
     } else if let Some(name) = key.strip_prefix(VCNS) {
         named(value, name, |v: &Vcn| &v.name)

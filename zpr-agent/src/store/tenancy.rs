@@ -108,6 +108,13 @@ pub struct ZprPolicy {
 }
 
 impl ZprPolicy {
+    /// The checks a policy made through the API passes: a record read from
+    /// a store passes them too, whoever wrote it.
+    pub fn check(&self) -> anyhow::Result<()> {
+        check_policy_name(&self.name)?;
+        check_statements(&self.statements)
+    }
+
     /// The policy as the checker reads it: one statement per line, so
     /// `name:line` is the statement's number.
     pub fn source(&self) -> String {
@@ -145,6 +152,13 @@ pub struct SecurityAttributeNamespace {
     pub time_created: u64,
 }
 
+impl SecurityAttributeNamespace {
+    /// As [`ZprPolicy::check`].
+    pub fn check(&self) -> anyhow::Result<()> {
+        check_attribute_name(&self.name, "namespace")
+    }
+}
+
 /// A security attribute as kept: under its namespace's id, so renaming
 /// nothing is needed when answering with the namespace's name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +170,13 @@ pub struct StoredAttribute {
     pub description: String,
     pub validator: Option<Validator>,
     pub time_created: u64,
+}
+
+impl StoredAttribute {
+    /// As [`ZprPolicy::check`].
+    pub fn check(&self) -> anyhow::Result<()> {
+        check_attribute_name(&self.name, "security attribute")
+    }
 }
 
 /// A security attribute as the API answers it.
