@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::{Output, agent_paths::AgentPaths};
 use crate::{
     clock::unix_now,
-    daemon::{Status, lock_holder},
+    daemon::{CONFIRMED_REVISION, Status, lock_holder},
     store::{
         EtcdLocation, SnapshotCache, Store,
         fleet::{FleetView, NodeRecord},
@@ -321,6 +321,9 @@ fn confirm(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
                 .map_or_else(|| "(none)".to_owned(), |r| r.to_string())
         ),
     }
+    // The agent applies only this revision (not one that arrived since).
+    std::fs::write(run_dir.join(CONFIRMED_REVISION), args.revision.to_string())
+        .with_context(|| format!("writing to {}", run_dir.display()))?;
     // SAFETY: kill(2) with a pid read from the agent's lock.
     if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } != 0 {
         bail!(

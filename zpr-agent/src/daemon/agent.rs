@@ -244,6 +244,29 @@ impl Agent {
         self.check_node_identity();
     }
 
+    /// The operator confirms what is held back (SIGHUP). When `zpr fleet
+    /// confirm REVISION` left the revision it confirms, only that one is
+    /// applied: a state that changed since was not the one reviewed.
+    pub fn confirm(&mut self, cause: &str, since: Instant) {
+        let file = self.config.run_dir.join(CONFIRMED_REVISION);
+        let named = std::fs::read_to_string(&file).ok();
+        let _ = std::fs::remove_file(&file);
+        let held = self.snapshot.as_ref().map(|snapshot| snapshot.revision);
+        if let Some(named) = named {
+            let named = named.trim();
+            if held.map(|revision| revision.to_string()).as_deref() != Some(named) {
+                let why = format!(
+                    "not applied: revision {named} was confirmed, but the state held back \
+                     is now revision {}; check it and confirm that one",
+                    held.map_or_else(|| "(none)".to_owned(), |r| r.to_string())
+                );
+                self.record(cause, Err(anyhow::anyhow!(why)));
+                return;
+            }
+        }
+        self.reload(cause, since, Guard::Confirmed);
+    }
+
     /// A store's revision is reported as enforced only once its Plan is
     /// live; a revision read but not applied is reported as pending.
     fn note_enforced_revision(&mut self, applied: &anyhow::Result<Outcome>) {
@@ -789,6 +812,10 @@ fn unattached(
         .map(|(interface, _)| interface.clone())
         .collect()
 }
+
+/// The file in the run directory where `zpr fleet confirm` names the
+/// revision it confirms before it sends SIGHUP.
+pub const CONFIRMED_REVISION: &str = "confirmed-revision";
 
 /// Every how many kernel checks (one a second) the live Plan's maps are
 /// read back whole: tampering is undone within ten seconds, at the cost of

@@ -25,7 +25,7 @@ use tokio::{
 };
 use tracing::info;
 
-pub use agent::{Agent, Guard};
+pub use agent::{Agent, CONFIRMED_REVISION, Guard};
 pub use companion::{Companion, FileInputs};
 pub use health::{EndpointState, Health, Observed, ago, assess, endpoint_states};
 use link_events::LinkEvents;
@@ -137,7 +137,7 @@ async fn run_until_signalled(
                 tell_service_manager(&agent, &mut manager);
             }
             _ = hangup.recv() => {
-                agent.reload("SIGHUP", std::time::Instant::now(), Guard::Confirmed);
+                agent.confirm("SIGHUP", std::time::Instant::now());
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
