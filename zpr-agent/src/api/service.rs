@@ -478,7 +478,10 @@ impl Service {
                     message: "stored".to_owned(),
                     timestamp: unix_now(),
                 });
-                match store.commit(&snapshot, &after, Some(&work_request)).await {
+                match store
+                    .commit(&snapshot, &mut after, Some(&work_request))
+                    .await
+                {
                     Ok(revision) => {
                         work_request.revision = Some(revision);
                         let committed = Snapshot {

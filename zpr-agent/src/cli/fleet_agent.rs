@@ -20,6 +20,7 @@ use crate::{
         EtcdFollower, EtcdLocation, Followed, Snapshot, SnapshotCache,
         etcd::REQUEST_TIMEOUT,
         fleet::{KEEPALIVE_INTERVAL, NodeRecord, NodeRegistration, NotRegistered},
+        signing::TrustedKeys,
     },
 };
 
@@ -32,6 +33,8 @@ pub struct FleetAgent {
     node: String,
     /// Refuse to start when no endpoint is placed on this node.
     require_endpoints: bool,
+    /// With these, only states signed by one of them are applied.
+    trusted: Option<TrustedKeys>,
     cache: SnapshotCache,
     follower: Option<EtcdFollower>,
     /// Snapshots (or why the store could not be followed) from the task
@@ -66,9 +69,11 @@ impl FleetAgent {
         location: EtcdLocation,
         node: String,
         require_endpoints: bool,
+        trusted: Option<TrustedKeys>,
         run_dir: &std::path::Path,
     ) -> FleetAgent {
         FleetAgent {
+            trusted,
             cache: SnapshotCache::new(run_dir, location.to_string()),
             follower: Some(EtcdFollower::new(location.clone())),
             location,
@@ -137,10 +142,25 @@ impl FleetAgent {
     /// The snapshot to start from: the store's, or when it cannot be
     /// read (or was reset since), what this host applied last.
     async fn first_snapshot(&mut self) -> anyhow::Result<Option<Snapshot>> {
-        let cached = self.cache.read()?;
+        let mut cached = self.cache.read()?;
+        if let Some(why) = cached.as_ref().and_then(|c| self.unverified(c, None)) {
+            // Changed on disk (or written before keys were trusted): the
+            // pins stay, the cache is not applied.
+            warn!(
+                "the snapshot kept on this host ({}) is refused: {why}",
+                self.cache.path().display()
+            );
+            cached = None;
+        }
         let follower = self.follower.as_mut().expect("prepared once");
         // Twice the request deadline: a connect, then a list.
         match tokio::time::timeout(2 * REQUEST_TIMEOUT, follower.next()).await {
+            Ok(Ok(Followed {
+                snapshot: Ok(fresh),
+                ..
+            })) if let Some(why) = self.unverified(&fresh, cached.as_ref()) => {
+                self.invalid_at_start = Some((fresh.revision, why));
+            }
             Ok(Ok(Followed {
                 snapshot: Ok(fresh),
                 ..
@@ -193,6 +213,18 @@ impl FleetAgent {
                 Ok(None)
             }
         }
+    }
+
+    /// Why `snapshot` may not be applied, with trusted keys: it is not
+    /// signed by one of them, or is behind the signed state `live`.
+    fn unverified(&self, snapshot: &Snapshot, live: Option<&Snapshot>) -> Option<String> {
+        let trusted = self.trusted.as_ref()?;
+        let live = live.and_then(|live| live.tenancy.signature.as_ref());
+        let why = trusted.refuse(&snapshot.tenancy, live)?;
+        Some(format!(
+            "the store's state at revision {} is not signed by a trusted key: {why}",
+            snapshot.revision
+        ))
     }
 
     /// What the holder of the node name says of agents refused it.
@@ -332,12 +364,23 @@ impl Companion for FleetAgent {
     }
 
     fn started(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
+        match &self.trusted {
+            Some(trusted) => info!(
+                keys = ?trusted.ids(),
+                "only store states signed by a trusted key are applied"
+            ),
+            None => agent.add_warning(
+                "the store's content is not verified (no --trusted-keys): whoever can write \
+                 the store can change what is enforced here"
+                    .to_owned(),
+            ),
+        }
         agent.store_contact(match self.outage_at_start.take() {
             Some(why) => Err(why),
             None => Ok(()),
         });
         if let Some(invalid) = self.invalid_at_start.take() {
-            agent.store_invalid(Some(invalid));
+            agent.store_refused(Some(invalid));
         }
         if let Some((snapshot, why)) = self.reset_at_start.take() {
             let cause = format!("store listed (revision {})", snapshot.revision);
@@ -371,7 +414,17 @@ impl Companion for FleetAgent {
             Some(followed) = followed.recv() => match followed {
                 Ok(Followed { snapshot: Ok(snapshot), listed, .. }) => {
                     agent.store_contact(Ok(()));
-                    agent.store_invalid(None);
+                    if let Some(trusted) = self.trusted.as_mut()
+                        && let Some(why) = trusted.refresh()
+                    {
+                        agent.add_warning(why);
+                    }
+                    if let Some(why) = self.unverified(&snapshot, agent.live_store_snapshot()) {
+                        agent.store_refused(Some((snapshot.revision, why)));
+                        self.send_report(agent);
+                        return Ok(());
+                    }
+                    agent.store_refused(None);
                     let how = if listed { "listed" } else { "changed" };
                     let cause = format!("store {how} (revision {})", snapshot.revision);
                     let guard = self.guard(agent, &snapshot);
@@ -380,7 +433,7 @@ impl Companion for FleetAgent {
                 }
                 Ok(Followed { snapshot: Err(bad), revision, .. }) => {
                     agent.store_contact(Ok(()));
-                    agent.store_invalid(Some((revision, bad.to_string())));
+                    agent.store_refused(Some((revision, bad.to_string())));
                     self.send_report(agent);
                 }
                 Err(why) => agent.store_contact(Err(why)),

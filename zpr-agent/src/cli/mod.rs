@@ -22,6 +22,7 @@ pub mod fleet;
 mod fleet_agent;
 pub mod fmt;
 mod input_files;
+mod key;
 pub mod man_pages;
 pub mod monitor;
 pub mod namespace;
@@ -68,8 +69,10 @@ pub enum Command {
     Down(down::Args),
     /// The management API (IAM-guarded) over a store; with SQLite, also this host's agent.
     Serve(serve::Args),
-    /// A fleet's nodes and the revision each enforces.
+    /// A fleet's nodes and the revision each enforces; confirm or restore.
     Fleet(fleet::Args),
+    /// Keys that sign a fleet's store states.
+    Key(key::Args),
     /// Wait until every node of a fleet enforces a revision.
     Wait(fleet::WaitArgs),
     /// ZPR policies in the store (through the API).
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Fleet(args) => fleet::run(args),
+        Command::Key(args) => key::run(args),
         Command::Wait(args) => fleet::wait(args),
         Command::Policy(args) => policy::run(args),
         Command::Namespace(args) => namespace::run(args),

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use super::{agent_options::AgentOptions, fleet_agent::FleetAgent};
 use crate::{
     daemon::{self, FileInputs, InputSource},
-    store::EtcdLocation,
+    store::{EtcdLocation, signing::TrustedKeys},
 };
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +39,17 @@ pub struct Args {
     /// workloads unprotected while the agent runs).
     #[arg(long, requires = "store")]
     pub require_endpoints: bool,
+    /// Apply only store states signed by one of these public keys (a
+    /// `.pub` file of `zpr key generate`, or a directory of them, read
+    /// again when they change). Without it the store's content is not
+    /// verified, and `zpr status` says so.
+    #[arg(
+        long,
+        value_name = "FILE|DIR",
+        requires = "store",
+        env = "ZPR_TRUSTED_KEYS"
+    )]
+    pub trusted_keys: Option<PathBuf>,
     #[command(flatten)]
     pub agent: AgentOptions,
 }
@@ -55,6 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 location.clone(),
                 node.clone(),
                 args.require_endpoints,
+                args.trusted_keys
+                    .as_deref()
+                    .map(TrustedKeys::read)
+                    .transpose()?,
                 &args.agent.paths.run_dir,
             );
             let config = args.agent.into_config(InputSource::Store {

@@ -21,7 +21,7 @@ use crate::{
     compile::RevokedFlow,
     daemon::{self, Agent, AgentLock, Companion, Guard, InputSource},
     inputs::Inputs,
-    store::{Snapshot, Store},
+    store::{Snapshot, Store, signing::Signer},
 };
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +47,11 @@ pub struct Args {
     /// Grants GROUP `manage all-resources` (the first administrators).
     #[arg(long, value_name = "GROUP")]
     pub bootstrap_admin: Vec<String>,
+    /// Sign every state committed with this key (`zpr key generate`; mode
+    /// 0600), so agents with `--trusted-keys` apply only what an API
+    /// server made.
+    #[arg(long, value_name = "FILE", env = "ZPR_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
     #[command(flatten)]
     pub agent: AgentOptions,
 }
@@ -57,6 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.store.starts_with("etcd://") {
         start_logging(&args.agent.log_level)?;
         let service = Service::new(args.iam.as_deref(), &args.bootstrap_admin, &run_dir)?;
+        let signer = args.signing_key.as_deref().map(Signer::read).transpose()?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -64,12 +70,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &args.store,
                 service,
                 args.seed_inventory,
+                signer,
                 &socket,
                 &run_dir,
             ))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open_sqlite(std::path::Path::new(&args.store))?;
+    let mut store = Store::open_sqlite(std::path::Path::new(&args.store))?;
+    if let Some(key) = &args.signing_key {
+        store.sign_with(Signer::read(key)?);
+    }
     let companion = ApiBesideAgent {
         service: Service::new(args.iam.as_deref(), &args.bootstrap_admin, &run_dir)?,
         seed_inventory: args.seed_inventory,
@@ -171,12 +181,17 @@ async fn serve_store_only(
     location: &str,
     service: Service,
     seed_inventory: Option<PathBuf>,
+    signer: Option<Signer>,
     socket: &std::path::Path,
     run_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     // One server per run directory: a second must not take the socket.
     let _lock = AgentLock::acquire(run_dir)?;
     let mut store = Store::open(location).await?;
+    if let Some(signer) = signer {
+        info!(key = signer.id(), "every state committed is signed");
+        store.sign_with(signer);
+    }
     if let Some(seed) = seed_inventory {
         store.seed(&seed).await?;
     }

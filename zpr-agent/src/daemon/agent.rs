@@ -287,25 +287,25 @@ impl Agent {
     /// Records that the store's state at `revision` holds a record that
     /// cannot be read (`None`: its state reads again). The live policy
     /// stays; the condition lasts until a readable state arrives.
-    pub fn store_invalid(&mut self, invalid: Option<(u64, String)>) {
+    pub fn store_refused(&mut self, invalid: Option<(u64, String)>) {
         match invalid {
             Some((revision, why)) => {
                 let known = self
                     .status
-                    .store_invalid
+                    .store_refused
                     .as_ref()
                     .is_some_and(|notice| notice.message == why);
                 if !known {
                     error!(revision, "{why}");
-                    self.metrics.store_state_unreadable();
-                    self.status.store_invalid = Some(Notice::now(why));
+                    self.metrics.store_state_refused();
+                    self.status.store_refused = Some(Notice::now(why));
                 }
                 if self.status.revision != Some(revision) {
                     self.status.pending_revision = Some(revision);
                 }
             }
             None => {
-                if self.status.store_invalid.take().is_some() {
+                if self.status.store_refused.take().is_some() {
                     info!("the store's state reads again");
                 }
             }

@@ -141,7 +141,7 @@ pub fn assess(observed: &Observed) -> (Health, Vec<String>) {
                     ),
                 ));
             }
-            if let Some(invalid) = &status.store_invalid {
+            if let Some(invalid) = &status.store_refused {
                 problems.push((
                     Health::Degraded,
                     format!(

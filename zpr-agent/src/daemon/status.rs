@@ -35,13 +35,13 @@ pub struct Status {
     pub store_cluster: Option<u64>,
     /// A later revision the agent has read but does not enforce (held
     /// back, failed, or unreadable); `held_back`, `last_error` or
-    /// `store_invalid` says why.
+    /// `store_refused` says why.
     #[serde(default)]
     pub pending_revision: Option<u64>,
     /// The store's state holds a record that cannot be read (the live
     /// policy stays until it is fixed or removed): which, and why.
     #[serde(default)]
-    pub store_invalid: Option<Notice>,
+    pub store_refused: Option<Notice>,
     /// This host's node name in a fleet.
     #[serde(default)]
     pub node: Option<String>,

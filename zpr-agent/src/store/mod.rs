@@ -16,6 +16,7 @@ pub mod fleet;
 mod legacy_sqlite;
 pub mod records;
 mod seed;
+pub mod signing;
 mod snapshot_cache;
 mod sqlite;
 mod tenancy;
@@ -107,8 +108,14 @@ impl std::fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
-/// The stores the API can change.
-pub enum Store {
+/// A store the API can change, and the key that signs what it commits
+/// there (when one is configured).
+pub struct Store {
+    backend: Backend,
+    signer: Option<signing::Signer>,
+}
+
+enum Backend {
     Sqlite(SqliteStore),
     /// Boxed: its client is large, and a store is moved around whole.
     Etcd(Box<EtcdStore>),
@@ -118,9 +125,9 @@ impl Store {
     /// `etcd://HOST:PORT[,...]/TENANCY`, or the path of a SQLite store.
     pub async fn open(location: &str) -> anyhow::Result<Store> {
         if location.starts_with("etcd://") {
-            Ok(Store::Etcd(Box::new(
+            Ok(Store::of(Backend::Etcd(Box::new(
                 EtcdStore::open(EtcdLocation::parse(location)?).await?,
-            )))
+            ))))
         } else {
             Store::open_sqlite(Path::new(location))
         }
@@ -128,33 +135,48 @@ impl Store {
 
     /// Opens (creating if needed) the SQLite store at `path`.
     pub fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
-        Ok(Store::Sqlite(SqliteStore::open(path)?))
+        Ok(Store::of(Backend::Sqlite(SqliteStore::open(path)?)))
+    }
+
+    fn of(backend: Backend) -> Store {
+        Store {
+            backend,
+            signer: None,
+        }
+    }
+
+    /// Signs every state committed from now on with `signer`.
+    pub fn sign_with(&mut self, signer: signing::Signer) {
+        self.signer = Some(signer);
     }
 
     /// Where it is, for status and logs.
     pub fn describe(&self) -> String {
-        match self {
-            Store::Sqlite(store) => store.path().display().to_string(),
-            Store::Etcd(store) => store.location().to_string(),
+        match &self.backend {
+            Backend::Sqlite(store) => store.path().display().to_string(),
+            Backend::Etcd(store) => store.location().to_string(),
         }
     }
 
     pub async fn read(&self) -> anyhow::Result<Snapshot> {
-        match self {
-            Store::Sqlite(store) => store.read(),
-            Store::Etcd(store) => store.read().await,
+        match &self.backend {
+            Backend::Sqlite(store) => store.read(),
+            Backend::Etcd(store) => store.read().await,
         }
     }
 
     /// Makes the tenancy `after`, if the store is still at `base`'s
     /// revision ([`Conflict`] otherwise), recording `work_request` with it;
     /// returns the new revision.
+    /// With a signing key, `after` is signed as the successor of `base`
+    /// first (its signature is part of what is written).
     pub async fn commit(
         &mut self,
         base: &Snapshot,
-        after: &Tenancy,
+        after: &mut Tenancy,
         work_request: Option<&WorkRequest>,
     ) -> anyhow::Result<u64> {
+        self.sign(&base.tenancy, after)?;
         let mut writes = records::writes(&base.tenancy, after)?;
         if let Some(request) = work_request {
             writes = writes.with_work_request(request)?;
@@ -162,23 +184,35 @@ impl Store {
         self.commit_writes(base.revision, &writes).await
     }
 
+    /// Signs `after` as the successor of `base`; without a signing key,
+    /// takes off a signature it carried over (it would not verify).
+    fn sign(&self, base: &Tenancy, after: &mut Tenancy) -> anyhow::Result<()> {
+        match &self.signer {
+            Some(signer) => signer.sign(base, after),
+            None => {
+                after.signature = None;
+                Ok(())
+            }
+        }
+    }
+
     async fn commit_writes(
         &mut self,
         base_revision: u64,
         writes: &records::Writes,
     ) -> anyhow::Result<u64> {
-        match self {
-            Store::Sqlite(store) => store.commit(base_revision, writes),
-            Store::Etcd(store) => store.commit(base_revision, writes).await,
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.commit(base_revision, writes),
+            Backend::Etcd(store) => store.commit(base_revision, writes).await,
         }
     }
 
     /// Records (or replaces) a work request, whatever the revision.
     pub async fn put_work_request(&mut self, request: &WorkRequest) -> anyhow::Result<()> {
         let writes = records::Writes::default().with_work_request(request)?;
-        match self {
-            Store::Sqlite(store) => store.put_unconditionally(&writes),
-            Store::Etcd(store) => store.put_unconditionally(&writes).await,
+        match &mut self.backend {
+            Backend::Sqlite(store) => store.put_unconditionally(&writes),
+            Backend::Etcd(store) => store.put_unconditionally(&writes).await,
         }
     }
 
@@ -186,9 +220,9 @@ impl Store {
     /// every API server meet. A single host's audit log is its file
     /// (`<run-dir>/audit.jsonl`), so SQLite keeps none.
     pub async fn put_audit_record(&mut self, record: &impl serde::Serialize) -> anyhow::Result<()> {
-        match self {
-            Store::Sqlite(_) => Ok(()),
-            Store::Etcd(store) => {
+        match &mut self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Etcd(store) => {
                 let nanos = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |elapsed| elapsed.as_nanos());
@@ -205,16 +239,16 @@ impl Store {
     }
 
     pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
-        match self {
-            Store::Sqlite(store) => store.work_requests(),
-            Store::Etcd(store) => store.work_requests().await,
+        match &self.backend {
+            Backend::Sqlite(store) => store.work_requests(),
+            Backend::Etcd(store) => store.work_requests().await,
         }
     }
 
     pub async fn work_request(&self, id: &str) -> anyhow::Result<WorkRequest> {
-        let found = match self {
-            Store::Sqlite(store) => store.work_request(id)?,
-            Store::Etcd(store) => store.work_request(id).await?,
+        let found = match &self.backend {
+            Backend::Sqlite(store) => store.work_request(id)?,
+            Backend::Etcd(store) => store.work_request(id).await?,
         };
         match found {
             Some(request) => Ok(request),
@@ -238,7 +272,7 @@ impl Store {
                 // A tenancy seeded before tenancy ids: it gets one now.
                 let mut identified = base.tenancy.clone();
                 identified.tenancy_id = Some(Tenancy::draw_id()?);
-                self.commit(&base, &identified, None).await?;
+                self.commit(&base, &mut identified, None).await?;
             }
             return Ok(false);
         }
@@ -251,6 +285,7 @@ impl Store {
         if seeded.tenancy_id.is_none() {
             seeded.tenancy_id = Some(Tenancy::draw_id()?);
         }
+        self.sign(&base.tenancy, &mut seeded)?;
         self.write_into_empty(&base, &seeded, &inventory_path.display().to_string())
             .await?;
         tracing::info!(inventory = %inventory_path.display(), "imported into the empty store");

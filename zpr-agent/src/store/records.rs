@@ -27,6 +27,8 @@ pub const TENANCY_ID: &str = "tenancy-id";
 /// The operator's confirmation of a change that stops protecting most of
 /// some host's endpoints, written with that change (see [`super::Confirmation`]).
 pub const CONFIRMATION: &str = "confirmation";
+/// The API server's signature of the state (see [`super::signing`]).
+pub const SIGNATURE: &str = "signature";
 /// Work requests are kept beside the tenancy, not in it: agents never read them.
 pub const WORK_REQUESTS: &str = "work-requests/";
 /// A fleet's audit records, beside the tenancy too.
@@ -143,6 +145,9 @@ pub fn to_records(tenancy: &Tenancy) -> anyhow::Result<Records> {
     }
     if let Some(confirmation) = &tenancy.confirmation {
         put(&mut records, CONFIRMATION.to_owned(), confirmation)?;
+    }
+    if let Some(signature) = &tenancy.signature {
+        put(&mut records, SIGNATURE.to_owned(), signature)?;
     }
     Ok(records)
 }
@@ -270,6 +275,8 @@ fn read_record(tenancy: &mut Tenancy, key: &[u8], value: &[u8]) -> Result<(), Ba
         parse(value).map(|id| tenancy.tenancy_id = Some(id))
     } else if key == CONFIRMATION {
         parse(value).map(|confirmed| tenancy.confirmation = Some(confirmed))
+    } else if key == SIGNATURE {
+        parse(value).map(|signed| tenancy.signature = Some(signed))
     } else {
         return Err(bad("zpr keeps no record of that name".to_owned()));
     };

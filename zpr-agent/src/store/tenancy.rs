@@ -71,6 +71,9 @@ pub struct Tenancy {
     /// when it stops protecting most of some host's endpoints.
     #[serde(default)]
     pub confirmation: Option<Confirmation>,
+    /// The API server's signature of this state (see [`super::signing`]).
+    #[serde(default)]
+    pub signature: Option<super::signing::StateSignature>,
 }
 
 /// An operator's confirmation, given through the API, of a change that
@@ -261,7 +264,7 @@ impl Tenancy {
         std::fs::File::open("/dev/urandom")
             .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
             .map_err(|error| anyhow::anyhow!("drawing a tenancy id from /dev/urandom: {error}"))?;
-        Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+        Ok(super::signing::to_hex(&bytes))
     }
 
     /// The endpoints each node enforces (with a vNIC, an attribute and in
@@ -312,25 +315,31 @@ impl Tenancy {
             .collect()
     }
 
-    /// SHA-256 of the tenancy's records, its confirmation left out: what a
-    /// [`Confirmation`] names (and, later, what a signature covers).
+    /// What a [`Confirmation`] names: the digest of the tenancy's records
+    /// but the confirmation and the signature.
     pub fn digest(&self) -> anyhow::Result<String> {
+        self.records_digest(&[super::records::CONFIRMATION, super::records::SIGNATURE])
+    }
+
+    /// What a signature covers: the digest of every record but itself.
+    pub fn signed_digest(&self) -> anyhow::Result<String> {
+        self.records_digest(&[super::records::SIGNATURE])
+    }
+
+    /// SHA-256 over the tenancy's records (key and value each followed by
+    /// a NUL, in key order), but those named in `left_out`.
+    fn records_digest(&self, left_out: &[&str]) -> anyhow::Result<String> {
         use sha2::Digest as _;
-        let unconfirmed = Tenancy {
-            confirmation: None,
-            ..self.clone()
-        };
         let mut hasher = sha2::Sha256::new();
-        for (key, value) in super::records::to_records(&unconfirmed)? {
+        for (key, value) in super::records::to_records(self)? {
+            if left_out.contains(&key.as_str()) {
+                continue;
+            }
             for part in [key.as_bytes(), b"\0", value.as_bytes(), b"\0"] {
                 hasher.update(part);
             }
         }
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect())
+        Ok(super::signing::to_hex(&hasher.finalize()))
     }
 
     /// A new OCID-like id: `ocid1.<kind>.zpr.<n>`, never reused.

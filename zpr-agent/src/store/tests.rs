@@ -240,9 +240,9 @@ fn a_commit_based_on_an_old_revision_is_refused_and_writes_nothing() {
         second
             .create_policy("second", "", &statements(&[OPEN_LB]))
             .unwrap();
-        let revision = t.store.commit(&base, &first, None).await.unwrap();
+        let revision = t.store.commit(&base, &mut first, None).await.unwrap();
         assert_eq!(revision, base.revision + 1);
-        let refused = t.store.commit(&base, &second, None).await.unwrap_err();
+        let refused = t.store.commit(&base, &mut second, None).await.unwrap_err();
         let conflict = refused.downcast_ref::<Conflict>().unwrap();
         assert_eq!(conflict.current_revision, revision);
 
@@ -278,7 +278,7 @@ fn work_requests_are_kept_beside_the_tenancy_in_order() {
             time_finished: 0,
         };
         t.store
-            .commit(&base, &base.tenancy, Some(&request(10)))
+            .commit(&base, &mut base.tenancy.clone(), Some(&request(10)))
             .await
             .unwrap();
         t.store.put_work_request(&request(9)).await.unwrap();
@@ -426,7 +426,7 @@ fn a_seed_onto_a_tenancy_that_lost_next_id_is_refused_and_deletes_nothing() {
         after
             .create_policy("open-lb", "", &statements(&[OPEN_LB]))
             .unwrap();
-        t.store.commit(&base, &after, None).await.unwrap();
+        t.store.commit(&base, &mut after, None).await.unwrap();
         let with_policy = t.store.read().await.unwrap();
         let lost = records::Writes {
             puts: Vec::new(),
@@ -534,4 +534,83 @@ fn a_change_that_unprotects_most_of_a_node_is_named() {
         "audit mode everywhere"
     );
     assert!(Tenancy::default().unprotects(&before).is_empty());
+}
+
+#[test]
+fn signed_states_verify_and_tampered_replayed_or_untrusted_ones_do_not() {
+    let directory = std::env::temp_dir().join(format!("zpr-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let (first, second) = (directory.join("first"), directory.join("second"));
+    signing::generate(&first).unwrap();
+    signing::generate(&second).unwrap();
+    assert!(
+        signing::generate(&first).is_err(),
+        "a key is never overwritten"
+    );
+    let signer = signing::Signer::read(&directory.join("first.key")).unwrap();
+    let trusted = signing::TrustedKeys::read(&directory.join("first.pub")).unwrap();
+
+    let base = seeded_tenancy();
+    let mut one = base.clone();
+    signer.sign(&base, &mut one).unwrap();
+    assert_eq!(trusted.refuse(&one, None), None);
+    assert!(
+        trusted
+            .refuse(&base, None)
+            .unwrap()
+            .contains("no signature")
+    );
+    let mut two = one.clone();
+    two.create_policy("open-lb", "", &statements(&[OPEN_LB]))
+        .unwrap();
+    signer.sign(&one, &mut two).unwrap();
+    let (first_signed, second_signed) = (one.signature.as_ref(), two.signature.as_ref());
+    assert_eq!(second_signed.unwrap().sequence, 2);
+    assert_eq!(
+        second_signed.unwrap().previous,
+        first_signed.unwrap().digest
+    );
+    assert_eq!(trusted.refuse(&two, first_signed), None);
+
+    // Written behind the API's back: the records are not what was signed.
+    let mut forged = two.clone();
+    forged.endpoints.get_mut("db").unwrap().mode = "audit".into();
+    assert!(
+        trusted
+            .refuse(&forged, None)
+            .unwrap()
+            .contains("behind the API's back")
+    );
+    // An older signed state replayed over a later one.
+    assert!(
+        trusted
+            .refuse(&one, second_signed)
+            .unwrap()
+            .contains("rollback")
+    );
+    // Signed, by a key not trusted here.
+    let other = signing::Signer::read(&directory.join("second.key")).unwrap();
+    let mut by_other = one.clone();
+    other.sign(&one, &mut by_other).unwrap();
+    assert!(
+        trusted
+            .refuse(&by_other, None)
+            .unwrap()
+            .contains("not trusted")
+    );
+    // A signature that does not verify.
+    let mut bad = two.clone();
+    bad.signature.as_mut().unwrap().sequence = 9;
+    assert!(
+        trusted
+            .refuse(&bad, None)
+            .unwrap()
+            .contains("does not verify")
+    );
+    // A key others may read is refused.
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = directory.join("first.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(signing::Signer::read(&key).is_err());
+    let _ = std::fs::remove_dir_all(&directory);
 }

@@ -98,8 +98,8 @@ type OutcomeLabel = [(&'static str, &'static str); 1];
 #[derive(Clone, Debug)]
 pub struct AgentMetrics {
     reloads: Family<OutcomeLabel, Counter>,
-    /// Store states that held a record the agent cannot read.
-    unreadable_store_states: Counter,
+    /// Store states the agent refused (unreadable, or not signed).
+    refused_store_states: Counter,
     /// From the change being seen to the new generation being live.
     apply_duration: Histogram,
     /// The agent's status as last written, for the scrape thread.
@@ -121,7 +121,7 @@ impl Default for AgentMetrics {
         let (start, factor, count) = APPLY_BUCKETS;
         AgentMetrics {
             reloads,
-            unreadable_store_states: Counter::default(),
+            refused_store_states: Counter::default(),
             apply_duration: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(start, factor, count),
             ),
@@ -138,8 +138,8 @@ impl AgentMetrics {
             .inc();
     }
 
-    pub fn store_state_unreadable(&self) {
-        self.unreadable_store_states.inc();
+    pub fn store_state_refused(&self) {
+        self.refused_store_states.inc();
     }
 
     /// What the flow log and monitors record, shared with the event hub.
@@ -176,10 +176,11 @@ impl AgentMetrics {
             self.reloads.clone(),
         );
         registry.register(
-            "zpr_store_unreadable_states",
-            "Times the store's state held a record the agent cannot read (not UTF-8, not \
-             valid, or unknown): the live policy stayed, and `zpr status` names the record",
-            self.unreadable_store_states.clone(),
+            "zpr_store_refused_states",
+            "Store states the agent refused: a record it cannot read (not UTF-8, not valid, \
+             or unknown), or a state not signed by a trusted key; the live policy stayed, \
+             and `zpr status` says why",
+            self.refused_store_states.clone(),
         );
         registry.register(
             "zpr_policy_apply_duration_seconds",
