@@ -7,6 +7,10 @@
 //!
 //! `ext` is an untagged workload outside every VCN on host A: what it may
 //! reach shows what the other hosts enforce at their vNICs.
+//!
+//! With signed states (the trusted control plane), a store written behind
+//! the API's back opens nothing: forged, replayed and unsigned states are
+//! refused on every host, and rotating the signing key leaves no gap.
 
 use std::{process::Output, time::Duration};
 
@@ -54,7 +58,12 @@ const HOSTS: [&str; 3] = ["host-a", "host-b", "host-c"];
 const CONVERGED: Duration = Duration::from_secs(15);
 
 fn start_fleet() -> Fleet {
-    let fleet = Fleet::start(
+    start_fleet_with(false)
+}
+
+/// `signed`: the API server signs, every agent applies only signed states.
+fn start_fleet_with(signed: bool) -> Fleet {
+    let fleet = Fleet::start_with(
         &[
             ("host-a", &HOST_A),
             ("host-b", &HOST_B),
@@ -62,6 +71,7 @@ fn start_fleet() -> Fleet {
         ],
         &[80, 1521],
         INVENTORY,
+        signed,
     )
     .unwrap();
     let revision = revision_of(
@@ -567,4 +577,123 @@ fn a_seed_never_destroys_a_tenancy_that_lost_its_next_id() {
         fleet.works("app-1", "db", 1521),
         "the policy still allows app-1 to db"
     );
+}
+
+const LB_TO_DB: &str = "allow ocvtc002.lb:frontend endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
+
+/// Every host refuses the store's state, naming why, and keeps enforcing.
+fn every_host_refuses(fleet: &Fleet, why: &str) {
+    for host in HOSTS {
+        status_becomes(fleet, host, 3, "not signed by a trusted key");
+        status_becomes(fleet, host, 3, why);
+    }
+}
+
+/// A policy record written straight into etcd (valid, as the API would
+/// write it) opens nothing on any host.
+#[test]
+fn a_forged_policy_record_opens_nothing_on_any_host() {
+    let fleet = start_fleet_with(true);
+    let policy = fleet.key("state/policies/forged");
+    let forged = serde_json::json!({
+        "id": "forged", "name": "forged", "description": "",
+        "statements": [LB_TO_DB],
+        "lifecycleState": "ACTIVE", "timeCreated": 0, "timeUpdated": 0,
+    });
+    fleet
+        .etcd
+        .put_bytes(&policy, forged.to_string().as_bytes())
+        .unwrap();
+    every_host_refuses(&fleet, "behind the API's back");
+    assert_denied_paths_denied(&fleet, "with a forged policy in the store");
+    assert!(fleet.works("app-1", "db", 1521), "allowed paths stay allowed");
+    let (code, report) = fleet.fleet_report().unwrap();
+    assert_ne!(code, 0, "{report:#}");
+
+    // The forgery removed: the signed state is back, and in force.
+    assert!(fleet.etcd.etcdctl(&["del", &policy]).unwrap().status.success());
+    for host in HOSTS {
+        status_becomes(&fleet, host, 0, "");
+    }
+    // A change through the API is signed, and applied everywhere.
+    let created = fleet
+        .api
+        .cli(&["policy", "create", "lb-to-db", "--statement", LB_TO_DB])
+        .unwrap();
+    wait_succeeds(&fleet, revision_of(&created));
+    assert!(fleet.works("lb", "db", 1521));
+}
+
+/// An older signed state written back over a later one is refused.
+#[test]
+fn a_replayed_signed_state_is_refused() {
+    let fleet = start_fleet_with(true);
+    let policy = fleet.key(&format!(
+        "state/policies/{}",
+        policy_id(&fleet, "apps-to-db")
+    ));
+    let signature = fleet.key("state/signature");
+    let (old_policy, old_signature) = (
+        fleet.etcd.get_bytes(&policy).unwrap(),
+        fleet.etcd.get_bytes(&signature).unwrap(),
+    );
+    let deleted = fleet.api.cli(&["policy", "delete", "apps-to-db"]).unwrap();
+    wait_succeeds(&fleet, revision_of(&deleted));
+    assert!(!fleet.works("app-1", "db", 1521));
+
+    fleet.etcd.put_bytes(&policy, &old_policy).unwrap();
+    fleet.etcd.put_bytes(&signature, &old_signature).unwrap();
+    every_host_refuses(&fleet, "rollback");
+    assert!(!fleet.works("app-1", "db", 1521), "the replay reopened a path");
+    assert_denied_paths_denied(&fleet, "with a replayed state");
+}
+
+/// The signing key rotates: the new public key to the agents, the API
+/// server to the new private key, the old public key removed; every
+/// change on the way is applied, and nothing opens or closes meanwhile.
+#[test]
+fn rotating_the_signing_key_leaves_no_gap() {
+    let mut fleet = start_fleet_with(true);
+    let second = fleet.new_key("second").unwrap();
+    std::fs::copy(
+        second.with_extension("pub"),
+        fleet.trusted().join("second.pub"),
+    )
+    .unwrap();
+    let api = &mut fleet.api;
+    api.kill();
+    let key_at = api
+        .arguments
+        .iter()
+        .position(|argument| argument == "--signing-key")
+        .unwrap();
+    api.arguments[key_at + 1] = second.display().to_string();
+    api.spawn().unwrap();
+    let created = fleet
+        .api
+        .cli(&["policy", "create", "lb-to-db", "--statement", LB_TO_DB])
+        .unwrap();
+    wait_succeeds(&fleet, revision_of(&created));
+    assert!(fleet.works("lb", "db", 1521));
+    assert!(fleet.works("app-1", "db", 1521));
+
+    std::fs::remove_file(fleet.trusted().join("first.pub")).unwrap();
+    let deleted = fleet.api.cli(&["policy", "delete", "lb-to-db"]).unwrap();
+    wait_succeeds(&fleet, revision_of(&deleted));
+    assert_denied_paths_denied(&fleet, "after the rotation");
+    assert!(fleet.works("app-1", "db", 1521));
+    for host in HOSTS {
+        let (code, report) = status(&fleet, host);
+        assert_eq!(code, 0, "{report:#}");
+    }
+}
+
+/// A policy's id, by its name (through the API).
+fn policy_id(fleet: &Fleet, name: &str) -> String {
+    let output = fleet
+        .api
+        .cli(&["policy", "get", name, "--output", "json"])
+        .unwrap();
+    let policy: Value = serde_json::from_slice(&output.stdout).unwrap();
+    policy["id"].as_str().unwrap().to_owned()
 }

@@ -60,8 +60,32 @@ impl Fleet {
         ports: &[u16],
         inventory: &str,
     ) -> anyhow::Result<Fleet> {
+        Fleet::start_with(hosts, ports, inventory, false)
+    }
+
+    /// As [`Fleet::start`]; `signed`: the API server signs every state
+    /// with a key of its own (`<state>/keys/first.key`), and every agent
+    /// trusts the public keys in `<state>/trusted/` ([`Fleet::trusted`]).
+    pub fn start_with(
+        hosts: &[(&str, &[Workload])],
+        ports: &[u16],
+        inventory: &str,
+        signed: bool,
+    ) -> anyhow::Result<Fleet> {
         let state = std::env::temp_dir().join(unique_name("zfl"));
         fs::create_dir_all(&state)?;
+        let mut api_arguments = Vec::new();
+        let mut agent_arguments = Vec::new();
+        if signed {
+            let key = generate_key(&state, "first")?;
+            fs::create_dir_all(state.join("trusted"))?;
+            fs::copy(key.with_extension("pub"), state.join("trusted/first.pub"))?;
+            api_arguments = vec!["--signing-key".to_owned(), key.display().to_string()];
+            agent_arguments = vec![
+                "--trusted-keys".to_owned(),
+                state.join("trusted").display().to_string(),
+            ];
+        }
         let etcd = Etcd::start()?;
         let url = etcd.url(&unique_name("t"));
         let spine = Netns::new()?;
@@ -105,7 +129,13 @@ impl Fleet {
         let inventory_file = state.join("inventory.yaml");
         fs::write(&inventory_file, inventory)?;
         let first = hosts[0].0;
-        let api = ApiServer::start(&built[first].0.router, &url, &inventory_file, &state)?;
+        let api = ApiServer::start_with(
+            &built[first].0.router,
+            &url,
+            &inventory_file,
+            &state,
+            &api_arguments,
+        )?;
         let mut fleet_hosts = BTreeMap::new();
         for (host, (topology, bridge)) in built {
             let host_state = state.join(&host);
@@ -118,6 +148,7 @@ impl Fleet {
                 &host_state,
             );
             agent.arguments = fleet_agent_arguments(&url, &host);
+            agent.arguments.extend(agent_arguments.iter().cloned());
             agent.spawn()?;
             fleet_hosts.insert(
                 host,
@@ -142,6 +173,17 @@ impl Fleet {
             host.agent.wait_for_generation(1)?;
         }
         Ok(fleet)
+    }
+
+    /// The directory of public keys a signed fleet's agents trust.
+    pub fn trusted(&self) -> PathBuf {
+        self.state.join("trusted")
+    }
+
+    /// A new key pair in the fleet's state: the private key's path
+    /// (`<name>.key`; the public one is beside it, `<name>.pub`).
+    pub fn new_key(&self, name: &str) -> anyhow::Result<PathBuf> {
+        generate_key(&self.state, name)
     }
 
     /// Another API server on the same tenancy, on `host`.
@@ -252,6 +294,22 @@ impl Drop for Fleet {
     }
 }
 
+/// `zpr key generate --out <state>/keys/<name>`: the private key's path.
+fn generate_key(state: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(state.join("keys"))?;
+    let prefix = state.join("keys").join(name);
+    let output = Command::new(zpr_binary())
+        .args(["key", "generate", "--out"])
+        .arg(&prefix)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "zpr key generate: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(prefix.with_extension("key"))
+}
+
 /// `zpr run`'s arguments for a host of the fleet.
 pub fn fleet_agent_arguments(url: &str, node: &str) -> Vec<String> {
     [
@@ -270,7 +328,8 @@ pub fn fleet_agent_arguments(url: &str, node: &str) -> Vec<String> {
 pub struct ApiServer {
     pub socket: PathBuf,
     netns: String,
-    arguments: Vec<String>,
+    /// `zpr serve`'s arguments (change them, then kill and spawn).
+    pub arguments: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -281,6 +340,17 @@ impl ApiServer {
         url: &str,
         seed_inventory: &Path,
         state: &Path,
+    ) -> anyhow::Result<ApiServer> {
+        ApiServer::start_with(netns, url, seed_inventory, state, &[])
+    }
+
+    /// As [`ApiServer::start`], with more arguments for `zpr serve`.
+    pub fn start_with(
+        netns: &Netns,
+        url: &str,
+        seed_inventory: &Path,
+        state: &Path,
+        more: &[String],
     ) -> anyhow::Result<ApiServer> {
         let run_dir = state.join(unique_name("api"));
         let socket = run_dir.join("api.sock");
@@ -297,7 +367,9 @@ impl ApiServer {
             &socket.display().to_string(),
         ]
         .map(str::to_owned)
-        .to_vec();
+        .into_iter()
+        .chain(more.iter().cloned())
+        .collect();
         let mut server = ApiServer {
             socket,
             netns: netns.name().to_owned(),
@@ -309,7 +381,15 @@ impl ApiServer {
         Ok(server)
     }
 
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let _ = fs::remove_file(&self.socket);
         self.child = Some(start_zpr_serve(
             &self.netns,
             &self.arguments,
@@ -345,9 +425,6 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 }
