@@ -13,40 +13,12 @@ use std::{
 };
 
 use serde_json::Value;
-use zpr_tests::fleet::{ApiServer, Fleet, Workload};
+use zpr_tests::fleet::{
+    ApiServer, Fleet, Workload, revision_of,
+    three_hosts::{APPS_TO_DB, HOST_B, HOST_C, INVENTORY, LB_TO_APPS},
+};
 
 const HOST_A: [Workload; 1] = [("lb", "zpr-lb", "10.0.1.10")];
-/// Two hosts each with a `vnet0`, as every libvirt hypervisor has.
-const HOST_B: [Workload; 2] = [
-    ("app-1", "vnet0", "10.0.2.10"),
-    ("app-2", "vnet1", "10.0.2.11"),
-];
-const HOST_C: [Workload; 1] = [("db", "vnet0", "10.1.1.10")];
-
-const INVENTORY: &str = "
-namespaces:
-  - name: ocvtc002
-    attributes:
-      - { key: networks, type: list, values: [front-end, back-end] }
-      - { key: lb, type: list, values: [frontend] }
-      - { key: apps, type: list, values: [server] }
-      - { key: db, type: list, values: [customer-db] }
-vcns:
-  - { name: frontend-vcn, cidrs: [10.0.0.0/16], security-attribute: ocvtc002.networks:front-end }
-  - { name: backend-vcn, cidrs: [10.1.0.0/16], security-attribute: ocvtc002.networks:back-end }
-endpoints:
-  - { name: lb, vcn: frontend-vcn, addresses: [10.0.1.10], interface: zpr-lb, node: host-a,
-      security-attributes: [ocvtc002.lb:frontend] }
-  - { name: app-1, vcn: frontend-vcn, addresses: [10.0.2.10], interface: vnet0, node: host-b,
-      security-attributes: [ocvtc002.apps:server] }
-  - { name: app-2, vcn: frontend-vcn, addresses: [10.0.2.11], interface: vnet1, node: host-b,
-      security-attributes: [ocvtc002.apps:server] }
-  - { name: db, vcn: backend-vcn, addresses: [10.1.1.10], interface: vnet0, node: host-c,
-      security-attributes: [ocvtc002.db:customer-db] }
-";
-
-const APPS_TO_DB: &str = "allow ocvtc002.apps:server endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
-const LB_TO_APPS: &str = "In ocvtc002.networks:front-end VCN allow ocvtc002.lb:frontend endpoints to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
 
 /// How long a change may take to be enforced everywhere in these tests
 /// (the target is well under a second; the margin is for a loaded CI).
@@ -75,29 +47,8 @@ fn succeeded(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The store revision the CLI reported for a change.
-fn revision_of(output: &Output) -> u64 {
-    let stderr = succeeded(output);
-    let after = stderr
-        .split("store revision ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no store revision in: {stderr}"));
-    after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// Waits until every node enforces `revision` (`zpr wait`), and says so.
 fn wait_everywhere(fleet: &Fleet, revision: u64) {
-    let output = fleet.wait(revision, CONVERGED.as_secs() as u32).unwrap();
-    assert!(
-        output.status.success(),
-        "zpr wait {revision}: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    fleet.wait_everywhere(revision, CONVERGED);
 }
 
 fn status(fleet: &Fleet, host: &str) -> (i32, Value) {

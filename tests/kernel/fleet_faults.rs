@@ -17,42 +17,16 @@ use std::{process::Output, time::Duration};
 use serde_json::Value;
 use zpr_tests::{
     agent::zpr_binary,
-    fleet::{Fleet, Workload, fleet_agent_arguments},
+    fleet::{
+        Fleet, Workload, fleet_agent_arguments, revision_of,
+        three_hosts::{APPS_TO_DB, HOST_B, HOST_C, INVENTORY},
+    },
 };
 
 const HOST_A: [Workload; 2] = [
     ("lb", "zpr-lb", "10.0.1.10"),
     ("ext", "zpr-ext", "10.9.0.10"),
 ];
-const HOST_B: [Workload; 2] = [
-    ("app-1", "vnet0", "10.0.2.10"),
-    ("app-2", "vnet1", "10.0.2.11"),
-];
-const HOST_C: [Workload; 1] = [("db", "vnet0", "10.1.1.10")];
-
-const INVENTORY: &str = "
-namespaces:
-  - name: ocvtc002
-    attributes:
-      - { key: networks, type: list, values: [front-end, back-end] }
-      - { key: lb, type: list, values: [frontend] }
-      - { key: apps, type: list, values: [server] }
-      - { key: db, type: list, values: [customer-db] }
-vcns:
-  - { name: frontend-vcn, cidrs: [10.0.0.0/16], security-attribute: ocvtc002.networks:front-end }
-  - { name: backend-vcn, cidrs: [10.1.0.0/16], security-attribute: ocvtc002.networks:back-end }
-endpoints:
-  - { name: lb, vcn: frontend-vcn, addresses: [10.0.1.10], interface: zpr-lb, node: host-a,
-      security-attributes: [ocvtc002.lb:frontend] }
-  - { name: app-1, vcn: frontend-vcn, addresses: [10.0.2.10], interface: vnet0, node: host-b,
-      security-attributes: [ocvtc002.apps:server] }
-  - { name: app-2, vcn: frontend-vcn, addresses: [10.0.2.11], interface: vnet1, node: host-b,
-      security-attributes: [ocvtc002.apps:server] }
-  - { name: db, vcn: backend-vcn, addresses: [10.1.1.10], interface: vnet0, node: host-c,
-      security-attributes: [ocvtc002.db:customer-db] }
-";
-
-const APPS_TO_DB: &str = "allow ocvtc002.apps:server endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
 
 const HOSTS: [&str; 3] = ["host-a", "host-b", "host-c"];
 const CONVERGED: Duration = Duration::from_secs(15);
@@ -94,29 +68,8 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// The store revision the CLI reported for a change.
-fn revision_of(output: &Output) -> u64 {
-    assert!(output.status.success(), "{}", text(output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let after = stderr
-        .split("store revision ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no store revision in: {stderr}"));
-    after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn wait_succeeds(fleet: &Fleet, revision: u64) {
-    let output = fleet.wait(revision, CONVERGED.as_secs() as u32).unwrap();
-    assert!(
-        output.status.success(),
-        "zpr wait {revision}: {}",
-        text(&output)
-    );
+    fleet.wait_everywhere(revision, CONVERGED);
 }
 
 /// `zpr wait` says no (quickly: a short timeout), and names `naming`.
@@ -181,6 +134,11 @@ fn node_line(report: &Value, node: &str) -> Value {
         .find(|line| line["node"] == node)
         .cloned()
         .unwrap_or_else(|| panic!("no line for {node}: {report:#}"))
+}
+
+/// Asserts a node's state in `zpr fleet status --output json`.
+fn assert_state(report: &Value, node: &str, state: &str) {
+    assert_eq!(node_line(report, node)["state"], state, "{report:#}");
 }
 
 /// `zpr fleet status` once `node`'s record is gone (its agent's lease
@@ -251,16 +209,8 @@ fn a_node_name_that_matches_nothing_is_loud_everywhere() {
     // killed agent's lease lapses); the stray node is not in step.
     let (code, report) = lease_lapsed(&fleet, "host-c");
     assert_eq!(code, 1, "{report:#}");
-    assert_eq!(
-        node_line(&report, "host-c")["state"],
-        "no-agent",
-        "{report:#}"
-    );
-    assert_eq!(
-        node_line(&report, "hv-17x")["state"],
-        "not-enforcing",
-        "{report:#}"
-    );
+    assert_state(&report, "host-c", "no-agent");
+    assert_state(&report, "hv-17x", "not-enforcing");
     let revision = report["revision"].as_u64().unwrap();
     wait_refuses(&fleet, revision, "host-c (no live agent");
 
@@ -297,11 +247,7 @@ fn a_second_agent_under_a_held_node_name_is_refused_and_both_say_so() {
     status_becomes(&fleet, "host-b", 1, "also claimed by");
     let (code, report) = lease_lapsed(&fleet, "host-c");
     assert_eq!(code, 1, "{report:#}");
-    assert_eq!(
-        node_line(&report, "host-c")["state"],
-        "no-agent",
-        "{report:#}"
-    );
+    assert_state(&report, "host-c", "no-agent");
     assert!(
         report["nodes"]
             .as_array()
@@ -405,11 +351,7 @@ fn a_held_back_start_reports_what_is_enforced_and_confirm_applies_it() {
     assert_denied_paths_denied(&fleet, "with the untagging held back");
     let (code, report) = fleet.fleet_report().unwrap();
     assert_ne!(code, 0, "{report:#}");
-    assert_eq!(
-        node_line(&report, "host-c")["state"],
-        "held-back",
-        "{report:#}"
-    );
+    assert_state(&report, "host-c", "held-back");
     wait_refuses(&fleet, untagged_at, "host-c");
 
     // The operator confirms it on the host: now it is in force.
@@ -606,12 +548,22 @@ fn a_forged_policy_record_opens_nothing_on_any_host() {
         .unwrap();
     every_host_refuses(&fleet, "behind the API's back");
     assert_denied_paths_denied(&fleet, "with a forged policy in the store");
-    assert!(fleet.works("app-1", "db", 1521), "allowed paths stay allowed");
+    assert!(
+        fleet.works("app-1", "db", 1521),
+        "allowed paths stay allowed"
+    );
     let (code, report) = fleet.fleet_report().unwrap();
     assert_ne!(code, 0, "{report:#}");
 
     // The forgery removed: the signed state is back, and in force.
-    assert!(fleet.etcd.etcdctl(&["del", &policy]).unwrap().status.success());
+    assert!(
+        fleet
+            .etcd
+            .etcdctl(&["del", &policy])
+            .unwrap()
+            .status
+            .success()
+    );
     for host in HOSTS {
         status_becomes(&fleet, host, 0, "");
     }
@@ -644,7 +596,10 @@ fn a_replayed_signed_state_is_refused() {
     fleet.etcd.put_bytes(&policy, &old_policy).unwrap();
     fleet.etcd.put_bytes(&signature, &old_signature).unwrap();
     every_host_refuses(&fleet, "rollback");
-    assert!(!fleet.works("app-1", "db", 1521), "the replay reopened a path");
+    assert!(
+        !fleet.works("app-1", "db", 1521),
+        "the replay reopened a path"
+    );
     assert_denied_paths_denied(&fleet, "with a replayed state");
 }
 

@@ -270,6 +270,18 @@ impl Fleet {
             .output()?)
     }
 
+    /// Waits until every node that must enforces `revision` (`zpr wait`
+    /// with `timeout`); panics naming the nodes that do not.
+    pub fn wait_everywhere(&self, revision: u64, timeout: Duration) {
+        let output = self.wait(revision, timeout.as_secs() as u32).unwrap();
+        assert!(
+            output.status.success(),
+            "zpr wait {revision}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Waits until `ready` holds, or fails after `timeout` saying `what`.
     pub fn eventually(
         &self,
@@ -292,6 +304,28 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.state);
     }
+}
+
+/// The store revision the CLI reported for a change (which must have
+/// succeeded).
+pub fn revision_of(output: &Output) -> u64 {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let after = stderr
+        .split("store revision ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no store revision in: {stderr}"));
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// `zpr key generate --out <state>/keys/<name>`: the private key's path.
@@ -427,4 +461,43 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The three-tier tenancy the fleet tests spread over three hosts: lb on
+/// host-a, app-1 and app-2 on host-b (`vnet0`, `vnet1`), db on host-c
+/// (`vnet0` again, as every libvirt host has one).
+pub mod three_hosts {
+    use super::Workload;
+
+    /// Two hosts each with a `vnet0`, as every libvirt hypervisor has.
+    pub const HOST_B: [Workload; 2] = [
+        ("app-1", "vnet0", "10.0.2.10"),
+        ("app-2", "vnet1", "10.0.2.11"),
+    ];
+    pub const HOST_C: [Workload; 1] = [("db", "vnet0", "10.1.1.10")];
+
+    pub const INVENTORY: &str = "
+namespaces:
+  - name: ocvtc002
+    attributes:
+      - { key: networks, type: list, values: [front-end, back-end] }
+      - { key: lb, type: list, values: [frontend] }
+      - { key: apps, type: list, values: [server] }
+      - { key: db, type: list, values: [customer-db] }
+vcns:
+  - { name: frontend-vcn, cidrs: [10.0.0.0/16], security-attribute: ocvtc002.networks:front-end }
+  - { name: backend-vcn, cidrs: [10.1.0.0/16], security-attribute: ocvtc002.networks:back-end }
+endpoints:
+  - { name: lb, vcn: frontend-vcn, addresses: [10.0.1.10], interface: zpr-lb, node: host-a,
+      security-attributes: [ocvtc002.lb:frontend] }
+  - { name: app-1, vcn: frontend-vcn, addresses: [10.0.2.10], interface: vnet0, node: host-b,
+      security-attributes: [ocvtc002.apps:server] }
+  - { name: app-2, vcn: frontend-vcn, addresses: [10.0.2.11], interface: vnet1, node: host-b,
+      security-attributes: [ocvtc002.apps:server] }
+  - { name: db, vcn: backend-vcn, addresses: [10.1.1.10], interface: vnet0, node: host-c,
+      security-attributes: [ocvtc002.db:customer-db] }
+";
+
+    pub const APPS_TO_DB: &str = "allow ocvtc002.apps:server endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
+    pub const LB_TO_APPS: &str = "In ocvtc002.networks:front-end VCN allow ocvtc002.lb:frontend endpoints to connect to ocvtc002.apps:server endpoints with protocol='tcp/80'";
 }

@@ -717,12 +717,9 @@ impl Agent {
             return;
         };
         let now = Instant::now();
-        let again = LoadedPlan {
-            plan: plan.clone(),
-            started: now,
-            checked: now,
-        };
-        let applied = self.apply(again, now).map(Outcome::Applied);
+        let applied = self
+            .apply(LoadedPlan::again(plan.clone(), now), now)
+            .map(Outcome::Applied);
         let held_back = self.status.held_back.take();
         let last_error = self.status.last_error.take();
         let failed = applied.is_err();
@@ -753,12 +750,7 @@ impl Agent {
                     return;
                 };
                 let now = Instant::now();
-                let again = LoadedPlan {
-                    plan: plan.clone(),
-                    started: now,
-                    checked: now,
-                };
-                match self.apply(again, now) {
+                match self.apply(LoadedPlan::again(plan.clone(), now), now) {
                     Ok(_) => info!(
                         generation = self.status.generation,
                         "the live policy is written again"
@@ -845,45 +837,37 @@ enum Outcome {
     HeldBack(String),
 }
 
-/// Every interface index in this network namespace (asked of the kernel:
-/// /sys/class/net shows the namespace sysfs was mounted in).
-fn all_interface_indexes() -> BTreeSet<u32> {
-    let mut indexes = BTreeSet::new();
+/// Every interface in this network namespace, by index and name (asked
+/// of the kernel: /sys/class/net shows the namespace sysfs was mounted in).
+fn all_interfaces() -> Vec<(u32, String)> {
+    let mut interfaces = Vec::new();
     // SAFETY: if_nameindex returns an array ending with a zero entry (or
-    // null), freed below with if_freenameindex.
+    // null), freed below with if_freenameindex; each name is a C string.
     unsafe {
         let list = libc::if_nameindex();
         if list.is_null() {
-            return indexes;
-        }
-        let mut entry = list;
-        while (*entry).if_index != 0 {
-            indexes.insert((*entry).if_index);
-            entry = entry.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    indexes
-}
-
-/// The names of every interface in this network namespace.
-fn all_interface_names() -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    // SAFETY: as in `all_interface_indexes`; each name is a C string.
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return names;
+            return interfaces;
         }
         let mut entry = list;
         while (*entry).if_index != 0 {
             let name = std::ffi::CStr::from_ptr((*entry).if_name);
-            names.insert(name.to_string_lossy().into_owned());
+            interfaces.push(((*entry).if_index, name.to_string_lossy().into_owned()));
             entry = entry.add(1);
         }
         libc::if_freenameindex(list);
     }
-    names
+    interfaces
+}
+
+fn all_interface_indexes() -> BTreeSet<u32> {
+    all_interfaces()
+        .into_iter()
+        .map(|(index, _)| index)
+        .collect()
+}
+
+fn all_interface_names() -> BTreeSet<String> {
+    all_interfaces().into_iter().map(|(_, name)| name).collect()
 }
 
 /// Interfaces in `present` that `tenancy` names as vNICs of endpoints
@@ -917,6 +901,17 @@ struct LoadedPlan {
     started: Instant,
     /// Read, checked and compiled (the check compiles: the Plan must fit).
     checked: Instant,
+}
+
+impl LoadedPlan {
+    /// The live Plan, to be written again (nothing read or checked).
+    fn again(plan: Plan, now: Instant) -> LoadedPlan {
+        LoadedPlan {
+            plan,
+            started: now,
+            checked: now,
+        }
+    }
 }
 
 /// Reads, checks and compiles the inputs (files or a store's snapshot).
