@@ -266,7 +266,7 @@ fn a_second_agent_under_a_held_node_name_is_refused_and_both_say_so() {
 fn bad_records_fail_closed_are_named_and_do_not_flap() {
     let mut fleet = start_fleet();
     let policy = fleet.key("state/policies/bogus");
-    fleet
+    let garbage_at = fleet
         .etcd
         .put_bytes(&policy, b"{\"id\": \"bogus\", \"statem")
         .unwrap();
@@ -290,6 +290,7 @@ fn bad_records_fail_closed_are_named_and_do_not_flap() {
         "{report:#}"
     );
     assert_denied_paths_denied(&fleet, "with a garbage record");
+    wait_refuses(&fleet, garbage_at, "policies/bogus");
     fleet.etcd.etcdctl(&["del", &policy]).unwrap();
     for host in HOSTS {
         status_becomes(&fleet, host, 0, "");
@@ -445,6 +446,7 @@ fn a_store_restored_empty_is_noticed_and_a_snapshot_restores_it() {
     assert!(fleet.works("app-1", "db", 1521));
     let (code, report) = fleet.fleet_report().unwrap();
     assert_eq!(code, 1, "{report:#}");
+    wait_refuses(&fleet, 1, "does not exist");
 
     let snapshot = fleet
         .host("host-c")
