@@ -11,12 +11,12 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use super::{Output, agent_paths::AgentPaths};
+use super::{Output, agent_paths::AgentPaths, etcd_access::EtcdArgs};
 use crate::{
     clock::unix_now,
     daemon::{CONFIRMED_REVISION, Status, lock_holder},
     store::{
-        EtcdLocation, SnapshotCache, Store,
+        SnapshotCache, Store,
         fleet::{FleetView, NodeRecord},
         records,
     },
@@ -49,6 +49,8 @@ pub struct StatusArgs {
     pub store: String,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +72,8 @@ pub struct RestoreArgs {
     /// Say what would be written, and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +89,8 @@ pub struct WaitArgs {
     pub timeout: f64,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 /// A node as `zpr fleet status` shows it.
@@ -145,7 +151,7 @@ fn node_line(record: NodeRecord, state_revision: u64, now: u64) -> NodeLine {
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let location = EtcdLocation::parse(&args.store)?;
+    let location = args.etcd.location(&args.store)?;
     let view = runtime()?.block_on(FleetView::read(&location))?;
     let now = unix_now();
     let problems = view.not_enforcing(view.state_revision);
@@ -255,7 +261,7 @@ fn render(report: &FleetReport) -> String {
 
 /// `zpr wait`: until every node that must enforce the revision does.
 pub fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
-    let location = EtcdLocation::parse(&args.store)?;
+    let location = args.etcd.location(&args.store)?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     let runtime = runtime()?;
     loop {
@@ -364,7 +370,7 @@ fn confirm(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
 /// `zpr fleet restore`: a host's cached snapshot, written into an empty
 /// tenancy (in steps, as a seed is).
 fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let location = EtcdLocation::parse(&args.store)?;
+    let location = args.etcd.location(&args.store)?;
     let snapshot = SnapshotCache::read_file(&args.from)?;
     let records = records::to_records(&snapshot.tenancy)?;
     println!(
@@ -389,7 +395,7 @@ fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let revision = runtime()?.block_on(async {
-        let mut store = Store::open(&args.store).await?;
+        let mut store = Store::open_etcd(location.clone()).await?;
         store.restore(&snapshot.tenancy).await
     })?;
     println!(

@@ -364,6 +364,10 @@ impl Companion for FleetAgent {
     }
 
     fn started(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
+        if let Some(warning) = self.location.insecure_warning() {
+            warn!("{warning}");
+            agent.add_warning(warning);
+        }
         match &self.trusted {
             Some(trusted) => info!(
                 keys = ?trusted.ids(),

@@ -17,6 +17,7 @@ pub mod diff;
 mod diff_live;
 pub mod down;
 pub mod endpoint;
+mod etcd_access;
 pub mod explain;
 pub mod fleet;
 mod fleet_agent;

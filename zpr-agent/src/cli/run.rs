@@ -4,10 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 
-use super::{agent_options::AgentOptions, fleet_agent::FleetAgent};
+use super::{agent_options::AgentOptions, etcd_access::EtcdArgs, fleet_agent::FleetAgent};
 use crate::{
     daemon::{self, FileInputs, InputSource},
-    store::{EtcdLocation, signing::TrustedKeys},
+    store::signing::TrustedKeys,
 };
 
 #[derive(clap::Args, Debug)]
@@ -51,13 +51,15 @@ pub struct Args {
     )]
     pub trusted_keys: Option<PathBuf>,
     #[command(flatten)]
+    pub etcd: EtcdArgs,
+    #[command(flatten)]
     pub agent: AgentOptions,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match (args.store, args.inventory) {
         (Some(store), _) => {
-            let location = EtcdLocation::parse(&store)?;
+            let location = args.etcd.location(&store)?;
             let node = match args.node_name {
                 Some(node) => node,
                 None => hostname()?,

@@ -12,6 +12,7 @@ use tracing::info;
 use super::{
     agent_options::{AgentOptions, start_logging},
     diff_live::revoked_flows,
+    etcd_access::EtcdArgs,
 };
 use crate::{
     api::{
@@ -21,7 +22,7 @@ use crate::{
     compile::RevokedFlow,
     daemon::{self, Agent, AgentLock, Companion, Guard, InputSource},
     inputs::Inputs,
-    store::{Snapshot, Store, signing::Signer},
+    store::{EtcdLocation, Snapshot, Store, signing::Signer},
 };
 
 #[derive(clap::Args, Debug)]
@@ -53,6 +54,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "ZPR_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
     #[command(flatten)]
+    pub etcd: EtcdArgs,
+    #[command(flatten)]
     pub agent: AgentOptions,
 }
 
@@ -67,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .enable_all()
             .build()?
             .block_on(serve_store_only(
-                &args.store,
+                args.etcd.location(&args.store)?,
                 service,
                 args.seed_inventory,
                 signer,
@@ -178,7 +181,7 @@ impl Enforcer for LocalAgent<'_> {
 /// The API alone: each change is committed to the store, whose agents
 /// apply it on their hosts.
 async fn serve_store_only(
-    location: &str,
+    location: EtcdLocation,
     service: Service,
     seed_inventory: Option<PathBuf>,
     signer: Option<Signer>,
@@ -187,7 +190,10 @@ async fn serve_store_only(
 ) -> anyhow::Result<()> {
     // One server per run directory: a second must not take the socket.
     let _lock = AgentLock::acquire(run_dir)?;
-    let mut store = Store::open(location).await?;
+    if let Some(warning) = location.insecure_warning() {
+        tracing::warn!("{warning}");
+    }
+    let mut store = Store::open_etcd(location).await?;
     if let Some(signer) = signer {
         info!(key = signer.id(), "every state committed is signed");
         store.sign_with(signer);

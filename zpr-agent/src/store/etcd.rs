@@ -18,7 +18,12 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use std::path::PathBuf;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp,
+};
 
 use super::{
     Conflict, RefusalKind, Snapshot, Unavailable, WorkRequest,
@@ -40,38 +45,103 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Where a fleet's tenancy lives: `etcd://host:port[,host:port]/TENANCY`.
+/// Where a fleet's tenancy lives: `etcd://host:port[,host:port]/TENANCY`,
+/// and how zpr reaches it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdLocation {
-    pub endpoints: Vec<String>,
+    /// `HOST:PORT` each (the scheme follows from [`EtcdAccess`]).
+    pub hosts: Vec<String>,
     pub tenancy: String,
+    pub access: EtcdAccess,
+}
+
+/// How zpr reaches etcd: TLS (etcd's `--trusted-ca-file`, and a client
+/// certificate when etcd has `--client-cert-auth`: its CN is the etcd
+/// user), or a user and password, and whether plaintext to an etcd off
+/// loopback is accepted. Files are read at every connection, so renewed
+/// certificates are taken without a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EtcdAccess {
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub user: Option<String>,
+    /// The password's file (never a flag: argv is world-readable).
+    pub password_file: Option<PathBuf>,
+    /// Plaintext to an etcd that is not on loopback, knowingly.
+    pub insecure: bool,
 }
 
 impl EtcdLocation {
-    pub fn parse(text: &str) -> anyhow::Result<EtcdLocation> {
+    /// Parses `etcd://HOST:PORT[,...]/TENANCY` to be reached with
+    /// `access`, which must secure any host off loopback.
+    pub fn parse_with(text: &str, access: EtcdAccess) -> anyhow::Result<EtcdLocation> {
         let usage = "expected etcd://HOST:PORT[,HOST:PORT...]/TENANCY, e.g. \
                      etcd://127.0.0.1:2379/prod";
         let rest = text
             .strip_prefix("etcd://")
-            .with_context(|| format!("'{text}': {usage}"))?;
+            .with_context(|| format!("'{}': {usage}", redacted(text)))?;
         let (hosts, tenancy) = rest
             .split_once('/')
-            .with_context(|| format!("'{text}' names no tenancy: {usage}"))?;
-        let endpoints: Vec<String> = hosts
+            .with_context(|| format!("'{}' names no tenancy: {usage}", redacted(text)))?;
+        if hosts.contains('@') {
+            anyhow::bail!(
+                "'{}': credentials in the store's address are refused (argv and logs would \
+                 show them): give --etcd-user NAME and --etcd-password-file FILE, or a client \
+                 certificate (--etcd-cert, --etcd-key)",
+                redacted(text)
+            );
+        }
+        let hosts: Vec<String> = hosts
             .split(',')
             .filter(|host| !host.is_empty())
-            .map(|host| format!("http://{host}"))
+            .map(str::to_owned)
             .collect();
         let valid_tenancy = !tenancy.is_empty()
             && tenancy
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if endpoints.is_empty() || !valid_tenancy {
+        if hosts.is_empty() || !valid_tenancy {
             anyhow::bail!("'{text}': {usage} (a tenancy is 1 or more of A-Z a-z 0-9 - _ .)");
         }
+        access.check(&hosts)?;
         Ok(EtcdLocation {
-            endpoints,
+            hosts,
             tenancy: tenancy.to_owned(),
+            access,
+        })
+    }
+
+    /// As [`EtcdLocation::parse_with`], in plaintext (loopback only).
+    pub fn parse(text: &str) -> anyhow::Result<EtcdLocation> {
+        EtcdLocation::parse_with(text, EtcdAccess::default())
+    }
+
+    /// The gRPC endpoints: `https://` with TLS, `http://` without (the
+    /// client would otherwise pick plaintext for a scheme-less one).
+    pub fn endpoints(&self) -> Vec<String> {
+        let scheme = if self.access.tls() { "https" } else { "http" };
+        self.hosts
+            .iter()
+            .map(|host| format!("{scheme}://{host}"))
+            .collect()
+    }
+
+    /// Plaintext to a host off loopback, accepted with --etcd-insecure: a
+    /// warning for the log and `zpr status`.
+    pub fn insecure_warning(&self) -> Option<String> {
+        let remote: Vec<&str> = self
+            .hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|host| !on_loopback(host))
+            .collect();
+        (!self.access.tls() && !remote.is_empty()).then(|| {
+            format!(
+                "--etcd-insecure: the store is reached in plaintext at {} (not on loopback): \
+                 anyone on the path can read and change what every host enforces",
+                remote.join(", ")
+            )
         })
     }
 
@@ -108,12 +178,102 @@ impl EtcdLocation {
 
 impl std::fmt::Display for EtcdLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hosts: Vec<&str> = self
-            .endpoints
+        write!(f, "etcd://{}/{}", self.hosts.join(","), self.tenancy)
+    }
+}
+
+/// The store's address as it may be shown: credentials written into it
+/// (`user:password@`) are cut out.
+fn redacted(text: &str) -> String {
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .map(|host| match host.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => host.to_owned(),
+        })
+        .collect();
+    format!("{scheme}://{}/{path}", hosts.join(","))
+}
+
+/// `HOST:PORT` on this machine's loopback (127.0.0.0/8, ::1, localhost).
+fn on_loopback(host: &str) -> bool {
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(name, _)| name)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+impl EtcdAccess {
+    fn tls(&self) -> bool {
+        self.cacert.is_some()
+    }
+
+    /// Refuses what cannot work, or is plaintext off loopback unasked.
+    fn check(&self, hosts: &[String]) -> anyhow::Result<()> {
+        if self.cert.is_some() != self.key.is_some() {
+            anyhow::bail!(
+                "a client certificate needs both --etcd-cert and --etcd-key (one was given)"
+            );
+        }
+        if self.cert.is_some() && !self.tls() {
+            anyhow::bail!(
+                "--etcd-cert and --etcd-key need --etcd-cacert: the CA that signed etcd's \
+                 server certificate (etcd's --trusted-ca-file)"
+            );
+        }
+        if self.user.is_some() != self.password_file.is_some() {
+            anyhow::bail!("--etcd-user needs --etcd-password-file, and the other way round");
+        }
+        if self.tls() && self.insecure {
+            anyhow::bail!("--etcd-insecure and --etcd-cacert contradict each other: give one");
+        }
+        let remote: Vec<&str> = hosts
             .iter()
-            .map(|e| e.trim_start_matches("http://"))
+            .map(String::as_str)
+            .filter(|host| !on_loopback(host))
             .collect();
-        write!(f, "etcd://{}/{}", hosts.join(","), self.tenancy)
+        if !self.tls() && !self.insecure && !remote.is_empty() {
+            anyhow::bail!(
+                "refusing plaintext to etcd at {} (not on loopback): anyone on the path could \
+                 read and change what every host enforces. Give --etcd-cacert FILE (and \
+                 --etcd-cert/--etcd-key when etcd checks client certificates), or \
+                 --etcd-insecure to accept plaintext",
+                remote.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The client's options: TLS and credentials, read from their files now.
+    fn options(&self) -> anyhow::Result<ConnectOptions> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+        };
+        let mut options = ConnectOptions::new();
+        if let Some(cacert) = &self.cacert {
+            let mut tls = TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(read(cacert, "the etcd CA")?));
+            if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+                tls = tls.identity(Identity::from_pem(
+                    read(cert, "the etcd client certificate")?,
+                    read(key, "the etcd client key")?,
+                ));
+            }
+            options = options.with_tls(tls);
+        }
+        if let (Some(user), Some(file)) = (&self.user, &self.password_file) {
+            let password = String::from_utf8(read(file, "the etcd password")?)
+                .with_context(|| format!("{} is not UTF-8", file.display()))?;
+            options = options.with_user(user, password.trim_end_matches(['\n', '\r']));
+        }
+        Ok(options)
     }
 }
 
@@ -122,11 +282,15 @@ impl std::fmt::Display for EtcdLocation {
 pub async fn connect(location: &EtcdLocation) -> anyhow::Result<Client> {
     // No per-call timeout here: it would also end the long-lived watch
     // and lease streams; unary requests get theirs from [`request`].
-    let options = ConnectOptions::new()
+    let options = location
+        .access
+        .options()?
         .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
         .with_keep_alive_while_idle(true)
         .with_connect_timeout(REQUEST_TIMEOUT);
-    Client::connect(&location.endpoints, Some(options))
+    // With credentials the client authenticates while connecting: a
+    // refusal (a wrong password) is told as such, not as an outage.
+    Client::connect(location.endpoints(), Some(options))
         .await
         .map_err(|error| unavailable(location, cause(&error)))
 }
@@ -367,11 +531,19 @@ mod tests {
 
     #[test]
     fn locations_parse_and_say_what_is_expected() {
-        let location = EtcdLocation::parse("etcd://10.0.0.1:2379,10.0.0.2:2379/prod").unwrap();
+        let insecure = EtcdAccess {
+            insecure: true,
+            ..EtcdAccess::default()
+        };
+        let location =
+            EtcdLocation::parse_with("etcd://10.0.0.1:2379,10.0.0.2:2379/prod", insecure.clone())
+                .unwrap();
         assert_eq!(
-            location.endpoints,
+            location.endpoints(),
             ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
         );
+        assert!(location.insecure_warning().unwrap().contains("plaintext"));
+        assert_eq!(location.hosts, ["10.0.0.1:2379", "10.0.0.2:2379"]);
         assert_eq!(location.state_prefix(), "/zpr/v1/prod/state/");
         assert_eq!(
             location.to_string(),
@@ -386,6 +558,47 @@ mod tests {
             let error = EtcdLocation::parse(bad).unwrap_err().to_string();
             assert!(error.contains("etcd://HOST:PORT"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn plaintext_off_loopback_and_credentials_in_the_address_are_refused() {
+        let error = EtcdLocation::parse("etcd://10.0.0.1:2379/prod")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--etcd-cacert") && error.contains("--etcd-insecure"),
+            "{error}"
+        );
+        for local in [
+            "127.0.0.1:2379",
+            "localhost:2379",
+            "[::1]:2379",
+            "127.8.0.1:1",
+        ] {
+            let location = EtcdLocation::parse(&format!("etcd://{local}/prod")).unwrap();
+            assert_eq!(location.insecure_warning(), None, "{local}");
+        }
+        let error = EtcdLocation::parse("etcd://root:hunter2@10.0.0.1:2379/prod")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains("hunter2"),
+            "the password is echoed: {error}"
+        );
+        assert!(error.contains("--etcd-password-file"), "{error}");
+        let tls = EtcdAccess {
+            cacert: Some("ca.pem".into()),
+            ..EtcdAccess::default()
+        };
+        let location = EtcdLocation::parse_with("etcd://10.0.0.1:2379/prod", tls).unwrap();
+        assert_eq!(location.endpoints(), ["https://10.0.0.1:2379"]);
+        let half = EtcdAccess {
+            cacert: Some("ca.pem".into()),
+            cert: Some("agent.pem".into()),
+            ..EtcdAccess::default()
+        };
+        let error = EtcdLocation::parse_with("etcd://10.0.0.1:2379/prod", half).unwrap_err();
+        assert!(error.to_string().contains("--etcd-key"), "{error}");
     }
 
     #[test]

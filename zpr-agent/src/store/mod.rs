@@ -27,7 +27,7 @@ use std::path::Path;
 use anyhow::bail;
 
 use crate::inputs::{self, InputText, Loaded};
-pub use etcd::{EtcdLocation, EtcdStore};
+pub use etcd::{EtcdAccess, EtcdLocation, EtcdStore};
 pub use etcd_follow::{EtcdFollower, Followed};
 pub use snapshot_cache::SnapshotCache;
 pub use sqlite::SqliteStore;
@@ -122,15 +122,11 @@ enum Backend {
 }
 
 impl Store {
-    /// `etcd://HOST:PORT[,...]/TENANCY`, or the path of a SQLite store.
-    pub async fn open(location: &str) -> anyhow::Result<Store> {
-        if location.starts_with("etcd://") {
-            Ok(Store::of(Backend::Etcd(Box::new(
-                EtcdStore::open(EtcdLocation::parse(location)?).await?,
-            ))))
-        } else {
-            Store::open_sqlite(Path::new(location))
-        }
+    /// A fleet's tenancy in etcd.
+    pub async fn open_etcd(location: EtcdLocation) -> anyhow::Result<Store> {
+        Ok(Store::of(Backend::Etcd(Box::new(
+            EtcdStore::open(location).await?,
+        ))))
     }
 
     /// Opens (creating if needed) the SQLite store at `path`.
