@@ -16,7 +16,7 @@ use crate::{
     clock::unix_now,
     daemon::{CONFIRMED_REVISION, Status, lock_holder},
     store::{
-        SnapshotCache, Store,
+        EtcdLocation, SnapshotCache, Store,
         fleet::{FleetView, NodeRecord},
         records,
     },
@@ -40,6 +40,24 @@ pub enum FleetCommand {
     /// Write a host's cached snapshot (`<run-dir>/store-snapshot.json`)
     /// into an empty tenancy: how a lost store is restored.
     Restore(RestoreArgs),
+    /// Print the etcdctl commands that make a tenancy's least-privilege
+    /// roles and users: API servers read and write the tenancy, each
+    /// node's agent reads its state and writes only its own node record,
+    /// monitoring only reads. Run them with root's credentials before
+    /// `etcdctl auth enable`; each user's client certificate has the user
+    /// as its CN.
+    EtcdRoles(EtcdRolesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EtcdRolesArgs {
+    /// The tenancy (as in etcd://HOST:PORT/TENANCY).
+    #[arg(long)]
+    pub tenancy: String,
+    /// A node to make an agent user for (`zpr-TENANCY-node-NODE`); repeat
+    /// it for every node.
+    #[arg(long = "node", value_name = "NODE")]
+    pub nodes: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -124,6 +142,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         FleetCommand::Status(args) => status(args),
         FleetCommand::Confirm(args) => confirm(args),
         FleetCommand::Restore(args) => restore(args),
+        FleetCommand::EtcdRoles(args) => {
+            let location = EtcdLocation::parse(&format!("etcd://localhost/{}", args.tenancy))?;
+            for command in etcd_roles(&location, &args.nodes) {
+                println!("etcdctl {}", command.join(" "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -403,4 +428,43 @@ fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
          {revision}` is given on its host, unless it enforces exactly this state already"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The etcdctl commands (arguments after `etcdctl`) of a tenancy's roles
+/// and users, for `nodes`' agents.
+pub fn etcd_roles(location: &EtcdLocation, nodes: &[String]) -> Vec<Vec<String>> {
+    let tenancy = &location.tenancy;
+    let prefix = location.prefix();
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    let mut add = |words: &[&str]| commands.push(words.iter().map(|w| w.to_string()).collect());
+    let (api, monitor, agent) = (
+        format!("zpr-{tenancy}-api"),
+        format!("zpr-{tenancy}-monitor"),
+        format!("zpr-{tenancy}-agent"),
+    );
+    let state = location.state_prefix();
+    for (role, permission, key) in [
+        (&api, "readwrite", &prefix),
+        (&monitor, "read", &prefix),
+        (&agent, "read", &state),
+    ] {
+        add(&["role", "add", role]);
+        add(&["role", "grant-permission", role, "--prefix=true", permission, key]);
+    }
+    for user in [&api, &monitor] {
+        add(&["user", "add", user, "--no-password=true"]);
+        add(&["user", "grant-role", user, user]);
+    }
+    for node in nodes {
+        let user = format!("zpr-{tenancy}-node-{node}");
+        let record = format!("{}{node}", location.nodes_prefix());
+        let contenders = format!("{}{node}/", location.contenders_prefix());
+        add(&["role", "add", &user]);
+        add(&["role", "grant-permission", &user, "readwrite", &record]);
+        add(&["role", "grant-permission", &user, "--prefix=true", "readwrite", &contenders]);
+        add(&["user", "add", &user, "--no-password=true"]);
+        add(&["user", "grant-role", &user, &agent]);
+        add(&["user", "grant-role", &user, &user]);
+    }
+    commands
 }
