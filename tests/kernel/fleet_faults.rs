@@ -18,7 +18,7 @@ use serde_json::Value;
 use zpr_tests::{
     agent::zpr_binary,
     fleet::{
-        Fleet, Workload, fleet_agent_arguments, revision_of,
+        Fleet, Workload, revision_of,
         three_hosts::{APPS_TO_DB, HOST_B, HOST_C, INVENTORY},
     },
 };
@@ -183,7 +183,7 @@ fn a_node_name_that_matches_nothing_is_loud_everywhere() {
         ))
         .arg(zpr_binary())
         .arg("run")
-        .args(fleet_agent_arguments(&fleet.url, "hv-17x"))
+        .args(fleet.agent_arguments("hv-17x").unwrap())
         .arg("--require-endpoints")
         .args(agent.paths())
         .output()
@@ -197,7 +197,7 @@ fn a_node_name_that_matches_nothing_is_loud_everywhere() {
 
     // Without it the agent runs, attaches to nothing, and says so: the
     // host's vnet0 is the name other nodes' endpoints carry.
-    let arguments = fleet_agent_arguments(&fleet.url, "hv-17x");
+    let arguments = fleet.agent_arguments("hv-17x").unwrap();
     let agent = &mut fleet.host_mut("host-c").agent;
     agent.arguments = arguments;
     agent.spawn().unwrap();
@@ -218,6 +218,7 @@ fn a_node_name_that_matches_nothing_is_loud_everywhere() {
     let mistyped = fleet.url.replace(fleet.tenancy(), "no-such-tenancy");
     let output = std::process::Command::new(zpr_binary())
         .args(["wait", "1", "--timeout", "30", "--store", &mistyped])
+        .args(fleet.etcd_flags("root"))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -228,6 +229,7 @@ fn a_node_name_that_matches_nothing_is_loud_everywhere() {
     );
     let output = std::process::Command::new(zpr_binary())
         .args(["fleet", "status", "--store", &mistyped])
+        .args(fleet.etcd_flags("root"))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -238,7 +240,7 @@ fn a_node_name_that_matches_nothing_is_loud_everywhere() {
 fn a_second_agent_under_a_held_node_name_is_refused_and_both_say_so() {
     let mut fleet = start_fleet();
     tear_down(&mut fleet, "host-c");
-    let arguments = fleet_agent_arguments(&fleet.url, "host-b");
+    let arguments = fleet.agent_arguments("host-b").unwrap();
     let agent = &mut fleet.host_mut("host-c").agent;
     agent.arguments = arguments;
     agent.spawn().unwrap();
@@ -456,7 +458,7 @@ fn a_store_restored_empty_is_noticed_and_a_snapshot_restores_it() {
     let restore = |dry: bool| {
         let mut command = std::process::Command::new(zpr_binary());
         command.args(["fleet", "restore", "--store", &fleet.url, "--from"]);
-        command.arg(&snapshot);
+        command.arg(&snapshot).args(fleet.etcd_flags("api"));
         if dry {
             command.arg("--dry-run");
         }
@@ -653,4 +655,71 @@ fn policy_id(fleet: &Fleet, name: &str) -> String {
         .unwrap();
     let policy: Value = serde_json::from_slice(&output.stdout).unwrap();
     policy["id"].as_str().unwrap().to_owned()
+}
+
+/// Each component reaches etcd with its own certificate and the narrowest
+/// role: an agent cannot write the tenancy's state or read another
+/// tenancy, and a client of another CA is refused at the handshake.
+#[test]
+fn etcd_credentials_are_least_privilege_and_another_ca_is_refused() {
+    let fleet = start_fleet();
+    let node = format!("zpr-{}-node-host-c", fleet.tenancy());
+    let forged = fleet
+        .etcd
+        .etcdctl_as(&node, &["put", &fleet.key("state/policies/x"), "{}"])
+        .unwrap();
+    assert!(!forged.status.success());
+    assert!(
+        text(&forged).contains("permission denied"),
+        "{}",
+        text(&forged)
+    );
+    let other = fleet
+        .etcd
+        .etcdctl_as(&node, &["get", "--prefix", "/zpr/v1/"])
+        .unwrap();
+    assert!(
+        text(&other).contains("permission denied"),
+        "{}",
+        text(&other)
+    );
+
+    // What zpr says when etcd refuses (an agent's credentials read only
+    // the state, not the nodes): one line, naming the store.
+    let restore = std::process::Command::new(zpr_binary())
+        .args(["fleet", "status", "--store", &fleet.url])
+        .args(fleet.etcd_flags("node-host-c"))
+        .output()
+        .unwrap();
+    assert!(!restore.status.success());
+    let said = String::from_utf8_lossy(&restore.stderr);
+    assert!(said.contains("permission denied"), "{said}");
+    assert!(
+        said.contains(&fleet.url) && said.lines().count() <= 2,
+        "{said}"
+    );
+
+    // A certificate from another CA: the handshake fails, nothing is read.
+    let stranger =
+        zpr_tests::pki::Pki::new(&std::env::temp_dir().join(zpr_tests::unique_name("zca")))
+            .unwrap();
+    let client = stranger.issue(&node, &[]).unwrap();
+    let refused = std::process::Command::new(zpr_binary())
+        .args(["fleet", "status", "--store", &fleet.url])
+        .arg("--etcd-cacert")
+        .arg(fleet.etcd.ca().unwrap())
+        .arg("--etcd-cert")
+        .arg(&client.cert)
+        .arg("--etcd-key")
+        .arg(&client.key)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{}", text(&refused));
+    // Plaintext to the TLS port is refused too.
+    let plaintext = std::process::Command::new(zpr_binary())
+        .args(["fleet", "status", "--store", &fleet.url])
+        .output()
+        .unwrap();
+    assert!(!plaintext.status.success(), "{}", text(&plaintext));
+    assert_denied_paths_denied(&fleet, "after the refused attempts");
 }

@@ -13,7 +13,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::unique_name;
+use crate::{
+    pki::{Credentials, Pki},
+    unique_name,
+};
 
 pub const ETCD: &str = "/usr/bin/etcd";
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
@@ -23,6 +26,18 @@ pub struct Etcd {
     peer_port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// With TLS: client certificates required, auth enabled.
+    secure: Option<Secure>,
+}
+
+/// A secure etcd: its CA, server certificate and root's client
+/// certificate, and the etcdctl commands that made its users and roles
+/// (made again when its data is lost).
+struct Secure {
+    pki: Pki,
+    server: Credentials,
+    root: Credentials,
+    authorisations: std::sync::Mutex<Vec<Vec<String>>>,
 }
 
 /// A port nothing listens on in this process's network namespace now.
@@ -33,7 +48,33 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Etcd {
+    /// etcd over mutual TLS (`--client-cert-auth`: a client's CN is its
+    /// user) with auth enabled; root (`--etcd-cert` of [`Etcd::client`]
+    /// "root") may do anything, other users what [`Etcd::authorise`]
+    /// grants them.
+    pub fn start_secure() -> anyhow::Result<Etcd> {
+        let mut etcd = Etcd::prepare()?;
+        let pki = Pki::new(&etcd.dir.join("pki"))?;
+        let server = pki.issue("etcd", &["127.0.0.1"])?;
+        let root = pki.issue("root", &[])?;
+        etcd.secure = Some(Secure {
+            pki,
+            server,
+            root,
+            authorisations: Default::default(),
+        });
+        etcd.spawn()?;
+        etcd.enable_auth()?;
+        Ok(etcd)
+    }
+
     pub fn start() -> anyhow::Result<Etcd> {
+        let mut etcd = Etcd::prepare()?;
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    fn prepare() -> anyhow::Result<Etcd> {
         anyhow::ensure!(
             std::path::Path::new(ETCD).exists(),
             "{ETCD} is missing: install Debian's etcd-server package (`cargo xtask setup`)"
@@ -44,14 +85,117 @@ impl Etcd {
         );
         let dir = std::env::temp_dir().join(unique_name("zet"));
         fs::create_dir_all(&dir)?;
-        let mut etcd = Etcd {
+        Ok(Etcd {
             client_port: free_port()?,
             peer_port: free_port()?,
             dir,
             child: None,
+            secure: None,
+        })
+    }
+
+    /// Root's user and role, the authorisations made so far, then `auth
+    /// enable` (a fresh data directory has none of them).
+    fn enable_auth(&self) -> anyhow::Result<()> {
+        let Some(secure) = &self.secure else {
+            return Ok(());
         };
-        etcd.spawn()?;
-        Ok(etcd)
+        let root = [
+            vec!["user", "add", "root", "--no-password=true"],
+            vec!["user", "grant-role", "root", "root"],
+        ];
+        let made = secure
+            .authorisations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let commands = root
+            .iter()
+            .map(|words| words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+            .chain(made)
+            .chain([vec!["auth".to_owned(), "enable".to_owned()]]);
+        for command in commands {
+            let words: Vec<&str> = command.iter().map(String::as_str).collect();
+            let output = self.etcdctl(&words)?;
+            anyhow::ensure!(
+                output.status.success(),
+                "etcdctl {}: {}",
+                command.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs etcdctl `commands` as root (users and roles, as `zpr fleet
+    /// etcd-roles` prints them), and again whenever the data is lost.
+    pub fn authorise(&self, commands: Vec<Vec<String>>) -> anyhow::Result<()> {
+        for command in &commands {
+            let words: Vec<&str> = command.iter().map(String::as_str).collect();
+            let output = self.etcdctl(&words)?;
+            anyhow::ensure!(
+                output.status.success(),
+                "etcdctl {}: {}",
+                command.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let secure = self.secure.as_ref().context("etcd is not secure")?;
+        secure
+            .authorisations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(commands);
+        Ok(())
+    }
+
+    /// A client certificate for etcd user `user` (`None`: plaintext etcd).
+    pub fn client(&self, user: &str) -> anyhow::Result<Option<Credentials>> {
+        self.secure
+            .as_ref()
+            .map(|secure| secure.pki.issue(user, &[]))
+            .transpose()
+    }
+
+    /// zpr's flags to reach this etcd as `user` (none for plaintext).
+    pub fn zpr_flags(&self, user: &str) -> anyhow::Result<Vec<String>> {
+        let (Some(secure), Some(client)) = (&self.secure, self.client(user)?) else {
+            return Ok(Vec::new());
+        };
+        Ok([
+            "--etcd-cacert",
+            &secure.pki.ca().display().to_string(),
+            "--etcd-cert",
+            &client.cert.display().to_string(),
+            "--etcd-key",
+            &client.key.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec())
+    }
+
+    /// The CA that signed etcd's certificate (`None`: plaintext etcd).
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.secure.as_ref().map(|secure| secure.pki.ca())
+    }
+
+    /// etcdctl's flags to reach this etcd as root.
+    fn etcdctl_flags(&self) -> Vec<String> {
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut flags = vec![format!(
+            "--endpoints={scheme}://127.0.0.1:{}",
+            self.client_port
+        )];
+        if let Some(secure) = &self.secure {
+            flags.push(format!("--cacert={}", secure.pki.ca().display()));
+            flags.push(format!("--cert={}", secure.root.cert.display()));
+            flags.push(format!("--key={}", secure.root.key.display()));
+        }
+        flags
     }
 
     /// `etcd://127.0.0.1:PORT/TENANCY`.
@@ -62,7 +206,12 @@ impl Etcd {
     /// Starts etcd (again, on the same data and ports) and waits until it
     /// answers.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = fs::OpenOptions::new()
             .create(true)
@@ -76,6 +225,14 @@ impl Etcd {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=zpr-test={peer}"))
+            .args(self.secure.iter().flat_map(|secure| {
+                [
+                    format!("--cert-file={}", secure.server.cert.display()),
+                    format!("--key-file={}", secure.server.key.display()),
+                    format!("--trusted-ca-file={}", secure.pki.ca().display()),
+                    "--client-cert-auth".to_owned(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -100,7 +257,8 @@ impl Etcd {
     pub fn start_empty(&mut self) -> anyhow::Result<()> {
         self.kill();
         fs::remove_dir_all(self.dir.join("data")).context("removing etcd's data")?;
-        self.spawn()
+        self.spawn()?;
+        self.enable_auth()
     }
 
     /// `etcdctl put KEY VALUE` with a value of any bytes; the revision it
@@ -109,7 +267,7 @@ impl Etcd {
         use std::os::unix::ffi::OsStrExt as _;
         let output = Command::new(ETCDCTL)
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints=127.0.0.1:{}", self.client_port))
+            .args(self.etcdctl_flags())
             .args(["--command-timeout=3s", "--write-out=json", "put", key])
             .arg(std::ffi::OsStr::from_bytes(value))
             .output()?;
@@ -163,7 +321,26 @@ impl Etcd {
     pub fn etcdctl(&self, arguments: &[&str]) -> anyhow::Result<Output> {
         Command::new(ETCDCTL)
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints=127.0.0.1:{}", self.client_port))
+            .args(self.etcdctl_flags())
+            .args(["--command-timeout=3s"])
+            .args(arguments)
+            .output()
+            .context("running etcdctl")
+    }
+
+    /// `etcdctl ARGS` as etcd user `user` (its client certificate).
+    pub fn etcdctl_as(&self, user: &str, arguments: &[&str]) -> anyhow::Result<Output> {
+        let secure = self.secure.as_ref().context("etcd is not secure")?;
+        let client = secure.pki.issue(user, &[])?;
+        Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .arg(format!(
+                "--endpoints=https://127.0.0.1:{}",
+                self.client_port
+            ))
+            .arg(format!("--cacert={}", secure.pki.ca().display()))
+            .arg(format!("--cert={}", client.cert.display()))
+            .arg(format!("--key={}", client.key.display()))
             .args(["--command-timeout=3s"])
             .args(arguments)
             .output()

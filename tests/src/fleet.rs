@@ -50,6 +50,12 @@ pub struct Fleet {
     _servers: Vec<EchoServer>,
     _spine: Netns,
     state: PathBuf,
+    /// What every agent is started with beyond its node and etcd access
+    /// (trusted keys), and what the API server is.
+    agent_arguments: Vec<String>,
+    api_arguments: Vec<String>,
+    /// The nodes etcd has a user for.
+    nodes: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Fleet {
@@ -74,7 +80,7 @@ impl Fleet {
     ) -> anyhow::Result<Fleet> {
         let state = std::env::temp_dir().join(unique_name("zfl"));
         fs::create_dir_all(&state)?;
-        let mut api_arguments = Vec::new();
+        let mut api_arguments: Vec<String> = Vec::new();
         let mut agent_arguments = Vec::new();
         if signed {
             let key = generate_key(&state, "first")?;
@@ -86,8 +92,12 @@ impl Fleet {
                 state.join("trusted").display().to_string(),
             ];
         }
-        let etcd = Etcd::start()?;
-        let url = etcd.url(&unique_name("t"));
+        let etcd = Etcd::start_secure()?;
+        let tenancy = unique_name("t");
+        let url = etcd.url(&tenancy);
+        let nodes: Vec<&str> = hosts.iter().map(|(host, _)| *host).collect();
+        authorise_tenancy(&etcd, &tenancy, &nodes)?;
+        api_arguments.extend(etcd.zpr_flags(&format!("zpr-{tenancy}-api"))?);
         let spine = Netns::new()?;
         spine.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         spine.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])?;
@@ -148,6 +158,9 @@ impl Fleet {
                 &host_state,
             );
             agent.arguments = fleet_agent_arguments(&url, &host);
+            agent
+                .arguments
+                .extend(etcd.zpr_flags(&format!("zpr-{tenancy}-node-{host}"))?);
             agent.arguments.extend(agent_arguments.iter().cloned());
             agent.spawn()?;
             fleet_hosts.insert(
@@ -168,6 +181,9 @@ impl Fleet {
             _servers: servers,
             _spine: spine,
             state,
+            agent_arguments,
+            api_arguments,
+            nodes: std::sync::Mutex::new(nodes.iter().map(|node| node.to_string()).collect()),
         };
         for host in fleet.hosts.values() {
             host.agent.wait_for_generation(1)?;
@@ -189,12 +205,43 @@ impl Fleet {
     /// Another API server on the same tenancy, on `host`.
     pub fn second_api_server(&self, host: &str) -> anyhow::Result<ApiServer> {
         let seed = self.state.join("inventory.yaml");
-        ApiServer::start(
+        ApiServer::start_with(
             &self.hosts[host].topology.router,
             &self.url,
             &seed,
             &self.state,
+            &self.api_arguments,
         )
+    }
+
+    /// `zpr run`'s arguments for an agent of `node` (its etcd user made
+    /// first when the fleet has none yet).
+    pub fn agent_arguments(&self, node: &str) -> anyhow::Result<Vec<String>> {
+        let fresh = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(node.to_owned());
+        if fresh {
+            authorise_nodes(&self.etcd, self.tenancy(), &[node])?;
+        }
+        let mut arguments = fleet_agent_arguments(&self.url, node);
+        arguments.extend(
+            self.etcd
+                .zpr_flags(&format!("zpr-{}-node-{node}", self.tenancy()))?,
+        );
+        arguments.extend(self.agent_arguments.iter().cloned());
+        Ok(arguments)
+    }
+
+    /// zpr's flags to reach the store as the tenancy's `role` user
+    /// (`api`, `monitor`), or as etcd's root.
+    pub fn etcd_flags(&self, role: &str) -> Vec<String> {
+        let user = match role {
+            "root" => "root".to_owned(),
+            role => format!("zpr-{}-{role}", self.tenancy()),
+        };
+        self.etcd.zpr_flags(&user).expect("a client certificate")
     }
 
     pub fn host(&self, name: &str) -> &FleetHost {
@@ -239,6 +286,7 @@ impl Fleet {
     pub fn fleet_report(&self) -> anyhow::Result<(i32, Value)> {
         let output = Command::new(zpr_binary())
             .args(["fleet", "status", "--output", "json", "--store", &self.url])
+            .args(self.etcd_flags("monitor"))
             .output()?;
         let report = serde_json::from_slice(&output.stdout).with_context(|| {
             format!(
@@ -253,6 +301,7 @@ impl Fleet {
     pub fn fleet_status(&self) -> anyhow::Result<Value> {
         let output = Command::new(zpr_binary())
             .args(["fleet", "status", "--output", "json", "--store", &self.url])
+            .args(self.etcd_flags("monitor"))
             .output()?;
         serde_json::from_slice(&output.stdout).with_context(|| {
             format!(
@@ -267,6 +316,7 @@ impl Fleet {
         Ok(Command::new(zpr_binary())
             .args(["wait", &revision.to_string(), "--store", &self.url])
             .args(["--timeout", &timeout_seconds.to_string()])
+            .args(self.etcd_flags("monitor"))
             .output()?)
     }
 
@@ -326,6 +376,46 @@ pub fn revision_of(output: &Output) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// The tenancy's roles and users (`zpr fleet etcd-roles`), made in etcd.
+fn authorise_tenancy(etcd: &Etcd, tenancy: &str, nodes: &[&str]) -> anyhow::Result<()> {
+    etcd.authorise(etcd_roles(tenancy, nodes)?)
+}
+
+/// Users for more nodes: the node lines of `zpr fleet etcd-roles` (the
+/// tenancy's own roles exist already).
+fn authorise_nodes(etcd: &Etcd, tenancy: &str, nodes: &[&str]) -> anyhow::Result<()> {
+    let node_users = format!("zpr-{tenancy}-node-");
+    let commands = etcd_roles(tenancy, nodes)?
+        .into_iter()
+        .filter(|command| {
+            command
+                .get(2)
+                .is_some_and(|name| name.starts_with(&node_users))
+        })
+        .collect();
+    etcd.authorise(commands)
+}
+
+/// `zpr fleet etcd-roles --tenancy T --node N...`, as etcdctl arguments.
+fn etcd_roles(tenancy: &str, nodes: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut command = Command::new(zpr_binary());
+    command.args(["fleet", "etcd-roles", "--tenancy", tenancy]);
+    for node in nodes {
+        command.args(["--node", node]);
+    }
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "zpr fleet etcd-roles: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?
+        .lines()
+        .filter_map(|line| line.strip_prefix("etcdctl "))
+        .map(|line| line.split_whitespace().map(str::to_owned).collect())
+        .collect())
 }
 
 /// `zpr key generate --out <state>/keys/<name>`: the private key's path.

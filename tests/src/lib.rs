@@ -20,6 +20,7 @@ pub mod http;
 pub mod loopback_bridge;
 pub mod mount_namespace;
 pub mod os_users;
+pub mod pki;
 pub mod prometheus;
 pub mod served_agent;
 pub mod site;

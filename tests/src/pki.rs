@@ -87,3 +87,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .write_all(bytes)?;
     Ok(())
 }
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

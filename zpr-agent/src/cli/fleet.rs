@@ -449,7 +449,14 @@ pub fn etcd_roles(location: &EtcdLocation, nodes: &[String]) -> Vec<Vec<String>>
         (&agent, "read", &state),
     ] {
         add(&["role", "add", role]);
-        add(&["role", "grant-permission", role, "--prefix=true", permission, key]);
+        add(&[
+            "role",
+            "grant-permission",
+            role,
+            "--prefix=true",
+            permission,
+            key,
+        ]);
     }
     for user in [&api, &monitor] {
         add(&["user", "add", user, "--no-password=true"]);
@@ -461,7 +468,14 @@ pub fn etcd_roles(location: &EtcdLocation, nodes: &[String]) -> Vec<Vec<String>>
         let contenders = format!("{}{node}/", location.contenders_prefix());
         add(&["role", "add", &user]);
         add(&["role", "grant-permission", &user, "readwrite", &record]);
-        add(&["role", "grant-permission", &user, "--prefix=true", "readwrite", &contenders]);
+        add(&[
+            "role",
+            "grant-permission",
+            &user,
+            "--prefix=true",
+            "readwrite",
+            &contenders,
+        ]);
         add(&["user", "add", &user, "--no-password=true"]);
         add(&["user", "grant-role", &user, &agent]);
         add(&["user", "grant-role", &user, &user]);

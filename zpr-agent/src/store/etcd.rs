@@ -388,22 +388,67 @@ pub async fn list(
 
 pub struct EtcdStore {
     location: EtcdLocation,
-    client: Client,
+    /// Made again after the store stopped answering: a channel to an etcd
+    /// that restarted (or renewed its certificate) is not trusted to
+    /// recover by itself.
+    client: std::sync::Mutex<Option<Client>>,
 }
 
 impl EtcdStore {
     pub async fn open(location: EtcdLocation) -> anyhow::Result<EtcdStore> {
         let client = connect(&location).await?;
-        Ok(EtcdStore { location, client })
+        Ok(EtcdStore {
+            location,
+            client: std::sync::Mutex::new(Some(client)),
+        })
+    }
+
+    fn held_client(&self) -> std::sync::MutexGuard<'_, Option<Client>> {
+        self.client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        if let Some(client) = self.held_client().clone() {
+            return Ok(client);
+        }
+        let client = connect(&self.location).await?;
+        *self.held_client() = Some(client.clone());
+        Ok(client)
+    }
+
+    /// `outcome`, after dropping the client when the store did not answer.
+    fn settled<T>(&self, outcome: anyhow::Result<T>) -> anyhow::Result<T> {
+        if outcome
+            .as_ref()
+            .is_err_and(|error| error.downcast_ref::<Unavailable>().is_some())
+        {
+            *self.held_client() = None;
+        }
+        outcome
     }
 
     pub fn location(&self) -> &EtcdLocation {
         &self.location
     }
 
+    /// The tenancy now. Tried again once on a new connection when the
+    /// store did not answer (a read changes nothing): every API call
+    /// starts with it, so a channel left broken by an etcd restart is
+    /// replaced before a change is committed over it.
     pub async fn read(&self) -> anyhow::Result<Snapshot> {
-        let mut client = self.client.clone();
-        let listed = list(&mut client, &self.location, &self.location.state_prefix()).await?;
+        let prefix = self.location.state_prefix();
+        let mut client = self.client().await?;
+        let listed = list(&mut client, &self.location, &prefix).await;
+        let listed = match self.settled(listed) {
+            Ok(listed) => listed,
+            Err(_) => {
+                let mut client = self.client().await?;
+                let listed = list(&mut client, &self.location, &prefix).await;
+                self.settled(listed)?
+            }
+        };
         Ok(Snapshot {
             tenancy: records::from_raw(&listed.records)?,
             revision: listed.revision,
@@ -425,8 +470,9 @@ impl EtcdStore {
                 base_revision as i64 + 1,
             )])
             .and_then(operations);
-        let mut client = self.client.clone();
-        let answer = request(&self.location, client.txn(transaction)).await?;
+        let mut client = self.client().await?;
+        let answer = request(&self.location, client.txn(transaction)).await;
+        let answer = self.settled(answer)?;
         let revision = answer.header().map_or(0, |header| header.revision()) as u64;
         if !answer.succeeded() {
             return Err(Conflict {
@@ -442,8 +488,9 @@ impl EtcdStore {
     pub async fn put_unconditionally(&mut self, writes: &Writes) -> anyhow::Result<()> {
         check_limits(writes, 0)?;
         let transaction = Txn::new().and_then(self.operations(writes));
-        let mut client = self.client.clone();
-        request(&self.location, client.txn(transaction)).await?;
+        let mut client = self.client().await?;
+        let answer = request(&self.location, client.txn(transaction)).await;
+        self.settled(answer)?;
         Ok(())
     }
 
@@ -463,9 +510,10 @@ impl EtcdStore {
     }
 
     pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
-        let mut client = self.client.clone();
+        let mut client = self.client().await?;
         let prefix = format!("{}{}", self.location.prefix(), records::WORK_REQUESTS);
-        let listed = list(&mut client, &self.location, &prefix).await?;
+        let listed = list(&mut client, &self.location, &prefix).await;
+        let listed = self.settled(listed)?;
         let texts: Vec<(String, String)> = listed
             .records
             .iter()
@@ -480,11 +528,12 @@ impl EtcdStore {
     }
 
     pub async fn work_request(&self, id: &str) -> anyhow::Result<Option<WorkRequest>> {
-        let mut client = self.client.clone();
+        let mut client = self.client().await?;
         let key = self
             .location
             .key_of(&format!("{}{id}", records::WORK_REQUESTS));
-        let answer = request(&self.location, client.get(key, None)).await?;
+        let answer = request(&self.location, client.get(key, None)).await;
+        let answer = self.settled(answer)?;
         answer
             .kvs()
             .first()
