@@ -460,7 +460,8 @@ fn records_that_do_not_read_are_named_with_why() {
         records::from_raw(&raw)
     };
     assert_eq!(raw(&|_| {}).unwrap(), seeded_tenancy());
-    let cases: [(&dyn Fn(&mut records::RawRecords), &str); 6] = [
+    type Edit<'a> = &'a dyn Fn(&mut records::RawRecords);
+    let cases: [(Edit, &str); 6] = [
         (
             &|raw| {
                 let policy = br#"{"id":"p","name":"p","description":"","statements":["allow 'a' to connect to 'b'\nallow 'c' to connect to 'd'"],"lifecycleState":"ACTIVE","timeCreated":0,"timeUpdated":0}"#;
