@@ -27,17 +27,18 @@ pub struct Args {
     #[arg(
         long,
         value_name = "etcd://HOST:PORT[,HOST:PORT]/TENANCY",
-        conflicts_with = "policies"
+        conflicts_with = "policies",
+        env = "ZPR_STORE"
     )]
     pub store: Option<String>,
     /// This host's name in the fleet: only endpoints placed on it (or on
     /// no node) are attached here [default: the hostname].
-    #[arg(long, value_name = "NAME", requires = "store")]
+    #[arg(long, value_name = "NAME", requires = "store", env = "ZPR_NODE_NAME")]
     pub node_name: Option<String>,
     /// Refuse to start when the store places no endpoint on this node (a
     /// mistyped node name or tenancy would otherwise leave this host's
     /// workloads unprotected while the agent runs).
-    #[arg(long, requires = "store")]
+    #[arg(long, requires = "store", env = "ZPR_REQUIRE_ENDPOINTS")]
     pub require_endpoints: bool,
     /// Apply only store states signed by one of these public keys (a
     /// `.pub` file of `zpr key generate`, or a directory of them, read
