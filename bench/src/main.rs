@@ -28,6 +28,7 @@ mod report;
 mod scaling;
 mod scratch;
 mod sender;
+mod signing;
 mod stats;
 mod subject;
 mod throughput;
@@ -82,6 +83,8 @@ enum Part {
     Conntrack,
     /// A fleet on etcd: convergence, resync, idle requests.
     Fleet,
+    /// Signing and verifying a store state.
+    Signing,
 }
 
 fn main() -> std::process::ExitCode {
@@ -158,6 +161,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if wanted(Part::Fleet) {
         add(fleet::measure(&profile.fleet, &zpr()?)?);
+    }
+    if wanted(Part::Signing) {
+        add(signing::measure(&profile.signing)?);
     }
 
     machine.finished();

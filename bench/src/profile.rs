@@ -5,7 +5,7 @@ use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
     conntrack_scale, control_plane, diff, firewall::Filter, fleet, flood, micro, per_packet,
-    sender::Source, throughput,
+    sender::Source, signing, throughput,
 };
 
 /// How much of everything a run measures.
@@ -18,6 +18,7 @@ pub struct Profile {
     pub diff: diff::Settings,
     pub conntrack: conntrack_scale::Settings,
     pub fleet: fleet::Settings,
+    pub signing: signing::Settings,
 }
 
 impl Profile {
@@ -81,6 +82,10 @@ impl Profile {
                 changes: 20,
                 idle_seconds: 10,
             },
+            signing: signing::Settings {
+                sizes: vec![10_000, 100_000],
+                rounds: 9,
+            },
         }
     }
 
@@ -136,6 +141,10 @@ impl Profile {
                 agents: vec![3],
                 changes: 4,
                 idle_seconds: 3,
+            },
+            signing: signing::Settings {
+                sizes: vec![10_000],
+                rounds: 3,
             },
         }
     }
