@@ -442,7 +442,8 @@ fn the_log_rotates_and_counts_what_the_kernel_rate_limited() -> anyhow::Result<(
 #[test]
 fn a_log_that_cannot_be_written_costs_records_not_enforcement() -> anyhow::Result<()> {
     let site = Site::start_with(|_, agent| {
-        // Every write fails with ENOSPC, as on a full disk.
+        // Never written: a device, which others may write, is refused as
+        // a log file (every record fails, as on a full disk).
         agent
             .arguments
             .extend(["--flow-log", "/dev/full"].map(str::to_owned));

@@ -23,6 +23,7 @@ pub mod iam;
 pub mod inputs;
 pub mod inventory;
 pub mod lang;
+pub mod private_file;
 pub mod side_by_side;
 pub mod store;
 pub mod synthetic;

@@ -4,7 +4,6 @@
 //! a huge bad name must not make a huge line.
 
 use std::{
-    fs::OpenOptions,
     io::Write as _,
     path::{Path, PathBuf},
 };
@@ -122,10 +121,7 @@ impl AuditLog {
         let written = serde_json::to_string(record)
             .map_err(std::io::Error::other)
             .and_then(|line| {
-                let mut file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?;
+                let mut file = crate::private_file::append(&self.path)?;
                 writeln!(file, "{line}")
             });
         if let Err(error) = written {

@@ -353,8 +353,11 @@ fn confirm(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     // The agent applies only this revision (not one that arrived since).
-    std::fs::write(run_dir.join(CONFIRMED_REVISION), args.revision.to_string())
-        .with_context(|| format!("writing to {}", run_dir.display()))?;
+    crate::private_file::replace(
+        &run_dir.join(CONFIRMED_REVISION),
+        args.revision.to_string().as_bytes(),
+    )
+    .with_context(|| format!("writing to {}", run_dir.display()))?;
     // SAFETY: kill(2) with a pid read from the agent's lock.
     if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } != 0 {
         bail!(

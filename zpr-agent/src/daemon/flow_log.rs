@@ -17,10 +17,9 @@
 
 use std::{
     fmt,
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, Write as _},
     net::IpAddr,
-    os::unix::fs::OpenOptionsExt as _,
     path::PathBuf,
     str::FromStr,
     sync::mpsc::{Receiver, SyncSender, TrySendError, channel, sync_channel},
@@ -333,11 +332,7 @@ impl RotatingFile {
     /// Appends to what is there (a restarted agent goes on with its file).
     fn open(&self) -> io::Result<(File, u64)> {
         // The records name addresses and attributes: for root only.
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)?;
+        let file = crate::private_file::append(&self.path)?;
         let size = file.metadata()?.len();
         Ok((file, size))
     }

@@ -172,10 +172,8 @@ impl Status {
     /// Replaces the file atomically (readers never see half of it).
     pub fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
         let path = Status::path(run_dir);
-        let temporary = path.with_extension("json.tmp");
-        std::fs::write(&temporary, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", temporary.display()))?;
-        std::fs::rename(&temporary, &path).with_context(|| format!("replacing {}", path.display()))
+        crate::private_file::replace(&path, &serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn endpoint_by_ifindex(&self, ifindex: u32) -> Option<&AttachedEndpoint> {

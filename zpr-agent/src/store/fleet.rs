@@ -136,14 +136,10 @@ impl NodeRegistration {
     }
 
     fn keep_lease(&self, id: i64) {
-        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&self.lease_file)
-            .and_then(|mut file| writeln!(file, "{} {id}", self.node));
+        let written = crate::private_file::replace(
+            &self.lease_file,
+            format!("{} {id}\n", self.node).as_bytes(),
+        );
         if let Err(error) = written {
             tracing::warn!(
                 "cannot keep the node's lease id in {}: {error}",

@@ -48,10 +48,7 @@ impl SnapshotCache {
             cluster: snapshot.cluster,
             records: records::to_records(&snapshot.tenancy)?,
         };
-        let partial = self.path.with_extension("json.partial");
-        std::fs::write(&partial, serde_json::to_vec(&cached)?)
-            .with_context(|| format!("writing {}", partial.display()))?;
-        std::fs::rename(&partial, &self.path)
+        crate::private_file::replace(&self.path, &serde_json::to_vec(&cached)?)
             .with_context(|| format!("writing {}", self.path.display()))
     }
 

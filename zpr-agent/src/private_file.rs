@@ -1,0 +1,129 @@
+//! The files zpr writes name every endpoint, attribute and flow, and hold
+//! its keys: root's alone. Each is created 0600 whatever the umask, and
+//! opened without following a symlink planted at its path; a file there
+//! that someone else owns, or that others may write, is refused rather
+//! than written into.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write as _},
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    path::Path,
+};
+
+/// Opens `path` to append to it, creating it 0600.
+pub fn append(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|error| refused_link(path, error))?;
+    owned_and_private(&file, path)?;
+    Ok(file)
+}
+
+/// Replaces `path` with `bytes` atomically (readers see the old file or
+/// the new one): written beside it, 0600, then renamed over it.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = std::path::PathBuf::from(partial);
+    // Whatever is there (a stale partial, a planted link) goes: unlinking
+    // a link removes the link, never what it points to.
+    match std::fs::remove_file(&partial) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&partial)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&partial, path)
+}
+
+/// A symlink where a file belongs is named as such.
+fn refused_link(path: &Path, error: io::Error) -> io::Error {
+    if error.raw_os_error() == Some(libc::ELOOP) {
+        return io::Error::other(format!(
+            "{} is a symbolic link: refused (zpr writes only files it owns)",
+            path.display()
+        ));
+    }
+    error
+}
+
+/// Refuses a file that is not a regular file of this user's, or that
+/// others may write; one others may read is made 0600.
+fn owned_and_private(file: &File, path: &Path) -> io::Result<()> {
+    let metadata = file.metadata()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !metadata.is_file() || metadata.uid() != me || metadata.mode() & 0o022 != 0 {
+        return Err(io::Error::other(format!(
+            "{} is refused: it is not a file of uid {me} that only it may write (owner \
+             uid {}, mode {:o}); remove it",
+            path.display(),
+            metadata.uid(),
+            metadata.mode() & 0o7777
+        )));
+    }
+    if metadata.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("zpr-private-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn files_are_root_s_alone_whatever_the_umask_and_links_are_refused() {
+        let dir = scratch("modes");
+        // SAFETY: umask only changes this process's file creation mask.
+        let before = unsafe { libc::umask(0o000) };
+        let log = dir.join("audit.jsonl");
+        writeln!(append(&log).unwrap(), "one").unwrap();
+        replace(&dir.join("status.json"), b"{}").unwrap();
+        // SAFETY: as above.
+        unsafe { libc::umask(before) };
+        for name in ["audit.jsonl", "status.json"] {
+            let mode = std::fs::metadata(dir.join(name)).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+
+        // A link planted where a file belongs is not followed.
+        let target = dir.join("victim");
+        std::fs::write(&target, "theirs").unwrap();
+        let planted = dir.join("flows.json");
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        let error = append(&planted).unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        replace(&planted, b"ours").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
+        assert!(!std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+
+        // A file others may write is refused; one others may read is
+        // made private.
+        let open = dir.join("open");
+        std::fs::write(&open, "").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(append(&open).unwrap_err().to_string().contains("refused"));
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        append(&open).unwrap();
+        assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o777, 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
