@@ -519,6 +519,16 @@ fn a_seed_never_destroys_a_tenancy_that_lost_its_next_id() {
         "the policy was deleted"
     );
     assert_denied_paths_denied(&fleet, "after the refused seed");
+    // The state the agents and the API keep is root's alone, though they
+    // run with umask 022 here.
+    use std::os::unix::fs::MetadataExt as _;
+    let run_dir = &fleet.host("host-a").agent.run_dir;
+    for file in ["status.json", "store-snapshot.json", "node-lease"] {
+        let mode = std::fs::metadata(run_dir.join(file)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+    let audit = fleet.api.socket.with_file_name("audit.jsonl");
+    assert_eq!(std::fs::metadata(&audit).unwrap().mode() & 0o777, 0o600);
     assert!(
         fleet.works("app-1", "db", 1521),
         "the policy still allows app-1 to db"
