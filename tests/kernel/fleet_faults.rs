@@ -694,6 +694,41 @@ fn etcd_credentials_are_least_privilege_and_another_ca_is_refused() {
         text(&other)
     );
 
+    // `zpr fleet etcd-roles --apply` makes a new node's user, with root's
+    // credentials: it may write its own record, not the state; a second
+    // run changes nothing and succeeds.
+    for _ in 0..2 {
+        let applied = std::process::Command::new(zpr_binary())
+            .args([
+                "fleet",
+                "etcd-roles",
+                "--node",
+                "host-d",
+                "--apply",
+                "--store",
+                &fleet.url,
+            ])
+            .args(fleet.etcd_flags("root"))
+            .output()
+            .unwrap();
+        assert!(applied.status.success(), "{}", text(&applied));
+    }
+    let host_d = format!("zpr-{}-node-host-d", fleet.tenancy());
+    let own = fleet
+        .etcd
+        .etcdctl_as(&host_d, &["put", &fleet.key("nodes/host-d"), "{}"])
+        .unwrap();
+    assert!(own.status.success(), "{}", text(&own));
+    let state = fleet
+        .etcd
+        .etcdctl_as(&host_d, &["put", &fleet.key("state/next-id"), "1"])
+        .unwrap();
+    assert!(
+        text(&state).contains("permission denied"),
+        "{}",
+        text(&state)
+    );
+
     // What zpr says when etcd refuses (an agent's credentials read only
     // the state, not the nodes): one line, naming the store.
     let restore = std::process::Command::new(zpr_binary())

@@ -17,6 +17,8 @@ use crate::{
     daemon::{CONFIRMED_REVISION, Status, lock_holder},
     store::{
         EtcdLocation, SnapshotCache, Store,
+        etcd::connect,
+        etcd_roles,
         fleet::{FleetView, NodeRecord},
         records,
     },
@@ -51,13 +53,23 @@ pub enum FleetCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct EtcdRolesArgs {
-    /// The tenancy (as in etcd://HOST:PORT/TENANCY).
-    #[arg(long)]
-    pub tenancy: String,
+    /// The tenancy (as in etcd://HOST:PORT/TENANCY), to print its commands.
+    #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+    pub tenancy: Option<String>,
     /// A node to make an agent user for (`zpr-TENANCY-node-NODE`); repeat
     /// it for every node.
     #[arg(long = "node", value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// Make the roles and users in this tenancy's etcd (with an
+    /// administrator's credentials: --etcd-cert of root), instead of
+    /// printing them. What exists already is left as it is.
+    #[arg(long, value_name = "etcd://...", requires = "apply")]
+    pub store: Option<String>,
+    /// With --store: make them.
+    #[arg(long, requires = "store")]
+    pub apply: bool,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -142,13 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         FleetCommand::Status(args) => status(args),
         FleetCommand::Confirm(args) => confirm(args),
         FleetCommand::Restore(args) => restore(args),
-        FleetCommand::EtcdRoles(args) => {
-            let location = EtcdLocation::parse(&format!("etcd://localhost/{}", args.tenancy))?;
-            for command in etcd_roles(&location, &args.nodes) {
-                println!("etcdctl {}", command.join(" "));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        FleetCommand::EtcdRoles(args) => etcd_roles(args),
     }
 }
 
@@ -433,55 +439,30 @@ fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The etcdctl commands (arguments after `etcdctl`) of a tenancy's roles
-/// and users, for `nodes`' agents.
-pub fn etcd_roles(location: &EtcdLocation, nodes: &[String]) -> Vec<Vec<String>> {
-    let tenancy = &location.tenancy;
-    let prefix = location.prefix();
-    let mut commands: Vec<Vec<String>> = Vec::new();
-    let mut add = |words: &[&str]| commands.push(words.iter().map(|w| w.to_string()).collect());
-    let (api, monitor, agent) = (
-        format!("zpr-{tenancy}-api"),
-        format!("zpr-{tenancy}-monitor"),
-        format!("zpr-{tenancy}-agent"),
+/// `zpr fleet etcd-roles`: prints the tenancy's roles and users as etcdctl
+/// commands, or makes them.
+fn etcd_roles(args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
+    let location = match (&args.store, &args.tenancy) {
+        (Some(store), _) => args.etcd.location(store)?,
+        (None, Some(tenancy)) => EtcdLocation::parse(&format!("etcd://localhost/{tenancy}"))?,
+        (None, None) => unreachable!("clap requires --tenancy or --store"),
+    };
+    let steps = etcd_roles::steps(&location, &args.nodes);
+    if !args.apply {
+        for step in &steps {
+            println!("etcdctl {step}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let made = runtime()?.block_on(async {
+        let mut client = connect(&location).await?;
+        etcd_roles::apply_all(&mut client, &location, &steps).await
+    })?;
+    println!(
+        "{location}: {made} of {} steps made ({} there already); enable auth once root \
+         has the root role: `etcdctl auth enable`",
+        steps.len(),
+        steps.len() - made
     );
-    let state = location.state_prefix();
-    for (role, permission, key) in [
-        (&api, "readwrite", &prefix),
-        (&monitor, "read", &prefix),
-        (&agent, "read", &state),
-    ] {
-        add(&["role", "add", role]);
-        add(&[
-            "role",
-            "grant-permission",
-            role,
-            "--prefix=true",
-            permission,
-            key,
-        ]);
-    }
-    for user in [&api, &monitor] {
-        add(&["user", "add", user, "--no-password=true"]);
-        add(&["user", "grant-role", user, user]);
-    }
-    for node in nodes {
-        let user = format!("zpr-{tenancy}-node-{node}");
-        let record = format!("{}{node}", location.nodes_prefix());
-        let contenders = format!("{}{node}/", location.contenders_prefix());
-        add(&["role", "add", &user]);
-        add(&["role", "grant-permission", &user, "readwrite", &record]);
-        add(&[
-            "role",
-            "grant-permission",
-            &user,
-            "--prefix=true",
-            "readwrite",
-            &contenders,
-        ]);
-        add(&["user", "add", &user, "--no-password=true"]);
-        add(&["user", "grant-role", &user, &agent]);
-        add(&["user", "grant-role", &user, &user]);
-    }
-    commands
+    Ok(ExitCode::SUCCESS)
 }

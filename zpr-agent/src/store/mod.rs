@@ -12,6 +12,7 @@
 
 pub mod etcd;
 mod etcd_follow;
+pub mod etcd_roles;
 pub mod fleet;
 mod legacy_sqlite;
 pub mod records;
