@@ -257,6 +257,22 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
         if let Some(heard_at) = status.store_heard_at {
             writeln!(out, "store:       last answered {}", ago(heard_at))?;
         }
+        if let Some(pending) = status.pending_revision {
+            writeln!(
+                out,
+                "pending:     revision {pending} read, not applied (see the problems above)"
+            )?;
+        }
+        if let Some(node) = &status.node {
+            let placed = status
+                .placed_endpoints
+                .map_or_else(|| "?".to_owned(), |n| n.to_string());
+            let id = status.tenancy_id.as_deref().unwrap_or("none");
+            writeln!(
+                out,
+                "node:        {node}, {placed} endpoints placed on it; tenancy id {id}"
+            )?;
+        }
         match &status.last_error {
             None => writeln!(out, "last error:  none")?,
             Some(error) => {
