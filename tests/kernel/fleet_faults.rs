@@ -768,3 +768,31 @@ fn etcd_credentials_are_least_privilege_and_another_ca_is_refused() {
     assert!(!plaintext.status.success(), "{}", text(&plaintext));
     assert_denied_paths_denied(&fleet, "after the refused attempts");
 }
+
+/// Certificates renewed on disk are used without a restart: a running
+/// agent connects again with whatever its files hold now.
+#[test]
+fn renewed_etcd_certificates_are_used_without_a_restart() {
+    let fleet = start_fleet();
+    let user = format!("zpr-{}-node-host-c", fleet.tenancy());
+    // The agent's own files (issued again in place: same paths).
+    let files = fleet.etcd.client(&user).unwrap().unwrap();
+    let stranger =
+        zpr_tests::pki::Pki::new(&std::env::temp_dir().join(zpr_tests::unique_name("zca")))
+            .unwrap();
+    let foreign = stranger.issue(&user, &[]).unwrap();
+    std::fs::copy(&foreign.cert, &files.cert).unwrap();
+    std::fs::copy(&foreign.key, &files.key).unwrap();
+    status_becomes(&fleet, "host-c", 3, "unreachable");
+    assert_denied_paths_denied(&fleet, "with host-c cut off by its certificate");
+
+    // A certificate of the fleet's CA, renewed in place: back by itself.
+    fleet.etcd.client(&user).unwrap();
+    status_becomes(&fleet, "host-c", 0, "");
+    let created = fleet
+        .api
+        .cli(&["policy", "create", "lb-to-db", "--statement", LB_TO_DB])
+        .unwrap();
+    wait_succeeds(&fleet, revision_of(&created));
+    assert!(fleet.works("lb", "db", 1521));
+}

@@ -277,6 +277,44 @@ impl EtcdAccess {
     }
 }
 
+/// The credential files as they were when last read: when they change (a
+/// renewed certificate), a connection is made again with them, as etcd
+/// itself re-reads its own, so rotating them needs no restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CredentialStamp(Vec<Option<(i64, i64, u64, u64)>>);
+
+/// How often a long-lived connection checks its credential files.
+pub const CREDENTIALS_CHECK: Duration = Duration::from_secs(5);
+
+impl EtcdAccess {
+    /// The credential files' modification times, sizes and inodes now.
+    pub fn stamp(&self) -> CredentialStamp {
+        use std::os::unix::fs::MetadataExt as _;
+        CredentialStamp(
+            [&self.cacert, &self.cert, &self.key, &self.password_file]
+                .into_iter()
+                .flatten()
+                .map(|path| {
+                    std::fs::metadata(path)
+                        .ok()
+                        .map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Returns once the credential files differ from `stamp`.
+pub async fn credentials_rotated(access: EtcdAccess, stamp: CredentialStamp) {
+    loop {
+        tokio::time::sleep(CREDENTIALS_CHECK).await;
+        if access.stamp() != stamp {
+            tracing::info!("the etcd credential files changed: connecting again with them");
+            return;
+        }
+    }
+}
+
 /// A client with zpr's timeouts and keepalive. Connecting does not wait
 /// for etcd: requests fail with [`Unavailable`] while it is down.
 pub async fn connect(location: &EtcdLocation) -> anyhow::Result<Client> {
@@ -391,30 +429,36 @@ pub struct EtcdStore {
     /// Made again after the store stopped answering: a channel to an etcd
     /// that restarted (or renewed its certificate) is not trusted to
     /// recover by itself.
-    client: std::sync::Mutex<Option<Client>>,
+    client: std::sync::Mutex<Option<(Client, CredentialStamp)>>,
 }
 
 impl EtcdStore {
     pub async fn open(location: EtcdLocation) -> anyhow::Result<EtcdStore> {
+        let stamp = location.access.stamp();
         let client = connect(&location).await?;
         Ok(EtcdStore {
             location,
-            client: std::sync::Mutex::new(Some(client)),
+            client: std::sync::Mutex::new(Some((client, stamp))),
         })
     }
 
-    fn held_client(&self) -> std::sync::MutexGuard<'_, Option<Client>> {
+    fn held_client(&self) -> std::sync::MutexGuard<'_, Option<(Client, CredentialStamp)>> {
         self.client
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The client; a new one when there is none or the credential files
+    /// changed since it was made.
     async fn client(&self) -> anyhow::Result<Client> {
-        if let Some(client) = self.held_client().clone() {
+        let stamp = self.location.access.stamp();
+        if let Some((client, made_with)) = self.held_client().clone()
+            && made_with == stamp
+        {
             return Ok(client);
         }
         let client = connect(&self.location).await?;
-        *self.held_client() = Some(client.clone());
+        *self.held_client() = Some((client.clone(), stamp));
         Ok(client)
     }
 

@@ -12,7 +12,7 @@ use etcd_client::{Client, EventType, WatchOptions, WatchStream};
 
 use super::{
     EtcdLocation, Snapshot,
-    etcd::{cause, connect, list, request, unavailable},
+    etcd::{CredentialStamp, cause, connect, credentials_rotated, list, request, unavailable},
     records::{self, BadRecord, RawRecords},
 };
 
@@ -22,6 +22,8 @@ const BURST: Duration = Duration::from_millis(5);
 pub struct EtcdFollower {
     location: EtcdLocation,
     client: Option<Client>,
+    /// The credential files the client was made with.
+    stamp: CredentialStamp,
     records: RawRecords,
     revision: u64,
     cluster: u64,
@@ -42,6 +44,7 @@ impl EtcdFollower {
         EtcdFollower {
             location,
             client: None,
+            stamp: CredentialStamp::default(),
             records: RawRecords::new(),
             revision: 0,
             cluster: 0,
@@ -78,7 +81,15 @@ impl EtcdFollower {
                         Err(_) => break false,
                     }
                 } else {
-                    watch.message().await
+                    let rotated =
+                        credentials_rotated(self.location.access.clone(), self.stamp.clone());
+                    tokio::select! {
+                        message = watch.message() => message,
+                        () = rotated => {
+                            self.client = None;
+                            break true;
+                        }
+                    }
                 };
                 waited = true;
                 let Some(message) =
@@ -105,7 +116,10 @@ impl EtcdFollower {
     async fn list_and_watch(&mut self) -> anyhow::Result<Followed> {
         let client = match &mut self.client {
             Some(client) => client,
-            None => self.client.insert(connect(&self.location).await?),
+            None => {
+                self.stamp = self.location.access.stamp();
+                self.client.insert(connect(&self.location).await?)
+            }
         };
         let prefix = self.location.state_prefix();
         let listed = list(client, &self.location, &prefix).await?;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     EtcdLocation,
-    etcd::{connect, list, request, unavailable},
+    etcd::{CredentialStamp, connect, list, request, unavailable},
     records::{self, BadRecord},
 };
 
@@ -113,6 +113,8 @@ pub struct NodeRegistration {
 
 struct Lease {
     client: Client,
+    /// The credential files the client was made with.
+    stamp: CredentialStamp,
     id: i64,
     keeper: LeaseKeeper,
     answers: LeaseKeepAliveStream,
@@ -222,6 +224,7 @@ impl NodeRegistration {
     /// This host's previous lease while it lives, else a new one.
     async fn grant(&self) -> anyhow::Result<Lease> {
         let location = &self.location;
+        let stamp = location.access.stamp();
         let mut client = connect(location).await?;
         if let Some(id) = self.previous_lease() {
             let (mut keeper, mut answers) = request(location, client.lease_keep_alive(id)).await?;
@@ -232,6 +235,7 @@ impl NodeRegistration {
             if alive {
                 return Ok(Lease {
                     client,
+                    stamp,
                     id,
                     keeper,
                     answers,
@@ -244,6 +248,7 @@ impl NodeRegistration {
         self.keep_lease(granted.id());
         Ok(Lease {
             client,
+            stamp,
             id: granted.id(),
             keeper,
             answers,
@@ -254,6 +259,15 @@ impl NodeRegistration {
     /// the lease expired meanwhile): the next report takes a new one.
     /// Returns the agents that claim this node's name too.
     pub async fn keep_alive(&mut self) -> anyhow::Result<Vec<NodeRecord>> {
+        // Renewed credentials: a new connection, the same lease.
+        if self
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.stamp != self.location.access.stamp())
+        {
+            let renewed = self.grant().await;
+            self.lease = Some(renewed.inspect_err(|_| self.lease = None)?);
+        }
         let Some(lease) = self.lease.as_mut() else {
             anyhow::bail!(unavailable(&self.location, "no lease yet"));
         };
