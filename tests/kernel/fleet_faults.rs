@@ -796,3 +796,74 @@ fn renewed_etcd_certificates_are_used_without_a_restart() {
     wait_succeeds(&fleet, revision_of(&created));
     assert!(fleet.works("lb", "db", 1521));
 }
+
+/// etcd's user and password, the password read from a file (never a
+/// flag): accepted when right; a wrong one is refused in one line that
+/// does not echo it.
+#[test]
+fn an_etcd_user_and_password_file_authenticate() {
+    let etcd = zpr_tests::etcd::Etcd::start().unwrap();
+    let tenancy = zpr_tests::unique_name("t");
+    let url = etcd.url(&tenancy);
+    let roles = std::process::Command::new(zpr_binary())
+        .args(["fleet", "etcd-roles", "--tenancy", &tenancy])
+        .output()
+        .unwrap();
+    let mut commands: Vec<Vec<String>> = vec![
+        vec!["user".into(), "add".into(), "root:root-secret".into()],
+        vec![
+            "user".into(),
+            "grant-role".into(),
+            "root".into(),
+            "root".into(),
+        ],
+        vec!["user".into(), "add".into(), "watcher:s3cret-pw".into()],
+    ];
+    commands.extend(
+        String::from_utf8_lossy(&roles.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("etcdctl "))
+            .filter(|line| line.starts_with("role "))
+            .map(|line| line.split_whitespace().map(str::to_owned).collect()),
+    );
+    commands.push(
+        [
+            "user",
+            "grant-role",
+            "watcher",
+            &format!("zpr-{tenancy}-monitor"),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
+    commands.push(vec!["auth".into(), "enable".into()]);
+    for command in &commands {
+        let words: Vec<&str> = command.iter().map(String::as_str).collect();
+        let output = etcd.etcdctl(&words).unwrap();
+        assert!(output.status.success(), "{command:?}: {}", text(&output));
+    }
+    let dir = std::env::temp_dir().join(zpr_tests::unique_name("zpw"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = |password: &str| {
+        let file = dir.join("password");
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        std::process::Command::new(zpr_binary())
+            .args(["fleet", "status", "--store", &url, "--etcd-user", "watcher"])
+            .arg("--etcd-password-file")
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    // Authenticated, and allowed to read: the (empty) tenancy is judged.
+    let right = status("s3cret-pw");
+    assert!(text(&right).contains("does not exist"), "{}", text(&right));
+    let wrong = status("not-it");
+    assert!(!wrong.status.success());
+    let said = text(&wrong);
+    assert!(said.contains("authentication failed"), "{said}");
+    assert!(
+        !said.contains("not-it") && said.trim().lines().count() == 1,
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
