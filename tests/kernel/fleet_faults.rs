@@ -537,6 +537,17 @@ fn a_seed_never_destroys_a_tenancy_that_lost_its_next_id() {
 
 const LB_TO_DB: &str = "allow ocvtc002.lb:frontend endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
 
+/// A policy made through the API (signed, when the fleet signs) opens
+/// lb -> db everywhere.
+fn open_lb_to_db(fleet: &Fleet) {
+    let created = fleet
+        .api
+        .cli(&["policy", "create", "lb-to-db", "--statement", LB_TO_DB])
+        .unwrap();
+    wait_succeeds(fleet, revision_of(&created));
+    assert!(fleet.works("lb", "db", 1521));
+}
+
 /// Every host refuses the store's state, naming why, and keeps enforcing.
 fn every_host_refuses(fleet: &Fleet, why: &str) {
     for host in HOSTS {
@@ -582,12 +593,7 @@ fn a_forged_policy_record_opens_nothing_on_any_host() {
         status_becomes(&fleet, host, 0, "");
     }
     // A change through the API is signed, and applied everywhere.
-    let created = fleet
-        .api
-        .cli(&["policy", "create", "lb-to-db", "--statement", LB_TO_DB])
-        .unwrap();
-    wait_succeeds(&fleet, revision_of(&created));
-    assert!(fleet.works("lb", "db", 1521));
+    open_lb_to_db(&fleet);
 }
 
 /// An older signed state written back over a later one is refused.
@@ -638,12 +644,7 @@ fn rotating_the_signing_key_leaves_no_gap() {
         .unwrap();
     api.arguments[key_at + 1] = second.display().to_string();
     api.spawn().unwrap();
-    let created = fleet
-        .api
-        .cli(&["policy", "create", "lb-to-db", "--statement", LB_TO_DB])
-        .unwrap();
-    wait_succeeds(&fleet, revision_of(&created));
-    assert!(fleet.works("lb", "db", 1521));
+    open_lb_to_db(&fleet);
     assert!(fleet.works("app-1", "db", 1521));
 
     std::fs::remove_file(fleet.trusted().join("first.pub")).unwrap();
@@ -789,12 +790,7 @@ fn renewed_etcd_certificates_are_used_without_a_restart() {
     // A certificate of the fleet's CA, renewed in place: back by itself.
     fleet.etcd.client(&user).unwrap();
     status_becomes(&fleet, "host-c", 0, "");
-    let created = fleet
-        .api
-        .cli(&["policy", "create", "lb-to-db", "--statement", LB_TO_DB])
-        .unwrap();
-    wait_succeeds(&fleet, revision_of(&created));
-    assert!(fleet.works("lb", "db", 1521));
+    open_lb_to_db(&fleet);
 }
 
 /// etcd's user and password, the password read from a file (never a
@@ -838,9 +834,7 @@ fn an_etcd_user_and_password_file_authenticate() {
     );
     commands.push(vec!["auth".into(), "enable".into()]);
     for command in &commands {
-        let words: Vec<&str> = command.iter().map(String::as_str).collect();
-        let output = etcd.etcdctl(&words).unwrap();
-        assert!(output.status.success(), "{command:?}: {}", text(&output));
+        etcd.etcdctl_succeeds(command).unwrap();
     }
     let dir = std::env::temp_dir().join(zpr_tests::unique_name("zpw"));
     std::fs::create_dir_all(&dir).unwrap();

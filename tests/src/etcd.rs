@@ -109,21 +109,24 @@ impl Etcd {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let commands = root
+        let mut commands = root
             .iter()
             .map(|words| words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
             .chain(made)
             .chain([vec!["auth".to_owned(), "enable".to_owned()]]);
-        for command in commands {
-            let words: Vec<&str> = command.iter().map(String::as_str).collect();
-            let output = self.etcdctl(&words)?;
-            anyhow::ensure!(
-                output.status.success(),
-                "etcdctl {}: {}",
-                command.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        commands.try_for_each(|command| self.etcdctl_succeeds(&command))
+    }
+
+    /// `etcdctl COMMAND` as root, which must succeed.
+    pub fn etcdctl_succeeds(&self, command: &[String]) -> anyhow::Result<()> {
+        let words: Vec<&str> = command.iter().map(String::as_str).collect();
+        let output = self.etcdctl(&words)?;
+        anyhow::ensure!(
+            output.status.success(),
+            "etcdctl {}: {}",
+            command.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
         Ok(())
     }
 
@@ -131,14 +134,7 @@ impl Etcd {
     /// etcd-roles` prints them), and again whenever the data is lost.
     pub fn authorise(&self, commands: Vec<Vec<String>>) -> anyhow::Result<()> {
         for command in &commands {
-            let words: Vec<&str> = command.iter().map(String::as_str).collect();
-            let output = self.etcdctl(&words)?;
-            anyhow::ensure!(
-                output.status.success(),
-                "etcdctl {}: {}",
-                command.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            self.etcdctl_succeeds(command)?;
         }
         let secure = self.secure.as_ref().context("etcd is not secure")?;
         secure
