@@ -179,12 +179,17 @@ impl NodeRegistration {
         let lease = self.lease.as_mut().expect("granted above");
         let value = serde_json::to_string(record).map_err(anyhow::Error::from)?;
         let options = || Some(PutOptions::new().with_lease(lease.id));
-        // Held under this lease already, or free: written; else the
-        // holder's record is read back to name it.
-        for free_or_ours in [
+        // Held under this lease already, or free: written; held under an
+        // older lease of this very agent (one it lost track of while the
+        // store was away): taken over; else the holder is named.
+        let mut attempts = vec![
             Compare::lease(key.clone(), CompareOp::Equal, lease.id),
             Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-        ] {
+        ]
+        .into_iter()
+        .collect::<std::collections::VecDeque<_>>();
+        let mut took_over = false;
+        while let Some(free_or_ours) = attempts.pop_front() {
             let transaction = Txn::new()
                 .when([free_or_ours])
                 .and_then([
@@ -200,20 +205,29 @@ impl NodeRegistration {
                 .op_responses()
                 .into_iter()
                 .find_map(|response| match response {
-                    TxnOpResponse::Get(got) => got.kvs().first().map(|kv| kv.value().to_vec()),
+                    TxnOpResponse::Get(got) => got
+                        .kvs()
+                        .first()
+                        .map(|kv| (kv.lease(), kv.value().to_vec())),
                     _ => None,
                 });
-            if let Some(holder) = holder {
-                let holder: NodeRecord = serde_json::from_slice(&holder).unwrap_or_default();
-                request(&location, lease.client.put(contender_key, value, options())).await?;
-                return Err(NotRegistered::NameTaken(format!(
-                    "the node name '{}' is held by another live agent ({}): this agent is \
-                     refused it and reports nothing; the endpoints placed on this host may \
-                     be unprotected. Give each host its own --node-name",
-                    self.node,
-                    holder.writer()
-                )));
+            let Some((holder_lease, holder)) = holder else {
+                continue;
+            };
+            let holder: NodeRecord = serde_json::from_slice(&holder).unwrap_or_default();
+            if holder.pid == record.pid && holder.host == record.host && !took_over {
+                took_over = true;
+                attempts.push_back(Compare::lease(key.clone(), CompareOp::Equal, holder_lease));
+                continue;
             }
+            request(&location, lease.client.put(contender_key, value, options())).await?;
+            return Err(NotRegistered::NameTaken(format!(
+                "the node name '{}' is held by another live agent ({}): this agent is \
+                 refused it and reports nothing; the endpoints placed on this host may \
+                 be unprotected. Give each host its own --node-name",
+                self.node,
+                holder.writer()
+            )));
         }
         Err(NotRegistered::Unreachable(unavailable(
             &location,
@@ -227,19 +241,33 @@ impl NodeRegistration {
         let stamp = location.access.stamp();
         let mut client = connect(location).await?;
         if let Some(id) = self.previous_lease() {
-            let (mut keeper, mut answers) = request(location, client.lease_keep_alive(id)).await?;
-            request(location, keeper.keep_alive()).await?;
-            let alive = request(location, answers.message())
-                .await?
-                .is_some_and(|answer| answer.ttl() > 0);
-            if alive {
-                return Ok(Lease {
-                    client,
-                    stamp,
-                    id,
-                    keeper,
-                    answers,
-                });
+            // A lease the store no longer knows (it expired, or the store
+            // was reset: "lease not found") is no outage: a new one is taken.
+            let previous = async {
+                let (mut keeper, mut answers) =
+                    request(location, client.lease_keep_alive(id)).await?;
+                request(location, keeper.keep_alive()).await?;
+                let alive = request(location, answers.message())
+                    .await?
+                    .is_some_and(|answer| answer.ttl() > 0);
+                anyhow::Ok(alive.then_some((keeper, answers)))
+            }
+            .await;
+            match previous {
+                Ok(Some((keeper, answers))) => {
+                    return Ok(Lease {
+                        client,
+                        stamp,
+                        id,
+                        keeper,
+                        answers,
+                    });
+                }
+                Ok(None) => {}
+                Err(error) if format!("{error:#}").contains("lease not found") => {}
+                // The store did not answer: try the same lease again later
+                // (a new one would find the record held by the old one).
+                Err(error) => return Err(error),
             }
         }
         let ttl = NODE_TTL.as_secs() as i64;
