@@ -107,24 +107,24 @@ fn problems(report: &Value) -> String {
 /// Waits until `host`'s `zpr status` exits with `code` and its problems
 /// mention `mentions`.
 fn status_becomes(fleet: &Fleet, host: &str, code: i32, mentions: &str) -> Value {
-    let mut last = Value::Null;
-    let found = fleet.eventually(
-        &format!("{host}'s status exits {code} naming '{mentions}'"),
-        CONVERGED,
-        || {
-            let (exit, report) = status(fleet, host);
-            let found = exit == code && problems(&report).contains(mentions);
-            if !found {
-                eprintln!("{host}: {exit} {}", problems(&report));
-            }
-            found
-        },
-    );
-    if found.is_ok() {
-        last = status(fleet, host).1;
-    }
-    found.unwrap();
-    last
+    // The report that matched, not a later read (which may differ).
+    let matched = std::cell::RefCell::new(Value::Null);
+    fleet
+        .eventually(
+            &format!("{host}'s status exits {code} naming '{mentions}'"),
+            CONVERGED,
+            || {
+                let (exit, report) = status(fleet, host);
+                let found = exit == code && problems(&report).contains(mentions);
+                if !found {
+                    eprintln!("{host}: {exit} {}", problems(&report));
+                }
+                *matched.borrow_mut() = report;
+                found
+            },
+        )
+        .unwrap();
+    matched.into_inner()
 }
 
 /// A node's line in `zpr fleet status --output json`.

@@ -299,16 +299,7 @@ impl Fleet {
 
     /// `zpr fleet status --output json`.
     pub fn fleet_status(&self) -> anyhow::Result<Value> {
-        let output = Command::new(zpr_binary())
-            .args(["fleet", "status", "--output", "json", "--store", &self.url])
-            .args(self.etcd_flags("monitor"))
-            .output()?;
-        serde_json::from_slice(&output.stdout).with_context(|| {
-            format!(
-                "zpr fleet status: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
+        Ok(self.fleet_report()?.1)
     }
 
     /// `zpr wait REVISION` with a timeout: its exit code and output.

@@ -17,7 +17,10 @@ pub fn append(path: &Path) -> io::Result<File> {
         .create(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        // Non-blocking: a FIFO planted at the path (with no reader) must
+        // not stall the agent in open(2); it is refused below. A regular
+        // file ignores the flag.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|error| refused_link(path, error))?;
     owned_and_private(&file, path)?;
@@ -114,6 +117,13 @@ mod tests {
         replace(&planted, b"ours").unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
         assert!(!std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+
+        // A FIFO planted there neither stalls the writer nor is written.
+        let fifo = dir.join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; mkfifo only reads it.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        assert!(append(&fifo).is_err());
 
         // A file others may write is refused; one others may read is
         // made private.
