@@ -9,8 +9,9 @@
 //! `inventory`, `inputs`, `compile`); `datapath` and `store` (where a
 //! tenancy's state lives: SQLite, etcd); the agent (`daemon`, consuming
 //! inputs) and the management API (`api`, changing a store after `iam`);
-//! the CLI (`cli`), which composes them. Below them all: `clock` and
-//! `side_by_side` (work split over the cores).
+//! the CLI (`cli`), which composes them. Below them all: `clock`,
+//! `side_by_side` (work split over the cores) and `http` (framing,
+//! admission under floods, TLS).
 
 pub mod api;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod compile;
 pub mod daemon;
 pub mod datapath;
 pub mod flock;
+pub mod http;
 pub mod iam;
 pub mod inputs;
 pub mod inventory;

@@ -49,6 +49,22 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&partial, path)
 }
 
+/// Reads a secret zpr is given (a private key): refused when others may
+/// read or write it, as ssh refuses such a key.
+pub fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = std::fs::metadata(path)?.mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{}: a private key others can read or write (mode {:o}) is refused; chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(bytes)
+}
+
 /// A symlink where a file belongs is named as such.
 fn refused_link(path: &Path, error: io::Error) -> io::Error {
     if error.raw_os_error() == Some(libc::ELOOP) {

@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 
 use super::{
     audit::{AuditLog, AuditRecord},
-    http::{Request, Response},
     operations::{Operation, work_request_permission},
 };
 use crate::{
     clock::unix_now,
     compile::{Fnv1a64, Report, RevokedFlow, diff},
+    http::message::{Request, Response},
     iam::{IamPolicy, Permission, Principal, Statement},
     inputs::Inputs,
     lang::bounded,

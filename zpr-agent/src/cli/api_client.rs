@@ -1,12 +1,20 @@
-//! What every management-API command shares: the socket, `--output`, the
-//! call, and how answers and errors print.
+//! What every management-API command shares: where the API is (the local
+//! socket, or a remote server over mutual TLS), `--output`, the call, and
+//! how answers and errors print.
 
 use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use serde_json::Value;
 
 use super::Output;
-use crate::api::{API_VERSION, http};
+use crate::{
+    api::API_VERSION,
+    http::{
+        client::Endpoint,
+        message::{self as http},
+        tls::client_config,
+    },
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ApiArgs {
@@ -18,6 +26,20 @@ pub struct ApiArgs {
         global = true
     )]
     pub socket: PathBuf,
+    /// A remote API (`zpr serve --listen`), over mutual TLS, instead of
+    /// the local socket; needs --cert, --key and --cacert.
+    #[arg(long, value_name = "https://HOST:PORT", env = "ZPR_API", global = true)]
+    pub api: Option<String>,
+    /// This client's certificate for --api: its CN is the user, its O and
+    /// OU the groups IAM statements name.
+    #[arg(long, value_name = "FILE", env = "ZPR_API_CERT", global = true)]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (mode 0600).
+    #[arg(long, value_name = "FILE", env = "ZPR_API_KEY", global = true)]
+    pub key: Option<PathBuf>,
+    /// The CA that signed the --api server's certificate.
+    #[arg(long, value_name = "FILE", env = "ZPR_API_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
     /// For changes: check the change and print what it would open and
@@ -142,8 +164,7 @@ impl ApiArgs {
         } else {
             format!("?{}", flags.join("&"))
         };
-        let response = http::call(
-            &self.socket,
+        let response = self.endpoint()?.call(
             method,
             &format!("{API_VERSION}{path}{query}"),
             if_match,
@@ -151,6 +172,31 @@ impl ApiArgs {
         )?;
         let answer = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         Ok((response, answer))
+    }
+}
+
+impl ApiArgs {
+    fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        let Some(url) = &self.api else {
+            if let Some(flag) = [
+                ("--cert", &self.cert),
+                ("--key", &self.key),
+                ("--cacert", &self.cacert),
+            ]
+            .into_iter()
+            .find_map(|(flag, value)| value.as_ref().map(|_| flag))
+            {
+                anyhow::bail!("{flag} is for a remote API: give --api https://HOST:PORT too");
+            }
+            return Ok(Endpoint::Socket(self.socket.clone()));
+        };
+        let (Some(cert), Some(key), Some(cacert)) = (&self.cert, &self.key, &self.cacert) else {
+            anyhow::bail!(
+                "--api {url} needs --cert and --key (this client's certificate, which names \
+                 the user and groups) and --cacert (the CA of the server's certificate)"
+            );
+        };
+        Endpoint::https(url, client_config(cacert, cert, key)?)
     }
 }
 

@@ -1,5 +1,5 @@
-//! `zpr serve`: the management API on a Unix socket, authorised by IAM
-//! statements, changing a store. With the SQLite store the agent of this
+//! `zpr serve`: the management API on a Unix socket (and, with `--listen`,
+//! over mutual TLS), authorised by IAM statements, changing a store. With the SQLite store the agent of this
 //! host runs in the same process and enforces each change before the API
 //! answers; with etcd the server only changes the store (any number of
 //! them, stateless), and each host's `zpr run --store` enforces.
@@ -16,11 +16,12 @@ use super::{
 };
 use crate::{
     api::{
-        server::ApiSocket,
+        server::{ApiServer, RemoteListener},
         service::{Enforcer, NoLocalAgent, Service},
     },
     compile::RevokedFlow,
     daemon::{self, Agent, AgentLock, Companion, Guard, InputSource},
+    http::tls::ServerFiles,
     inputs::Inputs,
     store::{EtcdLocation, Snapshot, Store, signing::Signer},
 };
@@ -42,6 +43,8 @@ pub struct Args {
     /// The API's Unix socket [default: <RUN_DIR>/api.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// IAM statements (`Allow group G to manage zpr-policy in tenancy`, ...).
     #[arg(long, value_name = "FILE")]
     pub iam: Option<PathBuf>,
@@ -59,9 +62,55 @@ pub struct Args {
     pub agent: AgentOptions,
 }
 
+/// The API over the network, beside the socket.
+#[derive(clap::Args, Debug)]
+pub struct RemoteArgs {
+    /// Also serve the API over HTTPS with mutual TLS at ADDR:PORT; needs
+    /// --tls-cert, --tls-key and --client-ca. A client certificate's CN is
+    /// the user and its O and OU are the groups IAM statements name.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The server's certificate for --listen (PEM, chain after it).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA whose client certificates are accepted: every certificate it
+    /// signs is a principal, so give a CA kept for this API.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    fn listener(self) -> anyhow::Result<Option<RemoteListener>> {
+        let Some(address) = self.listen else {
+            return Ok(None);
+        };
+        let (Some(cert), Some(key), Some(client_ca)) =
+            (self.tls_cert, self.tls_key, self.client_ca)
+        else {
+            anyhow::bail!(
+                "--listen {address} needs --tls-cert and --tls-key (the server's identity) and \
+                 --client-ca (the CA of the clients' certificates): the API is never served \
+                 over the network without mutual TLS"
+            );
+        };
+        Ok(Some(RemoteListener {
+            address,
+            tls: ServerFiles {
+                cert,
+                key,
+                client_ca,
+            },
+        }))
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let run_dir = args.agent.paths.run_dir.clone();
     let socket = args.socket.unwrap_or_else(|| run_dir.join("api.sock"));
+    let remote = args.remote.listener()?;
     if args.store.starts_with("etcd://") {
         start_logging(&args.agent.log_level)?;
         let service = Service::new(args.iam.as_deref(), &args.bootstrap_admin, &run_dir)?;
@@ -75,6 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.seed_inventory,
                 signer,
                 &socket,
+                remote.as_ref(),
                 &run_dir,
             ))?;
         return Ok(ExitCode::SUCCESS);
@@ -87,7 +137,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         service: Service::new(args.iam.as_deref(), &args.bootstrap_admin, &run_dir)?,
         seed_inventory: args.seed_inventory,
         socket_path: socket,
-        socket: None,
+        remote,
+        server: None,
         location: store.describe(),
         store,
     };
@@ -107,9 +158,10 @@ struct ApiBesideAgent {
     location: String,
     seed_inventory: Option<PathBuf>,
     socket_path: PathBuf,
+    remote: Option<RemoteListener>,
     /// Bound once the agent runs (and holds the lock: a second `zpr serve`
     /// must not take the first one's socket).
-    socket: Option<ApiSocket>,
+    server: Option<ApiServer>,
 }
 
 impl Companion for ApiBesideAgent {
@@ -121,15 +173,17 @@ impl Companion for ApiBesideAgent {
     }
 
     fn started(&mut self, _agent: &mut Agent) -> anyhow::Result<()> {
-        self.socket = Some(ApiSocket::bind(&self.socket_path)?);
+        let server = ApiServer::bind(&self.socket_path, self.remote.as_ref())?;
+        announce(&server);
+        self.server = Some(server);
         Ok(())
     }
 
     async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
-        let Some(socket) = self.socket.as_mut() else {
+        let Some(server) = self.server.as_mut() else {
             return std::future::pending().await;
         };
-        let Some(call) = socket.next().await else {
+        let Some(call) = server.next().await else {
             return std::future::pending().await;
         };
         let response = self
@@ -143,6 +197,12 @@ impl Companion for ApiBesideAgent {
             .await;
         let _ = call.reply.send(response);
         Ok(())
+    }
+}
+
+fn announce(server: &ApiServer) {
+    if let Some(address) = server.remote_address {
+        info!(%address, "serving the management API over HTTPS with mutual TLS");
     }
 }
 
@@ -186,6 +246,7 @@ async fn serve_store_only(
     seed_inventory: Option<PathBuf>,
     signer: Option<Signer>,
     socket: &std::path::Path,
+    remote: Option<&RemoteListener>,
     run_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     // One server per run directory: a second must not take the socket.
@@ -201,7 +262,8 @@ async fn serve_store_only(
     if let Some(seed) = seed_inventory {
         store.seed(&seed).await?;
     }
-    let mut socket = ApiSocket::bind(socket)?;
+    let mut socket = ApiServer::bind(socket, remote)?;
+    announce(&socket);
     info!(store = %store.describe(), "serving the management API");
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

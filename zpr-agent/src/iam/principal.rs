@@ -1,19 +1,41 @@
-//! Who is calling: the uid and gid the kernel reports for the socket peer
-//! (SO_PEERCRED), the user's name, and every group the user belongs to
-//! (getgrouplist), by name. No passwords: the OS already knows who it is.
+//! Who is calling. On the Unix socket: the uid and gid the kernel reports
+//! for the peer (SO_PEERCRED), the user's name, and every group the user
+//! belongs to (getgrouplist), by name; no passwords, the OS already knows
+//! who it is. Over the network: the client certificate the TLS handshake
+//! verified, read as Kubernetes reads one (CN the user, each O and OU a
+//! group), so IAM statements name the same groups either way.
 
 use std::ffi::{CStr, CString};
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
-    pub uid: u32,
-    pub gid: u32,
     /// The user name, or the uid as text when the user has no passwd entry.
     pub user: String,
     /// Group names (primary first), or gids as text where a group has no name.
     pub groups: Vec<String>,
+    /// How the caller proved who it is (audit records keep it).
+    #[serde(flatten)]
+    pub credential: Credential,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Credential {
+    /// The Unix socket's peer.
+    Peer { uid: u32, gid: u32 },
+    /// A client certificate verified against `zpr serve --client-ca`.
+    Certificate { certificate: CertificateName },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateName {
+    /// As RFC 4514 writes it (`CN=alice,O=zpr-admins`).
+    pub subject: String,
+    /// Hex, as `openssl x509 -serial` prints it: what a revocation names.
+    pub serial: String,
 }
 
 impl Principal {
@@ -29,14 +51,48 @@ impl Principal {
             gids.swap(0, primary);
         }
         Principal {
-            uid,
-            gid,
             user: user.unwrap_or_else(|| uid.to_string()),
             groups: gids
                 .into_iter()
                 .map(|g| group_name(g).unwrap_or_else(|| g.to_string()))
                 .collect(),
+            credential: Credential::Peer { uid, gid },
         }
+    }
+
+    /// The principal a verified client certificate (DER) names: its CN is
+    /// the user, its O and OU values the groups. A certificate without a
+    /// CN names nobody and is refused.
+    pub fn from_certificate(der: &[u8]) -> anyhow::Result<Principal> {
+        let (_, certificate) = x509_parser::parse_x509_certificate(der)
+            .map_err(|error| anyhow::anyhow!("the client certificate does not parse: {error}"))?;
+        let subject = certificate.subject();
+        let text = |attribute: &x509_parser::x509::AttributeTypeAndValue| {
+            attribute.as_str().map(str::to_owned).ok()
+        };
+        let user = subject
+            .iter_common_name()
+            .find_map(text)
+            .context("the client certificate's subject has no CN (CN names the user)")?;
+        let groups = subject
+            .iter_organization()
+            .chain(subject.iter_organizational_unit())
+            .filter_map(text)
+            .collect();
+        Ok(Principal {
+            user,
+            groups,
+            credential: Credential::Certificate {
+                certificate: CertificateName {
+                    subject: x509_parser::x509::X509Name::to_string_with_registry(
+                        subject,
+                        x509_parser::objects::oid_registry(),
+                    )
+                    .unwrap_or_else(|_| subject.to_string()),
+                    serial: certificate.raw_serial_as_string().replace(':', ""),
+                },
+            },
+        })
     }
 
     pub fn in_group(&self, group: &str) -> bool {
@@ -46,13 +102,17 @@ impl Principal {
 
 impl std::fmt::Display for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "user {} (uid {}; groups {})",
-            self.user,
-            self.uid,
-            self.groups.join(", ")
-        )
+        let groups = self.groups.join(", ");
+        match &self.credential {
+            Credential::Peer { uid, .. } => {
+                write!(f, "user {} (uid {uid}; groups {groups})", self.user)
+            }
+            Credential::Certificate { certificate } => write!(
+                f,
+                "user {} (certificate {} serial {}; groups {groups})",
+                self.user, certificate.subject, certificate.serial
+            ),
+        }
     }
 }
 

@@ -2,10 +2,12 @@ use super::*;
 
 fn principal(groups: &[&str]) -> Principal {
     Principal {
-        uid: 1000,
-        gid: 1000,
         user: "alice".into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        credential: principal::Credential::Peer {
+            uid: 1000,
+            gid: 1000,
+        },
     }
 }
 

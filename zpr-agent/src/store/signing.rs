@@ -83,17 +83,7 @@ pub struct Signer {
 impl Signer {
     /// Reads a private key file; refused when others may read it.
     pub fn read(path: &Path) -> anyhow::Result<Signer> {
-        use std::os::unix::fs::MetadataExt as _;
-        let metadata =
-            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        if metadata.mode() & 0o077 != 0 {
-            bail!(
-                "{}: a signing key others can read or write (mode {:o}) is refused; chmod 600 it",
-                path.display(),
-                metadata.mode() & 0o777
-            );
-        }
-        let file: KeyFile = serde_json::from_slice(&std::fs::read(path)?)
+        let file: KeyFile = serde_json::from_slice(&crate::private_file::read_secret(path)?)
             .with_context(|| format!("{}: not a key file of `zpr key generate`", path.display()))?;
         let secret = file
             .secret

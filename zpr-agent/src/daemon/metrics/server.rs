@@ -1,109 +1,93 @@
-//! The metrics endpoint: plain HTTP/1.1 on a thread of its own, one
-//! connection at a time, so a scrape's cost is bounded and never lands on
-//! the agent's thread (which reloads and keeps enforcing).
+//! The metrics endpoint: plain HTTP/1.1 on a thread of its own (with its
+//! own small runtime), so a scrape's cost never lands on the agent's
+//! thread, which reloads and keeps enforcing. Connections are served side
+//! by side under a cap, each with a deadline for its whole request, and an
+//! idle one gives way to a newcomer when the cap is reached: clients that
+//! connect and send nothing (a slowloris) cannot delay a scrape.
 
-use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use prometheus_client::registry::Registry;
+use tokio::net::TcpStream;
 use tracing::debug;
 
-/// A client that sends nothing, or reads nothing, is given up after this.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A scrape request is a line and a few headers.
-const REQUEST_LIMIT: usize = 16 * 1024;
+use crate::http::{
+    admission::{Admission, Limits, Refusal, Ticket},
+    listener::{accept_loop, connection_budget},
+    message::{self, Response},
+};
+
+/// A scrape request is a line and a few headers: all of it within this.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Scrapers are few (Prometheus, a curl): more connections are a flood.
+const CONNECTIONS: usize = 64;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Listens on `address` and answers on a new thread; returns the address
 /// bound (port 0 picks one).
 pub(super) fn serve(address: SocketAddr, registry: Registry) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(address)?;
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
+    let admission = Admission::new(Limits {
+        total: CONNECTIONS.min(connection_budget()),
+        // Every local scraper has the same address: the cap is in total.
+        per_peer: CONNECTIONS,
+        privileged_reserve: 0,
+        request_deadline: REQUEST_DEADLINE,
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let registry = Arc::new(registry);
     std::thread::Builder::new()
         .name("zpr-metrics".to_owned())
         .spawn(move || {
-            for stream in listener.incoming() {
-                let answered = stream.and_then(|stream| answer(stream, &registry));
-                if let Err(err) = answered {
-                    debug!("metrics: a request went unanswered: {err}");
-                }
-            }
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                accept_loop("metrics", listener, admission, |stream, admitted| {
+                    answer(stream, admitted, registry.clone())
+                })
+                .await;
+            });
         })?;
     Ok(bound)
 }
 
-fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 2048];
-    let target = loop {
-        let read = stream.read(&mut chunk)?;
-        if read == 0 {
-            return Ok(());
-        }
-        request.extend_from_slice(&chunk[..read]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&request) {
-            Ok(httparse::Status::Complete(_)) => {
-                break (
-                    parsed.method.unwrap_or_default().to_owned(),
-                    parsed.path.unwrap_or_default().to_owned(),
-                );
-            }
-            Ok(httparse::Status::Partial) if request.len() < REQUEST_LIMIT => continue,
-            _ => {
-                return respond(
-                    &mut stream,
-                    "400 Bad Request",
-                    "text/plain",
-                    "bad request\n",
-                );
-            }
-        }
+async fn answer(mut stream: TcpStream, admitted: Result<Ticket, Refusal>, registry: Arc<Registry>) {
+    let response = match admitted {
+        Ok(mut ticket) => match ticket.within(message::read_request(&mut stream)).await {
+            Ok(Ok(request)) => respond(&request, &registry),
+            Ok(Err(_)) => text(400, "bad request\n"),
+            Err(cut) => return debug!("metrics: {cut}"),
+        },
+        Err(refusal) => refusal.response(),
     };
-    match target {
-        (method, path) if method == "GET" && path.split('?').next() == Some("/metrics") => {
-            let mut body = String::new();
-            match prometheus_client::encoding::text::encode(&mut body, registry) {
-                Ok(()) => respond(&mut stream, "200 OK", OPENMETRICS, &body),
-                Err(_) => respond(
-                    &mut stream,
-                    "500 Internal Server Error",
-                    "text/plain",
-                    "encoding the metrics failed\n",
-                ),
-            }
-        }
-        (method, _) if method != "GET" => respond(
-            &mut stream,
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n",
-        ),
-        _ => respond(
-            &mut stream,
-            "404 Not Found",
-            "text/plain",
-            "zpr serves its Prometheus metrics at /metrics\n",
-        ),
+    let written = tokio::time::timeout(
+        REQUEST_DEADLINE,
+        message::write_response(&mut stream, &response),
+    );
+    if !matches!(written.await, Ok(Ok(()))) {
+        debug!("metrics: a response went unread");
     }
 }
 
-fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+fn respond(request: &message::Request, registry: &Registry) -> Response {
+    if request.method != "GET" {
+        return text(405, "GET only\n");
+    }
+    if request.path != "/metrics" {
+        return text(404, "zpr serves its Prometheus metrics at /metrics\n");
+    }
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, registry) {
+        Ok(()) => Response::text(200, OPENMETRICS, body),
+        Err(_) => text(500, "encoding the metrics failed\n"),
+    }
+}
+
+fn text(status: u16, body: &str) -> Response {
+    Response::text(status, "text/plain", body)
 }

@@ -1,22 +1,19 @@
-//! The little HTTP/1.1 the API needs, over a Unix socket: one request per
-//! connection (`Connection: close`), bodies framed by `Content-Length`,
-//! heads parsed by `httparse`. The peers are zpr's own CLI and tools such as
-//! `curl --unix-socket`, so no keep-alive, chunked bodies or TLS: hyper
-//! would bring a dozen crates for features this socket never uses. What it
-//! does not support it refuses (a chunked body: 411; two Content-Length
-//! headers: 400), rather than guess at a body it may read differently
-//! from the sender.
-
-use std::io::{Read as _, Write as _};
+//! The little HTTP/1.1 zpr's servers need: one request per connection
+//! (`Connection: close`), bodies framed by `Content-Length`, heads parsed by
+//! `httparse`. The peers are zpr's own CLI, Prometheus and tools such as
+//! `curl`, so no keep-alive or chunked bodies: hyper would bring a dozen
+//! crates for features these servers never use. What it does not support
+//! it refuses (a chunked body: 411; two Content-Length headers: 400),
+//! rather than guess at a body it may read differently from the sender.
 
 use anyhow::{Context as _, bail};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 /// Heads larger than this are refused (a request head is a few hundred bytes).
 const MAX_HEAD: usize = 16 * 1024;
+pub(super) const MAX_HEADERS: usize = 32;
 /// Policies are text: a megabyte is tens of thousands of statements.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-const MAX_HEADERS: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -73,14 +70,29 @@ impl Response {
         }
     }
 
+    /// A plain-text answer (what Prometheus and curl users read).
+    pub fn text(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".to_owned(), content_type.to_owned())],
+            body: body.into(),
+        }
+    }
+
     fn head(&self) -> String {
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             Connection: close\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
             self.status,
             reason(self.status),
             self.body.len()
         );
+        if !self
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            head += "Content-Type: application/json\r\n";
+        }
         for (name, value) in &self.headers {
             head += &format!("{name}: {value}\r\n");
         }
@@ -98,13 +110,15 @@ fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         411 => "Length Required",
         412 => "Precondition Failed",
+        408 => "Request Timeout",
         413 => "Payload Too Large",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }
 
 /// Reads one request from a connection.
-pub async fn read_request(stream: &mut tokio::net::UnixStream) -> anyhow::Result<Request> {
+pub async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> anyhow::Result<Request> {
     let mut buffer = Vec::with_capacity(1024);
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -182,61 +196,11 @@ fn content_length(headers: &[httparse::Header]) -> anyhow::Result<usize> {
 }
 
 pub async fn write_response(
-    stream: &mut tokio::net::UnixStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     response: &Response,
 ) -> anyhow::Result<()> {
     stream.write_all(response.head().as_bytes()).await?;
     stream.write_all(&response.body).await?;
     stream.shutdown().await?;
     Ok(())
-}
-
-/// The client side, blocking (the CLI makes one call and exits): sends a
-/// request and reads the whole response.
-pub fn call(
-    socket: &std::path::Path,
-    method: &str,
-    path: &str,
-    if_match: Option<&str>,
-    body: Option<&serde_json::Value>,
-) -> anyhow::Result<Response> {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
-        format!(
-            "connecting to the zpr API at {} (is `zpr serve` running? --socket names another)",
-            socket.display()
-        )
-    })?;
-    let body = body
-        .map(serde_json::to_vec)
-        .transpose()?
-        .unwrap_or_default();
-    let if_match = if_match.map_or(String::new(), |etag| format!("If-Match: {etag}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: zpr\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n{if_match}Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(&body)?;
-    let mut received = Vec::new();
-    stream.read_to_end(&mut received)?;
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head_length) = response.parse(&received)? else {
-        bail!("the API closed the connection inside the response head");
-    };
-    Ok(Response {
-        status: response.code.unwrap_or_default(),
-        headers: response
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_owned(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
-        body: received[head_length..].to_vec(),
-    })
 }
