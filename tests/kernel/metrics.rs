@@ -1,9 +1,14 @@
 //! The agent's Prometheus metrics on the three-tier site: every series is
 //! there at 0 before any traffic (scraped directly), and a real Prometheus
-//! scraping the agent sees what real allowed and denied traffic caused.
+//! scraping the agent sees what real allowed and denied traffic caused;
+//! idle and slow clients do not delay a scrape.
 //! Needs root and Debian's prometheus package.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::{
+    io::Write as _,
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
 
 use zpr_common::{Direction, counters::Reason};
 use zpr_tests::{
@@ -206,5 +211,41 @@ fn a_taken_port_costs_the_metrics_not_enforcement() -> anyhow::Result<()> {
         site.agent.log()
     );
     drop(taken);
+    Ok(())
+}
+
+#[test]
+fn idle_and_slow_clients_do_not_delay_a_scrape() -> anyhow::Result<()> {
+    let (site, metrics) = site_with_metrics()?;
+    let router = site.network.router();
+    // More idle connections than the endpoint serves at once, and a few
+    // that send a byte a second and never finish their request.
+    let (idle, slow) = router.enter(|| {
+        let open = |_| TcpStream::connect_timeout(&metrics, Duration::from_secs(5)).ok();
+        let idle: Vec<TcpStream> = (0..100).filter_map(open).collect();
+        let slow: Vec<TcpStream> = (0..4).filter_map(open).collect();
+        (idle, slow)
+    })?;
+    assert!(idle.len() >= 64, "the idle clients could not connect");
+    let drip = std::thread::spawn(move || {
+        for _ in 0..8 {
+            for mut stream in &slow {
+                let _ = stream.write_all(b"G");
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let (status, body) = http_get(router, metrics, "/metrics")?;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "a scrape waited {:?} behind idle and slow clients",
+            asked.elapsed()
+        );
+    }
+    drop(idle);
+    drip.join().unwrap();
     Ok(())
 }

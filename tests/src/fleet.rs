@@ -507,6 +507,7 @@ impl ApiServer {
         let _ = fs::remove_file(&self.socket);
         self.child = Some(start_zpr_serve(
             &self.netns,
+            &[],
             &self.arguments,
             &self.log,
             || self.socket.exists(),

@@ -1,12 +1,15 @@
 //! A certificate authority for one test, made with rcgen (nothing is
-//! checked in): etcd's server certificate and one client certificate per
-//! etcd user (its CN is the user, as etcd's `--client-cert-auth` reads it).
+//! checked in): etcd's and the API's server certificates, one client
+//! certificate per etcd user (its CN is the user, as etcd's
+//! `--client-cert-auth` reads it), and the API's client certificates (CN
+//! the user, O and OU the groups; a serial and validity of the test's
+//! choosing).
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    KeyPair, KeyUsagePurpose, SerialNumber, date_time_ymd,
 };
 
 pub struct Pki {
@@ -50,11 +53,36 @@ impl Pki {
     /// A certificate for `common_name`, valid for `addresses` too (a
     /// server's), for servers and clients alike.
     pub fn issue(&self, common_name: &str, addresses: &[&str]) -> anyhow::Result<Credentials> {
+        self.issue_as(&Subject::named(common_name), addresses)
+    }
+
+    /// A client certificate for `subject`.
+    pub fn issue_client(&self, subject: &Subject) -> anyhow::Result<Credentials> {
+        self.issue_as(subject, &[])
+    }
+
+    fn issue_as(&self, subject: &Subject, addresses: &[&str]) -> anyhow::Result<Credentials> {
         let names: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
         let mut params = CertificateParams::new(names)?;
         params
             .distinguished_name
-            .push(DnType::CommonName, common_name);
+            .push(DnType::CommonName, &subject.common_name);
+        if let Some(organization) = &subject.organization {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, organization);
+        }
+        if let Some(unit) = &subject.unit {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, unit);
+        }
+        params.serial_number = subject.serial.as_deref().map(SerialNumber::from_slice);
+        if subject.expired {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2021, 1, 1);
+        }
+        let common_name = &subject.common_name;
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -72,6 +100,26 @@ impl Pki {
         std::fs::write(&credentials.cert, cert.pem())?;
         write_private(&credentials.key, key.serialize_pem().as_bytes())?;
         Ok(credentials)
+    }
+}
+
+/// Who a certificate names.
+#[derive(Clone, Debug, Default)]
+pub struct Subject {
+    pub common_name: String,
+    pub organization: Option<String>,
+    pub unit: Option<String>,
+    pub serial: Option<Vec<u8>>,
+    /// Valid in 2020 only.
+    pub expired: bool,
+}
+
+impl Subject {
+    pub fn named(common_name: &str) -> Subject {
+        Subject {
+            common_name: common_name.to_owned(),
+            ..Subject::default()
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use crate::{Netns, agent::zpr_binary, unique_name};
 pub struct ServedAgent {
     netns: String,
     arguments: Vec<String>,
+    /// What `zpr serve` is run under (`prlimit --nofile=1024:`, say).
+    launcher: Vec<String>,
     pub state: PathBuf,
     pub bpffs: PathBuf,
     pub run_dir: PathBuf,
@@ -34,6 +36,19 @@ impl ServedAgent {
         inventory: &Path,
         iam: &str,
         admin_group: &str,
+    ) -> anyhow::Result<ServedAgent> {
+        ServedAgent::start_with(netns, inventory, iam, admin_group, &[], &[])
+    }
+
+    /// As [`ServedAgent::start`], with `more` arguments for `zpr serve`,
+    /// which runs under `launcher` (a command taking the rest as its own).
+    pub fn start_with(
+        netns: &Netns,
+        inventory: &Path,
+        iam: &str,
+        admin_group: &str,
+        more: &[String],
+        launcher: &[String],
     ) -> anyhow::Result<ServedAgent> {
         let state = std::env::temp_dir().join(unique_name("zps"));
         fs::create_dir_all(&state)?;
@@ -57,10 +72,13 @@ impl ServedAgent {
             &run_dir.display().to_string(),
         ]
         .map(str::to_owned)
-        .to_vec();
+        .into_iter()
+        .chain(more.iter().cloned())
+        .collect();
         let mut agent = ServedAgent {
             netns: netns.name().to_owned(),
             arguments,
+            launcher: launcher.to_vec(),
             log: state.join("agent.log"),
             state,
             bpffs,
@@ -78,11 +96,17 @@ impl ServedAgent {
         let _ = fs::remove_file(self.run_dir.join("status.json"));
         self.child = Some(start_zpr_serve(
             &self.netns,
+            &self.launcher,
             &self.arguments,
             &self.log,
             || self.socket.exists() && self.generation() >= 1,
         )?);
         Ok(())
+    }
+
+    /// The process of `zpr serve`, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn kill(&mut self) {
@@ -163,10 +187,12 @@ impl Drop for ServedAgent {
     }
 }
 
-/// `zpr serve ARGUMENTS` in the network namespace `netns`, its output
-/// appended to `log`, once `ready` holds (killed if it does not within 20 s).
+/// `zpr serve ARGUMENTS` in the network namespace `netns` (run by
+/// `launcher`, when given), its output appended to `log`, once `ready`
+/// holds (killed if it does not within 20 s).
 pub fn start_zpr_serve(
     netns: &str,
+    launcher: &[String],
     arguments: &[String],
     log: &Path,
     ready: impl Fn() -> bool,
@@ -174,6 +200,7 @@ pub fn start_zpr_serve(
     let output = fs::OpenOptions::new().create(true).append(true).open(log)?;
     let mut child = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{netns}"))
+        .args(launcher)
         .arg(zpr_binary())
         .arg("serve")
         .args(arguments)

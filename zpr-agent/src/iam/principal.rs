@@ -32,7 +32,7 @@ pub enum Credential {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertificateName {
-    /// As RFC 4514 writes it (`CN=alice,O=zpr-admins`).
+    /// As `openssl x509 -subject` prints it (`CN=alice, O=zpr-admins`).
     pub subject: String,
     /// Hex, as `openssl x509 -serial` prints it: what a revocation names.
     pub serial: String,
@@ -89,7 +89,10 @@ impl Principal {
                         x509_parser::objects::oid_registry(),
                     )
                     .unwrap_or_else(|_| subject.to_string()),
-                    serial: certificate.raw_serial_as_string().replace(':', ""),
+                    serial: certificate
+                        .raw_serial_as_string()
+                        .replace(':', "")
+                        .to_uppercase(),
                 },
             },
         })
