@@ -49,6 +49,46 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&partial, path)
 }
 
+/// Makes `path` the agent's own directory: created 0700 whatever the
+/// umask, or tightened to 0700 when it exists. A symlink there, or a
+/// directory of another user's, is refused: what zpr writes in it would
+/// be theirs to read or redirect.
+pub fn private_directory(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
+        _ => {}
+    }
+    let metadata = std::fs::symlink_metadata(path)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !metadata.is_dir() || metadata.uid() != me {
+        return Err(io::Error::other(format!(
+            "{} is refused as zpr's run directory: it is not a directory of uid {me} (a \
+             symbolic link, or another user's); remove it",
+            path.display()
+        )));
+    }
+    if metadata.mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Lets every local user reach the API socket in `directory` when it is
+/// a private one (0700, the run directory): IAM decides what each caller
+/// may do. Search permission only (0711): the names in it cannot be
+/// listed, and its files stay 0600. Other directories are left as they are.
+pub fn reachable_by_name(directory: &Path) -> io::Result<()> {
+    if std::fs::metadata(directory)?.mode() & 0o777 == 0o700 {
+        std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o711))?;
+    }
+    Ok(())
+}
+
 /// Reads a secret zpr is given (a private key): refused when others may
 /// read or write it, as ssh refuses such a key.
 pub fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -106,6 +146,37 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_run_directory_is_private_and_never_a_link_or_someone_else_s() {
+        let dir = scratch("run-dir");
+        let run = dir.join("run");
+        // SAFETY: umask only changes this process's file creation mask.
+        let before = unsafe { libc::umask(0o000) };
+        private_directory(&run).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::umask(before) };
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().mode() & 0o777;
+        assert_eq!(mode(&run), 0o700);
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_directory(&run).unwrap();
+        assert_eq!(mode(&run), 0o700, "an existing directory is tightened");
+        reachable_by_name(&run).unwrap();
+        assert_eq!(mode(&run), 0o711);
+
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let planted = dir.join("planted");
+        std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+        let error = private_directory(&planted).unwrap_err().to_string();
+        assert!(error.contains("refused"), "{error}");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&elsewhere, Some(65534), None).unwrap();
+            assert!(private_directory(&elsewhere).is_err(), "another user's directory");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

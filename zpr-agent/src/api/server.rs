@@ -29,6 +29,7 @@ use crate::{
         tls::{ServerFiles, ServerTls},
     },
     iam::Principal,
+    private_file,
 };
 
 /// A request waiting for the agent's loop.
@@ -73,6 +74,7 @@ impl ApiServer {
         if let Some(directory) = path.parent() {
             std::fs::create_dir_all(directory)
                 .with_context(|| format!("creating {}", directory.display()))?;
+            private_file::reachable_by_name(directory)?;
         }
         // The agent lock is held, so a socket left here is a dead agent's.
         let _ = std::fs::remove_file(path);

@@ -2,14 +2,11 @@
 //! `<run-dir>/agent.lock` (its status file and API socket live there).
 //! One agent per pin root is `datapath::PinOwnership`'s job.
 
-use std::{
-    fs::{File, OpenOptions},
-    path::Path,
-};
+use std::{fs::File, path::Path};
 
 use anyhow::{Context as _, bail};
 
-use crate::flock;
+use crate::{flock, private_file};
 
 /// Held while the agent runs; the kernel releases it when the process ends.
 pub struct AgentLock {
@@ -18,16 +15,11 @@ pub struct AgentLock {
 
 impl AgentLock {
     pub fn acquire(run_dir: &Path) -> anyhow::Result<AgentLock> {
-        std::fs::create_dir_all(run_dir)
+        private_file::private_directory(run_dir)
             .with_context(|| format!("creating {}", run_dir.display()))?;
         let path = run_dir.join("agent.lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let file =
+            private_file::append(&path).with_context(|| format!("opening {}", path.display()))?;
         if !flock::try_lock_exclusive(&file) {
             let holder = flock::holder(&path).map_or("unknown".to_owned(), |pid| pid.to_string());
             bail!(

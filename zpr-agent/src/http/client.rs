@@ -101,15 +101,34 @@ impl Endpoint {
                 tcp.set_read_timeout(Some(REMOTE_TIMEOUT))?;
                 tcp.set_write_timeout(Some(REMOTE_TIMEOUT))?;
                 let connection = rustls::ClientConnection::new(tls.clone(), server_name.clone())?;
-                exchange(rustls::StreamOwned::new(connection, tcp), &request)
-                    .with_context(|| format!("talking TLS to the zpr API at {authority}"))?
+                exchange(rustls::StreamOwned::new(connection, tcp), &request).map_err(|error| {
+                    anyhow::anyhow!(
+                        "talking TLS to the zpr API at {authority}: {error}{}",
+                        tls_hint(&error)
+                    )
+                })?
             }
         };
         parse_response(&received)
     }
 }
 
-fn exchange(mut stream: impl Read + Write, request: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// What to do about a failed handshake, when its cause says.
+fn tls_hint(error: &std::io::Error) -> &'static str {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(_)) => {
+            ". The server refused this client's certificate (--cert): it must be signed by the \
+             CA the server trusts (`zpr serve --client-ca`) and be valid now"
+        }
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            ". The server's certificate is not one --cacert vouches for: give the CA that \
+             signed it (`zpr serve --tls-cert`), and a host name or address it names"
+        }
+        _ => "",
+    }
+}
+
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> std::io::Result<Vec<u8>> {
     stream.write_all(request)?;
     stream.flush()?;
     let mut received = Vec::new();
