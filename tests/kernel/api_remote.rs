@@ -257,7 +257,11 @@ fn clients_the_api_does_not_trust_are_refused_in_the_handshake() {
     let alice = api.client(subject("alice", ADMINS));
     let refused = api.call_as(&alice, &other_ca.ca(), &create);
     assert!(!refused.status.success(), "{}", text(&refused));
-    assert!(text(&refused).contains("not one --cacert vouches for"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("not one --cacert vouches for"),
+        "{}",
+        text(&refused)
+    );
 
     // No client certificate at all: the handshake fails, nothing is read.
     let answer = api

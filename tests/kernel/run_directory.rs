@@ -64,8 +64,14 @@ fn a_served_agent_s_state_is_root_s_and_its_socket_everyone_s() {
     let user = TestUser::create("zrd").unwrap();
     let run_dir = agent.run_dir.display().to_string();
     let status = agent.run_dir.join("status.json").display().to_string();
-    assert!(!user_can(&user, &["ls", &run_dir]), "the run directory is listable");
-    assert!(!user_can(&user, &["cat", &status]), "status.json is readable");
+    assert!(
+        !user_can(&user, &["ls", &run_dir]),
+        "the run directory is listable"
+    );
+    assert!(
+        !user_can(&user, &["cat", &status]),
+        "status.json is readable"
+    );
     // The socket is reached: IAM answers (403), not the file system.
     let listed = agent.cli(Some(&user.name), &["policy", "list"]).unwrap();
     let stderr = String::from_utf8_lossy(&listed.stderr);

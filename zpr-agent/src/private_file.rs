@@ -174,7 +174,10 @@ mod tests {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             std::os::unix::fs::chown(&elsewhere, Some(65534), None).unwrap();
-            assert!(private_directory(&elsewhere).is_err(), "another user's directory");
+            assert!(
+                private_directory(&elsewhere).is_err(),
+                "another user's directory"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

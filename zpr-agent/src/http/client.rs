@@ -115,7 +115,10 @@ impl Endpoint {
 
 /// What to do about a failed handshake, when its cause says.
 fn tls_hint(error: &std::io::Error) -> &'static str {
-    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(rustls::Error::AlertReceived(_)) => {
             ". The server refused this client's certificate (--cert): it must be signed by the \
              CA the server trusts (`zpr serve --client-ca`) and be valid now"

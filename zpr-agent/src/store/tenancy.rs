@@ -257,6 +257,29 @@ fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// Hashes records as they are written, each value serialized into one
+/// reused buffer.
+struct RecordsDigest<'a> {
+    hasher: sha2::Sha256,
+    value: Vec<u8>,
+    left_out: &'a [&'a str],
+}
+
+impl super::records::RecordSink for RecordsDigest<'_> {
+    fn put<T: serde::Serialize>(&mut self, key: &str, value: &T) -> anyhow::Result<()> {
+        use sha2::Digest as _;
+        if self.left_out.contains(&key) {
+            return Ok(());
+        }
+        self.value.clear();
+        serde_json::to_writer(&mut self.value, value)?;
+        for part in [key.as_bytes(), b"\0", &self.value, b"\0"] {
+            self.hasher.update(part);
+        }
+        Ok(())
+    }
+}
+
 impl Tenancy {
     /// A new tenancy id: 128 random bits, hex.
     pub fn draw_id() -> anyhow::Result<String> {
@@ -329,17 +352,14 @@ impl Tenancy {
     /// SHA-256 over the tenancy's records (key and value each followed by
     /// a NUL, in key order), but those named in `left_out`.
     fn records_digest(&self, left_out: &[&str]) -> anyhow::Result<String> {
+        let mut digest = RecordsDigest {
+            hasher: sha2::Sha256::default(),
+            value: Vec::new(),
+            left_out,
+        };
+        super::records::write_records(self, &mut digest)?;
         use sha2::Digest as _;
-        let mut hasher = sha2::Sha256::new();
-        for (key, value) in super::records::to_records(self)? {
-            if left_out.contains(&key.as_str()) {
-                continue;
-            }
-            for part in [key.as_bytes(), b"\0", value.as_bytes(), b"\0"] {
-                hasher.update(part);
-            }
-        }
-        Ok(super::signing::to_hex(&hasher.finalize()))
+        Ok(super::signing::to_hex(&digest.hasher.finalize()))
     }
 
     /// A new OCID-like id: `ocid1.<kind>.zpr.<n>`, never reused.

@@ -615,3 +615,49 @@ fn signed_states_verify_and_tampered_replayed_or_untrusted_ones_do_not() {
     assert!(signing::Signer::read(&key).is_err());
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+#[test]
+fn records_come_in_key_order_and_digests_hash_exactly_them() {
+    let mut tenancy = seeded_tenancy();
+    tenancy.tenancy_id = Some("t-1".to_owned());
+    tenancy.confirmation = Some(Confirmation {
+        principal: "root".to_owned(),
+        operation: "DeleteZprPolicy".to_owned(),
+        time: 1,
+        nodes: vec!["hv-1".to_owned()],
+        digest: "d".to_owned(),
+    });
+    tenancy.signature = Some(signing::StateSignature {
+        key_id: "k".to_owned(),
+        sequence: 1,
+        previous: String::new(),
+        digest: "d".to_owned(),
+        signature: "s".to_owned(),
+    });
+    struct Keys(Vec<String>);
+    impl records::RecordSink for Keys {
+        fn put<T: serde::Serialize>(&mut self, key: &str, _: &T) -> anyhow::Result<()> {
+            self.0.push(key.to_owned());
+            Ok(())
+        }
+    }
+    let mut keys = Keys(Vec::new());
+    records::write_records(&tenancy, &mut keys).unwrap();
+    let mut sorted = keys.0.clone();
+    sorted.sort();
+    assert_eq!(keys.0, sorted, "a digest would depend on write order");
+    assert!(keys.0.len() > 10, "{:?}", keys.0);
+
+    // The digest is SHA-256 over "key\0value\0" of the sorted records.
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for (key, value) in records::to_records(&tenancy).unwrap() {
+        if key != records::SIGNATURE {
+            hasher.update(format!("{key}\0{value}\0"));
+        }
+    }
+    assert_eq!(
+        tenancy.signed_digest().unwrap(),
+        signing::to_hex(&hasher.finalize())
+    );
+}
