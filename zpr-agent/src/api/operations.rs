@@ -61,6 +61,34 @@ pub enum Operation {
     RemoveSecurityAttributes {
         endpoint: String,
     },
+    ListEndpoints,
+    GetEndpoint {
+        name: String,
+    },
+    /// Needs `use` on the namespace of each attribute given too.
+    CreateEndpoint,
+    /// Changes, moves (a new node) or retags; `use` on the namespace of
+    /// each attribute added or removed.
+    UpdateEndpoint {
+        name: String,
+    },
+    DeleteEndpoint {
+        name: String,
+    },
+    /// Brings the endpoints (and VCNs) in line with an inventory file, in
+    /// one commit; `prune` deletes those the file does not list.
+    ImportEndpoints,
+    ListVcns,
+    GetVcn {
+        name: String,
+    },
+    CreateVcn,
+    UpdateVcn {
+        name: String,
+    },
+    DeleteVcn {
+        name: String,
+    },
     /// Lists the work requests the caller may see.
     ListWorkRequests,
     GetWorkRequest {
@@ -163,6 +191,17 @@ impl Operation {
                     endpoint: owned(endpoint),
                 }
             }
+            ("GET", ["endpoints"]) => ListEndpoints,
+            ("POST", ["endpoints"]) => CreateEndpoint,
+            ("POST", ["endpoints", "actions", "import"]) => ImportEndpoints,
+            ("GET", ["endpoints", name]) => GetEndpoint { name: owned(name) },
+            ("PUT", ["endpoints", name]) => UpdateEndpoint { name: owned(name) },
+            ("DELETE", ["endpoints", name]) => DeleteEndpoint { name: owned(name) },
+            ("GET", ["vcns"]) => ListVcns,
+            ("POST", ["vcns"]) => CreateVcn,
+            ("GET", ["vcns", name]) => GetVcn { name: owned(name) },
+            ("PUT", ["vcns", name]) => UpdateVcn { name: owned(name) },
+            ("DELETE", ["vcns", name]) => DeleteVcn { name: owned(name) },
             ("GET", ["workRequests"]) => ListWorkRequests,
             ("GET", ["workRequests", id]) => GetWorkRequest { id: owned(id) },
             _ => return Err(format!("no operation is {method} {path}")),
@@ -195,6 +234,17 @@ impl Operation {
             DeleteSecurityAttribute { .. } => "DeleteSecurityAttribute",
             ApplySecurityAttributes { .. } => "ApplySecurityAttributes",
             RemoveSecurityAttributes { .. } => "RemoveSecurityAttributes",
+            ListEndpoints => "ListEndpoints",
+            GetEndpoint { .. } => "GetEndpoint",
+            CreateEndpoint => "CreateEndpoint",
+            UpdateEndpoint { .. } => "UpdateEndpoint",
+            DeleteEndpoint { .. } => "DeleteEndpoint",
+            ImportEndpoints => "ImportEndpoints",
+            ListVcns => "ListVcns",
+            GetVcn { .. } => "GetVcn",
+            CreateVcn => "CreateVcn",
+            UpdateVcn { .. } => "UpdateVcn",
+            DeleteVcn { .. } => "DeleteVcn",
             ListWorkRequests => "ListWorkRequests",
             GetWorkRequest { .. } => "GetWorkRequest",
         }
@@ -224,9 +274,18 @@ impl Operation {
             DeleteSecurityAttributeNamespace { .. }
             | CascadeDeleteSecurityAttributeNamespace { .. }
             | DeleteSecurityAttribute { .. } => SecurityAttributeNamespaceDelete,
+            ListEndpoints | GetEndpoint { .. } => VnicRead,
+            DeleteEndpoint { .. } => VnicDelete,
+            ListVcns | GetVcn { .. } => VcnRead,
+            CreateVcn => VcnCreate,
+            UpdateVcn { .. } => VcnUpdate,
+            DeleteVcn { .. } => VcnDelete,
             ListSecurityAttributeNamespaces
             | ApplySecurityAttributes { .. }
             | RemoveSecurityAttributes { .. }
+            | CreateEndpoint
+            | UpdateEndpoint { .. }
+            | ImportEndpoints
             | ListWorkRequests
             | GetWorkRequest { .. } => return None,
         })
@@ -269,6 +328,12 @@ impl Operation {
                 | GetSecurityAttribute { .. }
                 | CreateSecurityAttribute { .. }
                 | UpdateSecurityAttribute { .. }
+                | GetEndpoint { .. }
+                | CreateEndpoint
+                | UpdateEndpoint { .. }
+                | GetVcn { .. }
+                | CreateVcn
+                | UpdateVcn { .. }
         )
     }
 
@@ -283,6 +348,10 @@ impl Operation {
                 | GetSecurityAttributeNamespace { .. }
                 | ListSecurityAttributes { .. }
                 | GetSecurityAttribute { .. }
+                | ListEndpoints
+                | GetEndpoint { .. }
+                | ListVcns
+                | GetVcn { .. }
                 | ListWorkRequests
                 | GetWorkRequest { .. }
         )
@@ -298,6 +367,15 @@ impl Operation {
             | UpdateZprPolicy { .. }
             | DeleteZprPolicy { .. } => ResourceType::ZprPolicy,
             GetConfiguration | UpdateConfiguration => ResourceType::ZprConfiguration,
+            ListEndpoints
+            | GetEndpoint { .. }
+            | CreateEndpoint
+            | UpdateEndpoint { .. }
+            | DeleteEndpoint { .. }
+            | ImportEndpoints => ResourceType::Vnics,
+            ListVcns | GetVcn { .. } | CreateVcn | UpdateVcn { .. } | DeleteVcn { .. } => {
+                ResourceType::Vcns
+            }
             _ => ResourceType::SecurityAttributeNamespace,
         }
     }
@@ -309,6 +387,8 @@ pub fn work_request_permission(resource_type: &str) -> Permission {
     match resource_type {
         "zpr-policy" => Permission::ZprPolicyRead,
         "zpr-configuration" => Permission::ZprConfigurationRead,
+        "vnics" => Permission::VnicRead,
+        "vcns" => Permission::VcnRead,
         _ => Permission::SecurityAttributeNamespaceInspect,
     }
 }

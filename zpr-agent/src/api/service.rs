@@ -22,8 +22,9 @@ use crate::{
     inputs::Inputs,
     lang::bounded,
     store::{
-        Confirmation, Conflict, Refusal, RefusalKind, Snapshot, Store, Tenancy, Unavailable,
-        Validator, WorkRequest, WorkRequestError, WorkRequestLog, parse_attribute_text,
+        Confirmation, Conflict, EndpointChanges, EndpointDetails, EndpointFilter, Refusal,
+        RefusalKind, Snapshot, Store, Tenancy, Unavailable, Validator, VcnDetails, WorkRequest,
+        WorkRequestError, WorkRequestLog, parse_attribute_text,
     },
 };
 
@@ -208,6 +209,33 @@ struct SecurityAttributes {
     security_attributes: Vec<String>,
 }
 
+/// `ImportEndpoints`: an inventory file's text.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ImportEndpoints {
+    inventory: String,
+    #[serde(default)]
+    prune: bool,
+}
+
+/// A list page holds at most this many endpoints (`limit` asks for fewer).
+const PAGE_LIMIT: usize = 1000;
+
+/// The namespaces of the attributes in one list and not the other: what
+/// changing an endpoint's attributes from `before` to `after` needs `use` on.
+fn changed_namespaces(before: &[String], after: &[String]) -> Result<Vec<String>, Failure> {
+    let mut namespaces = Vec::new();
+    for text in before.iter().filter(|text| !after.contains(text)).chain(
+        after.iter().filter(|text| !before.contains(text)),
+    ) {
+        let namespace = parse_attribute_text(text)?.namespace().to_owned();
+        if !namespaces.contains(&namespace) {
+            namespaces.push(namespace);
+        }
+    }
+    Ok(namespaces)
+}
+
 impl Service {
     pub async fn handle(
         &self,
@@ -245,7 +273,7 @@ impl Service {
         }
         if !operation.mutates() {
             return match self
-                .read(store, &snapshot.tenancy, principal, &operation)
+                .read(store, &snapshot.tenancy, principal, &operation, request)
                 .await
             {
                 Ok(value) => tagged(200, value, operation.has_etag()),
@@ -325,6 +353,51 @@ impl Service {
                     ));
                 }
             }
+            Operation::CreateEndpoint => {
+                let details: EndpointDetails = body(request)?;
+                needed.push((Permission::VnicCreate, None));
+                for namespace in changed_namespaces(&[], &details.security_attributes)? {
+                    needed.push((Permission::SecurityAttributeNamespaceUse, Some(namespace)));
+                }
+            }
+            Operation::UpdateEndpoint { name } => {
+                let changes: EndpointChanges = body(request)?;
+                needed.push((Permission::VnicUpdate, None));
+                if let Some(after) = &changes.security_attributes {
+                    let before = tenancy.get_endpoint(name)?.security_attributes;
+                    for namespace in changed_namespaces(&before, after)? {
+                        needed.push((Permission::SecurityAttributeNamespaceUse, Some(namespace)));
+                    }
+                }
+            }
+            Operation::ImportEndpoints => {
+                let import: ImportEndpoints = body(request)?;
+                let mut after = tenancy.clone();
+                let imported = after.import_endpoints("the inventory", &import.inventory, import.prune)?;
+                for (changed, permission) in [
+                    (&imported.created, Permission::VnicCreate),
+                    (&imported.updated, Permission::VnicUpdate),
+                    (&imported.deleted, Permission::VnicDelete),
+                    (&imported.vcns_created, Permission::VcnCreate),
+                    (&imported.vcns_updated, Permission::VcnUpdate),
+                ] {
+                    if !changed.is_empty() {
+                        needed.push((permission, None));
+                    }
+                }
+                for name in imported.created.iter().chain(&imported.updated) {
+                    let before = tenancy
+                        .get_endpoint(name)
+                        .map(|endpoint| endpoint.security_attributes)
+                        .unwrap_or_default();
+                    let after = after.get_endpoint(name)?.security_attributes;
+                    for namespace in changed_namespaces(&before, &after)? {
+                        if !needed.iter().any(|(_, n)| n.as_ref() == Some(&namespace)) {
+                            needed.push((Permission::SecurityAttributeNamespaceUse, Some(namespace)));
+                        }
+                    }
+                }
+            }
             _ => {
                 if let Some(permission) = operation.permission() {
                     // Ids name the namespace too: conditions compare names.
@@ -356,6 +429,7 @@ impl Service {
         tenancy: &Tenancy,
         principal: &Principal,
         operation: &Operation,
+        request: &Request,
     ) -> Result<Value, Failure> {
         let items = |items: Vec<Value>| json!({ "items": items });
         Ok(match operation {
@@ -390,6 +464,36 @@ impl Service {
             Operation::GetSecurityAttribute { namespace, name } => {
                 to_json(&tenancy.get_attribute(namespace, name)?)
             }
+            Operation::ListEndpoints => {
+                let filter = EndpointFilter {
+                    node: request.query("node").map(str::to_owned),
+                    vcn: request.query("vcn").map(str::to_owned),
+                    attribute: request.query("attribute").map(str::to_owned),
+                };
+                let limit = match request.query("limit") {
+                    Some(text) => text
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|limit| (1..=PAGE_LIMIT).contains(limit))
+                        .ok_or_else(|| {
+                            Failure::new(
+                                400,
+                                "InvalidParameter",
+                                format!("limit '{text}': give a number from 1 to {PAGE_LIMIT}"),
+                            )
+                        })?,
+                    None => PAGE_LIMIT,
+                };
+                let page = tenancy.list_endpoints(&filter, request.query("page"), limit);
+                // The next page starts after the last name of this one.
+                let next = (page.len() == limit)
+                    .then(|| page.last().map(|endpoint| endpoint.name.clone()))
+                    .flatten();
+                json!({ "items": page.iter().map(to_json).collect::<Vec<_>>(), "nextPage": next })
+            }
+            Operation::GetEndpoint { name } => to_json(&tenancy.get_endpoint(name)?),
+            Operation::ListVcns => items(tenancy.list_vcns().iter().map(to_json).collect()),
+            Operation::GetVcn { name } => to_json(&tenancy.get_vcn(name)?),
             Operation::ListWorkRequests => items(
                 store
                     .work_requests()
@@ -831,6 +935,30 @@ fn change(
                 Some(namespaces.join(",")),
             )
         }
+        Operation::CreateEndpoint => {
+            let details: EndpointDetails = body(request)?;
+            (to_json(&tenancy.create_endpoint(details)?), None)
+        }
+        Operation::UpdateEndpoint { name } => {
+            let changes: EndpointChanges = body(request)?;
+            (to_json(&tenancy.update_endpoint(name, changes)?), None)
+        }
+        Operation::DeleteEndpoint { name } => (to_json(&tenancy.delete_endpoint(name)?), None),
+        Operation::ImportEndpoints => {
+            let import: ImportEndpoints = body(request)?;
+            let imported =
+                tenancy.import_endpoints("the inventory", &import.inventory, import.prune)?;
+            (to_json(&imported), None)
+        }
+        Operation::CreateVcn => {
+            let details: VcnDetails = body(request)?;
+            (to_json(&tenancy.create_vcn(details)?), None)
+        }
+        Operation::UpdateVcn { name } => {
+            let changes: VcnDetails = body(request)?;
+            (to_json(&tenancy.update_vcn(name, changes)?), None)
+        }
+        Operation::DeleteVcn { name } => (to_json(&tenancy.delete_vcn(name)?), None),
         _ => unreachable!("{} changes nothing", operation.name()),
     })
 }
@@ -870,6 +998,8 @@ fn current(tenancy: &Tenancy, operation: &Operation) -> Result<Value, Failure> {
         | DeleteSecurityAttribute { namespace, name } => {
             to_json(&tenancy.get_attribute(namespace, name)?)
         }
+        UpdateEndpoint { name } | DeleteEndpoint { name } => to_json(&tenancy.get_endpoint(name)?),
+        UpdateVcn { name } | DeleteVcn { name } => to_json(&tenancy.get_vcn(name)?),
         _ => {
             return Err(Failure::new(
                 400,
@@ -895,6 +1025,12 @@ fn target_text(operation: &Operation) -> String {
         ApplySecurityAttributes { endpoint } | RemoveSecurityAttributes { endpoint } => {
             endpoint.clone()
         }
+        GetEndpoint { name }
+        | UpdateEndpoint { name }
+        | DeleteEndpoint { name }
+        | GetVcn { name }
+        | UpdateVcn { name }
+        | DeleteVcn { name } => name.clone(),
         _ => operation.namespace().unwrap_or_default().to_owned(),
     }
 }

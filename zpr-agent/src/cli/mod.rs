@@ -31,6 +31,7 @@ pub mod policy;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod vcn;
 pub mod work_request;
 
 #[derive(Parser, Debug)]
@@ -82,8 +83,10 @@ pub enum Command {
     Namespace(namespace::Args),
     /// Security attributes of a namespace (through the API).
     Attribute(attribute::Args),
-    /// Apply or remove security attributes on endpoints (through the API).
+    /// Endpoints: create, list, move, delete, import, tag (through the API).
     Endpoint(endpoint::Args),
+    /// VCNs (through the API).
+    Vcn(vcn::Args),
     /// Enable or disable enforcement (through the API).
     Configuration(configuration::Args),
     /// What each change through the API did.
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Namespace(args) => namespace::run(args),
         Command::Attribute(args) => attribute::run(args),
         Command::Endpoint(args) => endpoint::run(args),
+        Command::Vcn(args) => vcn::run(args),
         Command::Configuration(args) => configuration::run(args),
         Command::WorkRequest(args) => work_request::run(args),
         Command::Completion(args) => completion::run(args),

@@ -27,6 +27,8 @@ pub struct Request {
     /// `?allowUnprotect=true`: the caller confirms a change that stops
     /// protecting most of some host's endpoints (refused otherwise).
     pub allow_unprotect: bool,
+    /// Every `name=value` of the query string, percent-decoded.
+    pub query: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -128,8 +130,9 @@ pub async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> anyhow::Resu
             let target = request.path.unwrap_or_default();
             let (path, query) = target.split_once('?').unwrap_or((target, ""));
             let path = path.to_owned();
-            let dry_run = query.split('&').any(|pair| pair == "dryRun=true");
-            let allow_unprotect = query.split('&').any(|pair| pair == "allowUnprotect=true");
+            let query = query_pairs(query);
+            let flag = |name: &str| query.iter().any(|(key, value)| key == name && value == "true");
+            let (dry_run, allow_unprotect) = (flag("dryRun"), flag("allowUnprotect"));
             let length = content_length(request.headers)?;
             let if_match = single(request.headers, "if-match")?
                 .map(|value| String::from_utf8_lossy(value).trim().to_owned());
@@ -149,6 +152,7 @@ pub async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> anyhow::Resu
                 if_match,
                 dry_run,
                 allow_unprotect,
+                query,
                 body,
             });
         }
@@ -162,6 +166,58 @@ pub async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> anyhow::Resu
         }
         buffer.extend_from_slice(&chunk[..read]);
     }
+}
+
+impl Request {
+    /// The query's value for `name`, if given.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decoded(name), percent_decoded(value))
+        })
+        .collect()
+}
+
+/// `%XX` as the byte it stands for (`+` as a space); what does not decode
+/// stays as written.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| {
+            bytes
+                .get(at..at + 2)
+                .and_then(|pair| std::str::from_utf8(pair).ok())
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        };
+        match bytes[i] {
+            b'%' if hex(i + 1).is_some() => {
+                decoded.extend(hex(i + 1));
+                i += 3;
+            }
+            b'+' => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            byte => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// The value of a header that may appear at most once.

@@ -1,6 +1,11 @@
 //! The IAM resource types, verbs and permissions of OCI ZPR
-//! (shared/docs/reference/oci-zpr-iam.md §2-3): which permissions each verb
-//! grants on each type. Verbs are cumulative: each grants what the one
+//! (shared/docs/reference/oci-zpr-iam.md §2-3), and of OCI's core
+//! networking for endpoints (`vnics`) and VCNs (`vcns`, in the aggregate
+//! `virtual-network-family`): which permissions each verb grants on each
+//! type. OCI documents `vcns` as inspect VCN_READ, manage the rest; its
+//! `vnics` row was not found verbatim, so zpr follows the same pattern and
+//! lets `use` move and change an endpoint (VNIC_UPDATE), as `use vnics`
+//! lets an instance's VNICs be changed. Verbs are cumulative: each grants what the one
 //! before it does, plus its own.
 
 use std::fmt;
@@ -33,6 +38,9 @@ pub enum ResourceType {
     ZprConfiguration,
     /// Namespaces and the attributes inside them.
     SecurityAttributeNamespace,
+    /// Endpoints (a workload's vNIC).
+    Vnics,
+    Vcns,
 }
 
 impl ResourceType {
@@ -41,6 +49,8 @@ impl ResourceType {
             ResourceType::ZprPolicy => "zpr-policy",
             ResourceType::ZprConfiguration => "zpr-configuration",
             ResourceType::SecurityAttributeNamespace => "security-attribute-namespace",
+            ResourceType::Vnics => "vnics",
+            ResourceType::Vcns => "vcns",
         }
     }
 }
@@ -53,13 +63,15 @@ pub enum ResourceSelector {
     ZprFamily,
     /// `security-attribute-family`: the security-attribute types.
     SecurityAttributeFamily,
+    /// `virtual-network-family`: vnics and vcns.
+    VirtualNetworkFamily,
     /// `all-resources`.
     AllResources,
 }
 
 impl ResourceSelector {
     /// Every spelling a statement may use, with its meaning.
-    pub const NAMES: [(&'static str, ResourceSelector); 6] = [
+    pub const NAMES: [(&'static str, ResourceSelector); 9] = [
         (
             "zpr-policy",
             ResourceSelector::Individual(ResourceType::ZprPolicy),
@@ -72,10 +84,16 @@ impl ResourceSelector {
             "security-attribute-namespace",
             ResourceSelector::Individual(ResourceType::SecurityAttributeNamespace),
         ),
+        ("vnics", ResourceSelector::Individual(ResourceType::Vnics)),
+        ("vcns", ResourceSelector::Individual(ResourceType::Vcns)),
         ("zpr-family", ResourceSelector::ZprFamily),
         (
             "security-attribute-family",
             ResourceSelector::SecurityAttributeFamily,
+        ),
+        (
+            "virtual-network-family",
+            ResourceSelector::VirtualNetworkFamily,
         ),
         ("all-resources", ResourceSelector::AllResources),
     ];
@@ -83,9 +101,13 @@ impl ResourceSelector {
     pub fn covers(self, resource: ResourceType) -> bool {
         match self {
             ResourceSelector::Individual(individual) => individual == resource,
-            ResourceSelector::ZprFamily | ResourceSelector::AllResources => true,
+            ResourceSelector::AllResources => true,
+            ResourceSelector::ZprFamily => !matches!(resource, ResourceType::Vnics | ResourceType::Vcns),
             ResourceSelector::SecurityAttributeFamily => {
                 resource == ResourceType::SecurityAttributeNamespace
+            }
+            ResourceSelector::VirtualNetworkFamily => {
+                matches!(resource, ResourceType::Vnics | ResourceType::Vcns)
             }
         }
     }
@@ -109,6 +131,14 @@ pub enum Permission {
     SecurityAttributeNamespaceDelete,
     SecurityAttributeNamespaceMove,
     SecurityAttributeNamespaceUpdate,
+    VnicRead,
+    VnicUpdate,
+    VnicCreate,
+    VnicDelete,
+    VcnRead,
+    VcnCreate,
+    VcnUpdate,
+    VcnDelete,
 }
 
 impl Permission {
@@ -131,6 +161,11 @@ impl Permission {
             | SecurityAttributeNamespaceDelete
             | SecurityAttributeNamespaceMove
             | SecurityAttributeNamespaceUpdate => (SecurityAttributeNamespace, Verb::Manage),
+            VnicRead => (Vnics, Verb::Inspect),
+            VnicUpdate => (Vnics, Verb::Use),
+            VnicCreate | VnicDelete => (Vnics, Verb::Manage),
+            VcnRead => (Vcns, Verb::Inspect),
+            VcnCreate | VcnUpdate | VcnDelete => (Vcns, Verb::Manage),
         }
     }
 
@@ -166,6 +201,14 @@ impl fmt::Display for Permission {
             SecurityAttributeNamespaceDelete => "SECURITY_ATTRIBUTE_NAMESPACE_DELETE",
             SecurityAttributeNamespaceMove => "SECURITY_ATTRIBUTE_NAMESPACE_MOVE",
             SecurityAttributeNamespaceUpdate => "SECURITY_ATTRIBUTE_NAMESPACE_UPDATE",
+            VnicRead => "VNIC_READ",
+            VnicUpdate => "VNIC_UPDATE",
+            VnicCreate => "VNIC_CREATE",
+            VnicDelete => "VNIC_DELETE",
+            VcnRead => "VCN_READ",
+            VcnCreate => "VCN_CREATE",
+            VcnUpdate => "VCN_UPDATE",
+            VcnDelete => "VCN_DELETE",
         })
     }
 }

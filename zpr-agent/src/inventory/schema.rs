@@ -65,6 +65,8 @@ pub(super) struct RawEndpoint {
     pub addresses: Vec<Scalar>,
     pub interface: Option<Scalar>,
     pub node: Option<Scalar>,
+    /// The vNIC's MAC address (`52:54:00:12:34:56`), as libvirt gives it.
+    pub mac: Option<Scalar>,
     #[serde(default)]
     pub security_attributes: Vec<Scalar>,
     #[serde(default)]

@@ -419,6 +419,18 @@ fn endpoints(
                 );
             }
         }
+        if let Some(mac) = &endpoint.mac
+            && !is_mac(&mac.0)
+        {
+            problems.add(
+                format!("{path}.mac"),
+                format!(
+                    "'{}' is not a MAC address: write six hex pairs with colons, such as \
+                     52:54:00:12:34:56",
+                    mac.0
+                ),
+            );
+        }
         let attributes = endpoint_attributes(endpoint, &path, lookup, problems);
         endpoints.push(Endpoint {
             name: name.clone(),
@@ -462,6 +474,14 @@ fn endpoint_attributes(
         attributes.push(attribute);
     }
     attributes
+}
+
+fn is_mac(text: &str) -> bool {
+    let pairs: Vec<&str> = text.split(':').collect();
+    pairs.len() == 6
+        && pairs
+            .iter()
+            .all(|pair| pair.len() == 2 && pair.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn check_interface(name: &str, path: &str, problems: &mut Problems) {

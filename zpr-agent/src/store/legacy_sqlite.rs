@@ -138,6 +138,7 @@ fn read_tenancy(connection: &Connection) -> anyhow::Result<Tenancy> {
             addresses: json_list(row.get("addresses")?),
             interface: row.get("interface")?,
             node: None,
+            mac: None,
             mode: row.get("mode")?,
             security_attributes: Vec::new(),
         })

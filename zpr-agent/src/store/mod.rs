@@ -10,6 +10,7 @@
 //! the same checked inputs as files do ([`Snapshot::inputs`]), so the
 //! agent compiles, validates and reloads a store exactly as it does files.
 
+mod endpoints;
 pub mod etcd;
 mod etcd_follow;
 pub mod etcd_roles;
@@ -28,6 +29,7 @@ use std::path::Path;
 use anyhow::bail;
 
 use crate::inputs::{self, InputText, Loaded};
+pub use endpoints::{EndpointChanges, EndpointDetails, EndpointFilter, VcnDetails};
 pub use etcd::{EtcdAccess, EtcdLocation, EtcdStore};
 pub use etcd_follow::{EtcdFollower, Followed};
 pub use snapshot_cache::SnapshotCache;

@@ -24,33 +24,12 @@ pub fn import(tenancy: &mut Tenancy, origin: &str, text: &str) -> anyhow::Result
             tenancy.create_attribute(&name, &scalar(&attribute["key"]), "", validator.as_ref())?;
         }
     }
-    for vcn in list(&document, "vcns") {
-        let name = scalar(&vcn["name"]);
-        tenancy.vcns.insert(
-            name.clone(),
-            Vcn {
-                name,
-                cidrs: list(vcn, "cidrs").map(scalar).collect(),
-                security_attribute: vcn.get("security-attribute").map(scalar),
-            },
-        );
+    let (vcns, endpoints) = vcns_and_endpoints(&document);
+    for vcn in vcns {
+        tenancy.vcns.insert(vcn.name.clone(), vcn);
     }
-    for endpoint in list(&document, "endpoints") {
-        let name = scalar(&endpoint["name"]);
-        tenancy.endpoints.insert(
-            name.clone(),
-            StoredEndpoint {
-                name,
-                vcn: scalar(&endpoint["vcn"]),
-                addresses: list(endpoint, "addresses").map(scalar).collect(),
-                interface: endpoint.get("interface").map(scalar),
-                node: endpoint.get("node").map(scalar),
-                mode: endpoint
-                    .get("mode")
-                    .map_or_else(|| "enforce".to_owned(), scalar),
-                security_attributes: list(endpoint, "security-attributes").map(scalar).collect(),
-            },
-        );
+    for endpoint in endpoints {
+        tenancy.endpoints.insert(endpoint.name.clone(), endpoint);
     }
     tenancy.osn_services = list(&document, "osn-services").map(scalar).collect();
     // Written last (see `Store::seed`): present, it says the seed is whole.
@@ -61,6 +40,32 @@ pub fn import(tenancy: &mut Tenancy, origin: &str, text: &str) -> anyhow::Result
         bail!("the imported inventory does not read back: {errors}");
     }
     Ok(())
+}
+
+/// The VCNs and endpoints an inventory document (checked already) lists.
+pub(super) fn vcns_and_endpoints(document: &Value) -> (Vec<Vcn>, Vec<StoredEndpoint>) {
+    let vcns = list(document, "vcns")
+        .map(|vcn| Vcn {
+            name: scalar(&vcn["name"]),
+            cidrs: list(vcn, "cidrs").map(scalar).collect(),
+            security_attribute: vcn.get("security-attribute").map(scalar),
+        })
+        .collect();
+    let endpoints = list(document, "endpoints")
+        .map(|endpoint| StoredEndpoint {
+            name: scalar(&endpoint["name"]),
+            vcn: scalar(&endpoint["vcn"]),
+            addresses: list(endpoint, "addresses").map(scalar).collect(),
+            interface: endpoint.get("interface").map(scalar),
+            node: endpoint.get("node").map(scalar),
+            mac: endpoint.get("mac").map(scalar),
+            mode: endpoint
+                .get("mode")
+                .map_or_else(|| "enforce".to_owned(), scalar),
+            security_attributes: list(endpoint, "security-attributes").map(scalar).collect(),
+        })
+        .collect();
+    (vcns, endpoints)
 }
 
 fn list<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {

@@ -232,6 +232,8 @@ pub struct StoredEndpoint {
     /// absent: every agent reading the store treats it as its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     /// `enforce` or `audit`.
     pub mode: String,
     /// As written (`namespace.key:value`), in the order applied.
@@ -248,6 +250,9 @@ pub struct Endpoint {
     pub interface: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    pub mode: String,
     pub security_attributes: Vec<String>,
 }
 
@@ -687,6 +692,8 @@ impl Tenancy {
                 addresses: endpoint.addresses.clone(),
                 interface: endpoint.interface.clone(),
                 node: endpoint.node.clone(),
+                mac: endpoint.mac.clone(),
+                mode: endpoint.mode.clone(),
                 security_attributes: endpoint.security_attributes.clone(),
             }),
             None => refuse(RefusalKind::NotFound, format!("no endpoint '{name}'")),
@@ -794,6 +801,9 @@ impl Tenancy {
                 }
                 if let Some(placed) = &endpoint.node {
                     document["node"] = placed.clone().into();
+                }
+                if let Some(mac) = &endpoint.mac {
+                    document["mac"] = mac.clone().into();
                 }
                 document
             })
