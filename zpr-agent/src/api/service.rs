@@ -225,9 +225,11 @@ const PAGE_LIMIT: usize = 1000;
 /// changing an endpoint's attributes from `before` to `after` needs `use` on.
 fn changed_namespaces(before: &[String], after: &[String]) -> Result<Vec<String>, Failure> {
     let mut namespaces = Vec::new();
-    for text in before.iter().filter(|text| !after.contains(text)).chain(
-        after.iter().filter(|text| !before.contains(text)),
-    ) {
+    for text in before
+        .iter()
+        .filter(|text| !after.contains(text))
+        .chain(after.iter().filter(|text| !before.contains(text)))
+    {
         let namespace = parse_attribute_text(text)?.namespace().to_owned();
         if !namespaces.contains(&namespace) {
             namespaces.push(namespace);
@@ -373,7 +375,8 @@ impl Service {
             Operation::ImportEndpoints => {
                 let import: ImportEndpoints = body(request)?;
                 let mut after = tenancy.clone();
-                let imported = after.import_endpoints("the inventory", &import.inventory, import.prune)?;
+                let imported =
+                    after.import_endpoints("the inventory", &import.inventory, import.prune)?;
                 for (changed, permission) in [
                     (&imported.created, Permission::VnicCreate),
                     (&imported.updated, Permission::VnicUpdate),
@@ -393,7 +396,8 @@ impl Service {
                     let after = after.get_endpoint(name)?.security_attributes;
                     for namespace in changed_namespaces(&before, &after)? {
                         if !needed.iter().any(|(_, n)| n.as_ref() == Some(&namespace)) {
-                            needed.push((Permission::SecurityAttributeNamespaceUse, Some(namespace)));
+                            needed
+                                .push((Permission::SecurityAttributeNamespaceUse, Some(namespace)));
                         }
                     }
                 }

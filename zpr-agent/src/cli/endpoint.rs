@@ -177,7 +177,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             node,
             vcn,
             attribute,
-        } => list(api, [("node", node), ("vcn", vcn), ("attribute", attribute)]),
+        } => list(
+            api,
+            [("node", node), ("vcn", vcn), ("attribute", attribute)],
+        ),
         Command::Get { name } => api.call("GET", &format!("/endpoints/{name}"), None, show),
         Command::Create {
             name,

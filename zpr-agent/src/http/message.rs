@@ -131,7 +131,11 @@ pub async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> anyhow::Resu
             let (path, query) = target.split_once('?').unwrap_or((target, ""));
             let path = path.to_owned();
             let query = query_pairs(query);
-            let flag = |name: &str| query.iter().any(|(key, value)| key == name && value == "true");
+            let flag = |name: &str| {
+                query
+                    .iter()
+                    .any(|(key, value)| key == name && value == "true")
+            };
             let (dry_run, allow_unprotect) = (flag("dryRun"), flag("allowUnprotect"));
             let length = content_length(request.headers)?;
             let if_match = single(request.headers, "if-match")?

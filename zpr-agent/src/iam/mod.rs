@@ -72,17 +72,13 @@ impl Statement {
         };
         subject
             && condition
-            && [
-                ResourceType::ZprPolicy,
-                ResourceType::ZprConfiguration,
-                ResourceType::SecurityAttributeNamespace,
-            ]
-            .into_iter()
-            // Usually only the permission's own type grants it; see
-            // [`Permission::granted`] for the exception.
-            .any(|granting| {
-                self.resource.covers(granting) && permission.granted(granting, self.verb)
-            })
+            && ResourceType::ALL
+                .into_iter()
+                // Usually only the permission's own type grants it; see
+                // [`Permission::granted`] for the exception.
+                .any(|granting| {
+                    self.resource.covers(granting) && permission.granted(granting, self.verb)
+                })
     }
 }
 

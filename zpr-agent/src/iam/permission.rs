@@ -44,6 +44,14 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
+    pub const ALL: [ResourceType; 5] = [
+        ResourceType::ZprPolicy,
+        ResourceType::ZprConfiguration,
+        ResourceType::SecurityAttributeNamespace,
+        ResourceType::Vnics,
+        ResourceType::Vcns,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ResourceType::ZprPolicy => "zpr-policy",
@@ -102,7 +110,9 @@ impl ResourceSelector {
         match self {
             ResourceSelector::Individual(individual) => individual == resource,
             ResourceSelector::AllResources => true,
-            ResourceSelector::ZprFamily => !matches!(resource, ResourceType::Vnics | ResourceType::Vcns),
+            ResourceSelector::ZprFamily => {
+                !matches!(resource, ResourceType::Vnics | ResourceType::Vcns)
+            }
             ResourceSelector::SecurityAttributeFamily => {
                 resource == ResourceType::SecurityAttributeNamespace
             }

@@ -287,8 +287,10 @@ impl Tenancy {
             }
             self.vcns.insert(vcn.name.clone(), vcn);
         }
-        let listed: std::collections::BTreeSet<String> =
-            endpoints.iter().map(|endpoint| endpoint.name.clone()).collect();
+        let listed: std::collections::BTreeSet<String> = endpoints
+            .iter()
+            .map(|endpoint| endpoint.name.clone())
+            .collect();
         for endpoint in endpoints {
             match self.endpoints.get(&endpoint.name) {
                 Some(same) if *same == endpoint => {}

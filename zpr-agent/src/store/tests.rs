@@ -661,3 +661,47 @@ fn records_come_in_key_order_and_digests_hash_exactly_them() {
         signing::to_hex(&hasher.finalize())
     );
 }
+
+#[test]
+fn endpoints_list_in_pages_and_by_filter() {
+    let tenancy = seeded_tenancy();
+    let all = EndpointFilter::default();
+    let names = |page: Vec<Endpoint>| -> Vec<String> { page.into_iter().map(|e| e.name).collect() };
+    assert_eq!(
+        names(tenancy.list_endpoints(&all, None, 2)),
+        ["app-1", "app-2"]
+    );
+    assert_eq!(
+        names(tenancy.list_endpoints(&all, Some("app-2"), 2)),
+        ["db", "lb"]
+    );
+    assert!(tenancy.list_endpoints(&all, Some("lb"), 2).is_empty());
+    let backend = EndpointFilter {
+        vcn: Some("backend-vcn".to_owned()),
+        ..EndpointFilter::default()
+    };
+    assert_eq!(names(tenancy.list_endpoints(&backend, None, 10)), ["db"]);
+    let servers = EndpointFilter {
+        attribute: Some("ocvtc002.apps:server".to_owned()),
+        ..EndpointFilter::default()
+    };
+    assert_eq!(
+        names(tenancy.list_endpoints(&servers, None, 10)),
+        ["app-1", "app-2"]
+    );
+    let placed = EndpointFilter {
+        node: Some("hv-9".to_owned()),
+        ..EndpointFilter::default()
+    };
+    assert!(tenancy.list_endpoints(&placed, None, 10).is_empty());
+}
+
+#[test]
+fn a_vcn_holding_endpoints_is_not_deleted() {
+    let mut tenancy = seeded_tenancy();
+    let error = tenancy.delete_vcn("backend-vcn").unwrap_err().to_string();
+    assert!(error.contains("still holds endpoints db"), "{error}");
+    tenancy.delete_endpoint("db").unwrap();
+    tenancy.delete_vcn("backend-vcn").unwrap();
+    assert!(tenancy.get_vcn("backend-vcn").is_err());
+}

@@ -1,0 +1,384 @@
+//! VMs come and go: endpoints and VCNs created, changed and deleted
+//! through the management API (`zpr endpoint ...`, `zpr vcn ...`), on the
+//! three-tier site with real traffic. A registered endpoint's paths open
+//! as its attributes say; the one checker refuses an address or an
+//! interface used twice; deleting an endpoint cuts its live flows and its
+//! address inherits nothing; a VCN that holds endpoints is not deleted;
+//! `zpr endpoint import --prune` shows the change and then enforces what
+//! it showed; and each new permission is needed (403 without it).
+
+use std::process::Output;
+
+use zpr_tests::{
+    os_users::TestUser,
+    served_agent::ServedAgent,
+    three_tier::{Network, example},
+    traffic::{connect, echo, tcp_exchange},
+    unique_name,
+};
+
+const APPS_TO_DB: &str = "allow ocvtc002.apps:server endpoints in ocvtc002.networks:front-end VCN to connect to ocvtc002.db:customer-db endpoints with protocol='tcp/1521' in ocvtc002.networks:back-end VCN";
+
+fn works(network: &Network, from: &str, to: &str, port: u16) -> bool {
+    tcp_exchange(network.netns(from), network.address(to), port).is_ok()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn succeeds(agent: &ServedAgent, arguments: &[&str]) -> String {
+    let output = agent.cli(None, arguments).unwrap();
+    assert!(
+        output.status.success(),
+        "zpr {arguments:?}: {}\n{}",
+        text(&output),
+        agent.log()
+    );
+    text(&output)
+}
+
+fn refused(agent: &ServedAgent, arguments: &[&str]) -> String {
+    let output = agent.cli(None, arguments).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "zpr {arguments:?}: {}",
+        text(&output)
+    );
+    text(&output)
+}
+
+/// The example's inventory without app-2: its VM runs (the vNIC exists)
+/// but nobody has registered it yet.
+fn inventory_without_app_2() -> std::path::PathBuf {
+    let full = std::fs::read_to_string(example("inventory.yaml")).unwrap();
+    let start = full.find("  - name: app-2").unwrap();
+    let end = start + full[start..].find("  - name: db").unwrap();
+    let path = std::env::temp_dir().join(format!("{}.yaml", unique_name("zae")));
+    std::fs::write(&path, format!("{}{}", &full[..start], &full[end..])).unwrap();
+    path
+}
+
+#[test]
+fn endpoints_created_and_deleted_through_the_api_are_enforced() {
+    let network = Network::start().unwrap();
+    let seed = inventory_without_app_2();
+    let agent = ServedAgent::start(network.router(), &seed, "", "root").unwrap();
+    std::fs::remove_file(&seed).unwrap();
+    succeeds(
+        &agent,
+        &["policy", "create", "apps-to-db", "--statement", APPS_TO_DB],
+    );
+    assert!(works(&network, "app-1", "db", 1521));
+    assert!(!works(&network, "app-2", "db", 1521), "unregistered");
+
+    let created = succeeds(
+        &agent,
+        &[
+            "endpoint",
+            "create",
+            "app-2",
+            "--vcn",
+            "frontend-vcn",
+            "--address",
+            "10.0.2.11",
+            "--interface",
+            "zpr-app2",
+            "--mac",
+            "52:54:00:00:02:11",
+            "--attribute",
+            "ocvtc002.apps:server",
+        ],
+    );
+    assert!(created.contains("app-2"), "{created}");
+    assert!(works(&network, "app-2", "db", 1521));
+    assert!(!works(&network, "app-2", "db", 22));
+    assert!(!works(&network, "lb", "app-2", 80), "no statement opens it");
+    let got = succeeds(&agent, &["endpoint", "get", "app-2", "--output", "json"]);
+    assert!(
+        got.contains("52:54:00:00:02:11") && got.contains("\"etag\""),
+        "{got}"
+    );
+
+    // The one checker: an address or an interface used twice is refused.
+    let twice = refused(
+        &agent,
+        &[
+            "endpoint",
+            "create",
+            "app-3",
+            "--vcn",
+            "frontend-vcn",
+            "--address",
+            "10.0.2.10",
+        ],
+    );
+    assert!(
+        twice.contains("also declared by endpoint 'app-1'"),
+        "{twice}"
+    );
+    let twice = refused(
+        &agent,
+        &[
+            "endpoint",
+            "create",
+            "app-3",
+            "--vcn",
+            "frontend-vcn",
+            "--address",
+            "10.0.2.12",
+            "--interface",
+            "zpr-app1",
+        ],
+    );
+    assert!(
+        twice.contains("interface 'zpr-app1' is also used"),
+        "{twice}"
+    );
+    let outside = refused(
+        &agent,
+        &[
+            "endpoint",
+            "create",
+            "app-3",
+            "--vcn",
+            "frontend-vcn",
+            "--address",
+            "10.7.0.1",
+        ],
+    );
+    assert!(outside.contains("outside VCN 'frontend-vcn'"), "{outside}");
+    let bad_mac = refused(
+        &agent,
+        &[
+            "endpoint",
+            "create",
+            "app-3",
+            "--vcn",
+            "frontend-vcn",
+            "--address",
+            "10.0.2.12",
+            "--mac",
+            "52:54:00",
+        ],
+    );
+    assert!(bad_mac.contains("is not a MAC address"), "{bad_mac}");
+    let listed = succeeds(&agent, &["endpoint", "list", "--vcn", "frontend-vcn"]);
+    assert!(
+        !listed.contains("app-3") && !listed.contains("\ndb\t"),
+        "{listed}"
+    );
+    for name in ["lb", "app-1", "app-2"] {
+        assert!(listed.contains(&format!("{name}\t")), "{listed}");
+    }
+    let tagged = succeeds(
+        &agent,
+        &["endpoint", "list", "--attribute", "ocvtc002.apps:server"],
+    );
+    assert!(!tagged.contains("lb\t"), "{tagged}");
+
+    // Deleting the endpoint cuts its live flow; its address (reused by
+    // whatever VM comes next) inherits nothing.
+    let mut live = connect(network.netns("app-2"), None, network.address("db"), 1521).unwrap();
+    echo(&mut live, b"before").unwrap();
+    succeeds(&agent, &["endpoint", "delete", "app-2"]);
+    assert!(echo(&mut live, b"after").is_err(), "the live flow goes on");
+    assert!(!works(&network, "app-2", "db", 1521));
+    assert!(works(&network, "app-1", "db", 1521));
+
+    // A VCN with endpoints is not deleted; an empty one is.
+    let held = refused(&agent, &["vcn", "delete", "frontend-vcn"]);
+    assert!(
+        held.contains("(409)") && held.contains("lb") && held.contains("app-1"),
+        "{held}"
+    );
+    succeeds(
+        &agent,
+        &["vcn", "create", "spare-vcn", "--cidr", "10.9.0.0/16"],
+    );
+    assert!(succeeds(&agent, &["vcn", "list"]).contains("spare-vcn\t10.9.0.0/16"));
+    succeeds(&agent, &["vcn", "delete", "spare-vcn"]);
+    assert!(!succeeds(&agent, &["vcn", "list"]).contains("spare-vcn"));
+    assert!(works(&network, "app-1", "db", 1521));
+}
+
+#[test]
+fn import_with_prune_shows_the_change_then_enforces_what_it_showed() {
+    let network = Network::start().unwrap();
+    let agent =
+        ServedAgent::start(network.router(), &example("inventory.yaml"), "", "root").unwrap();
+    succeeds(
+        &agent,
+        &["policy", "create", "apps-to-db", "--statement", APPS_TO_DB],
+    );
+    assert!(works(&network, "app-2", "db", 1521));
+
+    let file = inventory_without_app_2();
+    let preview = succeeds(
+        &agent,
+        &[
+            "endpoint",
+            "import",
+            &file.display().to_string(),
+            "--prune",
+            "--dry-run",
+        ],
+    );
+    assert!(preview.contains("dry run, nothing changed"), "{preview}");
+    assert!(
+        works(&network, "app-2", "db", 1521),
+        "a dry run changes nothing"
+    );
+
+    let imported = succeeds(
+        &agent,
+        &["endpoint", "import", &file.display().to_string(), "--prune"],
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert!(imported.contains("endpoints removed: app-2"), "{imported}");
+    assert!(
+        imported.contains("closes: no longer allowed by apps-to-db:1\n  from app-2 [")
+            && imported.contains("  to   db [")
+            && imported.contains("tcp/1521"),
+        "the diff names the path it closes:\n{imported}"
+    );
+    // And it says what a removed endpoint's running VM now is: unprotected.
+    assert!(
+        imported.contains("opens: at app-2 (enforced before, absent now)"),
+        "{imported}"
+    );
+    assert!(imported.contains("applied in one commit"), "{imported}");
+    assert!(!works(&network, "app-2", "db", 1521), "as shown");
+    assert!(works(&network, "app-1", "db", 1521), "not shown: unchanged");
+
+    // Importing the same file again changes nothing.
+    let file = inventory_without_app_2();
+    let again = succeeds(&agent, &["endpoint", "import", &file.display().to_string()]);
+    std::fs::remove_file(&file).unwrap();
+    assert!(again.contains("already matches"), "{again}");
+}
+
+#[test]
+fn each_endpoint_and_vcn_permission_is_needed() {
+    let network = Network::start().unwrap();
+    let inspector = TestUser::create("zei").unwrap();
+    let user = TestUser::create("zeu").unwrap();
+    let manager = TestUser::create("zem").unwrap();
+    let iam = format!(
+        "Allow group {} to inspect vnics in tenancy
+         Allow group {} to inspect vcns in tenancy
+         Allow group {} to use vnics in tenancy
+         Allow group {} to manage virtual-network-family in tenancy",
+        inspector.name, inspector.name, user.name, manager.name
+    );
+    let agent =
+        ServedAgent::start(network.router(), &example("inventory.yaml"), &iam, "root").unwrap();
+    let call = |who: &TestUser, arguments: &[&str]| agent.cli(Some(&who.name), arguments).unwrap();
+    let denied = |who: &TestUser, arguments: &[&str], permission: &str| {
+        let output = call(who, arguments);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{arguments:?}: {}",
+            text(&output)
+        );
+        assert!(
+            text(&output).contains("(403)") && text(&output).contains(permission),
+            "{arguments:?} needs {permission}: {}",
+            text(&output)
+        );
+    };
+    let create = [
+        "endpoint",
+        "create",
+        "app-3",
+        "--vcn",
+        "frontend-vcn",
+        "--address",
+        "10.0.2.12",
+    ];
+    let tagged_create = [
+        "endpoint",
+        "create",
+        "app-4",
+        "--vcn",
+        "frontend-vcn",
+        "--address",
+        "10.0.2.13",
+        "--attribute",
+        "ocvtc002.apps:server",
+    ];
+
+    assert!(call(&inspector, &["endpoint", "list"]).status.success());
+    assert!(
+        call(&inspector, &["vcn", "get", "backend-vcn"])
+            .status
+            .success()
+    );
+    denied(&inspector, &create, "VNIC_CREATE");
+    denied(
+        &inspector,
+        &["endpoint", "update", "lb", "--mode", "audit"],
+        "VNIC_UPDATE",
+    );
+    denied(
+        &inspector,
+        &["vcn", "create", "x", "--cidr", "10.8.0.0/16"],
+        "VCN_CREATE",
+    );
+    denied(&user, &["vcn", "list"], "VCN_READ");
+    denied(&user, &["endpoint", "delete", "lb"], "VNIC_DELETE");
+    denied(
+        &user,
+        &[
+            "endpoint",
+            "update",
+            "lb",
+            "--attribute",
+            "ocvtc002.apps:server",
+        ],
+        "SECURITY_ATTRIBUTE_NAMESPACE_USE",
+    );
+    denied(&manager, &tagged_create, "SECURITY_ATTRIBUTE_NAMESPACE_USE");
+    denied(&manager, &["policy", "list"], "ZPR_POLICY_INSPECT");
+
+    let moved = call(&user, &["endpoint", "update", "app-1", "--node", "hv-2"]);
+    assert!(moved.status.success(), "{}", text(&moved));
+    assert!(call(&manager, &create).status.success());
+    assert!(
+        call(&manager, &["vcn", "create", "x", "--cidr", "10.8.0.0/16"])
+            .status
+            .success()
+    );
+    assert!(
+        call(&manager, &["vcn", "update", "x", "--cidr", "10.8.0.0/17"])
+            .status
+            .success()
+    );
+    assert!(call(&manager, &["vcn", "delete", "x"]).status.success());
+    assert!(
+        call(&manager, &["endpoint", "delete", "app-3"])
+            .status
+            .success()
+    );
+    let audit = agent.audit();
+    for operation in [
+        "CreateEndpoint",
+        "UpdateEndpoint",
+        "DeleteEndpoint",
+        "CreateVcn",
+        "DeleteVcn",
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|record| record["operation"] == operation && record["allowed"] == true),
+            "no audit record of {operation}"
+        );
+    }
+}
