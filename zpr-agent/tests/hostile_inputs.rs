@@ -1,0 +1,301 @@
+//! Input files as a hostile pull request or a local attacker writes them,
+//! given to `zpr check` and `zpr diff` (the CI gate): a YAML alias bomb, a
+//! FIFO where a file should be, a symlink out of the tree, and base
+//! revisions whose names git would quote. Each is refused (or read right)
+//! quickly, in little memory, and never quotes a file outside the tree.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const POLICY: &str = "three-tier.zpr";
+const INVENTORY: &str = "inventory.yaml";
+/// The address space `zpr` gets: the alias bomb needs gigabytes.
+const MEMORY_LIMIT: libc::rlim_t = 1 << 30;
+/// Longer than any of these commands takes, far shorter than for ever.
+const TIMEOUT: Duration = Duration::from_secs(30);
+const SECRET: &str = "aws_secret_access_key = do-not-print-me";
+
+fn example(file: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/three-tier")
+            .join(file),
+    )
+    .unwrap()
+}
+
+/// A fresh directory for one test, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let directory = std::env::temp_dir().join(format!(
+            "zpr-hostile-inputs-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        Scratch(directory)
+    }
+
+    /// A policy repository named `name`: the three-tier example.
+    fn repository(&self, name: &str) -> PathBuf {
+        let directory = self.0.join(name);
+        std::fs::create_dir_all(&directory).unwrap();
+        std::fs::write(directory.join(POLICY), example(POLICY)).unwrap();
+        std::fs::write(directory.join(INVENTORY), example(INVENTORY)).unwrap();
+        directory
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `zpr ARGUMENTS` run in `directory` within [`MEMORY_LIMIT`], killed
+/// (and the test failed) after [`TIMEOUT`].
+fn zpr(directory: &Path, arguments: &[&str], environment: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zpr"));
+    command
+        .current_dir(directory)
+        .args(arguments)
+        .envs(environment.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; it only limits the child.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: MEMORY_LIMIT,
+                rlim_max: MEMORY_LIMIT,
+            };
+            match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > TIMEOUT {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("zpr {arguments:?} still runs after {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// One anchored list of 5,000 values referenced 7,000 times under a key
+/// the schema does not know: 31 KB that expand to 35 million values.
+fn alias_bomb() -> String {
+    format!(
+        "namespaces: []\nanchor: &a [{}]\nbomb: [{}]\n",
+        vec!["1"; 5_000].join(","),
+        vec!["*a"; 7_000].join(",")
+    )
+}
+
+#[test]
+fn an_alias_bomb_is_refused_by_check_and_diff_in_little_memory() {
+    let scratch = Scratch::new();
+    let old = scratch.repository("old");
+    let new = scratch.repository("new");
+    let bomb = alias_bomb();
+    assert!(bomb.len() < 32 << 10);
+    std::fs::write(new.join(INVENTORY), &bomb).unwrap();
+
+    let check = zpr(
+        &new,
+        &["check", "--inventory", INVENTORY, POLICY],
+        &[],
+    );
+    let message = stderr(&check);
+    assert_eq!(check.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("inventory.yaml: 2:") && message.contains("YAML aliases"),
+        "{message}"
+    );
+
+    let diff = zpr(&scratch.0, &["diff", "old", "new"], &[]);
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+    assert!(stderr(&diff).contains("YAML aliases"), "{}", stderr(&diff));
+    drop(old);
+}
+
+fn mkfifo(path: &Path) {
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `name` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn a_fifo_in_place_of_an_input_is_refused_at_once() {
+    let scratch = Scratch::new();
+    scratch.repository("old");
+    let new = scratch.repository("new");
+    std::fs::remove_file(new.join(INVENTORY)).unwrap();
+    mkfifo(&new.join(INVENTORY));
+    mkfifo(&new.join("x.zpr"));
+
+    let check = zpr(&new, &["check", "--inventory", INVENTORY, POLICY], &[]);
+    assert_eq!(check.status.code(), Some(2), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("inventory inventory.yaml is a FIFO (named pipe), not a regular file"),
+        "{}",
+        stderr(&check)
+    );
+    let check = zpr(&new, &["check", "x.zpr"], &[]);
+    assert!(stderr(&check).contains("policy x.zpr is a FIFO"), "{}", stderr(&check));
+
+    let diff = zpr(&scratch.0, &["diff", "old", "new"], &[]);
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+    assert!(stderr(&diff).contains("is a FIFO"), "{}", stderr(&diff));
+}
+
+#[test]
+fn a_symlink_out_of_the_tree_is_named_and_its_target_never_quoted() {
+    let scratch = Scratch::new();
+    scratch.repository("old");
+    let new = scratch.repository("new");
+    let outside = scratch.0.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("credentials"), format!("{SECRET}\n")).unwrap();
+    std::os::unix::fs::symlink("../outside/credentials", new.join("leak.zpr")).unwrap();
+
+    let diff = zpr(&scratch.0, &["diff", "old", "new"], &[]);
+    let message = stderr(&diff);
+    assert_eq!(diff.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("policy new/leak.zpr is a symlink that leads outside new"),
+        "{message}"
+    );
+    assert!(!message.contains("do-not-print-me"), "{message}");
+    let check = zpr(
+        &scratch.0,
+        &["check", "--inventory", "new/inventory.yaml", "new/leak.zpr"],
+        &[],
+    );
+    let message = stderr(&check);
+    assert_eq!(check.status.code(), Some(2), "{message}");
+    assert!(message.contains("new/leak.zpr is a symlink"), "{message}");
+    assert!(!message.contains("do-not-print-me"), "{message}");
+
+    // A valid policy behind such a link is not used without a word either.
+    std::fs::remove_file(new.join("leak.zpr")).unwrap();
+    std::fs::rename(new.join(POLICY), outside.join(POLICY)).unwrap();
+    std::os::unix::fs::symlink(format!("../outside/{POLICY}"), new.join(POLICY)).unwrap();
+    let diff = zpr(&scratch.0, &["diff", "old", "new"], &[]);
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+
+    // A symlink within the tree is read.
+    std::fs::remove_file(new.join(POLICY)).unwrap();
+    std::fs::create_dir_all(new.join("shared")).unwrap();
+    std::fs::write(new.join("shared").join(POLICY), example(POLICY)).unwrap();
+    std::os::unix::fs::symlink(format!("./shared/{POLICY}"), new.join(POLICY)).unwrap();
+    let diff = zpr(&scratch.0, &["diff", "old", "new"], &[]);
+    assert_eq!(diff.status.code(), Some(0), "{}", stderr(&diff));
+}
+
+/// Runs git in `directory`, as a CI job's checkout would.
+fn git(directory: &Path, arguments: &[&str]) {
+    let status = Command::new("git")
+        .current_dir(directory)
+        .args(["-c", "user.name=zpr", "-c", "user.email=zpr@example.com"])
+        .args(arguments)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {arguments:?}");
+}
+
+fn committed(scratch: &Scratch) -> PathBuf {
+    let repository = scratch.repository("policies");
+    git(&repository, &["init", "-q"]);
+    git(&repository, &["add", "."]);
+    git(&repository, &["commit", "-qm", "three-tier"]);
+    repository
+}
+
+#[test]
+fn base_is_read_from_git_objects_and_nothing_is_written() {
+    let scratch = Scratch::new();
+    let repository = committed(&scratch);
+    // A temporary directory that cannot hold anything: nothing may be
+    // written there (nor anywhere) to read the base revision.
+    let no_directory = scratch.0.join("not-a-directory");
+    std::fs::write(&no_directory, "").unwrap();
+    let unchanged = zpr(
+        &repository,
+        &["diff", "--base", "HEAD"],
+        &[("TMPDIR", &no_directory)],
+    );
+    assert_eq!(unchanged.status.code(), Some(0), "{}", stderr(&unchanged));
+    assert_eq!(
+        String::from_utf8_lossy(&unchanged.stdout),
+        "no change in what may connect\n"
+    );
+    assert_eq!(std::fs::read(&no_directory).unwrap(), b"");
+
+    let widened = example(POLICY).replacen("tcp/1521'", "tcp/1521,22'", 1);
+    std::fs::write(repository.join(POLICY), widened).unwrap();
+    let changed = zpr(
+        &repository,
+        &["diff", "--base", "HEAD"],
+        &[("TMPDIR", &no_directory)],
+    );
+    assert_eq!(changed.status.code(), Some(2), "{}", stderr(&changed));
+    assert!(
+        String::from_utf8_lossy(&changed.stdout).contains("opens: newly allowed by three-tier:3")
+    );
+}
+
+#[test]
+fn base_reads_names_git_would_quote() {
+    let scratch = Scratch::new();
+    let repository = scratch.repository("policies");
+    // One statement a file, each under a name `git ls-tree` quotes or
+    // splits without -z.
+    let policy = example(POLICY);
+    let statements: Vec<&str> = policy.lines().take(3).collect();
+    let names = ["café.zpr", "with space.zpr", "new\nline.zpr"];
+    std::fs::remove_file(repository.join(POLICY)).unwrap();
+    for (name, statement) in names.iter().zip(&statements) {
+        std::fs::write(repository.join(name), format!("{statement}\n")).unwrap();
+    }
+    git(&repository, &["init", "-q"]);
+    git(&repository, &["add", "."]);
+    git(&repository, &["commit", "-qm", "three-tier, one statement a file"]);
+
+    let unchanged = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
+    assert_eq!(
+        (
+            unchanged.status.code(),
+            String::from_utf8_lossy(&unchanged.stdout).as_ref()
+        ),
+        (Some(0), "no change in what may connect\n"),
+        "{}",
+        stderr(&unchanged)
+    );
+
+    std::fs::remove_file(repository.join("café.zpr")).unwrap();
+    let closed = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
+    assert_eq!(closed.status.code(), Some(2), "{}", stderr(&closed));
+    assert!(
+        String::from_utf8_lossy(&closed.stdout).contains("no longer allowed by café:1"),
+        "{}",
+        String::from_utf8_lossy(&closed.stdout)
+    );
+}
