@@ -288,3 +288,26 @@ fn base_reads_names_git_would_quote() {
         String::from_utf8_lossy(&closed.stdout)
     );
 }
+
+#[test]
+fn base_follows_a_symlink_only_to_a_file_beside_it() {
+    let scratch = Scratch::new();
+    let repository = scratch.repository("policies");
+    std::fs::rename(repository.join(INVENTORY), repository.join("hosts.yaml")).unwrap();
+    std::os::unix::fs::symlink("./hosts.yaml", repository.join(INVENTORY)).unwrap();
+    git(&repository, &["init", "-q"]);
+    git(&repository, &["add", "."]);
+    git(&repository, &["commit", "-qm", "inventory behind a symlink"]);
+    let unchanged = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
+    assert_eq!(unchanged.status.code(), Some(0), "{}", stderr(&unchanged));
+
+    std::fs::write(scratch.0.join("credentials"), format!("{SECRET}\n")).unwrap();
+    std::os::unix::fs::symlink("../credentials", repository.join("leak.zpr")).unwrap();
+    git(&repository, &["add", "."]);
+    git(&repository, &["commit", "-qm", "a symlink out of the tree"]);
+    let leaking = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
+    let message = stderr(&leaking);
+    assert_eq!(leaking.status.code(), Some(1), "{message}");
+    assert!(message.contains("HEAD:./leak.zpr: not a file, nor a symlink to a file beside it"), "{message}");
+    assert!(!message.contains("do-not-print-me"), "{message}");
+}

@@ -16,8 +16,8 @@ use crate::inputs::text::MAX_INPUT_BYTES;
 
 /// The files directly in `directory` at `revision` whose names are
 /// `wanted`, with their contents, in git's order. A symlink among them is
-/// read as the wanted file beside it that it names, as in a working tree
-/// under review; one that leads anywhere else is an error naming it.
+/// read as the file beside it that it names, as in a working tree under
+/// review; one that leads anywhere else is an error naming it.
 pub fn files_at(
     revision: &str,
     directory: &Path,
@@ -26,15 +26,39 @@ pub fn files_at(
     if revision.starts_with('-') {
         bail!("{revision}: a git revision does not start with '-'");
     }
-    let entries = entries(revision, directory, wanted)?;
-    entries
+    let listed = list(revision, directory)?;
+    let chosen: Vec<&Entry> = listed.iter().filter(|entry| wanted(&entry.name)).collect();
+    let links: Vec<&str> = chosen
+        .iter()
+        .filter(|entry| entry.kind == Kind::Symlink)
+        .map(|entry| entry.object.as_str())
+        .collect();
+    let mut targets = blobs(directory, &links)?.into_iter();
+    let files = chosen
         .iter()
         .map(|entry| {
-            let named = origin(revision, directory, &entry.name);
-            let content = content(entry, &entries).with_context(|| named)?;
-            Ok((entry.name.clone(), content.to_vec()))
+            let file = match entry.kind {
+                Kind::File => Some(*entry),
+                Kind::Symlink => targets
+                    .next()
+                    .and_then(|target| file_beside(&target, &listed)),
+                Kind::Other => None,
+            };
+            file.map(|file| file.object.as_str()).with_context(|| {
+                format!(
+                    "{}: not a file, nor a symlink to a file beside it (a symlink in a base \
+                     revision is followed only to such a file)",
+                    origin(revision, directory, &entry.name)
+                )
+            })
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let contents = blobs(directory, &files)?;
+    Ok(chosen
+        .into_iter()
+        .map(|entry| entry.name.clone())
+        .zip(contents)
+        .collect())
 }
 
 /// How a file at a revision is named in messages: `REV:PATH`, as git
@@ -43,12 +67,12 @@ pub fn origin(revision: &str, directory: &Path, name: &Path) -> String {
     format!("{revision}:{}", directory.join(name).display())
 }
 
-/// One entry of a git tree: a file, a symlink (its content is where it
+/// One entry of a git tree: a file, a symlink (its blob holds where it
 /// points) or something else (a directory, a submodule).
 struct Entry {
     name: PathBuf,
     kind: Kind,
-    content: Vec<u8>,
+    object: String,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -58,81 +82,55 @@ enum Kind {
     Other,
 }
 
-/// What a tree entry holds: a file's content, or that of the file a
-/// symlink names beside it.
-fn content<'a>(entry: &'a Entry, entries: &'a [Entry]) -> anyhow::Result<&'a [u8]> {
-    let target = match entry.kind {
-        Kind::File => return Ok(&entry.content),
-        Kind::Other => bail!("not a file"),
-        Kind::Symlink => Path::new(OsStr::from_bytes(&entry.content)),
-    };
+/// The file a symlink pointing at `target` leads to when it is one beside
+/// it (`name` or `./name`).
+fn file_beside<'a>(target: &[u8], listed: &'a [Entry]) -> Option<&'a Entry> {
+    let target = Path::new(OsStr::from_bytes(target));
     let beside = target.strip_prefix("./").unwrap_or(target);
-    match entries.iter().find(|other| other.name == beside) {
-        Some(file) if beside.components().count() == 1 && file.kind == Kind::File => {
-            Ok(&file.content)
-        }
-        _ => bail!(
-            "a symlink to something other than an input file beside it; a symlink in a base \
-             revision is followed only to such a file"
-        ),
+    if beside.components().count() != 1 {
+        return None;
     }
+    listed
+        .iter()
+        .find(|entry| entry.name == beside && entry.kind == Kind::File)
 }
 
-/// The wanted entries of `directory` at `revision`, with their contents.
-fn entries(
-    revision: &str,
-    directory: &Path,
-    wanted: impl Fn(&Path) -> bool,
-) -> anyhow::Result<Vec<Entry>> {
+/// The entries directly in `directory` at `revision`.
+fn list(revision: &str, directory: &Path) -> anyhow::Result<Vec<Entry>> {
     let listing = git(directory, &["ls-tree", "-z", revision, "--", "."], "")?;
-    let mut listed = Vec::new();
-    let mut objects = String::new();
     let malformed = || anyhow::anyhow!("git ls-tree printed an entry zpr cannot read");
-    for record in listing.split(|&byte| byte == 0).filter(|r| !r.is_empty()) {
-        // "MODE TYPE OBJECT\tNAME"
-        let tab = record.iter().position(|&b| b == b'\t').ok_or_else(malformed)?;
-        let name = PathBuf::from(OsStr::from_bytes(&record[tab + 1..]));
-        let header = std::str::from_utf8(&record[..tab]).map_err(|_| malformed())?;
-        let [mode, kind, object] = header.split(' ').collect::<Vec<_>>()[..] else {
-            return Err(malformed());
-        };
-        if !wanted(&name) {
-            continue;
-        }
-        let kind = match (mode, kind) {
-            ("120000", _) => Kind::Symlink,
-            (_, "blob") => Kind::File,
-            _ => Kind::Other,
-        };
-        if kind != Kind::Other {
-            objects += object;
-            objects.push('\n');
-        }
-        listed.push((name, kind));
-    }
-    let mut contents = blobs(directory, &objects)?.into_iter();
-    listed
-        .into_iter()
-        .map(|(name, kind)| {
-            let content = match kind {
-                Kind::Other => Vec::new(),
-                _ => contents
-                    .next()
-                    .context("git cat-file printed too few objects")?,
+    listing
+        .split(|&byte| byte == 0)
+        .filter(|record| !record.is_empty())
+        .map(|record| {
+            // "MODE TYPE OBJECT\tNAME"
+            let tab = record.iter().position(|&b| b == b'\t').ok_or_else(malformed)?;
+            let header = std::str::from_utf8(&record[..tab]).map_err(|_| malformed())?;
+            let [mode, kind, object] = header.split(' ').collect::<Vec<_>>()[..] else {
+                return Err(malformed());
+            };
+            let kind = match (mode, kind) {
+                ("120000", _) => Kind::Symlink,
+                (_, "blob") => Kind::File,
+                _ => Kind::Other,
             };
             Ok(Entry {
-                name,
+                name: PathBuf::from(OsStr::from_bytes(&record[tab + 1..])),
                 kind,
-                content,
+                object: object.to_owned(),
             })
         })
         .collect()
 }
 
-/// The contents of the blobs named one a line in `objects`, in order, all
-/// from one `git cat-file --batch`.
-fn blobs(directory: &Path, objects: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut output = &git(directory, &["cat-file", "--batch"], objects)?[..];
+/// The contents of the blobs `objects`, in order, all from one `git
+/// cat-file --batch`.
+fn blobs(directory: &Path, objects: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
+    if objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let input: String = objects.iter().map(|object| format!("{object}\n")).collect();
+    let mut output = &git(directory, &["cat-file", "--batch"], &input)?[..];
     let mut blobs = Vec::new();
     let malformed = || anyhow::anyhow!("git cat-file printed something zpr cannot read");
     while !output.is_empty() {
