@@ -61,11 +61,7 @@ fn limit_memory_growth(pid: u32, growth: u64) -> anyhow::Result<()> {
             std::ptr::null_mut(),
         )
     };
-    anyhow::ensure!(
-        result == 0,
-        "prlimit: {}",
-        std::io::Error::last_os_error()
-    );
+    anyhow::ensure!(result == 0, "prlimit: {}", std::io::Error::last_os_error());
     Ok(())
 }
 
@@ -129,7 +125,8 @@ fn emptied_truncated_and_slow_writes_never_open_a_denied_path() -> anyhow::Resul
         let generation = site.agent.generation();
         let before = site.agent.reloads();
         fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../zpr-agent/tests/hostile/alias-bomb.yaml"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../zpr-agent/tests/hostile/alias-bomb.yaml"),
             site.inputs.inventory(),
         )?;
         let status = site.agent.wait_for_reload(before)?;

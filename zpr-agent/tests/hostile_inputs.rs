@@ -107,11 +107,7 @@ fn an_alias_bomb_is_refused_by_check_and_diff_in_little_memory() {
     assert!(std::fs::metadata(&bomb).unwrap().len() < 32 << 10);
     std::fs::copy(bomb, new.join(INVENTORY)).unwrap();
 
-    let check = zpr(
-        &new,
-        &["check", "--inventory", INVENTORY, POLICY],
-        &[],
-    );
+    let check = zpr(&new, &["check", "--inventory", INVENTORY, POLICY], &[]);
     let message = stderr(&check);
     assert_eq!(check.status.code(), Some(1), "{message}");
     assert!(
@@ -142,12 +138,17 @@ fn a_fifo_in_place_of_an_input_is_refused_at_once() {
     let check = zpr(&new, &["check", "--inventory", INVENTORY, POLICY], &[]);
     assert_eq!(check.status.code(), Some(2), "{}", stderr(&check));
     assert!(
-        stderr(&check).contains("inventory inventory.yaml is a FIFO (named pipe), not a regular file"),
+        stderr(&check)
+            .contains("inventory inventory.yaml is a FIFO (named pipe), not a regular file"),
         "{}",
         stderr(&check)
     );
     let check = zpr(&new, &["check", "x.zpr"], &[]);
-    assert!(stderr(&check).contains("policy x.zpr is a FIFO"), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("policy x.zpr is a FIFO"),
+        "{}",
+        stderr(&check)
+    );
 
     let diff = zpr(&scratch.0, &["diff", "old", "new"], &[]);
     assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
@@ -266,7 +267,10 @@ fn base_reads_names_git_would_quote() {
     }
     git(&repository, &["init", "-q"]);
     git(&repository, &["add", "."]);
-    git(&repository, &["commit", "-qm", "three-tier, one statement a file"]);
+    git(
+        &repository,
+        &["commit", "-qm", "three-tier, one statement a file"],
+    );
 
     let unchanged = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
     assert_eq!(
@@ -297,7 +301,10 @@ fn base_follows_a_symlink_only_to_a_file_beside_it() {
     std::os::unix::fs::symlink("./hosts.yaml", repository.join(INVENTORY)).unwrap();
     git(&repository, &["init", "-q"]);
     git(&repository, &["add", "."]);
-    git(&repository, &["commit", "-qm", "inventory behind a symlink"]);
+    git(
+        &repository,
+        &["commit", "-qm", "inventory behind a symlink"],
+    );
     let unchanged = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
     assert_eq!(unchanged.status.code(), Some(0), "{}", stderr(&unchanged));
 
@@ -308,6 +315,9 @@ fn base_follows_a_symlink_only_to_a_file_beside_it() {
     let leaking = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
     let message = stderr(&leaking);
     assert_eq!(leaking.status.code(), Some(1), "{message}");
-    assert!(message.contains("HEAD:./leak.zpr: not a file, nor a symlink to a file beside it"), "{message}");
+    assert!(
+        message.contains("HEAD:./leak.zpr: not a file, nor a symlink to a file beside it"),
+        "{message}"
+    );
     assert!(!message.contains("do-not-print-me"), "{message}");
 }

@@ -104,7 +104,10 @@ fn list(revision: &str, directory: &Path) -> anyhow::Result<Vec<Entry>> {
         .filter(|record| !record.is_empty())
         .map(|record| {
             // "MODE TYPE OBJECT\tNAME"
-            let tab = record.iter().position(|&b| b == b'\t').ok_or_else(malformed)?;
+            let tab = record
+                .iter()
+                .position(|&b| b == b'\t')
+                .ok_or_else(malformed)?;
             let header = std::str::from_utf8(&record[..tab]).map_err(|_| malformed())?;
             let [mode, kind, object] = header.split(' ').collect::<Vec<_>>()[..] else {
                 return Err(malformed());
@@ -135,7 +138,10 @@ fn blobs(directory: &Path, objects: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
     let malformed = || anyhow::anyhow!("git cat-file printed something zpr cannot read");
     while !output.is_empty() {
         // "OBJECT TYPE SIZE\n" then the content and a newline.
-        let end = output.iter().position(|&b| b == b'\n').ok_or_else(malformed)?;
+        let end = output
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(malformed)?;
         let header = std::str::from_utf8(&output[..end]).map_err(|_| malformed())?;
         let size: u64 = match header.split(' ').collect::<Vec<_>>()[..] {
             [_, "blob", size] => size.parse().map_err(|_| malformed())?,

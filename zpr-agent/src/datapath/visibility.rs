@@ -200,6 +200,9 @@ mod tests {
         }
         assert_eq!(seen_by(2, kthreadd), PinVisibility::Host);
         let own = Path::new("/proc/self");
-        assert!(matches!(seen_by(7, own), PinVisibility::KeptBy { pid: 7, .. }));
+        assert!(matches!(
+            seen_by(7, own),
+            PinVisibility::KeptBy { pid: 7, .. }
+        ));
     }
 }

@@ -164,7 +164,10 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(&format!("{} is a symlink", link.display())));
-            assert!(!error.contains("secret") && !error.contains("nothing-here"), "{error}");
+            assert!(
+                !error.contains("secret") && !error.contains("nothing-here"),
+                "{error}"
+            );
             if name != "dangling.zpr" {
                 assert!(open_input(&link, "policy", Symlinks::Followed).is_ok());
             }

@@ -95,8 +95,11 @@ impl Signer {
                 metadata.mode() & 0o777
             );
         }
-        let file: KeyFile = serde_json::from_slice(&read_bytes(path, "signing key", Symlinks::Followed)?)
-            .with_context(|| format!("{}: not a key file of `zpr key generate`", path.display()))?;
+        let file: KeyFile =
+            serde_json::from_slice(&read_bytes(path, "signing key", Symlinks::Followed)?)
+                .with_context(|| {
+                    format!("{}: not a key file of `zpr key generate`", path.display())
+                })?;
         let secret = file
             .secret
             .with_context(|| format!("{}: a public key, not a signing key", path.display()))?;
@@ -214,7 +217,9 @@ impl TrustedKeys {
         for path in self.files()? {
             let file: KeyFile =
                 serde_json::from_slice(&read_bytes(&path, "trusted key", Symlinks::Followed)?)
-            .with_context(|| format!("{}: not a key file of `zpr key generate`", path.display()))?;
+                    .with_context(|| {
+                        format!("{}: not a key file of `zpr key generate`", path.display())
+                    })?;
             let key = VerifyingKey::from_bytes(&from_hex::<32>(&file.public, "the public key")?)
                 .with_context(|| format!("{}: not an Ed25519 public key", path.display()))?;
             keys.push((key_id(&key), key));
