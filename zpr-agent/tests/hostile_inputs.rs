@@ -5,58 +5,18 @@
 //! quickly, in little memory, and never quotes a file outside the tree.
 
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const POLICY: &str = "three-tier.zpr";
-const INVENTORY: &str = "inventory.yaml";
 /// The address space `zpr` gets: the alias bomb needs gigabytes.
 const MEMORY_LIMIT: libc::rlim_t = 1 << 30;
 /// Longer than any of these commands takes, far shorter than for ever.
 const TIMEOUT: Duration = Duration::from_secs(30);
 const SECRET: &str = "aws_secret_access_key = do-not-print-me";
 
-fn example(file: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/three-tier")
-            .join(file),
-    )
-    .unwrap()
-}
-
-/// A fresh directory for one test, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let directory = std::env::temp_dir().join(format!(
-            "zpr-hostile-inputs-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&directory).unwrap();
-        Scratch(directory)
-    }
-
-    /// A policy repository named `name`: the three-tier example.
-    fn repository(&self, name: &str) -> PathBuf {
-        let directory = self.0.join(name);
-        std::fs::create_dir_all(&directory).unwrap();
-        std::fs::write(directory.join(POLICY), example(POLICY)).unwrap();
-        std::fs::write(directory.join(INVENTORY), example(INVENTORY)).unwrap();
-        directory
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod policy_repository;
+use policy_repository::{INVENTORY, POLICY, Scratch, example, three_tier};
 
 /// `zpr ARGUMENTS` run in `directory` within [`MEMORY_LIMIT`], killed
 /// (and the test failed) after [`TIMEOUT`].
@@ -101,8 +61,8 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn an_alias_bomb_is_refused_by_check_and_diff_in_little_memory() {
     let scratch = Scratch::new();
-    scratch.repository("old");
-    let new = scratch.repository("new");
+    scratch.repository("old", &three_tier());
+    let new = scratch.repository("new", &three_tier());
     let bomb = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/alias-bomb.yaml");
     assert!(std::fs::metadata(&bomb).unwrap().len() < 32 << 10);
     std::fs::copy(bomb, new.join(INVENTORY)).unwrap();
@@ -129,8 +89,8 @@ fn mkfifo(path: &Path) {
 #[test]
 fn a_fifo_in_place_of_an_input_is_refused_at_once() {
     let scratch = Scratch::new();
-    scratch.repository("old");
-    let new = scratch.repository("new");
+    scratch.repository("old", &three_tier());
+    let new = scratch.repository("new", &three_tier());
     std::fs::remove_file(new.join(INVENTORY)).unwrap();
     mkfifo(&new.join(INVENTORY));
     mkfifo(&new.join("x.zpr"));
@@ -158,8 +118,8 @@ fn a_fifo_in_place_of_an_input_is_refused_at_once() {
 #[test]
 fn a_symlink_out_of_the_tree_is_named_and_its_target_never_quoted() {
     let scratch = Scratch::new();
-    scratch.repository("old");
-    let new = scratch.repository("new");
+    scratch.repository("old", &three_tier());
+    let new = scratch.repository("new", &three_tier());
     let outside = scratch.0.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("credentials"), format!("{SECRET}\n")).unwrap();
@@ -199,30 +159,30 @@ fn a_symlink_out_of_the_tree_is_named_and_its_target_never_quoted() {
     assert_eq!(diff.status.code(), Some(0), "{}", stderr(&diff));
 }
 
-/// Runs git in `directory`, as a CI job's checkout would.
-fn git(directory: &Path, arguments: &[&str]) {
-    let status = Command::new("git")
-        .current_dir(directory)
-        .args(["-c", "user.name=zpr", "-c", "user.email=zpr@example.com"])
-        .args(arguments)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {arguments:?}");
-}
-
-fn committed(scratch: &Scratch) -> PathBuf {
-    let repository = scratch.repository("policies");
-    git(&repository, &["init", "-q"]);
-    git(&repository, &["add", "."]);
-    git(&repository, &["commit", "-qm", "three-tier"]);
-    repository
+/// Commits everything in `repository` (made a git repository first if
+/// it is not one), as a merged change would be.
+fn commit_all(repository: &Path, message: &str) {
+    for arguments in [
+        &["init", "-q"][..],
+        &["add", "."],
+        &["commit", "-qm", message],
+    ] {
+        let status = Command::new("git")
+            .current_dir(repository)
+            .args(["-c", "user.name=zpr", "-c", "user.email=zpr@example.com"])
+            .args(arguments)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {arguments:?}");
+    }
 }
 
 #[test]
 fn base_is_read_from_git_objects_and_nothing_is_written() {
     let scratch = Scratch::new();
-    let repository = committed(&scratch);
+    let repository = scratch.repository("policies", &three_tier());
+    commit_all(&repository, "three-tier");
     // A temporary directory that cannot hold anything: nothing may be
     // written there (nor anywhere) to read the base revision.
     let no_directory = scratch.0.join("not-a-directory");
@@ -255,7 +215,7 @@ fn base_is_read_from_git_objects_and_nothing_is_written() {
 #[test]
 fn base_reads_names_git_would_quote() {
     let scratch = Scratch::new();
-    let repository = scratch.repository("policies");
+    let repository = scratch.repository("policies", &three_tier());
     // One statement a file, each under a name `git ls-tree` quotes or
     // splits without -z.
     let policy = example(POLICY);
@@ -265,12 +225,7 @@ fn base_reads_names_git_would_quote() {
     for (name, statement) in names.iter().zip(&statements) {
         std::fs::write(repository.join(name), format!("{statement}\n")).unwrap();
     }
-    git(&repository, &["init", "-q"]);
-    git(&repository, &["add", "."]);
-    git(
-        &repository,
-        &["commit", "-qm", "three-tier, one statement a file"],
-    );
+    commit_all(&repository, "three-tier, one statement a file");
 
     let unchanged = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
     assert_eq!(
@@ -296,22 +251,16 @@ fn base_reads_names_git_would_quote() {
 #[test]
 fn base_follows_a_symlink_only_to_a_file_beside_it() {
     let scratch = Scratch::new();
-    let repository = scratch.repository("policies");
+    let repository = scratch.repository("policies", &three_tier());
     std::fs::rename(repository.join(INVENTORY), repository.join("hosts.yaml")).unwrap();
     std::os::unix::fs::symlink("./hosts.yaml", repository.join(INVENTORY)).unwrap();
-    git(&repository, &["init", "-q"]);
-    git(&repository, &["add", "."]);
-    git(
-        &repository,
-        &["commit", "-qm", "inventory behind a symlink"],
-    );
+    commit_all(&repository, "inventory behind a symlink");
     let unchanged = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
     assert_eq!(unchanged.status.code(), Some(0), "{}", stderr(&unchanged));
 
     std::fs::write(scratch.0.join("credentials"), format!("{SECRET}\n")).unwrap();
     std::os::unix::fs::symlink("../credentials", repository.join("leak.zpr")).unwrap();
-    git(&repository, &["add", "."]);
-    git(&repository, &["commit", "-qm", "a symlink out of the tree"]);
+    commit_all(&repository, "a symlink out of the tree");
     let leaking = zpr(&repository, &["diff", "--base", "HEAD"], &[]);
     let message = stderr(&leaking);
     assert_eq!(leaking.status.code(), Some(1), "{message}");
