@@ -27,9 +27,9 @@ pub const MIN_NODES: usize = 100_000;
 /// budget; `None` when they do not (or the text holds no alias at all, or
 /// does not parse: the parse that follows reports that).
 pub fn expand_too_far(text: &str) -> Option<InventoryError> {
-    // An alias starts with '*': a text without one has none to expand, and
-    // is not read twice.
-    if !text.contains('*') {
+    // An alias starts with '*' and names an anchor, which starts with '&':
+    // a text without both has nothing to expand, and is not read twice.
+    if !text.contains('*') || !text.contains('&') {
         return None;
     }
     let budget = MIN_NODES.max(text.len().saturating_mul(NODES_PER_BYTE));
