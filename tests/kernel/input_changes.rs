@@ -6,6 +6,7 @@
 //! host until the operator confirms it. Real traffic shows that no denied
 //! path opens meanwhile.
 
+use anyhow::Context as _;
 use std::{
     fs,
     io::Write as _,
@@ -35,6 +36,33 @@ fn check_accepts(inventory: &Path, policy: &Path) -> anyhow::Result<bool> {
             String::from_utf8_lossy(&output.stderr)
         ),
     }
+}
+
+/// Lets process `pid` map at most `growth` bytes more than it has mapped
+/// now: an allocation beyond that fails (and aborts it) rather than
+/// taking the machine's memory.
+fn limit_memory_growth(pid: u32, growth: u64) -> anyhow::Result<()> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mapped_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmSize in /proc/PID/status")?;
+    let limit = libc::rlimit {
+        rlim_cur: (mapped_kib << 10) + growth,
+        rlim_max: (mapped_kib << 10) + growth,
+    };
+    // SAFETY: prlimit(2) with a valid limit and no old limit wanted.
+    let result = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_AS,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    anyhow::ensure!(result == 0, "prlimit: {}", std::io::Error::last_os_error());
+    Ok(())
 }
 
 #[test]
@@ -89,6 +117,26 @@ fn emptied_truncated_and_slow_writes_never_open_a_denied_path() -> anyhow::Resul
         let before = site.agent.reloads();
         site.inputs.write_policy(&site.inputs.original_policy())?;
         site.agent.wait_for_reload(before)?;
+
+        // A YAML alias bomb (31 KB that expand to gigabytes), read by an
+        // agent allowed 1 GiB more memory than it has: refused, and the
+        // agent lives on with the live policy.
+        limit_memory_growth(site.agent.pid().context("the agent runs")?, 1 << 30)?;
+        let generation = site.agent.generation();
+        let before = site.agent.reloads();
+        fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../zpr-agent/tests/hostile/alias-bomb.yaml"),
+            site.inputs.inventory(),
+        )?;
+        let status = site.agent.wait_for_reload(before)?;
+        let error = status["last_error"]["message"].as_str().unwrap_or_default();
+        assert!(error.contains("YAML aliases"), "{error}");
+        assert_eq!(status["generation"], generation, "the live policy stays");
+        let before = site.agent.reloads();
+        fs::write(site.inputs.inventory(), &inventory)?;
+        let status = site.agent.wait_for_reload(before)?;
+        assert!(status["last_error"].is_null(), "{status:#}");
         Ok(())
     })?
     .through;

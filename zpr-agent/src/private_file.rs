@@ -89,19 +89,23 @@ pub fn reachable_by_name(directory: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a secret zpr is given (a private key): refused when others may
-/// read or write it, as ssh refuses such a key.
-pub fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use anyhow::Context as _;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mode = std::fs::metadata(path)?.mode();
+/// Reads a secret zpr is given (a private key), opened as every input is
+/// (a regular file, never blocking): refused when others may read or
+/// write it, as ssh refuses such a key.
+pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = crate::inputs::open::open_input(path, what, crate::inputs::open::Symlinks::Followed)?;
+    // The mode of the file opened, not of whatever the path names later.
+    let mode = file.metadata()?.mode();
     if mode & 0o077 != 0 {
         anyhow::bail!(
-            "{}: a private key others can read or write (mode {:o}) is refused; chmod 600 it",
+            "{what} {}: others can read or write it (mode {:o}), so it is refused; chmod 600 it",
             path.display(),
             mode & 0o777
         );
     }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 

@@ -4,12 +4,11 @@
 //! no change exits 0, invalid inputs 1.
 //! `ZPR_BLESS=1 cargo test --test diff_three_tier` rewrites the snapshots.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-const POLICY: &str = "three-tier.zpr";
-const INVENTORY: &str = "inventory.yaml";
+mod policy_repository;
+use policy_repository::{POLICY, Scratch, three_tier};
 
 /// A jump host in the front-end VCN, untagged: not enforced.
 const JUMP: &str = "  - name: jump
@@ -17,15 +16,6 @@ const JUMP: &str = "  - name: jump
     addresses: [10.0.3.10]
     interface: zpr-jump
 ";
-
-fn example(file: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/three-tier")
-            .join(file),
-    )
-    .unwrap()
-}
 
 fn edited(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "{from:?} not in\n{text}");
@@ -40,7 +30,7 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    let (policy, inventory) = (example(POLICY), example(INVENTORY));
+    let (policy, inventory) = three_tier();
     let with_jump = inventory.clone() + JUMP;
     vec![
         Scenario {
@@ -98,25 +88,6 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-fn scratch() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let directory = std::env::temp_dir().join(format!(
-        "zpr-diff-three-tier-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&directory).unwrap();
-    directory
-}
-
-fn repository(root: &Path, name: &str, (policy, inventory): &(String, String)) -> PathBuf {
-    let directory = root.join(name);
-    std::fs::create_dir_all(&directory).unwrap();
-    std::fs::write(directory.join(POLICY), policy).unwrap();
-    std::fs::write(directory.join(INVENTORY), inventory).unwrap();
-    directory
-}
-
 /// (exit code, stdout, stderr) of `zpr diff` run in `root`.
 fn zpr_diff(root: &Path, extra: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_zpr"))
@@ -138,13 +109,14 @@ fn scripted_changes_match_their_snapshots() {
     let bless = std::env::var_os("ZPR_BLESS").is_some_and(|value| value == "1");
     let mut mismatches = Vec::new();
     for scenario in scenarios() {
-        let root = scratch();
-        repository(&root, "old", &scenario.old);
-        repository(&root, "new", &scenario.new);
+        let scratch = Scratch::new();
+        let root = &scratch.0;
+        scratch.repository("old", &scenario.old);
+        scratch.repository("new", &scenario.new);
         for (extension, extra) in [("txt", &[][..]), ("json", &["--output", "json"][..])] {
             let mut arguments = vec!["old", "new"];
             arguments.extend_from_slice(extra);
-            let (code, actual, stderr) = zpr_diff(&root, &arguments);
+            let (code, actual, stderr) = zpr_diff(root, &arguments);
             assert_eq!(code, 2, "{}: {stderr}", scenario.name);
             let path = snapshots.join(format!("{}.{extension}", scenario.name));
             if bless {
@@ -161,7 +133,6 @@ fn scripted_changes_match_their_snapshots() {
                 ));
             }
         }
-        std::fs::remove_dir_all(&root).unwrap();
     }
     assert!(
         mismatches.is_empty(),
@@ -172,32 +143,33 @@ fn scripted_changes_match_their_snapshots() {
 
 #[test]
 fn no_change_exits_0_and_invalid_inputs_exit_1_with_diagnostics() {
-    let root = scratch();
-    let inputs = (example(POLICY), example(INVENTORY));
-    repository(&root, "old", &inputs);
+    let scratch = Scratch::new();
+    let root = &scratch.0;
+    let inputs = three_tier();
+    scratch.repository("old", &inputs);
     let comment_only = (format!("{}# reviewed\n", inputs.0), inputs.1.clone());
-    repository(&root, "same", &comment_only);
-    let (code, stdout, _) = zpr_diff(&root, &["old", "same"]);
+    scratch.repository("same", &comment_only);
+    let (code, stdout, _) = zpr_diff(root, &["old", "same"]);
     assert_eq!(
         (code, stdout.as_str()),
         (0, "no change in what may connect\n")
     );
 
     let typo = (edited(&inputs.0, "tcp/80'", "tcp/80"), inputs.1);
-    repository(&root, "broken", &typo);
-    let (code, stdout, stderr) = zpr_diff(&root, &["old", "broken"]);
+    scratch.repository("broken", &typo);
+    let (code, stdout, stderr) = zpr_diff(root, &["old", "broken"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("broken/three-tier.zpr:1:"), "{stderr}");
-    let (code, _, stderr) = zpr_diff(&root, &["old", "same", "--no-such-flag"]);
+    let (code, _, stderr) = zpr_diff(root, &["old", "same", "--no-such-flag"]);
     assert_eq!(code, 1, "usage errors are not changes: {stderr}");
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
 fn base_compares_the_working_tree_with_a_git_revision() {
-    let root = scratch();
-    let inputs = (example(POLICY), example(INVENTORY));
-    let repo = repository(&root, "policies", &inputs);
+    let scratch = Scratch::new();
+    let root = &scratch.0;
+    let inputs = three_tier();
+    let repo = scratch.repository("policies", &inputs);
     let git = |arguments: &[&str]| {
         let status = Command::new("git")
             .current_dir(&repo)
@@ -222,7 +194,6 @@ fn base_compares_the_working_tree_with_a_git_revision() {
     )
     .unwrap();
     assert_eq!(stdout, expected);
-    let (code, _, stderr) = zpr_diff(&root, &["--base", "HEAD", "policies"]);
+    let (code, _, stderr) = zpr_diff(root, &["--base", "HEAD", "policies"]);
     assert_eq!(code, 2, "{stderr}");
-    std::fs::remove_dir_all(&root).unwrap();
 }

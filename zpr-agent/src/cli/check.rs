@@ -22,7 +22,9 @@ pub struct Args {
     /// How to print the diagnostics.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
-    /// Policy files (`*.zpr`).
+    /// Policy files (`*.zpr`). Inputs are read from regular files; a
+    /// symlink only when it leads to a file inside the directory holding
+    /// it (a tree under review cannot make zpr quote files outside it).
     #[arg(required = true, value_name = "POLICY")]
     pub policies: Vec<PathBuf>,
 }

@@ -4,17 +4,20 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
 use super::Output;
 use super::agent_paths::AgentPaths;
 use super::diff_live::revoked_flows;
-use super::input_files::InputFiles;
+use super::git_revision::{files_at, origin};
+use super::input_files::{InputFiles, reported};
 use crate::compile::Report;
 use crate::compile::{Tables, compile_pair, diff};
-use crate::inputs::{Checker, Inputs};
+use crate::inputs::text::text_of;
+use crate::inputs::{Checker, InputText, Inputs};
+use crate::lang::policy_name_from_path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -58,13 +61,13 @@ fn compare(args: &Args) -> anyhow::Result<u8> {
     // tables of the endpoints with an interface, whose fit it counts):
     // NEW parses only the statements and the inventory that differ from
     // OLD's, and compiles from OLD's Plan.
-    let mut checker = Checker::remembering(Tables::Local);
+    // Both sides are trees under review: their symlinks must stay inside.
+    let mut checker = Checker::remembering(Tables::Local).within_their_directories();
     let (old, new) = match (&args.base, &args.old, &args.new) {
         (Some(revision), directory, None) => {
             let directory = directory.clone().unwrap_or_else(|| PathBuf::from("."));
-            let old = Checkout::of(revision, &directory)?;
             (
-                load(&old.directory, &mut checker)?,
+                load_revision(revision, &directory, &mut checker)?,
                 load(&directory, &mut checker)?,
             )
         }
@@ -115,62 +118,52 @@ fn load(directory: &Path, checker: &mut Checker) -> anyhow::Result<Option<Inputs
         .map(|entry| entry.map(|entry| entry.path()))
         .collect::<Result<_, _>>()
         .with_context(|| format!("reading {}", directory.display()))?;
-    policies.retain(|path| path.extension().is_some_and(|ext| ext == "zpr"));
+    policies.retain(|path| is_policy(path));
     policies.sort();
     if policies.is_empty() {
         bail!("{} holds no *.zpr files", directory.display());
     }
     InputFiles {
-        inventory: directory.join("inventory.yaml"),
+        inventory: directory.join(INVENTORY),
         policies,
     }
     .load_with(checker)
 }
 
-/// A directory's files as of a git revision, in a temporary directory
-/// removed on drop.
-struct Checkout {
-    directory: PathBuf,
+const INVENTORY: &str = "inventory.yaml";
+
+fn is_policy(path: &Path) -> bool {
+    path.extension().is_some_and(|extension| extension == "zpr")
 }
 
-impl Checkout {
-    fn of(revision: &str, directory: &Path) -> anyhow::Result<Checkout> {
-        let names = git(directory, &["ls-tree", "--name-only", revision, "--", "."])?;
-        let checkout = Checkout {
-            directory: std::env::temp_dir().join(format!("zpr-diff-{}", std::process::id())),
-        };
-        std::fs::create_dir_all(&checkout.directory)?;
-        for name in names.lines() {
-            let wanted = name == "inventory.yaml" || name.ends_with(".zpr");
-            if !wanted || name.contains('/') {
-                continue;
-            }
-            let text = git(directory, &["show", &format!("{revision}:./{name}")])?;
-            std::fs::write(checkout.directory.join(name), text)?;
+/// A policy repository's inputs as of a git revision, checked by the one
+/// checker.
+fn load_revision(
+    revision: &str,
+    directory: &Path,
+    checker: &mut Checker,
+) -> anyhow::Result<Option<Inputs>> {
+    let origin = |name: &Path| origin(revision, directory, name);
+    let mut inventory = None;
+    let mut policies = Vec::new();
+    let wanted = |name: &Path| name == Path::new(INVENTORY) || is_policy(name);
+    for (name, content) in files_at(revision, directory, wanted)? {
+        if name == Path::new(INVENTORY) {
+            let text = text_of(content, &origin(&name), "inventory")?;
+            inventory = Some(InputText::inventory(origin(&name), text));
+        } else {
+            let text = text_of(content, &origin(&name), "policy")?;
+            policies.push(InputText::policy(
+                origin(&name),
+                policy_name_from_path(&name),
+                text,
+            ));
         }
-        Ok(checkout)
     }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.directory);
+    let inventory =
+        inventory.with_context(|| format!("{} does not exist", origin(Path::new(INVENTORY))))?;
+    if policies.is_empty() {
+        bail!("{} holds no *.zpr files", origin(Path::new("")));
     }
-}
-
-fn git(directory: &Path, arguments: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(directory)
-        .args(arguments)
-        .output()
-        .context("running git")?;
-    if !output.status.success() {
-        bail!(
-            "git {}: {}",
-            arguments.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    String::from_utf8(output.stdout).context("git printed something other than UTF-8")
+    reported(checker.check(Some(&inventory), &policies))
 }

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode};
 use serde_json::{Map, Value, json};
 
 use super::api_client::{ApiArgs, ApiCommand, field};
-use crate::inputs::text::read_text;
+use crate::inputs::{open::Symlinks, text::read_text};
 
 pub type Args = ApiCommand<Command>;
 
@@ -297,7 +297,7 @@ fn encoded(value: &str) -> String {
 /// Shows the change (a dry run), then makes it, unless `--dry-run` asked
 /// only to see it.
 fn import(api: &ApiArgs, file: &std::path::Path, prune: bool) -> anyhow::Result<ExitCode> {
-    let inventory = read_text(file, "inventory")?;
+    let inventory = read_text(file, "inventory", Symlinks::Followed)?;
     let body = json!({ "inventory": inventory, "prune": prune });
     let preview = ApiArgs {
         dry_run: true,

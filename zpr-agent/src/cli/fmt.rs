@@ -2,6 +2,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::inputs::open::Symlinks;
 use crate::inputs::text::read_text;
 
 use anyhow::Context as _;
@@ -28,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     for path in &args.policies {
-        let source = read_text(path, "policy")?;
+        let source = read_text(path, "policy", Symlinks::Followed)?;
         let file = path.display().to_string();
         let formatted = match format_source(&policy_name_from_path(path), &source) {
             Ok(formatted) => formatted,

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use crate::inputs::{Checker, Inputs};
+use crate::inputs::{Checker, Inputs, Loaded};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct InputFiles {
@@ -25,10 +25,14 @@ impl InputFiles {
     /// [`InputFiles::load`] with a checker that has read other inputs like
     /// these (the other side of a diff): what they share is read once.
     pub fn load_with(&self, checker: &mut Checker) -> anyhow::Result<Option<Inputs>> {
-        let loaded = checker.read(Some(&self.inventory), &self.policies)?;
-        std::io::stderr()
-            .lock()
-            .write_all(loaded.report.as_bytes())?;
-        Ok(loaded.inputs)
+        reported(checker.read(Some(&self.inventory), &self.policies)?)
     }
+}
+
+/// The inputs checked, their problems (and warnings) written to stderr.
+pub fn reported(loaded: Loaded) -> anyhow::Result<Option<Inputs>> {
+    std::io::stderr()
+        .lock()
+        .write_all(loaded.report.as_bytes())?;
+    Ok(loaded.inputs)
 }

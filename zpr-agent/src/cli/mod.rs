@@ -22,6 +22,7 @@ pub mod explain;
 pub mod fleet;
 mod fleet_agent;
 pub mod fmt;
+mod git_revision;
 mod input_files;
 mod key;
 pub mod man_pages;

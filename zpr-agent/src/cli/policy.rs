@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use serde_json::{Value, json};
 
+use crate::inputs::open::Symlinks;
 use crate::inputs::text::read_text;
 
 use super::api_client::{ApiCommand, field, header, lines};
@@ -67,7 +68,7 @@ pub struct Statements {
 impl Statements {
     fn read(&self) -> anyhow::Result<Option<Vec<String>>> {
         if let Some(path) = &self.file {
-            let text = read_text(path, "policy")?;
+            let text = read_text(path, "policy", Symlinks::Followed)?;
             return Ok(Some(
                 text.lines()
                     .map(str::trim)

@@ -54,15 +54,42 @@ impl PinVisibility {
         let me = std::process::id();
         for (pid, process) in processes() {
             if pid != me && pid != 1 && sees(&process) {
-                let command = fs::read_to_string(process.join("comm")).unwrap_or_default();
-                return Ok(PinVisibility::KeptBy {
-                    pid,
-                    command: command.trim().to_owned(),
-                });
+                return Ok(seen_by(pid, &process));
             }
         }
         Ok(PinVisibility::ThisProcessOnly)
     }
+}
+
+/// Who keeps the bpffs that process `pid` (not PID 1) sees. Kernel threads
+/// (kthreadd, pid 2 where /proc/1's namespace may not be read) all live in
+/// the initial mount namespace: what they see is the host's.
+fn seen_by(pid: u32, process: &Path) -> PinVisibility {
+    let stat = fs::read_to_string(process.join("stat")).unwrap_or_default();
+    if is_kernel_thread(&stat) {
+        return PinVisibility::Host;
+    }
+    let command = fs::read_to_string(process.join("comm")).unwrap_or_default();
+    PinVisibility::KeptBy {
+        pid,
+        command: command.trim().to_owned(),
+    }
+}
+
+/// True when a `/proc/PID/stat` line is a kernel thread's (`PF_KTHREAD` in
+/// its flags, the 9th field; the command before them, in parentheses,
+/// may hold spaces and parentheses of its own).
+fn is_kernel_thread(stat: &str) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    // After the command: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    fields
+        .split_whitespace()
+        .nth(6)
+        .and_then(|flags| flags.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
 }
 
 /// True when process `pid` runs in this process's mount namespace (it
@@ -146,4 +173,36 @@ pub fn current_netns_name() -> Option<String> {
                 .is_ok_and(|theirs| theirs.dev() == ours.dev() && theirs.ino() == ours.ino())
         })
         .and_then(|entry| entry.file_name().into_string().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_threads_are_told_from_processes_by_their_flags() {
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 4 0 0 20 0 1 0 3 0 0";
+        assert!(is_kernel_thread(kthreadd));
+        let odd_name = "4321 (a) S 1 2 (b) S 1 4321 4321 0 -1 4194560 300 0 0 0 0 0 0 0 20 0";
+        assert!(!is_kernel_thread(odd_name));
+        assert!(!is_kernel_thread(""));
+        let own = fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(!is_kernel_thread(&own));
+    }
+
+    #[test]
+    fn a_bpffs_kthreadd_sees_is_the_hosts_not_one_kthreadd_keeps() {
+        let kthreadd = Path::new("/proc/2");
+        let command = fs::read_to_string(kthreadd.join("comm")).unwrap_or_default();
+        if command.trim() != "kthreadd" {
+            eprintln!("skipped: pid 2 is not kthreadd here (a PID namespace)");
+            return;
+        }
+        assert_eq!(seen_by(2, kthreadd), PinVisibility::Host);
+        let own = Path::new("/proc/self");
+        assert!(matches!(
+            seen_by(7, own),
+            PinVisibility::KeptBy { pid: 7, .. }
+        ));
+    }
 }

@@ -154,6 +154,6 @@ fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 
 /// A private key, refused when others may read it.
 fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(&crate::private_file::read_secret(path)?)
+    PrivateKeyDer::from_pem_slice(&crate::private_file::read_secret(path, "private key")?)
         .with_context(|| format!("reading a PEM private key from {}", path.display()))
 }

@@ -10,6 +10,7 @@ pub mod principal;
 
 use std::path::Path;
 
+use crate::inputs::open::Symlinks;
 use crate::inputs::text::read_text;
 use crate::lang::{Severity, SourceFile, Span};
 pub use permission::{Permission, ResourceSelector, ResourceType, Verb};
@@ -92,7 +93,7 @@ impl IamPolicy {
     /// Reads a statements file; diagnostics are rendered like `zpr check`'s
     /// (warnings go to the log through the returned text).
     pub fn read(path: &Path) -> anyhow::Result<(IamPolicy, String)> {
-        let source = read_text(path, "IAM statements")?;
+        let source = read_text(path, "IAM statements", Symlinks::Followed)?;
         let file = path.display().to_string();
         let (statements, warnings) = IamPolicy::parse(&file, &source)?;
         Ok((IamPolicy { statements }, warnings))

@@ -5,6 +5,7 @@
 //! seeing that it fits the datapath's maps.
 
 mod inventory_rules;
+pub mod open;
 pub mod text;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use crate::lang::{
 };
 use crate::side_by_side;
 pub use inventory_rules::check_against_inventory;
+use open::Symlinks;
 use text::{MAX_LINE_BYTES, overlong_line, read_text, without_byte_order_mark};
 
 /// A valid inventory and policy set, and the Plan they compile to (which
@@ -76,11 +78,12 @@ pub fn read(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::
 
 /// [`read`] for a verdict only (`zpr check`): the same diagnostics, the
 /// Plan's fit to the maps counted without building it, and no inputs
-/// returned.
+/// returned. A symlink is read only within the directory holding it.
 pub fn validate(inventory_path: Option<&Path>, policy_paths: &[PathBuf]) -> anyhow::Result<Loaded> {
     Checker {
         memory: None,
         builds_plan: false,
+        symlinks: Symlinks::WithinTheirDirectory,
     }
     .read(inventory_path, policy_paths)
 }
@@ -101,6 +104,8 @@ pub struct Checker {
     memory: Option<Memory>,
     /// False for a verdict only.
     builds_plan: bool,
+    /// How [`Checker::read`] treats symlinks.
+    symlinks: Symlinks,
 }
 
 /// What a checker keeps from one check for the next.
@@ -123,6 +128,7 @@ impl Checker {
                 compiler: Compiler::of(tables),
             }),
             builds_plan: true,
+            symlinks: Symlinks::Followed,
         }
     }
 
@@ -131,6 +137,16 @@ impl Checker {
         Checker {
             memory: None,
             builds_plan: true,
+            symlinks: Symlinks::Followed,
+        }
+    }
+
+    /// This checker, reading a symlink only within the directory holding
+    /// it (a tree under review).
+    pub fn within_their_directories(self) -> Checker {
+        Checker {
+            symlinks: Symlinks::WithinTheirDirectory,
+            ..self
         }
     }
 
@@ -144,7 +160,7 @@ impl Checker {
             .map(|path| -> anyhow::Result<InputText> {
                 Ok(InputText::inventory(
                     path.display().to_string(),
-                    read_text(path, "inventory")?,
+                    read_text(path, "inventory", self.symlinks)?,
                 ))
             })
             .transpose()?;
@@ -154,7 +170,7 @@ impl Checker {
                 Ok(InputText::policy(
                     path.display().to_string(),
                     policy_name_from_path(path),
-                    read_text(path, "policy")?,
+                    read_text(path, "policy", self.symlinks)?,
                 ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

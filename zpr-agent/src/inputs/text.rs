@@ -1,12 +1,13 @@
-//! Reading an input file (inventory, policy, IAM statements) as text, the
-//! same way for every command: within a size limit (a device or a pipe
-//! that never ends is refused, not read until memory runs out), a UTF-8
-//! byte-order mark dropped, and bytes that are not UTF-8 reported at their
-//! file:line:col.
+//! Reading an input file (inventory, policy, IAM statements, keys), the
+//! same way for every command: opened by [`open_input`], within a size
+//! limit, and as text: a UTF-8 byte-order mark dropped, and bytes that are
+//! not UTF-8 reported at their file:line:col.
 
 use std::{io::Read as _, path::Path};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+
+use super::open::{Symlinks, open_input};
 
 /// The largest input file read: 256 MiB (a policy of 100,000 statements
 /// is about 50 MB).
@@ -19,21 +20,43 @@ pub const MAX_LINE_BYTES: usize = 64 << 10;
 
 const BYTE_ORDER_MARK: char = '\u{feff}';
 
-/// Reads `path` as text; `what` names it in errors ("inventory", ...).
-pub fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("reading {what} {}", path.display()))?;
+/// Reads `path` whole; `what` names it in errors ("the etcd CA", ...).
+pub fn read_bytes(path: &Path, what: &str, symlinks: Symlinks) -> anyhow::Result<Vec<u8>> {
+    let file = open_input(path, what, symlinks)?;
+    let too_large = || {
+        anyhow::anyhow!(
+            "{what} {} is larger than {} MiB, the most zpr reads: is it the right file?",
+            path.display(),
+            MAX_INPUT_BYTES >> 20
+        )
+    };
+    let length = file
+        .metadata()
+        .with_context(|| format!("reading {what} {}", path.display()))?
+        .len();
+    if length > MAX_INPUT_BYTES {
+        return Err(too_large());
+    }
     let mut bytes = Vec::new();
+    // The file may grow after its size was read.
     file.take(MAX_INPUT_BYTES + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {what} {}", path.display()))?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
-        bail!(
-            "{what} {} is larger than {} MiB, the most zpr reads: is it the right file?",
-            path.display(),
-            MAX_INPUT_BYTES >> 20
-        );
+        return Err(too_large());
     }
+    Ok(bytes)
+}
+
+/// Reads `path` as text; `what` names it in errors ("inventory", ...).
+pub fn read_text(path: &Path, what: &str, symlinks: Symlinks) -> anyhow::Result<String> {
+    let bytes = read_bytes(path, what, symlinks)?;
+    text_of(bytes, &path.display().to_string(), what)
+}
+
+/// An input's bytes as text, wherever they were read (a file, a git
+/// object); `origin` names it in errors.
+pub fn text_of(bytes: Vec<u8>, origin: &str, what: &str) -> anyhow::Result<String> {
     let text = String::from_utf8(bytes).map_err(|error| {
         let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
         let before = std::str::from_utf8(valid).unwrap_or_default();
@@ -47,8 +70,7 @@ pub fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
             + 1;
         let byte = error.as_bytes()[valid.len()];
         anyhow::anyhow!(
-            "{}:{line}:{col}: {what} is not UTF-8 text (byte 0x{byte:02x}); save it as UTF-8",
-            path.display()
+            "{origin}:{line}:{col}: {what} is not UTF-8 text (byte 0x{byte:02x}); save it as UTF-8"
         )
     })?;
     Ok(without_byte_order_mark(text))
@@ -85,14 +107,19 @@ mod tests {
     #[test]
     fn a_byte_order_mark_is_dropped() {
         let path = scratch("bom", "\u{feff}allow x\n".as_bytes());
-        assert_eq!(read_text(&path, "policy").unwrap(), "allow x\n");
+        assert_eq!(
+            read_text(&path, "policy", Symlinks::Followed).unwrap(),
+            "allow x\n"
+        );
         let _ = std::fs::remove_file(path);
     }
 
     #[test]
     fn bytes_that_are_not_utf8_are_reported_at_line_and_column() {
         let path = scratch("latin1", b"first line\nab\xe9c\n");
-        let error = read_text(&path, "policy").unwrap_err().to_string();
+        let error = read_text(&path, "policy", Symlinks::Followed)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains(":2:3: policy is not UTF-8 text (byte 0xe9)"),
             "{error}"
@@ -101,11 +128,16 @@ mod tests {
     }
 
     #[test]
-    fn an_endless_device_is_refused_not_read_until_memory_runs_out() {
-        let error = read_text(Path::new("/dev/zero"), "policy")
+    fn a_file_too_large_is_refused_before_it_is_read() {
+        let path = scratch("large", b"");
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        // Sparse: nothing is written, nothing need be read.
+        file.set_len(MAX_INPUT_BYTES + 1).unwrap();
+        let error = read_text(&path, "policy", Symlinks::Followed)
             .unwrap_err()
             .to_string();
         assert!(error.contains("larger than 256 MiB"), "{error}");
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

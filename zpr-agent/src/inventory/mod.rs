@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lang::{Attribute, IpPrefix};
 
+mod aliases;
 mod nesting;
 pub mod prefix;
 mod schema;

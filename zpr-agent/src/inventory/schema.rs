@@ -115,6 +115,9 @@ pub(super) fn parse(text: &str) -> Result<RawInventory, Vec<InventoryError>> {
     if let Some(error) = super::nesting::too_deep(text) {
         return Err(vec![error]);
     }
+    if let Some(error) = super::aliases::expand_too_far(text) {
+        return Err(vec![error]);
+    }
     let document: Value = serde_yaml::from_str(text).map_err(|error| vec![from_serde(&error)])?;
     if document.is_null() {
         return Ok(empty());

@@ -30,6 +30,8 @@ use super::{
     records::{self, RawRecords, Writes},
     refuse,
 };
+use crate::inputs::open::Symlinks;
+use crate::inputs::text::read_bytes;
 
 /// etcd refuses transactions of more operations (`--max-txn-ops`).
 pub const MAX_TRANSACTION_OPERATIONS: usize = 128;
@@ -253,9 +255,7 @@ impl EtcdAccess {
 
     /// The client's options: TLS and credentials, read from their files now.
     fn options(&self) -> anyhow::Result<ConnectOptions> {
-        let read = |path: &PathBuf, what: &str| {
-            std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
-        };
+        let read = |path: &PathBuf, what: &str| read_bytes(path, what, Symlinks::Followed);
         let mut options = ConnectOptions::new();
         if let Some(cacert) = &self.cacert {
             let mut tls = TlsOptions::new()

@@ -275,7 +275,11 @@ impl Store {
             }
             return Ok(false);
         }
-        let text = inputs::text::read_text(inventory_path, "inventory")?;
+        let text = inputs::text::read_text(
+            inventory_path,
+            "inventory",
+            inputs::open::Symlinks::Followed,
+        )?;
         let mut seeded = Tenancy {
             tenancy_id: base.tenancy.tenancy_id.clone(),
             ..Tenancy::default()

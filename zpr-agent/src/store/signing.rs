@@ -17,6 +17,8 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::Tenancy;
+use crate::inputs::open::Symlinks;
+use crate::inputs::text::read_bytes;
 
 /// The signature record (`state/signature`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,8 +85,11 @@ pub struct Signer {
 impl Signer {
     /// Reads a private key file; refused when others may read it.
     pub fn read(path: &Path) -> anyhow::Result<Signer> {
-        let file: KeyFile = serde_json::from_slice(&crate::private_file::read_secret(path)?)
-            .with_context(|| format!("{}: not a key file of `zpr key generate`", path.display()))?;
+        let file: KeyFile =
+            serde_json::from_slice(&crate::private_file::read_secret(path, "signing key")?)
+                .with_context(|| {
+                    format!("{}: not a key file of `zpr key generate`", path.display())
+                })?;
         let secret = file
             .secret
             .with_context(|| format!("{}: a public key, not a signing key", path.display()))?;
@@ -200,10 +205,11 @@ impl TrustedKeys {
     fn reload(&mut self) -> anyhow::Result<()> {
         let mut keys = Vec::new();
         for path in self.files()? {
-            let file: KeyFile = serde_json::from_slice(
-                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-            )
-            .with_context(|| format!("{}: not a key file of `zpr key generate`", path.display()))?;
+            let file: KeyFile =
+                serde_json::from_slice(&read_bytes(&path, "trusted key", Symlinks::Followed)?)
+                    .with_context(|| {
+                        format!("{}: not a key file of `zpr key generate`", path.display())
+                    })?;
             let key = VerifyingKey::from_bytes(&from_hex::<32>(&file.public, "the public key")?)
                 .with_context(|| format!("{}: not an Ed25519 public key", path.display()))?;
             keys.push((key_id(&key), key));

@@ -414,6 +414,18 @@ fn a_seed_that_stopped_halfway_is_completed_by_the_next_start() {
 }
 
 #[test]
+fn a_seed_inventory_that_is_an_alias_bomb_is_refused_and_nothing_stored() {
+    block_on(async {
+        let mut t = TempStore::empty();
+        let bomb = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/alias-bomb.yaml");
+        let error = format!("{:#}", t.store.seed(&bomb).await.unwrap_err());
+        assert!(error.contains("YAML aliases"), "{error}");
+        let tenancy = t.store.read().await.unwrap().tenancy;
+        assert_eq!((tenancy.next_id, tenancy.endpoints.len()), (0, 0));
+    });
+}
+
+#[test]
 fn a_seed_onto_a_tenancy_that_lost_next_id_is_refused_and_deletes_nothing() {
     block_on(async {
         let mut t = TempStore::seeded().await;
