@@ -110,7 +110,10 @@ impl Admission {
         let limits = self.limits;
         let mut state = self.lock();
         let held = state.by_peer.get(&peer).copied().unwrap_or(0);
-        if !peer.privileged() && held >= limits.per_peer && !state.evict(Some(peer)) {
+        // The newcomer takes the place of one of its peer's own idle
+        // connections, if it must: then the total does not grow either.
+        let replaced = !peer.privileged() && held >= limits.per_peer;
+        if replaced && !state.evict(Some(peer)) {
             return Err(Refusal::PeerAtLimit {
                 peer,
                 limit: limits.per_peer,
@@ -121,7 +124,7 @@ impl Admission {
         } else {
             limits.total.saturating_sub(limits.privileged_reserve)
         };
-        if state.open >= limit && !state.evict(None) {
+        if !replaced && state.open >= limit && !state.evict(None) {
             return Err(Refusal::Full { limit });
         }
         state.open += 1;

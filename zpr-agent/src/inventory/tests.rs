@@ -208,7 +208,7 @@ osn-service: [192.0.2.0/24]
     assert_eq!(found.len(), 3, "{found:#?}");
     assert!(found[0].ends_with(
         "endpoints[0]: unknown key 'adresses' (expected one of: name, vcn, addresses, \
-         interface, node, security-attributes, mode); did you mean 'addresses'?"
+         interface, node, mac, security-attributes, mode); did you mean 'addresses'?"
     ));
     // serde_yaml knows where the first one is.
     assert!(found[0].starts_with("16:5: "), "{}", found[0]);
