@@ -382,3 +382,101 @@ fn each_endpoint_and_vcn_permission_is_needed() {
         );
     }
 }
+
+/// `zpr hook libvirt-qemu GUEST OPERATION SUB EXTRA` with the domain XML
+/// on stdin, as libvirtd runs `/etc/libvirt/hooks/qemu`.
+fn libvirt_hook(agent: &ServedAgent, node: &str, operation: &[&str], domain: &str) -> Output {
+    use std::io::Write as _;
+    let mut hook = std::process::Command::new(zpr_tests::agent::zpr_binary())
+        .args(["hook", "libvirt-qemu", "app-2"])
+        .args(operation)
+        .args(["--node-name", node, "--socket"])
+        .arg(&agent.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    hook.stdin
+        .take()
+        .unwrap()
+        .write_all(domain.as_bytes())
+        .unwrap();
+    let output = hook.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "a hook must never fail libvirt: {}",
+        text(&output)
+    );
+    output
+}
+
+#[test]
+fn the_libvirt_hook_registers_a_started_guest_and_releases_a_stopped_one() {
+    let network = Network::start().unwrap();
+    let seed = inventory_without_app_2();
+    let agent = ServedAgent::start(network.router(), &seed, "", "root").unwrap();
+    std::fs::remove_file(&seed).unwrap();
+    succeeds(
+        &agent,
+        &["policy", "create", "apps-to-db", "--statement", APPS_TO_DB],
+    );
+    let domain = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/libvirt/app-2.xml"),
+    )
+    .unwrap()
+    .replace("TARGET_DEV", "zpr-app2");
+    assert!(!works(&network, "app-2", "db", 1521), "unregistered");
+
+    // What libvirtd runs around a guest's start: only `started` registers.
+    for operation in [["prepare", "begin", "-"], ["start", "begin", "-"]] {
+        libvirt_hook(&agent, "hv-1", &operation, &domain);
+    }
+    assert!(refused(&agent, &["endpoint", "get", "app-2-net0"]).contains("(404)"));
+    libvirt_hook(&agent, "hv-1", &["started", "begin", "-"], &domain);
+    let registered = succeeds(
+        &agent,
+        &["endpoint", "get", "app-2-net0", "--output", "json"],
+    );
+    for expected in [
+        "zpr-app2",
+        "52:54:00:6b:3c:58",
+        "\"node\": \"hv-1\"",
+        "ocvtc002.apps:server",
+    ] {
+        assert!(registered.contains(expected), "{expected} in {registered}");
+    }
+    assert!(works(&network, "app-2", "db", 1521));
+    // libvirtd restarted: `reconnect` registers again, changing nothing.
+    libvirt_hook(&agent, "hv-1", &["reconnect", "begin", "-"], &domain);
+    assert!(works(&network, "app-2", "db", 1521));
+
+    // Migrated to hv-2: its `started` moves the endpoint there; the source's
+    // `stopped` and `release` then leave it alone.
+    libvirt_hook(&agent, "hv-2", &["started", "begin", "-"], &domain);
+    libvirt_hook(&agent, "hv-1", &["stopped", "end", "-"], &domain);
+    libvirt_hook(&agent, "hv-1", &["release", "end", "migrated"], &domain);
+    let moved = succeeds(
+        &agent,
+        &["endpoint", "get", "app-2-net0", "--output", "json"],
+    );
+    assert!(moved.contains("\"node\": \"hv-2\""), "{moved}");
+
+    // Shut down where it runs: deleted, and its paths close.
+    libvirt_hook(&agent, "hv-2", &["stopped", "end", "-"], &domain);
+    assert!(refused(&agent, &["endpoint", "get", "app-2-net0"]).contains("(404)"));
+    assert!(!works(&network, "app-2", "db", 1521));
+
+    // A broken document or an API that is not there: reported, exit 0.
+    let broken = libvirt_hook(
+        &agent,
+        "hv-1",
+        &["started", "begin", "-"],
+        "<domain><name>x",
+    );
+    assert!(
+        text(&broken).contains("does not parse"),
+        "{}",
+        text(&broken)
+    );
+}

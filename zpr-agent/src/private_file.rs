@@ -94,7 +94,8 @@ pub fn reachable_by_name(directory: &Path) -> io::Result<()> {
 /// write it, as ssh refuses such a key.
 pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
-    let mut file = crate::inputs::open::open_input(path, what, crate::inputs::open::Symlinks::Followed)?;
+    let mut file =
+        crate::inputs::open::open_input(path, what, crate::inputs::open::Symlinks::Followed)?;
     // The mode of the file opened, not of whatever the path names later.
     let mode = file.metadata()?.mode();
     if mode & 0o077 != 0 {

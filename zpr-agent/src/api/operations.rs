@@ -78,6 +78,8 @@ pub enum Operation {
     /// Brings the endpoints (and VCNs) in line with an inventory file, in
     /// one commit; `prune` deletes those the file does not list.
     ImportEndpoints,
+    /// Creates or replaces, and deletes, endpoints in one commit.
+    BulkEditEndpoints,
     ListVcns,
     GetVcn {
         name: String,
@@ -194,6 +196,7 @@ impl Operation {
             ("GET", ["endpoints"]) => ListEndpoints,
             ("POST", ["endpoints"]) => CreateEndpoint,
             ("POST", ["endpoints", "actions", "import"]) => ImportEndpoints,
+            ("POST", ["endpoints", "actions", "bulkEdit"]) => BulkEditEndpoints,
             ("GET", ["endpoints", name]) => GetEndpoint { name: owned(name) },
             ("PUT", ["endpoints", name]) => UpdateEndpoint { name: owned(name) },
             ("DELETE", ["endpoints", name]) => DeleteEndpoint { name: owned(name) },
@@ -240,6 +243,7 @@ impl Operation {
             UpdateEndpoint { .. } => "UpdateEndpoint",
             DeleteEndpoint { .. } => "DeleteEndpoint",
             ImportEndpoints => "ImportEndpoints",
+            BulkEditEndpoints => "BulkEditEndpoints",
             ListVcns => "ListVcns",
             GetVcn { .. } => "GetVcn",
             CreateVcn => "CreateVcn",
@@ -286,6 +290,7 @@ impl Operation {
             | CreateEndpoint
             | UpdateEndpoint { .. }
             | ImportEndpoints
+            | BulkEditEndpoints
             | ListWorkRequests
             | GetWorkRequest { .. } => return None,
         })
@@ -372,7 +377,8 @@ impl Operation {
             | CreateEndpoint
             | UpdateEndpoint { .. }
             | DeleteEndpoint { .. }
-            | ImportEndpoints => ResourceType::Vnics,
+            | ImportEndpoints
+            | BulkEditEndpoints => ResourceType::Vnics,
             ListVcns | GetVcn { .. } | CreateVcn | UpdateVcn { .. } | DeleteVcn { .. } => {
                 ResourceType::Vcns
             }

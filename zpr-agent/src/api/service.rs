@@ -22,9 +22,9 @@ use crate::{
     inputs::Inputs,
     lang::bounded,
     store::{
-        Confirmation, Conflict, EndpointChanges, EndpointDetails, EndpointFilter, Refusal,
-        RefusalKind, Snapshot, Store, Tenancy, Unavailable, Validator, VcnDetails, WorkRequest,
-        WorkRequestError, WorkRequestLog, parse_attribute_text,
+        Confirmation, Conflict, EndpointChanges, EndpointDetails, EndpointEdits, EndpointFilter,
+        Imported, Refusal, RefusalKind, Snapshot, Store, Tenancy, Unavailable, Validator,
+        VcnDetails, WorkRequest, WorkRequestError, WorkRequestLog, parse_attribute_text,
     },
 };
 
@@ -372,11 +372,9 @@ impl Service {
                     }
                 }
             }
-            Operation::ImportEndpoints => {
-                let import: ImportEndpoints = body(request)?;
+            Operation::ImportEndpoints | Operation::BulkEditEndpoints => {
                 let mut after = tenancy.clone();
-                let imported =
-                    after.import_endpoints("the inventory", &import.inventory, import.prune)?;
+                let imported = edit_endpoints(&mut after, operation, request)?;
                 for (changed, permission) in [
                     (&imported.created, Permission::VnicCreate),
                     (&imported.updated, Permission::VnicUpdate),
@@ -948,11 +946,8 @@ fn change(
             (to_json(&tenancy.update_endpoint(name, changes)?), None)
         }
         Operation::DeleteEndpoint { name } => (to_json(&tenancy.delete_endpoint(name)?), None),
-        Operation::ImportEndpoints => {
-            let import: ImportEndpoints = body(request)?;
-            let imported =
-                tenancy.import_endpoints("the inventory", &import.inventory, import.prune)?;
-            (to_json(&imported), None)
+        Operation::ImportEndpoints | Operation::BulkEditEndpoints => {
+            (to_json(&edit_endpoints(tenancy, operation, request)?), None)
         }
         Operation::CreateVcn => {
             let details: VcnDetails = body(request)?;
@@ -964,6 +959,22 @@ fn change(
         }
         Operation::DeleteVcn { name } => (to_json(&tenancy.delete_vcn(name)?), None),
         _ => unreachable!("{} changes nothing", operation.name()),
+    })
+}
+
+/// The endpoints an import or a bulk edit creates, replaces and deletes,
+/// made to `tenancy`.
+fn edit_endpoints(
+    tenancy: &mut Tenancy,
+    operation: &Operation,
+    request: &Request,
+) -> Result<Imported, Failure> {
+    Ok(match operation {
+        Operation::ImportEndpoints => {
+            let import: ImportEndpoints = body(request)?;
+            tenancy.import_endpoints("the inventory", &import.inventory, import.prune)?
+        }
+        _ => tenancy.edit_endpoints(body::<EndpointEdits>(request)?)?,
     })
 }
 

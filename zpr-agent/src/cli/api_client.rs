@@ -42,6 +42,9 @@ pub struct ApiArgs {
     pub cacert: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
+    /// Give up on an API that does not answer for this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, global = true)]
+    pub timeout: u64,
     /// For changes: check the change and print what it would open and
     /// close; change nothing (same IAM permission as the change itself).
     #[arg(long, global = true)]
@@ -169,6 +172,7 @@ impl ApiArgs {
             &format!("{API_VERSION}{path}{query}"),
             if_match,
             body,
+            std::time::Duration::from_secs(self.timeout),
         )?;
         let answer = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         Ok((response, answer))

@@ -23,8 +23,10 @@ pub mod fleet;
 mod fleet_agent;
 pub mod fmt;
 mod git_revision;
+pub mod hook;
 mod input_files;
 mod key;
+mod libvirt_domain;
 pub mod man_pages;
 pub mod monitor;
 pub mod namespace;
@@ -88,6 +90,8 @@ pub enum Command {
     Endpoint(endpoint::Args),
     /// VCNs (through the API).
     Vcn(vcn::Args),
+    /// Hypervisor hooks that register VMs' vNICs (libvirt's qemu hook).
+    Hook(hook::Args),
     /// Enable or disable enforcement (through the API).
     Configuration(configuration::Args),
     /// What each change through the API did.
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attribute(args) => attribute::run(args),
         Command::Endpoint(args) => endpoint::run(args),
         Command::Vcn(args) => vcn::run(args),
+        Command::Hook(args) => hook::run(args),
         Command::Configuration(args) => configuration::run(args),
         Command::WorkRequest(args) => work_request::run(args),
         Command::Completion(args) => completion::run(args),

@@ -26,9 +26,6 @@ pub enum Endpoint {
     },
 }
 
-/// A remote server that neither answers nor closes is given up after this.
-const REMOTE_TIMEOUT: Duration = Duration::from_secs(60);
-
 impl Endpoint {
     /// `https://HOST:PORT` with the CA that signed the server's certificate
     /// and this client's own certificate and key.
@@ -58,13 +55,15 @@ impl Endpoint {
     }
 
     /// Sends `METHOD PATH` (with `If-Match: ETAG` when given) and reads the
-    /// answer.
+    /// answer; a server that neither answers nor closes within `timeout`
+    /// (per read or write) is given up.
     pub fn call(
         &self,
         method: &str,
         path: &str,
         if_match: Option<&str>,
         body: Option<&serde_json::Value>,
+        timeout: Duration,
     ) -> anyhow::Result<Response> {
         let body = body
             .map(serde_json::to_vec)
@@ -88,7 +87,10 @@ impl Endpoint {
                             socket.display()
                         )
                     })?;
-                exchange(stream, &request)?
+                stream.set_read_timeout(Some(timeout))?;
+                stream.set_write_timeout(Some(timeout))?;
+                exchange(stream, &request)
+                    .with_context(|| format!("talking to the zpr API at {}", socket.display()))?
             }
             Endpoint::Https {
                 authority,
@@ -98,8 +100,8 @@ impl Endpoint {
                 let tcp = TcpStream::connect(authority.as_str()).with_context(|| {
                     format!("connecting to the zpr API at {authority} (is `zpr serve --listen` running there?)")
                 })?;
-                tcp.set_read_timeout(Some(REMOTE_TIMEOUT))?;
-                tcp.set_write_timeout(Some(REMOTE_TIMEOUT))?;
+                tcp.set_read_timeout(Some(timeout))?;
+                tcp.set_write_timeout(Some(timeout))?;
                 let connection = rustls::ClientConnection::new(tls.clone(), server_name.clone())?;
                 exchange(rustls::StreamOwned::new(connection, tcp), &request).map_err(|error| {
                     anyhow::anyhow!(

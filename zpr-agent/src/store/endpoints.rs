@@ -313,3 +313,49 @@ impl Tenancy {
         Ok(imported)
     }
 }
+
+/// What `BulkEditEndpoints` takes: endpoints created or replaced, and
+/// endpoints deleted, all in one commit (a VM's vNICs as its host's
+/// hypervisor hook sees them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointEdits {
+    #[serde(default)]
+    pub upsert: Vec<EndpointDetails>,
+    /// Names; one already gone is not an error (a hook runs again).
+    #[serde(default)]
+    pub delete: Vec<String>,
+    /// Delete only those placed on this node: after a migration the
+    /// source host's hook must not delete what now runs elsewhere.
+    #[serde(default)]
+    pub delete_only_on_node: Option<String>,
+}
+
+impl Tenancy {
+    pub fn edit_endpoints(&mut self, edits: EndpointEdits) -> anyhow::Result<Imported> {
+        let mut edited = Imported::default();
+        for details in edits.upsert {
+            let name = details.name.clone();
+            let before = self.endpoints.remove(&name);
+            self.create_endpoint(details)?;
+            match before {
+                Some(before) if self.endpoints.get(&name) == Some(&before) => {}
+                Some(_) => edited.updated.push(name),
+                None => edited.created.push(name),
+            }
+        }
+        for name in edits.delete {
+            let placed_here = |endpoint: &StoredEndpoint| {
+                edits
+                    .delete_only_on_node
+                    .as_ref()
+                    .is_none_or(|node| endpoint.node.as_ref() == Some(node))
+            };
+            if self.endpoints.get(&name).is_some_and(placed_here) {
+                self.endpoints.remove(&name);
+                edited.deleted.push(name);
+            }
+        }
+        Ok(edited)
+    }
+}

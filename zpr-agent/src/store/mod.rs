@@ -29,7 +29,9 @@ use std::path::Path;
 use anyhow::bail;
 
 use crate::inputs::{self, InputText, Loaded};
-pub use endpoints::{EndpointChanges, EndpointDetails, EndpointFilter, VcnDetails};
+pub use endpoints::{
+    EndpointChanges, EndpointDetails, EndpointEdits, EndpointFilter, Imported, VcnDetails,
+};
 pub use etcd::{EtcdAccess, EtcdLocation, EtcdStore};
 pub use etcd_follow::{EtcdFollower, Followed};
 pub use snapshot_cache::SnapshotCache;
