@@ -48,7 +48,10 @@ pub struct Fleet {
     /// Which host each workload runs on.
     placement: BTreeMap<String, String>,
     _servers: Vec<EchoServer>,
-    _spine: Netns,
+    spine: Netns,
+    /// Each host's router address on the spine (where the spine routes
+    /// its workloads' addresses).
+    spine_gateways: BTreeMap<String, String>,
     state: PathBuf,
     /// What every agent is started with beyond its node and etcd access
     /// (trusted keys), and what the API server is.
@@ -103,6 +106,7 @@ impl Fleet {
         spine.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])?;
         let mut built = BTreeMap::new();
         let mut placement = BTreeMap::new();
+        let mut spine_gateways = BTreeMap::new();
         let mut servers = Vec::new();
         for (index, &(host, workloads)) in hosts.iter().enumerate() {
             let topology = Topology::new(workloads)?;
@@ -111,6 +115,7 @@ impl Fleet {
                 format!("172.31.{index}.1/24"),
             );
             veth_pair(&topology.router, &router_side, &spine, &spine_side)?;
+            spine_gateways.insert(host.to_owned(), format!("172.31.{index}.2"));
             topology.router.exec(&[
                 "ip",
                 "route",
@@ -179,7 +184,8 @@ impl Fleet {
             api,
             placement,
             _servers: servers,
-            _spine: spine,
+            spine,
+            spine_gateways,
             state,
             agent_arguments,
             api_arguments,
@@ -250,6 +256,27 @@ impl Fleet {
 
     pub fn host_mut(&mut self, name: &str) -> &mut FleetHost {
         self.hosts.get_mut(name).expect("a host of the fleet")
+    }
+
+    /// Live-migrates a workload to host `to`, behind its vNIC `vnic`: the
+    /// vNIC on its old host goes, one on the new host comes, and the spine
+    /// routes its address there. Its namespace (the VM, with its open
+    /// connections) is the same.
+    pub fn migrate(&mut self, workload: &str, to: &str, vnic: &str) -> anyhow::Result<()> {
+        let from = self.placement[workload].clone();
+        let vm = self.host_mut(&from).topology.detach(workload)?;
+        let address = vm.address;
+        self.host_mut(to).topology.attach(workload, vm, vnic)?;
+        self.spine.exec(&[
+            "ip",
+            "route",
+            "replace",
+            &format!("{address}/32"),
+            "via",
+            &self.spine_gateways[to],
+        ])?;
+        self.placement.insert(workload.to_owned(), to.to_owned());
+        Ok(())
     }
 
     fn workload_netns(&self, workload: &str) -> &Netns {

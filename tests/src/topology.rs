@@ -64,6 +64,26 @@ impl Topology {
         Ok(())
     }
 
+    /// Takes a host off this router (its vNIC deleted, as when a VM leaves
+    /// a hypervisor): its namespace, with its sockets, lives on.
+    pub fn detach(&mut self, name: &str) -> anyhow::Result<Host> {
+        let host = self
+            .hosts
+            .remove(name)
+            .unwrap_or_else(|| panic!("the topology has no host {name}"));
+        self.router.exec(&["ip", "link", "del", &host.vnic])?;
+        Ok(host)
+    }
+
+    /// Joins a detached host here behind `vnic` (a VM arriving by live
+    /// migration, with its address and open connections).
+    pub fn attach(&mut self, name: &str, mut host: Host, vnic: &str) -> anyhow::Result<()> {
+        self.connect(&host.netns, vnic, None, host.address)?;
+        host.vnic = vnic.to_owned();
+        self.hosts.insert(name.to_owned(), host);
+        Ok(())
+    }
+
     /// Deletes a host's vNIC and creates it again, configured step by step
     /// as an orchestrator does (a workload restarted): the new vNIC has
     /// the same name and another ifindex.

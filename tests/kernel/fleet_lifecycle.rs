@@ -1,0 +1,91 @@
+//! VMs come and go in a three-host fleet (real etcd over mutual TLS,
+//! signed states, real traffic): a workload live-migrated from host B to
+//! host C, its endpoint moved through the API, keeps its connection to the
+//! database; B stops attaching and C attaches. Deleting the endpoint then
+//! cuts its flow and closes its address's paths on every host.
+
+use std::{process::Output, time::Duration};
+
+use serde_json::Value;
+use zpr_tests::{
+    fleet::{
+        Fleet, Workload, revision_of,
+        three_hosts::{APPS_TO_DB, HOST_B, HOST_C, INVENTORY},
+    },
+    traffic::echo,
+};
+
+const HOST_A: [Workload; 1] = [("lb", "zpr-lb", "10.0.1.10")];
+const CONVERGED: Duration = Duration::from_secs(30);
+
+fn succeeded(output: &Output) -> u64 {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    revision_of(output)
+}
+
+fn endpoint_names(status: &Value) -> Vec<String> {
+    status["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|endpoint| endpoint["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_migrated_workload_keeps_its_paths_and_a_deleted_one_loses_them_everywhere() {
+    let mut fleet = Fleet::start_with(
+        &[
+            ("host-a", &HOST_A),
+            ("host-b", &HOST_B),
+            ("host-c", &HOST_C),
+        ],
+        &[1521],
+        INVENTORY,
+        true,
+    )
+    .unwrap();
+    let created = fleet
+        .api
+        .cli(&["policy", "create", "apps-to-db", "--statement", APPS_TO_DB])
+        .unwrap();
+    fleet.wait_everywhere(succeeded(&created), CONVERGED);
+    let mut live = fleet.connect("app-2", "db", 1521).unwrap();
+    echo(&mut live, b"on host b").unwrap();
+
+    // The VM moves; its orchestrator moves its endpoint.
+    fleet.migrate("app-2", "host-c", "vnet7").unwrap();
+    let moved = fleet
+        .api
+        .cli(&[
+            "endpoint",
+            "update",
+            "app-2",
+            "--node",
+            "host-c",
+            "--interface",
+            "vnet7",
+        ])
+        .unwrap();
+    fleet.wait_everywhere(succeeded(&moved), CONVERGED);
+    let (_, b) = fleet.host("host-b").agent.status_report().unwrap();
+    let (_, c) = fleet.host("host-c").agent.status_report().unwrap();
+    assert_eq!(endpoint_names(&b), ["app-1"], "{b:#}");
+    assert_eq!(endpoint_names(&c), ["app-2", "db"], "{c:#}");
+    echo(&mut live, b"on host c").expect("the connection goes on after the migration");
+    assert!(fleet.works("app-2", "db", 1521));
+    assert!(!fleet.works("app-2", "db", 22));
+    assert!(!fleet.works("lb", "db", 1521));
+
+    // Deleted: its flow is cut and its address opens nothing anywhere.
+    let deleted = fleet.api.cli(&["endpoint", "delete", "app-2"]).unwrap();
+    fleet.wait_everywhere(succeeded(&deleted), CONVERGED);
+    assert!(echo(&mut live, b"after").is_err(), "the live flow goes on");
+    assert!(!fleet.works("app-2", "db", 1521));
+    assert!(fleet.works("app-1", "db", 1521));
+}
