@@ -1,0 +1,305 @@
+//! The Debian package and its unit (examples/zpr.service) under a real
+//! systemd: a minimal Debian booted in a container (systemd-nspawn) that
+//! shares the three-tier network's router namespace, where the host-side
+//! vNICs are, as a hypervisor host's agent does. The package is installed
+//! there, the unit started with the example's inputs, and real traffic
+//! shows it enforces; then the agent is killed and restarted by systemd,
+//! and the package upgraded, while traffic flows. Whatever the unit's
+//! sandbox lacks shows here as a start that fails or a path that breaks.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::Value;
+use zpr_tests::{
+    agent::zpr_package,
+    container::{Container, cannot_boot_here, debian_root},
+    run,
+    site::{Held, Probed, while_holding_allowed, while_probing_denied},
+    three_tier::{Network, example},
+    unique_name,
+};
+
+const UNIT: &str = "zpr.service";
+
+/// `systemctl show zpr.service` for these properties.
+fn show(container: &Container, properties: &[&str]) -> anyhow::Result<BTreeMap<String, String>> {
+    let output = container.exec(&["systemctl", "show", UNIT, "-p", &properties.join(",")])?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect())
+}
+
+/// The unit's journal, one JSON object per entry.
+fn journal(container: &Container) -> anyhow::Result<Vec<Value>> {
+    let output = container.exec(&["journalctl", "-u", UNIT, "-o", "json", "--no-pager"])?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).context("a journal entry that is not JSON"))
+        .collect()
+}
+
+/// The agent's journal entry whose message is `message`, logged by the
+/// process `pid`.
+fn logged_by(entries: &[Value], pid: &str, message: &str) -> Option<Value> {
+    entries
+        .iter()
+        .find(|entry| entry["_PID"] == pid && entry["MESSAGE"] == message)
+        .cloned()
+}
+
+/// `journalctl -u zpr` as text, for failure messages.
+fn journal_text(container: &Container) -> String {
+    container
+        .try_exec(&["journalctl", "-u", UNIT, "--no-pager"])
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits until the unit runs a main process other than `before`, and is
+/// active again (so READY came from it); returns its pid.
+fn wait_for_new_main_pid(container: &Container, before: &str) -> anyhow::Result<String> {
+    let started = Instant::now();
+    loop {
+        let state = show(container, &["MainPID", "ActiveState", "SubState"])?;
+        let pid = &state["MainPID"];
+        if pid != before && pid != "0" && state["ActiveState"] == "active" {
+            return Ok(pid.clone());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "no new agent after 30 s: {state:?}\n{}",
+                journal_text(container)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The package again with its version bumped to `version`, as the next
+/// release would be: the same files, so an upgrade to it exercises only
+/// the upgrade itself.
+fn bumped_package(deb: &Path, version: &str, scratch: &Path) -> anyhow::Result<PathBuf> {
+    let tree = scratch.join("tree");
+    run("dpkg-deb", &["--raw-extract", path(deb), path(&tree)])?;
+    let control = tree.join("DEBIAN/control");
+    let text = fs::read_to_string(&control)?;
+    let current = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Version: "))
+        .context("the package's control file has no version")?;
+    fs::write(
+        &control,
+        text.replace(
+            &format!("Version: {current}\n"),
+            &format!("Version: {version}\n"),
+        ),
+    )?;
+    let bumped = scratch.join("zpr-bumped.deb");
+    // Uncompressed: quicker to build, and dpkg installs it the same way.
+    run(
+        "dpkg-deb",
+        &[
+            "-Znone",
+            "--root-owner-group",
+            "--build",
+            path(&tree),
+            path(&bumped),
+        ],
+    )?;
+    Ok(bumped)
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Copies `deb` into the container and installs it with dpkg.
+fn install(container: &Container, deb: &Path) -> anyhow::Result<()> {
+    let inside = format!("/root/{}", deb.file_name().unwrap().to_string_lossy());
+    container.write(&inside, &fs::read(deb)?, 0o644)?;
+    container.exec(&["dpkg", "--install", &inside]).map(drop)
+}
+
+/// The agent `pid` found the pins of the one before it and kept them.
+fn assert_adopted_the_pins(container: &Container, pid: &str) -> anyhow::Result<()> {
+    let adopted = journal(container)?.iter().any(|entry| {
+        entry["_PID"] == pid
+            && entry["MESSAGE"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("adopted pinned maps at generation"))
+    });
+    ensure!(
+        adopted,
+        "agent {pid} did not adopt the pins:\n{}",
+        journal_text(container)
+    );
+    Ok(())
+}
+
+/// Checks that no denied probe passed and the held allowed connection
+/// answered every time while `what` happened; returns what it returned.
+fn nothing_passed_or_broke<R>(probed: Probed<Held<R>>, what: &str) -> R {
+    let held = probed.result;
+    assert_eq!(probed.through, 0, "denied connections passed {what}");
+    assert!(probed.tries > 0, "no denied connection was tried {what}");
+    assert_eq!(
+        held.echoed, held.tries,
+        "the allowed connection stalled or was cut {what}"
+    );
+    assert!(
+        held.tries > 0,
+        "nothing was sent over the allowed connection {what}"
+    );
+    held.result
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::Result<()> {
+    let image = debian_root()?;
+    if let Some(why) = cannot_boot_here(&image)? {
+        eprintln!("skipped: {why}");
+        return Ok(());
+    }
+    let deb = zpr_package();
+    let network = Network::start()?;
+    let container = Container::boot(&image, network.router())?;
+
+    // Installed: enabled, and without inputs a start is a no-op.
+    install(&container, &deb)?;
+    let enabled = container.try_exec(&["systemctl", "is-enabled", UNIT])?;
+    assert_eq!(String::from_utf8_lossy(&enabled.stdout).trim(), "enabled");
+    container.exec(&["systemctl", "start", UNIT])?;
+    let state = show(&container, &["ActiveState", "ConditionResult"])?;
+    assert_eq!(state["ActiveState"], "inactive", "{state:?}");
+    assert_eq!(
+        state["ConditionResult"], "no",
+        "started without inputs: {state:?}"
+    );
+    assert!(
+        network.works("internet", "app-1", 80),
+        "installing began enforcement"
+    );
+
+    // With the example's inputs it starts, and `systemctl start` returns
+    // only once the agent said READY (Type=notify).
+    for (file, inside) in [
+        ("inventory.yaml", "/etc/zpr/inventory.yaml"),
+        ("three-tier.zpr", "/etc/zpr/policy/three-tier.zpr"),
+    ] {
+        container.write(inside, &fs::read(example(file))?, 0o644)?;
+    }
+    if let Err(err) = container.exec(&["systemctl", "start", UNIT]) {
+        bail!("{err:#}\n{}", journal_text(&container));
+    }
+    let state = show(
+        &container,
+        &[
+            "ActiveState",
+            "SubState",
+            "StatusText",
+            "MainPID",
+            "NRestarts",
+        ],
+    )?;
+    assert_eq!(
+        (state["ActiveState"].as_str(), state["SubState"].as_str()),
+        ("active", "running"),
+        "{state:?}"
+    );
+    // STATUS= comes with READY=1 in one message, once every vNIC runs zpr.
+    assert_eq!(
+        state["StatusText"], "enforcing generation 1 on 4 vNICs",
+        "{state:?}"
+    );
+    let status = container.exec(&["systemctl", "status", "--no-pager", UNIT])?;
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("Active: active (running)"), "{status}");
+    assert!(
+        status.contains("Status: \"enforcing generation 1 on 4 vNICs\""),
+        "{status}"
+    );
+    let report = container.try_exec(&["zpr", "status", "--output", "json"])?;
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "zpr status: {}",
+        String::from_utf8_lossy(&report.stdout)
+    );
+    network.assert_paths_as_in_example();
+
+    // The journal holds the agent's own entries with their fields, not
+    // text lines on stderr.
+    let first = state["MainPID"].clone();
+    let started = logged_by(&journal(&container)?, &first, "fresh: nothing was pinned")
+        .with_context(|| {
+            format!(
+                "no 'fresh' entry from pid {first}:\n{}",
+                journal_text(&container)
+            )
+        })?;
+    assert_eq!(started["F_PINS"], "/sys/fs/bpf/zpr", "{started:#}");
+    assert_eq!(started["PRIORITY"], "6", "info: {started:#}");
+    assert_eq!(started["SYSLOG_IDENTIFIER"], "zpr", "{started:#}");
+    assert!(
+        started["TARGET"]
+            .as_str()
+            .is_some_and(|target| target.starts_with("zpr")),
+        "{started:#}"
+    );
+
+    // SIGKILL: systemd restarts the agent, which adopts the pins; denied
+    // stays denied and the allowed connection lives on meanwhile.
+    let restarted = while_probing_denied(&network, || {
+        while_holding_allowed(&network, || {
+            container.exec(&[
+                "systemctl",
+                "kill",
+                "--signal=SIGKILL",
+                "--kill-whom=main",
+                UNIT,
+            ])?;
+            wait_for_new_main_pid(&container, &first)
+        })
+    })?;
+    let second = nothing_passed_or_broke(restarted, "while systemd restarted the agent");
+    let state = show(&container, &["NRestarts", "Result"])?;
+    assert_eq!(state["NRestarts"], "1", "{state:?}");
+    assert_adopted_the_pins(&container, &second)?;
+    network.assert_paths_as_in_example();
+
+    // The next version installed over this one: the agent restarts into
+    // it, and nothing passes or breaks that should not.
+    let scratch = Scratch(std::env::temp_dir().join(unique_name("zpu")));
+    fs::create_dir_all(&scratch.0)?;
+    let version = format!("{}+upgrade1", env!("CARGO_PKG_VERSION"));
+    let bumped = bumped_package(&deb, &version, &scratch.0)?;
+    let upgraded = while_probing_denied(&network, || {
+        while_holding_allowed(&network, || {
+            install(&container, &bumped)?;
+            wait_for_new_main_pid(&container, &second)
+        })
+    })?;
+    let third = nothing_passed_or_broke(upgraded, "during the upgrade");
+    let installed = container.exec(&["dpkg-query", "--show", "--showformat=${Version}", "zpr"])?;
+    assert_eq!(String::from_utf8_lossy(&installed.stdout), version);
+    assert_adopted_the_pins(&container, &third)?;
+    network.assert_paths_as_in_example();
+    Ok(())
+}
