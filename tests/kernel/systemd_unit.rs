@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 use zpr_tests::{
     agent::zpr_package,
-    container::{Container, cannot_boot_here, debian_root},
+    container::{Bpffs, Container, cannot_boot_here, debian_root},
     run,
     site::{Held, Probed, while_holding_allowed, while_probing_denied},
     three_tier::{Network, example},
@@ -170,16 +170,55 @@ impl Drop for Scratch {
     }
 }
 
-#[test]
-fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::Result<()> {
+/// `zpr status`, run in the container as an operator would, says the host
+/// is protected, and real traffic takes exactly the paths the example
+/// allows.
+fn assert_enforcing(container: &Container, network: &Network) -> anyhow::Result<()> {
+    let report = container.try_exec(&["zpr", "status"])?;
+    ensure!(
+        report.status.code() == Some(0),
+        "zpr status exited {}: {}",
+        report.status,
+        String::from_utf8_lossy(&report.stdout)
+    );
+    network.assert_paths_as_in_example();
+    Ok(())
+}
+
+/// Writes the example's inputs where the unit looks for them, and starts
+/// it: `systemctl start` returns once the agent said READY (Type=notify),
+/// and fails if it did not.
+fn start_with_the_example(container: &Container) -> anyhow::Result<()> {
+    for (file, inside) in [
+        ("inventory.yaml", "/etc/zpr/inventory.yaml"),
+        ("three-tier.zpr", "/etc/zpr/policy/three-tier.zpr"),
+    ] {
+        container.write(inside, &fs::read(example(file))?, 0o644)?;
+    }
+    if let Err(err) = container.exec(&["systemctl", "start", UNIT]) {
+        bail!("{err:#}\n{}", journal_text(container));
+    }
+    Ok(())
+}
+
+/// Boots the cached Debian root in `network`'s router namespace, or says
+/// why this machine cannot (None: skip the test).
+fn boot(network: &Network, bpffs: Bpffs) -> anyhow::Result<Option<Container>> {
     let image = debian_root()?;
     if let Some(why) = cannot_boot_here(&image)? {
         eprintln!("skipped: {why}");
-        return Ok(());
+        return Ok(None);
     }
-    let deb = zpr_package();
+    Container::boot(&image, network.router(), bpffs).map(Some)
+}
+
+#[test]
+fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::Result<()> {
     let network = Network::start()?;
-    let container = Container::boot(&image, network.router())?;
+    let Some(container) = boot(&network, Bpffs::MountedAtBoot)? else {
+        return Ok(());
+    };
+    let deb = zpr_package();
 
     // Installed: enabled, and without inputs a start is a no-op.
     install(&container, &deb)?;
@@ -197,26 +236,10 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
         "installing began enforcement"
     );
 
-    // With the example's inputs it starts, and `systemctl start` returns
-    // only once the agent said READY (Type=notify).
-    for (file, inside) in [
-        ("inventory.yaml", "/etc/zpr/inventory.yaml"),
-        ("three-tier.zpr", "/etc/zpr/policy/three-tier.zpr"),
-    ] {
-        container.write(inside, &fs::read(example(file))?, 0o644)?;
-    }
-    if let Err(err) = container.exec(&["systemctl", "start", UNIT]) {
-        bail!("{err:#}\n{}", journal_text(&container));
-    }
+    start_with_the_example(&container)?;
     let state = show(
         &container,
-        &[
-            "ActiveState",
-            "SubState",
-            "StatusText",
-            "MainPID",
-            "NRestarts",
-        ],
+        &["ActiveState", "SubState", "StatusText", "MainPID"],
     )?;
     assert_eq!(
         (state["ActiveState"].as_str(), state["SubState"].as_str()),
@@ -235,14 +258,7 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
         status.contains("Status: \"enforcing generation 1 on 4 vNICs\""),
         "{status}"
     );
-    let report = container.try_exec(&["zpr", "status", "--output", "json"])?;
-    assert_eq!(
-        report.status.code(),
-        Some(0),
-        "zpr status: {}",
-        String::from_utf8_lossy(&report.stdout)
-    );
-    network.assert_paths_as_in_example();
+    assert_enforcing(&container, &network)?;
 
     // The journal holds the agent's own entries with their fields, not
     // text lines on stderr.
@@ -255,7 +271,8 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
             )
         })?;
     assert_eq!(started["F_PINS"], "/sys/fs/bpf/zpr", "{started:#}");
-    assert_eq!(started["PRIORITY"], "6", "info: {started:#}");
+    // tracing-journald logs INFO as notice.
+    assert_eq!(started["PRIORITY"], "5", "{started:#}");
     assert_eq!(started["SYSLOG_IDENTIFIER"], "zpr", "{started:#}");
     assert!(
         started["TARGET"]
@@ -282,7 +299,7 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
     let state = show(&container, &["NRestarts", "Result"])?;
     assert_eq!(state["NRestarts"], "1", "{state:?}");
     assert_adopted_the_pins(&container, &second)?;
-    network.assert_paths_as_in_example();
+    assert_enforcing(&container, &network)?;
 
     // The next version installed over this one: the agent restarts into
     // it, and nothing passes or breaks that should not.
@@ -300,6 +317,30 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
     let installed = container.exec(&["dpkg-query", "--show", "--showformat=${Version}", "zpr"])?;
     assert_eq!(String::from_utf8_lossy(&installed.stdout), version);
     assert_adopted_the_pins(&container, &third)?;
-    network.assert_paths_as_in_example();
+    assert_enforcing(&container, &network)?;
+    Ok(())
+}
+
+/// In a container systemd mounts no bpffs: the unit mounts one in PID 1's
+/// mount namespace, not in the service's own (where it would vanish with
+/// the agent), so the pins outlive the agent and `zpr status` sees them.
+#[test]
+fn without_bpffs_the_unit_mounts_one_that_outlives_the_agent() -> anyhow::Result<()> {
+    let network = Network::start()?;
+    let Some(container) = boot(&network, Bpffs::Absent)? else {
+        return Ok(());
+    };
+    install(&container, &zpr_package())?;
+    start_with_the_example(&container)?;
+    let mounted = container.exec(&["stat", "--file-system", "--format=%T", "/sys/fs/bpf"])?;
+    assert_eq!(String::from_utf8_lossy(&mounted.stdout).trim(), "bpf_fs");
+    assert_enforcing(&container, &network)?;
+
+    let first = show(&container, &["MainPID"])?["MainPID"].clone();
+    container.exec(&["systemctl", "restart", UNIT])?;
+    let second = show(&container, &["MainPID"])?["MainPID"].clone();
+    assert_ne!(first, second, "the agent was not restarted");
+    assert_adopted_the_pins(&container, &second)?;
+    assert_enforcing(&container, &network)?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{Netns, run, unique_name};
+use crate::{Netns, mount_namespace::SharedBpffs, run, unique_name};
 
 /// What the cached root is made of; its directory is named after this, so
 /// a change here makes a new root rather than reusing a stale one.
@@ -168,6 +168,15 @@ impl Drop for Overlay {
     }
 }
 
+/// Whether the container has bpffs at /sys/fs/bpf when it boots.
+pub enum Bpffs {
+    /// As on a host, where systemd mounts it early in the boot (in a
+    /// container it does not): a bpffs of the container's own.
+    MountedAtBoot,
+    /// As in a container: none until a service mounts one.
+    Absent,
+}
+
 /// A booted container, stopped and its overlay removed on drop.
 pub struct Container {
     nspawn: Child,
@@ -175,17 +184,26 @@ pub struct Container {
     leader: u32,
     /// What nspawn itself printed.
     log: PathBuf,
+    /// The bpffs bound at the container's /sys/fs/bpf, if any: unmounted
+    /// (its pins gone) once the container is, before the overlay's
+    /// scratch directory that holds its mount point is removed.
+    _bpffs: Option<SharedBpffs>,
     overlay: Overlay,
 }
 
 impl Container {
     /// Boots an overlay of `image` with systemd as PID 1, in `netns`, and
     /// waits until the boot is finished.
-    pub fn boot(image: &Path, netns: &Netns) -> anyhow::Result<Container> {
+    pub fn boot(image: &Path, netns: &Netns, bpffs: Bpffs) -> anyhow::Result<Container> {
         let overlay = Overlay::mount(image)?;
+        let bpffs = match bpffs {
+            Bpffs::MountedAtBoot => Some(SharedBpffs::mount_in(&overlay.scratch)?),
+            Bpffs::Absent => None,
+        };
         let log = overlay.scratch.join("nspawn.log");
         let output = fs::File::create(&log)?;
-        let nspawn = Command::new("systemd-nspawn")
+        let mut nspawn = Command::new("systemd-nspawn");
+        nspawn
             .arg("--directory")
             .arg(&overlay.root)
             .args([
@@ -195,10 +213,16 @@ impl Container {
                 "--console=passive",
             ])
             .arg(format!("--capability={CAPABILITIES}"))
+            // nspawn's own system-call filter refuses bpf(2) otherwise.
+            .arg("--system-call-filter=bpf")
             .arg(format!(
                 "--network-namespace-path=/run/netns/{}",
                 netns.name()
-            ))
+            ));
+        if let Some(bpffs) = &bpffs {
+            nspawn.arg(format!("--bind={}:/sys/fs/bpf", bpffs.dir().display()));
+        }
+        let nspawn = nspawn
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)
             .stderr(output)
@@ -208,6 +232,7 @@ impl Container {
             nspawn,
             leader: 0,
             log,
+            _bpffs: bpffs,
             overlay,
         };
         container.leader = container.wait_for_leader()?;
