@@ -240,13 +240,22 @@ impl Container {
         Ok(container)
     }
 
-    /// nspawn forks the container's PID 1 as its one child.
+    /// The container's PID 1, as the host numbers it: the child of nspawn
+    /// that is pid 1 in a pid namespace of its own (nspawn forks a helper
+    /// first, which exits once it has forked PID 1).
     fn wait_for_leader(&mut self) -> anyhow::Result<u32> {
         let started = Instant::now();
         let children = format!("/proc/{0}/task/{0}/children", self.nspawn.id());
         loop {
             let listed = fs::read_to_string(&children).unwrap_or_default();
-            if let Some(pid) = listed.split_whitespace().next() {
+            let leader = listed.split_whitespace().find(|pid| {
+                let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                status.lines().any(|line| {
+                    line.strip_prefix("NSpid:")
+                        .is_some_and(|pids| pids.split_whitespace().eq([*pid, "1"]))
+                })
+            });
+            if let Some(pid) = leader {
                 return Ok(pid.parse()?);
             }
             if let Some(status) = self.nspawn.try_wait()? {
