@@ -10,7 +10,7 @@
 use std::{
     collections::BTreeMap,
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -19,10 +19,8 @@ use serde_json::Value;
 use zpr_tests::{
     agent::zpr_package,
     container::{Bpffs, Container, cannot_boot_here, debian_root},
-    run,
     site::{Held, Probed, while_holding_allowed, while_probing_denied},
     three_tier::{Network, example},
-    unique_name,
 };
 
 const UNIT: &str = "zpr.service";
@@ -46,13 +44,21 @@ fn journal(container: &Container) -> anyhow::Result<Vec<Value>> {
         .collect()
 }
 
-/// The agent's journal entry whose message is `message`, logged by the
-/// process `pid`.
-fn logged_by(entries: &[Value], pid: &str, message: &str) -> Option<Value> {
-    entries
-        .iter()
-        .find(|entry| entry["_PID"] == pid && entry["MESSAGE"] == message)
-        .cloned()
+/// The first journal entry of the agent `pid` whose message starts with
+/// `message`; fails, showing the journal, if there is none.
+fn logged_by(container: &Container, pid: &str, message: &str) -> anyhow::Result<Value> {
+    let entry = journal(container)?.into_iter().find(|entry| {
+        entry["_PID"] == pid
+            && entry["MESSAGE"]
+                .as_str()
+                .is_some_and(|logged| logged.starts_with(message))
+    });
+    entry.with_context(|| {
+        format!(
+            "agent {pid} logged no {message:?}:\n{}",
+            journal_text(container)
+        )
+    })
 }
 
 /// `journalctl -u zpr` as text, for failure messages.
@@ -83,65 +89,42 @@ fn wait_for_new_main_pid(container: &Container, before: &str) -> anyhow::Result<
     }
 }
 
-/// The package again with its version bumped to `version`, as the next
-/// release would be: the same files, so an upgrade to it exercises only
-/// the upgrade itself.
-fn bumped_package(deb: &Path, version: &str, scratch: &Path) -> anyhow::Result<PathBuf> {
-    let tree = scratch.join("tree");
-    run("dpkg-deb", &["--raw-extract", path(deb), path(&tree)])?;
-    let control = tree.join("DEBIAN/control");
-    let text = fs::read_to_string(&control)?;
-    let current = text
-        .lines()
-        .find_map(|line| line.strip_prefix("Version: "))
-        .context("the package's control file has no version")?;
-    fs::write(
-        &control,
-        text.replace(
-            &format!("Version: {current}\n"),
-            &format!("Version: {version}\n"),
-        ),
-    )?;
-    let bumped = scratch.join("zpr-bumped.deb");
-    // Uncompressed: quicker to build, and dpkg installs it the same way.
-    run(
-        "dpkg-deb",
-        &[
-            "-Znone",
-            "--root-owner-group",
-            "--build",
-            path(&tree),
-            path(&bumped),
-        ],
-    )?;
-    Ok(bumped)
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
+/// Where [`install`] puts the package in the container.
+const PACKAGE_INSIDE: &str = "/root/zpr.deb";
 
 /// Copies `deb` into the container and installs it with dpkg.
 fn install(container: &Container, deb: &Path) -> anyhow::Result<()> {
-    let inside = format!("/root/{}", deb.file_name().unwrap().to_string_lossy());
-    container.write(&inside, &fs::read(deb)?, 0o644)?;
-    container.exec(&["dpkg", "--install", &inside]).map(drop)
+    container.write(PACKAGE_INSIDE, &fs::read(deb)?, 0o644)?;
+    container
+        .exec(&["dpkg", "--install", PACKAGE_INSIDE])
+        .map(drop)
+}
+
+/// Installs, over the installed package, the same package with its
+/// version bumped to `version`, as the next release would come: the same
+/// files, so only the upgrade itself is tried. Built in the container, with
+/// its dpkg-deb.
+fn upgrade_to(container: &Container, version: &str) -> anyhow::Result<()> {
+    let (tree, next) = ("/root/next", "/root/next.deb");
+    container.exec(&["dpkg-deb", "--raw-extract", PACKAGE_INSIDE, tree])?;
+    let control = format!("{tree}/DEBIAN/control");
+    let bump = format!("s/^Version: .*/Version: {version}/");
+    container.exec(&["sed", "-i", &bump, &control])?;
+    // Uncompressed: quicker to build, and dpkg installs it the same way.
+    container.exec(&[
+        "dpkg-deb",
+        "-Znone",
+        "--root-owner-group",
+        "--build",
+        tree,
+        next,
+    ])?;
+    container.exec(&["dpkg", "--install", next]).map(drop)
 }
 
 /// The agent `pid` found the pins of the one before it and kept them.
 fn assert_adopted_the_pins(container: &Container, pid: &str) -> anyhow::Result<()> {
-    let adopted = journal(container)?.iter().any(|entry| {
-        entry["_PID"] == pid
-            && entry["MESSAGE"]
-                .as_str()
-                .is_some_and(|message| message.starts_with("adopted pinned maps at generation"))
-    });
-    ensure!(
-        adopted,
-        "agent {pid} did not adopt the pins:\n{}",
-        journal_text(container)
-    );
-    Ok(())
+    logged_by(container, pid, "adopted pinned maps at generation").map(drop)
 }
 
 /// Checks that no denied probe passed and the held allowed connection
@@ -159,15 +142,6 @@ fn nothing_passed_or_broke<R>(probed: Probed<Held<R>>, what: &str) -> R {
         "nothing was sent over the allowed connection {what}"
     );
     held.result
-}
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `zpr status`, run in the container as an operator would, says the host
@@ -218,10 +192,9 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
     let Some(container) = boot(&network, Bpffs::MountedAtBoot)? else {
         return Ok(());
     };
-    let deb = zpr_package();
 
     // Installed: enabled, and without inputs a start is a no-op.
-    install(&container, &deb)?;
+    install(&container, &zpr_package())?;
     let enabled = container.try_exec(&["systemctl", "is-enabled", UNIT])?;
     assert_eq!(String::from_utf8_lossy(&enabled.stdout).trim(), "enabled");
     container.exec(&["systemctl", "start", UNIT])?;
@@ -263,13 +236,7 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
     // The journal holds the agent's own entries with their fields, not
     // text lines on stderr.
     let first = state["MainPID"].clone();
-    let started = logged_by(&journal(&container)?, &first, "fresh: nothing was pinned")
-        .with_context(|| {
-            format!(
-                "no 'fresh' entry from pid {first}:\n{}",
-                journal_text(&container)
-            )
-        })?;
+    let started = logged_by(&container, &first, "fresh: nothing was pinned")?;
     assert_eq!(started["F_PINS"], "/sys/fs/bpf/zpr", "{started:#}");
     // tracing-journald logs INFO as notice.
     assert_eq!(started["PRIORITY"], "5", "{started:#}");
@@ -303,13 +270,10 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
 
     // The next version installed over this one: the agent restarts into
     // it, and nothing passes or breaks that should not.
-    let scratch = Scratch(std::env::temp_dir().join(unique_name("zpu")));
-    fs::create_dir_all(&scratch.0)?;
     let version = format!("{}+upgrade1", env!("CARGO_PKG_VERSION"));
-    let bumped = bumped_package(&deb, &version, &scratch.0)?;
     let upgraded = while_probing_denied(&network, || {
         while_holding_allowed(&network, || {
-            install(&container, &bumped)?;
+            upgrade_to(&container, &version)?;
             wait_for_new_main_pid(&container, &second)
         })
     })?;
