@@ -357,9 +357,10 @@ impl Drop for Container {
                 eprintln!("cleanup: the container did not power off; killing it");
                 // Its PID 1 first, which ends every process in the container
                 // (nspawn's child: its pid is not reused while nspawn lives).
+                // 0 until the leader is known; kill(0) would signal our
+                // own process group.
                 if self.leader != 0 {
-                    // SAFETY: kill(2) on a pid that is never 0 here (the
-                    // caller's process group).
+                    // SAFETY: kill(2) on a positive pid.
                     unsafe { libc::kill(self.leader as libc::pid_t, libc::SIGKILL) };
                 }
                 let _ = self.nspawn.kill();
