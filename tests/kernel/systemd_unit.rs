@@ -278,6 +278,8 @@ fn the_package_enforces_under_systemd_across_a_kill_and_an_upgrade() -> anyhow::
         })
     })?;
     let third = nothing_passed_or_broke(upgraded, "during the upgrade");
+    // Stopped as systemd stops it (SIGTERM), not killed.
+    logged_by(&container, &second, "stopping; enforcement stays in place")?;
     let installed = container.exec(&["dpkg-query", "--show", "--showformat=${Version}", "zpr"])?;
     assert_eq!(String::from_utf8_lossy(&installed.stdout), version);
     assert_adopted_the_pins(&container, &third)?;
