@@ -1,7 +1,8 @@
 //! A fleet on a real etcd: how long a change made through the API takes
 //! to be enforced on every host (by real probe traffic on each), how long
-//! one agent takes to resync after losing the store, and how many
-//! requests idle agents make of etcd.
+//! one agent takes to resync after losing the store, how many requests
+//! idle agents make of etcd, and how long a new VM's vNIC takes to be
+//! enforced after the later of its registration and its appearance.
 //!
 //! Each host is a router namespace with two probe workloads of its own
 //! (source and destination behind their vNICs), an agent following the
@@ -43,6 +44,9 @@ const STATEMENTS_PER_POLICY: usize = 1_000;
 /// Targets of the fleet issue on this 2-core machine.
 const CONVERGENCE_P99_MS: [(usize, f64); 2] = [(3, 500.0), (10, 1_000.0)];
 const IDLE_REQUESTS_PER_AGENT_SECOND: f64 = 0.5;
+/// A new endpoint enforced this soon after the later of its registration
+/// and its vNIC (the endpoint lifecycle issue's target, at 1,000 endpoints).
+const REGISTRATION_MS: f64 = 200.0;
 
 pub struct Settings {
     pub statements: usize,
@@ -53,6 +57,8 @@ pub struct Settings {
     pub changes: usize,
     /// Seconds of idleness over which etcd's requests are counted.
     pub idle_seconds: u64,
+    /// New VMs registered in each order (registration first, vNIC first).
+    pub registrations: usize,
 }
 
 pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<Target>)> {
@@ -65,7 +71,7 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
             "fleet: {agents} agents at {} statements and {} endpoints",
             settings.statements, settings.endpoints
         );
-        let fleet = BenchFleet::start(zpr, &inputs, agents)?;
+        let mut fleet = BenchFleet::start(zpr, &inputs, agents)?;
         let converged = fleet.convergence(settings.changes)?;
         let figure = Figure::new(
             format!(
@@ -98,6 +104,29 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
             vec![idle],
         ));
         if agents == settings.agents[0] {
+            for registration_first in [true, false] {
+                let samples = fleet.registrations(settings.registrations, registration_first)?;
+                let order = if registration_first {
+                    "registered, then its vNIC appears"
+                } else {
+                    "its vNIC appears, then it is registered"
+                };
+                let figure = Figure::new(
+                    format!(
+                        "a new VM at {} endpoints ({order}): the later of the two → its vNIC \
+                         drops what policy denies (probe)",
+                        settings.endpoints
+                    ),
+                    Unit::Milliseconds,
+                    samples,
+                );
+                targets.push(Target::check(
+                    format!("new VM enforced < {REGISTRATION_MS} ms after the later of registration and vNIC ({order})"),
+                    Bound::AtMost(REGISTRATION_MS),
+                    figure.summary.max,
+                ));
+                figures.push(figure);
+            }
             let (resync, reload) = fleet.resync()?;
             figures.push(Figure::new(
                 format!(
@@ -136,6 +165,16 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
             settings.changes,
             PROBE_PERIOD.as_millis()
         ),
+        format!(
+            "New VMs: {} times in each order, on host 0: a VM's namespace and vNIC (`ip link \
+             add`, addressed and routed as an orchestrator does) and `zpr endpoint create` (placed \
+             on host-0, tagged bench.role:probe). An unregistered workload on the same host \
+             probes the VM on UDP {PROBE_PORT}, which no statement allows: answered while the \
+             vNIC runs no zpr, dropped once the agent enforces the VM's identity on it. A sample \
+             is the time from the later step's start to the first datagram of the run that is \
+             never answered. Its max is checked against the target.",
+            settings.registrations
+        ),
         "Resync: host 0's bridge to etcd is cut, the probe statement is added, the bridge \
          restored; the time from restoring to its probe seeing the change includes the \
          agent's pause between attempts (0.5 s, doubling to 4 s) as well as the list, compile \
@@ -165,7 +204,11 @@ struct Inputs {
 }
 
 fn probe_address(host: usize, role: &str) -> String {
-    let last = if role == "src" { 10 } else { 20 };
+    let last = match role {
+        "src" => 10,
+        "dst" => 20,
+        _ => 30,
+    };
     format!("172.30.{host}.{last}")
 }
 
@@ -223,7 +266,7 @@ impl Inputs {
 
 struct Host {
     /// The host's namespaces, kept while it runs.
-    _topology: Topology,
+    topology: Topology,
     bridge: LoopbackBridge,
     agent: Child,
     bpffs: PathBuf,
@@ -307,9 +350,12 @@ impl BenchFleet {
 
     fn start_host(&self, host: usize) -> anyhow::Result<Host> {
         let (source, destination) = (probe_address(host, "src"), probe_address(host, "dst"));
+        let outsider = probe_address(host, "out");
         let topology = Topology::new(&[
             ("src", "zb-src", source.as_str()),
             ("dst", "zb-dst", destination.as_str()),
+            // No endpoint: what a new VM must be protected from.
+            ("out", "zb-out", outsider.as_str()),
         ])?;
         let server = EchoServer::start(&topology.host("dst").netns, PROBE_PORT)?;
         let bridge = LoopbackBridge::new(&topology.router, self.etcd.client_port)?;
@@ -336,7 +382,7 @@ impl BenchFleet {
             SocketAddr::new(destination.parse()?, PROBE_PORT),
         )?;
         Ok(Host {
-            _topology: topology,
+            topology,
             bridge,
             agent,
             bpffs,
@@ -407,6 +453,57 @@ impl BenchFleet {
         // Leave the path closed, as it started.
         if changes % 2 == 1 {
             self.toggle(false)?;
+        }
+        Ok(samples)
+    }
+
+    /// Milliseconds from the later of a new VM's registration and its vNIC
+    /// to its vNIC enforcing, `count` times, in the order asked.
+    fn registrations(&mut self, count: usize, registration_first: bool) -> anyhow::Result<Vec<f64>> {
+        let mut samples = Vec::new();
+        for round in 0..count {
+            interrupt::checkpoint()?;
+            let name = format!("vm{}-{round}", u8::from(registration_first));
+            let vnic = format!("zbvm{}x{round}", u8::from(registration_first));
+            let address = format!(
+                "172.30.250.{}",
+                1 + round + if registration_first { 0 } else { 100 }
+            );
+            let register = [
+                "endpoint", "create", &name, "--vcn", "bench-vcn", "--address", &address,
+                "--interface", &vnic, "--node", "host-0", "--attribute", "bench.role:probe",
+            ];
+            let revision = self.etcd.revision()?;
+            let since = if registration_first {
+                self.cli(&register)?;
+                wait_for_revision(&self.hosts[0].run_dir, revision + 1)?;
+                let since = Instant::now();
+                self.hosts[0].topology.add_host(&name, &vnic, &address)?;
+                since
+            } else {
+                self.hosts[0].topology.add_host(&name, &vnic, &address)?;
+                Instant::now()
+            };
+            let host = &self.hosts[0];
+            let vm = &host.topology.host(&name).netns;
+            let _server = EchoServer::start(vm, PROBE_PORT)?;
+            let probe = Probe::start(
+                &host.topology.host("out").netns,
+                SocketAddr::new(address.parse()?, PROBE_PORT),
+            )?;
+            let since = if registration_first {
+                since
+            } else {
+                // Unregistered and unprotected: the outsider gets through.
+                probe.opened_after(since)?;
+                let since = Instant::now();
+                self.cli(&register)?;
+                since
+            };
+            samples.push(probe.closed_after(since)?.as_secs_f64() * 1000.0);
+            drop(probe);
+            self.cli(&["endpoint", "delete", &name])?;
+            self.hosts[0].topology.detach(&name)?;
         }
         Ok(samples)
     }

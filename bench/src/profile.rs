@@ -81,6 +81,7 @@ impl Profile {
                 agents: vec![3, 10],
                 changes: 20,
                 idle_seconds: 10,
+                registrations: 10,
             },
             signing: signing::Settings {
                 sizes: vec![10_000, 100_000],
@@ -141,6 +142,7 @@ impl Profile {
                 agents: vec![3],
                 changes: 4,
                 idle_seconds: 3,
+                registrations: 2,
             },
             signing: signing::Settings {
                 sizes: vec![10_000],

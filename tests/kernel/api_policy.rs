@@ -9,15 +9,10 @@ use zpr_tests::{
     os_users::TestUser,
     served_agent::ServedAgent,
     three_tier::{Network, example},
-    traffic::tcp_exchange,
 };
 
 /// Opens internet -> lb on tcp/80 (statement 1 of the example).
 const OPEN_LB: &str = "In ocvtc002.networks:front-end VCN allow '0.0.0.0/0' to connect to ocvtc002.lb:frontend endpoints with protocol='tcp/80'";
-
-fn works(network: &Network, from: &str, to: &str, port: u16) -> bool {
-    tcp_exchange(network.netns(from), network.address(to), port).is_ok()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -36,7 +31,7 @@ fn api_policies_open_and_close_paths_and_survive_restart() -> anyhow::Result<()>
     let admin = Some(admin.name.as_str());
 
     // Seeded with the inventory and no policy: every tagged endpoint is closed.
-    assert!(!works(&network, "internet", "lb", 80));
+    assert!(!network.works("internet", "lb", 80));
 
     let created = agent.cli(
         admin,
@@ -59,10 +54,10 @@ fn api_policies_open_and_close_paths_and_survive_restart() -> anyhow::Result<()>
         text(&created.stderr)
     );
     assert!(
-        works(&network, "internet", "lb", 80),
+        network.works("internet", "lb", 80),
         "the created policy opens the path"
     );
-    assert!(!works(&network, "lb", "app-1", 80), "and nothing else");
+    assert!(!network.works("lb", "app-1", 80), "and nothing else");
 
     // zpr serve serves its metrics where zpr run does, by default.
     let (status, metrics) = http_get(network.router(), "127.0.0.1:9565".parse()?, "/metrics")?;
@@ -92,21 +87,21 @@ fn api_policies_open_and_close_paths_and_survive_restart() -> anyhow::Result<()>
     let list = agent.cli(admin, &["policy", "list", "--output", "json"])?;
     let names: serde_json::Value = serde_json::from_slice(&list.stdout)?;
     assert_eq!(names["items"].as_array().map(Vec::len), Some(1), "{names}");
-    assert!(works(&network, "internet", "lb", 80));
-    assert!(!works(&network, "lb", "app-1", 80));
+    assert!(network.works("internet", "lb", 80));
+    assert!(!network.works("lb", "app-1", 80));
 
     // Kill the agent and remove every pin: nothing enforces any more.
     agent.kill();
     agent.down()?;
     assert!(
-        works(&network, "lb", "app-1", 80),
+        network.works("lb", "app-1", 80),
         "zpr down left no enforcement"
     );
     // Restarted with no policy file: the store's policy is enforced again.
     agent.spawn()?;
-    assert!(works(&network, "internet", "lb", 80), "{}", agent.log());
+    assert!(network.works("internet", "lb", 80), "{}", agent.log());
     assert!(
-        !works(&network, "lb", "app-1", 80),
+        !network.works("lb", "app-1", 80),
         "the store's inventory is enforced again"
     );
     assert!(
@@ -118,7 +113,7 @@ fn api_policies_open_and_close_paths_and_survive_restart() -> anyhow::Result<()>
     let deleted = agent.cli(admin, &["policy", "delete", "front-door"])?;
     assert!(deleted.status.success(), "{}", text(&deleted.stderr));
     assert!(
-        !works(&network, "internet", "lb", 80),
+        !network.works("internet", "lb", 80),
         "deleting the policy closes the path"
     );
     Ok(())

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use zpr_tests::{site::Inputs, three_tier::Network, unique_name};
+use zpr_tests::{mount_namespace::SharedBpffs, site::Inputs, three_tier::Network, unique_name};
 
 /// The test's notify socket, removed on drop.
 struct NotifySocket {
@@ -98,39 +98,14 @@ fn ready_only_when_protected_then_watchdog_and_stopping() -> anyhow::Result<()> 
 /// The capabilities `examples/zpr.service` grants.
 const UNIT_CAPABILITIES: &str = "-all,+bpf,+perfmon,+net_admin,+sys_admin";
 
-/// A bpffs of the test's own, mounted shared as systemd mounts the host's
-/// (so a service's sandbox holds a slave copy of it); unmounted on drop.
-struct SharedBpffs {
-    dir: std::path::PathBuf,
-}
-
-impl SharedBpffs {
-    fn mount() -> anyhow::Result<SharedBpffs> {
-        let dir = std::path::Path::new("/sys/fs/bpf").join(unique_name("zps"));
-        std::fs::create_dir_all(&dir)?;
-        let shared = SharedBpffs { dir };
-        let dir = shared.dir.to_str().unwrap();
-        zpr_tests::run("mount", &["-t", "bpf", "bpf", dir])?;
-        zpr_tests::run("mount", &["--make-shared", dir])?;
-        Ok(shared)
-    }
-}
-
-impl Drop for SharedBpffs {
-    fn drop(&mut self) {
-        let _ = zpr_tests::run("umount", &["-l", self.dir.to_str().unwrap()]);
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 #[test]
 fn enforces_with_only_the_units_capabilities_in_a_sandboxed_mount_namespace() -> anyhow::Result<()>
 {
-    let bpffs = SharedBpffs::mount()?;
+    let bpffs = SharedBpffs::mount_in(std::path::Path::new("/sys/fs/bpf"))?;
     let network = Network::start()?;
     let inputs = Inputs::new()?;
     let mut agent = inputs.prepare_agent(&network, &inputs.dir);
-    agent.bpffs = bpffs.dir.clone();
+    agent.bpffs = bpffs.dir().to_owned();
     agent.wrapper = [
         "unshare",
         "--mount",

@@ -29,6 +29,29 @@ pub fn zpr_binary() -> PathBuf {
     binary
 }
 
+/// The Debian package under test: `$ZPR_DEB` (`cargo xtask test` sets it),
+/// else the one `cargo xtask deb` builds in the workspace's target/deb.
+pub fn zpr_package() -> PathBuf {
+    let package = std::env::var_os("ZPR_DEB").map_or_else(
+        || {
+            let architecture = crate::run("dpkg", &["--print-architecture"])
+                .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+                .expect("dpkg --print-architecture");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "../target/deb/zpr_{}_{architecture}.deb",
+                env!("CARGO_PKG_VERSION")
+            ))
+        },
+        PathBuf::from,
+    );
+    assert!(
+        package.exists(),
+        "{} is missing: build it first (`cargo xtask deb`; `cargo xtask test` does)",
+        package.display()
+    );
+    package
+}
+
 pub struct AgentProcess {
     zpr: PathBuf,
     router: String,

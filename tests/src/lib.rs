@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod agent;
+pub mod container;
 pub mod etcd;
 pub mod fleet;
 pub mod flood;

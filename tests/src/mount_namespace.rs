@@ -1,6 +1,7 @@
 //! A private mount namespace in which `/sys/fs/bpf` is the bare sysfs
 //! directory, as on a freshly booted host, kept alive by a process of its
-//! own (so pins made in it outlive the agent, as the host's would).
+//! own (so pins made in it outlive the agent, as the host's would); and a
+//! bpffs of a test's own.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -62,5 +63,36 @@ impl Drop for FreshMountNamespace {
     fn drop(&mut self) {
         let _ = self.keeper.kill();
         let _ = self.keeper.wait();
+    }
+}
+
+/// A bpffs of the test's own (a new instance, so its pins meet no other
+/// test's), mounted shared as systemd mounts the host's (so a service's
+/// sandbox holds a slave copy of it); unmounted on drop.
+pub struct SharedBpffs {
+    dir: std::path::PathBuf,
+}
+
+impl SharedBpffs {
+    /// Mounts it on a new directory in `parent`.
+    pub fn mount_in(parent: &std::path::Path) -> anyhow::Result<SharedBpffs> {
+        let dir = parent.join(crate::unique_name("zps"));
+        std::fs::create_dir_all(&dir)?;
+        let shared = SharedBpffs { dir };
+        let dir = shared.dir.to_str().unwrap();
+        crate::run("mount", &["-t", "bpf", "bpf", dir])?;
+        crate::run("mount", &["--make-shared", dir])?;
+        Ok(shared)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+impl Drop for SharedBpffs {
+    fn drop(&mut self) {
+        let _ = crate::run("umount", &["-l", self.dir.to_str().unwrap()]);
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }

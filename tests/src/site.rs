@@ -9,8 +9,8 @@ use std::{
 
 use crate::{
     agent::{AgentProcess, zpr_binary},
-    three_tier::{Network, PATHS, example},
-    traffic::tcp_exchange,
+    three_tier::{Network, example},
+    traffic::{connect, echo},
     unique_name,
 };
 
@@ -126,13 +126,11 @@ impl Site {
     }
 
     pub fn works(&self, from: &str, to: &str, port: u16) -> bool {
-        tcp_exchange(self.network.netns(from), self.network.address(to), port).is_ok()
+        self.network.works(from, to, port)
     }
 
     pub fn assert_paths_as_in_example(&self) {
-        for (from, to, port, allowed) in PATHS {
-            assert_eq!(self.works(from, to, port), allowed, "{from} -> {to}:{port}");
-        }
+        self.network.assert_paths_as_in_example();
     }
 
     /// `zpr status --output json`, which must say the host is protected.
@@ -158,25 +156,63 @@ pub fn while_probing_denied<R>(
     network: &Network,
     body: impl FnOnce() -> anyhow::Result<R>,
 ) -> anyhow::Result<Probed<R>> {
+    let (result, through, tries) =
+        while_repeating(body, || network.works("internet", "app-1", 80))?;
+    Ok(Probed {
+        result,
+        through,
+        tries,
+    })
+}
+
+/// What [`while_holding_allowed`] saw.
+pub struct Held<R> {
+    /// What the body returned.
+    pub result: R,
+    /// Round trips over the held connection that came back, and all tried.
+    pub echoed: usize,
+    pub tries: usize,
+}
+
+/// Runs `body` while another thread sends over one allowed connection
+/// (lb -> app-1:80, opened first) over and over, counting the round trips
+/// that come back within [`crate::traffic::TIMEOUT`]: one that does not was
+/// cut or stalled.
+pub fn while_holding_allowed<R>(
+    network: &Network,
+    body: impl FnOnce() -> anyhow::Result<R>,
+) -> anyhow::Result<Held<R>> {
+    let mut held = connect(network.netns("lb"), None, network.address("app-1"), 80)?;
+    let (result, echoed, tries) =
+        while_repeating(body, || echo(&mut held, b"held across the change").is_ok())?;
+    Ok(Held {
+        result,
+        echoed,
+        tries,
+    })
+}
+
+/// Runs `body` while another thread calls `attempt` over and over; returns
+/// what the body returned, how many attempts succeeded, and how many ran.
+fn while_repeating<R>(
+    body: impl FnOnce() -> anyhow::Result<R>,
+    mut attempt: impl FnMut() -> bool + Send,
+) -> anyhow::Result<(R, usize, usize)> {
     let stop = AtomicBool::new(false);
-    let (through, tries) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let (succeeded, tries) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                if tcp_exchange(network.netns("internet"), network.address("app-1"), 80).is_ok() {
-                    through.fetch_add(1, Ordering::Relaxed);
+                if attempt() {
+                    succeeded.fetch_add(1, Ordering::Relaxed);
                 }
                 tries.fetch_add(1, Ordering::Relaxed);
             }
         });
         let result = body();
-        // Stop the probe whatever happened, or the scope never ends.
+        // Stop the attempts whatever happened, or the scope never ends.
         stop.store(true, Ordering::Relaxed);
         result
     })?;
-    Ok(Probed {
-        result,
-        through: through.into_inner(),
-        tries: tries.into_inner(),
-    })
+    Ok((result, succeeded.into_inner(), tries.into_inner()))
 }

@@ -4,7 +4,11 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use crate::{Netns, topology::Topology, traffic::EchoServer};
+use crate::{
+    Netns,
+    topology::Topology,
+    traffic::{EchoServer, tcp_exchange},
+};
 
 /// (name, host-side vNIC, address), as in examples/three-tier/inventory.yaml;
 /// the internet is no endpoint: zpr knows no vNIC of it.
@@ -75,5 +79,17 @@ impl Network {
 
     pub fn router(&self) -> &Netns {
         &self.topology.router
+    }
+
+    /// One TCP exchange from one host to another: true when the path works.
+    pub fn works(&self, from: &str, to: &str, port: u16) -> bool {
+        tcp_exchange(self.netns(from), self.address(to), port).is_ok()
+    }
+
+    /// Every path of [`PATHS`] works exactly when the example allows it.
+    pub fn assert_paths_as_in_example(&self) {
+        for (from, to, port, allowed) in PATHS {
+            assert_eq!(self.works(from, to, port), allowed, "{from} -> {to}:{port}");
+        }
     }
 }

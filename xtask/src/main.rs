@@ -63,7 +63,13 @@ fn main() -> ExitCode {
         Task::Test => setup::run().and_then(|()| test::run()),
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Man => setup::run().and_then(|()| package::man().map(drop)),
-        Task::Deb { check_install } => setup::run().and_then(|()| package::deb(check_install)),
+        Task::Deb { check_install } => setup::run().and_then(|()| {
+            let deb = package::deb()?;
+            if check_install {
+                package::check_install(&deb)?;
+            }
+            Ok(())
+        }),
         Task::Bench { quick, only } => {
             setup::run().and_then(|()| bench::run(quick, only.as_deref()))
         }

@@ -29,9 +29,8 @@ pub fn man() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Builds target/deb/zpr_VERSION_ARCH.deb; with `check`, installs it on
-/// this machine, checks what it installed, and purges it again.
-pub fn deb(check: bool) -> anyhow::Result<()> {
+/// Builds target/deb/zpr_VERSION_ARCH.deb; returns its path.
+pub fn deb() -> anyhow::Result<PathBuf> {
     let workspace = workspace_root();
     let man = man()?;
     let zpr = target_dir(&workspace).join("release/zpr");
@@ -81,10 +80,7 @@ pub fn deb(check: bool) -> anyhow::Result<()> {
             .arg(&deb),
     )?;
     eprintln!("built {}", deb.display());
-    if check {
-        check_install(&deb)?;
-    }
-    Ok(())
+    Ok(deb)
 }
 
 fn control(version: &str, arch: &str) -> String {
@@ -105,12 +101,18 @@ fn control(version: &str, arch: &str) -> String {
 }
 
 /// Enabled, not started: the unit's conditions wait for the operator's
-/// inputs, so installing never begins enforcement.
+/// inputs, so installing never begins enforcement. An upgrade (`$2` is the
+/// version before) restarts a running agent into the new binary, as
+/// Debian's services are; a stopped one stays stopped. The pins enforce
+/// meanwhile, and the new agent adopts them.
 const POSTINST: &str = "#!/bin/sh\nset -e\n\
 if [ \"$1\" = configure ]; then\n\
     deb-systemd-helper unmask zpr.service >/dev/null || true\n\
     deb-systemd-helper enable zpr.service >/dev/null || true\n\
-    if [ -d /run/systemd/system ]; then systemctl --system daemon-reload >/dev/null || true; fi\n\
+    if [ -d /run/systemd/system ]; then\n\
+        systemctl --system daemon-reload >/dev/null || true\n\
+        if [ -n \"$2\" ]; then deb-systemd-invoke try-restart zpr.service >/dev/null || true; fi\n\
+    fi\n\
 fi\n";
 
 /// Stopping the agent leaves enforcement in place (pinned): `zpr down`
@@ -129,7 +131,7 @@ fi\n";
 /// Installs the package, checks the binary runs from it, the unit is
 /// enabled and not running, then purges it. Refuses to touch a machine
 /// where zpr is installed already.
-fn check_install(deb: &Path) -> anyhow::Result<()> {
+pub fn check_install(deb: &Path) -> anyhow::Result<()> {
     let installed = Command::new("dpkg")
         .args(["-s", PACKAGE])
         .output()?

@@ -30,6 +30,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // etcd's Rust client compiles etcd's protobuf definitions.
     "protobuf-compiler",
     "libprotobuf-dev",
+    // The systemd unit test boots a minimal Debian with a real systemd in
+    // a container.
+    "debootstrap",
+    "systemd-container",
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::ensure;
 use xtask::workspace_root;
 
-use crate::command::run as run_command;
+use crate::{build::target_dir, command::run as run_command};
 
 pub fn run() -> anyhow::Result<()> {
     let workspace = workspace_root();
@@ -35,18 +35,21 @@ pub fn run() -> anyhow::Result<()> {
         unsafe { libc::geteuid() } == 0,
         "the kernel tests load BPF programs and create network namespaces: run as root"
     );
-    // The agent tests run the real binary, as users do.
+    // The agent tests run the real binary, as users do; the systemd unit
+    // test installs the package in a container.
     run_command(
         Command::new("cargo")
             .args(["build", "--package", "zpr-agent", "--bin", "zpr"])
             .current_dir(&workspace),
     )?;
+    let deb = crate::package::deb()?;
     run_command(
         Command::new("cargo")
             .args(["test", "--package", "zpr-tests"])
-            .env("ZPR_BIN", workspace.join("target/debug/zpr"))
+            .env("ZPR_BIN", target_dir(&workspace).join("debug/zpr"))
+            .env("ZPR_DEB", &deb)
             .current_dir(&workspace),
     )?;
-    eprintln!("== the Debian package: built, installed, `zpr --help` run from it, purged");
-    crate::package::deb(true)
+    eprintln!("== the Debian package installed here: `zpr --help` run from it, purged");
+    crate::package::check_install(&deb)
 }

@@ -24,16 +24,19 @@ fn systemd_accepts_the_unit() {
     assert!(complaints.is_empty(), "{complaints:#?}");
 }
 
+/// 2.4, not 2.3: the unit spells out ProtectKernelTunables= (read-only
+/// /proc/sys, /sys and the like) as paths, since the setting itself makes
+/// /sys/fs/bpf read-only too; the analyzer scores only the setting.
 #[test]
-fn the_sandbox_exposure_is_at_most_2_3() {
+fn the_sandbox_exposure_is_at_most_2_4() {
     let output = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--threshold=23"])
+        .args(["security", "--offline=yes", "--threshold=24"])
         .arg(unit())
         .output()
         .expect("systemd-analyze (Debian's systemd package) runs");
     assert!(
         output.status.success(),
-        "exposure above 2.3:\n{}",
+        "exposure above 2.4:\n{}",
         String::from_utf8_lossy(&output.stdout)
     );
 }
