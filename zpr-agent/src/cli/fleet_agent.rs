@@ -133,9 +133,22 @@ impl FleetAgent {
         self.send_report(agent);
     }
 
+    /// Hands the node's record to its writer when it says something new.
+    /// Writing it answers with a contact report, which comes back here: a
+    /// record sent unchanged would be written again at once, for ever.
     fn send_report(&self, agent: &Agent) {
         if let Some(report) = &self.report {
-            report.send_replace(self.record(agent));
+            let fresh = self.record(agent);
+            report.send_if_modified(|current| {
+                let changed = NodeRecord {
+                    reported_at: current.reported_at,
+                    ..fresh.clone()
+                } != *current;
+                if changed {
+                    *current = fresh;
+                }
+                changed
+            });
         }
     }
 

@@ -6,24 +6,26 @@
 //! A node name is held by one agent: the record is written only when it
 //! is absent or already under the writer's lease (one transaction). A
 //! second agent claiming a held name is refused, and leaves a record
-//! under `contenders/<node>/<lease>` that the holder reads and reports,
-//! so both sides say so.
+//! under `contenders/<node>/<lease>` that the holder watches and reports,
+//! so both sides say so. An idle agent costs etcd one keepalive per
+//! interval and nothing else: contenders arrive on a watch, not a poll.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
-    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
+use futures_util::FutureExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
     EtcdLocation,
-    etcd::{CredentialStamp, connect, list, request, unavailable},
+    etcd::{CredentialStamp, cause, connect, list, request, unavailable},
     records::{self, BadRecord},
 };
 
@@ -67,6 +69,12 @@ pub struct NodeRecord {
     pub host: String,
     #[serde(default)]
     pub pid: u32,
+}
+
+/// A contender's record as it wrote it (an unreadable one still counts:
+/// someone claims the name).
+fn parse_record(value: &[u8]) -> NodeRecord {
+    serde_json::from_slice(value).unwrap_or_default()
 }
 
 impl NodeRecord {
@@ -118,6 +126,14 @@ struct Lease {
     id: i64,
     keeper: LeaseKeeper,
     answers: LeaseKeepAliveStream,
+    /// Listed once, then followed on a watch.
+    contenders: Option<Contenders>,
+}
+
+/// The agents that claim this node's name too, by key.
+struct Contenders {
+    watch: WatchStream,
+    known: BTreeMap<Vec<u8>, NodeRecord>,
 }
 
 impl NodeRegistration {
@@ -261,6 +277,7 @@ impl NodeRegistration {
                         id,
                         keeper,
                         answers,
+                        contenders: None,
                     });
                 }
                 Ok(None) => {}
@@ -280,6 +297,7 @@ impl NodeRegistration {
             id: granted.id(),
             keeper,
             answers,
+            contenders: None,
         })
     }
 
@@ -308,18 +326,54 @@ impl NodeRegistration {
                 Some(answer) if answer.ttl() > 0 => {}
                 _ => return Err(unavailable(location, "the node's lease expired")),
             }
-            let contenders = request(
-                location,
-                lease
-                    .client
-                    .get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
-            )
-            .await?;
-            Ok(contenders
-                .kvs()
-                .iter()
-                .map(|kv| serde_json::from_slice(kv.value()).unwrap_or_default())
-                .collect())
+            if lease.contenders.is_none() {
+                let listed = request(
+                    location,
+                    lease
+                        .client
+                        .get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
+                )
+                .await?;
+                let revision = listed.header().map_or(0, |header| header.revision());
+                let options = WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1);
+                let watch =
+                    request(location, lease.client.watch(prefix.as_str(), Some(options))).await?;
+                let known = listed
+                    .kvs()
+                    .iter()
+                    .map(|kv| (kv.key().to_vec(), parse_record(kv.value())))
+                    .collect();
+                lease.contenders = Some(Contenders { watch, known });
+            }
+            let contenders = lease.contenders.as_mut().expect("listed above");
+            // What arrived since the last keepalive; nothing waits here.
+            while let Some(message) = contenders.watch.message().now_or_never() {
+                let Some(message) = message.map_err(|error| unavailable(location, cause(&error)))?
+                else {
+                    anyhow::bail!(unavailable(location, "the contenders' watch ended"));
+                };
+                if message.canceled() {
+                    anyhow::bail!(unavailable(location, "the contenders' watch was cancelled"));
+                }
+                for event in message.events() {
+                    let Some(kv) = event.kv() else {
+                        continue;
+                    };
+                    match event.event_type() {
+                        EventType::Put => {
+                            contenders
+                                .known
+                                .insert(kv.key().to_vec(), parse_record(kv.value()));
+                        }
+                        EventType::Delete => {
+                            contenders.known.remove(kv.key());
+                        }
+                    }
+                }
+            }
+            Ok(contenders.known.values().cloned().collect())
         }
         .await;
         if outcome.is_err() {
