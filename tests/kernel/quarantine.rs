@@ -108,6 +108,16 @@ fn counted(report: &Value, reason: &str, direction: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {reason} counter in {report:#}"))
 }
 
+/// `zpr status` as people read it.
+fn status_text(site: &Site) -> anyhow::Result<String> {
+    let output = site
+        .agent
+        .zpr(&["status"])
+        .args(site.agent.paths())
+        .output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 fn pings(from: &Netns, to: Ipv4Addr) -> anyhow::Result<bool> {
     let output = from.try_exec(&["ping", "-c", "1", "-W", "1", &to.to_string()])?;
     Ok(output.status.success())
@@ -223,7 +233,7 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
     let status = wait_quarantined(&site, &vnic, true)?;
     assert_eq!(
         quarantined(&status),
-        [vnic.clone()],
+        std::slice::from_ref(&vnic),
         "only the matched vNIC"
     );
 
@@ -252,12 +262,7 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
         records.iter().all(|r| r["action"] == "REJECT"),
         "{records:?}"
     );
-    let text = site
-        .agent
-        .zpr(&["status"])
-        .args(site.agent.paths())
-        .output()?;
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = status_text(&site)?;
     assert!(text.contains("quarantine:  zq*"), "{text}");
     assert!(text.contains(&vnic), "{text}");
 
@@ -336,12 +341,7 @@ fn with_dhcp_allowed_a_quarantined_vnic_passes_dhcp_and_nothing_else() -> anyhow
     for direction in ["from_workload", "to_workload"] {
         assert!(counted(&report, "dhcp", direction) > 0, "{direction}");
     }
-    let text = site
-        .agent
-        .zpr(&["status"])
-        .args(site.agent.paths())
-        .output()?;
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = status_text(&site)?;
     assert!(text.contains("ARP, neighbour discovery and DHCP"), "{text}");
     Ok(())
 }
