@@ -10,15 +10,18 @@
 
 use std::{
     fs,
-    net::{Ipv4Addr, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use serde_json::Value;
 use zpr_tests::{
-    Netns, run,
+    Netns,
+    http::http_get,
+    run,
     site::Site,
     traffic::{EchoServer, TIMEOUT, tcp_exchange, udp_exchange},
     unique_name,
@@ -265,6 +268,23 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
     let text = status_text(&site)?;
     assert!(text.contains("quarantine:  zq*"), "{text}");
     assert!(text.contains(&vnic), "{text}");
+    let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, 9565));
+    let (code, metrics) = http_get(site.network.router(), metrics, "/metrics")?;
+    assert_eq!(code, 200, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "zpr_vnics_quarantined 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("zpr_packets_total{")
+                && line.contains("reason=\"unregistered\"")
+                && !line.ends_with(" 0")),
+        "{metrics}"
+    );
 
     // The registration arrives: its policy replaces the quarantine on the
     // same link, and allows what it says (lb -> app servers on tcp/80).
@@ -336,7 +356,33 @@ fn with_dhcp_allowed_a_quarantined_vnic_passes_dhcp_and_nothing_else() -> anyhow
     let vnic = start_vm(&mut site, "vm", "zq", VM_ADDRESS)?;
     let _vm_server = EchoServer::start(site.network.netns("vm"), VM_PORT)?;
     wait_quarantined(&site, &vnic, true)?;
+    // `zpr monitor` names the drops' vNIC (it has no endpoint).
+    let monitor = site
+        .agent
+        .zpr(&[
+            "monitor",
+            "--output",
+            "json",
+            "--count",
+            "1",
+            "--duration",
+            "10",
+        ])
+        .args(site.agent.paths())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
     assert_closed(&site, "vm", true)?;
+    let output = monitor.wait_with_output()?;
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let event: Value = shown
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["type"] == "event")
+        .with_context(|| format!("no event from zpr monitor: {shown}"))?;
+    assert_eq!(event["reason"], "unregistered", "{event}");
+    assert_eq!(event["interface"], vnic.as_str(), "{event}");
     let report = site.status_json()?;
     for direction in ["from_workload", "to_workload"] {
         assert!(counted(&report, "dhcp", direction) > 0, "{direction}");

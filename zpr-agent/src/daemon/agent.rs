@@ -817,11 +817,16 @@ impl Agent {
             .live
             .as_ref()
             .is_some_and(|(plan, written)| present_interfaces(plan) != *written);
-        let registered = match &self.live {
-            Some((plan, _)) => registered_interfaces(plan),
-            None => self.registered_without_plan(),
+        // Asked on every link event and once a second: nothing more is
+        // read when quarantine is off.
+        let quarantine_moved = self.config.quarantine.is_on() && {
+            let registered = match &self.live {
+                Some((plan, _)) => registered_interfaces(plan),
+                None => self.registered_without_plan(),
+            };
+            self.unregistered_vnics(&registered) != self.quarantined
         };
-        endpoints_moved || self.unregistered_vnics(&registered) != self.quarantined
+        endpoints_moved || quarantine_moved
     }
 
     /// The vNICs to quarantine now: those `--quarantine` matches, present
