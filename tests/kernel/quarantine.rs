@@ -20,6 +20,11 @@ use anyhow::Context as _;
 use serde_json::Value;
 use zpr_tests::{
     Netns,
+    agent::AgentProcess,
+    fleet::{
+        Fleet,
+        three_hosts::{HOST_B, INVENTORY},
+    },
     http::http_get,
     run,
     site::Site,
@@ -92,11 +97,10 @@ fn quarantined(status: &Value) -> Vec<String> {
         .collect()
 }
 
-fn wait_quarantined(site: &Site, vnic: &str, yes: bool) -> anyhow::Result<Value> {
-    site.agent
-        .wait_for(&format!("{vnic} quarantined: {yes}"), |status| {
-            quarantined(status).iter().any(|name| name == vnic) == yes
-        })
+fn wait_quarantined(agent: &AgentProcess, vnic: &str, yes: bool) -> anyhow::Result<Value> {
+    agent.wait_for(&format!("{vnic} quarantined: {yes}"), |status| {
+        quarantined(status).iter().any(|name| name == vnic) == yes
+    })
 }
 
 /// Packets counted under `reason` in `direction` (`from_workload`,
@@ -233,7 +237,7 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
     let _vm_server = EchoServer::start(site.network.netns("vm"), VM_PORT)?;
     // Beside it, a vNIC the globs do not match: left alone, it passes all.
     let other = start_vm(&mut site, "other", "zo", "10.0.2.13")?;
-    let status = wait_quarantined(&site, &vnic, true)?;
+    let status = wait_quarantined(&site.agent, &vnic, true)?;
     assert_eq!(
         quarantined(&status),
         std::slice::from_ref(&vnic),
@@ -290,7 +294,7 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
     // same link, and allows what it says (lb -> app servers on tcp/80).
     let (link, quarantine_program) = pinned_link(&site.agent.bpffs, &vnic)?;
     write_inventory(&site, &registered(&inventory, &vnic))?;
-    wait_quarantined(&site, &vnic, false)?;
+    wait_quarantined(&site.agent, &vnic, false)?;
     let (same_link, policy_program) = pinned_link(&site.agent.bpffs, &vnic)?;
     assert_eq!(same_link, link, "the vNIC keeps its link");
     assert_ne!(
@@ -307,7 +311,7 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
 
     // The endpoint is removed while its VM runs on: quarantined again.
     write_inventory(&site, &inventory)?;
-    wait_quarantined(&site, &vnic, true)?;
+    wait_quarantined(&site.agent, &vnic, true)?;
     assert_eq!(pinned_link(&site.agent.bpffs, &vnic)?.0, link);
     assert!(tcp_exchange(network.netns("lb"), network.address("vm"), VM_PORT).is_err());
     assert_closed(&site, "vm", false)?;
@@ -355,7 +359,7 @@ fn with_dhcp_allowed_a_quarantined_vnic_passes_dhcp_and_nothing_else() -> anyhow
     let (mut site, _) = quarantining_site(&["--quarantine-allow-dhcp"])?;
     let vnic = start_vm(&mut site, "vm", "zq", VM_ADDRESS)?;
     let _vm_server = EchoServer::start(site.network.netns("vm"), VM_PORT)?;
-    wait_quarantined(&site, &vnic, true)?;
+    wait_quarantined(&site.agent, &vnic, true)?;
     // `zpr monitor` names the drops' vNIC (it has no endpoint).
     let monitor = site
         .agent
@@ -411,5 +415,44 @@ fn a_glob_that_names_no_interface_is_refused_with_what_was_expected() -> anyhow:
         stderr.contains("expected comma-separated interface-name globs"),
         "{stderr}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_vm_booting_while_the_store_is_unreachable_is_quarantined() -> anyhow::Result<()> {
+    // One hypervisor of a fleet, following the tenancy in etcd; its VMs'
+    // vNICs are named as libvirt names them.
+    let mut fleet = Fleet::start(&[("host-b", &HOST_B)], &[80], INVENTORY)?;
+    let agent = &mut fleet.host_mut("host-b").agent;
+    agent.kill();
+    agent
+        .arguments
+        .extend(["--quarantine", "vnet*"].map(str::to_owned));
+    agent.spawn()?;
+    let pid = agent.pid().map(u64::from);
+    agent.wait_for("the agent restarted with --quarantine", |status| {
+        status["pid"].as_u64() == pid && status["quarantine"] == serde_json::json!(["vnet*"])
+    })?;
+
+    fleet.etcd.kill();
+    fleet
+        .host("host-b")
+        .agent
+        .wait_for("the store unreachable", |status| {
+            !status["store_unreachable"].is_null()
+        })?;
+    let host = fleet.host_mut("host-b");
+    host.topology.add_host("vm", "vnet9", VM_ADDRESS)?;
+    let status = wait_quarantined(&host.agent, "vnet9", true)?;
+    assert_eq!(
+        quarantined(&status),
+        ["vnet9"],
+        "the registered vNICs are not"
+    );
+    let vm = &host.topology.host("vm").netns;
+    let gateway: Ipv4Addr = "169.254.1.1".parse()?;
+    assert!(!pings(vm, gateway)?, "ICMP from the VM to its host");
+    let resolved = resolved_neighbour(vm, "169.254.1.1")?;
+    assert!(resolved.contains("lladdr"), "ARP still works: {resolved}");
     Ok(())
 }
