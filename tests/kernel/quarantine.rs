@@ -159,6 +159,31 @@ fn resolved_neighbour(netns: &Netns, address: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// IPv6 between the VM and its host over the vNIC (the test namespaces
+/// run without it): addresses without duplicate detection, then one ping
+/// from the VM. Whether it was answered, and the VM's neighbour entry for
+/// the host.
+fn ping_host_over_ipv6(site: &Site, vm: &str, vnic: &str) -> anyhow::Result<(bool, String)> {
+    let (router, vm) = (site.network.router(), site.network.netns(vm));
+    for (netns, interface, address) in [
+        (router, vnic, "fd00:0:1::1/64"),
+        (vm, "e0", "fd00:0:1::99/64"),
+    ] {
+        for setting in ["accept_dad=0", "disable_ipv6=0"] {
+            let key = format!("net.ipv6.conf.{interface}.{setting}");
+            netns.exec(&["sysctl", "-qw", &key])?;
+        }
+        netns.exec(&[
+            "ip", "-6", "addr", "add", address, "dev", interface, "nodad",
+        ])?;
+    }
+    let answered = vm
+        .try_exec(&["ping", "-6", "-c", "1", "-W", "1", "fd00:0:1::1"])?
+        .status
+        .success();
+    Ok((answered, resolved_neighbour(vm, "fd00:0:1::1")?))
+}
+
 /// The id of the kernel link pinned for `vnic`'s to-workload end, and the
 /// program it runs.
 fn pinned_link(bpffs: &Path, vnic: &str) -> anyhow::Result<(u64, u64)> {
@@ -245,6 +270,12 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
     );
 
     assert_closed(&site, "vm", false)?;
+    let (answered, host) = ping_host_over_ipv6(&site, "vm", &vnic)?;
+    assert!(!answered, "ICMPv6 echo from the quarantined VM");
+    assert!(
+        host.contains("lladdr"),
+        "neighbour discovery went through: {host}"
+    );
     let network = &site.network;
     assert!(tcp_exchange(network.netns("other"), network.address("lb"), 80).is_ok());
     assert!(udp_exchange(network.netns("other"), network.address(INTERNET), 80).is_ok());
@@ -263,6 +294,7 @@ fn an_unregistered_vnic_is_closed_until_registered_and_again_once_removed() -> a
         );
     }
     assert!(counted(&report, "arp", "from_workload") > 0);
+    assert!(counted(&report, "neighbor-discovery", "from_workload") > 0);
     let records = unregistered_records(&flow_log, &vnic);
     assert!(!records.is_empty(), "unregistered drops in the flow log");
     assert!(
