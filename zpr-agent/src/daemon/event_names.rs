@@ -371,4 +371,24 @@ pub(crate) mod tests {
         assert_eq!(gone.statements.lines(2), ["rule 0 of generation 2"]);
         assert_eq!(gone.destination.name, "uid 1");
     }
+
+    #[test]
+    fn a_quarantined_vnics_drop_is_named_by_its_vnic() {
+        let mut quarantining = status(3);
+        quarantining.quarantined = vec![crate::daemon::QuarantinedVnic {
+            interface: "vnet9".to_owned(),
+            ifindex: 9,
+        }];
+        let mut dropped = allowed_event(3);
+        dropped.ifindex = 9;
+        dropped.reason = Reason::Unregistered as u8;
+        dropped.verdict = VERDICT_DROPPED;
+        let described = describe(&dropped, &names([quarantining]));
+        assert_eq!(described.reason, "unregistered");
+        assert_eq!(described.verdict, Verdict::Dropped);
+        assert_eq!(described.interface, "vnet9");
+        assert_eq!(described.endpoint, None);
+        let unknown = describe(&dropped, &names([status(3)]));
+        assert_eq!(unknown.interface, "ifindex 9");
+    }
 }

@@ -275,3 +275,38 @@ pub fn ago(then: u64) -> String {
         _ => format!("{}h ago", seconds / 3600),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(attached: bool) -> (Health, Vec<String>) {
+        let status = Status::default();
+        let quarantined = [QuarantineState {
+            vnic: QuarantinedVnic {
+                interface: "vnet7".to_owned(),
+                ifindex: 7,
+            },
+            attached,
+        }];
+        assess(&Observed {
+            agent_pid: Some(1),
+            agent: Some(&status),
+            run_dir: Path::new("/run/zpr"),
+            live_generation: 1,
+            endpoints: &[],
+            quarantined: &quarantined,
+            conntrack: None,
+            unreadable: &[],
+        })
+    }
+
+    #[test]
+    fn a_quarantined_vnic_is_closed_not_unprotected_unless_its_programs_are_gone() {
+        assert_eq!(judged(true), (Health::Protected, Vec::new()));
+        let (health, problems) = judged(false);
+        assert_eq!(health, Health::NotEnforcing);
+        assert!(problems[0].contains("vnet7: quarantined"), "{problems:?}");
+        assert!(problems[0].contains("it passes everything"), "{problems:?}");
+    }
+}
