@@ -394,6 +394,8 @@ fn with_dhcp_allowed_a_quarantined_vnic_passes_dhcp_and_nothing_else() -> anyhow
     let vnic = start_vm(&mut site, "vm", "zq", VM_ADDRESS)?;
     let _vm_server = EchoServer::start(site.network.netns("vm"), VM_PORT)?;
     wait_quarantined(&site.agent, &vnic, true)?;
+    let from_xdp = site.agent.bpffs.join(format!("zpr/links/{vnic}:from-xdp"));
+    assert!(from_xdp.exists(), "{} is pinned", from_xdp.display());
     // `zpr monitor` names the drops' vNIC (it has no endpoint).
     let monitor = site
         .agent
