@@ -46,10 +46,17 @@ pub enum Reason {
     VlanTagged = 17,
     /// The opening table could not take the new flow.
     ConntrackFull = 18,
+    /// Sent or received by a quarantined vNIC: one `--quarantine` matches
+    /// and no endpoint is registered for it on this node.
+    Unregistered = 19,
+    /// DHCP on a quarantined vNIC, passed because of
+    /// `--quarantine-allow-dhcp` (so a VM can get its address while it
+    /// waits for its registration).
+    Dhcp = 20,
 }
 
 impl Reason {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 21;
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::Established,
         Reason::NewFlow,
@@ -70,6 +77,8 @@ impl Reason {
         Reason::UnsupportedEthertype,
         Reason::VlanTagged,
         Reason::ConntrackFull,
+        Reason::Unregistered,
+        Reason::Dhcp,
     ];
 
     /// The name users see in `zpr status`, `zpr monitor` and the docs.
@@ -94,11 +103,14 @@ impl Reason {
             Reason::UnsupportedEthertype => "unsupported-ethertype",
             Reason::VlanTagged => "vlan-tagged",
             Reason::ConntrackFull => "conntrack-full",
+            Reason::Unregistered => "unregistered",
+            Reason::Dhcp => "dhcp",
         }
     }
 
     pub const fn is_drop(self) -> bool {
-        (self as u8) >= (Reason::NoPolicy as u8)
+        // The pass reasons come first, but for one added later.
+        (self as u8) >= (Reason::NoPolicy as u8) && !matches!(self, Reason::Dhcp)
     }
 
     pub const fn from_u8(raw: u8) -> Option<Reason> {

@@ -69,3 +69,19 @@ pub const EVENTS_PER_SECOND: u32 = 1000;
 pub const PROG_FROM_WORKLOAD_XDP: &str = "zpr_from_workload_xdp";
 pub const PROG_FROM_WORKLOAD_TC: &str = "zpr_from_workload_tc";
 pub const PROG_TO_WORKLOAD_TC: &str = "zpr_to_workload_tc";
+/// The deny-all programs of a quarantined vNIC (see `zpr run --quarantine`).
+pub const PROG_QUARANTINE_FROM_XDP: &str = "zpr_quarantine_from_xdp";
+pub const PROG_QUARANTINE_FROM_TC: &str = "zpr_quarantine_from_tc";
+pub const PROG_QUARANTINE_TO_TC: &str = "zpr_quarantine_to_tc";
+/// Every program of the object: each is verified when it is loaded.
+pub const PROGRAMS: [&str; 6] = [
+    PROG_FROM_WORKLOAD_XDP,
+    PROG_FROM_WORKLOAD_TC,
+    PROG_TO_WORKLOAD_TC,
+    PROG_QUARANTINE_FROM_XDP,
+    PROG_QUARANTINE_FROM_TC,
+    PROG_QUARANTINE_TO_TC,
+];
+/// A read-only global of the quarantine programs, set when the object is
+/// loaded: non-zero lets DHCP through (`--quarantine-allow-dhcp`).
+pub const QUARANTINE_ALLOW_DHCP: &str = "ZPR_QUARANTINE_ALLOW_DHCP";

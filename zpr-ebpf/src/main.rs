@@ -1,5 +1,6 @@
 //! zpr's kernel programs, attached to each protected workload's host-side
-//! vNIC. All three hooks run the same decision code (`decide`).
+//! vNIC. All three hooks run the same decision code (`decide`); a
+//! quarantined vNIC's three run `quarantine`'s instead.
 #![no_std]
 #![no_main]
 #![allow(
@@ -16,6 +17,7 @@ mod identity;
 mod maps;
 mod packet;
 mod policy;
+mod quarantine;
 
 use aya_ebpf::{
     EbpfContext,
@@ -34,35 +36,58 @@ const PULL_BYTES: u32 = 256;
 /// Packets sent by the workload, at XDP (native or generic).
 #[xdp]
 pub fn zpr_from_workload_xdp(ctx: XdpContext) -> u32 {
-    let packet = Packet {
-        start: ctx.data(),
-        end: ctx.data_end(),
-    };
-    // SAFETY: the context pointer is the kernel's xdp_md.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let (reason, action) = decide::process(&packet, ifindex, Direction::FromWorkload);
-    log_rare(&ctx, ifindex, reason);
-    match action {
-        Action::Pass => xdp_action::XDP_PASS,
-        Action::Drop => xdp_action::XDP_DROP,
-    }
+    xdp_verdict(&ctx, decide::process)
 }
 
 /// Packets sent by the workload, at tcx ingress of the host-side vNIC
 /// (keeps GRO/TSO on veth, where native XDP loses them).
 #[classifier]
 pub fn zpr_from_workload_tc(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::FromWorkload)
+    tc_verdict(&ctx, Direction::FromWorkload, decide::process)
 }
 
 /// Packets delivered to the workload, at tcx egress of the host-side vNIC.
 #[classifier]
 pub fn zpr_to_workload_tc(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::ToWorkload)
+    tc_verdict(&ctx, Direction::ToWorkload, decide::process)
+}
+
+/// Packets sent by a quarantined vNIC's workload, at XDP.
+#[xdp]
+pub fn zpr_quarantine_from_xdp(ctx: XdpContext) -> u32 {
+    xdp_verdict(&ctx, quarantine::process)
+}
+
+/// Packets sent by a quarantined vNIC's workload, at tcx ingress.
+#[classifier]
+pub fn zpr_quarantine_from_tc(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::FromWorkload, quarantine::process)
+}
+
+/// Packets delivered to a quarantined vNIC's workload, at tcx egress.
+#[classifier]
+pub fn zpr_quarantine_to_tc(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::ToWorkload, quarantine::process)
 }
 
 #[inline(always)]
-fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
+fn xdp_verdict(ctx: &XdpContext, decision: impl Decision) -> u32 {
+    let packet = Packet {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    // SAFETY: the context pointer is the kernel's xdp_md.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let (reason, action) = decision(&packet, ifindex, Direction::FromWorkload);
+    log_rare(ctx, ifindex, reason);
+    match action {
+        Action::Pass => xdp_action::XDP_PASS,
+        Action::Drop => xdp_action::XDP_DROP,
+    }
+}
+
+#[inline(always)]
+fn tc_verdict(ctx: &TcContext, direction: Direction, decision: impl Decision) -> i32 {
     // Headers may sit in paged data; make the first bytes linear. A short
     // packet cannot be pulled this far; it is then judged on what is linear.
     let _ = ctx.pull_data(PULL_BYTES.min(ctx.len()));
@@ -72,13 +97,19 @@ fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
     };
     // SAFETY: the context pointer is the kernel's __sk_buff.
     let ifindex = unsafe { (*(ctx.as_ptr() as *const __sk_buff)).ifindex };
-    let (reason, action) = decide::process(&packet, ifindex, direction);
+    let (reason, action) = decision(&packet, ifindex, direction);
     log_rare(ctx, ifindex, reason);
     match action {
         Action::Pass => TC_ACT_OK,
         Action::Drop => TC_ACT_SHOT,
     }
 }
+
+/// A decision over one packet seen on an ifindex: why, and what to do.
+/// Generic, not a function pointer: BPF has no indirect calls, and each
+/// program gets its own decision inlined.
+trait Decision: Fn(&Packet, u32, Direction) -> (Reason, Action) {}
+impl<F: Fn(&Packet, u32, Direction) -> (Reason, Action)> Decision for F {}
 
 /// Events worth a line in the agent's debug log (the ring buffer carries
 /// every drop; these say something about the datapath itself).

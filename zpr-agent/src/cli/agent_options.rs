@@ -10,11 +10,11 @@ use zpr_common::maps;
 use super::agent_paths::AgentPaths;
 use crate::{
     daemon::{
-        AgentConfig, InputSource,
+        AgentConfig, InputSource, Quarantine,
         flow_log::{self, FlowLogOptions, FlowLogTarget},
         metrics::{self, MetricsAddress, MetricsOptions},
     },
-    datapath::FromWorkloadHook,
+    datapath::{FromWorkloadHook, QuarantineDhcp},
 };
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +74,18 @@ pub struct AgentOptions {
     /// datapath counts by direction and reason, not by vNIC.
     #[arg(long)]
     pub metrics_per_interface: bool,
+    /// Quarantine unregistered vNICs: a vNIC here whose name one of these
+    /// comma-separated globs matches (`*` any run of characters, `?` one)
+    /// and that no endpoint is registered for on this node passes nothing
+    /// but ARP and IPv6 neighbour discovery until its registration
+    /// arrives; drops count as `unregistered`. Without it such a vNIC is
+    /// left alone: it passes everything.
+    #[arg(long, value_name = "GLOBS")]
+    pub quarantine: Option<Quarantine>,
+    /// Let a quarantined vNIC's DHCP (UDP 67/68, IPv4) through, so a VM
+    /// gets its address while it waits for its registration.
+    #[arg(long, requires = "quarantine")]
+    pub quarantine_allow_dhcp: bool,
 }
 
 const CONNTRACK_ENTRIES_MIN: i64 = 4096;
@@ -111,6 +123,12 @@ impl AgentOptions {
                 target,
                 max_bytes: self.flow_log_max_bytes,
             }),
+            quarantine: self.quarantine.unwrap_or_default(),
+            quarantine_dhcp: if self.quarantine_allow_dhcp {
+                QuarantineDhcp::Allowed
+            } else {
+                QuarantineDhcp::Refused
+            },
         })
     }
 }

@@ -101,6 +101,7 @@ impl FleetAgent {
             run_dir: agent.run_dir(),
             live_generation,
             endpoints: &[],
+            quarantined: &[],
             conntrack: None,
             unreadable: &[],
         });

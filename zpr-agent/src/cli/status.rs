@@ -8,7 +8,10 @@ use zpr_common::{Direction, counters::Reason};
 
 use super::{Output, agent_paths::AgentPaths, agent_view::AgentView};
 use crate::{
-    daemon::{EndpointState, Health, Observed, Status, ago, assess, endpoint_states},
+    daemon::{
+        EndpointState, Health, Observed, QuarantineState, Status, ago, assess, endpoint_states,
+        quarantine_states,
+    },
     datapath::{
         ConntrackSummary, EventStats, Fill, kernel_attachments, pinned_config, pinned_conntrack,
         pinned_counters, pinned_event_stats, pinned_fill, pinned_interfaces,
@@ -35,6 +38,9 @@ struct Report {
     attached_interfaces: Vec<String>,
     /// The agent's local endpoints, with what the kernel has attached.
     endpoints: Vec<EndpointState>,
+    /// Unregistered vNICs under quarantine, with what the kernel has
+    /// attached (`agent.quarantine` holds the globs).
+    quarantined: Vec<QuarantineState>,
     agent: Option<Status>,
     maps: Vec<Fill>,
     conntrack: Option<ConntrackSummary>,
@@ -90,7 +96,9 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
     let agent_pid = view.agent_pid();
     let agent = Status::read(&view.run_dir).ok();
     let live_generation = pinned_config(pins)?.generation;
-    let endpoints = endpoint_states(agent.as_ref(), &kernel_attachments(pins)?);
+    let kernel = kernel_attachments(pins)?;
+    let endpoints = endpoint_states(agent.as_ref(), &kernel);
+    let quarantined = quarantine_states(agent.as_ref(), &kernel);
     let mut unreadable = Vec::new();
     let mut note_unreadable = |what: &str, err: anyhow::Error| {
         unreadable.push(format!("cannot read {what}: {err:#}"));
@@ -128,6 +136,7 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
         run_dir: &view.run_dir,
         live_generation,
         endpoints: &endpoints,
+        quarantined: &quarantined,
         conntrack: conntrack.as_ref(),
         unreadable: &unreadable,
     });
@@ -138,6 +147,7 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
         live_generation,
         attached_interfaces: pinned_interfaces(pins),
         endpoints,
+        quarantined,
         agent,
         maps,
         conntrack,
@@ -189,6 +199,48 @@ fn render_conntrack(
          not taken by the established table: {}",
         conntrack.confirm_refused
     )
+}
+
+fn render_quarantine(
+    out: &mut String,
+    status: &Status,
+    quarantined: &[QuarantineState],
+) -> std::fmt::Result {
+    if status.quarantine.is_empty() {
+        return writeln!(
+            out,
+            "\nquarantine:  off: a vNIC no endpoint is registered for is left alone and \
+             passes everything (zpr run --quarantine GLOBS)"
+        );
+    }
+    let passes = if status.quarantine_allows_dhcp {
+        "ARP, neighbour discovery and DHCP"
+    } else {
+        "ARP and neighbour discovery"
+    };
+    writeln!(
+        out,
+        "\nquarantine:  {}: an unregistered vNIC they match passes only {passes}",
+        status.quarantine.join(",")
+    )?;
+    if quarantined.is_empty() {
+        return writeln!(out, "  no vNIC is quarantined");
+    }
+    writeln!(
+        out,
+        "  {:<16} {:>7}  {:<8}",
+        "INTERFACE", "IFINDEX", "ATTACHED"
+    )?;
+    for state in quarantined {
+        writeln!(
+            out,
+            "  {:<16} {:>7}  {:<8}",
+            state.vnic.interface,
+            state.vnic.ifindex,
+            if state.attached { "yes" } else { "no" }
+        )?;
+    }
+    Ok(())
 }
 
 fn render(report: &Report) -> Result<String, std::fmt::Error> {
@@ -309,6 +361,9 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
             yes_no(endpoint.protected),
             yes_no(state.attached)
         )?;
+    }
+    if let Some(status) = &report.agent {
+        render_quarantine(&mut out, status, &report.quarantined)?;
     }
     writeln!(
         out,

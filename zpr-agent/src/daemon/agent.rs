@@ -10,16 +10,16 @@ use zpr_common::config::LAYOUT_VERSION;
 use super::{
     AgentConfig, InputSource,
     metrics::{AgentMetrics, ReloadOutcome},
-    status::{AttachedEndpoint, Notice, Status, summarised},
+    status::{AttachedEndpoint, Notice, QuarantinedVnic, Status, summarised},
 };
 use crate::{
     clock::unix_now,
     compile::{Plan, Tables},
     datapath::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
-        KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, current_netns_name,
-        ensure_bpffs, kernel_attachments, live_plan_intact, pinned_config, pinned_interfaces,
-        protected_endpoints, remove_all, write_plan,
+        KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, QuarantineDhcp, VnicPrograms,
+        current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact, pinned_config,
+        pinned_interfaces, protected_endpoints, remove_all, write_plan,
     },
     inputs::Checker,
     inventory::Mode,
@@ -40,6 +40,9 @@ pub struct Agent {
     status: Status,
     /// The live Plan and the vNICs it was written for.
     live: Option<(Plan, InterfaceIndexes)>,
+    /// The vNICs under quarantine (`--quarantine`): matched, present, and
+    /// no endpoint registered for them here.
+    quarantined: InterfaceIndexes,
     /// Kernel checks since the live Plan's maps were last read back.
     checks_since_audit: u32,
     /// The local vNICs the last kernel check left without zpr (it
@@ -88,11 +91,12 @@ impl Agent {
         let enforced =
             live.is_some_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
         let open = || {
-            Datapath::open_pinned(
+            Datapath::open_pinned_with_dhcp(
                 &pins,
                 ConntrackSize {
                     established: config.conntrack_entries,
                 },
+                config.quarantine_dhcp,
             )
         };
         // Loading the programs (the verifier: about a second) and checking
@@ -164,6 +168,8 @@ impl Agent {
             hook: format!("{:?}", config.hook),
             adoption,
             warnings,
+            quarantine: config.quarantine.globs(),
+            quarantine_allows_dhcp: config.quarantine_dhcp == QuarantineDhcp::Allowed,
             ..Status::default()
         };
         let mut agent = Agent {
@@ -175,6 +181,7 @@ impl Agent {
             datapath,
             status,
             live: None,
+            quarantined: InterfaceIndexes::new(),
             checks_since_audit: 0,
             unattached: None,
             metrics: AgentMetrics::default(),
@@ -561,6 +568,7 @@ impl Agent {
             checked,
         } = loaded;
         let interfaces = present_interfaces(&plan);
+        let registered = registered_interfaces(&plan);
         let written = write_plan(&mut self.datapath, &plan, &interfaces)?;
         if written.outside_change {
             self.note_repair(
@@ -574,13 +582,21 @@ impl Agent {
             checked,
             written: Instant::now(),
         };
+        // A vNIC leaving quarantine for its endpoint's policy is switched
+        // here, on its same links, once the Plan that names it is live.
         for interface in interfaces.keys() {
             self.datapath
-                .attach_pinned(&self.pins, interface, self.config.hook)
+                .attach_pinned(
+                    &self.pins,
+                    interface,
+                    self.config.hook,
+                    VnicPrograms::Policy,
+                )
                 .with_context(|| format!("attaching to {interface}"))?;
         }
+        self.follow_quarantine(&registered);
         for interface in pinned_interfaces(&self.pins) {
-            if !interfaces.contains_key(&interface) {
+            if !interfaces.contains_key(&interface) && !self.quarantined.contains_key(&interface) {
                 self.datapath.detach(&self.pins, &interface)?;
                 info!(interface, "detached: no longer a local endpoint");
             }
@@ -640,17 +656,16 @@ impl Agent {
             }
             Err(err) => self.note_repair(&format!("cannot restore zpr's pins: {err:#}")),
         }
-        if self.live.is_none() {
+        if self.live.is_none() && self.quarantined.is_empty() {
             return;
         }
-        self.checks_since_audit += 1;
-        if self.checks_since_audit >= AUDIT_EVERY {
-            self.checks_since_audit = 0;
-            self.audit_live_plan();
+        if self.live.is_some() {
+            self.checks_since_audit += 1;
+            if self.checks_since_audit >= AUDIT_EVERY {
+                self.checks_since_audit = 0;
+                self.audit_live_plan();
+            }
         }
-        let Some((_, interfaces)) = &self.live else {
-            return;
-        };
         let attached = match kernel_attachments(&self.pins) {
             Ok(attached) => attached,
             Err(err) => {
@@ -658,12 +673,21 @@ impl Agent {
                 return;
             }
         };
-        let missing = unattached(interfaces, &attached, self.config.hook);
+        let hook = self.config.hook;
+        let policy = self.live.iter().flat_map(|(_, interfaces)| {
+            unattached(interfaces, &attached, hook)
+                .into_iter()
+                .map(|interface| (interface, VnicPrograms::Policy))
+        });
+        let quarantine = unattached(&self.quarantined, &attached, hook)
+            .into_iter()
+            .map(|interface| (interface, VnicPrograms::Quarantine));
+        let missing: Vec<(String, VnicPrograms)> = policy.chain(quarantine).collect();
         let mut still = Vec::new();
-        for interface in missing {
+        for (interface, programs) in missing {
             let result = self
                 .datapath
-                .attach_pinned(&self.pins, &interface, self.config.hook);
+                .attach_pinned(&self.pins, &interface, hook, programs);
             match result {
                 Ok(()) => self.note_repair(&format!(
                     "zpr was no longer attached to {interface} in the kernel: attached again"
@@ -701,6 +725,9 @@ impl Agent {
             self.status.generation,
             interfaces.len()
         );
+        if !self.quarantined.is_empty() {
+            line.push_str(&format!("; {} quarantined", self.quarantined.len()));
+        }
         if let Some(held) = &self.status.held_back {
             line.push_str(&format!("; input changes {}", held.message));
         } else if self.status.last_error.is_some() {
@@ -711,9 +738,14 @@ impl Agent {
 
     /// A local endpoint's vNIC came or went: the live Plan is written
     /// again for the vNICs there are now. Only the live Plan: inputs held
-    /// back stay held back until confirmed.
+    /// back stay held back until confirmed. Without one, unregistered
+    /// vNICs are still quarantined.
     pub fn follow_interfaces(&mut self, cause: &str) {
         let Some((plan, _)) = &self.live else {
+            info!(cause, "following the vNICs without a live policy");
+            let registered = self.registered_without_plan();
+            self.follow_quarantine(&registered);
+            self.write_status();
             return;
         };
         let now = Instant::now();
@@ -778,12 +810,105 @@ impl Agent {
     }
 
     /// True when a local endpoint's vNIC appeared, vanished or was created
-    /// again (new ifindex) since the live Plan was written.
+    /// again (new ifindex) since the live Plan was written, or a vNIC
+    /// entered or left quarantine.
     pub fn interfaces_changed(&self) -> bool {
-        self.live
+        let endpoints_moved = self
+            .live
             .as_ref()
-            .is_some_and(|(plan, written)| present_interfaces(plan) != *written)
+            .is_some_and(|(plan, written)| present_interfaces(plan) != *written);
+        // Asked on every link event and once a second: nothing more is
+        // read when quarantine is off.
+        let quarantine_moved = self.config.quarantine.is_on() && {
+            let registered = match &self.live {
+                Some((plan, _)) => registered_interfaces(plan),
+                None => self.registered_without_plan(),
+            };
+            self.unregistered_vnics(&registered) != self.quarantined
+        };
+        endpoints_moved || quarantine_moved
     }
+
+    /// The vNICs to quarantine now: those `--quarantine` matches, present
+    /// here, that are not `registered`.
+    fn unregistered_vnics(&self, registered: &BTreeSet<String>) -> InterfaceIndexes {
+        if !self.config.quarantine.is_on() {
+            return InterfaceIndexes::new();
+        }
+        self.config
+            .quarantine
+            .unregistered(&all_interfaces(), registered)
+    }
+
+    /// With no live Plan (it could not be read at the start: a store
+    /// unreachable, inputs invalid), the vNICs pinned links guard under
+    /// an earlier agent's Plan count as registered: they stay as they
+    /// are, and only new vNICs are quarantined.
+    fn registered_without_plan(&self) -> BTreeSet<String> {
+        pinned_interfaces(&self.pins)
+            .into_iter()
+            .filter(|interface| !self.quarantined.contains_key(interface))
+            .collect()
+    }
+
+    /// Puts every unregistered vNIC `--quarantine` matches under the
+    /// deny-all programs (a vNIC whose endpoint went is switched on its
+    /// same links), and takes them off a vNIC that left quarantine
+    /// without being registered (renamed, or no longer matched). A vNIC
+    /// the programs could not be attached to stays listed: the next
+    /// kernel check attaches again, and `zpr status` says it is not.
+    fn follow_quarantine(&mut self, registered: &BTreeSet<String>) {
+        let quarantined = self.unregistered_vnics(registered);
+        for interface in quarantined.keys() {
+            let attached = self.datapath.attach_pinned(
+                &self.pins,
+                interface,
+                self.config.hook,
+                VnicPrograms::Quarantine,
+            );
+            match attached {
+                Ok(()) if !self.quarantined.contains_key(interface) => {
+                    info!(
+                        interface,
+                        "quarantined: no endpoint is registered for it here"
+                    )
+                }
+                Ok(()) => {}
+                Err(err) => error!(interface, "cannot quarantine: {err:#}"),
+            }
+        }
+        let released: Vec<String> = self
+            .quarantined
+            .keys()
+            .filter(|interface| {
+                !quarantined.contains_key(*interface) && !registered.contains(*interface)
+            })
+            .cloned()
+            .collect();
+        for interface in released {
+            match self.datapath.detach(&self.pins, &interface) {
+                Ok(()) => info!(interface, "out of quarantine: no longer matched or present"),
+                Err(err) => error!(interface, "cannot detach the quarantine: {err:#}"),
+            }
+        }
+        self.status.quarantined = quarantined
+            .iter()
+            .map(|(interface, &ifindex)| QuarantinedVnic {
+                interface: interface.clone(),
+                ifindex,
+            })
+            .collect();
+        self.quarantined = quarantined;
+    }
+}
+
+/// The interfaces the Plan's endpoints are registered for on this node
+/// (present here or not).
+fn registered_interfaces(plan: &Plan) -> BTreeSet<String> {
+    plan.endpoints
+        .iter()
+        .filter_map(|endpoint| endpoint.interface.clone())
+        .collect()
 }
 
 /// The local vNICs where the kernel does not run both of zpr's programs.

@@ -177,6 +177,20 @@ pub fn protocol_name(protocol: u8) -> String {
     }
 }
 
+/// The vNIC's name: its endpoint's, a quarantined vNIC's, or `ifindex N`.
+fn interface_name(
+    endpoint: Option<&super::AttachedEndpoint>,
+    current: Option<&Status>,
+    ifindex: u32,
+) -> String {
+    let quarantined = || current?.quarantined_by_ifindex(ifindex);
+    match (endpoint, quarantined()) {
+        (Some(endpoint), _) => endpoint.interface.clone(),
+        (None, Some(vnic)) => vnic.interface.clone(),
+        (None, None) => format!("ifindex {ifindex}"),
+    }
+}
+
 pub fn describe(event: &Event, names: &GenerationNames) -> DescribedEvent {
     // Identities and rules are the Plan's of the event's generation; the
     // vNICs barely change between generations, so the newest names them.
@@ -218,9 +232,7 @@ pub fn describe(event: &Event, names: &GenerationNames) -> DescribedEvent {
         verdict: Verdict::of(event.verdict),
         reason: Reason::from_u8(event.reason).map_or("unknown", Reason::name),
         endpoint: endpoint.map(|e| e.name.clone()),
-        interface: endpoint.map_or(format!("ifindex {}", event.ifindex), |e| {
-            e.interface.clone()
-        }),
+        interface: interface_name(endpoint, names.current.as_ref(), event.ifindex),
         direction,
         protocol: event.protocol,
         source: party(
@@ -358,5 +370,25 @@ pub(crate) mod tests {
         assert_eq!(gone.statements, Statements::NotKept { rule: 0 });
         assert_eq!(gone.statements.lines(2), ["rule 0 of generation 2"]);
         assert_eq!(gone.destination.name, "uid 1");
+    }
+
+    #[test]
+    fn a_quarantined_vnics_drop_is_named_by_its_vnic() {
+        let mut quarantining = status(3);
+        quarantining.quarantined = vec![crate::daemon::QuarantinedVnic {
+            interface: "vnet9".to_owned(),
+            ifindex: 9,
+        }];
+        let mut dropped = allowed_event(3);
+        dropped.ifindex = 9;
+        dropped.reason = Reason::Unregistered as u8;
+        dropped.verdict = VERDICT_DROPPED;
+        let described = describe(&dropped, &names([quarantining]));
+        assert_eq!(described.reason, "unregistered");
+        assert_eq!(described.verdict, Verdict::Dropped);
+        assert_eq!(described.interface, "vnet9");
+        assert_eq!(described.endpoint, None);
+        let unknown = describe(&dropped, &names([status(3)]));
+        assert_eq!(unknown.interface, "ifindex 9");
     }
 }

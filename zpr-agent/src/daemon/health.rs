@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{AttachedEndpoint, Status};
+use super::{AttachedEndpoint, QuarantinedVnic, Status};
 use crate::clock::unix_now;
 use crate::datapath::{ConntrackSummary, KernelAttachments, LinkEnd};
 
@@ -14,7 +14,9 @@ use crate::datapath::{ConntrackSummary, KernelAttachments, LinkEnd};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Health {
     /// Every protected local endpoint has zpr attached in the kernel, and
-    /// a running agent applied the latest inputs. Exit 0.
+    /// a running agent applied the latest inputs. Exit 0. Quarantined
+    /// vNICs do not lower it: they are closed (fail-closed), not
+    /// unprotected, and wait for a registration, not for the operator.
     Protected,
     /// Enforcing, but not as intended: no agent runs (nothing follows
     /// changes or mends what is undone), the last reload failed or was
@@ -62,18 +64,45 @@ pub fn endpoint_states(agent: Option<&Status>, kernel: &KernelAttachments) -> Ve
     agent
         .iter()
         .flat_map(|status| &status.endpoints)
-        .map(|endpoint| {
-            let ends = endpoint.ifindex.and_then(|ifindex| kernel.get(&ifindex));
-            let attached = ends.is_some_and(|ends| {
-                ends.contains(&LinkEnd::ToTcx)
-                    && (ends.contains(&LinkEnd::FromTcx) || ends.contains(&LinkEnd::FromXdp))
-            });
-            EndpointState {
-                endpoint: endpoint.clone(),
-                attached,
-            }
+        .map(|endpoint| EndpointState {
+            endpoint: endpoint.clone(),
+            attached: endpoint
+                .ifindex
+                .is_some_and(|ifindex| attached_both_ways(kernel, ifindex)),
         })
         .collect()
+}
+
+/// A quarantined vNIC, and whether the kernel runs zpr on it.
+#[derive(Serialize, Clone, Debug)]
+pub struct QuarantineState {
+    #[serde(flatten)]
+    pub vnic: QuarantinedVnic,
+    /// zpr's programs run on the vNIC in both directions.
+    pub attached: bool,
+}
+
+/// The agent's quarantined vNICs, with what the kernel has attached.
+pub fn quarantine_states(
+    agent: Option<&Status>,
+    kernel: &KernelAttachments,
+) -> Vec<QuarantineState> {
+    agent
+        .iter()
+        .flat_map(|status| &status.quarantined)
+        .map(|vnic| QuarantineState {
+            vnic: vnic.clone(),
+            attached: attached_both_ways(kernel, vnic.ifindex),
+        })
+        .collect()
+}
+
+/// The kernel runs zpr on the vNIC in both directions.
+fn attached_both_ways(kernel: &KernelAttachments, ifindex: u32) -> bool {
+    kernel.get(&ifindex).is_some_and(|ends| {
+        ends.contains(&LinkEnd::ToTcx)
+            && (ends.contains(&LinkEnd::FromTcx) || ends.contains(&LinkEnd::FromXdp))
+    })
 }
 
 /// What the health is judged from.
@@ -86,6 +115,7 @@ pub struct Observed<'a> {
     /// The generation the kernel enforces (from the pinned config).
     pub live_generation: u32,
     pub endpoints: &'a [EndpointState],
+    pub quarantined: &'a [QuarantineState],
     pub conntrack: Option<&'a ConntrackSummary>,
     /// Pinned state that could not be read, one line each.
     pub unreadable: &'a [String],
@@ -111,6 +141,16 @@ pub fn assess(observed: &Observed) -> (Health, Vec<String>) {
                 ),
             ));
         }
+    }
+    for state in observed.quarantined.iter().filter(|state| !state.attached) {
+        problems.push((
+            Health::NotEnforcing,
+            format!(
+                "{}: quarantined (no endpoint is registered for it here), but zpr is not \
+                 attached to it in the kernel: it passes everything",
+                state.vnic.interface
+            ),
+        ));
     }
     match (observed.agent_pid, observed.agent) {
         (None, _) => problems.push((
@@ -233,5 +273,40 @@ pub fn ago(then: u64) -> String {
         0..120 => format!("{seconds}s ago"),
         120..7200 => format!("{}m ago", seconds / 60),
         _ => format!("{}h ago", seconds / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(attached: bool) -> (Health, Vec<String>) {
+        let status = Status::default();
+        let quarantined = [QuarantineState {
+            vnic: QuarantinedVnic {
+                interface: "vnet7".to_owned(),
+                ifindex: 7,
+            },
+            attached,
+        }];
+        assess(&Observed {
+            agent_pid: Some(1),
+            agent: Some(&status),
+            run_dir: Path::new("/run/zpr"),
+            live_generation: 1,
+            endpoints: &[],
+            quarantined: &quarantined,
+            conntrack: None,
+            unreadable: &[],
+        })
+    }
+
+    #[test]
+    fn a_quarantined_vnic_is_closed_not_unprotected_unless_its_programs_are_gone() {
+        assert_eq!(judged(true), (Health::Protected, Vec::new()));
+        let (health, problems) = judged(false);
+        assert_eq!(health, Health::NotEnforcing);
+        assert!(problems[0].contains("vnet7: quarantined"), "{problems:?}");
+        assert!(problems[0].contains("it passes everything"), "{problems:?}");
     }
 }

@@ -13,6 +13,7 @@ mod health;
 mod link_events;
 mod lock;
 pub mod metrics;
+mod quarantine;
 mod service_manager;
 mod status;
 mod watch;
@@ -27,13 +28,17 @@ use tracing::info;
 
 pub use agent::{Agent, CONFIRMED_REVISION, Guard};
 pub use companion::{Companion, FileInputs};
-pub use health::{EndpointState, Health, Observed, ago, assess, endpoint_states};
+pub use health::{
+    EndpointState, Health, Observed, QuarantineState, ago, assess, endpoint_states,
+    quarantine_states,
+};
 use link_events::LinkEvents;
 pub use lock::{AgentLock, lock_holder};
+pub use quarantine::Quarantine;
 use service_manager::ServiceManager;
-pub use status::{AttachedEndpoint, Notice, Status};
+pub use status::{AttachedEndpoint, Notice, QuarantinedVnic, Status};
 
-use crate::datapath::FromWorkloadHook;
+use crate::datapath::{FromWorkloadHook, QuarantineDhcp};
 
 /// What `zpr run` (files) or `zpr serve` (store) was asked to do.
 #[derive(Clone, Debug)]
@@ -57,6 +62,10 @@ pub struct AgentConfig {
     pub metrics: metrics::MetricsOptions,
     /// Where the flow log goes, if anywhere.
     pub flow_log: Option<flow_log::FlowLogOptions>,
+    /// Which unregistered vNICs get the deny-all programs (none: off).
+    pub quarantine: Quarantine,
+    /// Whether those pass DHCP.
+    pub quarantine_dhcp: QuarantineDhcp,
 }
 
 /// Where the agent's inventory and policies come from.

@@ -106,6 +106,25 @@ pub struct Status {
     /// by endpoint name, for the flow log.
     #[serde(default)]
     pub attributes: BTreeMap<String, Vec<String>>,
+    /// `--quarantine`'s interface-name globs; empty when it is off (an
+    /// unregistered vNIC is then left alone: it passes everything).
+    #[serde(default)]
+    pub quarantine: Vec<String>,
+    /// `--quarantine-allow-dhcp`.
+    #[serde(default)]
+    pub quarantine_allows_dhcp: bool,
+    /// The vNICs under quarantine now: matched, present, and no endpoint
+    /// registered for them here. Fail-closed, so not unprotected.
+    #[serde(default)]
+    pub quarantined: Vec<QuarantinedVnic>,
+}
+
+/// A vNIC that passes only ARP and neighbour discovery (and DHCP when
+/// allowed) until an endpoint is registered for it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QuarantinedVnic {
+    pub interface: String,
+    pub ifindex: u32,
 }
 
 /// A local endpoint (one with an `interface` in the inventory).
@@ -178,6 +197,10 @@ impl Status {
 
     pub fn endpoint_by_ifindex(&self, ifindex: u32) -> Option<&AttachedEndpoint> {
         self.endpoints.iter().find(|e| e.ifindex == Some(ifindex))
+    }
+
+    pub fn quarantined_by_ifindex(&self, ifindex: u32) -> Option<&QuarantinedVnic> {
+        self.quarantined.iter().find(|vnic| vnic.ifindex == ifindex)
     }
 
     pub fn identity(&self, uid: u32) -> Option<&Identity> {

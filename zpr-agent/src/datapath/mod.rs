@@ -27,10 +27,11 @@ pub use inspect::{
     EventStats, Fill, pinned_config, pinned_counters, pinned_event_stats, pinned_events,
     pinned_fill,
 };
-pub use object::{Datapath, FromWorkloadHook, KernelLog};
+pub use object::{Datapath, FromWorkloadHook, KernelLog, QuarantineDhcp};
 pub use ownership::{PinOwner, PinOwnership, pin_owner};
 pub use pinned::{
-    Adoption, LinkEnd, PinLayout, Removed, detach_pinned, pinned_interfaces, remove_all,
+    Adoption, LinkEnd, PinLayout, Removed, VnicPrograms, detach_pinned, pinned_interfaces,
+    remove_all,
 };
 pub use pins::ensure_bpffs;
 pub use plan_maps::{

@@ -69,18 +69,14 @@ impl Datapath {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading zpr's eBPF object")?;
-        let names = [
-            maps::PROG_FROM_WORKLOAD_XDP,
-            maps::PROG_FROM_WORKLOAD_TC,
-            maps::PROG_TO_WORKLOAD_TC,
-        ];
-        for name in names {
+        for name in maps::PROGRAMS {
             program(&mut ebpf, name)?;
         }
-        // The verifier takes about half a second per program: the three
-        // are verified side by side.
+        // The verifier takes about half a second per policy program: the
+        // programs are verified side by side.
         let verified = side_by_side::map(
-            ebpf.programs_mut().filter(|(name, _)| names.contains(name)),
+            ebpf.programs_mut()
+                .filter(|(name, _)| maps::PROGRAMS.contains(name)),
             |(name, program)| verify(name, program),
         );
         verified.into_iter().collect::<anyhow::Result<()>>()?;
@@ -103,27 +99,23 @@ impl Datapath {
     /// Instructions the verifier walked to accept each program (its limit
     /// is 1,000,000 per program): how much room the decision code has left.
     pub fn verified_instructions(&self) -> anyhow::Result<Vec<(&'static str, u32)>> {
-        [
-            maps::PROG_FROM_WORKLOAD_XDP,
-            maps::PROG_FROM_WORKLOAD_TC,
-            maps::PROG_TO_WORKLOAD_TC,
-        ]
-        .into_iter()
-        .map(|name| {
-            let program = self
-                .ebpf
-                .program(name)
-                .with_context(|| format!("the object has no {name} program"))?;
-            let count = program
-                .info()
-                .with_context(|| format!("reading {name}'s info"))?
-                .verified_instruction_count()
-                .with_context(|| {
-                    format!("the kernel reports no verified instructions for {name}")
-                })?;
-            Ok((name, count))
-        })
-        .collect()
+        maps::PROGRAMS
+            .into_iter()
+            .map(|name| {
+                let program = self
+                    .ebpf
+                    .program(name)
+                    .with_context(|| format!("the object has no {name} program"))?;
+                let count = program
+                    .info()
+                    .with_context(|| format!("reading {name}'s info"))?
+                    .verified_instruction_count()
+                    .with_context(|| {
+                        format!("the kernel reports no verified instructions for {name}")
+                    })?;
+                Ok((name, count))
+            })
+            .collect()
     }
 
     /// Attaches both directions to a workload's host-side `interface` (in
@@ -185,13 +177,30 @@ impl Datapath {
 
 /// Loads one of zpr's programs into the kernel (the verifier runs here).
 fn verify(name: &str, program: &mut aya::programs::Program) -> anyhow::Result<()> {
-    if name == maps::PROG_FROM_WORKLOAD_XDP {
-        let xdp: &mut Xdp = program.try_into()?;
-        xdp.load().context("the verifier rejected the XDP program")
-    } else {
-        let tc: &mut SchedClassifier = program.try_into()?;
-        tc.load()
-            .with_context(|| format!("the verifier rejected {name}"))
+    let loaded = match program {
+        aya::programs::Program::Xdp(xdp) => xdp.load(),
+        program => <&mut SchedClassifier>::try_from(program)?.load(),
+    };
+    loaded.with_context(|| format!("the verifier rejected {name}"))
+}
+
+/// Whether a quarantined vNIC passes DHCP (`--quarantine-allow-dhcp`):
+/// fixed in the programs when they are loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuarantineDhcp {
+    #[default]
+    Refused,
+    Allowed,
+}
+
+impl QuarantineDhcp {
+    pub(crate) fn set(self, loader: &mut EbpfLoader) {
+        // The loader keeps a reference until it loads: a constant's.
+        let allowed: &'static u8 = match self {
+            QuarantineDhcp::Refused => &0,
+            QuarantineDhcp::Allowed => &1,
+        };
+        loader.override_global(maps::QUARANTINE_ALLOW_DHCP, allowed, true);
     }
 }
 

@@ -24,7 +24,10 @@ use zpr_common::{
     maps,
 };
 
-use super::{ConntrackSize, Datapath, FromWorkloadHook, object::program};
+use super::{
+    ConntrackSize, Datapath, FromWorkloadHook,
+    object::{QuarantineDhcp, program},
+};
 
 /// Where zpr pins things: `<bpffs>/zpr/maps/<MAP>` and
 /// `<bpffs>/zpr/links/<interface>:<end>` (bpffs refuses `.` in names,
@@ -117,6 +120,29 @@ impl LinkEnd {
     }
 }
 
+/// Which programs a vNIC's links run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VnicPrograms {
+    /// The policy's: a local endpoint's vNIC.
+    Policy,
+    /// The deny-all quarantine's: an unregistered vNIC `--quarantine` matches.
+    Quarantine,
+}
+
+impl VnicPrograms {
+    /// The program that runs at `end`.
+    fn at(self, end: LinkEnd) -> &'static str {
+        match (self, end) {
+            (VnicPrograms::Policy, LinkEnd::FromXdp) => maps::PROG_FROM_WORKLOAD_XDP,
+            (VnicPrograms::Policy, LinkEnd::FromTcx) => maps::PROG_FROM_WORKLOAD_TC,
+            (VnicPrograms::Policy, LinkEnd::ToTcx) => maps::PROG_TO_WORKLOAD_TC,
+            (VnicPrograms::Quarantine, LinkEnd::FromXdp) => maps::PROG_QUARANTINE_FROM_XDP,
+            (VnicPrograms::Quarantine, LinkEnd::FromTcx) => maps::PROG_QUARANTINE_FROM_TC,
+            (VnicPrograms::Quarantine, LinkEnd::ToTcx) => maps::PROG_QUARANTINE_TO_TC,
+        }
+    }
+}
+
 /// What the agent found on bpffs when it started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Adoption {
@@ -137,6 +163,16 @@ impl Datapath {
         pins: &PinLayout,
         conntrack: ConntrackSize,
     ) -> anyhow::Result<(Datapath, Adoption)> {
+        Datapath::open_pinned_with_dhcp(pins, conntrack, QuarantineDhcp::default())
+    }
+
+    /// As [`Datapath::open_pinned`], with quarantine programs that pass
+    /// DHCP or not.
+    pub fn open_pinned_with_dhcp(
+        pins: &PinLayout,
+        conntrack: ConntrackSize,
+        dhcp: QuarantineDhcp,
+    ) -> anyhow::Result<(Datapath, Adoption)> {
         let mut adoption = match pinned_config(pins) {
             None => Adoption::Fresh,
             Some(Ok(config)) if config.layout == LAYOUT_VERSION => Adoption::Adopted {
@@ -155,14 +191,14 @@ impl Datapath {
         if matches!(adoption, Adoption::Replaced { .. }) {
             remove_map_pins(pins)?;
         }
-        let mut datapath = match load_over_pins(pins, conntrack) {
+        let mut datapath = match load_over_pins(pins, conntrack, dhcp) {
             Ok(datapath) => datapath,
             Err(err) if is_incompatible_pin(&err) => {
                 adoption = Adoption::Replaced {
                     why: format!("{err:#}"),
                 };
                 remove_map_pins(pins)?;
-                load_over_pins(pins, conntrack)?
+                load_over_pins(pins, conntrack, dhcp)?
             }
             Err(err) => return Err(err),
         };
@@ -219,15 +255,17 @@ impl Datapath {
         detach_pinned(pins, interface)
     }
 
-    /// Attaches both directions to `interface` through pinned links: a
-    /// link pinned by an earlier agent is switched to this agent's program
-    /// in one update (no packet sees no program); a missing one is created
-    /// and pinned.
+    /// Attaches both directions of `programs` to `interface` through
+    /// pinned links: a link pinned before (by an earlier agent, or running
+    /// the other programs: quarantine then policy, or back) is switched to
+    /// these programs in one update (no packet sees no program); a missing
+    /// one is created and pinned.
     pub fn attach_pinned(
         &mut self,
         pins: &PinLayout,
         interface: &str,
         hook: FromWorkloadHook,
+        programs: VnicPrograms,
     ) -> anyhow::Result<()> {
         fs::create_dir_all(pins.links())?;
         let from = LinkEnd::from_workload(hook);
@@ -242,14 +280,14 @@ impl Datapath {
             let path = pins.link(interface, end);
             let attached = match PinnedLink::from_pin(&path) {
                 Ok(pinned) => self
-                    .attach_end(interface, end, hook, Some(pinned.into()), &path)
+                    .attach_end(interface, end, programs, hook, Some(pinned.into()), &path)
                     .or_else(|_| {
                         // The pinned link outlived its interface (deleted and
                         // created again): replace it.
                         unpin_link(&path)?;
-                        self.attach_end(interface, end, hook, None, &path)
+                        self.attach_end(interface, end, programs, hook, None, &path)
                     }),
-                Err(_) => self.attach_end(interface, end, hook, None, &path),
+                Err(_) => self.attach_end(interface, end, programs, hook, None, &path),
             };
             attached.with_context(|| format!("attaching {} to {interface}", end.suffix()))?;
         }
@@ -260,15 +298,16 @@ impl Datapath {
         &mut self,
         interface: &str,
         end: LinkEnd,
+        programs: VnicPrograms,
         hook: FromWorkloadHook,
         pinned: Option<FdLink>,
         path: &Path,
     ) -> anyhow::Result<()> {
         let name = std::ffi::CString::new(interface)?;
+        let program_name = programs.at(end);
         let link: FdLink = match end {
             LinkEnd::FromXdp => {
-                let xdp: &mut Xdp =
-                    program(&mut self.ebpf, maps::PROG_FROM_WORKLOAD_XDP)?.try_into()?;
+                let xdp: &mut Xdp = program(&mut self.ebpf, program_name)?.try_into()?;
                 let id = match pinned {
                     Some(link) => xdp.attach_to_link(XdpLink::try_from(link)?)?,
                     None => {
@@ -283,10 +322,10 @@ impl Datapath {
                 xdp.take_link(id)?.try_into()?
             }
             LinkEnd::FromTcx | LinkEnd::ToTcx => {
-                let (program_name, attach) = if end == LinkEnd::ToTcx {
-                    (maps::PROG_TO_WORKLOAD_TC, TcAttachType::Egress)
+                let attach = if end == LinkEnd::ToTcx {
+                    TcAttachType::Egress
                 } else {
-                    (maps::PROG_FROM_WORKLOAD_TC, TcAttachType::Ingress)
+                    TcAttachType::Ingress
                 };
                 let tc: &mut SchedClassifier = program(&mut self.ebpf, program_name)?.try_into()?;
                 let id = match pinned {
@@ -415,7 +454,11 @@ fn pinned_config(pins: &PinLayout) -> Option<anyhow::Result<Config>> {
     })())
 }
 
-fn load_over_pins(pins: &PinLayout, conntrack: ConntrackSize) -> anyhow::Result<Datapath> {
+fn load_over_pins(
+    pins: &PinLayout,
+    conntrack: ConntrackSize,
+    dhcp: QuarantineDhcp,
+) -> anyhow::Result<Datapath> {
     fs::create_dir_all(pins.root().join("maps"))
         .with_context(|| format!("creating {}", pins.root().display()))?;
     let paths: Vec<(&str, PathBuf)> = maps::ALL
@@ -424,6 +467,7 @@ fn load_over_pins(pins: &PinLayout, conntrack: ConntrackSize) -> anyhow::Result<
         .collect();
     let mut loader = EbpfLoader::new();
     conntrack.size(&mut loader);
+    dhcp.set(&mut loader);
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }

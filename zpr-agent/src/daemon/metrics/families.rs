@@ -186,6 +186,13 @@ fn policy(scrape: &Scrape, out: &mut DescriptorEncoder) -> fmt::Result {
             count(|state| state.endpoint.ifindex.is_some() && state.endpoint.mode == "audit"),
         )],
     )?;
+    gauge(
+        out,
+        "zpr_vnics_quarantined",
+        "vNICs here under quarantine (--quarantine): no endpoint is registered for them; \
+         they pass only ARP and neighbour discovery (and DHCP when allowed)",
+        [(Labels::new(), agent.quarantined.len() as i64)],
+    )?;
     store(agent, out)
 }
 

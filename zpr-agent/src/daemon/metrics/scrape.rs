@@ -10,7 +10,7 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder};
 
 use super::families;
 use crate::{
-    daemon::{EndpointState, Health, Observed, Status, assess, endpoint_states},
+    daemon::{EndpointState, Health, Observed, Status, assess, endpoint_states, quarantine_states},
     datapath::{
         ConntrackSummary, CounterTable, EventStats, Fill, PinLayout, kernel_attachments,
         pinned_config, pinned_conntrack, pinned_counters, pinned_event_stats, pinned_fill,
@@ -44,10 +44,16 @@ impl Scrape {
             .map(|config| config.generation)
             .map_err(|err| note("the live generation", err))
             .ok();
-        let endpoints = kernel_attachments(pins)
-            .map(|kernel| endpoint_states(Some(&agent), &kernel))
+        let kernel = kernel_attachments(pins)
             .map_err(|err| note("the kernel's attachments", err))
             .ok();
+        let endpoints = kernel
+            .as_ref()
+            .map(|kernel| endpoint_states(Some(&agent), kernel));
+        let quarantined = kernel
+            .as_ref()
+            .map(|kernel| quarantine_states(Some(&agent), kernel))
+            .unwrap_or_default();
         let fill = pinned_fill(pins)
             .map_err(|err| note("the map fill levels", err))
             .unwrap_or_default();
@@ -71,6 +77,7 @@ impl Scrape {
                     run_dir,
                     live_generation,
                     endpoints,
+                    quarantined: &quarantined,
                     conntrack: conntrack.as_ref(),
                     unreadable: &unreadable,
                 })

@@ -126,6 +126,7 @@ fn every_series_exists_at_zero_from_the_start() {
         "zpr_flow_log_records_total",
         "zpr_flow_log_write_failures_total",
         "zpr_repairs_total",
+        "zpr_vnics_quarantined",
     ] {
         assert_eq!(value(series), "0");
     }
