@@ -459,7 +459,11 @@ impl BenchFleet {
 
     /// Milliseconds from the later of a new VM's registration and its vNIC
     /// to its vNIC enforcing, `count` times, in the order asked.
-    fn registrations(&mut self, count: usize, registration_first: bool) -> anyhow::Result<Vec<f64>> {
+    fn registrations(
+        &mut self,
+        count: usize,
+        registration_first: bool,
+    ) -> anyhow::Result<Vec<f64>> {
         let mut samples = Vec::new();
         for round in 0..count {
             interrupt::checkpoint()?;
@@ -470,8 +474,19 @@ impl BenchFleet {
                 1 + round + if registration_first { 0 } else { 100 }
             );
             let register = [
-                "endpoint", "create", &name, "--vcn", "bench-vcn", "--address", &address,
-                "--interface", &vnic, "--node", "host-0", "--attribute", "bench.role:probe",
+                "endpoint",
+                "create",
+                &name,
+                "--vcn",
+                "bench-vcn",
+                "--address",
+                &address,
+                "--interface",
+                &vnic,
+                "--node",
+                "host-0",
+                "--attribute",
+                "bench.role:probe",
             ];
             let revision = self.etcd.revision()?;
             let since = if registration_first {

@@ -64,8 +64,9 @@ fn inventory_without_app_2() -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn endpoints_created_and_deleted_through_the_api_are_enforced() {
+/// The three-tier site, its store seeded without app-2 (whose VM runs),
+/// and apps allowed to reach the database.
+fn site_without_app_2() -> (Network, ServedAgent) {
     let network = Network::start().unwrap();
     let seed = inventory_without_app_2();
     let agent = ServedAgent::start(network.router(), &seed, "", "root").unwrap();
@@ -74,6 +75,12 @@ fn endpoints_created_and_deleted_through_the_api_are_enforced() {
         &agent,
         &["policy", "create", "apps-to-db", "--statement", APPS_TO_DB],
     );
+    (network, agent)
+}
+
+#[test]
+fn endpoints_created_and_deleted_through_the_api_are_enforced() {
+    let (network, agent) = site_without_app_2();
     assert!(works(&network, "app-1", "db", 1521));
     assert!(!works(&network, "app-2", "db", 1521), "unregistered");
 
@@ -413,14 +420,7 @@ fn libvirt_hook(agent: &ServedAgent, node: &str, operation: &[&str], domain: &st
 
 #[test]
 fn the_libvirt_hook_registers_a_started_guest_and_releases_a_stopped_one() {
-    let network = Network::start().unwrap();
-    let seed = inventory_without_app_2();
-    let agent = ServedAgent::start(network.router(), &seed, "", "root").unwrap();
-    std::fs::remove_file(&seed).unwrap();
-    succeeds(
-        &agent,
-        &["policy", "create", "apps-to-db", "--statement", APPS_TO_DB],
-    );
+    let (network, agent) = site_without_app_2();
     let domain = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/libvirt/app-2.xml"),
     )

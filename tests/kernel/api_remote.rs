@@ -21,10 +21,7 @@ use serde_json::Value;
 use zpr_tests::{
     Netns,
     agent::zpr_binary,
-    fleet::{
-        Fleet, Workload, revision_of,
-        three_hosts::{APPS_TO_DB, HOST_B, HOST_C, INVENTORY},
-    },
+    fleet::{Fleet, revision_of, three_hosts::APPS_TO_DB},
     pki::{Credentials, Pki, Subject},
     served_agent::ServedAgent,
     three_tier::example,
@@ -358,21 +355,9 @@ fn many_tls_clients_and_a_slowloris_do_not_keep_out_a_client_that_asks() {
     drip.join().unwrap();
 }
 
-const HOST_A: [Workload; 1] = [("lb", "zpr-lb", "10.0.1.10")];
-
 #[test]
 fn a_policy_made_through_the_remote_api_from_another_namespace_is_enforced_on_every_host() {
-    let mut fleet = Fleet::start_with(
-        &[
-            ("host-a", &HOST_A),
-            ("host-b", &HOST_B),
-            ("host-c", &HOST_C),
-        ],
-        &[1521],
-        INVENTORY,
-        true,
-    )
-    .unwrap();
+    let mut fleet = Fleet::three_hosts(&[1521], true).unwrap();
     assert!(!fleet.works("app-1", "db", 1521));
     let pki = Pki::new(&std::env::temp_dir().join(unique_name("zaf"))).unwrap();
     // The API server runs in host A's namespace, at its spine address.

@@ -14,27 +14,16 @@ use std::{
 
 use serde_json::Value;
 use zpr_tests::fleet::{
-    ApiServer, Fleet, Workload, revision_of,
-    three_hosts::{APPS_TO_DB, HOST_B, HOST_C, INVENTORY, LB_TO_APPS},
+    ApiServer, Fleet, revision_of,
+    three_hosts::{APPS_TO_DB, LB_TO_APPS},
 };
-
-const HOST_A: [Workload; 1] = [("lb", "zpr-lb", "10.0.1.10")];
 
 /// How long a change may take to be enforced everywhere in these tests
 /// (the target is well under a second; the margin is for a loaded CI).
 const CONVERGED: Duration = Duration::from_secs(10);
 
 fn start_fleet() -> Fleet {
-    Fleet::start(
-        &[
-            ("host-a", &HOST_A),
-            ("host-b", &HOST_B),
-            ("host-c", &HOST_C),
-        ],
-        &[80, 1521],
-        INVENTORY,
-    )
-    .unwrap()
+    Fleet::three_hosts(&[80, 1521], false).unwrap()
 }
 
 fn succeeded(output: &Output) -> String {

@@ -8,14 +8,10 @@ use std::{process::Output, time::Duration};
 
 use serde_json::Value;
 use zpr_tests::{
-    fleet::{
-        Fleet, Workload, revision_of,
-        three_hosts::{APPS_TO_DB, HOST_B, HOST_C, INVENTORY},
-    },
+    fleet::{Fleet, revision_of, three_hosts::APPS_TO_DB},
     traffic::echo,
 };
 
-const HOST_A: [Workload; 1] = [("lb", "zpr-lb", "10.0.1.10")];
 const CONVERGED: Duration = Duration::from_secs(30);
 
 fn succeeded(output: &Output) -> u64 {
@@ -39,17 +35,7 @@ fn endpoint_names(status: &Value) -> Vec<String> {
 
 #[test]
 fn a_migrated_workload_keeps_its_paths_and_a_deleted_one_loses_them_everywhere() {
-    let mut fleet = Fleet::start_with(
-        &[
-            ("host-a", &HOST_A),
-            ("host-b", &HOST_B),
-            ("host-c", &HOST_C),
-        ],
-        &[1521],
-        INVENTORY,
-        true,
-    )
-    .unwrap();
+    let mut fleet = Fleet::three_hosts(&[1521], true).unwrap();
     let created = fleet
         .api
         .cli(&["policy", "create", "apps-to-db", "--statement", APPS_TO_DB])

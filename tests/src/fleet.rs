@@ -197,6 +197,22 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// The three-tier tenancy over three hosts ([`three_hosts`]), its
+    /// workloads listening on `ports`.
+    pub fn three_hosts(ports: &[u16], signed: bool) -> anyhow::Result<Fleet> {
+        use three_hosts::{HOST_A, HOST_B, HOST_C, INVENTORY};
+        Fleet::start_with(
+            &[
+                ("host-a", &HOST_A),
+                ("host-b", &HOST_B),
+                ("host-c", &HOST_C),
+            ],
+            ports,
+            INVENTORY,
+            signed,
+        )
+    }
+
     /// The directory of public keys a signed fleet's agents trust.
     pub fn trusted(&self) -> PathBuf {
         self.state.join("trusted")
@@ -577,6 +593,9 @@ impl Drop for ApiServer {
 /// (`vnet0` again, as every libvirt host has one).
 pub mod three_hosts {
     use super::Workload;
+
+    /// The load balancer alone on host A.
+    pub const HOST_A: [Workload; 1] = [("lb", "zpr-lb", "10.0.1.10")];
 
     /// Two hosts each with a `vnet0`, as every libvirt hypervisor has.
     pub const HOST_B: [Workload; 2] = [

@@ -350,7 +350,8 @@ impl NodeRegistration {
             let contenders = lease.contenders.as_mut().expect("listed above");
             // What arrived since the last keepalive; nothing waits here.
             while let Some(message) = contenders.watch.message().now_or_never() {
-                let Some(message) = message.map_err(|error| unavailable(location, cause(&error)))?
+                let Some(message) =
+                    message.map_err(|error| unavailable(location, cause(&error)))?
                 else {
                     anyhow::bail!(unavailable(location, "the contenders' watch ended"));
                 };
