@@ -2,7 +2,8 @@
 //! signed states, real traffic): a workload live-migrated from host B to
 //! host C, its endpoint moved through the API, keeps its connection to the
 //! database; B stops attaching and C attaches. Deleting the endpoint then
-//! cuts its flow and closes its address's paths on every host.
+//! cuts its flow and closes its address's paths on every host. What all
+//! that churn leaves in etcd (work requests, audit records) expires.
 
 use std::{process::Output, time::Duration};
 
@@ -74,4 +75,33 @@ fn a_migrated_workload_keeps_its_paths_and_a_deleted_one_loses_them_everywhere()
     assert!(echo(&mut live, b"after").is_err(), "the live flow goes on");
     assert!(!fleet.works("app-2", "db", 1521));
     assert!(fleet.works("app-1", "db", 1521));
+
+    // A day of VMs coming and going leaves a week of history, not all of it.
+    for prefix in ["work-requests/", "audit/"] {
+        let listed = fleet
+            .etcd
+            .etcdctl_as(
+                "root",
+                &["get", &fleet.key(prefix), "--prefix", "-w", "json"],
+            )
+            .unwrap();
+        let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+        let records = listed["kvs"].as_array().cloned().unwrap_or_default();
+        assert!(records.len() >= 3, "{prefix}: {listed:#}");
+        for record in records {
+            let lease = record["lease"].as_i64().unwrap_or(0);
+            assert!(lease != 0, "{prefix} record kept for ever: {record:#}");
+            let alive = fleet
+                .etcd
+                .etcdctl_as(
+                    "root",
+                    &["lease", "timetolive", &format!("{lease:x}"), "-w", "json"],
+                )
+                .unwrap();
+            let alive: Value = serde_json::from_slice(&alive.stdout).unwrap();
+            let ttl = alive["ttl"].as_i64().unwrap_or(0);
+            let week = 7 * 24 * 3600;
+            assert!((week..=week + 3600).contains(&ttl), "{prefix}: {alive:#}");
+        }
+    }
 }

@@ -430,7 +430,17 @@ pub struct EtcdStore {
     /// that restarted (or renewed its certificate) is not trusted to
     /// recover by itself.
     client: std::sync::Mutex<Option<(Client, CredentialStamp)>>,
+    /// The lease work requests and audit records are written under.
+    kept_for: Option<(i64, std::time::Instant)>,
 }
+
+/// How long a fleet's store keeps work requests and audit records (each
+/// API server's own audit log keeps them for ever): VMs that come and go
+/// all day leave a week of history in etcd, not all of it.
+pub const KEPT_BESIDE_TENANCY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// A new lease for them this often: each record lives a week to a week
+/// and an hour, and the API grants one lease an hour.
+const NEW_LEASE_EVERY: Duration = Duration::from_secs(3600);
 
 impl EtcdStore {
     pub async fn open(location: EtcdLocation) -> anyhow::Result<EtcdStore> {
@@ -439,6 +449,7 @@ impl EtcdStore {
         Ok(EtcdStore {
             location,
             client: std::sync::Mutex::new(Some((client, stamp))),
+            kept_for: None,
         })
     }
 
@@ -505,7 +516,7 @@ impl EtcdStore {
     pub async fn commit(&mut self, base_revision: u64, writes: &Writes) -> anyhow::Result<u64> {
         check_limits(writes, 1)?;
         let commit_key = self.location.commit_key();
-        let mut operations = self.operations(writes);
+        let mut operations = self.operations(writes).await?;
         operations.push(TxnOp::put(commit_key.clone(), "", None));
         let transaction = Txn::new()
             .when([Compare::mod_revision(
@@ -531,26 +542,56 @@ impl EtcdStore {
     /// Writes records outside the tenancy (work requests) as they are.
     pub async fn put_unconditionally(&mut self, writes: &Writes) -> anyhow::Result<()> {
         check_limits(writes, 0)?;
-        let transaction = Txn::new().and_then(self.operations(writes));
+        let transaction = Txn::new().and_then(self.operations(writes).await?);
         let mut client = self.client().await?;
         let answer = request(&self.location, client.txn(transaction)).await;
         self.settled(answer)?;
         Ok(())
     }
 
-    fn operations(&self, writes: &Writes) -> Vec<TxnOp> {
+    /// The writes as transaction operations; records beside the tenancy
+    /// go under the lease that expires them.
+    async fn operations(&mut self, writes: &Writes) -> anyhow::Result<Vec<TxnOp>> {
+        let lease = if writes
+            .puts
+            .iter()
+            .any(|(key, _)| records::beside_tenancy(key))
+        {
+            Some(self.lease_for_history().await?)
+        } else {
+            None
+        };
         let puts = writes.puts.iter().map(|(key, value)| {
-            TxnOp::put(
-                self.location.key_of(key),
-                value.as_str(),
-                None::<PutOptions>,
-            )
+            let options = lease
+                .filter(|_| records::beside_tenancy(key))
+                .map(|id| PutOptions::new().with_lease(id));
+            TxnOp::put(self.location.key_of(key), value.as_str(), options)
         });
         let deletes = writes
             .deletes
             .iter()
             .map(|key| TxnOp::delete(self.location.key_of(key), None));
-        puts.chain(deletes).collect()
+        Ok(puts.chain(deletes).collect())
+    }
+
+    /// This hour's lease for work requests and audit records. One the
+    /// store does not know (it was reset or restored) is replaced.
+    async fn lease_for_history(&mut self) -> anyhow::Result<i64> {
+        if let Some((id, granted)) = self.kept_for
+            && granted.elapsed() < NEW_LEASE_EVERY
+        {
+            let mut client = self.client().await?;
+            let alive = request(&self.location, client.lease_time_to_live(id, None)).await;
+            if self.settled(alive)?.ttl() > 0 {
+                return Ok(id);
+            }
+        }
+        let ttl = (KEPT_BESIDE_TENANCY + NEW_LEASE_EVERY).as_secs() as i64;
+        let mut client = self.client().await?;
+        let granted = request(&self.location, client.lease_grant(ttl, None)).await;
+        let id = self.settled(granted)?.id();
+        self.kept_for = Some((id, std::time::Instant::now()));
+        Ok(id)
     }
 
     pub async fn work_requests(&self) -> anyhow::Result<Vec<WorkRequest>> {
