@@ -480,3 +480,76 @@ fn the_libvirt_hook_registers_a_started_guest_and_releases_a_stopped_one() {
         text(&broken)
     );
 }
+
+#[test]
+fn quarantine_holds_a_vm_until_the_api_registers_it_in_either_order() {
+    let mut network = Network::start().unwrap();
+    let seed = inventory_without_app_2();
+    let quarantine = ["--quarantine", "zpr-app*,zvm*"].map(str::to_owned);
+    let agent =
+        ServedAgent::start_with(network.router(), &seed, "", "root", &quarantine, &[]).unwrap();
+    std::fs::remove_file(&seed).unwrap();
+    succeeds(
+        &agent,
+        &["policy", "create", "apps-to-db", "--statement", APPS_TO_DB],
+    );
+
+    // Its vNIC first: closed both ways (the internet is no endpoint, and
+    // would reach an unprotected VM), until the registration opens what
+    // policy allows.
+    assert!(!works(&network, "internet", "app-2", 80), "quarantined");
+    assert!(!works(&network, "app-2", "db", 1521));
+    succeeds(
+        &agent,
+        &[
+            "endpoint",
+            "create",
+            "app-2",
+            "--vcn",
+            "frontend-vcn",
+            "--address",
+            "10.0.2.11",
+            "--interface",
+            "zpr-app2",
+            "--attribute",
+            "ocvtc002.apps:server",
+        ],
+    );
+    assert!(
+        works(&network, "app-2", "db", 1521),
+        "its policy replaced the quarantine"
+    );
+    assert!(!works(&network, "internet", "app-2", 80));
+    succeeds(&agent, &["endpoint", "delete", "app-2"]);
+    assert!(!works(&network, "app-2", "db", 1521));
+    assert!(
+        !works(&network, "internet", "app-2", 80),
+        "quarantined again"
+    );
+
+    // Its registration first: the vNIC comes up under its policy.
+    succeeds(
+        &agent,
+        &[
+            "endpoint",
+            "create",
+            "vm-9",
+            "--vcn",
+            "frontend-vcn",
+            "--address",
+            "10.0.2.19",
+            "--interface",
+            "zvm9",
+            "--attribute",
+            "ocvtc002.apps:server",
+        ],
+    );
+    network
+        .topology
+        .add_host("vm-9", "zvm9", "10.0.2.19")
+        .unwrap();
+    let vm = &network.topology.host("vm-9").netns;
+    let _server = zpr_tests::traffic::EchoServer::start(vm, 80).unwrap();
+    assert!(tcp_exchange(vm, network.address("db"), 1521).is_ok());
+    assert!(!works(&network, "internet", "vm-9", 80));
+}
