@@ -78,6 +78,29 @@ fn site_without_app_2() -> (Network, ServedAgent) {
     (network, agent)
 }
 
+/// `zpr explain`'s verdict on the example's inventory with APPS_TO_DB.
+fn explained_allowed(network: &Network, from: &str, to: &str, port: u16) -> bool {
+    let policy = std::env::temp_dir().join(format!("{}.zpr", unique_name("zax")));
+    std::fs::write(&policy, APPS_TO_DB).unwrap();
+    let explained = std::process::Command::new(zpr_tests::agent::zpr_binary())
+        .args(["explain", "--inventory"])
+        .arg(example("inventory.yaml"))
+        .args(["--from", &network.address(from).to_string()])
+        .args(["--to", &network.address(to).to_string()])
+        .args(["--port", &port.to_string()])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&policy).unwrap();
+    let verdict = String::from_utf8_lossy(&explained.stdout);
+    let first = verdict.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        first.ends_with("allowed") || first.ends_with("denied"),
+        "{verdict}"
+    );
+    first.ends_with("allowed")
+}
+
 #[test]
 fn endpoints_created_and_deleted_through_the_api_are_enforced() {
     let (network, agent) = site_without_app_2();
@@ -103,9 +126,20 @@ fn endpoints_created_and_deleted_through_the_api_are_enforced() {
         ],
     );
     assert!(created.contains("app-2"), "{created}");
+    // Its paths are what the reference evaluator says of the example's
+    // inventory (which lists app-2 as it was just created) and the policy.
+    for (from, to, port) in [
+        ("app-2", "db", 1521),
+        ("app-2", "db", 22),
+        ("lb", "app-2", 80),
+    ] {
+        assert_eq!(
+            works(&network, from, to, port),
+            explained_allowed(&network, from, to, port),
+            "{from} -> {to}:{port}"
+        );
+    }
     assert!(works(&network, "app-2", "db", 1521));
-    assert!(!works(&network, "app-2", "db", 22));
-    assert!(!works(&network, "lb", "app-2", 80), "no statement opens it");
     let got = succeeds(&agent, &["endpoint", "get", "app-2", "--output", "json"]);
     assert!(
         got.contains("52:54:00:00:02:11") && got.contains("\"etag\""),
