@@ -388,7 +388,11 @@ fn shown_event(event: &Event, names: &GenerationNames, stale: bool) -> Shown {
             Verdict::Allowed => "allow",
         },
         reason: described.reason,
-        endpoint: described.endpoint.clone().unwrap_or_else(|| "?".to_owned()),
+        // A quarantined vNIC has no endpoint: it is not registered.
+        endpoint: described
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| "(unregistered)".to_owned()),
         interface: described.interface.clone(),
         direction: described.direction_name(),
         protocol: protocol_name(described.protocol),

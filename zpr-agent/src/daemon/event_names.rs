@@ -211,10 +211,16 @@ pub fn describe(event: &Event, names: &GenerationNames) -> DescribedEvent {
         let owner = identity
             .and_then(|identity| identity.members.iter().find(|m| m.address == address))
             .map(|member| member.endpoint.as_str());
+        // Identities are numbered from 1: 0 is an address the Plan does
+        // not know (a quarantined VM's, the internet's).
+        let unknown = || match uid {
+            0 => "no identity".to_owned(),
+            uid => format!("uid {uid}"),
+        };
         Party {
             address,
             port,
-            name: identity.map_or_else(|| format!("uid {uid}"), |i| i.name_of(address)),
+            name: identity.map_or_else(unknown, |i| i.name_of(address)),
             attributes: owner
                 .and_then(|owner| status?.attributes.get(owner).cloned())
                 .unwrap_or_default(),
@@ -383,7 +389,11 @@ pub(crate) mod tests {
         dropped.ifindex = 9;
         dropped.reason = Reason::Unregistered as u8;
         dropped.verdict = VERDICT_DROPPED;
+        dropped.local_uid = 0;
+        dropped.remote_uid = 0;
         let described = describe(&dropped, &names([quarantining]));
+        assert_eq!(described.source.name, "no identity");
+        assert_eq!(described.destination.name, "no identity");
         assert_eq!(described.reason, "unregistered");
         assert_eq!(described.verdict, Verdict::Dropped);
         assert_eq!(described.interface, "vnet9");
