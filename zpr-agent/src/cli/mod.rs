@@ -34,6 +34,7 @@ pub mod policy;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod suggest;
 pub mod vcn;
 pub mod work_request;
 
@@ -62,6 +63,8 @@ pub enum Command {
     Compile(compile::Args),
     /// Explain whether a path is allowed or denied, and by which statements.
     Explain(explain::Args),
+    /// The statements that the flows a flow log saw dropped (or audited) need.
+    Suggest(suggest::Args),
     /// Exactly which paths a change opens and closes (exit 0 none, 2 some, 1 error).
     Diff(diff::Args),
     /// Run the agent: load, attach to local endpoints, enforce, reload on change.
@@ -120,6 +123,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fmt(args) => fmt::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Suggest(args) => suggest::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),

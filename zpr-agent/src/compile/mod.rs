@@ -22,6 +22,7 @@ mod naming;
 mod pair;
 mod plan;
 mod selectors;
+pub mod suggestion;
 
 pub use capacity::{Capacity, capacity_problems};
 pub use decision::{
