@@ -64,6 +64,26 @@ fn inventory_without_app_2() -> std::path::PathBuf {
     path
 }
 
+/// `zpr endpoint create app-2 ...` as the example's inventory has it (and
+/// `more`); its output.
+fn register_app_2(agent: &ServedAgent, more: &[&str]) -> String {
+    let mut arguments = vec![
+        "endpoint",
+        "create",
+        "app-2",
+        "--vcn",
+        "frontend-vcn",
+        "--address",
+        "10.0.2.11",
+        "--interface",
+        "zpr-app2",
+        "--attribute",
+        "ocvtc002.apps:server",
+    ];
+    arguments.extend_from_slice(more);
+    succeeds(agent, &arguments)
+}
+
 /// The three-tier site, its store seeded without app-2 (whose VM runs),
 /// and apps allowed to reach the database.
 fn site_without_app_2() -> (Network, ServedAgent) {
@@ -107,24 +127,7 @@ fn endpoints_created_and_deleted_through_the_api_are_enforced() {
     assert!(works(&network, "app-1", "db", 1521));
     assert!(!works(&network, "app-2", "db", 1521), "unregistered");
 
-    let created = succeeds(
-        &agent,
-        &[
-            "endpoint",
-            "create",
-            "app-2",
-            "--vcn",
-            "frontend-vcn",
-            "--address",
-            "10.0.2.11",
-            "--interface",
-            "zpr-app2",
-            "--mac",
-            "52:54:00:00:02:11",
-            "--attribute",
-            "ocvtc002.apps:server",
-        ],
-    );
+    let created = register_app_2(&agent, &["--mac", "52:54:00:00:02:11"]);
     assert!(created.contains("app-2"), "{created}");
     // Its paths are what the reference evaluator says of the example's
     // inventory (which lists app-2 as it was just created) and the policy.
@@ -533,22 +536,7 @@ fn quarantine_holds_a_vm_until_the_api_registers_it_in_either_order() {
     // policy allows.
     assert!(!works(&network, "internet", "app-2", 80), "quarantined");
     assert!(!works(&network, "app-2", "db", 1521));
-    succeeds(
-        &agent,
-        &[
-            "endpoint",
-            "create",
-            "app-2",
-            "--vcn",
-            "frontend-vcn",
-            "--address",
-            "10.0.2.11",
-            "--interface",
-            "zpr-app2",
-            "--attribute",
-            "ocvtc002.apps:server",
-        ],
-    );
+    register_app_2(&agent, &[]);
     assert!(
         works(&network, "app-2", "db", 1521),
         "its policy replaced the quarantine"
