@@ -10,7 +10,7 @@ use serde::Deserialize;
 use zpr_common::counters::Reason;
 
 use crate::{
-    compile::suggestion::{ObservedFlow, suggest},
+    compile::suggestion::{ObservedFlow, Ports, suggest},
     inputs::{open::Symlinks, open::open_input, text::read_text},
     inventory::Inventory,
 };
@@ -23,6 +23,11 @@ pub struct Args {
     /// Flow logs of `zpr run --flow-log` (rotated ones too).
     #[arg(required = true, value_name = "FLOW_LOG")]
     flow_logs: Vec<PathBuf>,
+    /// Merge each statement's ports into one range from the lowest seen to
+    /// the highest, ports never seen included (by default: exactly the
+    /// ports seen).
+    #[arg(long)]
+    widen_ports: bool,
 }
 
 /// The fields of a flow log record this reads.
@@ -78,7 +83,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             flows.extend(record.wanted());
         }
     }
-    let suggested = suggest(&inventory, &flows);
+    let ports = if args.widen_ports {
+        Ports::Widened
+    } else {
+        Ports::Seen
+    };
+    let suggested = suggest(&inventory, &flows, ports);
     print!("{}", suggested.policy_text());
     eprintln!(
         "zpr suggest: {} statement(s) for {} flow(s) no statement allowed; {} not \

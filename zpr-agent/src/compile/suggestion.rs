@@ -39,6 +39,9 @@ pub struct Suggestion {
     /// Endpoints it allows too that took part in none of those flows
     /// (they carry the same attribute): what it opens beyond the traffic.
     pub also_covers: Vec<String>,
+    /// The ports each source and destination pair used, when the pairs
+    /// used different ones: the statement allows every pair all of them.
+    pub ports_by_pair: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -49,6 +52,8 @@ pub struct Suggested {
     pub inexpressible: Vec<(ObservedFlow, String)>,
     /// Flows between untagged addresses: nothing enforces them.
     pub unenforced: usize,
+    /// Ports were widened past those seen (`--widen-ports`).
+    pub widened: bool,
 }
 
 use super::{
@@ -72,9 +77,22 @@ struct Gathered {
     flows: Vec<ObservedFlow>,
 }
 
-pub fn suggest(inventory: &Inventory, flows: &[ObservedFlow]) -> Suggested {
+/// How far ports may be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// Exactly the ports seen, as ranges of consecutive ones.
+    Seen,
+    /// One range from the lowest port seen to the highest (`--widen-ports`):
+    /// fewer statements' worth of text, ports that were not seen.
+    Widened,
+}
+
+pub fn suggest(inventory: &Inventory, flows: &[ObservedFlow], ports: Ports) -> Suggested {
     let mut gathered: BTreeMap<Shape, Gathered> = BTreeMap::new();
-    let mut suggested = Suggested::default();
+    let mut suggested = Suggested {
+        widened: ports == Ports::Widened,
+        ..Suggested::default()
+    };
     for &flow in flows {
         match shape(inventory, flow) {
             Ok(None) => suggested.unenforced += 1,
@@ -93,13 +111,21 @@ pub fn suggest(inventory: &Inventory, flows: &[ObservedFlow]) -> Suggested {
         }
     }
     for (shape, group) in gathered {
+        let merged = match ports {
+            Ports::Seen => ranges(&group.ports),
+            Ports::Widened => ranges(&group.ports)
+                .first()
+                .zip(ranges(&group.ports).last())
+                .map(|(low, high)| PortRange {
+                    low: low.low,
+                    high: high.high,
+                })
+                .into_iter()
+                .collect(),
+        };
         let protocol = match shape.protocol {
-            TCP => Protocol::Tcp {
-                ports: ranges(&group.ports),
-            },
-            UDP => Protocol::Udp {
-                ports: ranges(&group.ports),
-            },
+            TCP => Protocol::Tcp { ports: merged },
+            UDP => Protocol::Udp { ports: merged },
             ICMP => Protocol::Icmp,
             _ => Protocol::Icmpv6,
         };
@@ -142,6 +168,7 @@ pub fn suggest(inventory: &Inventory, flows: &[ObservedFlow]) -> Suggested {
             flows: group.flows.len(),
             example: group.flows[0],
             also_covers,
+            ports_by_pair: ports_by_pair(inventory, &group.flows),
         });
     }
     suggested
@@ -152,6 +179,33 @@ fn spanned<T>(node: T) -> Spanned<T> {
         node,
         span: Span::default(),
     }
+}
+
+/// `app-1 -> db: 1521,6200` per pair, when the pairs' ports differ.
+fn ports_by_pair(inventory: &Inventory, flows: &[ObservedFlow]) -> Vec<String> {
+    let name = |address: IpAddr| {
+        inventory
+            .endpoint_at(address)
+            .map_or_else(|| address.to_string(), |endpoint| endpoint.name.clone())
+    };
+    let mut pairs: BTreeMap<(String, String), std::collections::BTreeSet<u16>> = BTreeMap::new();
+    for flow in flows {
+        pairs
+            .entry((name(flow.source), name(flow.destination)))
+            .or_default()
+            .insert(flow.port);
+    }
+    let first = pairs.values().next().cloned();
+    if pairs.values().all(|ports| Some(ports) == first.as_ref()) {
+        return Vec::new();
+    }
+    pairs
+        .into_iter()
+        .map(|((from, to), ports)| {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            format!("{from} -> {to}: {}", ports.join(","))
+        })
+        .collect()
 }
 
 /// Observed ports as the fewest ranges that hold exactly them.
@@ -288,6 +342,10 @@ impl Suggested {
     /// it and what else it allows.
     pub fn policy_text(&self) -> String {
         let mut text = String::from("# Suggested by `zpr suggest` from observed flows.\n");
+        if self.widened {
+            text += "# Ports are widened to one range per statement (--widen-ports): ports \
+                     that were never seen are allowed too.\n";
+        }
         for suggestion in &self.suggestions {
             let example = suggestion.example;
             text += &format!(
@@ -297,6 +355,12 @@ impl Suggested {
                 example.destination,
                 protocol_text(example)
             );
+            if !suggestion.ports_by_pair.is_empty() {
+                text += &format!(
+                    "# allows each pair every port listed; seen: {}\n",
+                    suggestion.ports_by_pair.join("; ")
+                );
+            }
             if !suggestion.also_covers.is_empty() {
                 text += &format!(
                     "# also allows endpoints that carry the same attribute but took part in \
@@ -368,7 +432,7 @@ mod tests {
             flow("10.0.2.10", "10.1.1.10", 47, 0),
             flow("198.51.100.10", "198.51.100.11", TCP, 22),
         ];
-        let suggested = suggest(&inventory, &observed);
+        let suggested = suggest(&inventory, &observed, Ports::Seen);
         assert_eq!(suggested.unenforced, 1);
         assert_eq!(suggested.inexpressible.len(), 1, "GRE is not nameable");
         let policy = suggested.policy_text();
@@ -378,6 +442,13 @@ mod tests {
         assert!(policy.contains("'198.51.100.10'"), "{policy}");
         assert!(!policy.contains("0.0.0.0/0"), "{policy}");
         assert!(policy.contains("protocol='tcp/1521-1523,6200'"), "{policy}");
+        assert!(
+            policy.contains("seen: app-1 -> db: 1521,6200; app-2 -> db: 1522,1523"),
+            "{policy}"
+        );
+        let widened = suggest(&inventory, &observed, Ports::Widened).policy_text();
+        assert!(widened.contains("protocol='tcp/1521-6200'"), "{widened}");
+        assert!(widened.contains("never seen are allowed too"), "{widened}");
         assert!(
             policy.contains("in ocvtc002.networks:back-end VCN"),
             "{policy}"
