@@ -31,6 +31,21 @@ pub struct EndpointDetails {
     pub security_attributes: Vec<String>,
 }
 
+impl From<StoredEndpoint> for EndpointDetails {
+    fn from(stored: StoredEndpoint) -> EndpointDetails {
+        EndpointDetails {
+            name: stored.name,
+            vcn: stored.vcn,
+            addresses: stored.addresses,
+            interface: stored.interface,
+            node: stored.node,
+            mac: stored.mac,
+            mode: Some(stored.mode),
+            security_attributes: stored.security_attributes,
+        }
+    }
+}
+
 /// What `UpdateEndpoint` changes: the fields given; a new `node` moves
 /// the endpoint to another host (a migration).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -287,30 +302,32 @@ impl Tenancy {
             }
             self.vcns.insert(vcn.name.clone(), vcn);
         }
-        let listed: std::collections::BTreeSet<String> = endpoints
+        let listed: std::collections::BTreeSet<&str> = endpoints
             .iter()
-            .map(|endpoint| endpoint.name.clone())
+            .map(|endpoint| endpoint.name.as_str())
             .collect();
-        for endpoint in endpoints {
-            match self.endpoints.get(&endpoint.name) {
-                Some(same) if *same == endpoint => {}
-                Some(_) => imported.updated.push(endpoint.name.clone()),
-                None => imported.created.push(endpoint.name.clone()),
-            }
-            self.endpoints.insert(endpoint.name.clone(), endpoint);
-        }
-        if prune {
-            imported.deleted = self
-                .endpoints
+        let delete = if prune {
+            self.endpoints
                 .keys()
-                .filter(|name| !listed.contains(*name))
+                .filter(|name| !listed.contains(name.as_str()))
                 .cloned()
-                .collect();
-            for name in &imported.deleted {
-                self.endpoints.remove(name);
-            }
-        }
-        Ok(imported)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // The endpoints go through the same edit as the API's: one
+        // classification, and attributes applied as tagging applies them.
+        let edited = self.edit_endpoints(EndpointEdits {
+            upsert: endpoints.into_iter().map(EndpointDetails::from).collect(),
+            delete,
+            delete_only_on_node: None,
+        })?;
+        Ok(Imported {
+            created: edited.created,
+            updated: edited.updated,
+            deleted: edited.deleted,
+            ..imported
+        })
     }
 }
 
