@@ -6,11 +6,11 @@
 //! they change, so a renewed certificate needs no restart.
 
 use std::{
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
+use crate::inputs::open::{FileStamps, file_stamps};
 use anyhow::{Context as _, bail};
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig,
@@ -27,31 +27,17 @@ pub struct ServerFiles {
     pub client_ca: PathBuf,
 }
 
-/// Modification time, size and inode of each file, to see a renewal.
-type Stamp = Vec<Option<(i64, i64, u64, u64)>>;
-
-fn stamp(paths: &[&Path]) -> Stamp {
-    paths
-        .iter()
-        .map(|path| {
-            std::fs::metadata(path)
-                .ok()
-                .map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
-        })
-        .collect()
-}
-
 /// The server's TLS configuration, rebuilt when its files change.
 pub struct ServerTls {
     files: ServerFiles,
-    stamp: Stamp,
+    stamp: FileStamps,
     config: Arc<ServerConfig>,
 }
 
 impl ServerTls {
     /// Reads the files now: a server that cannot serve TLS must not start.
     pub fn load(files: ServerFiles) -> anyhow::Result<ServerTls> {
-        let stamp = stamp(&files.paths());
+        let stamp = file_stamps(files.paths());
         let config = files.config()?;
         Ok(ServerTls {
             files,
@@ -63,7 +49,7 @@ impl ServerTls {
     /// The configuration for a new connection: the files' current one, or
     /// the last good one while a renewal is half written (and logged).
     pub fn current(&mut self) -> Arc<ServerConfig> {
-        let now = stamp(&self.files.paths());
+        let now = file_stamps(self.files.paths());
         if now != self.stamp {
             self.stamp = now;
             match self.files.config() {

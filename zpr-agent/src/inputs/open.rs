@@ -97,6 +97,23 @@ fn target_within_directory(path: &Path, what: &str) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
+/// Each file's modification time, size and inode (`None`: unreadable),
+/// as they are now: a file rewritten or renamed over (a renewed
+/// certificate or key) stamps differently.
+pub type FileStamps = Vec<Option<(i64, i64, u64, u64)>>;
+
+pub fn file_stamps<'a>(paths: impl IntoIterator<Item = &'a Path>) -> FileStamps {
+    use std::os::unix::fs::MetadataExt as _;
+    paths
+        .into_iter()
+        .map(|path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
-    TlsOptions, Txn, TxnOp,
+    TlsOptions, Txn, TxnOp, TxnResponse,
 };
 
 use super::{
@@ -30,7 +30,7 @@ use super::{
     records::{self, RawRecords, Writes},
     refuse,
 };
-use crate::inputs::open::Symlinks;
+use crate::inputs::open::{FileStamps, Symlinks, file_stamps};
 use crate::inputs::text::read_bytes;
 
 /// etcd refuses transactions of more operations (`--max-txn-ops`).
@@ -281,7 +281,7 @@ impl EtcdAccess {
 /// renewed certificate), a connection is made again with them, as etcd
 /// itself re-reads its own, so rotating them needs no restart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CredentialStamp(Vec<Option<(i64, i64, u64, u64)>>);
+pub struct CredentialStamp(FileStamps);
 
 /// How often a long-lived connection checks its credential files.
 pub const CREDENTIALS_CHECK: Duration = Duration::from_secs(5);
@@ -289,18 +289,12 @@ pub const CREDENTIALS_CHECK: Duration = Duration::from_secs(5);
 impl EtcdAccess {
     /// The credential files' modification times, sizes and inodes now.
     pub fn stamp(&self) -> CredentialStamp {
-        use std::os::unix::fs::MetadataExt as _;
-        CredentialStamp(
+        CredentialStamp(file_stamps(
             [&self.cacert, &self.cert, &self.key, &self.password_file]
                 .into_iter()
                 .flatten()
-                .map(|path| {
-                    std::fs::metadata(path)
-                        .ok()
-                        .map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
-                })
-                .collect(),
-        )
+                .map(PathBuf::as_path),
+        ))
     }
 }
 
@@ -516,18 +510,18 @@ impl EtcdStore {
     pub async fn commit(&mut self, base_revision: u64, writes: &Writes) -> anyhow::Result<u64> {
         check_limits(writes, 1)?;
         let commit_key = self.location.commit_key();
-        let mut operations = self.operations(writes).await?;
-        operations.push(TxnOp::put(commit_key.clone(), "", None));
-        let transaction = Txn::new()
-            .when([Compare::mod_revision(
-                commit_key,
-                CompareOp::Less,
-                base_revision as i64 + 1,
-            )])
-            .and_then(operations);
-        let mut client = self.client().await?;
-        let answer = request(&self.location, client.txn(transaction)).await;
-        let answer = self.settled(answer)?;
+        let answer = self
+            .transact(writes, |mut operations| {
+                operations.push(TxnOp::put(commit_key.clone(), "", None));
+                Txn::new()
+                    .when([Compare::mod_revision(
+                        commit_key.clone(),
+                        CompareOp::Less,
+                        base_revision as i64 + 1,
+                    )])
+                    .and_then(operations)
+            })
+            .await?;
         let revision = answer.header().map_or(0, |header| header.revision()) as u64;
         if !answer.succeeded() {
             return Err(Conflict {
@@ -542,11 +536,35 @@ impl EtcdStore {
     /// Writes records outside the tenancy (work requests) as they are.
     pub async fn put_unconditionally(&mut self, writes: &Writes) -> anyhow::Result<()> {
         check_limits(writes, 0)?;
-        let transaction = Txn::new().and_then(self.operations(writes).await?);
-        let mut client = self.client().await?;
-        let answer = request(&self.location, client.txn(transaction)).await;
-        self.settled(answer)?;
+        self.transact(writes, |operations| Txn::new().and_then(operations))
+            .await?;
         Ok(())
+    }
+
+    /// Runs the transaction `shape` makes of the writes. When the store no
+    /// longer knows the lease history is kept under (it was reset or
+    /// restored), a new one is taken and the transaction made again, once.
+    async fn transact(
+        &mut self,
+        writes: &Writes,
+        shape: impl Fn(Vec<TxnOp>) -> Txn,
+    ) -> anyhow::Result<TxnResponse> {
+        let mut retried = false;
+        loop {
+            let transaction = shape(self.operations(writes).await?);
+            let mut client = self.client().await?;
+            match request(&self.location, client.txn(transaction)).await {
+                Err(error)
+                    if !retried
+                        && self.kept_for.is_some()
+                        && format!("{error:#}").contains("lease not found") =>
+                {
+                    self.kept_for = None;
+                    retried = true;
+                }
+                answer => return self.settled(answer),
+            }
+        }
     }
 
     /// The writes as transaction operations; records beside the tenancy
@@ -574,17 +592,13 @@ impl EtcdStore {
         Ok(puts.chain(deletes).collect())
     }
 
-    /// This hour's lease for work requests and audit records. One the
-    /// store does not know (it was reset or restored) is replaced.
+    /// This hour's lease for work requests and audit records (a change
+    /// costs no lease request but once an hour).
     async fn lease_for_history(&mut self) -> anyhow::Result<i64> {
         if let Some((id, granted)) = self.kept_for
             && granted.elapsed() < NEW_LEASE_EVERY
         {
-            let mut client = self.client().await?;
-            let alive = request(&self.location, client.lease_time_to_live(id, None)).await;
-            if self.settled(alive)?.ttl() > 0 {
-                return Ok(id);
-            }
+            return Ok(id);
         }
         let ttl = (KEPT_BESIDE_TENANCY + NEW_LEASE_EVERY).as_secs() as i64;
         let mut client = self.client().await?;
