@@ -76,6 +76,19 @@ fn a_migrated_workload_keeps_its_paths_and_a_deleted_one_loses_them_everywhere()
     assert!(!fleet.works("app-2", "db", 1521));
     assert!(fleet.works("app-1", "db", 1521));
 
+    // Idle, the three agents write nothing: each node record is written
+    // when it changes (once it was rewritten in a loop, ~2,000 a second).
+    let revision = || fleet.etcd.revision().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let before = revision();
+    std::thread::sleep(Duration::from_secs(4));
+    // A late report of the last change may land; a loop writes thousands.
+    let written = revision() - before;
+    assert!(
+        written <= 3,
+        "idle agents wrote to etcd {written} times in 4 s"
+    );
+
     // A day of VMs coming and going leaves a week of history, not all of it.
     for prefix in ["work-requests/", "audit/"] {
         let listed = fleet
