@@ -35,9 +35,14 @@ fn show(container: &Container, properties: &[&str]) -> anyhow::Result<BTreeMap<S
         .collect())
 }
 
-/// The unit's journal, one JSON object per entry.
-fn journal(container: &Container) -> anyhow::Result<Vec<Value>> {
-    let output = container.exec(&["journalctl", "-u", UNIT, "-o", "json", "--no-pager"])?;
+/// The journal entries of process `pid`, one JSON object each. Matched by
+/// pid rather than by unit: the agent logs over journald's native socket,
+/// and journald learns a sender's unit from its cgroup when it reads the
+/// message, so the last line of an agent that has already exited carries
+/// no unit, while its pid comes with the message.
+fn journal_of(container: &Container, pid: &str) -> anyhow::Result<Vec<Value>> {
+    let matched = format!("_PID={pid}");
+    let output = container.exec(&["journalctl", &matched, "-o", "json", "--no-pager"])?;
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).context("a journal entry that is not JSON"))
@@ -45,20 +50,27 @@ fn journal(container: &Container) -> anyhow::Result<Vec<Value>> {
 }
 
 /// The first journal entry of the agent `pid` whose message starts with
-/// `message`; fails, showing the journal, if there is none.
+/// `message`; fails, showing the journal, if there is none within 10 s
+/// (journald reads what was sent on its own schedule).
 fn logged_by(container: &Container, pid: &str, message: &str) -> anyhow::Result<Value> {
-    let entry = journal(container)?.into_iter().find(|entry| {
-        entry["_PID"] == pid
-            && entry["MESSAGE"]
+    let started = Instant::now();
+    loop {
+        let entry = journal_of(container, pid)?.into_iter().find(|entry| {
+            entry["MESSAGE"]
                 .as_str()
                 .is_some_and(|logged| logged.starts_with(message))
-    });
-    entry.with_context(|| {
-        format!(
-            "agent {pid} logged no {message:?}:\n{}",
-            journal_text(container)
-        )
-    })
+        });
+        if let Some(entry) = entry {
+            return Ok(entry);
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!(
+                "agent {pid} logged no {message:?} in 10 s:\n{}",
+                journal_text(container)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `journalctl -u zpr` as text, for failure messages.
