@@ -1,4 +1,5 @@
-//! Per-CPU packet counters, one slot per (direction, reason).
+//! Per-CPU packet counters: one row per local endpoint, and in each a
+//! slot per (direction, reason).
 
 use crate::Direction;
 
@@ -122,7 +123,7 @@ impl Reason {
     }
 }
 
-/// Packets and bytes seen for one (direction, reason) slot on one CPU.
+/// Packets and bytes counted under one (direction, reason) on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -130,15 +131,64 @@ pub struct Counter {
     pub bytes: u64,
 }
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
-crate::user_pod!(Counter);
 
-/// Number of slots in the counters map.
-pub const COUNTER_SLOTS: u32 = (Direction::COUNT * Reason::COUNT) as u32;
-
-/// The counters-map index of (direction, reason).
-pub const fn counter_slot(direction: Direction, reason: Reason) -> u32 {
-    direction as u32 * Reason::COUNT as u32 + reason as u32
+/// One row of the counters map, on one CPU: a local endpoint's packets by
+/// direction, each array indexed by [`Reason`] number. Row
+/// [`UNATTRIBUTED_ROW`] counts every other packet the programs see (a vNIC
+/// with no endpoint here, a quarantined one, endpoints beyond the rows),
+/// so the rows summed are the host's totals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterRow {
+    pub from_workload: [Counter; Reason::COUNT],
+    pub to_workload: [Counter; Reason::COUNT],
 }
+const _: () = assert!(core::mem::size_of::<CounterRow>() == 2 * Reason::COUNT * 16);
+
+impl CounterRow {
+    pub const ZERO: CounterRow = CounterRow {
+        from_workload: [Counter {
+            packets: 0,
+            bytes: 0,
+        }; Reason::COUNT],
+        to_workload: [Counter {
+            packets: 0,
+            bytes: 0,
+        }; Reason::COUNT],
+    };
+
+    #[inline(always)]
+    pub fn get_mut(&mut self, direction: Direction, reason: Reason) -> &mut Counter {
+        let by_reason = match direction {
+            Direction::FromWorkload => &mut self.from_workload,
+            Direction::ToWorkload => &mut self.to_workload,
+        };
+        &mut by_reason[reason as usize]
+    }
+
+    pub fn get(&self, direction: Direction, reason: Reason) -> Counter {
+        let by_reason = match direction {
+            Direction::FromWorkload => &self.from_workload,
+            Direction::ToWorkload => &self.to_workload,
+        };
+        by_reason[reason as usize]
+    }
+}
+
+impl Default for CounterRow {
+    fn default() -> CounterRow {
+        CounterRow::ZERO
+    }
+}
+crate::user_pod!(Counter, CounterRow);
+
+/// The row of packets no local endpoint's row takes.
+pub const UNATTRIBUTED_ROW: u32 = 0;
+
+/// Rows of the counters map: the unattributed row and one per local
+/// endpoint, for up to `COUNTER_ROWS - 1` endpoints per host (the agent
+/// counts any more in the unattributed row). A row is 672 bytes per CPU.
+pub const COUNTER_ROWS: u32 = 1024;
 
 const _: () = {
     let mut i = 0;

@@ -42,8 +42,11 @@ pub const ENDPOINT_AUDIT: u32 = 1 << 1;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EndpointConfig {
     pub flags: u32,
+    /// The endpoint's row of the counters map
+    /// ([`crate::counters::CounterRow`]); it keeps it across reloads.
+    pub counter_row: u32,
 }
-const _: () = assert!(core::mem::size_of::<EndpointConfig>() == 4);
+const _: () = assert!(core::mem::size_of::<EndpointConfig>() == 8);
 
 /// Interfaces below this ifindex also have their [`EndpointConfig`] in the
 /// endpoint index, an array the verifier inlines: every packet asks
@@ -61,7 +64,7 @@ pub struct IndexedEndpoint {
     pub ifindex: u32,
     pub config: EndpointConfig,
 }
-const _: () = assert!(core::mem::size_of::<IndexedEndpoint>() == 8);
+const _: () = assert!(core::mem::size_of::<IndexedEndpoint>() == 12);
 
 /// Where (slot, ifindex) sits in the endpoint index: its own entry below
 /// [`INDEXED_IFINDEX_LIMIT`], a lower interface's entry above it.

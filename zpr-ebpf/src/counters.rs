@@ -1,19 +1,15 @@
-//! Per-CPU counters by (direction, reason).
+//! Per-CPU counters: a row per local endpoint, by (direction, reason).
 
-use zpr_common::{
-    Direction,
-    counters::{Reason, counter_slot},
-};
+use zpr_common::{Direction, counters::Reason};
 
 use crate::maps::ZPR_COUNTERS;
 
 #[inline(always)]
-pub fn count(direction: Direction, reason: Reason, bytes: u64) {
-    if let Some(counter) = ZPR_COUNTERS.get_ptr_mut(counter_slot(direction, reason)) {
-        // SAFETY: this CPU's slot; nothing else writes it while we run.
-        unsafe {
-            (*counter).packets += 1;
-            (*counter).bytes += bytes;
-        }
+pub fn count(row: u32, direction: Direction, reason: Reason, bytes: u64) {
+    if let Some(row) = ZPR_COUNTERS.get_ptr_mut(row) {
+        // SAFETY: this CPU's row; nothing else writes it while we run.
+        let counter = unsafe { (*row).get_mut(direction, reason) };
+        counter.packets += 1;
+        counter.bytes += bytes;
     }
 }

@@ -8,7 +8,7 @@ use zpr_common::{
     Address, Direction,
     config::Config,
     conntrack::{FLOW_AUDITED, FlowKey, FlowState, FragmentKey},
-    counters::Reason,
+    counters::{Reason, UNATTRIBUTED_ROW},
     endpoint::{
         ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, LocalAddressKey,
         LocalIdentity, endpoint_index_position,
@@ -50,9 +50,9 @@ pub struct Site {
 /// Decides and counts one packet; returns why and what to do.
 #[inline(always)]
 pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, Action) {
-    let (reason, action) = match ZPR_CONFIG.get(0) {
-        Some(config) if config.generation != 0 => match protected_endpoint(config, ifindex) {
-            Some(endpoint) => {
+    let (row, (reason, action)) = match ZPR_CONFIG.get(0) {
+        Some(config) if config.generation != 0 => match local_endpoint(config, ifindex) {
+            Some(endpoint) if endpoint.flags & ENDPOINT_PROTECTED != 0 => {
                 let site = Site {
                     now: unsafe { bpf_ktime_get_ns() },
                     ifindex,
@@ -61,20 +61,21 @@ pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, 
                     slot: config.slot(),
                     audited: endpoint.flags & ENDPOINT_AUDIT != 0,
                 };
-                decide(packet, &site)
+                (endpoint.counter_row, decide(packet, &site))
             }
-            None => (Reason::NotProtected, Action::Pass),
+            Some(endpoint) => (endpoint.counter_row, (Reason::NotProtected, Action::Pass)),
+            None => (UNATTRIBUTED_ROW, (Reason::NotProtected, Action::Pass)),
         },
-        _ => (Reason::NotProtected, Action::Pass),
+        _ => (UNATTRIBUTED_ROW, (Reason::NotProtected, Action::Pass)),
     };
-    counters::count(direction, reason, packet.len());
+    counters::count(row, direction, reason, packet.len());
     (reason, action)
 }
 
-/// The interface's endpoint in the live Plan, if it is protected: from
-/// the index when the entry there is this ifindex's, else from the hash.
+/// The interface's endpoint in the live Plan: from the index when the
+/// entry there is this ifindex's, else from the hash.
 #[inline(always)]
-fn protected_endpoint(config: &Config, ifindex: u32) -> Option<EndpointConfig> {
+fn local_endpoint(config: &Config, ifindex: u32) -> Option<EndpointConfig> {
     let slot = config.slot();
     // The hash key is written whichever way the endpoint is found, so both
     // ways reach the decision with the same stack (otherwise the verifier
@@ -90,12 +91,11 @@ fn protected_endpoint(config: &Config, ifindex: u32) -> Option<EndpointConfig> {
     unsafe { core::ptr::write_volatile(&mut key_bits, bits) };
     // SAFETY: EndpointKey is 8 plain bytes, aligned at most as u64 is.
     let key = unsafe { &*(&key_bits as *const u64).cast::<EndpointKey>() };
-    let endpoint = match ZPR_ENDPOINT_INDEX.get(endpoint_index_position(slot, ifindex)) {
-        Some(entry) if entry.ifindex == ifindex => entry.config,
+    match ZPR_ENDPOINT_INDEX.get(endpoint_index_position(slot, ifindex)) {
+        Some(entry) if entry.ifindex == ifindex => Some(entry.config),
         // SAFETY: read-only copy of a value user space replaces whole.
-        _ => unsafe { ZPR_ENDPOINTS.get(key) }.copied()?,
-    };
-    (endpoint.flags & ENDPOINT_PROTECTED != 0).then_some(endpoint)
+        _ => unsafe { ZPR_ENDPOINTS.get(key) }.copied(),
+    }
 }
 
 #[inline(always)]

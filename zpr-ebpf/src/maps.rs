@@ -7,7 +7,7 @@ use aya_ebpf::{
 use zpr_common::{
     config::Config,
     conntrack::{CONNTRACK_STATS_SLOTS, FlowKey, FlowState, FragmentKey},
-    counters::{COUNTER_SLOTS, Counter},
+    counters::{COUNTER_ROWS, CounterRow},
     endpoint::{EndpointConfig, EndpointKey, IndexedEndpoint, LocalAddressKey, LocalIdentity},
     event::{EVENT_STATS_SLOTS, Event, RateLimiter},
     identity::{HostKey, PrefixKey},
@@ -65,7 +65,7 @@ pub static ZPR_FRAGMENTS: LruHashMap<FragmentKey, u32, { maps::FRAGMENTS_MAX as 
     LruHashMap::new();
 
 #[btf_map]
-pub static ZPR_COUNTERS: PerCpuArray<Counter, { COUNTER_SLOTS as usize }> = PerCpuArray::new();
+pub static ZPR_COUNTERS: PerCpuArray<CounterRow, { COUNTER_ROWS as usize }> = PerCpuArray::new();
 
 #[btf_map]
 pub static ZPR_EVENTS: RingBuf<Event, { maps::EVENTS_BYTES as usize }> = RingBuf::new();

@@ -13,7 +13,7 @@
 use aya_ebpf::{Global, helpers::bpf_ktime_get_ns};
 use zpr_common::{
     Direction, FAMILY_IPV4,
-    counters::Reason,
+    counters::{Reason, UNATTRIBUTED_ROW},
     event::{IPPROTO_UDP, NO_RULE, VERDICT_DROPPED},
 };
 
@@ -45,7 +45,7 @@ pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, 
             (Reason::Unregistered, Action::Drop)
         }
     };
-    counters::count(direction, reason, packet.len());
+    counters::count(UNATTRIBUTED_ROW, direction, reason, packet.len());
     (reason, action)
 }
 

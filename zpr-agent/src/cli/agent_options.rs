@@ -69,11 +69,12 @@ pub struct AgentOptions {
     #[arg(long, value_name = "BYTES", default_value_t = flow_log::DEFAULT_MAX_BYTES,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub flow_log_max_bytes: u64,
-    /// Also export `zpr_endpoint_attached` with each local endpoint's name
-    /// and vNIC as labels. Packet and byte counters stay per host: the
-    /// datapath counts by direction and reason, not by vNIC.
-    #[arg(long)]
-    pub metrics_per_interface: bool,
+    /// Export per-endpoint series (`zpr_endpoint_packets_total`,
+    /// `zpr_endpoint_bytes_total`, `zpr_endpoint_attached`, labelled with
+    /// the endpoint's name) for at most this many local endpoints, the
+    /// first by name; 0 exports none. Bounds the series a host adds.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_METRICS_ENDPOINTS)]
+    pub metrics_endpoints: usize,
     /// Quarantine unregistered vNICs: a vNIC here whose name one of these
     /// comma-separated globs matches (`*` any run of characters, `?` one)
     /// and that no endpoint is registered for on this node passes nothing
@@ -87,6 +88,11 @@ pub struct AgentOptions {
     #[arg(long, requires = "quarantine")]
     pub quarantine_allow_dhcp: bool,
 }
+
+/// `--metrics-endpoints`' default: at most 42 counter series each (two
+/// directions by 21 reasons, only those that counted), so about 10,000
+/// series at most for a host.
+const DEFAULT_METRICS_ENDPOINTS: usize = 256;
 
 const CONNTRACK_ENTRIES_MIN: i64 = 4096;
 const CONNTRACK_ENTRIES_MAX: i64 = 16 * 1024 * 1024;
@@ -117,7 +123,7 @@ impl AgentOptions {
             events_per_second: self.events_per_second,
             metrics: MetricsOptions {
                 address: self.metrics_address,
-                per_interface: self.metrics_per_interface,
+                endpoints: self.metrics_endpoints,
             },
             flow_log: self.flow_log.map(|target| FlowLogOptions {
                 target,

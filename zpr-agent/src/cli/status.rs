@@ -1,5 +1,6 @@
 //! `zpr status`: what is attached, the live policy generation, map fill
-//! levels, counters by reason and the last reload error.
+//! levels, counters by reason (the host's and each endpoint's) and the
+//! last reload error.
 
 use std::{fmt::Write as _, process::ExitCode};
 
@@ -22,6 +23,10 @@ use crate::{
 pub struct Args {
     #[command(flatten)]
     pub paths: AgentPaths,
+    /// Show this local endpoint's packets by reason (its vNIC's counters)
+    /// rather than the host's.
+    #[arg(long, value_name = "NAME")]
+    pub endpoint: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -36,16 +41,43 @@ struct Report {
     /// The generation the kernel enforces (from the pinned config).
     live_generation: u32,
     attached_interfaces: Vec<String>,
-    /// The agent's local endpoints, with what the kernel has attached.
-    endpoints: Vec<EndpointState>,
+    /// The agent's local endpoints, with what the kernel has attached and
+    /// what their vNICs counted.
+    endpoints: Vec<EndpointReport>,
     /// Unregistered vNICs under quarantine, with what the kernel has
     /// attached (`agent.quarantine` holds the globs).
     quarantined: Vec<QuarantineState>,
     agent: Option<Status>,
     maps: Vec<Fill>,
     conntrack: Option<ConntrackSummary>,
-    counters: Vec<CounterRow>,
+    /// The host's packets by reason: every endpoint's, and those of vNICs
+    /// without one here.
+    counters: Vec<CounterLine>,
     events: EventStats,
+}
+
+#[derive(Serialize)]
+struct EndpointReport {
+    #[serde(flatten)]
+    state: EndpointState,
+    /// Its vNIC's packets, by reason (reasons it never counted left out);
+    /// absent when it has no counters row of its own.
+    counters: Option<Vec<CounterLine>>,
+}
+
+impl EndpointReport {
+    /// Packets (both directions) dropped, and passed.
+    fn dropped_and_passed(&self) -> Option<(u64, u64)> {
+        let lines = self.counters.as_ref()?;
+        let packets = |drop: bool| -> u64 {
+            lines
+                .iter()
+                .filter(|line| line.drop == drop)
+                .map(|line| line.from_workload + line.to_workload)
+                .sum()
+        };
+        Some((packets(true), packets(false)))
+    }
 }
 
 /// `zpr status`'s exit code (see [`Health`]).
@@ -57,12 +89,36 @@ fn exit_code(health: Health) -> ExitCode {
     }
 }
 
+/// Packets and bytes under one reason, both ways.
 #[derive(Serialize)]
-struct CounterRow {
+struct CounterLine {
     reason: &'static str,
     drop: bool,
     from_workload: u64,
     to_workload: u64,
+    from_workload_bytes: u64,
+    to_workload_bytes: u64,
+}
+
+/// A counters row as lines, one per reason.
+fn counter_lines(row: &zpr_common::counters::CounterRow) -> Vec<CounterLine> {
+    Reason::ALL
+        .iter()
+        .map(|&reason| {
+            let (from, to) = (
+                row.get(Direction::FromWorkload, reason),
+                row.get(Direction::ToWorkload, reason),
+            );
+            CounterLine {
+                reason: reason.name(),
+                drop: reason.is_drop(),
+                from_workload: from.packets,
+                to_workload: to.packets,
+                from_workload_bytes: from.bytes,
+                to_workload_bytes: to.bytes,
+            }
+        })
+        .collect()
 }
 
 /// Exit 0 protected, 1 not enforcing, 3 degraded (see [`Health`]).
@@ -84,9 +140,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(exit_code(Health::NotEnforcing));
     }
     let report = report(&view)?;
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => print!("{}", render(&report)?),
+    match (&args.endpoint, args.output) {
+        (None, Output::Json) => println!("{}", serde_json::to_string_pretty(&report)?),
+        (None, Output::Text) => print!("{}", render(&report)?),
+        (Some(name), output) => {
+            let Some(endpoint) = report
+                .endpoints
+                .iter()
+                .find(|endpoint| endpoint.state.endpoint.name == *name)
+            else {
+                let local: Vec<&str> = report
+                    .endpoints
+                    .iter()
+                    .map(|endpoint| endpoint.state.endpoint.name.as_str())
+                    .collect();
+                anyhow::bail!(
+                    "no local endpoint named {name:?} on this host (its local endpoints: {}); \
+                     `zpr status` lists them",
+                    if local.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        local.join(", ")
+                    }
+                );
+            };
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(endpoint)?),
+                Output::Text => print!("{}", render_endpoint(endpoint)?),
+            }
+        }
     }
     Ok(exit_code(report.health))
 }
@@ -110,22 +192,13 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
     let conntrack = pinned_conntrack(pins)
         .map_err(|err| note_unreadable("the conntrack tables", err))
         .ok();
-    let counters = pinned_counters(pins)
-        .map(|counters| {
-            Reason::ALL
-                .iter()
-                .map(|&reason| CounterRow {
-                    reason: reason.name(),
-                    drop: reason.is_drop(),
-                    from_workload: counters.get(Direction::FromWorkload, reason).packets,
-                    to_workload: counters.get(Direction::ToWorkload, reason).packets,
-                })
-                .collect()
-        })
-        .unwrap_or_else(|err| {
-            note_unreadable("the counters", err);
-            Vec::new()
-        });
+    let table = pinned_counters(pins)
+        .map_err(|err| note_unreadable("the counters", err))
+        .ok();
+    let counters = table
+        .as_ref()
+        .map(|table| counter_lines(table.total()))
+        .unwrap_or_default();
     let events = pinned_event_stats(pins).unwrap_or_else(|err| {
         note_unreadable("the event statistics", err);
         EventStats::default()
@@ -140,6 +213,18 @@ fn report(view: &AgentView) -> anyhow::Result<Report> {
         conntrack: conntrack.as_ref(),
         unreadable: &unreadable,
     });
+    let endpoints = endpoints
+        .into_iter()
+        .map(|state| {
+            let row = state.endpoint.counter_row;
+            let counters = row.and_then(|row| table.as_ref()?.row(row)).map(|row| {
+                let mut lines = counter_lines(row);
+                lines.retain(|line| line.from_workload + line.to_workload > 0);
+                lines
+            });
+            EndpointReport { state, counters }
+        })
+        .collect();
     Ok(Report {
         health,
         problems,
@@ -339,26 +424,35 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
             }
         }
     }
-    writeln!(out, "\nendpoints on this host:")?;
     writeln!(
         out,
-        "  {:<16} {:<16} {:>7}  {:<8} {:<9} {:<8}",
-        "NAME", "INTERFACE", "IFINDEX", "MODE", "TAGGED", "ATTACHED"
+        "\nendpoints on this host (packets both ways; `zpr status --endpoint NAME` \
+         shows why):"
     )?;
-    for state in &report.endpoints {
-        let endpoint = &state.endpoint;
-        let ifindex = endpoint
+    writeln!(
+        out,
+        "  {:<16} {:<16} {:>7}  {:<8} {:<9} {:<8} {:>12} {:>12}",
+        "NAME", "INTERFACE", "IFINDEX", "MODE", "TAGGED", "ATTACHED", "PASSED", "DROPPED"
+    )?;
+    for endpoint in &report.endpoints {
+        let state = &endpoint.state;
+        let ifindex = state
+            .endpoint
             .ifindex
             .map_or("absent".to_owned(), |i| i.to_string());
         let yes_no = |yes: bool| if yes { "yes" } else { "no" };
+        let (dropped, passed) = endpoint.dropped_and_passed().map_or_else(
+            || ("-".to_owned(), "-".to_owned()),
+            |(dropped, passed)| (dropped.to_string(), passed.to_string()),
+        );
         writeln!(
             out,
-            "  {:<16} {:<16} {:>7}  {:<8} {:<9} {:<8}",
-            endpoint.name,
-            endpoint.interface,
+            "  {:<16} {:<16} {:>7}  {:<8} {:<9} {:<8} {passed:>12} {dropped:>12}",
+            state.endpoint.name,
+            state.endpoint.interface,
             ifindex,
-            endpoint.mode,
-            yes_no(endpoint.protected),
+            state.endpoint.mode,
+            yes_no(state.endpoint.protected),
             yes_no(state.attached)
         )?;
     }
@@ -381,24 +475,71 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
     if let Some(conntrack) = &report.conntrack {
         render_conntrack(&mut out, conntrack, report)?;
     }
-    writeln!(out, "\npackets by reason:")?;
-    writeln!(
-        out,
-        "  {:<22} {:>14} {:>14}",
-        "REASON", "FROM-WORKLOAD", "TO-WORKLOAD"
-    )?;
-    for row in &report.counters {
-        let verdict = if row.drop { "drop" } else { "pass" };
-        writeln!(
-            out,
-            "  {:<22} {:>14} {:>14}  ({verdict})",
-            row.reason, row.from_workload, row.to_workload
-        )?;
-    }
+    writeln!(out, "\npackets by reason, on every vNIC:")?;
+    render_counter_lines(&mut out, &report.counters)?;
     writeln!(
         out,
         "\nevents:      {} lost (ring buffer full), {} rate-limited",
         report.events.lost, report.events.rate_limited
     )?;
+    Ok(out)
+}
+
+fn render_counter_lines(out: &mut String, lines: &[CounterLine]) -> std::fmt::Result {
+    writeln!(
+        out,
+        "  {:<22} {:>14} {:>14}",
+        "REASON", "FROM-WORKLOAD", "TO-WORKLOAD"
+    )?;
+    for line in lines {
+        let verdict = if line.drop { "drop" } else { "pass" };
+        writeln!(
+            out,
+            "  {:<22} {:>14} {:>14}  ({verdict})",
+            line.reason, line.from_workload, line.to_workload
+        )?;
+    }
+    Ok(())
+}
+
+/// `zpr status --endpoint NAME`.
+fn render_endpoint(endpoint: &EndpointReport) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    let state = &endpoint.state;
+    let vnic = match state.endpoint.ifindex {
+        Some(ifindex) => format!("{} (ifindex {ifindex})", state.endpoint.interface),
+        None => format!("{} (absent)", state.endpoint.interface),
+    };
+    writeln!(
+        out,
+        "endpoint:    {} on {vnic}: {}, {}, {}",
+        state.endpoint.name,
+        state.endpoint.mode,
+        if state.endpoint.protected {
+            "tagged"
+        } else {
+            "untagged (not enforced)"
+        },
+        if state.attached {
+            "attached"
+        } else {
+            "NOT attached"
+        }
+    )?;
+    match &endpoint.counters {
+        None => writeln!(
+            out,
+            "counters:    none of its own: the host has more local endpoints than counter \
+             rows, so its packets count in the host's totals only"
+        )?,
+        Some(lines) if lines.is_empty() => writeln!(out, "counters:    no packet yet")?,
+        Some(lines) => {
+            writeln!(
+                out,
+                "packets by reason (reasons never counted are left out):"
+            )?;
+            render_counter_lines(&mut out, lines)?;
+        }
+    }
     Ok(out)
 }

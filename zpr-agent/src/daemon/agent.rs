@@ -606,7 +606,7 @@ impl Agent {
         self.status.reload_ms = Some(since.elapsed().as_secs_f64() * 1000.0);
         self.status.statements = plan.statements.len();
         self.status.content_hash = format!("{:016x}", plan.content_hash);
-        self.status.endpoints = local_endpoints(&plan, &interfaces);
+        self.status.endpoints = local_endpoints(&plan, &interfaces, &self.datapath);
         // The agent's Plans hold its own endpoints' tables only
         // (`Tables::Local`): every entry is one its kernel may name.
         self.status.local_rules = (0u32..)
@@ -1134,7 +1134,11 @@ fn interface_index(interface: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
-fn local_endpoints(plan: &Plan, interfaces: &InterfaceIndexes) -> Vec<AttachedEndpoint> {
+fn local_endpoints(
+    plan: &Plan,
+    interfaces: &InterfaceIndexes,
+    datapath: &Datapath,
+) -> Vec<AttachedEndpoint> {
     plan.endpoints
         .iter()
         .filter_map(|endpoint| {
@@ -1149,6 +1153,7 @@ fn local_endpoints(plan: &Plan, interfaces: &InterfaceIndexes) -> Vec<AttachedEn
                 }
                 .to_owned(),
                 protected: endpoint.protected,
+                counter_row: datapath.counter_row(&endpoint.name),
             })
         })
         .collect()

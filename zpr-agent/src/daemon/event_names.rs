@@ -283,6 +283,7 @@ pub(crate) mod tests {
                 ifindex: Some(7),
                 mode: "enforce".to_owned(),
                 protected: true,
+                counter_row: Some(1),
             }],
             local_rules: [(0, vec!["three-tier:1".to_owned()])].into(),
             identities: vec![

@@ -136,6 +136,10 @@ pub struct AttachedEndpoint {
     pub ifindex: Option<u32>,
     pub mode: String,
     pub protected: bool,
+    /// Its row of the counters map (`ZPR_COUNTERS`); none when the host
+    /// has more local endpoints than rows (it counts in row 0 then).
+    #[serde(default)]
+    pub counter_row: Option<u32>,
 }
 
 /// Something that happened, and when (unix seconds).

@@ -1,9 +1,6 @@
 //! The conntrack tables from user space: their size, how full they are,
 //! and what each LRU evicted.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
-
-use anyhow::Context as _;
 use aya::{
     EbpfLoader,
     maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray},
@@ -17,11 +14,7 @@ use zpr_common::{
     maps,
 };
 
-use super::{
-    Datapath, PinLayout,
-    inspect::open,
-    syscall::{bpf, pointer_halves},
-};
+use super::{Datapath, PinLayout, batch::for_each_entry, inspect::open};
 
 /// How many flows the tables hold; fixed when the maps are created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,61 +166,19 @@ pub fn monotonic_now_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Flows read per syscall: a table of 512k entries in 128 calls.
 const BATCH: usize = 4096;
 
 /// Visits every flow of a table, a batch of entries per syscall (one
 /// lookup per key would cost a million syscalls at 512k flows).
 fn for_each_flow(map: &MapData, mut visit: impl FnMut(&FlowKey, &FlowState)) -> anyhow::Result<()> {
-    let fd = map.fd().as_fd().as_raw_fd() as u32;
-    let mut keys = vec![FlowKey::default(); BATCH];
-    let mut values = vec![FlowState::default(); BATCH];
-    // A hash map's batch position is a bucket index.
-    let mut position: u32 = 0;
-    let mut next: u32 = 0;
-    let mut first = true;
-    loop {
-        let [in_low, in_high] = if first {
-            [0, 0]
-        } else {
-            pointer_halves(&mut position)
-        };
-        let [out_low, out_high] = pointer_halves(&mut next);
-        let [keys_low, keys_high] = pointer_halves(keys.as_mut_ptr());
-        let [values_low, values_high] = pointer_halves(values.as_mut_ptr());
-        // bpf_attr.batch: in_batch, out_batch, keys, values, count,
-        // map_fd, elem_flags, flags.
-        let mut attr = [
-            in_low,
-            in_high,
-            out_low,
-            out_high,
-            keys_low,
-            keys_high,
-            values_low,
-            values_high,
-            BATCH as u32,
-            fd,
-            0,
-            0,
-            0,
-            0,
-        ];
-        let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-        let error = (result < 0).then(std::io::Error::last_os_error);
-        let count = (attr[8] as usize).min(BATCH);
-        for (key, state) in keys.iter().zip(&values).take(count) {
-            visit(key, state);
-        }
-        match error {
-            None => {}
-            Some(error) if error.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-            Some(error) => {
-                return Err(error).context("reading the conntrack table (BPF_MAP_LOOKUP_BATCH)");
-            }
-        }
-        position = next;
-        first = false;
-    }
+    for_each_entry(
+        map,
+        1,
+        BATCH,
+        "the conntrack table",
+        |key, states: &[FlowState]| {
+            visit(key, &states[0]);
+        },
+    )
 }

@@ -3,7 +3,9 @@
 //! purpose: decisions live in `compile` (user space) and `zpr-ebpf` (kernel).
 
 mod attachments;
+mod batch;
 mod conntrack;
+mod counter_rows;
 mod counters;
 mod events;
 mod inspect;
@@ -21,6 +23,7 @@ pub use conntrack::{
     ConntrackSize, ConntrackSummary, TableFill, flush_flows, monotonic_now_ns, pinned_conntrack,
     pinned_live_flows,
 };
+pub use counter_rows::RETIRED_ROW;
 pub use counters::{CounterTable, read_counters};
 pub use events::{decode as decode_event, drain_events};
 pub use inspect::{

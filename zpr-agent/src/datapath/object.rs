@@ -9,7 +9,7 @@ use aya::{
 };
 use zpr_common::maps;
 
-use super::{ConntrackSize, plan_maps::SlotContents};
+use super::{ConntrackSize, counter_rows::CounterRows, plan_maps::SlotContents};
 use crate::side_by_side;
 
 /// The object built from `zpr-ebpf` by build.rs, embedded so `zpr` is one file.
@@ -45,6 +45,7 @@ pub struct Datapath {
     /// The event budget (per second per CPU) each generation is written
     /// with; `None` keeps the live one.
     pub(crate) events_per_second: Option<u32>,
+    pub(crate) counter_rows: CounterRows,
 }
 
 impl Datapath {
@@ -86,12 +87,20 @@ impl Datapath {
             pinned_maps: BTreeMap::new(),
             links: BTreeMap::new(),
             events_per_second: None,
+            counter_rows: CounterRows::default(),
         })
     }
 
     /// Events (drops, new-flow allows) the kernel may send per second on
     /// each CPU from the next generation on; it counts the others as
     /// rate-limited.
+    /// The row of the counters map `endpoint` counts in, once a Plan
+    /// naming it as local was written; `None` when it has none of its own
+    /// (more local endpoints than rows).
+    pub fn counter_row(&self, endpoint: &str) -> Option<u32> {
+        self.counter_rows.of(endpoint)
+    }
+
     pub fn set_events_per_second(&mut self, per_second: u32) {
         self.events_per_second = Some(per_second);
     }

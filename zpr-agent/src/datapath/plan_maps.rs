@@ -14,6 +14,7 @@ use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
 use zpr_common::{
     Address, FAMILY_IPV4, FAMILY_IPV6,
     config::{Config, LAYOUT_VERSION},
+    counters::UNATTRIBUTED_ROW,
     endpoint::{
         ENDPOINT_AUDIT, ENDPOINT_PROTECTED, EndpointConfig, EndpointKey, IndexedEndpoint,
         LocalAddressKey, LocalIdentity, endpoint_index_position, is_indexed,
@@ -25,7 +26,7 @@ use zpr_common::{
     },
 };
 
-use super::Datapath;
+use super::{Datapath, counter_rows::rows_in_slot};
 use crate::{
     compile::{ANY_REMOTE, Direction, Plan},
     inventory::Mode,
@@ -53,7 +54,14 @@ pub fn write_plan(
     let live = live_config(datapath)?;
     let generation = live.generation.wrapping_add(1).max(1);
     let slot = Config { generation, ..live }.slot();
-    let desired = SlotContents::of(plan, interfaces, slot)?;
+    let live_rows = match &datapath.written[usize::from(live.slot())] {
+        Some(written) => written.counter_rows(),
+        None => rows_in_slot(datapath, live.slot())?,
+    };
+    let mut counter_rows = std::mem::take(&mut datapath.counter_rows);
+    let rows = counter_rows.assign(datapath, plan, interfaces, &live_rows);
+    datapath.counter_rows = counter_rows;
+    let desired = SlotContents::of(plan, interfaces, slot, &rows?)?;
     let remembered = datapath.written[usize::from(slot)].take();
     let mut outside_change = false;
     let current = match remembered {
@@ -107,7 +115,14 @@ pub(crate) struct SlotContents {
 }
 
 impl SlotContents {
-    fn of(plan: &Plan, interfaces: &InterfaceIndexes, slot: u8) -> anyhow::Result<SlotContents> {
+    /// The slot's entries for `plan`; each local endpoint counts in its
+    /// row of `rows` (by name), or in the unattributed row.
+    fn of(
+        plan: &Plan,
+        interfaces: &InterfaceIndexes,
+        slot: u8,
+        rows: &BTreeMap<String, u32>,
+    ) -> anyhow::Result<SlotContents> {
         let mut contents = SlotContents::default();
         let any_remote = any_remote_tables(plan);
         let local_endpoints = plan.endpoints.iter().filter_map(|endpoint| {
@@ -127,7 +142,12 @@ impl SlotContents {
                 slot,
                 _pad: [0; 3],
             };
-            contents.endpoints.insert(key, EndpointConfig { flags });
+            let counter_row = rows.get(&endpoint.name).copied();
+            let config = EndpointConfig {
+                flags,
+                counter_row: counter_row.unwrap_or(UNATTRIBUTED_ROW),
+            };
+            contents.endpoints.insert(key, config);
             for own in &endpoint.addresses {
                 let (family, addr) = address(own.address);
                 let key = LocalAddressKey {
@@ -191,6 +211,16 @@ impl SlotContents {
                 .insert((len, map_policy_key(slot, &entry.key)), value);
         }
         Ok(contents)
+    }
+}
+
+impl SlotContents {
+    /// The row each ifindex counts in.
+    fn counter_rows(&self) -> BTreeMap<u32, u32> {
+        self.endpoints
+            .iter()
+            .map(|(key, config)| (key.ifindex, config.counter_row))
+            .collect()
     }
 }
 

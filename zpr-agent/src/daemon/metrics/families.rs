@@ -1,7 +1,7 @@
 //! Every series a scrape exports, by name: what the README's "Metrics"
 //! section lists. Label values come from fixed sets (reasons, directions,
-//! map names, outcomes) and, only with `--metrics-per-interface`, the
-//! inventory's local endpoints; never an address or attribute value.
+//! map names, outcomes) and the names of at most `--metrics-endpoints`
+//! local endpoints (and the node's); never an address or attribute value.
 
 use std::fmt;
 
@@ -30,11 +30,7 @@ const NEW_FLOWS: [(&str, &[Reason]); 3] = [
     ("audited", &[Reason::Audited]),
 ];
 
-pub(super) fn encode(
-    scrape: &Scrape,
-    per_interface: bool,
-    mut out: DescriptorEncoder,
-) -> fmt::Result {
+pub(super) fn encode(scrape: &Scrape, endpoints: usize, mut out: DescriptorEncoder) -> fmt::Result {
     build_info(&mut out)?;
     packets_and_bytes(scrape, &mut out)?;
     policy(scrape, &mut out)?;
@@ -54,10 +50,7 @@ pub(super) fn encode(
         )?;
     }
     health(scrape, &mut out)?;
-    if per_interface {
-        endpoints_by_interface(scrape, &mut out)?;
-    }
-    Ok(())
+    per_endpoint(scrape, endpoints, &mut out)
 }
 
 fn build_info(out: &mut DescriptorEncoder) -> fmt::Result {
@@ -348,21 +341,64 @@ fn health(scrape: &Scrape, out: &mut DescriptorEncoder) -> fmt::Result {
     )
 }
 
-fn endpoints_by_interface(scrape: &Scrape, out: &mut DescriptorEncoder) -> fmt::Result {
+/// The series of the first `limit` local endpoints by name: their vNIC's
+/// counters (only the (direction, reason) pairs that counted), and whether
+/// zpr runs on it. An endpoint that left has none.
+fn per_endpoint(scrape: &Scrape, limit: usize, out: &mut DescriptorEncoder) -> fmt::Result {
+    let mut endpoints: Vec<&EndpointState> = scrape.endpoints.iter().collect();
+    endpoints.sort_by(|a, b| a.endpoint.name.cmp(&b.endpoint.name));
+    endpoints.truncate(limit);
+    let node = scrape.agent.node.clone();
+    let named = |state: &EndpointState| {
+        let mut labels = vec![("endpoint", state.endpoint.name.clone())];
+        if let Some(node) = &node {
+            labels.push(("node", node.clone()));
+        }
+        labels
+    };
     gauge(
         out,
         "zpr_endpoint_attached",
-        "1 when the local endpoint's vNIC runs zpr's programs both ways, else 0 \
-         (--metrics-per-interface)",
-        scrape.endpoints.iter().map(|state| {
-            let endpoint = &state.endpoint;
-            let labels = vec![
-                ("endpoint", endpoint.name.clone()),
-                ("interface", endpoint.interface.clone()),
-                ("mode", endpoint.mode.clone()),
-            ];
+        "1 when the local endpoint's vNIC runs zpr's programs both ways, else 0",
+        endpoints.iter().map(|state| {
+            let mut labels = named(state);
+            labels.push(("interface", state.endpoint.interface.clone()));
+            labels.push(("mode", state.endpoint.mode.clone()));
             (labels, i64::from(state.attached))
         }),
+    )?;
+    let Some(counters) = &scrape.counters else {
+        return Ok(());
+    };
+    let counted = |value: fn(zpr_common::counters::Counter) -> u64| {
+        endpoints.iter().flat_map(move |state| {
+            let row = state.endpoint.counter_row.and_then(|row| counters.row(row));
+            Direction::ALL.into_iter().flat_map(move |direction| {
+                Reason::ALL.into_iter().filter_map(move |reason| {
+                    let counter = row?.get(direction, reason);
+                    (counter.packets > 0).then(|| {
+                        let mut labels = named(state);
+                        labels.push(("direction", direction.name().to_owned()));
+                        labels.push(("reason", reason.name().to_owned()));
+                        labels.push(("verdict", verdict(reason).to_owned()));
+                        (labels, value(counter))
+                    })
+                })
+            })
+        })
+    };
+    counter(
+        out,
+        "zpr_endpoint_packets",
+        "Packets on a local endpoint's vNIC, by direction, reason and verdict (pairs \
+         that counted nothing have no series)",
+        counted(|counter| counter.packets),
+    )?;
+    counter(
+        out,
+        "zpr_endpoint_bytes",
+        "Bytes of those packets (layer 2 frames)",
+        counted(|counter| counter.bytes),
     )
 }
 

@@ -63,8 +63,8 @@ impl fmt::Display for MetricsAddress {
 #[derive(Clone, Debug)]
 pub struct MetricsOptions {
     pub address: MetricsAddress,
-    /// Also export one series per local endpoint (its name and vNIC as labels).
-    pub per_interface: bool,
+    /// Export per-endpoint series for at most this many local endpoints.
+    pub endpoints: usize,
 }
 
 /// How a reload ended, as `zpr_policy_reloads_total` labels it.
@@ -205,7 +205,7 @@ pub fn start(options: &MetricsOptions, agent: &mut Agent) {
         pins: agent.pins().clone(),
         run_dir: agent.run_dir().to_owned(),
         status: agent.metrics().status.clone(),
-        per_interface: options.per_interface,
+        endpoints: options.endpoints,
     }));
     match server::serve(address, registry) {
         Ok(bound) => info!("serving Prometheus metrics at http://{bound}/metrics"),

@@ -104,7 +104,8 @@ pub(super) struct KernelCollector {
     pub pins: PinLayout,
     pub run_dir: PathBuf,
     pub status: Arc<Mutex<Status>>,
-    pub per_interface: bool,
+    /// Per-endpoint series for at most this many endpoints.
+    pub endpoints: usize,
 }
 
 impl Collector for KernelCollector {
@@ -115,6 +116,6 @@ impl Collector for KernelCollector {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         let scrape = Scrape::read(&self.pins, &self.run_dir, agent);
-        families::encode(&scrape, self.per_interface, encoder)
+        families::encode(&scrape, self.endpoints, encoder)
     }
 }

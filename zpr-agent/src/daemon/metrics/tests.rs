@@ -3,7 +3,10 @@
 use std::collections::BTreeSet;
 
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
-use zpr_common::{Direction, counters::Reason};
+use zpr_common::{
+    Direction,
+    counters::{Counter, CounterRow, Reason},
+};
 
 use super::{AgentMetrics, ReloadOutcome, families, scrape::Scrape};
 use crate::{
@@ -11,14 +14,52 @@ use crate::{
     datapath::{ConntrackSummary, CounterTable, EventStats, Fill},
 };
 
-/// A host whose maps and counters are all readable and all empty.
+/// A host whose maps and counters are all readable; `Fresh`: all empty;
+/// `Busy`: app-1's vNIC (row 1) dropped and passed packets.
 #[derive(Debug)]
-struct FreshHost;
+enum Host {
+    Fresh,
+    Busy,
+}
 
-impl Collector for FreshHost {
+fn endpoint(name: &str, counter_row: Option<u32>) -> EndpointState {
+    EndpointState {
+        endpoint: AttachedEndpoint {
+            name: name.to_owned(),
+            interface: format!("zpr-{name}"),
+            ifindex: Some(7),
+            mode: "enforce".to_owned(),
+            protected: true,
+            counter_row,
+        },
+        attached: true,
+    }
+}
+
+impl Collector for Host {
     fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        let counters = match self {
+            Host::Fresh => CounterTable::default(),
+            Host::Busy => {
+                let mut app = CounterRow::ZERO;
+                *app.get_mut(Direction::ToWorkload, Reason::NoPolicy) = Counter {
+                    packets: 3,
+                    bytes: 180,
+                };
+                *app.get_mut(Direction::FromWorkload, Reason::NewFlow) = Counter {
+                    packets: 1,
+                    bytes: 60,
+                };
+                let mut other = CounterRow::ZERO;
+                *other.get_mut(Direction::ToWorkload, Reason::NotProtected) = Counter {
+                    packets: 5,
+                    bytes: 500,
+                };
+                CounterTable::from_rows([(1, app), (2, other)])
+            }
+        };
         let scrape = Scrape {
-            counters: Some(CounterTable::default()),
+            counters: Some(counters),
             fill: vec![Fill {
                 map: "ZPR_POLICY",
                 entries: 0,
@@ -27,27 +68,27 @@ impl Collector for FreshHost {
             conntrack: Some(ConntrackSummary::default()),
             events: Some(EventStats::default()),
             live_generation: Some(1),
-            endpoints: vec![EndpointState {
-                endpoint: AttachedEndpoint {
-                    name: "app-1".to_owned(),
-                    interface: "zpr-app1".to_owned(),
-                    ifindex: Some(7),
-                    mode: "enforce".to_owned(),
-                    protected: true,
-                },
-                attached: true,
-            }],
+            // db-1 is beyond --metrics-endpoints (the first 2 by name).
+            endpoints: vec![
+                endpoint("db-1", Some(2)),
+                endpoint("app-1", Some(1)),
+                endpoint("app-2", None),
+            ],
             health: Some(Health::Protected),
             ..Scrape::default()
         };
-        families::encode(&scrape, true, encoder)
+        families::encode(&scrape, 2, encoder)
     }
 }
 
 fn exposition(metrics: &AgentMetrics) -> String {
+    exposition_of(metrics, Host::Fresh)
+}
+
+fn exposition_of(metrics: &AgentMetrics, host: Host) -> String {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    registry.register_collector(Box::new(FreshHost));
+    registry.register_collector(Box::new(host));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     text
@@ -202,8 +243,53 @@ fn collect_queries(value: &serde_json::Value, queries: &mut Vec<String>) {
 }
 
 #[test]
+fn endpoints_have_series_of_what_their_vnic_counted_up_to_the_limit() {
+    let text = exposition_of(&AgentMetrics::default(), Host::Busy);
+    let series: Vec<&str> = samples(&text)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("zpr_endpoint_"))
+        .map(|(name, _)| name)
+        .collect();
+    let dropped = "zpr_endpoint_packets_total{endpoint=\"app-1\",direction=\"to-workload\",\
+                   reason=\"no-policy\",verdict=\"drop\"}";
+    assert!(
+        samples(&text).contains(&(dropped, "3")),
+        "no {dropped} 3 in:\n{text}"
+    );
+    let bytes = "zpr_endpoint_bytes_total{endpoint=\"app-1\",direction=\"from-workload\",\
+                 reason=\"new-flow\",verdict=\"pass\"}";
+    assert!(samples(&text).contains(&(bytes, "60")), "{text}");
+    // Only what counted; only the first two endpoints by name (db-1 is
+    // the third); app-2 has no row of its own, so no counter series.
+    let app1 = series
+        .iter()
+        .filter(|name| name.starts_with("zpr_endpoint_packets_total{endpoint=\"app-1\""))
+        .count();
+    assert_eq!(app1, 2, "{series:#?}");
+    assert!(!text.contains("db-1"), "{text}");
+    assert!(
+        text.contains("zpr_endpoint_attached{endpoint=\"app-2\""),
+        "{text}"
+    );
+    assert!(
+        !series
+            .iter()
+            .any(|name| name.starts_with("zpr_endpoint_packets_total{endpoint=\"app-2\"")),
+        "{series:#?}"
+    );
+    // The host's totals are every row's, the rows beyond the limit too.
+    assert!(
+        samples(&text).contains(&(
+            "zpr_packets_total{direction=\"to-workload\",reason=\"not-protected\",verdict=\"pass\"}",
+            "5"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_dashboard_queries_only_exported_metrics() {
-    let exported = sample_names(&exposition(&AgentMetrics::default()));
+    let exported = sample_names(&exposition_of(&AgentMetrics::default(), Host::Busy));
     let used = dashboard_metric_names();
     let unknown: Vec<&String> = used.difference(&exported).collect();
     assert!(
@@ -214,6 +300,7 @@ fn the_dashboard_queries_only_exported_metrics() {
         "zpr_packets_total",
         "zpr_new_flows_total",
         "zpr_map_entries",
+        "zpr_endpoint_packets_total",
     ] {
         assert!(used.contains(panel), "no panel uses {panel}");
     }
