@@ -81,6 +81,26 @@ fn pinned_maps_dump_typed_fields() -> anyhow::Result<()> {
         "typed value: {endpoints}"
     );
 
+    // The endpoint's counters row: per CPU, packets and bytes by reason
+    // number in each direction.
+    let row = &entry["value"]["counter_row"];
+    assert_eq!(row, 1, "the first endpoint's row: {endpoints}");
+    let counters = dump(&pins, maps::COUNTERS)?;
+    let counted = counters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["formatted"])
+        .find(|entry| entry["key"] == *row)
+        .unwrap_or_else(|| panic!("no row {row} in {counters}"));
+    let on_cpu0 = &counted["values"][0]["value"];
+    for direction in ["from_workload", "to_workload"] {
+        let by_reason = on_cpu0[direction].as_array().unwrap();
+        assert_eq!(by_reason.len(), zpr_common::counters::Reason::COUNT);
+        assert!(by_reason[0]["packets"].is_number(), "{on_cpu0}");
+        assert!(by_reason[0]["bytes"].is_number(), "{on_cpu0}");
+    }
+
     let policy = dump(&pins, maps::POLICY)?;
     let text = policy.to_string();
     for field in ["local_uid", "remote_uid", "protocol", "rule", "flags"] {

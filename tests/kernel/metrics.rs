@@ -117,8 +117,12 @@ fn every_series_exists_at_zero_before_traffic() -> anyhow::Result<()> {
         );
     }
     assert!(body.contains("zpr_build_info{version=\""), "{body}");
-    // Per-interface series only on request.
-    assert!(!body.contains("zpr_endpoint_attached"), "{body}");
+    // Each local endpoint has its series (up to --metrics-endpoints).
+    for endpoint in report["endpoints"].as_array().unwrap() {
+        let name = endpoint["name"].as_str().unwrap();
+        let attached = format!("zpr_endpoint_attached{{endpoint=\"{name}\"");
+        assert!(body.contains(&attached), "no {attached} in:\n{body}");
+    }
     Ok(())
 }
 

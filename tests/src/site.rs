@@ -82,9 +82,18 @@ impl Inputs {
 
     /// Rewrites the policy the way editors do: a new file renamed over it.
     pub fn write_policy(&self, text: &str) -> anyhow::Result<()> {
-        let temporary = self.dir.join(".three-tier.zpr.swp");
+        self.replace(&self.policy(), text)
+    }
+
+    /// Rewrites the inventory as [`Inputs::write_policy`] does the policy.
+    pub fn write_inventory(&self, text: &str) -> anyhow::Result<()> {
+        self.replace(&self.inventory(), text)
+    }
+
+    fn replace(&self, path: &Path, text: &str) -> anyhow::Result<()> {
+        let temporary = self.dir.join(".input.swp");
         fs::write(&temporary, text)?;
-        fs::rename(&temporary, self.policy())?;
+        fs::rename(&temporary, path)?;
         Ok(())
     }
 }
