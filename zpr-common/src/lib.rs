@@ -11,6 +11,7 @@ pub mod event;
 pub mod identity;
 pub mod maps;
 pub mod policy;
+pub mod usage;
 
 /// Which way a packet crosses the workload's vNIC.
 #[repr(u8)]

@@ -16,9 +16,10 @@ pub const COUNTERS: &str = "ZPR_COUNTERS";
 pub const EVENTS: &str = "ZPR_EVENTS";
 pub const EVENT_STATS: &str = "ZPR_EVENT_STATS";
 pub const RATE_LIMITER: &str = "ZPR_RATE_LIMITER";
+pub const RULE_USAGE: &str = "ZPR_RULE_USAGE";
 
 /// Every map of the object, in the order `zpr status` lists them.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     CONFIG,
     ENDPOINTS,
     ENDPOINT_INDEX,
@@ -34,6 +35,7 @@ pub const ALL: [&str; 15] = [
     EVENTS,
     EVENT_STATS,
     RATE_LIMITER,
+    RULE_USAGE,
 ];
 
 /// Sizes: per-Plan maps hold both slots during a reload.

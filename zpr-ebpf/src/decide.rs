@@ -25,7 +25,7 @@ use crate::{
     identity,
     maps::{ZPR_CONFIG, ZPR_ENDPOINT_INDEX, ZPR_ENDPOINTS, ZPR_FRAGMENTS, ZPR_LOCAL_ADDRESSES},
     packet::Packet,
-    policy,
+    policy, usage,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -230,6 +230,7 @@ fn decide_new_flow(
         let _ = ZPR_FRAGMENTS.insert(&fragment_key(site, headers, id), &allowed.rule, 0);
     }
     if allowed.flags & POLICY_STATELESS != 0 {
+        usage::count_allowed(site, allowed.rule);
         return (Reason::Stateless, Action::Pass);
     }
     let uids = (local_uid, remote_uid);
@@ -242,6 +243,7 @@ fn decide_new_flow(
     if track(site, headers, key, uids, &opening).is_err() {
         return deny(site, headers, Reason::ConntrackFull, local_uid, remote_uid);
     }
+    usage::count_allowed(site, allowed.rule);
     let reason = if mid_stream {
         Reason::PickedUp
     } else {

@@ -3,6 +3,8 @@
 //! quarantined vNIC's three run `quarantine`'s instead.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features, reason = "atomic_xadd: see usage.rs")]
 #![allow(
     clippy::not_unsafe_ptr_arg_deref,
     reason = "aya's #[classifier] expands to a pub fn taking the raw __sk_buff pointer"
@@ -18,6 +20,7 @@ mod maps;
 mod packet;
 mod policy;
 mod quarantine;
+mod usage;
 
 use aya_ebpf::{
     EbpfContext,

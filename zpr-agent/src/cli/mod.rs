@@ -35,6 +35,7 @@ pub mod run;
 pub mod serve;
 pub mod status;
 pub mod suggest;
+pub mod usage;
 pub mod vcn;
 pub mod work_request;
 
@@ -71,6 +72,8 @@ pub enum Command {
     Run(run::Args),
     /// Show what is attached, the policy generation, map fill levels and counters.
     Status(status::Args),
+    /// How much each statement is used here: flows allowed, when last, since when.
+    Usage(usage::Args),
     /// Stream drop (and optionally allow) events with endpoint names and reasons.
     Monitor(monitor::Args),
     /// Detach every zpr program and remove every zpr pin.
@@ -127,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
+        Command::Usage(args) => usage::run(args),
         Command::Monitor(args) => monitor::run(args),
         Command::Down(args) => down::run(args),
         Command::Serve(args) => serve::run(args),

@@ -10,6 +10,7 @@ use zpr_common::config::LAYOUT_VERSION;
 use super::{
     AgentConfig, InputSource,
     metrics::{AgentMetrics, ReloadOutcome},
+    statement_usage::{UsageTracker, fingerprints},
     status::{AttachedEndpoint, Notice, QuarantinedVnic, Status, summarised},
 };
 use crate::{
@@ -18,8 +19,8 @@ use crate::{
     datapath::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
         KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, QuarantineDhcp, VnicPrograms,
-        current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact, pinned_config,
-        pinned_interfaces, protected_endpoints, remove_all, write_plan,
+        current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact, next_slot,
+        pinned_config, pinned_interfaces, protected_endpoints, remove_all, write_plan,
     },
     inputs::Checker,
     inventory::Mode,
@@ -52,6 +53,8 @@ pub struct Agent {
     /// What the last reload read, so the next one parses and compiles only
     /// what changed.
     checker: Checker,
+    /// How much each statement is used (`zpr usage`).
+    usage: UsageTracker,
 }
 
 impl Agent {
@@ -157,6 +160,7 @@ impl Agent {
             InputSource::Store { node, .. } => node.clone(),
             InputSource::Files { .. } => None,
         };
+        let usage = UsageTracker::resume(&config.run_dir, node.clone());
         let status = Status {
             pid: std::process::id(),
             started_at: unix_now(),
@@ -186,12 +190,23 @@ impl Agent {
             unattached: None,
             metrics: AgentMetrics::default(),
             checker,
+            usage,
         };
         let applied = first.and_then(|loaded| agent.settle(loaded, since, &Guard::Unprotect));
         agent.note_enforced_revision(&applied);
         agent.record("start", applied);
         agent.check_node_identity();
         Ok(agent)
+    }
+
+    /// Reads what the kernel counted per statement since the last read and
+    /// keeps the sums: at most every ten seconds while they change, or now
+    /// (`finally`, as the agent stops).
+    pub fn follow_usage(&mut self, finally: bool) {
+        if let Err(err) = self.usage.harvest(&self.datapath) {
+            warn!("cannot read the statement usage: {err:#}");
+        }
+        self.usage.persist(finally);
     }
 
     /// What the last reload did (generation, error), as `zpr status` shows it.
@@ -564,12 +579,29 @@ impl Agent {
     fn apply(&mut self, loaded: LoadedPlan, since: Instant) -> anyhow::Result<ReloadStages> {
         let LoadedPlan {
             plan,
+            fingerprints,
             started,
             checked,
         } = loaded;
         let interfaces = present_interfaces(&plan);
         let registered = registered_interfaces(&plan);
+        // Usage is counted beside enforcement: failing to read it costs
+        // the counts of that slot, never the write.
+        let counted_from = next_slot(&self.datapath).and_then(|slot| {
+            let baseline = self.usage.before_write(&self.datapath, slot, &plan)?;
+            Ok((slot, baseline))
+        });
         let written = write_plan(&mut self.datapath, &plan, &interfaces)?;
+        match counted_from {
+            Ok((slot, baseline)) => self.usage.written(
+                slot,
+                written.generation,
+                &plan,
+                fingerprints.as_deref(),
+                baseline,
+            ),
+            Err(err) => warn!("statement usage not counted for this generation: {err:#}"),
+        }
         if written.outside_change {
             self.note_repair(
                 "the idle Plan slot did not hold what this agent wrote there: another process \
@@ -1023,6 +1055,9 @@ fn foreign_vnics(
 /// A Plan compiled from the inputs, with when each stage ended.
 struct LoadedPlan {
     plan: Plan,
+    /// Of each statement of the Plan, when it was read anew (see
+    /// [`fingerprints`]).
+    fingerprints: Option<Vec<u64>>,
     started: Instant,
     /// Read, checked and compiled (the check compiles: the Plan must fit).
     checked: Instant,
@@ -1033,6 +1068,7 @@ impl LoadedPlan {
     fn again(plan: Plan, now: Instant) -> LoadedPlan {
         LoadedPlan {
             plan,
+            fingerprints: None,
             started: now,
             checked: now,
         }
@@ -1069,6 +1105,7 @@ fn load_plan(
         warn!("{}", loaded.report.trim_end());
     }
     Ok(LoadedPlan {
+        fingerprints: Some(fingerprints(&checked_inputs.plan, &checked_inputs.policies)),
         plan: checked_inputs.plan,
         started,
         checked: Instant::now(),

@@ -15,6 +15,7 @@ mod lock;
 pub mod metrics;
 mod quarantine;
 mod service_manager;
+pub mod statement_usage;
 mod status;
 mod watch;
 
@@ -142,6 +143,7 @@ async fn run_until_signalled(
                     agent.follow_interfaces("a local endpoint's vNIC appeared or went away");
                 }
                 agent.keep_enforcing();
+                agent.follow_usage(false);
                 events.report_to(&mut agent);
                 tell_service_manager(&agent, &mut manager);
             }
@@ -156,6 +158,7 @@ async fn run_until_signalled(
     // The agent's descriptors go with it: whatever only they kept alive (a
     // pin someone removed since the last check) must be pinned first.
     agent.keep_enforcing();
+    agent.follow_usage(true);
     info!("stopping; enforcement stays in place (pinned), `zpr down` removes it");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Reading a map whole with BPF_MAP_LOOKUP_BATCH: one syscall per batch of
+//! Reading maps in bulk with BPF_MAP_LOOKUP_BATCH: one syscall per batch of
 //! entries rather than one per key (aya wraps only the per-key lookup).
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
@@ -12,8 +12,7 @@ const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
 /// Visits every entry of `map`, `batch` entries per syscall, with its
 /// values: one per entry, or one per possible CPU for a per-CPU map
-/// (`values_per_key`). `V`'s size must be a multiple of 8, as the kernel
-/// lays per-CPU values out. `what` names the map in errors.
+/// (`values_per_key`). `what` names the map in errors.
 pub(super) fn for_each_entry<K: Copy + Default, V: Copy + Default>(
     map: &MapData,
     values_per_key: usize,
@@ -21,29 +20,90 @@ pub(super) fn for_each_entry<K: Copy + Default, V: Copy + Default>(
     what: &str,
     mut visit: impl FnMut(&K, &[V]),
 ) -> anyhow::Result<()> {
-    // The kernel rounds each CPU's value up to 8 bytes; a Vec<V> does not.
-    anyhow::ensure!(
-        values_per_key == 1 || size_of::<V>().is_multiple_of(8),
-        "{what}: per-CPU values of {} bytes",
-        size_of::<V>()
-    );
-    let fd = map.fd().as_fd().as_raw_fd() as u32;
-    let mut keys = vec![K::default(); batch];
-    let mut values = vec![V::default(); batch * values_per_key];
-    // An array's batch position is an index, a hash map's a bucket (both
-    // u32): the kernel hands back the next one; the first call passes none.
-    let mut position: u32 = 0;
-    let mut next: u32 = 0;
-    let mut first = true;
+    let mut reader = Reader::new(map, values_per_key, batch, what)?;
+    let mut after = None;
     loop {
-        let [in_low, in_high] = if first {
-            [0, 0]
-        } else {
+        let (count, last, done) = reader.read(after, batch)?;
+        for (key, values) in reader.entries(count) {
+            visit(key, values);
+        }
+        if done {
+            return Ok(());
+        }
+        after = Some(last);
+    }
+}
+
+/// The values of array entries `first .. first + count` (fewer at the
+/// array's end), one syscall per `count` entries.
+pub(super) fn array_range<V: Copy + Default>(
+    map: &MapData,
+    first: u32,
+    count: usize,
+    what: &str,
+) -> anyhow::Result<Vec<V>> {
+    let mut reader = Reader::<u32, V>::new(map, 1, count, what)?;
+    let mut values = Vec::with_capacity(count);
+    let mut after = first.checked_sub(1);
+    while values.len() < count {
+        let (read, last, done) = reader.read(after, count - values.len())?;
+        values.extend(reader.entries(read).map(|(_, value)| value[0]));
+        if done || read == 0 {
+            break;
+        }
+        after = Some(last);
+    }
+    Ok(values)
+}
+
+/// Buffers for one map's batches.
+struct Reader<'a, K, V> {
+    fd: u32,
+    keys: Vec<K>,
+    values: Vec<V>,
+    values_per_key: usize,
+    what: &'a str,
+}
+
+impl<'a, K: Copy + Default, V: Copy + Default> Reader<'a, K, V> {
+    fn new(
+        map: &MapData,
+        values_per_key: usize,
+        batch: usize,
+        what: &'a str,
+    ) -> anyhow::Result<Reader<'a, K, V>> {
+        // The kernel rounds each CPU's value up to 8 bytes; a Vec<V> does not.
+        anyhow::ensure!(
+            values_per_key == 1 || size_of::<V>().is_multiple_of(8),
+            "{what}: per-CPU values of {} bytes",
+            size_of::<V>()
+        );
+        Ok(Reader {
+            fd: map.fd().as_fd().as_raw_fd() as u32,
+            keys: vec![K::default(); batch],
+            values: vec![V::default(); batch * values_per_key],
+            values_per_key,
+            what,
+        })
+    }
+
+    /// One syscall: up to `count` entries after position `after` (the
+    /// first entries without one). Returns how many were read, the
+    /// position to go on from, and whether the map has no more.
+    fn read(&mut self, after: Option<u32>, count: usize) -> anyhow::Result<(usize, u32, bool)> {
+        let count = count.min(self.keys.len());
+        // An array's position is its last index, a hash map's a bucket
+        // (both u32): the kernel hands back the one to go on from.
+        let mut position = after.unwrap_or(0);
+        let mut next: u32 = 0;
+        let [in_low, in_high] = if after.is_some() {
             pointer_halves(&mut position)
+        } else {
+            [0, 0]
         };
         let [out_low, out_high] = pointer_halves(&mut next);
-        let [keys_low, keys_high] = pointer_halves(keys.as_mut_ptr());
-        let [values_low, values_high] = pointer_halves(values.as_mut_ptr());
+        let [keys_low, keys_high] = pointer_halves(self.keys.as_mut_ptr());
+        let [values_low, values_high] = pointer_halves(self.values.as_mut_ptr());
         // bpf_attr.batch: in_batch, out_batch, keys, values, count,
         // map_fd, elem_flags, flags.
         let mut attr = [
@@ -55,28 +115,30 @@ pub(super) fn for_each_entry<K: Copy + Default, V: Copy + Default>(
             keys_high,
             values_low,
             values_high,
-            batch as u32,
-            fd,
+            count as u32,
+            self.fd,
             0,
             0,
             0,
             0,
         ];
         let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-        let error = (result < 0).then(std::io::Error::last_os_error);
-        let count = (attr[8] as usize).min(batch);
-        for (key, values) in keys.iter().zip(values.chunks(values_per_key)).take(count) {
-            visit(key, values);
-        }
-        match error {
-            None => {}
-            Some(error) if error.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-            Some(error) => {
-                return Err(error)
-                    .with_context(|| format!("reading {what} (BPF_MAP_LOOKUP_BATCH)"));
+        let read = (attr[8] as usize).min(count);
+        if result < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::ENOENT) {
+                return Ok((read, next, true));
             }
+            return Err(error)
+                .with_context(|| format!("reading {} (BPF_MAP_LOOKUP_BATCH)", self.what));
         }
-        position = next;
-        first = false;
+        Ok((read, next, false))
+    }
+
+    fn entries(&self, count: usize) -> impl Iterator<Item = (&K, &[V])> {
+        self.keys
+            .iter()
+            .zip(self.values.chunks(self.values_per_key))
+            .take(count)
     }
 }

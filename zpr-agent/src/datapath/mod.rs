@@ -16,6 +16,7 @@ mod pins;
 mod plan_maps;
 mod syscall;
 mod test_run;
+mod usage;
 mod visibility;
 
 pub use attachments::{KernelAttachments, kernel_attachments};
@@ -42,4 +43,5 @@ pub use plan_maps::{
     write_plan,
 };
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};
+pub use usage::{next_slot, read_rule_usage};
 pub use visibility::{PinVisibility, current_netns_name, shares_mount_namespace};

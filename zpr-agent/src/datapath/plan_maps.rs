@@ -52,7 +52,7 @@ pub fn write_plan(
     interfaces: &InterfaceIndexes,
 ) -> anyhow::Result<WrittenPlan> {
     let live = live_config(datapath)?;
-    let generation = live.generation.wrapping_add(1).max(1);
+    let generation = next_generation(&live);
     let slot = Config { generation, ..live }.slot();
     let live_rows = match &datapath.written[usize::from(live.slot())] {
         Some(written) => written.counter_rows(),
@@ -361,6 +361,11 @@ pub fn map_policy_key(slot: u8, key: &crate::compile::PolicyKey) -> PolicyKey {
         port: key.l4.port.to_be_bytes(),
         _pad2: 0,
     }
+}
+
+/// The generation a write after `live` switches to (0 is never one).
+pub(super) fn next_generation(live: &Config) -> u32 {
+    live.generation.wrapping_add(1).max(1)
 }
 
 /// The live config; a never-written one gets the default event budget.

@@ -1,0 +1,334 @@
+//! How much each statement is used (`zpr usage`). The kernel counts the
+//! flows each Plan entry allows, per Plan slot (`ZPR_RULE_USAGE`); the
+//! agent reads that every second, turns what grew into flows of the
+//! statements behind each entry (a flow counts for every statement its
+//! entry carries, as the flow log names them all), and keeps the sums:
+//! across reloads that keep a statement (found again by its text when its
+//! line moved; an edited statement is a new one), and across restarts (in
+//! the run directory's `statement-usage.json`, written when it changed, at
+//! most every ten seconds, and when the agent stops).
+
+use std::{
+    collections::HashMap,
+    hash::Hasher as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+use zpr_common::usage::{RULE_USAGE_PER_SLOT, RuleUsage};
+
+use crate::{
+    clock::unix_now,
+    compile::{Fnv1a64, Plan},
+    datapath::{Datapath, monotonic_now_ns, read_rule_usage},
+    lang::{Policy, format_statement},
+    private_file,
+};
+
+/// The file under the run directory.
+pub const USAGE_FILE: &str = "statement-usage.json";
+
+/// How often the sums are written while they change.
+const WRITE_EVERY: Duration = Duration::from_secs(10);
+
+/// One statement's use on this host.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatementUsage {
+    /// `policy:line`, where it is now.
+    pub statement: String,
+    /// Of its canonical text (`zpr fmt`): how it is found again when its
+    /// line moves.
+    pub fingerprint: String,
+    /// New flows it allowed (a stateless statement: packets).
+    pub flows: u64,
+    /// When it last allowed one (unix seconds).
+    pub last_allowed_at: Option<u64>,
+    /// The generation it has been in force since, and when that was
+    /// (unix seconds).
+    pub since_generation: u32,
+    pub since: u64,
+}
+
+/// What one agent knows of its statements' use.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UsageReport {
+    /// The node (in a fleet) whose agent counted.
+    pub node: Option<String>,
+    /// When the kernel's counts were last read (unix seconds).
+    pub updated_at: u64,
+    /// The live generation then.
+    pub generation: u32,
+    /// Local Plan entries beyond those the kernel counts: the flows they
+    /// allowed are missing from these counts.
+    pub uncounted_entries: usize,
+    /// Every statement of the live policy, in policy and line order.
+    pub statements: Vec<StatementUsage>,
+}
+
+impl UsageReport {
+    pub fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join(USAGE_FILE)
+    }
+
+    pub fn read(run_dir: &Path) -> anyhow::Result<UsageReport> {
+        let path = UsageReport::path(run_dir);
+        // Opened as the agent's own private files are: a regular file,
+        // written by root alone.
+        let text = private_file::read_secret(&path, "the statement usage file")?;
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
+        let path = UsageReport::path(run_dir);
+        private_file::replace(&path, &serde_json::to_vec(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Each statement's fingerprint, in the Plan's statement order.
+pub fn fingerprints(plan: &Plan, policies: &[Policy]) -> Vec<u64> {
+    let by_id: HashMap<_, _> = policies
+        .iter()
+        .flat_map(|policy| &policy.statements)
+        .map(|statement| (&statement.id, statement))
+        .collect();
+    plan.statements
+        .iter()
+        .map(|planned| {
+            by_id.get(&planned.id).map_or(0, |statement| {
+                let mut hasher = Fnv1a64::default();
+                hasher.write(format_statement(statement).as_bytes());
+                hasher.finish()
+            })
+        })
+        .collect()
+}
+
+/// The statements behind each Plan entry one slot holds, and what the
+/// kernel's counts of that slot were when last read.
+struct SlotRules {
+    /// `entry_statements[offsets[r]..offsets[r + 1]]`: entry r's statements
+    /// (their ids).
+    offsets: Vec<u32>,
+    entry_statements: Vec<u32>,
+    ids: Vec<String>,
+    last: Vec<RuleUsage>,
+}
+
+impl SlotRules {
+    fn of(plan: &Plan, last: Vec<RuleUsage>) -> SlotRules {
+        let mut offsets = Vec::with_capacity(plan.policy.len() + 1);
+        let mut entry_statements = Vec::new();
+        offsets.push(0);
+        for entry in &plan.policy {
+            entry_statements.extend(&entry.value.statements);
+            offsets.push(entry_statements.len() as u32);
+        }
+        SlotRules {
+            offsets,
+            entry_statements,
+            ids: plan.statements.iter().map(|s| s.id.to_string()).collect(),
+            last,
+        }
+    }
+
+    fn counted_entries(&self) -> usize {
+        (self.offsets.len() - 1).min(RULE_USAGE_PER_SLOT as usize)
+    }
+}
+
+/// The agent's side of the counts.
+pub struct UsageTracker {
+    run_dir: PathBuf,
+    report: UsageReport,
+    /// `report.statements` by id.
+    by_id: HashMap<String, usize>,
+    slots: [Option<SlotRules>; 2],
+    changed: bool,
+    written_at: Option<Instant>,
+}
+
+impl UsageTracker {
+    /// Starts from what an earlier agent wrote under `run_dir`, if anything.
+    pub fn resume(run_dir: &Path, node: Option<String>) -> UsageTracker {
+        let mut report = match UsageReport::read(run_dir) {
+            Ok(report) => report,
+            Err(err) => {
+                if UsageReport::path(run_dir).exists() {
+                    warn!("statement usage starts from zero: {err:#}");
+                }
+                UsageReport::default()
+            }
+        };
+        report.node = node;
+        let mut tracker = UsageTracker {
+            run_dir: run_dir.to_owned(),
+            report,
+            by_id: HashMap::new(),
+            slots: [None, None],
+            changed: false,
+            written_at: None,
+        };
+        tracker.index();
+        tracker
+    }
+
+    fn index(&mut self) {
+        self.by_id = (0..)
+            .zip(&self.report.statements)
+            .map(|(index, usage)| (usage.statement.clone(), index))
+            .collect();
+    }
+
+    /// Reads what every slot counted since the last read, and adds it to
+    /// the statements behind each entry.
+    pub fn harvest(&mut self, datapath: &Datapath) -> anyhow::Result<()> {
+        let now_ns = monotonic_now_ns();
+        let now = unix_now();
+        for slot in 0..2u8 {
+            let Some(rules) = &mut self.slots[usize::from(slot)] else {
+                continue;
+            };
+            let read = read_rule_usage(datapath, slot, rules.counted_entries())?;
+            for (rule, usage) in read.iter().enumerate() {
+                let before = rules.last.get(rule).copied().unwrap_or_default();
+                let grown = usage.flows.wrapping_sub(before.flows);
+                if grown == 0 {
+                    continue;
+                }
+                let at = now.saturating_sub(now_ns.saturating_sub(usage.last_ns) / 1_000_000_000);
+                let (start, end) = (rules.offsets[rule], rules.offsets[rule + 1]);
+                for &statement in &rules.entry_statements[start as usize..end as usize] {
+                    let id = &rules.ids[statement as usize];
+                    if let Some(&index) = self.by_id.get(id) {
+                        let record = &mut self.report.statements[index];
+                        record.flows += grown;
+                        record.last_allowed_at = record.last_allowed_at.max(Some(at));
+                        self.changed = true;
+                    }
+                }
+            }
+            rules.last = read;
+        }
+        self.report.updated_at = now;
+        Ok(())
+    }
+
+    /// Before `plan` is written into `slot`: what that slot counted so far
+    /// is read (and kept as the new Plan's starting point, the counts
+    /// being the kernel's, never reset).
+    pub fn before_write(
+        &mut self,
+        datapath: &Datapath,
+        slot: u8,
+        plan: &Plan,
+    ) -> anyhow::Result<Vec<RuleUsage>> {
+        self.harvest(datapath)?;
+        read_rule_usage(datapath, slot, plan.policy.len())
+    }
+
+    /// `plan` (statements with these `fingerprints`) is live as
+    /// `generation` in `slot`: its entries count from `baseline`, and its
+    /// statements keep the counts of the same statements before (by line
+    /// and text, else by text), the rest start at zero.
+    pub fn written(
+        &mut self,
+        slot: u8,
+        generation: u32,
+        plan: &Plan,
+        fingerprints: Option<&[u64]>,
+        baseline: Vec<RuleUsage>,
+    ) {
+        self.slots[usize::from(slot)] = Some(SlotRules::of(plan, baseline));
+        self.report.generation = generation;
+        self.report.uncounted_entries = plan
+            .policy
+            .len()
+            .saturating_sub(RULE_USAGE_PER_SLOT as usize);
+        let Some(fingerprints) = fingerprints else {
+            return;
+        };
+        let now = unix_now();
+        let mut before: HashMap<String, StatementUsage> =
+            std::mem::take(&mut self.report.statements)
+                .into_iter()
+                .map(|usage| (usage.statement.clone(), usage))
+                .collect();
+        let fingerprint_text = |value: u64| format!("{value:016x}");
+        let mut statements: Vec<Option<StatementUsage>> = plan
+            .statements
+            .iter()
+            .zip(fingerprints)
+            .map(|(planned, &fingerprint)| {
+                let id = planned.id.to_string();
+                match before.remove(&id) {
+                    Some(kept) if kept.fingerprint == fingerprint_text(fingerprint) => Some(kept),
+                    Some(other) => {
+                        before.insert(id, other);
+                        None
+                    }
+                    None => None,
+                }
+            })
+            .collect();
+        // The rest moved (found by text) or are new.
+        let mut moved: HashMap<String, Vec<StatementUsage>> = HashMap::new();
+        for usage in before.into_values() {
+            moved
+                .entry(usage.fingerprint.clone())
+                .or_default()
+                .push(usage);
+        }
+        for ((slot, planned), &fingerprint) in statements
+            .iter_mut()
+            .zip(&plan.statements)
+            .zip(fingerprints)
+        {
+            if slot.is_some() {
+                continue;
+            }
+            let fingerprint = fingerprint_text(fingerprint);
+            let id = planned.id.to_string();
+            *slot = Some(match moved.get_mut(&fingerprint).and_then(Vec::pop) {
+                Some(usage) => StatementUsage {
+                    statement: id,
+                    ..usage
+                },
+                None => StatementUsage {
+                    statement: id,
+                    fingerprint,
+                    flows: 0,
+                    last_allowed_at: None,
+                    since_generation: generation,
+                    since: now,
+                },
+            });
+        }
+        self.report.statements = statements.into_iter().flatten().collect();
+        self.index();
+        self.changed = true;
+    }
+
+    /// Writes the sums when they changed and the last write is ten seconds
+    /// old (`now`: also when it is not).
+    pub fn persist(&mut self, now: bool) {
+        let due = self.written_at.is_none_or(|at| at.elapsed() >= WRITE_EVERY);
+        if !self.changed || !(due || now) {
+            return;
+        }
+        match self.report.write(&self.run_dir) {
+            Ok(()) => {
+                self.changed = false;
+                self.written_at = Some(Instant::now());
+            }
+            Err(err) => warn!("cannot keep the statement usage: {err:#}"),
+        }
+    }
+
+    pub fn report(&self) -> &UsageReport {
+        &self.report
+    }
+}
