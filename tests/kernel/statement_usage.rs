@@ -11,9 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::net::{Ipv4Addr, SocketAddr};
+
 use anyhow::Context as _;
 use serde_json::Value;
-use zpr_tests::site::{Site, UNRELATED};
+use zpr_tests::{
+    http::{free_port, http_get},
+    site::{Site, UNRELATED},
+};
 
 /// `zpr usage --output json [extra]`.
 fn usage(site: &Site, extra: &[&str]) -> anyhow::Result<Value> {
@@ -88,13 +93,20 @@ fn wait_for_usage(site: &Site, done: impl Fn(&Value) -> bool) -> anyhow::Result<
 #[test]
 fn statements_count_the_flows_they_allowed_as_the_flow_log_names_them() -> anyhow::Result<()> {
     let mut flow_log = PathBuf::new();
-    let mut site = Site::start_with(|_, agent| {
+    let mut metrics = None;
+    let mut site = Site::start_with(|network, agent| {
         flow_log = agent.run_dir.with_file_name("flows.json");
-        agent
-            .arguments
-            .extend(["--flow-log".to_owned(), flow_log.display().to_string()]);
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(network.router())?));
+        metrics = Some(address);
+        agent.arguments.extend([
+            "--flow-log".to_owned(),
+            flow_log.display().to_string(),
+            "--metrics-address".to_owned(),
+            address.to_string(),
+        ]);
         Ok(())
     })?;
+    let metrics = metrics.unwrap();
     // Before any traffic: every statement, none used.
     let fresh = wait_for_usage(&site, |report| {
         report["statements"]
@@ -126,6 +138,17 @@ fn statements_count_the_flows_they_allowed_as_the_flow_log_names_them() -> anyho
     for line in counted["statements"].as_array().unwrap() {
         assert!(line["last_allowed_at"].is_u64(), "{line}");
         assert_eq!(line["since_generation"], 1, "{line}");
+    }
+    // Prometheus reads the same counts.
+    let (_, body) = http_get(site.network.router(), metrics, "/metrics")?;
+    for (id, flows) in &logged {
+        let series = format!(
+            "zpr_statement_flows_total{{policy=\"three-tier\",statement=\"{id}\"}} {flows}"
+        );
+        assert!(
+            body.lines().any(|line| line == series),
+            "no {series} in:\n{body}"
+        );
     }
     let unused = usage(&site, &["--unused-since", "1h"])?;
     assert!(

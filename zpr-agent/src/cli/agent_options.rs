@@ -75,6 +75,11 @@ pub struct AgentOptions {
     /// first by name; 0 exports none. Bounds the series a host adds.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_METRICS_ENDPOINTS)]
     pub metrics_endpoints: usize,
+    /// Export `zpr_statement_flows_total` (labelled with the statement's
+    /// policy and `policy:line`) for at most the first this many
+    /// statements of the live policy; 0 exports none.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_METRICS_STATEMENTS)]
+    pub metrics_statements: usize,
     /// Quarantine unregistered vNICs: a vNIC here whose name one of these
     /// comma-separated globs matches (`*` any run of characters, `?` one)
     /// and that no endpoint is registered for on this node passes nothing
@@ -93,6 +98,9 @@ pub struct AgentOptions {
 /// directions by 21 reasons, only those that counted), so about 10,000
 /// series at most for a host.
 const DEFAULT_METRICS_ENDPOINTS: usize = 256;
+
+/// `--metrics-statements`' default: one series each.
+const DEFAULT_METRICS_STATEMENTS: usize = 1000;
 
 const CONNTRACK_ENTRIES_MIN: i64 = 4096;
 const CONNTRACK_ENTRIES_MAX: i64 = 16 * 1024 * 1024;
@@ -124,6 +132,7 @@ impl AgentOptions {
             metrics: MetricsOptions {
                 address: self.metrics_address,
                 endpoints: self.metrics_endpoints,
+                statements: self.metrics_statements,
             },
             flow_log: self.flow_log.map(|target| FlowLogOptions {
                 target,

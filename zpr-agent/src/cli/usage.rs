@@ -130,8 +130,8 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
     }
     writeln!(
         out,
-        "{:<24} {:>12}  {:<16} {}",
-        "STATEMENT", "FLOWS", "LAST ALLOWED", "IN FORCE SINCE"
+        "{:<24} {:>12}  {:<16} IN FORCE SINCE",
+        "STATEMENT", "FLOWS", "LAST ALLOWED"
     )?;
     let mut unused = 0;
     for line in &report.statements {

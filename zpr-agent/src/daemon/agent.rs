@@ -206,7 +206,9 @@ impl Agent {
         if let Err(err) = self.usage.harvest(&self.datapath) {
             warn!("cannot read the statement usage: {err:#}");
         }
-        self.usage.persist(finally);
+        if let Some(written) = self.usage.persist(finally) {
+            self.metrics.publish_usage(written);
+        }
     }
 
     /// What the last reload did (generation, error), as `zpr status` shows it.

@@ -12,6 +12,7 @@ use std::{
     collections::HashMap,
     hash::Hasher as _,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -143,7 +144,9 @@ impl SlotRules {
 /// The agent's side of the counts.
 pub struct UsageTracker {
     run_dir: PathBuf,
-    report: UsageReport,
+    /// Shared with the metrics as last written (changed in place, or
+    /// copied first while a scrape holds it).
+    report: Arc<UsageReport>,
     /// `report.statements` by id.
     by_id: HashMap<String, usize>,
     slots: [Option<SlotRules>; 2],
@@ -166,7 +169,7 @@ impl UsageTracker {
         report.node = node;
         let mut tracker = UsageTracker {
             run_dir: run_dir.to_owned(),
-            report,
+            report: Arc::new(report),
             by_id: HashMap::new(),
             slots: [None, None],
             changed: false,
@@ -188,6 +191,7 @@ impl UsageTracker {
     pub fn harvest(&mut self, datapath: &Datapath) -> anyhow::Result<()> {
         let now_ns = monotonic_now_ns();
         let now = unix_now();
+        let report = Arc::make_mut(&mut self.report);
         for slot in 0..2u8 {
             let Some(rules) = &mut self.slots[usize::from(slot)] else {
                 continue;
@@ -204,7 +208,7 @@ impl UsageTracker {
                 for &statement in &rules.entry_statements[start as usize..end as usize] {
                     let id = &rules.ids[statement as usize];
                     if let Some(&index) = self.by_id.get(id) {
-                        let record = &mut self.report.statements[index];
+                        let record = &mut report.statements[index];
                         record.flows += grown;
                         record.last_allowed_at = record.last_allowed_at.max(Some(at));
                         self.changed = true;
@@ -213,7 +217,7 @@ impl UsageTracker {
             }
             rules.last = read;
         }
-        self.report.updated_at = now;
+        report.updated_at = now;
         Ok(())
     }
 
@@ -243,8 +247,9 @@ impl UsageTracker {
         baseline: Vec<RuleUsage>,
     ) {
         self.slots[usize::from(slot)] = Some(SlotRules::of(plan, baseline));
-        self.report.generation = generation;
-        self.report.uncounted_entries = plan
+        let report = Arc::make_mut(&mut self.report);
+        report.generation = generation;
+        report.uncounted_entries = plan
             .policy
             .len()
             .saturating_sub(RULE_USAGE_PER_SLOT as usize);
@@ -252,11 +257,10 @@ impl UsageTracker {
             return;
         };
         let now = unix_now();
-        let mut before: HashMap<String, StatementUsage> =
-            std::mem::take(&mut self.report.statements)
-                .into_iter()
-                .map(|usage| (usage.statement.clone(), usage))
-                .collect();
+        let mut before: HashMap<String, StatementUsage> = std::mem::take(&mut report.statements)
+            .into_iter()
+            .map(|usage| (usage.statement.clone(), usage))
+            .collect();
         let fingerprint_text = |value: u64| format!("{value:016x}");
         let mut statements: Vec<Option<StatementUsage>> = plan
             .statements
@@ -307,28 +311,23 @@ impl UsageTracker {
                 },
             });
         }
-        self.report.statements = statements.into_iter().flatten().collect();
+        report.statements = statements.into_iter().flatten().collect();
         self.index();
         self.changed = true;
     }
 
     /// Writes the sums when they changed and the last write is ten seconds
-    /// old (`now`: also when it is not).
-    pub fn persist(&mut self, now: bool) {
+    /// old (`now`: also when it is not); returns them when written.
+    pub fn persist(&mut self, now: bool) -> Option<Arc<UsageReport>> {
         let due = self.written_at.is_none_or(|at| at.elapsed() >= WRITE_EVERY);
         if !self.changed || !(due || now) {
-            return;
+            return None;
         }
-        match self.report.write(&self.run_dir) {
-            Ok(()) => {
-                self.changed = false;
-                self.written_at = Some(Instant::now());
-            }
-            Err(err) => warn!("cannot keep the statement usage: {err:#}"),
+        if let Err(err) = self.report.write(&self.run_dir) {
+            warn!("cannot keep the statement usage: {err:#}");
         }
-    }
-
-    pub fn report(&self) -> &UsageReport {
-        &self.report
+        self.changed = false;
+        self.written_at = Some(Instant::now());
+        Some(self.report.clone())
     }
 }

@@ -30,7 +30,12 @@ const NEW_FLOWS: [(&str, &[Reason]); 3] = [
     ("audited", &[Reason::Audited]),
 ];
 
-pub(super) fn encode(scrape: &Scrape, endpoints: usize, mut out: DescriptorEncoder) -> fmt::Result {
+pub(super) fn encode(
+    scrape: &Scrape,
+    endpoints: usize,
+    statements: usize,
+    mut out: DescriptorEncoder,
+) -> fmt::Result {
     build_info(&mut out)?;
     packets_and_bytes(scrape, &mut out)?;
     policy(scrape, &mut out)?;
@@ -50,7 +55,8 @@ pub(super) fn encode(scrape: &Scrape, endpoints: usize, mut out: DescriptorEncod
         )?;
     }
     health(scrape, &mut out)?;
-    per_endpoint(scrape, endpoints, &mut out)
+    per_endpoint(scrape, endpoints, &mut out)?;
+    per_statement(scrape, statements, &mut out)
 }
 
 fn build_info(out: &mut DescriptorEncoder) -> fmt::Result {
@@ -399,6 +405,32 @@ fn per_endpoint(scrape: &Scrape, limit: usize, out: &mut DescriptorEncoder) -> f
         "zpr_endpoint_bytes",
         "Bytes of those packets (layer 2 frames)",
         counted(|counter| counter.bytes),
+    )
+}
+
+/// The flows each of the live policy's first `limit` statements allowed
+/// here (`zpr usage`), as the agent last wrote them (every ten seconds).
+fn per_statement(scrape: &Scrape, limit: usize, out: &mut DescriptorEncoder) -> fmt::Result {
+    let node = &scrape.usage.node;
+    counter(
+        out,
+        "zpr_statement_flows",
+        "New flows a statement allowed on this host (stateless statements: packets), \
+         as `zpr usage` shows them",
+        scrape.usage.statements.iter().take(limit).map(|usage| {
+            let policy = usage
+                .statement
+                .rsplit_once(':')
+                .map_or(usage.statement.as_str(), |(policy, _)| policy);
+            let mut labels = vec![
+                ("policy", policy.to_owned()),
+                ("statement", usage.statement.clone()),
+            ];
+            if let Some(node) = node {
+                labels.push(("node", node.clone()));
+            }
+            (labels, usage.flows)
+        }),
     )
 }
 

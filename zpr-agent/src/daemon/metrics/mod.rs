@@ -25,7 +25,7 @@ use tracing::{error, info};
 
 pub use consumers::EventConsumer;
 
-use super::{Agent, Status};
+use super::{Agent, Status, statement_usage::UsageReport};
 
 /// zpr's own port, 9565,
 /// on loopback: the metrics name no secrets, but neither need they leave the host.
@@ -65,6 +65,8 @@ pub struct MetricsOptions {
     pub address: MetricsAddress,
     /// Export per-endpoint series for at most this many local endpoints.
     pub endpoints: usize,
+    /// Export per-statement series for at most this many statements.
+    pub statements: usize,
 }
 
 /// How a reload ended, as `zpr_policy_reloads_total` labels it.
@@ -104,6 +106,8 @@ pub struct AgentMetrics {
     apply_duration: Histogram,
     /// The agent's status as last written, for the scrape thread.
     status: Arc<Mutex<Status>>,
+    /// The statements' use as last written.
+    usage: Arc<Mutex<Arc<UsageReport>>>,
     event_consumers: EventConsumer,
 }
 
@@ -126,6 +130,7 @@ impl Default for AgentMetrics {
                 prometheus_client::metrics::histogram::exponential_buckets(start, factor, count),
             ),
             status: Arc::default(),
+            usage: Arc::default(),
             event_consumers: EventConsumer::default(),
         }
     }
@@ -167,6 +172,14 @@ impl AgentMetrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
     }
 
+    /// Hands the scrape thread the statements' use the agent just wrote.
+    pub fn publish_usage(&self, usage: Arc<UsageReport>) {
+        *self
+            .usage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = usage;
+    }
+
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "zpr_policy_reloads",
@@ -205,7 +218,9 @@ pub fn start(options: &MetricsOptions, agent: &mut Agent) {
         pins: agent.pins().clone(),
         run_dir: agent.run_dir().to_owned(),
         status: agent.metrics().status.clone(),
+        usage: agent.metrics().usage.clone(),
         endpoints: options.endpoints,
+        statements: options.statements,
     }));
     match server::serve(address, registry) {
         Ok(bound) => info!("serving Prometheus metrics at http://{bound}/metrics"),

@@ -10,7 +10,10 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder};
 
 use super::families;
 use crate::{
-    daemon::{EndpointState, Health, Observed, Status, assess, endpoint_states, quarantine_states},
+    daemon::{
+        EndpointState, Health, Observed, Status, assess, endpoint_states, quarantine_states,
+        statement_usage::UsageReport,
+    },
     datapath::{
         ConntrackSummary, CounterTable, EventStats, Fill, PinLayout, kernel_attachments,
         pinned_config, pinned_conntrack, pinned_counters, pinned_event_stats, pinned_fill,
@@ -30,12 +33,19 @@ pub(super) struct Scrape {
     pub live_generation: Option<u32>,
     /// The agent's status as it last wrote it.
     pub agent: Status,
+    /// The statements' use as the agent last wrote it.
+    pub usage: Arc<UsageReport>,
     pub endpoints: Vec<EndpointState>,
     pub health: Option<Health>,
 }
 
 impl Scrape {
-    fn read(pins: &PinLayout, run_dir: &std::path::Path, agent: Status) -> Scrape {
+    fn read(
+        pins: &PinLayout,
+        run_dir: &std::path::Path,
+        agent: Status,
+        usage: Arc<UsageReport>,
+    ) -> Scrape {
         let mut unreadable = Vec::new();
         let mut note = |what: &str, err: anyhow::Error| {
             unreadable.push(format!("cannot read {what}: {err:#}"));
@@ -92,6 +102,7 @@ impl Scrape {
             events,
             live_generation,
             agent,
+            usage,
             endpoints: endpoints.unwrap_or_default(),
             health,
         }
@@ -104,8 +115,11 @@ pub(super) struct KernelCollector {
     pub pins: PinLayout,
     pub run_dir: PathBuf,
     pub status: Arc<Mutex<Status>>,
+    pub usage: Arc<Mutex<Arc<UsageReport>>>,
     /// Per-endpoint series for at most this many endpoints.
     pub endpoints: usize,
+    /// Per-statement series for at most this many statements.
+    pub statements: usize,
 }
 
 impl Collector for KernelCollector {
@@ -115,7 +129,12 @@ impl Collector for KernelCollector {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let scrape = Scrape::read(&self.pins, &self.run_dir, agent);
-        families::encode(&scrape, self.endpoints, encoder)
+        let usage = self
+            .usage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let scrape = Scrape::read(&self.pins, &self.run_dir, agent, usage);
+        families::encode(&scrape, self.endpoints, self.statements, encoder)
     }
 }

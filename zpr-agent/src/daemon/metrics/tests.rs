@@ -10,7 +10,10 @@ use zpr_common::{
 
 use super::{AgentMetrics, ReloadOutcome, families, scrape::Scrape};
 use crate::{
-    daemon::{AttachedEndpoint, EndpointState, Health},
+    daemon::{
+        AttachedEndpoint, EndpointState, Health,
+        statement_usage::{StatementUsage, UsageReport},
+    },
     datapath::{ConntrackSummary, CounterTable, EventStats, Fill},
 };
 
@@ -58,8 +61,23 @@ impl Collector for Host {
                 CounterTable::from_rows([(1, app), (2, other)])
             }
         };
+        let usage = match self {
+            Host::Fresh => UsageReport::default(),
+            Host::Busy => UsageReport {
+                statements: vec![StatementUsage {
+                    statement: "web:3".to_owned(),
+                    fingerprint: "0".repeat(16),
+                    flows: 7,
+                    last_allowed_at: Some(1),
+                    since_generation: 1,
+                    since: 1,
+                }],
+                ..UsageReport::default()
+            },
+        };
         let scrape = Scrape {
             counters: Some(counters),
+            usage: std::sync::Arc::new(usage),
             fill: vec![Fill {
                 map: "ZPR_POLICY",
                 entries: 0,
@@ -77,7 +95,7 @@ impl Collector for Host {
             health: Some(Health::Protected),
             ..Scrape::default()
         };
-        families::encode(&scrape, 2, encoder)
+        families::encode(&scrape, 2, 1000, encoder)
     }
 }
 
@@ -276,6 +294,13 @@ fn endpoints_have_series_of_what_their_vnic_counted_up_to_the_limit() {
             .iter()
             .any(|name| name.starts_with("zpr_endpoint_packets_total{endpoint=\"app-2\"")),
         "{series:#?}"
+    );
+    assert!(
+        samples(&text).contains(&(
+            "zpr_statement_flows_total{policy=\"web\",statement=\"web:3\"}",
+            "7"
+        )),
+        "{text}"
     );
     // The host's totals are every row's, the rows beyond the limit too.
     assert!(
