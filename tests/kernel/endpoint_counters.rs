@@ -1,5 +1,6 @@
 //! Per-vNIC counters on the three-tier site, with real traffic: a denied
-//! connection counts on the vNIC that dropped it and on no other; the
+//! connection counts on the vNIC that dropped it and on no other, exactly
+//! the packets and bytes sent; the
 //! endpoints' counts add up to the host's; `zpr status --endpoint` and the
 //! Prometheus series agree; counts survive a reload and an agent restart;
 //! an endpoint that leaves takes its series with it, and the next endpoint
@@ -7,7 +8,8 @@
 
 use std::{
     fs,
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -97,6 +99,32 @@ fn each_vnic_counts_its_own_packets_across_reloads_restarts_and_departures() -> 
             assert_eq!(after, before, "{name} counted app-1's drop");
         }
     }
+    // Exactly what was sent: 25 denied datagrams of 100 bytes are 25 drops
+    // at app-1's vNIC, of 142 bytes each (Ethernet 14, IPv4 20, UDP 8).
+    let before = endpoint_report(&site, "app-1")?["counters"].clone();
+    let to = site.network.address("app-1");
+    site.network
+        .netns("internet")
+        .enter(|| -> anyhow::Result<()> {
+            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            for _ in 0..25 {
+                socket.send_to(&[0; 100], (to, 9))?;
+            }
+            Ok(())
+        })??;
+    let grown = |field: &str| -> anyhow::Result<u64> {
+        let now = endpoint_report(&site, "app-1")?["counters"].clone();
+        Ok(packets(&now, Reason::NoPolicy, field) - packets(&before, Reason::NoPolicy, field))
+    };
+    let started = Instant::now();
+    while grown("to_workload")? < 25 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing more arrives later.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(grown("to_workload")?, 25);
+    assert_eq!(grown("to_workload_bytes")?, 25 * 142);
+
     // An allowed connection counts a new flow where it leaves and where it
     // arrives.
     assert!(site.works("lb", "app-1", 80));

@@ -1,11 +1,17 @@
 //! A policy suggested from traffic, end to end on the real kernel: the
 //! three-tier site with every endpoint in audit mode and no statement,
 //! real traffic along the example's paths (logged as audited), `zpr
-//! suggest` on that flow log, then the suggestion enforced. Every observed
-//! path works, every path the traffic did not take stays denied, and `zpr
-//! diff` against the example's own policy finds nothing more opened.
+//! suggest` on that flow log (and `zpr suggest --live` watching the agent
+//! meanwhile, which suggests the same), then the suggestion enforced.
+//! Every observed path works, every path the traffic did not take stays
+//! denied, and `zpr diff` against the example's own policy finds nothing
+//! more opened.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use zpr_tests::{agent::zpr_binary, site::Site, three_tier::PATHS};
 
@@ -49,6 +55,23 @@ fn a_policy_suggested_from_audited_traffic_allows_it_and_nothing_more() {
     std::fs::write(&inventory, &audit_mode).unwrap();
     site.agent.wait_for_generation(3).unwrap();
 
+    // Watching the agent while the traffic runs.
+    let live = site
+        .agent
+        .zpr(&[
+            "suggest",
+            "--live",
+            "6s",
+            "--inventory",
+            &inventory.display().to_string(),
+        ])
+        .args(site.agent.paths())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+
     let taken: Vec<_> = PATHS.iter().filter(|(.., allowed)| *allowed).collect();
     for &&(from, to, port, _) in &taken {
         assert!(
@@ -73,6 +96,22 @@ fn a_policy_suggested_from_audited_traffic_allows_it_and_nothing_more() {
     ]);
     assert!(suggested.status.success(), "{suggested:?}");
     let suggestion = String::from_utf8(suggested.stdout).unwrap();
+    let watched = live.wait_with_output().unwrap();
+    assert!(watched.status.success(), "{watched:?}");
+    let statements = |policy: &str| -> Vec<String> {
+        policy
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let live_suggestion = String::from_utf8(watched.stdout).unwrap();
+    assert!(!statements(&suggestion).is_empty(), "{suggestion}");
+    assert_eq!(
+        statements(&live_suggestion),
+        statements(&suggestion),
+        "--live:\n{live_suggestion}\nfrom the flow log:\n{suggestion}"
+    );
 
     // What the example's own policy allows, and what the suggestion
     // opens beyond it: nothing.

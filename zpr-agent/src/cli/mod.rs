@@ -16,8 +16,10 @@ pub mod configuration;
 pub mod diff;
 mod diff_live;
 pub mod down;
+mod duration;
 pub mod endpoint;
 mod etcd_access;
+mod event_source;
 pub mod explain;
 pub mod fleet;
 mod fleet_agent;
@@ -64,7 +66,7 @@ pub enum Command {
     Compile(compile::Args),
     /// Explain whether a path is allowed or denied, and by which statements.
     Explain(explain::Args),
-    /// The statements that the flows a flow log saw dropped (or audited) need.
+    /// The statements that the flows dropped (or audited) need: from flow logs, or watched live.
     Suggest(suggest::Args),
     /// Exactly which paths a change opens and closes (exit 0 none, 2 some, 1 error).
     Diff(diff::Args),

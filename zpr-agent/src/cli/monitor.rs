@@ -1,8 +1,6 @@
 //! `zpr monitor`: drop events (and new-flow allows) as they happen, with
-//! endpoint names, statement ids and reasons. When an agent runs, it reads
-//! the events from the agent's socket (the agent is the ring buffer's one
-//! reader and serves any number of monitors beside its flow log); when
-//! none runs, it reads the pinned ring buffer itself.
+//! endpoint names, statement ids and reasons, from the running agent or
+//! the pinned ring buffer (see [`super::event_source`]).
 //!
 //! It tells what it does not show: events the kernel lost (ring buffer
 //! full) or rate-limited, read from its counters about once a second;
@@ -12,36 +10,26 @@
 
 use std::{
     net::IpAddr,
-    path::Path,
     process::ExitCode,
     time::{Duration, Instant},
 };
 
 use clap::ValueEnum;
 use serde::Serialize;
-use tokio::{
-    io::{BufReader, unix::AsyncFd},
-    net::UnixStream,
-    sync::mpsc,
-};
 use zpr_common::event::{Event, VERDICT_ALLOWED};
 
-use super::{Output, agent_paths::AgentPaths, agent_view::AgentView};
+use super::{Output, agent_paths::AgentPaths, agent_view::AgentView, event_source::Source};
 use crate::{
     daemon::{
-        event_hub::{self, Frame},
+        event_hub::Frame,
         event_names::{GenerationNames, Verdict, describe, protocol_name},
     },
-    datapath::{
-        EventStats, PinLayout, decode_event, monotonic_now_ns, pinned_event_stats, pinned_events,
-    },
+    datapath::{EventStats, PinLayout, monotonic_now_ns, pinned_event_stats},
 };
 
 /// How often the kernel's lost and rate-limited counters are read (and
 /// reported when they grew).
 const SUPPRESSION_REPORT_INTERVAL: Duration = Duration::from_secs(1);
-/// Frames read from the agent ahead of the monitor printing them.
-const FRAMES_IN_FLIGHT: usize = 256;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -149,72 +137,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stream(args, source, suppression, started_ns).await
         })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Where the events come from.
-enum Source {
-    /// The running agent, which reads the ring buffer for every monitor:
-    /// its frames, read by a task of their own (reading a frame is not
-    /// cancel-safe, receiving one is).
-    Agent(mpsc::Receiver<anyhow::Result<Frame>>),
-    /// The pinned ring buffer itself, when no agent serves the events
-    /// (this monitor is then its only reader).
-    Ring(Box<AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>>),
-}
-
-impl Source {
-    async fn open(run_dir: &Path, pins: &PinLayout) -> anyhow::Result<Source> {
-        if let Ok(agent) = UnixStream::connect(event_hub::socket_path(run_dir)).await {
-            let (frames, received) = mpsc::channel(FRAMES_IN_FLIGHT);
-            tokio::spawn(read_frames(BufReader::new(agent), frames));
-            return Ok(Source::Agent(received));
-        }
-        // SAFETY: the ring buffer owns its fd and lives inside the
-        // AsyncFd, which deregisters before dropping it.
-        let ring = unsafe { AsyncFd::register(pinned_events(pins)?) }
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Source::Ring(Box::new(ring)))
-    }
-
-    /// What arrived next; `None` once the agent has gone away.
-    async fn next(&mut self) -> anyhow::Result<Option<Vec<Frame>>> {
-        match self {
-            Source::Agent(frames) => frames
-                .recv()
-                .await
-                .map(|frame| frame.map(|frame| vec![frame]))
-                .transpose(),
-            Source::Ring(ring) => {
-                let mut guard = ring.readable_mut().await?;
-                let mut frames = Vec::new();
-                while let Some(item) = guard.get_inner_mut().next() {
-                    frames.extend(decode_event(&item).map(Frame::Event));
-                }
-                guard.clear_ready();
-                Ok(Some(frames))
-            }
-        }
-    }
-}
-
-/// Hands the agent's frames on until it closes the stream (or a frame
-/// cannot be read, which ends it too).
-async fn read_frames(
-    mut agent: BufReader<UnixStream>,
-    frames: mpsc::Sender<anyhow::Result<Frame>>,
-) {
-    loop {
-        let frame = Frame::read(&mut agent).await.transpose();
-        let last = !matches!(frame, Some(Ok(_)));
-        if let Some(frame) = frame
-            && frames.send(frame).await.is_err()
-        {
-            return;
-        }
-        if last {
-            return;
-        }
-    }
 }
 
 /// The kernel's lost and rate-limited counters, against what was last
