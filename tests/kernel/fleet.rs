@@ -82,6 +82,30 @@ fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
     assert!(fleet.works("app-2", "db", 1521));
     assert!(!fleet.works("lb", "db", 1521));
     assert!(!fleet.works("app-1", "db", 22));
+    // Each allowed connection counts where it left (host B) and where it
+    // arrived (host C); `zpr usage --store` sums the nodes' reports.
+    let apps_to_db = |usage: &Value| -> Option<Value> {
+        usage["statements"]
+            .as_array()?
+            .iter()
+            .find(|line| line["statement"] == "apps-to-db:1")
+            .cloned()
+    };
+    fleet
+        .eventually("the fleet's usage counts both hosts", CONVERGED * 3, || {
+            fleet.fleet_usage().is_ok_and(|usage| {
+                apps_to_db(&usage).is_some_and(|line| line["flows"].as_u64() >= Some(4))
+            })
+        })
+        .unwrap();
+    let usage = fleet.fleet_usage().unwrap();
+    let line = apps_to_db(&usage).unwrap();
+    assert_eq!(line["flows"], 4, "{usage:#}");
+    assert_eq!(
+        line["nodes"],
+        serde_json::json!(["host-b", "host-c"]),
+        "{usage:#}"
+    );
     let nodes = fleet.fleet_status().unwrap();
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 3, "{nodes:#}");
     assert!(

@@ -340,6 +340,21 @@ impl Fleet {
         Ok((output.status.code().unwrap_or(-1), report))
     }
 
+    /// `zpr usage --store URL --output json`: the tenancy's statements
+    /// with the flows every reporting node counted.
+    pub fn fleet_usage(&self) -> anyhow::Result<Value> {
+        let output = Command::new(zpr_binary())
+            .args(["usage", "--output", "json", "--store", &self.url])
+            .args(self.etcd_flags("monitor"))
+            .output()?;
+        serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "zpr usage --store: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    }
+
     /// `zpr fleet status --output json`.
     pub fn fleet_status(&self) -> anyhow::Result<Value> {
         Ok(self.fleet_report()?.1)

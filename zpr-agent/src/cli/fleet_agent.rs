@@ -14,12 +14,15 @@ use tracing::{info, warn};
 
 use crate::{
     clock::unix_now,
-    daemon::{Agent, Companion, Guard, Observed, assess},
+    daemon::{Agent, Companion, Guard, Observed, assess, statement_usage::UsageReport},
     datapath::pinned_config,
     store::{
         EtcdFollower, EtcdLocation, Followed, Snapshot, SnapshotCache,
         etcd::REQUEST_TIMEOUT,
-        fleet::{KEEPALIVE_INTERVAL, NodeRecord, NodeRegistration, NotRegistered},
+        fleet::{
+            KEEPALIVE_INTERVAL, NodeRecord, NodeRegistration, NotRegistered, USED_STATEMENTS_MAX,
+            UsedStatement,
+        },
         signing::TrustedKeys,
     },
 };
@@ -91,6 +94,7 @@ impl FleetAgent {
 
     fn record(&self, agent: &Agent) -> NodeRecord {
         let status = agent.status();
+        let (usage, usage_omitted) = used_statements(agent.usage());
         // The kernel's: an agent that adopted pins and held its inputs
         // back has applied nothing itself, yet enforces what it adopted.
         let live_generation =
@@ -119,6 +123,8 @@ impl FleetAgent {
             problems,
             host: super::run::hostname().unwrap_or_default(),
             pid: status.pid,
+            usage,
+            usage_omitted,
         }
     }
 
@@ -423,6 +429,10 @@ impl Companion for FleetAgent {
         Ok(())
     }
 
+    fn usage_written(&mut self, agent: &Agent) {
+        self.send_report(agent);
+    }
+
     async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()> {
         let (Some(followed), Some(contact)) = (self.followed.as_mut(), self.contact.as_mut())
         else {
@@ -582,4 +592,26 @@ mod tests {
         let unnamed = StoreIdentity::of(&unnamed);
         assert_eq!(store_reset(&unnamed, &snapshot(Some("a1"), 7, 95)), None);
     }
+}
+
+/// The statements that allowed flows here, the most used first up to the
+/// bound, in statement order; and how many more there are.
+fn used_statements(usage: &UsageReport) -> (Vec<UsedStatement>, usize) {
+    let mut used: Vec<UsedStatement> = usage
+        .statements
+        .iter()
+        .filter(|statement| statement.flows > 0)
+        .map(|statement| UsedStatement {
+            statement: statement.statement.clone(),
+            flows: statement.flows,
+            last_allowed_at: statement.last_allowed_at,
+        })
+        .collect();
+    let omitted = used.len().saturating_sub(USED_STATEMENTS_MAX);
+    if omitted > 0 {
+        used.sort_by(|a, b| b.flows.cmp(&a.flows));
+        used.truncate(USED_STATEMENTS_MAX);
+        used.sort_by(|a, b| a.statement.cmp(&b.statement));
+    }
+    (used, omitted)
 }

@@ -1,26 +1,35 @@
 //! `zpr usage`: how much each statement of the live policy is used on this
-//! host (the flows it allowed, when last, since when it is in force), and
-//! with `--unused-since` which ones allowed nothing for that long: access
-//! nobody needs is a candidate for removal.
+//! host (the flows it allowed, when last, since when it is in force), or
+//! with `--store` across a fleet (the sums of what every node's agent
+//! reports); with `--unused-since`, which ones allowed nothing for that
+//! long: access nobody needs is a candidate for removal.
 
 use std::{fmt::Write as _, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Output, agent_paths::AgentPaths, duration::parse_duration};
+use super::{Output, agent_paths::AgentPaths, duration::parse_duration, etcd_access::EtcdArgs};
 use crate::{
     clock::unix_now,
     daemon::{
         ago,
         statement_usage::{StatementUsage, UsageReport},
     },
+    store::{EtcdStore, fleet::FleetView},
 };
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub paths: AgentPaths,
+    /// A fleet's tenancy (etcd://HOST:PORT/TENANCY): every statement of
+    /// its policies, with the flows summed over the nodes whose agents
+    /// report now (a node without a running agent is not counted).
+    #[arg(long, value_name = "etcd://...")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Mark the statements that allowed no flow for this long (`30d`,
     /// `12h`, `90m`, `45s`): never, or last before then.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -51,6 +60,9 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(store) = &args.store {
+        return fleet(&args, store);
+    }
     let usage = UsageReport::read(&args.paths.run_dir).with_context(|| {
         format!(
             "no statement usage under {} (is `zpr run` running there? it writes it once a \
@@ -130,6 +142,148 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
             out,
             "{:<24} {:>12}  {:<16} {since}",
             usage.statement, usage.flows, last
+        )?;
+    }
+    if report.unused_before.is_some() {
+        writeln!(
+            out,
+            "{unused} of {} statements allowed nothing in that time",
+            report.statements.len()
+        )?;
+    }
+    Ok(out)
+}
+
+/// One statement's use across a fleet.
+#[derive(Serialize)]
+struct FleetLine {
+    statement: String,
+    /// Summed over the nodes that report.
+    flows: u64,
+    /// The latest of the nodes' (unix seconds).
+    last_allowed_at: Option<u64>,
+    /// The nodes where it allowed flows.
+    nodes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unused: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct FleetReport {
+    /// The nodes whose agents report now.
+    reporting: Vec<String>,
+    /// Used statements nodes left out of their reports (past their bound).
+    omitted: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unused_before: Option<u64>,
+    statements: Vec<FleetLine>,
+}
+
+/// `zpr usage --store`: the tenancy's statements (its policies' lines,
+/// one statement each), with what every reporting node counted.
+fn fleet(args: &Args, store: &str) -> anyhow::Result<ExitCode> {
+    let location = args.etcd.location(store)?;
+    let (view, snapshot) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let view = FleetView::read(&location).await?;
+            let snapshot = EtcdStore::open(location.clone()).await?.read().await?;
+            anyhow::Ok((view, snapshot))
+        })?;
+    let mut lines: std::collections::BTreeMap<String, FleetLine> = snapshot
+        .tenancy
+        .list_policies()
+        .iter()
+        .flat_map(|policy| {
+            (1..=policy.statements.len()).map(|line| format!("{}:{line}", policy.name))
+        })
+        .map(|statement| {
+            let line = FleetLine {
+                statement: statement.clone(),
+                flows: 0,
+                last_allowed_at: None,
+                nodes: Vec::new(),
+                unused: None,
+            };
+            (statement, line)
+        })
+        .collect();
+    for node in &view.nodes {
+        for used in &node.usage {
+            // A statement a node still counts under an older revision's line.
+            let line = lines
+                .entry(used.statement.clone())
+                .or_insert_with(|| FleetLine {
+                    statement: used.statement.clone(),
+                    flows: 0,
+                    last_allowed_at: None,
+                    nodes: Vec::new(),
+                    unused: None,
+                });
+            line.flows += used.flows;
+            line.last_allowed_at = line.last_allowed_at.max(used.last_allowed_at);
+            line.nodes.push(node.node.clone());
+        }
+    }
+    let cutoff = args
+        .unused_since
+        .map(|since| unix_now().saturating_sub(since.as_secs()));
+    let report = FleetReport {
+        reporting: view.nodes.iter().map(|node| node.node.clone()).collect(),
+        omitted: view.nodes.iter().map(|node| node.usage_omitted).sum(),
+        unused_before: cutoff,
+        statements: lines
+            .into_values()
+            .map(|line| FleetLine {
+                unused: cutoff.map(|cutoff| line.last_allowed_at.is_none_or(|at| at < cutoff)),
+                ..line
+            })
+            .collect(),
+    };
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", render_fleet(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_fleet(report: &FleetReport) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "summed over {} reporting nodes: {}",
+        report.reporting.len(),
+        report.reporting.join(", ")
+    )?;
+    if report.omitted > 0 {
+        writeln!(
+            out,
+            "note: nodes left {} used statements out of their reports (the least used)",
+            report.omitted
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<24} {:>12}  {:<16} NODES",
+        "STATEMENT", "FLOWS", "LAST ALLOWED"
+    )?;
+    let mut unused = 0;
+    for line in &report.statements {
+        let last = line.last_allowed_at.map_or("never".to_owned(), ago);
+        let mark = if line.unused == Some(true) {
+            unused += 1;
+            "  UNUSED"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{:<24} {:>12}  {:<16} {}{mark}",
+            line.statement,
+            line.flows,
+            last,
+            line.nodes.join(",")
         )?;
     }
     if report.unused_before.is_some() {

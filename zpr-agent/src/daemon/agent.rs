@@ -10,7 +10,7 @@ use zpr_common::config::LAYOUT_VERSION;
 use super::{
     AgentConfig, InputSource,
     metrics::{AgentMetrics, ReloadOutcome},
-    statement_usage::{UsageTracker, fingerprints},
+    statement_usage::{UsageReport, UsageTracker, fingerprints},
     status::{AttachedEndpoint, Notice, QuarantinedVnic, Status, summarised},
 };
 use crate::{
@@ -202,13 +202,22 @@ impl Agent {
     /// Reads what the kernel counted per statement since the last read and
     /// keeps the sums: at most every ten seconds while they change, or now
     /// (`finally`, as the agent stops).
-    pub fn follow_usage(&mut self, finally: bool) {
+    /// Returns whether the sums were written (they changed).
+    pub fn follow_usage(&mut self, finally: bool) -> bool {
         if let Err(err) = self.usage.harvest(&self.datapath) {
             warn!("cannot read the statement usage: {err:#}");
         }
-        if let Some(written) = self.usage.persist(finally) {
+        let written = self.usage.persist(finally);
+        let changed = written.is_some();
+        if let Some(written) = written {
             self.metrics.publish_usage(written);
         }
+        changed
+    }
+
+    /// Each statement's use, as last written.
+    pub fn usage(&self) -> &UsageReport {
+        self.usage.report()
     }
 
     /// What the last reload did (generation, error), as `zpr status` shows it.

@@ -24,6 +24,10 @@ pub trait Companion {
     /// Waits for the next change (or request) and carries it out with the
     /// agent. An error stops the agent (enforcement stays pinned).
     async fn next(&mut self, agent: &mut Agent) -> anyhow::Result<()>;
+
+    /// The agent wrote new statement usage (`zpr usage`): a fleet's agent
+    /// reports it in its node record.
+    fn usage_written(&mut self, _agent: &Agent) {}
 }
 
 /// `zpr run`'s inputs: files, reloaded when a complete change lands.

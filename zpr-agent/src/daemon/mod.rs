@@ -143,7 +143,9 @@ async fn run_until_signalled(
                     agent.follow_interfaces("a local endpoint's vNIC appeared or went away");
                 }
                 agent.keep_enforcing();
-                agent.follow_usage(false);
+                if agent.follow_usage(false) {
+                    companion.usage_written(&agent);
+                }
                 events.report_to(&mut agent);
                 tell_service_manager(&agent, &mut manager);
             }

@@ -330,4 +330,8 @@ impl UsageTracker {
         self.written_at = Some(Instant::now());
         Some(self.report.clone())
     }
+
+    pub fn report(&self) -> &UsageReport {
+        &self.report
+    }
 }

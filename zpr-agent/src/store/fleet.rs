@@ -69,7 +69,30 @@ pub struct NodeRecord {
     pub host: String,
     #[serde(default)]
     pub pid: u32,
+    /// The statements its agent counted allowing flows (the most used
+    /// [`USED_STATEMENTS_MAX`]), as `zpr usage` shows them on the node.
+    #[serde(default)]
+    pub usage: Vec<UsedStatement>,
+    /// Used statements left out of `usage` past that bound.
+    #[serde(default)]
+    pub usage_omitted: usize,
 }
+
+/// A statement's use on one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsedStatement {
+    /// `policy:line`.
+    pub statement: String,
+    pub flows: u64,
+    /// Unix seconds.
+    pub last_allowed_at: Option<u64>,
+}
+
+/// The used statements a node record carries at most: etcd refuses a
+/// value past 1.5 MiB by default, and a refused record would make the
+/// node look gone.
+pub const USED_STATEMENTS_MAX: usize = 5_000;
 
 /// A contender's record as it wrote it (an unreadable one still counts:
 /// someone claims the name).
