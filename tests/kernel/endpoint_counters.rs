@@ -181,13 +181,7 @@ fn each_vnic_counts_its_own_packets_across_reloads_restarts_and_departures() -> 
     assert_eq!(endpoint_report(&site, "app-1")?["counter_row"], app1_row);
 
     // So does a restart: the new agent learns the rows from the pins.
-    site.agent.terminate()?;
-    site.agent.spawn()?;
-    site.agent
-        .wait_for("the restarted agent's Plan", |status| {
-            status["pid"].as_u64() == site.agent.pid().map(u64::from)
-                && status["applied_at"].is_u64()
-        })?;
+    site.agent.restart()?;
     assert!(denied_toward(&site, "app-1")? >= counted);
     assert_eq!(endpoint_report(&site, "app-1")?["counter_row"], app1_row);
 

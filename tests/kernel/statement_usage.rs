@@ -201,13 +201,7 @@ fn statements_count_the_flows_they_allowed_as_the_flow_log_names_them() -> anyho
     assert_eq!(unused, [added["statement"].as_str().unwrap()], "{marked:#}");
 
     // The counts outlive the agent.
-    site.agent.terminate()?;
-    site.agent.spawn()?;
-    site.agent
-        .wait_for("the restarted agent's Plan", |status| {
-            status["pid"].as_u64() == site.agent.pid().map(u64::from)
-                && status["applied_at"].is_u64()
-        })?;
+    site.agent.restart()?;
     site.assert_paths_as_in_example();
     let after_restart = wait_for_usage(&site, |report| {
         let flows = flows_by_statement(report);

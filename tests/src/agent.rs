@@ -274,6 +274,18 @@ impl AgentProcess {
         self.wait_exit(Duration::from_secs(10))
     }
 
+    /// Stops the agent as systemd does and starts it again; returns once
+    /// the new process has applied its inputs.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.terminate()?;
+        self.spawn()?;
+        let pid = self.pid().map(u64::from);
+        self.wait_for("the restarted agent's Plan", |status| {
+            status["pid"].as_u64() == pid && status["applied_at"].is_u64()
+        })
+        .map(drop)
+    }
+
     /// SIGHUP: reload now, confirming what the unprotect guard holds back.
     pub fn hang_up(&self) -> anyhow::Result<()> {
         let pid = self.pid().context("the agent is not running")?;

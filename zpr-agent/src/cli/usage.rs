@@ -84,15 +84,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|usage| Line {
                 usage,
-                unused: cutoff.map(|cutoff| usage.last_allowed_at.is_none_or(|at| at < cutoff)),
+                unused: unused(cutoff, usage.last_allowed_at),
             })
             .collect(),
     };
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => print!("{}", render(&report)?),
+    show(args.output, &report, render)
+}
+
+/// With a cut-off: whether a statement last allowed a flow before it
+/// (or never did).
+fn unused(cutoff: Option<u64>, last_allowed_at: Option<u64>) -> Option<bool> {
+    cutoff.map(|cutoff| last_allowed_at.is_none_or(|at| at < cutoff))
+}
+
+fn show<R: Serialize>(
+    output: Output,
+    report: &R,
+    render: fn(&R) -> Result<String, std::fmt::Error>,
+) -> anyhow::Result<ExitCode> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Output::Text => print!("{}", render(report)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last line of a report with a cut-off.
+fn unused_total(
+    out: &mut String,
+    unused_before: Option<u64>,
+    unused: usize,
+    statements: usize,
+) -> std::fmt::Result {
+    if unused_before.is_some() {
+        writeln!(
+            out,
+            "{unused} of {statements} statements allowed nothing in that time"
+        )?;
+    }
+    Ok(())
 }
 
 fn render(report: &Report) -> Result<String, std::fmt::Error> {
@@ -144,13 +174,12 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
             usage.statement, usage.flows, last
         )?;
     }
-    if report.unused_before.is_some() {
-        writeln!(
-            out,
-            "{unused} of {} statements allowed nothing in that time",
-            report.statements.len()
-        )?;
-    }
+    unused_total(
+        &mut out,
+        report.unused_before,
+        unused,
+        report.statements.len(),
+    )?;
     Ok(out)
 }
 
@@ -166,6 +195,18 @@ struct FleetLine {
     nodes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     unused: Option<bool>,
+}
+
+impl FleetLine {
+    fn unused_yet(statement: String) -> FleetLine {
+        FleetLine {
+            statement,
+            flows: 0,
+            last_allowed_at: None,
+            nodes: Vec::new(),
+            unused: None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -198,29 +239,14 @@ fn fleet(args: &Args, store: &str) -> anyhow::Result<ExitCode> {
         .flat_map(|policy| {
             (1..=policy.statements.len()).map(|line| format!("{}:{line}", policy.name))
         })
-        .map(|statement| {
-            let line = FleetLine {
-                statement: statement.clone(),
-                flows: 0,
-                last_allowed_at: None,
-                nodes: Vec::new(),
-                unused: None,
-            };
-            (statement, line)
-        })
+        .map(|statement| (statement.clone(), FleetLine::unused_yet(statement)))
         .collect();
     for node in &view.nodes {
         for used in &node.usage {
             // A statement a node still counts under an older revision's line.
             let line = lines
                 .entry(used.statement.clone())
-                .or_insert_with(|| FleetLine {
-                    statement: used.statement.clone(),
-                    flows: 0,
-                    last_allowed_at: None,
-                    nodes: Vec::new(),
-                    unused: None,
-                });
+                .or_insert_with(|| FleetLine::unused_yet(used.statement.clone()));
             line.flows += used.flows;
             line.last_allowed_at = line.last_allowed_at.max(used.last_allowed_at);
             line.nodes.push(node.node.clone());
@@ -236,16 +262,12 @@ fn fleet(args: &Args, store: &str) -> anyhow::Result<ExitCode> {
         statements: lines
             .into_values()
             .map(|line| FleetLine {
-                unused: cutoff.map(|cutoff| line.last_allowed_at.is_none_or(|at| at < cutoff)),
+                unused: unused(cutoff, line.last_allowed_at),
                 ..line
             })
             .collect(),
     };
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => print!("{}", render_fleet(&report)?),
-    }
-    Ok(ExitCode::SUCCESS)
+    show(args.output, &report, render_fleet)
 }
 
 fn render_fleet(report: &FleetReport) -> Result<String, std::fmt::Error> {
@@ -286,12 +308,11 @@ fn render_fleet(report: &FleetReport) -> Result<String, std::fmt::Error> {
             line.nodes.join(",")
         )?;
     }
-    if report.unused_before.is_some() {
-        writeln!(
-            out,
-            "{unused} of {} statements allowed nothing in that time",
-            report.statements.len()
-        )?;
-    }
+    unused_total(
+        &mut out,
+        report.unused_before,
+        unused,
+        report.statements.len(),
+    )?;
     Ok(out)
 }
