@@ -558,6 +558,28 @@ async fn keep_registered(
     }
 }
 
+/// The statements that allowed flows here, the most used first up to the
+/// bound, in statement order; and how many more there are.
+fn used_statements(usage: &UsageReport) -> (Vec<UsedStatement>, usize) {
+    let mut used: Vec<UsedStatement> = usage
+        .statements
+        .iter()
+        .filter(|statement| statement.flows > 0)
+        .map(|statement| UsedStatement {
+            statement: statement.statement.clone(),
+            flows: statement.flows,
+            last_allowed_at: statement.last_allowed_at,
+        })
+        .collect();
+    let omitted = used.len().saturating_sub(USED_STATEMENTS_MAX);
+    if omitted > 0 {
+        used.sort_by_key(|statement| std::cmp::Reverse(statement.flows));
+        used.truncate(USED_STATEMENTS_MAX);
+        used.sort_by(|a, b| a.statement.cmp(&b.statement));
+    }
+    (used, omitted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,26 +614,4 @@ mod tests {
         let unnamed = StoreIdentity::of(&unnamed);
         assert_eq!(store_reset(&unnamed, &snapshot(Some("a1"), 7, 95)), None);
     }
-}
-
-/// The statements that allowed flows here, the most used first up to the
-/// bound, in statement order; and how many more there are.
-fn used_statements(usage: &UsageReport) -> (Vec<UsedStatement>, usize) {
-    let mut used: Vec<UsedStatement> = usage
-        .statements
-        .iter()
-        .filter(|statement| statement.flows > 0)
-        .map(|statement| UsedStatement {
-            statement: statement.statement.clone(),
-            flows: statement.flows,
-            last_allowed_at: statement.last_allowed_at,
-        })
-        .collect();
-    let omitted = used.len().saturating_sub(USED_STATEMENTS_MAX);
-    if omitted > 0 {
-        used.sort_by(|a, b| b.flows.cmp(&a.flows));
-        used.truncate(USED_STATEMENTS_MAX);
-        used.sort_by(|a, b| a.statement.cmp(&b.statement));
-    }
-    (used, omitted)
 }
