@@ -10,7 +10,7 @@ use zpr_common::config::LAYOUT_VERSION;
 use super::{
     AgentConfig, InputSource,
     metrics::{AgentMetrics, ReloadOutcome},
-    statement_usage::{UsageReport, UsageTracker, fingerprints},
+    statement_usage::{UsageReport, UsageTracker},
     status::{AttachedEndpoint, Notice, QuarantinedVnic, Status, summarised},
 };
 use crate::{
@@ -24,6 +24,7 @@ use crate::{
     },
     inputs::Checker,
     inventory::Mode,
+    lang::Policy,
     side_by_side,
     store::Snapshot,
 };
@@ -590,7 +591,7 @@ impl Agent {
     fn apply(&mut self, loaded: LoadedPlan, since: Instant) -> anyhow::Result<ReloadStages> {
         let LoadedPlan {
             plan,
-            fingerprints,
+            policies,
             started,
             checked,
         } = loaded;
@@ -603,16 +604,6 @@ impl Agent {
             Ok((slot, baseline))
         });
         let written = write_plan(&mut self.datapath, &plan, &interfaces)?;
-        match counted_from {
-            Ok((slot, baseline)) => self.usage.written(
-                slot,
-                written.generation,
-                &plan,
-                fingerprints.as_deref(),
-                baseline,
-            ),
-            Err(err) => warn!("statement usage not counted for this generation: {err:#}"),
-        }
         if written.outside_change {
             self.note_repair(
                 "the idle Plan slot did not hold what this agent wrote there: another process \
@@ -643,6 +634,17 @@ impl Agent {
                 self.datapath.detach(&self.pins, &interface)?;
                 info!(interface, "detached: no longer a local endpoint");
             }
+        }
+        // After the attachments: what follows costs no packet its verdict.
+        match counted_from {
+            Ok((slot, baseline)) => self.usage.written(
+                slot,
+                written.generation,
+                &plan,
+                policies.as_deref(),
+                baseline,
+            ),
+            Err(err) => warn!("statement usage not counted for this generation: {err:#}"),
         }
         self.status.generation = written.generation;
         self.status.applied_at = Some(unix_now());
@@ -1066,9 +1068,9 @@ fn foreign_vnics(
 /// A Plan compiled from the inputs, with when each stage ended.
 struct LoadedPlan {
     plan: Plan,
-    /// Of each statement of the Plan, when it was read anew (see
-    /// [`fingerprints`]).
-    fingerprints: Option<Vec<u64>>,
+    /// The policies it was compiled from, when they were read anew (the
+    /// statement usage finds moved statements by their text).
+    policies: Option<Vec<Policy>>,
     started: Instant,
     /// Read, checked and compiled (the check compiles: the Plan must fit).
     checked: Instant,
@@ -1079,7 +1081,7 @@ impl LoadedPlan {
     fn again(plan: Plan, now: Instant) -> LoadedPlan {
         LoadedPlan {
             plan,
-            fingerprints: None,
+            policies: None,
             started: now,
             checked: now,
         }
@@ -1116,7 +1118,7 @@ fn load_plan(
         warn!("{}", loaded.report.trim_end());
     }
     Ok(LoadedPlan {
-        fingerprints: Some(fingerprints(&checked_inputs.plan, &checked_inputs.policies)),
+        policies: Some(checked_inputs.policies),
         plan: checked_inputs.plan,
         started,
         checked: Instant::now(),

@@ -90,7 +90,7 @@ impl UsageReport {
 }
 
 /// Each statement's fingerprint, in the Plan's statement order.
-pub fn fingerprints(plan: &Plan, policies: &[Policy]) -> Vec<u64> {
+fn fingerprints(plan: &Plan, policies: &[Policy]) -> Vec<u64> {
     let by_id: HashMap<_, _> = policies
         .iter()
         .flat_map(|policy| &policy.statements)
@@ -234,7 +234,7 @@ impl UsageTracker {
         read_rule_usage(datapath, slot, plan.policy.len())
     }
 
-    /// `plan` (statements with these `fingerprints`) is live as
+    /// `plan` (compiled from `policies`, when read anew) is live as
     /// `generation` in `slot`: its entries count from `baseline`, and its
     /// statements keep the counts of the same statements before (by line
     /// and text, else by text), the rest start at zero.
@@ -243,7 +243,7 @@ impl UsageTracker {
         slot: u8,
         generation: u32,
         plan: &Plan,
-        fingerprints: Option<&[u64]>,
+        policies: Option<&[Policy]>,
         baseline: Vec<RuleUsage>,
     ) {
         self.slots[usize::from(slot)] = Some(SlotRules::of(plan, baseline));
@@ -253,9 +253,10 @@ impl UsageTracker {
             .policy
             .len()
             .saturating_sub(RULE_USAGE_PER_SLOT as usize);
-        let Some(fingerprints) = fingerprints else {
+        let Some(policies) = policies else {
             return;
         };
+        let fingerprints = &fingerprints(plan, policies);
         let now = unix_now();
         let mut before: HashMap<String, StatementUsage> = std::mem::take(&mut report.statements)
             .into_iter()
@@ -335,3 +336,4 @@ impl UsageTracker {
         &self.report
     }
 }
+
