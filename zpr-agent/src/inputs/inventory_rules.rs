@@ -38,7 +38,7 @@ pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Di
         .collect()
 }
 
-/// Every attribute a statement names, with where it stands.
+/// Every attribute a statement names, with where it stands in the file.
 fn attributes_of(statement: &Statement) -> Vec<(&Attribute, Span)> {
     let mut attributes = match &statement.scope {
         Scope::SameVcn { vcn } => vec![(&vcn.node, vcn.span)],
@@ -54,6 +54,9 @@ fn attributes_of(statement: &Statement) -> Vec<(&Attribute, Span)> {
         if let Endpoint::Attribute(attribute) = &endpoint.node {
             attributes.push((attribute, endpoint.span));
         }
+    }
+    for (_, span) in &mut attributes {
+        *span = statement.in_file(*span);
     }
     attributes.sort_by_key(|(_, span)| span.start);
     attributes
