@@ -37,7 +37,8 @@ pub const DEFAULT_NAMESPACE: &str = "oracle-zpr";
 
 /// `namespace.key:value`. Namespace and key compare case-insensitively,
 /// the value exactly; [`Attribute::same_as`] implements that rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Equality and hashing compare the written form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attribute {
     /// `None` when the statement left it out (then it is [`DEFAULT_NAMESPACE`]).
     pub namespace: Option<Arc<str>>,
