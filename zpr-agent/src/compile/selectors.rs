@@ -168,25 +168,29 @@ impl Memo {
         }
     }
 
-    /// The statement's body resolved, from the last resolve when it met
-    /// the same body.
-    fn body(&mut self, statement: &Statement) -> &BodyResolved {
+    /// The statement's body resolved (sides and L4 prefixes), from the
+    /// last resolve when it met the same body.
+    fn body(
+        &mut self,
+        statement: &Statement,
+    ) -> (Option<MemoSelector>, Option<MemoSelector>, Arc<[L4Prefix]>) {
         let resolves = self.resolves;
         let address = Arc::as_ptr(&statement.body) as usize;
-        if !self.bodies.contains_key(&address) {
-            let (source_location, destination_location) = locations(&statement.scope);
-            let resolved = BodyResolved {
-                _body: statement.body.clone(),
-                source: self.selector(&statement.source.node, source_location),
-                destination: self.selector(&statement.destination.node, destination_location),
-                l4: statement_prefixes(statement).into(),
-                seen: resolves,
-            };
-            self.bodies.insert(address, resolved);
+        if let Some(known) = self.bodies.get_mut(&address) {
+            known.seen = resolves;
+            return (known.source, known.destination, known.l4.clone());
         }
-        let resolved = self.bodies.get_mut(&address).expect("inserted above");
-        resolved.seen = resolves;
-        resolved
+        let (source_location, destination_location) = locations(&statement.scope);
+        let resolved = BodyResolved {
+            _body: statement.body.clone(),
+            source: self.selector(&statement.source.node, source_location),
+            destination: self.selector(&statement.destination.node, destination_location),
+            l4: statement_prefixes(statement).into(),
+            seen: resolves,
+        };
+        let sides = (resolved.source, resolved.destination, resolved.l4.clone());
+        self.bodies.insert(address, resolved);
+        sides
     }
 }
 
@@ -219,10 +223,7 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
     let sides: Vec<(Option<Selector>, Option<Selector>)> = statements
         .iter()
         .map(|statement| {
-            let (source, destination, prefixes) = {
-                let body = memo.body(statement);
-                (body.source, body.destination, body.l4.clone())
-            };
+            let (source, destination, prefixes) = memo.body(statement);
             l4.push(prefixes);
             let mut selector = |side: Option<MemoSelector>| {
                 side.map(|side| match side {
