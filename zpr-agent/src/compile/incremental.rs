@@ -30,7 +30,6 @@ use crate::lang::Policy;
 const MOST_TABLES: f64 = 0.25;
 
 /// Compiles policy sets one after another, each from what the last left.
-#[derive(Default)]
 pub struct Compiler {
     tables: Tables,
     last: Option<Last>,
@@ -174,13 +173,19 @@ impl Alignment {
     }
 }
 
+impl Default for Compiler {
+    fn default() -> Compiler {
+        Compiler::of(Tables::default())
+    }
+}
+
 impl Compiler {
     /// A compiler of Plans holding `tables`.
     pub fn of(tables: Tables) -> Compiler {
         Compiler {
             tables,
             last: None,
-            memo: selectors::Memo::default(),
+            memo: selectors::Memo::kept(),
         }
     }
 

@@ -106,6 +106,10 @@ impl Resolved<'_> {
     }
 }
 
+/// How many attributes no statement names any more a [`Memo`] may keep
+/// beyond as many as are named.
+const FORGOTTEN_ATTRIBUTES: usize = 1024;
+
 /// What resolving a statement's body gives, numbered in a [`Memo`]'s own
 /// order rather than a compile's.
 struct BodyResolved {
@@ -133,6 +137,8 @@ enum MemoSelector {
 /// (few, however many statements name them).
 #[derive(Default)]
 pub struct Memo {
+    /// False for a compile done once: keeping every body would only cost.
+    keeps_bodies: bool,
     bodies: HashMap<usize, BodyResolved>,
     /// Attributes by their written form, then as they compare.
     written: HashMap<Attribute, u32>,
@@ -142,6 +148,14 @@ pub struct Memo {
 }
 
 impl Memo {
+    /// A memo for compiles one after another.
+    pub fn kept() -> Memo {
+        Memo {
+            keeps_bodies: true,
+            ..Memo::default()
+        }
+    }
+
     fn attribute(&mut self, attribute: &Attribute) -> u32 {
         if let Some(&id) = self.written.get(attribute) {
             return id;
@@ -189,7 +203,9 @@ impl Memo {
             seen: resolves,
         };
         let sides = (resolved.source, resolved.destination, resolved.l4.clone());
-        self.bodies.insert(address, resolved);
+        if self.keeps_bodies {
+            self.bodies.insert(address, resolved);
+        }
         sides
     }
 }
@@ -243,6 +259,15 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
         .collect();
     let resolves = memo.resolves;
     memo.bodies.retain(|_, body| body.seen == resolves);
+    // The attributes stay numbered as long as the memo lives: once most
+    // are no longer named (an agent's policies rewritten over months), it
+    // starts again, and the next resolve resolves every body.
+    if memo.keys.len() > 2 * attributes.len() + FORGOTTEN_ATTRIBUTES {
+        *memo = Memo {
+            keeps_bodies: memo.keeps_bodies,
+            ..Memo::default()
+        };
+    }
     let mut selectors: Vec<Selector> = sides
         .iter()
         .flat_map(|&(source, destination)| [source, destination])
