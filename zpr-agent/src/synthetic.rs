@@ -11,11 +11,12 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::inventory::Inventory;
 use crate::lang::{
     Attribute, ConnectionState, Endpoint, Filter, IpPrefix, Policy, PortRange, Protocol, Scope,
-    Span, Spanned, Statement, StatementId,
+    Span, Spanned, Statement, StatementBody, StatementId,
 };
 
 /// The policy's name, so statement ids are `synthetic:LINE`.
@@ -236,11 +237,14 @@ impl Shape {
                 policy: POLICY_NAME.into(),
                 line,
             },
-            span: Span::default(),
-            scope,
-            source: spanned(source),
-            destination: spanned(destination),
-            filters: filters.into_iter().map(spanned).collect(),
+            line_start: 0,
+            body: Arc::new(StatementBody {
+                span: Span::default(),
+                scope,
+                source: spanned(source),
+                destination: spanned(destination),
+                filters: filters.into_iter().map(spanned).collect(),
+            }),
         }
     }
 

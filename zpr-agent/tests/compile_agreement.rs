@@ -9,13 +9,14 @@
 //! VCN, port ranges and lists, ICMP type/code, stateless mixes, wildcards.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use zpr_agent::compile::{Direction, PacketFacts, PlanLookup, compile, decide};
 use zpr_agent::inventory::Inventory;
 use zpr_agent::lang::{
     Attribute, ConnectionState, Endpoint, Filter, IpPrefix, Policy, PortRange, Protocol, Scope,
-    Span, Spanned, Statement, StatementId,
+    Span, Spanned, Statement, StatementBody, StatementId,
 };
 
 const VCNS: usize = 3;
@@ -270,11 +271,14 @@ fn world() -> impl Strategy<Value = World> {
                         policy: "p".into(),
                         line: line as u32 + 1,
                     },
-                    span: Span::default(),
-                    scope,
-                    source: spanned(source),
-                    destination: spanned(destination),
-                    filters: filters.into_iter().map(spanned).collect(),
+                    line_start: 0,
+                    body: Arc::new(StatementBody {
+                        span: Span::default(),
+                        scope,
+                        source: spanned(source),
+                        destination: spanned(destination),
+                        filters: filters.into_iter().map(spanned).collect(),
+                    }),
                 })
                 .collect(),
         })

@@ -191,9 +191,14 @@ fn rule_7_checks_attributes_against_the_inventory() {
     let policy = parse("p", source).expect("valid").policy;
 
     let found = check_against_inventory(&policy, &inventory);
-    let found: Vec<(Severity, &str, Option<&str>)> = found
+    // Each at the text it names, on the second line too (a statement's
+    // spans count from its line).
+    let found: Vec<(Severity, &str, Option<&str>, &str)> = found
         .iter()
-        .map(|d| (d.severity, d.message.as_str(), d.help.as_deref()))
+        .map(|d| {
+            let text = &source[d.span.start..d.span.end];
+            (d.severity, d.message.as_str(), d.help.as_deref(), text)
+        })
         .collect();
     assert_eq!(
         found,
@@ -201,22 +206,26 @@ fn rule_7_checks_attributes_against_the_inventory() {
             (
                 Severity::Warning,
                 "no VCN or endpoint in the inventory carries 'corp.app:db'",
-                Some("this statement can never match until something carries the attribute")
+                Some("this statement can never match until something carries the attribute"),
+                "corp.app:db endpoints"
             ),
             (
                 Severity::Error,
                 "'test' is not one of the values of 'corp.net'",
-                Some("the inventory's values: prod, dev")
+                Some("the inventory's values: prod, dev"),
+                "corp.net:test"
             ),
             (
                 Severity::Error,
                 "namespace 'corp' has no attribute 'ap'",
-                Some("did you mean 'app'?")
+                Some("did you mean 'app'?"),
+                "corp.ap:web endpoints"
             ),
             (
                 Severity::Error,
                 "unknown namespace 'crop' in 'crop.app:web'",
-                Some("did you mean 'corp'?")
+                Some("did you mean 'corp'?"),
+                "crop.app:web endpoints"
             ),
         ]
     );

@@ -4,11 +4,12 @@
 //! optional `endpoints`, filter placement and separators).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use zpr_agent::lang::{
     Attribute, ConnectionState, Endpoint, Filter, IpPrefix, Policy, PortRange, Protocol, Scope,
-    Span, Spanned, Statement, StatementId, format_source, format_statement, parse,
+    Span, Spanned, Statement, StatementBody, StatementId, format_source, format_statement, parse,
 };
 
 fn spanned<T>(node: T) -> Spanned<T> {
@@ -157,11 +158,14 @@ fn build(scope: Scope, source: Endpoint, destination: Endpoint, filters: Vec<Fil
             policy: "p".into(),
             line: 1,
         },
-        span: Span::default(),
-        scope,
-        source: spanned(source),
-        destination: spanned(destination),
-        filters: filters.into_iter().map(spanned).collect(),
+        line_start: 0,
+        body: Arc::new(StatementBody {
+            span: Span::default(),
+            scope,
+            source: spanned(source),
+            destination: spanned(destination),
+            filters: filters.into_iter().map(spanned).collect(),
+        }),
     }
 }
 

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use crate::inventory::Inventory;
-use crate::lang::{Policy, parse};
+use crate::lang::{Policy, StatementCache, parse_cached};
 use crate::synthetic::Synthetic;
 
 #[derive(Debug, Clone)]
@@ -210,7 +210,15 @@ impl Texts {
 
     /// The inputs, when the edits left them valid.
     pub fn parsed(&self) -> Option<(Vec<Policy>, Inventory)> {
-        let policy = parse("synthetic", &self.policy.join("\n")).ok()?.policy;
+        self.parsed_with(&mut StatementCache::default())
+    }
+
+    /// [`Texts::parsed`], read with `cache` as a reload reads them: the
+    /// statements the last state shared are the same bodies.
+    pub fn parsed_with(&self, cache: &mut StatementCache) -> Option<(Vec<Policy>, Inventory)> {
+        let policy = parse_cached("synthetic", &self.policy.join("\n"), cache)
+            .ok()?
+            .policy;
         let inventory = Inventory::from_yaml_str(&self.inventory.join("\n")).ok()?;
         Some((vec![policy], inventory))
     }

@@ -30,10 +30,11 @@ use crate::lang::Policy;
 const MOST_TABLES: f64 = 0.25;
 
 /// Compiles policy sets one after another, each from what the last left.
-#[derive(Default)]
 pub struct Compiler {
     tables: Tables,
     last: Option<Last>,
+    /// The statement bodies the last compile resolved.
+    memo: selectors::Memo,
 }
 
 struct Last {
@@ -172,21 +173,31 @@ impl Alignment {
     }
 }
 
+impl Default for Compiler {
+    fn default() -> Compiler {
+        Compiler::of(Tables::default())
+    }
+}
+
 impl Compiler {
     /// A compiler of Plans holding `tables`.
     pub fn of(tables: Tables) -> Compiler {
-        Compiler { tables, last: None }
+        Compiler {
+            tables,
+            last: None,
+            memo: selectors::Memo::kept(),
+        }
     }
 
     /// The Plan [`compile`](super::compile) gives for these inputs (with
     /// only the local tables, for [`Tables::Local`]).
     pub fn compile(&mut self, policies: &[Policy], inventory: &Inventory) -> Plan {
         if let Some(last) = self.last.take()
-            && let Some(plan) = last.changed(policies, inventory, &mut self.last)
+            && let Some(plan) = last.changed(policies, inventory, &mut self.memo, &mut self.last)
         {
             return plan;
         }
-        let (plan, groundwork) = compile_whole(policies, inventory, self.tables);
+        let (plan, groundwork) = compile_whole(policies, inventory, self.tables, &mut self.memo);
         self.last = Some(Last::of(inventory.clone(), groundwork, &plan));
         plan
     }
@@ -199,12 +210,13 @@ impl Last {
         self,
         policies: &[Policy],
         inventory: &Inventory,
+        memo: &mut selectors::Memo,
         next: &mut Option<Last>,
     ) -> Option<Plan> {
         if *inventory != self.inventory {
             return None;
         }
-        let resolved = selectors::resolve(policies);
+        let resolved = selectors::resolve_with(policies, memo);
         let old = &self.groundwork;
         if resolved.selectors != old.selectors || resolved.attributes != old.attributes {
             return None;

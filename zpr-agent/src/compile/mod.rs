@@ -56,7 +56,13 @@ use crate::lang::Policy;
 
 /// Compiles a policy set against an inventory. Pure and deterministic.
 pub fn compile(policies: &[Policy], inventory: &Inventory) -> Plan {
-    compile_whole(policies, inventory, Tables::Every).0
+    compile_whole(
+        policies,
+        inventory,
+        Tables::Every,
+        &mut selectors::Memo::default(),
+    )
+    .0
 }
 
 /// Which identities' policy tables a Plan holds.
@@ -85,8 +91,13 @@ struct Groundwork {
     local_tables: Option<HashSet<(Uid, Direction)>>,
 }
 
-fn compile_whole(policies: &[Policy], inventory: &Inventory, tables: Tables) -> (Plan, Groundwork) {
-    let resolved = selectors::resolve(policies);
+fn compile_whole(
+    policies: &[Policy],
+    inventory: &Inventory,
+    tables: Tables,
+    memo: &mut selectors::Memo,
+) -> (Plan, Groundwork) {
+    let resolved = selectors::resolve_with(policies, memo);
     let identities = identity::build(inventory, &resolved);
     let protected = protected(inventory, &identities);
     let stateless = stateless(&resolved);

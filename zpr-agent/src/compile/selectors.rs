@@ -4,11 +4,12 @@
 
 use foldhash::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use super::evaluate::locations;
 use super::l4::{L4Prefix, statement_prefixes};
 use crate::lang::address::format_prefix;
-use crate::lang::{Attribute, Endpoint, IpPrefix, Policy, Statement};
+use crate::lang::{Attribute, Endpoint, IpPrefix, Policy, Statement, StatementBody};
 
 /// An attribute in the form it compares in: namespace and key lowercased.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,7 +67,8 @@ pub enum Side {
 pub struct ResolvedStatement {
     pub source: Side,
     pub destination: Side,
-    pub l4: Vec<L4Prefix>,
+    /// Shared with the [`Memo`] that resolved the statement's body.
+    pub l4: Arc<[L4Prefix]>,
 }
 
 /// The policy set's statements in [`StatementId`](crate::lang::StatementId)
@@ -104,59 +106,168 @@ impl Resolved<'_> {
     }
 }
 
-/// Numbers attributes; a cache of the written form spares lowercasing the
-/// same text again for every statement that repeats it.
-#[derive(Default)]
-struct Attributes<'a> {
-    written: HashMap<(Option<&'a str>, &'a str, &'a str), AttributeId>,
-    ids: HashMap<AttributeKey, AttributeId>,
-    keys: Vec<AttributeKey>,
+/// How many attributes no statement names any more a [`Memo`] may keep
+/// beyond as many as are named.
+const FORGOTTEN_ATTRIBUTES: usize = 1024;
+
+/// What resolving a statement's body gives, numbered in a [`Memo`]'s own
+/// order rather than a compile's.
+struct BodyResolved {
+    /// Held, so that the body's address is not reused while it keys this.
+    _body: Arc<StatementBody>,
+    source: Option<MemoSelector>,
+    destination: Option<MemoSelector>,
+    l4: Arc<[L4Prefix]>,
+    /// The last resolve that met the body.
+    seen: u64,
 }
 
-impl<'a> Attributes<'a> {
-    fn id(&mut self, attribute: &'a Attribute) -> AttributeId {
-        let written = (
-            attribute.namespace.as_deref(),
-            &*attribute.key,
-            &*attribute.value,
-        );
-        if let Some(&id) = self.written.get(&written) {
+/// A [`Selector`] whose attributes are numbered by the [`Memo`].
+#[derive(Clone, Copy)]
+enum MemoSelector {
+    Attribute { attribute: u32, location: u32 },
+    Prefix(IpPrefix),
+    OsnServices,
+}
+
+/// The statement bodies resolved by the last resolve, by address: the
+/// incremental compiler keeps one, so that the statements a reload shares
+/// with the last one (the same bodies, from the statement cache) are
+/// looked up rather than resolved again. Keeps the attributes it numbered
+/// (few, however many statements name them).
+#[derive(Default)]
+pub struct Memo {
+    /// False for a compile done once: keeping every body would only cost.
+    keeps_bodies: bool,
+    bodies: HashMap<usize, BodyResolved>,
+    /// Attributes by their written form, then as they compare.
+    written: HashMap<Attribute, u32>,
+    ids: HashMap<AttributeKey, u32>,
+    keys: Vec<AttributeKey>,
+    resolves: u64,
+}
+
+impl Memo {
+    /// A memo for compiles one after another.
+    pub fn kept() -> Memo {
+        Memo {
+            keeps_bodies: true,
+            ..Memo::default()
+        }
+    }
+
+    fn attribute(&mut self, attribute: &Attribute) -> u32 {
+        if let Some(&id) = self.written.get(attribute) {
             return id;
         }
         let key = AttributeKey::of(attribute);
-        let next = self.keys.len() as AttributeId;
+        let next = self.keys.len() as u32;
         let id = *self.ids.entry(key.clone()).or_insert(next);
         if id == next {
             self.keys.push(key);
         }
-        self.written.insert(written, id);
+        self.written.insert(attribute.clone(), id);
         id
+    }
+
+    fn selector(&mut self, endpoint: &Endpoint, location: &Attribute) -> Option<MemoSelector> {
+        match endpoint {
+            Endpoint::AllEndpoints => None,
+            Endpoint::Attribute(attribute) => Some(MemoSelector::Attribute {
+                attribute: self.attribute(attribute),
+                location: self.attribute(location),
+            }),
+            Endpoint::Prefix(prefix) => Some(MemoSelector::Prefix(*prefix)),
+            Endpoint::OsnServices => Some(MemoSelector::OsnServices),
+        }
+    }
+
+    /// The statement's body resolved (sides and L4 prefixes), from the
+    /// last resolve when it met the same body.
+    fn body(
+        &mut self,
+        statement: &Statement,
+    ) -> (Option<MemoSelector>, Option<MemoSelector>, Arc<[L4Prefix]>) {
+        let resolves = self.resolves;
+        let address = Arc::as_ptr(&statement.body) as usize;
+        if let Some(known) = self.bodies.get_mut(&address) {
+            known.seen = resolves;
+            return (known.source, known.destination, known.l4.clone());
+        }
+        let (source_location, destination_location) = locations(&statement.scope);
+        let resolved = BodyResolved {
+            _body: statement.body.clone(),
+            source: self.selector(&statement.source.node, source_location),
+            destination: self.selector(&statement.destination.node, destination_location),
+            l4: statement_prefixes(statement).into(),
+            seen: resolves,
+        };
+        let sides = (resolved.source, resolved.destination, resolved.l4.clone());
+        if self.keeps_bodies {
+            self.bodies.insert(address, resolved);
+        }
+        sides
     }
 }
 
+/// [`resolve_with`] a memo of its own (a compile done once).
 pub fn resolve<'a>(policies: &'a [Policy]) -> Resolved<'a> {
+    resolve_with(policies, &mut Memo::default())
+}
+
+/// Resolves the policies' statements, taking the bodies `memo` met last
+/// time from it and leaving in it this policy set's.
+pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a> {
     let mut statements: Vec<&'a Statement> = policies.iter().flat_map(|p| &p.statements).collect();
     statements.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut attributes = Attributes::default();
-    let mut selector = |endpoint: &'a Endpoint, location: &'a Attribute| match endpoint {
-        Endpoint::AllEndpoints => None,
-        Endpoint::Attribute(attribute) => Some(Selector::Attribute {
-            attribute: attributes.id(attribute),
-            location: attributes.id(location),
-        }),
-        Endpoint::Prefix(prefix) => Some(Selector::Prefix(*prefix)),
-        Endpoint::OsnServices => Some(Selector::OsnServices),
+    memo.resolves += 1;
+    // Attributes are numbered by first use in statement order, as the
+    // memo's numbers are met.
+    let mut numbers: Vec<Option<AttributeId>> = Vec::new();
+    let mut attributes: Vec<AttributeKey> = Vec::new();
+    let mut number = |memo_id: u32, keys: &[AttributeKey]| -> AttributeId {
+        let memo_id = memo_id as usize;
+        if numbers.len() <= memo_id {
+            numbers.resize(memo_id + 1, None);
+        }
+        *numbers[memo_id].get_or_insert_with(|| {
+            attributes.push(keys[memo_id].clone());
+            (attributes.len() - 1) as AttributeId
+        })
     };
+    let mut l4 = Vec::with_capacity(statements.len());
     let sides: Vec<(Option<Selector>, Option<Selector>)> = statements
         .iter()
         .map(|statement| {
-            let (source_location, destination_location) = locations(&statement.scope);
-            (
-                selector(&statement.source.node, source_location),
-                selector(&statement.destination.node, destination_location),
-            )
+            let (source, destination, prefixes) = memo.body(statement);
+            l4.push(prefixes);
+            let mut selector = |side: Option<MemoSelector>| {
+                side.map(|side| match side {
+                    MemoSelector::Attribute {
+                        attribute,
+                        location,
+                    } => Selector::Attribute {
+                        attribute: number(attribute, &memo.keys),
+                        location: number(location, &memo.keys),
+                    },
+                    MemoSelector::Prefix(prefix) => Selector::Prefix(prefix),
+                    MemoSelector::OsnServices => Selector::OsnServices,
+                })
+            };
+            (selector(source), selector(destination))
         })
         .collect();
+    let resolves = memo.resolves;
+    memo.bodies.retain(|_, body| body.seen == resolves);
+    // The attributes stay numbered as long as the memo lives: once most
+    // are no longer named (an agent's policies rewritten over months), it
+    // starts again, and the next resolve resolves every body.
+    if memo.keys.len() > 2 * attributes.len() + FORGOTTEN_ATTRIBUTES {
+        *memo = Memo {
+            keeps_bodies: memo.keeps_bodies,
+            ..Memo::default()
+        };
+    }
     let mut selectors: Vec<Selector> = sides
         .iter()
         .flat_map(|&(source, destination)| [source, destination])
@@ -174,20 +285,25 @@ pub fn resolve<'a>(policies: &'a [Policy]) -> Resolved<'a> {
         None => Side::Every,
         Some(selector) => Side::Selector(ids[&selector]),
     };
-    let resolved = statements
+    let resolved = sides
         .iter()
-        .zip(&sides)
-        .map(|(statement, &(source, destination))| ResolvedStatement {
+        .zip(l4)
+        .map(|(&(source, destination), l4)| ResolvedStatement {
             source: side(source),
             destination: side(destination),
-            l4: statement_prefixes(statement),
+            l4,
         })
+        .collect();
+    let attribute_ids = attributes
+        .iter()
+        .enumerate()
+        .map(|(id, key)| (key.clone(), id as AttributeId))
         .collect();
     Resolved {
         statements,
         resolved,
         selectors,
-        attributes: attributes.keys,
-        attribute_ids: attributes.ids,
+        attributes,
+        attribute_ids,
     }
 }

@@ -14,7 +14,7 @@ use crate::{
     inventory::{Endpoint as InventoryEndpoint, Inventory},
     lang::{
         Attribute, Endpoint, Filter, IpPrefix, PortRange, Protocol, Scope, Span, Spanned,
-        Statement, StatementId, attribute::unquoted_text, format_statement,
+        Statement, StatementBody, StatementId, attribute::unquoted_text, format_statement,
     },
 };
 
@@ -159,11 +159,14 @@ pub fn suggest(inventory: &Inventory, flows: &[ObservedFlow], ports: Ports) -> S
                     policy: Arc::from("suggested"),
                     line: 0,
                 },
-                span: Span::default(),
-                scope: group.scope,
-                source: spanned(group.source),
-                destination: spanned(group.destination),
-                filters: vec![spanned(Filter::Protocol(protocol))],
+                line_start: 0,
+                body: Arc::new(StatementBody {
+                    span: Span::default(),
+                    scope: group.scope,
+                    source: spanned(group.source),
+                    destination: spanned(group.destination),
+                    filters: vec![spanned(Filter::Protocol(protocol))],
+                }),
             },
             flows: group.flows.len(),
             example: group.flows[0],

@@ -9,7 +9,7 @@ use foldhash::HashMap;
 
 use crate::inventory::{AttributeKind, AttributeStatus, Inventory};
 use crate::lang::Diagnostic;
-use crate::lang::ast::{Attribute, Endpoint, Policy, Scope, Span, Statement};
+use crate::lang::ast::{Attribute, Endpoint, Policy, Scope, Span, Spanned, Statement};
 use crate::lang::attribute::unquoted_text;
 use crate::lang::suggest::closest;
 
@@ -17,19 +17,14 @@ use crate::lang::suggest::closest;
 pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Diagnostic> {
     // A policy names few distinct attributes many times: each is checked
     // once, as written (the check lowercases and looks up).
-    let mut checked: HashMap<(Option<&str>, &str, &str), Option<Diagnostic>> = HashMap::default();
+    let mut checked: HashMap<&Attribute, Option<Diagnostic>> = HashMap::default();
     policy
         .statements
         .iter()
         .flat_map(attributes_of)
         .filter_map(|(attribute, span)| {
-            let written = (
-                attribute.namespace.as_deref(),
-                &*attribute.key,
-                &*attribute.value,
-            );
             let diagnostic = checked
-                .entry(written)
+                .entry(attribute)
                 .or_insert_with(|| check_attribute(attribute, Span::default(), inventory));
             diagnostic
                 .clone()
@@ -38,25 +33,31 @@ pub fn check_against_inventory(policy: &Policy, inventory: &Inventory) -> Vec<Di
         .collect()
 }
 
-/// Every attribute a statement names, with where it stands.
-fn attributes_of(statement: &Statement) -> Vec<(&Attribute, Span)> {
-    let mut attributes = match &statement.scope {
-        Scope::SameVcn { vcn } => vec![(&vcn.node, vcn.span)],
+/// Every attribute a statement names (two to four), with where it stands in
+/// the file, in written order. In an array: this runs for every statement.
+fn attributes_of<'a>(statement: &'a Statement) -> impl Iterator<Item = (&'a Attribute, Span)> {
+    let (first_vcn, second_vcn) = match &statement.scope {
+        Scope::SameVcn { vcn } => (vcn, None),
         Scope::CrossVcn {
             source_vcn,
             destination_vcn,
-        } => vec![
-            (&source_vcn.node, source_vcn.span),
-            (&destination_vcn.node, destination_vcn.span),
-        ],
+        } => (source_vcn, Some(destination_vcn)),
     };
-    for endpoint in [&statement.source, &statement.destination] {
-        if let Endpoint::Attribute(attribute) = &endpoint.node {
-            attributes.push((attribute, endpoint.span));
-        }
-    }
-    attributes.sort_by_key(|(_, span)| span.start);
+    let endpoint = |endpoint: &'a Spanned<Endpoint>| match &endpoint.node {
+        Endpoint::Attribute(attribute) => Some((attribute, endpoint.span)),
+        _ => None,
+    };
+    let mut attributes = [
+        Some((&first_vcn.node, first_vcn.span)),
+        second_vcn.map(|vcn| (&vcn.node, vcn.span)),
+        endpoint(&statement.source),
+        endpoint(&statement.destination),
+    ];
+    attributes.sort_by_key(|attribute| attribute.map_or(usize::MAX, |(_, span)| span.start));
     attributes
+        .into_iter()
+        .flatten()
+        .map(|(attribute, span)| (attribute, statement.in_file(span)))
 }
 
 fn check_attribute(attribute: &Attribute, span: Span, inventory: &Inventory) -> Option<Diagnostic> {

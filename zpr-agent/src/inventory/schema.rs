@@ -118,6 +118,13 @@ pub(super) fn parse(text: &str) -> Result<RawInventory, Vec<InventoryError>> {
     if let Some(error) = super::aliases::expand_too_far(text) {
         return Err(vec![error]);
     }
+    // A valid inventory (the usual case) reads straight into the schema:
+    // `deny_unknown_fields` at every level means it has no unknown key, so
+    // the walk below would find nothing. Only a text that fails is built as
+    // a document, for every unknown key and serde's complaint to be found.
+    if let Ok(raw) = serde_yaml::from_str::<RawInventory>(text) {
+        return Ok(raw);
+    }
     let document: Value = serde_yaml::from_str(text).map_err(|error| vec![from_serde(&error)])?;
     if document.is_null() {
         return Ok(empty());

@@ -37,7 +37,8 @@ pub const DEFAULT_NAMESPACE: &str = "oracle-zpr";
 
 /// `namespace.key:value`. Namespace and key compare case-insensitively,
 /// the value exactly; [`Attribute::same_as`] implements that rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Equality and hashing compare the written form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attribute {
     /// `None` when the statement left it out (then it is [`DEFAULT_NAMESPACE`]).
     pub namespace: Option<Arc<str>>,
@@ -141,11 +142,48 @@ impl fmt::Display for StatementId {
     }
 }
 
-/// One `allow` statement. Filters keep their written order; wherever they
-/// stood, they all restrict the connection as a whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `allow` statement: where it stands in its file, and what it says.
+/// What it says is shared: a file read again gives each unchanged line's
+/// statement from the [`StatementCache`](super::StatementCache) as one
+/// reference count, and holds it once however many readings keep it.
+/// Equality ignores where the statement stands, as it does spans.
+#[derive(Debug, Clone, Eq)]
 pub struct Statement {
     pub id: StatementId,
+    /// Byte offset of the start of the statement's (first) line: the
+    /// body's spans count from there.
+    pub line_start: usize,
+    pub body: Arc<StatementBody>,
+}
+
+impl PartialEq for Statement {
+    fn eq(&self, other: &Statement) -> bool {
+        self.id == other.id && self.body == other.body
+    }
+}
+
+impl std::ops::Deref for Statement {
+    type Target = StatementBody;
+
+    fn deref(&self) -> &StatementBody {
+        &self.body
+    }
+}
+
+impl Statement {
+    /// `span`, one of the body's (counted from the statement's line),
+    /// counted from the start of the file.
+    pub fn in_file(&self, span: Span) -> Span {
+        Span::new(span.start + self.line_start, span.end + self.line_start)
+    }
+}
+
+/// What a statement says, with its spans counted from the start of its
+/// line: the same line gives the same body wherever it stands. Filters keep
+/// their written order; wherever they stood, they all restrict the
+/// connection as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementBody {
     pub span: Span,
     pub scope: Scope,
     pub source: Spanned<Endpoint>,
@@ -153,13 +191,13 @@ pub struct Statement {
     pub filters: Vec<Spanned<Filter>>,
 }
 
-impl Statement {
-    /// The statement with every span moved by `to - from` bytes: the same
-    /// text found at another place of a file.
-    pub fn moved(mut self, from: usize, to: usize) -> Statement {
+impl StatementBody {
+    /// The body with every span moved back by `from` bytes: spans of the
+    /// file made spans of the line starting at `from`.
+    pub(super) fn counted_from(mut self, from: usize) -> StatementBody {
         let moved = |span: &mut Span| {
-            span.start = span.start - from + to;
-            span.end = span.end - from + to;
+            span.start -= from;
+            span.end -= from;
         };
         moved(&mut self.span);
         match &mut self.scope {

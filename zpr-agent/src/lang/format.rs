@@ -63,7 +63,8 @@ pub fn format_source(policy_name: &str, source: &str) -> Result<String, Vec<Diag
     for (index, line) in source.lines().enumerate() {
         let line_number = u32::try_from(index + 1).unwrap_or(u32::MAX);
         if let Some(statement) = statements.next_if(|s| s.id.line == line_number) {
-            let last_line = file.line_index(statement.span.end.saturating_sub(1)) + 1;
+            let end = statement.in_file(statement.span).end;
+            let last_line = file.line_index(end.saturating_sub(1)) + 1;
             while let Some(comment) = comments.next_if(|c| c.line as usize <= last_line) {
                 push_line(&mut out, comment_text(source, comment), &mut blank_pending);
             }

@@ -159,6 +159,23 @@ fn is_word_char(c: char) -> bool {
     !(c.is_whitespace() || matches!(c, ',' | '=' | '#') || quote_style(c).is_some())
 }
 
+/// Where the word starting at byte `from` ends. Bytes of ASCII are tested
+/// as they are: decoding a character for each is most of lexing a word.
+fn word_end(source: &str, from: usize) -> usize {
+    let mut at = from;
+    while let Some(&byte) = source.as_bytes().get(at) {
+        let c = match byte.is_ascii() {
+            true => char::from(byte),
+            false => source[at..].chars().next().unwrap_or_default(),
+        };
+        if !is_word_char(c) {
+            break;
+        }
+        at += c.len_utf8();
+    }
+    at
+}
+
 fn quote_style(c: char) -> Option<QuoteStyle> {
     match c {
         '\'' => Some(QuoteStyle::Ascii),
@@ -198,9 +215,7 @@ impl Lexer<'_> {
                 c => match quote_style(c) {
                     Some(style) => self.quoted(style),
                     None => {
-                        while self.peek().is_some_and(is_word_char) {
-                            self.at += self.peek().map_or(0, char::len_utf8);
-                        }
+                        self.at = word_end(self.source, self.at);
                         let tok = classify_word(&self.source[start..self.at]);
                         self.push(tok, start);
                     }
@@ -266,7 +281,8 @@ impl Lexer<'_> {
         }
         self.push(Tok::Quoted(style), start);
         let span = Span::new(start, self.at);
-        let corrected = format!("'{}'", quoted_content(&self.source[start..self.at]));
+        // Only for a mistake: every statement's filters are quoted.
+        let corrected = || format!("'{}'", quoted_content(&self.source[start..self.at]));
         match style {
             QuoteStyle::Typographic => self.out.diagnostics.push(
                 Diagnostic::error(
@@ -275,7 +291,8 @@ impl Lexer<'_> {
                 )
                 .with_label("typographic quotes")
                 .with_help(format!(
-                    "use the ASCII apostrophe ' (often changed by word processors): {corrected}"
+                    "use the ASCII apostrophe ' (often changed by word processors): {}",
+                    corrected()
                 )),
             ),
             QuoteStyle::Double => self.out.diagnostics.push(
@@ -284,7 +301,7 @@ impl Lexer<'_> {
                     span,
                 )
                 .with_label("double quotes")
-                .with_help(format!("use single quotes: {corrected}")),
+                .with_help(format!("use single quotes: {}", corrected())),
             ),
             QuoteStyle::Ascii | QuoteStyle::Unterminated => {}
         }

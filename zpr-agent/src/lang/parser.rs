@@ -12,7 +12,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::lang::ast::{Policy, Statement, StatementId};
+use crate::lang::ast::{Policy, Statement, StatementBody, StatementId};
 use crate::lang::cst::RawStatement;
 use crate::lang::diagnostic::Diagnostic;
 use crate::lang::lexer::{Comment, QuoteStyle, Tok, Token, lex_from};
@@ -77,7 +77,7 @@ fn read_file(
     for text in source.split_inclusive('\n') {
         let key = text.strip_suffix('\n').unwrap_or(text);
         if let Some(cache) = cache.as_deref_mut()
-            && let Some(statement) = cache.get(key)
+            && let Some(body) = cache.get(key)
             && unread.is_none_or(|from| file.read_lines(from, start, false, Some(cache)))
         {
             unread = None;
@@ -86,7 +86,8 @@ fn read_file(
                     policy: policy.clone(),
                     line,
                 },
-                ..statement.moved(0, start)
+                line_start: start,
+                body,
             });
         } else {
             unread.get_or_insert((start, line));
@@ -242,9 +243,8 @@ struct LinesRead {
     whole_lines: Vec<Option<Range<usize>>>,
     diagnostics: Vec<Diagnostic>,
     comments: Vec<Comment>,
-    /// Line texts and their statements (spans from the line's start) for
-    /// a cache.
-    cache_lines: Vec<(Box<str>, Statement)>,
+    /// Line texts and their statements' bodies for a cache.
+    cache_lines: Vec<(Box<str>, Arc<StatementBody>)>,
 }
 
 impl LinesRead {
@@ -271,7 +271,7 @@ impl LinesRead {
             }
             cache_lines.push((
                 Box::from(&source[whole_line.clone()]),
-                statement.clone().moved(whole_line.start, 0),
+                statement.body.clone(),
             ));
         }
         self.cache_lines = cache_lines;
@@ -419,7 +419,17 @@ impl Reader<'_> {
             line: tokens.first().map_or(1, |t| t.line),
         };
         let diagnostics_before = self.diagnostics.len();
-        let lowered = lower_statement(raw, id, self.source, &mut self.names, &mut self.diagnostics);
+        let line_start = tokens
+            .first()
+            .map_or(0, |first| line_start(self.source, first.span.start));
+        let lowered = lower_statement(
+            raw,
+            id,
+            line_start,
+            self.source,
+            &mut self.names,
+            &mut self.diagnostics,
+        );
         // Look-alike quotes were reported by the lexer; the statement still
         // went through validation so that its other mistakes show too.
         let misquoted = tokens.iter().any(|t| {
@@ -443,9 +453,7 @@ impl Reader<'_> {
         if first.line != last.line {
             return None;
         }
-        let start = self.source[..first.span.start]
-            .rfind('\n')
-            .map_or(0, |at| at + 1);
+        let start = line_start(self.source, first.span.start);
         let end = self.source[last.span.end..]
             .find('\n')
             .map_or(self.source.len(), |at| last.span.end + at);
@@ -453,6 +461,11 @@ impl Reader<'_> {
         (blank(&self.source[start..first.span.start]) && blank(&self.source[last.span.end..end]))
             .then_some(start..end)
     }
+}
+
+/// The byte offset where the line holding byte `at` starts.
+fn line_start(source: &str, at: usize) -> usize {
+    source[..at].rfind('\n').map_or(0, |newline| newline + 1)
 }
 
 #[cfg(test)]

@@ -2,18 +2,20 @@
 //! reading a file again after a small change parses only what changed
 //! (see [`super::parser`]). Pure: it knows texts, not files.
 
-use crate::lang::ast::Statement;
+use std::sync::Arc;
+
+use crate::lang::ast::StatementBody;
 
 /// The statement lines of the last text read with it: each line's text,
-/// without its line end, and its statement with spans counted from the
-/// line's start. Lines only older texts held are dropped, so it holds one
+/// without its line end, and its statement's body (spans counted from the
+/// line's start), shared with the policies read. Lines only older texts held are dropped, so it holds one
 /// file's worth.
 #[derive(Default)]
 pub struct StatementCache {
     /// Each line with the number of the last text that held it. (Policy
     /// texts are the operator's own, so a fast hash with no defence
     /// against chosen collisions is fine.)
-    lines: foldhash::HashMap<Box<str>, (Statement, u64)>,
+    lines: foldhash::HashMap<Box<str>, (Arc<StatementBody>, u64)>,
     /// The number of the text being read.
     text: u64,
 }
@@ -28,15 +30,15 @@ impl StatementCache {
         self.lines.retain(|_, (_, held_by)| *held_by == text);
     }
 
-    /// The statement `line` held, its spans counted from the line's start.
-    pub(super) fn get(&mut self, line: &str) -> Option<Statement> {
-        let (statement, held_by) = self.lines.get_mut(line)?;
+    /// The body of the statement `line` held.
+    pub(super) fn get(&mut self, line: &str) -> Option<Arc<StatementBody>> {
+        let (body, held_by) = self.lines.get_mut(line)?;
         *held_by = self.text;
-        Some(statement.clone())
+        Some(body.clone())
     }
 
-    pub(super) fn insert(&mut self, line: Box<str>, statement: Statement) {
-        self.lines.insert(line, (statement, self.text));
+    pub(super) fn insert(&mut self, line: Box<str>, body: Arc<StatementBody>) {
+        self.lines.insert(line, (body, self.text));
     }
 
     pub(super) fn reserve(&mut self, lines: usize) {

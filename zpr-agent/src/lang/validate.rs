@@ -4,7 +4,11 @@
 //! the verb, is the grammar's; its messages come from `syntax_error`.)
 
 use crate::lang::address::parse_prefix;
-use crate::lang::ast::{Attribute, Endpoint, Scope, Span, Spanned, Statement, StatementId};
+use std::sync::Arc;
+
+use crate::lang::ast::{
+    Attribute, Endpoint, Scope, Span, Spanned, Statement, StatementBody, StatementId,
+};
 use crate::lang::attribute::{Written, parse_attribute_interned};
 use crate::lang::cst::{RawEndpoint, RawForm, RawStatement, RawTarget, TargetKind};
 use crate::lang::diagnostic::Diagnostic;
@@ -12,10 +16,12 @@ use crate::lang::filter::lower_filters;
 use crate::lang::lexer::{OSN_KEYWORD, Tok, classify_word, quoted_content};
 use crate::lang::names::Names;
 
-/// Builds the statement, or `None` when any error was reported.
+/// Builds the statement, whose line starts at byte `line_start`, or `None`
+/// when any error was reported.
 pub fn lower_statement(
     raw: &RawStatement,
     id: StatementId,
+    line_start: usize,
     source: &str,
     names: &mut Names,
     diagnostics: &mut Vec<Diagnostic>,
@@ -56,13 +62,19 @@ pub fn lower_statement(
     let new_errors = diagnostics[reported_before..]
         .iter()
         .any(Diagnostic::is_error);
-    (!new_errors).then_some(Statement {
+    (!new_errors).then(|| Statement {
         id,
-        span: raw.span,
-        scope,
-        source: source_endpoint,
-        destination,
-        filters,
+        line_start,
+        body: Arc::new(
+            StatementBody {
+                span: raw.span,
+                scope,
+                source: source_endpoint,
+                destination,
+                filters,
+            }
+            .counted_from(line_start),
+        ),
     })
 }
 

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::Compiler;
 use crate::compile::edits::{Texts, edit};
 use crate::compile::{Plan, Tables, compile, compile_whole};
+use crate::lang::StatementCache;
 use crate::synthetic::generate;
 
 proptest! {
@@ -22,6 +23,9 @@ proptest! {
         let mut texts = Texts::of(&synthetic);
         let mut compiler = Compiler::default();
         let mut local = Compiler::of(Tables::Local);
+        // Read as the agent reads: unchanged statements are the same
+        // bodies, which the compilers' memos hold.
+        let mut cache = StatementCache::default();
         let whole = compile(&synthetic.policies, &synthetic.inventory);
         prop_assert_eq!(compiler.compile(&synthetic.policies, &synthetic.inventory), whole.clone());
         let whole_local = local.compile(&synthetic.policies, &synthetic.inventory);
@@ -30,7 +34,7 @@ proptest! {
         for edit in &edits {
             let before = texts.clone();
             texts.apply(edit);
-            let Some((policies, inventory)) = texts.parsed() else {
+            let Some((policies, inventory)) = texts.parsed_with(&mut cache) else {
                 // An edit the generated shape does not allow: undone.
                 texts = before;
                 continue;
@@ -38,7 +42,7 @@ proptest! {
             let whole = compile(&policies, &inventory);
             let incremental = compiler.compile(&policies, &inventory);
             prop_assert!(incremental == whole, "after {:?}", edit);
-            let whole_local = compile_whole(&policies, &inventory, Tables::Local).0;
+            let whole_local = compile_whole(&policies, &inventory, Tables::Local, &mut Default::default()).0;
             prop_assert!(whole_local == local_part(&whole), "after {:?}", edit);
             let incremental_local = local.compile(&policies, &inventory);
             prop_assert!(incremental_local == whole_local, "local, after {:?}", edit);
@@ -94,7 +98,12 @@ fn a_statement_change_is_not_compiled_whole() {
     let mut policies = synthetic.policies.clone();
     policies[0].statements.remove(removed);
     let last = compiler.last.take().unwrap();
-    let plan = last.changed(&policies, &synthetic.inventory, &mut compiler.last);
+    let plan = last.changed(
+        &policies,
+        &synthetic.inventory,
+        &mut compiler.memo,
+        &mut compiler.last,
+    );
     assert_eq!(plan, Some(compile(&policies, &synthetic.inventory)));
     assert!(compiler.last.is_some(), "what it worked out is kept");
 }
