@@ -26,6 +26,7 @@ mod reference;
 mod reload;
 mod report;
 mod scaling;
+mod scrape;
 mod scratch;
 mod sender;
 mod signing;
@@ -85,6 +86,8 @@ enum Part {
     Fleet,
     /// Signing and verifying a store state.
     Signing,
+    /// A Prometheus scrape of an agent with 1,000 local endpoints.
+    Scrape,
 }
 
 fn main() -> std::process::ExitCode {
@@ -164,6 +167,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if wanted(Part::Signing) {
         add(signing::measure(&profile.signing)?);
+    }
+    if wanted(Part::Scrape) {
+        add(scrape::measure(&profile.scrape, &zpr()?)?);
     }
 
     machine.finished();

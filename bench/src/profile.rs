@@ -5,7 +5,7 @@ use zpr_agent::datapath::FromWorkloadHook;
 
 use crate::{
     conntrack_scale, control_plane, diff, firewall::Filter, fleet, flood, micro, per_packet,
-    sender::Source, signing, throughput,
+    scrape, sender::Source, signing, throughput,
 };
 
 /// How much of everything a run measures.
@@ -19,6 +19,7 @@ pub struct Profile {
     pub conntrack: conntrack_scale::Settings,
     pub fleet: fleet::Settings,
     pub signing: signing::Settings,
+    pub scrape: scrape::Settings,
 }
 
 impl Profile {
@@ -87,6 +88,10 @@ impl Profile {
                 sizes: vec![10_000, 100_000],
                 rounds: 9,
             },
+            scrape: scrape::Settings {
+                endpoints: 1_000,
+                rounds: 20,
+            },
         }
     }
 
@@ -146,6 +151,10 @@ impl Profile {
             },
             signing: signing::Settings {
                 sizes: vec![10_000],
+                rounds: 3,
+            },
+            scrape: scrape::Settings {
+                endpoints: 20,
                 rounds: 3,
             },
         }

@@ -66,7 +66,7 @@ impl Source {
     }
 }
 
-fn packet_socket(ifindex: u32) -> anyhow::Result<OwnedFd> {
+pub fn packet_socket(ifindex: u32) -> anyhow::Result<OwnedFd> {
     // SAFETY: plain socket syscalls on a fresh fd we own; the structs are
     // zeroed and filled as packet(7) describes.
     unsafe {

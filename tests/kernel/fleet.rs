@@ -101,6 +101,7 @@ fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
     let usage = fleet.fleet_usage().unwrap();
     let line = apps_to_db(&usage).unwrap();
     assert_eq!(line["flows"], 4, "{usage:#}");
+    assert!(line["policy_id"].is_string(), "the API's id: {usage:#}");
     assert_eq!(
         line["nodes"],
         serde_json::json!(["host-b", "host-c"]),

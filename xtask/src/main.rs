@@ -50,7 +50,8 @@ enum Task {
         #[arg(long)]
         quick: bool,
         /// Run only these parts (micro, throughput, flood, control-plane,
-        /// diff, conntrack; comma-separated); records nothing.
+        /// diff, conntrack, fleet, signing, scrape; comma-separated);
+        /// records nothing.
         #[arg(long, value_name = "PARTS")]
         only: Option<String>,
     },

@@ -187,6 +187,10 @@ fn render(report: &Report) -> Result<String, std::fmt::Error> {
 #[derive(Serialize)]
 struct FleetLine {
     statement: String,
+    /// The policy's OCID, as the API names it (absent for a statement
+    /// only a node still counts, its policy gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_id: Option<String>,
     /// Summed over the nodes that report.
     flows: u64,
     /// The latest of the nodes' (unix seconds).
@@ -201,6 +205,7 @@ impl FleetLine {
     fn unused_yet(statement: String) -> FleetLine {
         FleetLine {
             statement,
+            policy_id: None,
             flows: 0,
             last_allowed_at: None,
             nodes: Vec::new(),
@@ -237,9 +242,15 @@ fn fleet(args: &Args, store: &str) -> anyhow::Result<ExitCode> {
         .list_policies()
         .iter()
         .flat_map(|policy| {
-            (1..=policy.statements.len()).map(|line| format!("{}:{line}", policy.name))
+            (1..=policy.statements.len()).map(|line| {
+                let statement = format!("{}:{line}", policy.name);
+                let line = FleetLine {
+                    policy_id: Some(policy.id.clone()),
+                    ..FleetLine::unused_yet(statement.clone())
+                };
+                (statement, line)
+            })
         })
-        .map(|statement| (statement.clone(), FleetLine::unused_yet(statement)))
         .collect();
     for node in &view.nodes {
         for used in &node.usage {
