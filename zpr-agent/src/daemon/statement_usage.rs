@@ -25,7 +25,7 @@ use crate::{
     clock::unix_now,
     compile::{Fnv1a64, Plan},
     datapath::{Datapath, monotonic_now_ns, read_rule_usage},
-    lang::{Policy, StatementBody, format_statement},
+    lang::{Policy, StatementBody, StatementId, format_statement},
     private_file,
 };
 
@@ -42,7 +42,7 @@ pub struct StatementUsage {
     pub statement: String,
     /// Of its canonical text (`zpr fmt`): how it is found again when its
     /// line moves.
-    pub fingerprint: String,
+    pub fingerprint: u64,
     /// New flows it allowed (a stateless statement: packets).
     pub flows: u64,
     /// When it last allowed one (unix seconds).
@@ -137,19 +137,32 @@ impl Fingerprints {
     }
 }
 
-/// The statements behind each Plan entry one slot holds, and what the
-/// kernel's counts of that slot were when last read.
+/// Whether `record` (`policy:line`) names `id`, without printing `id`.
+fn names(record: &str, id: &StatementId) -> bool {
+    record
+        .rsplit_once(':')
+        .is_some_and(|(policy, line)| policy == &*id.policy && line.parse() == Ok(id.line))
+}
+
+/// A Plan statement without a usage record.
+const NO_RECORD: u32 = u32::MAX;
+
+/// The statements behind each Plan entry one slot holds, the record each
+/// of those statements counts in, and what the kernel's counts of that
+/// slot were when last read.
 struct SlotRules {
     /// `entry_statements[offsets[r]..offsets[r + 1]]`: entry r's statements
-    /// (their ids).
+    /// (indexes into the Plan's statements).
     offsets: Vec<u32>,
     entry_statements: Vec<u32>,
-    ids: Vec<String>,
+    /// By Plan statement: its record in `UsageReport::statements`
+    /// ([`NO_RECORD`]: none), moved along as later Plans reorder them.
+    records: Vec<u32>,
     last: Vec<RuleUsage>,
 }
 
 impl SlotRules {
-    fn of(plan: &Plan, last: Vec<RuleUsage>) -> SlotRules {
+    fn of(plan: &Plan, records: Vec<u32>, last: Vec<RuleUsage>) -> SlotRules {
         let mut offsets = Vec::with_capacity(plan.policy.len() + 1);
         let mut entry_statements = Vec::new();
         offsets.push(0);
@@ -160,7 +173,7 @@ impl SlotRules {
         SlotRules {
             offsets,
             entry_statements,
-            ids: plan.statements.iter().map(|s| s.id.to_string()).collect(),
+            records,
             last,
         }
     }
@@ -173,11 +186,7 @@ impl SlotRules {
 /// The agent's side of the counts.
 pub struct UsageTracker {
     run_dir: PathBuf,
-    /// Shared with the metrics as last written (changed in place, or
-    /// copied first while a scrape holds it).
-    report: Arc<UsageReport>,
-    /// `report.statements` by id.
-    by_id: HashMap<String, usize>,
+    report: UsageReport,
     slots: [Option<SlotRules>; 2],
     fingerprints: Fingerprints,
     changed: bool,
@@ -197,24 +206,14 @@ impl UsageTracker {
             }
         };
         report.node = node;
-        let mut tracker = UsageTracker {
+        UsageTracker {
             run_dir: run_dir.to_owned(),
-            report: Arc::new(report),
-            by_id: HashMap::new(),
+            report,
             slots: [None, None],
             fingerprints: Fingerprints::default(),
             changed: false,
             written_at: None,
-        };
-        tracker.index();
-        tracker
-    }
-
-    fn index(&mut self) {
-        self.by_id = (0..)
-            .zip(&self.report.statements)
-            .map(|(index, usage)| (usage.statement.clone(), index))
-            .collect();
+        }
     }
 
     /// Reads what every slot counted since the last read, and adds it to
@@ -222,7 +221,6 @@ impl UsageTracker {
     pub fn harvest(&mut self, datapath: &Datapath) -> anyhow::Result<()> {
         let now_ns = monotonic_now_ns();
         let now = unix_now();
-        let report = Arc::make_mut(&mut self.report);
         for slot in 0..2u8 {
             let Some(rules) = &mut self.slots[usize::from(slot)] else {
                 continue;
@@ -237,9 +235,8 @@ impl UsageTracker {
                 let at = now.saturating_sub(now_ns.saturating_sub(usage.last_ns) / 1_000_000_000);
                 let (start, end) = (rules.offsets[rule], rules.offsets[rule + 1]);
                 for &statement in &rules.entry_statements[start as usize..end as usize] {
-                    let id = &rules.ids[statement as usize];
-                    if let Some(&index) = self.by_id.get(id) {
-                        let record = &mut report.statements[index];
+                    let record = rules.records[statement as usize];
+                    if let Some(record) = self.report.statements.get_mut(record as usize) {
                         record.flows += grown;
                         record.last_allowed_at = record.last_allowed_at.max(Some(at));
                         self.changed = true;
@@ -248,7 +245,7 @@ impl UsageTracker {
             }
             rules.last = read;
         }
-        report.updated_at = now;
+        self.report.updated_at = now;
         Ok(())
     }
 
@@ -277,80 +274,125 @@ impl UsageTracker {
         policies: Option<&[Policy]>,
         baseline: Vec<RuleUsage>,
     ) {
-        self.slots[usize::from(slot)] = Some(SlotRules::of(plan, baseline));
-        let report = Arc::make_mut(&mut self.report);
-        report.generation = generation;
-        report.uncounted_entries = plan
+        self.report.generation = generation;
+        self.report.uncounted_entries = plan
             .policy
             .len()
             .saturating_sub(RULE_USAGE_PER_SLOT as usize);
-        let Some(policies) = policies else {
-            return;
-        };
-        let fingerprints = &self.fingerprints.of(plan, policies);
-        let now = unix_now();
-        let mut before: HashMap<String, StatementUsage> = std::mem::take(&mut report.statements)
-            .into_iter()
-            .map(|usage| (usage.statement.clone(), usage))
-            .collect();
-        let fingerprint_text = |value: u64| format!("{value:016x}");
-        let mut statements: Vec<Option<StatementUsage>> = plan
-            .statements
-            .iter()
-            .zip(fingerprints)
-            .map(|(planned, &fingerprint)| {
-                let id = planned.id.to_string();
-                match before.remove(&id) {
-                    Some(kept) if kept.fingerprint == fingerprint_text(fingerprint) => Some(kept),
-                    Some(other) => {
-                        before.insert(id, other);
-                        None
+        let statements = plan.statements.len();
+        let records = match policies {
+            Some(policies) => {
+                let fingerprints = self.fingerprints.of(plan, policies);
+                let moved = self.reconcile(plan, &fingerprints, generation);
+                // The other slot's statements follow their records.
+                for rules in self.slots.iter_mut().flatten() {
+                    for record in &mut rules.records {
+                        if *record != NO_RECORD {
+                            *record = moved[*record as usize];
+                        }
                     }
-                    None => None,
                 }
+                self.changed = true;
+                (0..statements as u32).collect()
+            }
+            // The live Plan written again: its records are as they were.
+            None if self.report.statements.len() == statements => (0..statements as u32).collect(),
+            None => vec![NO_RECORD; statements],
+        };
+        self.slots[usize::from(slot)] = Some(SlotRules::of(plan, records, baseline));
+    }
+
+    /// Makes the records the Plan's statements', in its order: a record
+    /// stays with its statement (same line and text, else the same text
+    /// on another line). Returns where each record went ([`NO_RECORD`]:
+    /// its statement is gone). A reload that keeps every line where it
+    /// was matches them in order, without a lookup.
+    fn reconcile(&mut self, plan: &Plan, fingerprints: &[u64], generation: u32) -> Vec<u32> {
+        let mut old: Vec<Option<StatementUsage>> = std::mem::take(&mut self.report.statements)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut moved = vec![NO_RECORD; old.len()];
+        let ids = &plan.statements;
+        let mut placed: Vec<Option<StatementUsage>> = (0..ids.len())
+            .map(|index| {
+                let same = old
+                    .get(index)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|record| {
+                        names(&record.statement, &ids[index].id)
+                            && record.fingerprint == fingerprints[index]
+                    });
+                same.then(|| {
+                    moved[index] = index as u32;
+                    old[index].take()
+                })
+                .flatten()
             })
             .collect();
-        // The rest moved (found by text) or are new.
-        let mut moved: HashMap<String, Vec<StatementUsage>> = HashMap::new();
-        for usage in before.into_values() {
-            moved
-                .entry(usage.fingerprint.clone())
-                .or_default()
-                .push(usage);
-        }
-        for ((slot, planned), &fingerprint) in statements
-            .iter_mut()
-            .zip(&plan.statements)
-            .zip(fingerprints)
-        {
-            if slot.is_some() {
-                continue;
+        if placed.iter().any(Option::is_none) {
+            let by_id: HashMap<&str, usize> = old
+                .iter()
+                .enumerate()
+                .filter_map(|(index, record)| Some((record.as_ref()?.statement.as_str(), index)))
+                .collect();
+            let mut found: Vec<(usize, usize)> = Vec::new();
+            for (index, slot) in placed.iter().enumerate() {
+                if slot.is_none()
+                    && let Some(&from) = by_id.get(ids[index].id.to_string().as_str())
+                    && old[from]
+                        .as_ref()
+                        .is_some_and(|record| record.fingerprint == fingerprints[index])
+                {
+                    found.push((from, index));
+                }
             }
-            let fingerprint = fingerprint_text(fingerprint);
-            let id = planned.id.to_string();
-            *slot = Some(match moved.get_mut(&fingerprint).and_then(Vec::pop) {
-                Some(usage) => StatementUsage {
-                    statement: id,
-                    ..usage
-                },
-                None => StatementUsage {
-                    statement: id,
+            for (from, index) in found {
+                moved[from] = index as u32;
+                placed[index] = old[from].take();
+            }
+            // Moved to another line: found by text.
+            let mut by_text: HashMap<u64, Vec<usize>> = HashMap::new();
+            for (index, record) in old.iter().enumerate().rev() {
+                if let Some(record) = record {
+                    by_text.entry(record.fingerprint).or_default().push(index);
+                }
+            }
+            for (index, slot) in placed.iter_mut().enumerate() {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some(from) = by_text.get_mut(&fingerprints[index]).and_then(Vec::pop) {
+                    moved[from] = index as u32;
+                    *slot = old[from].take().map(|record| StatementUsage {
+                        statement: ids[index].id.to_string(),
+                        ..record
+                    });
+                }
+            }
+        }
+        let now = unix_now();
+        self.report.statements = placed
+            .into_iter()
+            .zip(ids)
+            .zip(fingerprints)
+            .map(|((record, planned), &fingerprint)| {
+                record.unwrap_or_else(|| StatementUsage {
+                    statement: planned.id.to_string(),
                     fingerprint,
                     flows: 0,
                     last_allowed_at: None,
                     since_generation: generation,
                     since: now,
-                },
-            });
-        }
-        report.statements = statements.into_iter().flatten().collect();
-        self.index();
-        self.changed = true;
+                })
+            })
+            .collect();
+        moved
     }
 
     /// Writes the sums when they changed and the last write is ten seconds
     /// old (`now`: also when it is not); returns them when written.
-    pub fn persist(&mut self, now: bool) -> Option<Arc<UsageReport>> {
+    pub fn persist(&mut self, now: bool) -> Option<&UsageReport> {
         let due = self.written_at.is_none_or(|at| at.elapsed() >= WRITE_EVERY);
         if !self.changed || !(due || now) {
             return None;
@@ -360,7 +402,7 @@ impl UsageTracker {
         }
         self.changed = false;
         self.written_at = Some(Instant::now());
-        Some(self.report.clone())
+        Some(&self.report)
     }
 
     pub fn report(&self) -> &UsageReport {
@@ -396,6 +438,65 @@ mod tests {
         let plan = compile(&policies, &inventory);
         let fresh = Fingerprints::default().of(&plan, &policies);
         (kept.of(&plan, &policies), fresh)
+    }
+
+    fn planned(text: &str, cache: &mut StatementCache) -> (crate::compile::Plan, Vec<Policy>) {
+        let inventory = Inventory::from_yaml_str(INVENTORY).unwrap();
+        let policies = vec![parse_cached("p", text, cache).unwrap().policy];
+        (compile(&policies, &inventory), policies)
+    }
+
+    fn flows(tracker: &super::UsageTracker) -> Vec<(String, u64, u32)> {
+        tracker
+            .report
+            .statements
+            .iter()
+            .map(|record| {
+                (
+                    record.statement.clone(),
+                    record.flows,
+                    record.since_generation,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_follow_their_statements_across_reloads() {
+        let dir = std::env::temp_dir().join(format!("zpr-usage-records-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut tracker = super::UsageTracker::resume(&dir, None);
+        let mut cache = StatementCache::default();
+        let (plan, policies) = planned(&format!("{WEB}\n{ANY}\n"), &mut cache);
+        tracker.written(0, 1, &plan, Some(&policies), Vec::new());
+        tracker.report.statements[0].flows = 5;
+        tracker.report.statements[1].flows = 7;
+        // Both move a line down.
+        let (plan, policies) = planned(&format!("# above\n{WEB}\n{ANY}\n"), &mut cache);
+        tracker.written(1, 2, &plan, Some(&policies), Vec::new());
+        assert_eq!(
+            flows(&tracker),
+            [("p:2".to_owned(), 5, 1), ("p:3".to_owned(), 7, 1)]
+        );
+        // The first slot's statements still find their records.
+        let first = tracker.slots[0].as_ref().unwrap();
+        assert_eq!(first.records, [0, 1]);
+        // One added at the end (kept in order), the first edited (a new one).
+        let edited = WEB.replace("5432", "5433");
+        let (plan, policies) = planned(&format!("# above\n{edited}\n{ANY}\n{WEB}\n"), &mut cache);
+        tracker.written(0, 3, &plan, Some(&policies), Vec::new());
+        assert_eq!(
+            flows(&tracker),
+            [
+                ("p:2".to_owned(), 0, 3),
+                ("p:3".to_owned(), 7, 1),
+                // WEB's text again, on another line: its counts went with it.
+                ("p:4".to_owned(), 5, 1),
+            ]
+        );
+        // The slot of generation 2 now finds them where they went.
+        assert_eq!(tracker.slots[1].as_ref().unwrap().records, [2, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -14,7 +14,10 @@ use std::{
     fmt,
     net::SocketAddr,
     str::FromStr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use prometheus_client::{
@@ -106,8 +109,11 @@ pub struct AgentMetrics {
     apply_duration: Histogram,
     /// The agent's status as last written, for the scrape thread.
     status: Arc<Mutex<Status>>,
-    /// The statements' use as last written.
+    /// The statements' use as last written: the first of them the
+    /// metrics show.
     usage: Arc<Mutex<Arc<UsageReport>>>,
+    /// How many statements the metrics show (`--metrics-statements`).
+    statements_shown: Arc<AtomicUsize>,
     event_consumers: EventConsumer,
 }
 
@@ -131,6 +137,7 @@ impl Default for AgentMetrics {
             ),
             status: Arc::default(),
             usage: Arc::default(),
+            statements_shown: Arc::default(),
             event_consumers: EventConsumer::default(),
         }
     }
@@ -172,12 +179,20 @@ impl AgentMetrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
     }
 
-    /// Hands the scrape thread the statements' use the agent just wrote.
-    pub fn publish_usage(&self, usage: Arc<UsageReport>) {
+    /// Hands the scrape thread the use of the statements it shows, as the
+    /// agent just wrote it (a copy of those only: at 100,000 statements
+    /// the whole report is tens of MB).
+    pub fn publish_usage(&self, usage: &UsageReport) {
+        let shown = self.statements_shown.load(Ordering::Relaxed);
+        let snapshot = UsageReport {
+            node: usage.node.clone(),
+            statements: usage.statements.iter().take(shown).cloned().collect(),
+            ..UsageReport::default()
+        };
         *self
             .usage
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = usage;
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(snapshot);
     }
 
     fn register(&self, registry: &mut Registry) {
@@ -213,6 +228,10 @@ pub fn start(options: &MetricsOptions, agent: &mut Agent) {
         return;
     };
     let mut registry = Registry::default();
+    agent
+        .metrics()
+        .statements_shown
+        .store(options.statements, Ordering::Relaxed);
     agent.metrics().register(&mut registry);
     registry.register_collector(Box::new(scrape::KernelCollector {
         pins: agent.pins().clone(),

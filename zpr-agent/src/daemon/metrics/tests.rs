@@ -66,7 +66,7 @@ impl Collector for Host {
             Host::Busy => UsageReport {
                 statements: vec![StatementUsage {
                     statement: "web:3".to_owned(),
-                    fingerprint: "0".repeat(16),
+                    fingerprint: 0,
                     flows: 7,
                     last_allowed_at: Some(1),
                     since_generation: 1,
