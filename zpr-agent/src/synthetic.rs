@@ -11,12 +11,11 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use crate::inventory::Inventory;
 use crate::lang::{
     Attribute, ConnectionState, Endpoint, Filter, IpPrefix, Policy, PortRange, Protocol, Scope,
-    Span, Spanned, Statement, StatementBody, StatementId,
+    Span, Spanned, Statement, StatementId,
 };
 
 /// The policy's name, so statement ids are `synthetic:LINE`.
@@ -232,20 +231,16 @@ impl Shape {
                 (same_vcn, app(random, zone), Endpoint::AllEndpoints, filters)
             }
         };
-        Statement {
-            id: StatementId {
+        Statement::built(
+            StatementId {
                 policy: POLICY_NAME.into(),
                 line,
             },
-            line_start: 0,
-            body: Arc::new(StatementBody {
-                span: Span::default(),
-                scope,
-                source: spanned(source),
-                destination: spanned(destination),
-                filters: filters.into_iter().map(spanned).collect(),
-            }),
-        }
+            scope,
+            source,
+            destination,
+            filters,
+        )
     }
 
     /// A zone that holds at least one app.

@@ -9,14 +9,13 @@
 //! VCN, port ranges and lists, ICMP type/code, stateless mixes, wildcards.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use proptest::prelude::*;
 use zpr_agent::compile::{Direction, PacketFacts, PlanLookup, compile, decide};
 use zpr_agent::inventory::Inventory;
 use zpr_agent::lang::{
     Attribute, ConnectionState, Endpoint, Filter, IpPrefix, Policy, PortRange, Protocol, Scope,
-    Span, Spanned, Statement, StatementBody, StatementId,
+    Span, Spanned, Statement, StatementId,
 };
 
 const VCNS: usize = 3;
@@ -266,19 +265,17 @@ fn world() -> impl Strategy<Value = World> {
             statements: statements
                 .into_iter()
                 .enumerate()
-                .map(|(line, (scope, source, destination, filters))| Statement {
-                    id: StatementId {
-                        policy: "p".into(),
-                        line: line as u32 + 1,
-                    },
-                    line_start: 0,
-                    body: Arc::new(StatementBody {
-                        span: Span::default(),
+                .map(|(line, (scope, source, destination, filters))| {
+                    Statement::built(
+                        StatementId {
+                            policy: "p".into(),
+                            line: line as u32 + 1,
+                        },
                         scope,
-                        source: spanned(source),
-                        destination: spanned(destination),
-                        filters: filters.into_iter().map(spanned).collect(),
-                    }),
+                        source,
+                        destination,
+                        filters,
+                    )
                 })
                 .collect(),
         })

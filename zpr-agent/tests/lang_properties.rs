@@ -4,12 +4,11 @@
 //! optional `endpoints`, filter placement and separators).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use proptest::prelude::*;
 use zpr_agent::lang::{
     Attribute, ConnectionState, Endpoint, Filter, IpPrefix, Policy, PortRange, Protocol, Scope,
-    Span, Spanned, Statement, StatementBody, StatementId, format_source, format_statement, parse,
+    Span, Spanned, Statement, StatementId, format_source, format_statement, parse,
 };
 
 fn spanned<T>(node: T) -> Spanned<T> {
@@ -153,20 +152,16 @@ fn statement() -> impl Strategy<Value = Statement> {
 }
 
 fn build(scope: Scope, source: Endpoint, destination: Endpoint, filters: Vec<Filter>) -> Statement {
-    Statement {
-        id: StatementId {
+    Statement::built(
+        StatementId {
             policy: "p".into(),
             line: 1,
         },
-        line_start: 0,
-        body: Arc::new(StatementBody {
-            span: Span::default(),
-            scope,
-            source: spanned(source),
-            destination: spanned(destination),
-            filters: filters.into_iter().map(spanned).collect(),
-        }),
-    }
+        scope,
+        source,
+        destination,
+        filters,
+    )
 }
 
 /// Random choices drawn from a byte string proptest generates (and shrinks).

@@ -171,6 +171,40 @@ impl std::ops::Deref for Statement {
 }
 
 impl Statement {
+    /// A statement built as syntax rather than read (generated policies,
+    /// tests): it spans nothing.
+    pub fn built(
+        id: StatementId,
+        scope: Scope,
+        source: Endpoint,
+        destination: Endpoint,
+        filters: Vec<Filter>,
+    ) -> Statement {
+        Statement {
+            id,
+            line_start: 0,
+            body: Arc::new(StatementBody {
+                span: Span::default(),
+                scope,
+                source: Spanned {
+                    node: source,
+                    span: Span::default(),
+                },
+                destination: Spanned {
+                    node: destination,
+                    span: Span::default(),
+                },
+                filters: filters
+                    .into_iter()
+                    .map(|node| Spanned {
+                        node,
+                        span: Span::default(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
     /// `span`, one of the body's (counted from the statement's line),
     /// counted from the start of the file.
     pub fn in_file(&self, span: Span) -> Span {
