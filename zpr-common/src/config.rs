@@ -18,7 +18,7 @@ pub struct Config {
 const _: () = assert!(core::mem::size_of::<Config>() == 16);
 
 /// Bumped whenever a map's key, value or meaning changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 crate::user_pod!(Config);
 
 impl Config {

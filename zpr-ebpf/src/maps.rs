@@ -13,7 +13,7 @@ use zpr_common::{
     identity::{HostKey, PrefixKey},
     maps,
     policy::{PolicyKey, PolicyValue},
-    usage::{RULE_USAGE_ENTRIES, RuleUsage},
+    usage::{RULE_USAGE_ENTRIES, RULE_USAGE_MAP_FLAGS, RuleUsage},
 };
 
 #[btf_map]
@@ -80,4 +80,8 @@ pub static ZPR_RATE_LIMITER: PerCpuArray<RateLimiter, 1> = PerCpuArray::new();
 /// Flows each Plan entry allowed, per slot (not per CPU: new flows are
 /// rare next to packets, and an atomic add keeps one copy).
 #[btf_map]
-pub static ZPR_RULE_USAGE: Array<RuleUsage, { RULE_USAGE_ENTRIES as usize }> = Array::new();
+pub static ZPR_RULE_USAGE: Array<
+    RuleUsage,
+    { RULE_USAGE_ENTRIES as usize },
+    { RULE_USAGE_MAP_FLAGS },
+> = Array::new();

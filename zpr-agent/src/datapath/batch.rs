@@ -34,28 +34,6 @@ pub(super) fn for_each_entry<K: Copy + Default, V: Copy + Default>(
     }
 }
 
-/// The values of array entries `first .. first + count` (fewer at the
-/// array's end), one syscall per `count` entries.
-pub(super) fn array_range<V: Copy + Default>(
-    map: &MapData,
-    first: u32,
-    count: usize,
-    what: &str,
-) -> anyhow::Result<Vec<V>> {
-    let mut reader = Reader::<u32, V>::new(map, 1, count, what)?;
-    let mut values = Vec::with_capacity(count);
-    let mut after = first.checked_sub(1);
-    while values.len() < count {
-        let (read, last, done) = reader.read(after, count - values.len())?;
-        values.extend(reader.entries(read).map(|(_, value)| value[0]));
-        if done || read == 0 {
-            break;
-        }
-        after = Some(last);
-    }
-    Ok(values)
-}
-
 /// Buffers for one map's batches.
 struct Reader<'a, K, V> {
     fd: u32,
