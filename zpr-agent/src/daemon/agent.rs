@@ -1,7 +1,7 @@
 //! The agent's state and its one job: turn the current inputs into the
 //! enforced Plan, or leave the live Plan in place and say why not.
 
-use std::{collections::BTreeSet, ffi::CString, path::PathBuf, time::Instant};
+use std::{collections::BTreeSet, ffi::CString, path::PathBuf, sync::Arc, time::Instant};
 
 use anyhow::{Context as _, bail};
 use tracing::{error, info, warn};
@@ -11,7 +11,7 @@ use super::{
     AgentConfig, InputSource,
     metrics::{AgentMetrics, ReloadOutcome},
     statement_usage::{UsageReport, UsageTracker},
-    status::{AttachedEndpoint, Notice, QuarantinedVnic, Status, summarised},
+    status::{AttachedEndpoint, Notice, PlanNames, QuarantinedVnic, Status, summarised},
 };
 use crate::{
     clock::unix_now,
@@ -654,25 +654,7 @@ impl Agent {
         self.status.endpoints = local_endpoints(&plan, &interfaces, &self.datapath);
         // The agent's Plans hold its own endpoints' tables only
         // (`Tables::Local`): every entry is one its kernel may name.
-        self.status.local_rules = (0u32..)
-            .zip(&plan.policy)
-            .map(|(rule, entry)| {
-                (
-                    rule,
-                    plan.statement_ids(&entry.value)
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                )
-            })
-            .collect();
-        self.status.identities = plan.identities.clone();
-        self.status.attributes = plan
-            .endpoints
-            .iter()
-            .filter(|endpoint| !endpoint.attributes.is_empty())
-            .map(|endpoint| (endpoint.name.clone(), endpoint.attributes.clone()))
-            .collect();
+        self.status.names = Arc::new(PlanNames::of(&plan));
         self.live = Some((plan, interfaces));
         Ok(stages)
     }

@@ -222,15 +222,13 @@ pub fn describe(event: &Event, names: &GenerationNames) -> DescribedEvent {
             port,
             name: identity.map_or_else(unknown, |i| i.name_of(address)),
             attributes: owner
-                .and_then(|owner| status?.attributes.get(owner).cloned())
+                .and_then(|owner| status?.names.attributes.get(owner).cloned())
                 .unwrap_or_default(),
         }
     };
     let statements = match (event.rule, status) {
         (NO_RULE, _) => Statements::NoRule,
-        (rule, Some(status)) => {
-            Statements::Named(status.local_rules.get(&rule).cloned().unwrap_or_default())
-        }
+        (rule, Some(status)) => Statements::Named(status.names.rule_statements(rule)),
         (rule, None) => Statements::NotKept { rule },
     };
     DescribedEvent {
@@ -266,10 +264,12 @@ pub fn address(family: u8, bytes: &[u8; 16]) -> IpAddr {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::{
         compile::{Identity, IdentityMember},
-        daemon::AttachedEndpoint,
+        daemon::{AttachedEndpoint, PlanNames},
     };
 
     /// A status of `generation`: app-1 (10.0.2.10, uid 1, on ifindex 7)
@@ -285,28 +285,31 @@ pub(crate) mod tests {
                 protected: true,
                 counter_row: Some(1),
             }],
-            local_rules: [(0, vec!["three-tier:1".to_owned()])].into(),
-            identities: vec![
-                Identity {
-                    uid: 1,
-                    members: vec![IdentityMember {
-                        endpoint: "app-1".to_owned(),
-                        address: "10.0.2.10".parse().unwrap(),
-                    }],
-                    prefixes: Vec::new(),
-                    selectors: Vec::new(),
-                },
-                Identity {
-                    uid: 2,
-                    members: Vec::new(),
-                    prefixes: vec![crate::lang::IpPrefix {
-                        addr: "0.0.0.0".parse().unwrap(),
-                        len: 0,
-                    }],
-                    selectors: Vec::new(),
-                },
-            ],
-            attributes: [("app-1".to_owned(), vec!["ocvtc002.apps:server".to_owned()])].into(),
+            names: Arc::new(PlanNames {
+                statement_ids: vec!["three-tier:1".to_owned()],
+                local_rules: vec![vec![0]],
+                identities: vec![
+                    Identity {
+                        uid: 1,
+                        members: vec![IdentityMember {
+                            endpoint: "app-1".to_owned(),
+                            address: "10.0.2.10".parse().unwrap(),
+                        }],
+                        prefixes: Vec::new(),
+                        selectors: Vec::new(),
+                    },
+                    Identity {
+                        uid: 2,
+                        members: Vec::new(),
+                        prefixes: vec![crate::lang::IpPrefix {
+                            addr: "0.0.0.0".parse().unwrap(),
+                            len: 0,
+                        }],
+                        selectors: Vec::new(),
+                    },
+                ],
+                attributes: [("app-1".to_owned(), vec!["ocvtc002.apps:server".to_owned()])].into(),
+            }),
             ..Status::default()
         }
     }
@@ -367,7 +370,7 @@ pub(crate) mod tests {
     #[test]
     fn an_event_of_the_previous_generation_is_named_from_its_plan() {
         let mut newer = status(4);
-        newer.local_rules = [(0, vec!["three-tier:3".to_owned()])].into();
+        Arc::make_mut(&mut newer.names).statement_ids = vec!["three-tier:3".to_owned()];
         let described = describe(&allowed_event(3), &names([status(3), newer]));
         assert_eq!(
             described.statements,

@@ -5,12 +5,16 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{clock::unix_now, compile::Identity};
+use crate::{
+    clock::unix_now,
+    compile::{Identity, Plan},
+};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -94,18 +98,11 @@ pub struct Status {
     pub repairs: u64,
     #[serde(default)]
     pub last_repair: Option<Notice>,
-    /// Policy entry index (the kernel's `rule`) -> statement ids, for the
-    /// entries of this host's endpoints (the only ones its kernel holds:
-    /// a tenth or less of a large Plan's).
-    #[serde(default)]
-    pub local_rules: BTreeMap<u32, Vec<String>>,
-    /// The live Plan's identities (`identities[i].uid == i + 1`), for
-    /// naming the addresses of events.
-    pub identities: Vec<Identity>,
-    /// Each tagged endpoint's security attributes (`namespace.key:value`),
-    /// by endpoint name, for the flow log.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, Vec<String>>,
+    /// What names the live Plan's numbers in events. Shared: a status
+    /// written or published again copies a reference, not the names (tens
+    /// of MB at 100,000 statements).
+    #[serde(flatten)]
+    pub names: Arc<PlanNames>,
     /// `--quarantine`'s interface-name globs; empty when it is off (an
     /// unregistered vNIC is then left alone: it passes everything).
     #[serde(default)]
@@ -117,6 +114,60 @@ pub struct Status {
     /// registered for them here. Fail-closed, so not unprotected.
     #[serde(default)]
     pub quarantined: Vec<QuarantinedVnic>,
+}
+
+/// The names of what the kernel reports by number, for one Plan.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PlanNames {
+    /// The statements `local_rules` names (`policy:line`).
+    #[serde(default)]
+    pub statement_ids: Vec<String>,
+    /// Policy entry index (the kernel's `rule`) -> its statements, as
+    /// indexes into `statement_ids`, for the entries of this host's
+    /// endpoints (the only ones its kernel holds).
+    #[serde(default)]
+    pub local_rules: Vec<Vec<u32>>,
+    /// The Plan's identities (`identities[i].uid == i + 1`), for naming
+    /// the addresses of events.
+    #[serde(default)]
+    pub identities: Vec<Identity>,
+    /// Each tagged endpoint's security attributes (`namespace.key:value`),
+    /// by endpoint name, for the flow log.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+impl PlanNames {
+    /// The names of `plan`'s numbers.
+    pub fn of(plan: &Plan) -> PlanNames {
+        PlanNames {
+            statement_ids: plan.statements.iter().map(|s| s.id.to_string()).collect(),
+            local_rules: plan
+                .policy
+                .iter()
+                .map(|entry| entry.value.statements.clone())
+                .collect(),
+            identities: plan.identities.clone(),
+            attributes: plan
+                .endpoints
+                .iter()
+                .filter(|endpoint| !endpoint.attributes.is_empty())
+                .map(|endpoint| (endpoint.name.clone(), endpoint.attributes.clone()))
+                .collect(),
+        }
+    }
+
+    /// The statements of policy entry `rule`; none when it is not one.
+    pub fn rule_statements(&self, rule: u32) -> Vec<String> {
+        let statements = usize::try_from(rule)
+            .ok()
+            .and_then(|rule| self.local_rules.get(rule));
+        statements
+            .into_iter()
+            .flatten()
+            .filter_map(|&index| self.statement_ids.get(index as usize).cloned())
+            .collect()
+    }
 }
 
 /// A vNIC that passes only ARP and neighbour discovery (and DHCP when
@@ -193,9 +244,11 @@ impl Status {
     }
 
     /// Replaces the file atomically (readers never see half of it).
+    /// Compact: with a large Plan's names, indentation would be most of
+    /// it (`zpr status --output json` is the readable form).
     pub fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
         let path = Status::path(run_dir);
-        crate::private_file::replace(&path, &serde_json::to_vec_pretty(self)?)
+        crate::private_file::replace(&path, &serde_json::to_vec(self)?)
             .with_context(|| format!("writing {}", path.display()))
     }
 
@@ -209,7 +262,8 @@ impl Status {
 
     pub fn identity(&self, uid: u32) -> Option<&Identity> {
         let index = usize::try_from(uid).ok()?.checked_sub(1)?;
-        self.identities
+        self.names
+            .identities
             .get(index)
             .filter(|identity| identity.uid == uid)
     }
