@@ -101,7 +101,27 @@ fn changes_through_the_api_are_enforced_on_the_hosts_where_workloads_run() {
     let usage = fleet.fleet_usage().unwrap();
     let line = apps_to_db(&usage).unwrap();
     assert_eq!(line["flows"], 4, "{usage:#}");
-    assert!(line["policy_id"].is_string(), "the API's id: {usage:#}");
+    let policy_id = line["policy_id"].as_str().expect("the API's id");
+    assert!(policy_id.starts_with("ocid1."), "the API's id: {usage:#}");
+    // Each host's own `zpr usage` (its run directory's file, written at
+    // most every ten seconds) names the same id.
+    for host in ["host-b", "host-c"] {
+        let agent = &fleet.host(host).agent;
+        fleet
+            .eventually(
+                &format!("{host}'s zpr usage names apps-to-db:1"),
+                CONVERGED * 3,
+                || {
+                    agent
+                        .usage_report(&[])
+                        .is_ok_and(|usage| apps_to_db(&usage).is_some())
+                },
+            )
+            .unwrap();
+        let usage = agent.usage_report(&[]).unwrap();
+        let line = apps_to_db(&usage).unwrap();
+        assert_eq!(line["policy_id"], policy_id, "{host}: {usage:#}");
+    }
     assert_eq!(
         line["nodes"],
         serde_json::json!(["host-b", "host-c"]),

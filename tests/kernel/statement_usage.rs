@@ -13,7 +13,6 @@ use std::{
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use anyhow::Context as _;
 use serde_json::Value;
 use zpr_tests::{
     http::{free_port, http_get},
@@ -22,18 +21,7 @@ use zpr_tests::{
 
 /// `zpr usage --output json [extra]`.
 fn usage(site: &Site, extra: &[&str]) -> anyhow::Result<Value> {
-    let output = site
-        .agent
-        .zpr(&["usage", "--output", "json"])
-        .args(extra)
-        .args(site.agent.paths())
-        .output()?;
-    serde_json::from_slice(&output.stdout).with_context(|| {
-        format!(
-            "zpr usage printed no report: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+    site.agent.usage_report(extra)
 }
 
 /// Flows by statement id (`policy:line`).
@@ -138,6 +126,8 @@ fn statements_count_the_flows_they_allowed_as_the_flow_log_names_them() -> anyho
     for line in counted["statements"].as_array().unwrap() {
         assert!(line["last_allowed_at"].is_u64(), "{line}");
         assert_eq!(line["since_generation"], 1, "{line}");
+        // Policy files: no API id.
+        assert!(line.get("policy_id").is_none(), "{line}");
     }
     // Prometheus reads the same counts.
     let (_, body) = http_get(site.network.router(), metrics, "/metrics")?;

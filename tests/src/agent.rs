@@ -193,6 +193,22 @@ impl AgentProcess {
         Ok((output.status.code().unwrap_or(-1), report))
     }
 
+    /// `zpr usage --output json [extra]` for this agent (its run
+    /// directory's statement usage).
+    pub fn usage_report(&self, extra: &[&str]) -> anyhow::Result<Value> {
+        let output = self
+            .zpr(&["usage", "--output", "json"])
+            .args(extra)
+            .args(self.paths())
+            .output()?;
+        serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "zpr usage printed no report: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

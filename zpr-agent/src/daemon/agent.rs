@@ -10,7 +10,7 @@ use zpr_common::config::LAYOUT_VERSION;
 use super::{
     AgentConfig, InputSource,
     metrics::{AgentMetrics, ReloadOutcome},
-    statement_usage::{UsageReport, UsageTracker},
+    statement_usage::{PolicyIds, UsageReport, UsageTracker},
     status::{AttachedEndpoint, Notice, PlanNames, QuarantinedVnic, Status, summarised},
 };
 use crate::{
@@ -641,7 +641,9 @@ impl Agent {
                 slot,
                 written.generation,
                 &plan,
-                policies.as_deref(),
+                policies
+                    .as_ref()
+                    .map(|(policies, ids)| (policies.as_slice(), ids)),
                 baseline,
             ),
             Err(err) => warn!("statement usage not counted for this generation: {err:#}"),
@@ -1051,8 +1053,9 @@ fn foreign_vnics(
 struct LoadedPlan {
     plan: Plan,
     /// The policies it was compiled from, when they were read anew (the
-    /// statement usage finds moved statements by their text).
-    policies: Option<Vec<Policy>>,
+    /// statement usage finds moved statements by their text), with their
+    /// API ids when they come from a store (`zpr usage` names them).
+    policies: Option<(Vec<Policy>, PolicyIds)>,
     started: Instant,
     /// Read, checked and compiled (the check compiles: the Plan must fit).
     checked: Instant,
@@ -1077,17 +1080,20 @@ fn load_plan(
     checker: &mut Checker,
 ) -> anyhow::Result<LoadedPlan> {
     let started = Instant::now();
-    let loaded = match (inputs, snapshot) {
+    let (loaded, ids) = match (inputs, snapshot) {
         (
             InputSource::Files {
                 inventory,
                 policies,
             },
             _,
-        ) => checker.read(Some(inventory), policies)?,
+        ) => (checker.read(Some(inventory), policies)?, PolicyIds::new()),
         (InputSource::Store { node, .. }, Some(snapshot)) => {
             let (inventory, policies) = snapshot.texts(node.as_deref())?;
-            checker.check(Some(&inventory), &policies)
+            (
+                checker.check(Some(&inventory), &policies),
+                snapshot.tenancy.policy_ids(),
+            )
         }
         (InputSource::Store { location, .. }, None) => {
             bail!("nothing has been read from the store {location} yet")
@@ -1100,7 +1106,7 @@ fn load_plan(
         warn!("{}", loaded.report.trim_end());
     }
     Ok(LoadedPlan {
-        policies: Some(checked_inputs.policies),
+        policies: Some((checked_inputs.policies, ids)),
         plan: checked_inputs.plan,
         started,
         checked: Instant::now(),

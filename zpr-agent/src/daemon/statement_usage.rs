@@ -6,10 +6,12 @@
 //! across reloads that keep a statement (found again by its text when its
 //! line moved; an edited statement is a new one), and across restarts (in
 //! the run directory's `statement-usage.json`, written when it changed, at
-//! most every ten seconds, and when the agent stops).
+//! most every ten seconds, and when the agent stops). With policies from
+//! a store, the report also names each policy's API id (OCID), once per
+//! policy.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     hash::Hasher as _,
     path::{Path, PathBuf},
     sync::Arc,
@@ -32,6 +34,10 @@ use crate::{
 /// The file under the run directory.
 pub const USAGE_FILE: &str = "statement-usage.json";
 
+/// The API ids (OCIDs) of the live policies, by policy name: policies
+/// from a store have them, policy files do not.
+pub type PolicyIds = BTreeMap<String, String>;
+
 /// How often the sums are written while they change.
 const WRITE_EVERY: Duration = Duration::from_secs(10);
 
@@ -53,6 +59,15 @@ pub struct StatementUsage {
     pub since: u64,
 }
 
+impl StatementUsage {
+    /// The name of the policy it is in (`policy` of `policy:line`).
+    pub fn policy(&self) -> &str {
+        self.statement
+            .rsplit_once(':')
+            .map_or(self.statement.as_str(), |(policy, _)| policy)
+    }
+}
+
 /// What one agent knows of its statements' use.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UsageReport {
@@ -67,6 +82,10 @@ pub struct UsageReport {
     pub uncounted_entries: usize,
     /// Every statement of the live policy, in policy and line order.
     pub statements: Vec<StatementUsage>,
+    /// Each live policy's API id, when the policies come from a store
+    /// (one entry per policy, not per statement).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policy_ids: PolicyIds,
 }
 
 impl UsageReport {
@@ -80,6 +99,11 @@ impl UsageReport {
         // written by root alone.
         let text = private_file::read_secret(&path, "the statement usage file")?;
         serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The API id of the policy `statement` is in, if it has one.
+    pub fn policy_id(&self, statement: &StatementUsage) -> Option<&str> {
+        self.policy_ids.get(statement.policy()).map(String::as_str)
     }
 
     fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
@@ -262,16 +286,17 @@ impl UsageTracker {
         read_rule_usage(datapath, slot, plan.policy.len())
     }
 
-    /// `plan` (compiled from `policies`, when read anew) is live as
-    /// `generation` in `slot`: its entries count from `baseline`, and its
-    /// statements keep the counts of the same statements before (by line
-    /// and text, else by text), the rest start at zero.
+    /// `plan` (compiled from `policies`, with their API ids, when read
+    /// anew) is live as `generation` in `slot`: its entries count from
+    /// `baseline`, and its statements keep the counts of the same
+    /// statements before (by line and text, else by text), the rest start
+    /// at zero.
     pub fn written(
         &mut self,
         slot: u8,
         generation: u32,
         plan: &Plan,
-        policies: Option<&[Policy]>,
+        policies: Option<(&[Policy], &PolicyIds)>,
         baseline: Vec<RuleUsage>,
     ) {
         self.report.generation = generation;
@@ -281,7 +306,8 @@ impl UsageTracker {
             .saturating_sub(RULE_USAGE_PER_SLOT as usize);
         let statements = plan.statements.len();
         let records = match policies {
-            Some(policies) => {
+            Some((policies, ids)) => {
+                self.report.policy_ids.clone_from(ids);
                 let fingerprints = self.fingerprints.of(plan, policies);
                 let moved = self.reconcile(plan, &fingerprints, generation);
                 // The other slot's statements follow their records.
@@ -412,7 +438,7 @@ impl UsageTracker {
 
 #[cfg(test)]
 mod tests {
-    use super::Fingerprints;
+    use super::{Fingerprints, PolicyIds, UsageReport};
     use crate::{
         compile::compile,
         inventory::Inventory,
@@ -467,13 +493,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut tracker = super::UsageTracker::resume(&dir, None);
         let mut cache = StatementCache::default();
+        // Policy files: no API ids.
+        let files = PolicyIds::new();
         let (plan, policies) = planned(&format!("{WEB}\n{ANY}\n"), &mut cache);
-        tracker.written(0, 1, &plan, Some(&policies), Vec::new());
+        tracker.written(0, 1, &plan, Some((&policies, &files)), Vec::new());
         tracker.report.statements[0].flows = 5;
         tracker.report.statements[1].flows = 7;
         // Both move a line down.
         let (plan, policies) = planned(&format!("# above\n{WEB}\n{ANY}\n"), &mut cache);
-        tracker.written(1, 2, &plan, Some(&policies), Vec::new());
+        tracker.written(1, 2, &plan, Some((&policies, &files)), Vec::new());
         assert_eq!(
             flows(&tracker),
             [("p:2".to_owned(), 5, 1), ("p:3".to_owned(), 7, 1)]
@@ -484,7 +512,7 @@ mod tests {
         // One added at the end (kept in order), the first edited (a new one).
         let edited = WEB.replace("5432", "5433");
         let (plan, policies) = planned(&format!("# above\n{edited}\n{ANY}\n{WEB}\n"), &mut cache);
-        tracker.written(0, 3, &plan, Some(&policies), Vec::new());
+        tracker.written(0, 3, &plan, Some((&policies, &files)), Vec::new());
         assert_eq!(
             flows(&tracker),
             [
@@ -496,6 +524,47 @@ mod tests {
         );
         // The slot of generation 2 now finds them where they went.
         assert_eq!(tracker.slots[1].as_ref().unwrap().records, [2, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_policys_id_is_kept_once_for_all_its_statements() {
+        const ID: &str = "ocid1.zprpolicy.zpr.7";
+        let dir = std::env::temp_dir().join(format!("zpr-usage-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut tracker = super::UsageTracker::resume(&dir, None);
+        let mut cache = StatementCache::default();
+        let (plan, policies) = planned(&format!("{WEB}\n{ANY}\n"), &mut cache);
+        let ids = PolicyIds::from([("p".to_owned(), ID.to_owned())]);
+        tracker.written(0, 1, &plan, Some((&policies, &ids)), Vec::new());
+        let ids_of = |report: &UsageReport| -> Vec<Option<String>> {
+            report
+                .statements
+                .iter()
+                .map(|record| report.policy_id(record).map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(
+            ids_of(tracker.report()),
+            [Some(ID.to_owned()), Some(ID.to_owned())]
+        );
+        // The file names it once, not per statement, and reads back.
+        let json = serde_json::to_string(tracker.report()).unwrap();
+        assert_eq!(json.matches(ID).count(), 1, "{json}");
+        let read: UsageReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(&read, tracker.report());
+        // The live Plan written again (nothing read): the ids stay.
+        tracker.written(1, 2, &plan, None, Vec::new());
+        assert_eq!(tracker.report().policy_ids, ids);
+        // Policy files: no ids, none in the file.
+        let files = PolicyIds::new();
+        tracker.written(0, 3, &plan, Some((&policies, &files)), Vec::new());
+        assert_eq!(ids_of(tracker.report()), [None, None]);
+        let json = serde_json::to_string(tracker.report()).unwrap();
+        assert!(!json.contains("policy_ids"), "{json}");
+        // A file an agent wrote before there were ids reads.
+        let read: UsageReport = serde_json::from_str(&json).unwrap();
+        assert!(read.policy_ids.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

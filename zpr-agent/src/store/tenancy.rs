@@ -382,6 +382,15 @@ impl Tenancy {
         policies
     }
 
+    /// Each policy's id, by its name (the name its statements carry:
+    /// `name:line`).
+    pub fn policy_ids(&self) -> BTreeMap<String, String> {
+        self.policies
+            .values()
+            .map(|policy| (policy.name.clone(), policy.id.clone()))
+            .collect()
+    }
+
     /// By id or by name.
     pub fn get_policy(&self, id: &str) -> anyhow::Result<ZprPolicy> {
         match self

@@ -418,12 +418,8 @@ fn per_statement(scrape: &Scrape, limit: usize, out: &mut DescriptorEncoder) -> 
         "New flows a statement allowed on this host (stateless statements: packets), \
          as `zpr usage` shows them",
         scrape.usage.statements.iter().take(limit).map(|usage| {
-            let policy = usage
-                .statement
-                .rsplit_once(':')
-                .map_or(usage.statement.as_str(), |(policy, _)| policy);
             let mut labels = vec![
-                ("policy", policy.to_owned()),
+                ("policy", usage.policy().to_owned()),
                 ("statement", usage.statement.clone()),
             ];
             if let Some(node) = node {
