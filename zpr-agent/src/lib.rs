@@ -16,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod common_ends;
 pub mod compile;
 pub mod daemon;
 pub mod datapath;

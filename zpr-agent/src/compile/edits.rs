@@ -21,6 +21,8 @@ pub enum Edit {
     AddPort(usize),
     /// Stateless where stateful, and back.
     ToggleState(usize),
+    /// A statement's zone misspelled: an attribute the inventory lacks.
+    Misspell(usize),
     Untag(usize),
     /// An untagged endpoint gets the attributes of a tagged one.
     Tag {
@@ -47,6 +49,7 @@ pub fn edit() -> impl Strategy<Value = Edit> {
         3 => (n(), n()).prop_map(|(from, to)| Edit::CopyStatement { from, to }),
         3 => n().prop_map(Edit::AddPort),
         3 => n().prop_map(Edit::ToggleState),
+        1 => n().prop_map(Edit::Misspell),
         1 => n().prop_map(Edit::Untag),
         1 => (n(), n()).prop_map(|(endpoint, like)| Edit::Tag { endpoint, like }),
         1 => (n(), n()).prop_map(|(endpoint, vcn)| Edit::Move { endpoint, vcn }),
@@ -127,6 +130,10 @@ impl Texts {
                     line.replacen("with ", "with connection-state='stateless', ", 1)
                 };
             }
+            Edit::Misspell(i) if !self.policy.is_empty() => {
+                let line = &mut self.policy[i % statements];
+                *line = line.replacen("syn.zone:", "syn.zones:", 1);
+            }
             Edit::Untag(pick) => {
                 if let Some(i) = self.endpoint_line(pick, Some(true)) {
                     let line = &self.inventory[i];
@@ -204,7 +211,8 @@ impl Texts {
             Edit::RemoveStatement(_)
             | Edit::CopyStatement { .. }
             | Edit::AddPort(_)
-            | Edit::ToggleState(_) => {}
+            | Edit::ToggleState(_)
+            | Edit::Misspell(_) => {}
         }
     }
 

@@ -22,6 +22,7 @@ use super::plan::{
 };
 use super::selectors::{self, ResolvedStatement, Side};
 use super::{Groundwork, Tables, compile_whole, plan_statements, stateless};
+use crate::common_ends::CommonEnds;
 use crate::inventory::Inventory;
 use crate::lang::Policy;
 
@@ -97,13 +98,8 @@ impl PackedPolicy {
 }
 
 /// How the statements of one compile and of the next line up: the same
-/// statements before `first_changed` and in the last `unchanged_tail`.
-pub(super) struct Alignment {
-    first_changed: usize,
-    unchanged_tail: usize,
-    old_len: usize,
-    new_len: usize,
-}
+/// statements (resolved alike) in their common ends.
+pub(super) struct Alignment(CommonEnds);
 
 impl Alignment {
     /// Of two compiles' statements, each with whether it is stateless.
@@ -111,28 +107,9 @@ impl Alignment {
         (old, old_stateless): (&[ResolvedStatement], &[bool]),
         (new, new_stateless): (&[ResolvedStatement], &[bool]),
     ) -> Alignment {
-        let same = |o: usize, n: usize| old[o] == new[n] && old_stateless[o] == new_stateless[n];
-        let (old_len, new_len) = (old.len(), new.len());
-        let first_changed = (0..old_len.min(new_len))
-            .find(|&i| !same(i, i))
-            .unwrap_or(old_len.min(new_len));
-        let unchanged_tail = (0..old_len.min(new_len) - first_changed)
-            .find(|&k| !same(old_len - 1 - k, new_len - 1 - k))
-            .unwrap_or(old_len.min(new_len) - first_changed);
-        Alignment {
-            first_changed,
-            unchanged_tail,
-            old_len,
-            new_len,
-        }
-    }
-
-    fn old_changed(&self) -> std::ops::Range<usize> {
-        self.first_changed..self.old_len - self.unchanged_tail
-    }
-
-    fn new_changed(&self) -> std::ops::Range<usize> {
-        self.first_changed..self.new_len - self.unchanged_tail
+        Alignment(CommonEnds::by_index(old.len(), new.len(), |o, n| {
+            old[o] == new[n] && old_stateless[o] == new_stateless[n]
+        }))
     }
 
     /// The tables (local UID, direction) that the statements that changed
@@ -146,9 +123,9 @@ impl Alignment {
         protected: &[bool],
     ) -> Option<HashSet<(Uid, Direction)>> {
         let mut touched = HashSet::default();
-        for statement in old[self.old_changed()]
+        for statement in old[self.0.old_middle()]
             .iter()
-            .chain(&new[self.new_changed()])
+            .chain(&new[self.0.new_middle()])
         {
             for (direction, local) in [
                 (Direction::Egress, statement.source),
@@ -165,10 +142,16 @@ impl Alignment {
 
     /// Where an unchanged statement of the last compile stands now.
     fn moved(&self, old: StatementIndex) -> StatementIndex {
-        if (old as usize) < self.first_changed {
+        let CommonEnds {
+            start,
+            old_len,
+            new_len,
+            ..
+        } = self.0;
+        if (old as usize) < start {
             old
         } else {
-            (old as usize + self.new_len - self.old_len) as StatementIndex
+            (old as usize + new_len - old_len) as StatementIndex
         }
     }
 }

@@ -10,7 +10,7 @@ mod decision;
 mod diff;
 mod diff_report;
 #[cfg(test)]
-mod edits;
+pub(crate) mod edits;
 mod entries;
 mod evaluate;
 mod explain;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::evaluate::locations;
 use super::l4::{L4Prefix, statement_prefixes};
+use crate::common_ends::CommonEnds;
 use crate::lang::address::format_prefix;
 use crate::lang::{Attribute, Endpoint, IpPrefix, Policy, Statement, StatementBody};
 
@@ -112,14 +113,13 @@ const FORGOTTEN_ATTRIBUTES: usize = 1024;
 
 /// What resolving a statement's body gives, numbered in a [`Memo`]'s own
 /// order rather than a compile's.
+#[derive(Clone)]
 struct BodyResolved {
-    /// Held, so that the body's address is not reused while it keys this.
-    _body: Arc<StatementBody>,
+    /// The body resolved (known again by its address).
+    body: Arc<StatementBody>,
     source: Option<MemoSelector>,
     destination: Option<MemoSelector>,
     l4: Arc<[L4Prefix]>,
-    /// The last resolve that met the body.
-    seen: u64,
 }
 
 /// A [`Selector`] whose attributes are numbered by the [`Memo`].
@@ -130,21 +130,21 @@ enum MemoSelector {
     OsnServices,
 }
 
-/// The statement bodies resolved by the last resolve, by address: the
+/// The statement bodies resolved by the last resolve, in its order: the
 /// incremental compiler keeps one, so that the statements a reload shares
 /// with the last one (the same bodies, from the statement cache) are
-/// looked up rather than resolved again. Keeps the attributes it numbered
+/// taken rather than resolved again, by position where they kept their
+/// place, by address where they moved. Keeps the attributes it numbered
 /// (few, however many statements name them).
 #[derive(Default)]
 pub struct Memo {
     /// False for a compile done once: keeping every body would only cost.
     keeps_bodies: bool,
-    bodies: HashMap<usize, BodyResolved>,
+    last: Vec<BodyResolved>,
     /// Attributes by their written form, then as they compare.
     written: HashMap<Attribute, u32>,
     ids: HashMap<AttributeKey, u32>,
     keys: Vec<AttributeKey>,
-    resolves: u64,
 }
 
 impl Memo {
@@ -182,31 +182,68 @@ impl Memo {
         }
     }
 
-    /// The statement's body resolved (sides and L4 prefixes), from the
-    /// last resolve when it met the same body.
-    fn body(
-        &mut self,
-        statement: &Statement,
-    ) -> (Option<MemoSelector>, Option<MemoSelector>, Arc<[L4Prefix]>) {
-        let resolves = self.resolves;
-        let address = Arc::as_ptr(&statement.body) as usize;
-        if let Some(known) = self.bodies.get_mut(&address) {
-            known.seen = resolves;
-            return (known.source, known.destination, known.l4.clone());
-        }
+    /// The statement's body resolved (sides and L4 prefixes).
+    fn body(&mut self, statement: &Statement) -> BodyResolved {
         let (source_location, destination_location) = locations(&statement.scope);
-        let resolved = BodyResolved {
-            _body: statement.body.clone(),
+        BodyResolved {
+            body: statement.body.clone(),
             source: self.selector(&statement.source.node, source_location),
             destination: self.selector(&statement.destination.node, destination_location),
             l4: statement_prefixes(statement).into(),
-            seen: resolves,
-        };
-        let sides = (resolved.source, resolved.destination, resolved.l4.clone());
-        if self.keeps_bodies {
-            self.bodies.insert(address, resolved);
         }
-        sides
+    }
+
+    /// The bodies of `statements` resolved: those of the last resolve's
+    /// common ends by position, the moved ones by address, the rest anew.
+    /// Leaves these as the last resolve's (when it keeps bodies).
+    fn bodies<'m>(&'m mut self, statements: &[&Statement]) -> Bodies<'m> {
+        let last = std::mem::take(&mut self.last);
+        let ends = CommonEnds::of(&last, statements, |known, statement| {
+            Arc::ptr_eq(&known.body, &statement.body)
+        });
+        let moved: HashMap<*const StatementBody, usize> = ends
+            .old_middle()
+            .map(|index| (Arc::as_ptr(&last[index].body), index))
+            .collect();
+        let middle: Vec<BodyResolved> = statements[ends.new_middle()]
+            .iter()
+            .map(|statement| match moved.get(&Arc::as_ptr(&statement.body)) {
+                Some(&index) => last[index].clone(),
+                None => self.body(statement),
+            })
+            .collect();
+        self.last = last;
+        Bodies {
+            memo: self,
+            ends,
+            middle,
+        }
+    }
+}
+
+/// The bodies of one resolve's statements, by their position.
+struct Bodies<'m> {
+    memo: &'m mut Memo,
+    ends: CommonEnds,
+    middle: Vec<BodyResolved>,
+}
+
+impl Bodies<'_> {
+    fn get(&self, index: usize) -> &BodyResolved {
+        match self.ends.old_of(index) {
+            Some(old) => &self.memo.last[old],
+            None => &self.middle[index - self.ends.start],
+        }
+    }
+
+    /// Keeps these bodies, in order, as the memo's last (when it keeps
+    /// any): the common ends stay where they are.
+    fn keep(self) {
+        if self.memo.keeps_bodies {
+            self.memo.last.splice(self.ends.old_middle(), self.middle);
+        } else {
+            self.memo.last.clear();
+        }
     }
 }
 
@@ -220,7 +257,6 @@ pub fn resolve<'a>(policies: &'a [Policy]) -> Resolved<'a> {
 pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a> {
     let mut statements: Vec<&'a Statement> = policies.iter().flat_map(|p| &p.statements).collect();
     statements.sort_by(|a, b| a.id.cmp(&b.id));
-    memo.resolves += 1;
     // Attributes are numbered by first use in statement order, as the
     // memo's numbers are met.
     let mut numbers: Vec<Option<AttributeId>> = Vec::new();
@@ -235,30 +271,29 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
             (attributes.len() - 1) as AttributeId
         })
     };
+    let bodies = memo.bodies(&statements);
     let mut l4 = Vec::with_capacity(statements.len());
-    let sides: Vec<(Option<Selector>, Option<Selector>)> = statements
-        .iter()
-        .map(|statement| {
-            let (source, destination, prefixes) = memo.body(statement);
-            l4.push(prefixes);
+    let sides: Vec<(Option<Selector>, Option<Selector>)> = (0..statements.len())
+        .map(|index| {
+            let known = bodies.get(index);
+            l4.push(known.l4.clone());
             let mut selector = |side: Option<MemoSelector>| {
                 side.map(|side| match side {
                     MemoSelector::Attribute {
                         attribute,
                         location,
                     } => Selector::Attribute {
-                        attribute: number(attribute, &memo.keys),
-                        location: number(location, &memo.keys),
+                        attribute: number(attribute, &bodies.memo.keys),
+                        location: number(location, &bodies.memo.keys),
                     },
                     MemoSelector::Prefix(prefix) => Selector::Prefix(prefix),
                     MemoSelector::OsnServices => Selector::OsnServices,
                 })
             };
-            (selector(source), selector(destination))
+            (selector(known.source), selector(known.destination))
         })
         .collect();
-    let resolves = memo.resolves;
-    memo.bodies.retain(|_, body| body.seen == resolves);
+    bodies.keep();
     // The attributes stay numbered as long as the memo lives: once most
     // are no longer named (an agent's policies rewritten over months), it
     // starts again, and the next resolve resolves every body.

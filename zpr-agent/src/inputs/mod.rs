@@ -10,12 +10,13 @@ pub mod text;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::compile::{Capacity, Compiler, Plan, Tables, capacity, capacity_problems, compile};
 use crate::inventory::Inventory;
 use crate::lang::{
-    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementCache, parse,
-    parse_cached, policy_name_from_path,
+    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementBody, StatementCache,
+    parse, parse_cached, policy_name_from_path,
 };
 use crate::side_by_side;
 pub use inventory_rules::check_against_inventory;
@@ -114,6 +115,9 @@ struct Memory {
     statements: HashMap<String, StatementCache>,
     /// The last inventory text that parsed, and what it gave.
     inventory: Option<(String, Inventory)>,
+    /// By policy name: its statement bodies when rule 7 last found nothing
+    /// in it, against that inventory (see [`check_against_inventory`]).
+    clean: HashMap<String, Vec<Arc<StatementBody>>>,
     compiler: Compiler,
 }
 
@@ -125,6 +129,7 @@ impl Checker {
             memory: Some(Memory {
                 statements: HashMap::new(),
                 inventory: None,
+                clean: HashMap::new(),
                 compiler: Compiler::of(tables),
             }),
             builds_plan: true,
@@ -195,7 +200,14 @@ impl Checker {
         let known_inventory = self
             .memory
             .as_mut()
-            .and_then(|memory| memory.inventory.take());
+            .and_then(|memory| memory.inventory.take())
+            .filter(|(known, _)| inventory_text.is_some_and(|text| *known == text.text));
+        // Rule 7's findings hold for the inventory they were checked
+        // against only.
+        let mut clean = match &mut self.memory {
+            Some(memory) if known_inventory.is_some() => std::mem::take(&mut memory.clean),
+            _ => HashMap::new(),
+        };
         // The inventory and the policies parse independently: side by side (a
         // reload waits for both).
         let (policies_parsed, inventory_parsed) = side_by_side::join(
@@ -214,8 +226,8 @@ impl Checker {
             },
             || {
                 inventory_text.map(|text| match known_inventory {
-                    Some((known, inventory)) if known == text.text => Ok(inventory),
-                    _ => parse_inventory(text),
+                    Some((_, inventory)) => Ok(inventory),
+                    None => parse_inventory(text),
                 })
             },
         );
@@ -245,7 +257,12 @@ impl Checker {
                 Ok(parsed) => {
                     let mut diagnostics = parsed.warnings;
                     if let Some(inventory) = &inventory {
-                        diagnostics.extend(check_against_inventory(&parsed.policy, inventory));
+                        let clean = clean.entry(policy.name.clone()).or_default();
+                        diagnostics.extend(check_against_inventory(
+                            &parsed.policy,
+                            inventory,
+                            clean,
+                        ));
                         diagnostics.sort_by_key(|d| d.span.start);
                     }
                     let statements = parsed.policy.statements.len();
@@ -268,6 +285,10 @@ impl Checker {
                 found.diagnostic(&source, diagnostic);
             }
             found.statements.push((policy.file.clone(), statements));
+        }
+        if let Some(memory) = &mut self.memory {
+            clean.retain(|name, _| policies.iter().any(|policy| &policy.name == name));
+            memory.clean = clean;
         }
         let inputs = match (inventory, inventory_text) {
             (Some(inventory), Some(text)) if found.errors == 0 && !self.builds_plan => {
@@ -386,6 +407,56 @@ impl Found {
         match severity {
             Severity::Error => self.errors += 1,
             Severity::Warning => self.warnings += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{Checker, InputText, check};
+    use crate::compile::Tables;
+    use crate::compile::edits::{Texts, edit};
+    use crate::synthetic::generate;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The agent's checker, which re-reads and re-checks only what
+        /// changed, finds what one check of each state finds: the same
+        /// diagnostics (rule 7's among them, as edits misspell attributes
+        /// and leave values carried by nothing) and the same Plan.
+        #[test]
+        fn a_remembering_checker_finds_what_one_check_finds(
+            seed in 1u64..1000,
+            edits in proptest::collection::vec(edit(), 1..16),
+        ) {
+            let synthetic = generate(200, 60, seed);
+            let mut texts = Texts::of(&synthetic);
+            let mut checker = Checker::remembering(Tables::Every);
+            for edit in std::iter::once(None).chain(edits.iter().map(Some)) {
+                if let Some(edit) = edit {
+                    texts.apply(edit);
+                }
+                let inventory =
+                    InputText::inventory("inventory.yaml".to_owned(), texts.inventory.join("\n"));
+                let policy = InputText::policy(
+                    "synthetic.zpr".to_owned(),
+                    "synthetic".to_owned(),
+                    texts.policy.join("\n"),
+                );
+                let policies = std::slice::from_ref(&policy);
+                let remembered = checker.check(Some(&inventory), policies);
+                let once = check(Some(&inventory), policies);
+                prop_assert_eq!(&remembered.report, &once.report, "after {:?}", edit);
+                prop_assert_eq!(remembered.errors, once.errors);
+                prop_assert_eq!(remembered.warnings, once.warnings);
+                prop_assert!(
+                    remembered.inputs.map(|inputs| inputs.plan) == once.inputs.map(|inputs| inputs.plan),
+                    "after {:?}", edit
+                );
+            }
         }
     }
 }

@@ -69,18 +69,19 @@ fn read_file(
         comments: Vec::new(),
     };
     if let Some(cache) = cache.as_deref_mut() {
-        cache.begin_text();
+        cache.begin_text(source);
     }
     // The first line (byte offset, number) of the lines not read yet.
     let mut unread: Option<(usize, u32)> = None;
     let (mut start, mut line) = (0, 1u32);
     for text in source.split_inclusive('\n') {
-        let key = text.strip_suffix('\n').unwrap_or(text);
         if let Some(cache) = cache.as_deref_mut()
-            && let Some(body) = cache.get(key)
+            && let Some(body) = cache.get(start, text)
             && unread.is_none_or(|from| file.read_lines(from, start, false, Some(cache)))
         {
             unread = None;
+            let len = text.strip_suffix('\n').unwrap_or(text).len();
+            cache.keep(start, len, body.clone());
             file.statements.push(Statement {
                 id: StatementId {
                     policy: policy.clone(),
@@ -99,7 +100,7 @@ fn read_file(
         file.read_lines(from, source.len(), true, cache.as_deref_mut());
     }
     if let Some(cache) = cache {
-        cache.end_text();
+        cache.end_text(source);
     }
     let FileReader {
         mut statements,
@@ -144,7 +145,7 @@ impl FileReader<'_> {
         let caching = cache.is_some();
         let read = |&(start, end, is_final): &(ChunkStart, usize, bool)| {
             read_chunk(self.policy, self.source, start, end, last && is_final)
-                .map(|read| read.with_cache_lines(self.source, caching))
+                .map(|read| read.with_cache_lines(caching))
         };
         let mut parts: Vec<Option<LinesRead>> = side_by_side::map(&chunks, read);
         // A chunk that ends inside a statement means the next one began
@@ -172,7 +173,7 @@ impl FileReader<'_> {
             } = part;
             if let Some(cache) = cache.as_deref_mut() {
                 for (line, statement) in cache_lines {
-                    cache.insert(line, statement);
+                    cache.keep(line.start, line.len(), statement);
                 }
             }
             self.statements.append(&mut statements);
@@ -243,15 +244,15 @@ struct LinesRead {
     whole_lines: Vec<Option<Range<usize>>>,
     diagnostics: Vec<Diagnostic>,
     comments: Vec<Comment>,
-    /// Line texts and their statements' bodies for a cache.
-    cache_lines: Vec<(Box<str>, Arc<StatementBody>)>,
+    /// Lines (where each stands, without its line end) and their
+    /// statements' bodies for a cache.
+    cache_lines: Vec<(Range<usize>, Arc<StatementBody>)>,
 }
 
 impl LinesRead {
     /// With `caching`, the statements that fill a line of their own, to
-    /// be kept by the line's text, are made here, where the reading is
-    /// done side by side.
-    fn with_cache_lines(mut self, source: &str, caching: bool) -> LinesRead {
+    /// be kept for the next reading.
+    fn with_cache_lines(mut self, caching: bool) -> LinesRead {
         if !caching {
             return self;
         }
@@ -269,10 +270,7 @@ impl LinesRead {
             {
                 continue;
             }
-            cache_lines.push((
-                Box::from(&source[whole_line.clone()]),
-                statement.body.clone(),
-            ));
+            cache_lines.push((whole_line.clone(), statement.body.clone()));
         }
         self.cache_lines = cache_lines;
         self
@@ -538,6 +536,48 @@ mod tests {
                 format!("{:?}\n{:?}", again.policy, again.diagnostics),
                 format!("{:?}\n{:?}", read_whole.policy, read_whole.diagnostics)
             );
+        }
+
+        /// A text edited after the cache read it (lines replaced, inserted,
+        /// removed, cut short or made longer, anywhere, several times) reads as it
+        /// reads whole: what the cache gives by position or by text is
+        /// what the edited text says there.
+        #[test]
+        fn an_edited_text_read_through_the_cache_is_read_whole(
+            picks in prop::collection::vec(any::<usize>(), 0..60),
+            edits in prop::collection::vec((0usize..6, any::<usize>(), any::<usize>()), 1..12),
+        ) {
+            let corpus = corpus_lines();
+            let mut lines: Vec<String> =
+                picks.iter().map(|pick| corpus[pick % corpus.len()].clone()).collect();
+            let split = Split { bytes: 64, parts: 3 };
+            let mut cache = StatementCache::default();
+            read_file("p", &(lines.join("\n") + "\n"), Some(&mut cache), split);
+            for (kind, at, pick) in edits {
+                let at = at % (lines.len() + 1);
+                let line = corpus[pick % corpus.len()].clone();
+                match kind {
+                    0 => lines.insert(at, line),
+                    1 if at < lines.len() => drop(lines.remove(at)),
+                    2 if at < lines.len() => lines[at] = line,
+                    // A line cut short, or made longer: the same bytes as
+                    // before up to where it changed.
+                    4 if at < lines.len() => {
+                        let cut = lines[at].floor_char_boundary(pick % (lines[at].len() + 1));
+                        lines[at].truncate(cut);
+                    }
+                    5 if at < lines.len() => lines[at].push_str(&line),
+                    // No line end after the last line.
+                    _ => {}
+                }
+                let text = if kind == 3 { lines.join("\n") } else { lines.join("\n") + "\n" };
+                let whole = read_file("p", &text, None, Split { bytes: usize::MAX, parts: 1 });
+                let cached = read_file("p", &text, Some(&mut cache), split);
+                prop_assert_eq!(
+                    format!("{:?}\n{:?}", cached.policy, cached.diagnostics),
+                    format!("{:?}\n{:?}", whole.policy, whole.diagnostics)
+                );
+            }
         }
     }
 }
