@@ -252,7 +252,6 @@ impl Checker {
         };
         let mut policies_read: Vec<Policy> = Vec::new();
         for (policy, parsed) in policies.iter().zip(policies_parsed) {
-            let source = SourceFile::new(&policy.file, &policy.text);
             let (statements, diagnostics) = match parsed {
                 Ok(parsed) => {
                     let mut diagnostics = parsed.warnings;
@@ -281,8 +280,12 @@ impl Checker {
                 }
                 Err(diagnostics) => (0, diagnostics),
             };
-            for diagnostic in &diagnostics {
-                found.diagnostic(&source, diagnostic);
+            if !diagnostics.is_empty() {
+                // Indexing the lines of a large file costs: only to render.
+                let source = SourceFile::new(&policy.file, &policy.text);
+                for diagnostic in &diagnostics {
+                    found.diagnostic(&source, diagnostic);
+                }
             }
             found.statements.push((policy.file.clone(), statements));
         }
