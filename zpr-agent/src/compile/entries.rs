@@ -98,12 +98,45 @@ fn rows(
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut remote_sets = RemoteSets::new(identities);
+    // Which selectors hold a wanted table's local UID, by direction: a
+    // statement whose local side holds none is passed over without
+    // walking its UIDs (a reload building the few tables a change
+    // touches meets every statement).
+    let holds_wanted = |direction: Direction| -> Vec<bool> {
+        identities
+            .selector_uids
+            .iter()
+            .map(|uids| {
+                uids.iter()
+                    .any(|&uid| protected[uid as usize] && wanted(uid, direction))
+            })
+            .collect()
+    };
+    let (egress, ingress) = (
+        holds_wanted(Direction::Egress),
+        holds_wanted(Direction::Ingress),
+    );
     for (index, statement) in statements.iter().enumerate() {
         let statement_index = index as StatementIndex;
-        for (direction, local_side, remote_side) in [
-            (Direction::Egress, statement.source, statement.destination),
-            (Direction::Ingress, statement.destination, statement.source),
+        for (direction, local_side, remote_side, selectors) in [
+            (
+                Direction::Egress,
+                statement.source,
+                statement.destination,
+                &egress,
+            ),
+            (
+                Direction::Ingress,
+                statement.destination,
+                statement.source,
+                &ingress,
+            ),
         ] {
+            if let Side::Selector(selector) = local_side
+                && !selectors[selector as usize]
+            {
+                continue;
+            }
             for local in locals(local_side, identities, protected) {
                 if !wanted(local, direction) {
                     continue;

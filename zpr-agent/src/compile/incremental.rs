@@ -21,7 +21,7 @@ use super::plan::{
     StatementIndex, Uid,
 };
 use super::selectors::{self, ResolvedStatement, Side};
-use super::{Groundwork, Tables, compile_whole, plan_statements, stateless};
+use super::{Groundwork, Tables, compile_whole, plan_statements};
 use crate::common_ends::CommonEnds;
 use crate::inventory::Inventory;
 use crate::lang::Policy;
@@ -204,7 +204,7 @@ impl Last {
         if resolved.selectors != old.selectors || resolved.attributes != old.attributes {
             return None;
         }
-        let stateless = stateless(&resolved);
+        let stateless = resolved.stateless.clone();
         let alignment = Alignment::of(
             (&old.statements, &old.stateless),
             (&resolved.resolved, &stateless),

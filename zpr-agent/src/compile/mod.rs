@@ -100,13 +100,13 @@ fn compile_whole(
     let resolved = selectors::resolve_with(policies, memo);
     let identities = identity::build(inventory, &resolved);
     let protected = protected(inventory, &identities);
-    let stateless = stateless(&resolved);
+    let stateless = &resolved.stateless;
     let local_tables = (tables == Tables::Local).then(|| local_tables(inventory, &identities));
     let policy = match &local_tables {
-        None => entries::build(&resolved.resolved, &stateless, &identities.sets, &protected),
+        None => entries::build(&resolved.resolved, stateless, &identities.sets, &protected),
         Some(local_tables) => entries::build_tables(
             &resolved.resolved,
-            &stateless,
+            stateless,
             &identities.sets,
             &protected,
             local_tables,
@@ -125,7 +125,7 @@ fn compile_whole(
         selectors: resolved.selectors,
         attributes: resolved.attributes,
         statements: resolved.resolved,
-        stateless,
+        stateless: resolved.stateless,
         uid_sets: identities.sets,
         protected,
         local_tables,
@@ -174,7 +174,7 @@ pub fn capacity(policies: &[Policy], inventory: &Inventory) -> Capacity {
     let protected = protected(inventory, &identities);
     let local_policy = entries::build_tables(
         &resolved.resolved,
-        &stateless(&resolved),
+        &resolved.stateless,
         &identities.sets,
         &protected,
         &local_tables(inventory, &identities),
@@ -223,21 +223,14 @@ fn protected(inventory: &Inventory, identities: &identity::Identities) -> Vec<bo
     protected
 }
 
-fn stateless(resolved: &selectors::Resolved) -> Vec<bool> {
-    resolved
-        .statements
-        .iter()
-        .map(|s| s.is_stateless())
-        .collect()
-}
-
 fn plan_statements(resolved: &selectors::Resolved) -> Vec<PlanStatement> {
     resolved
         .statements
         .iter()
-        .map(|statement| PlanStatement {
+        .zip(&resolved.stateless)
+        .map(|(statement, &stateless)| PlanStatement {
             id: statement.id.clone(),
-            stateless: statement.is_stateless(),
+            stateless,
         })
         .collect()
 }

@@ -12,7 +12,7 @@
 use super::entries;
 use super::incremental::Alignment;
 use super::selectors::{self, Resolved};
-use super::{Plan, compile, endpoint_configs, identity, plan_statements, protected, stateless};
+use super::{Plan, compile, endpoint_configs, identity, plan_statements, protected};
 use crate::inventory::Inventory;
 use crate::lang::Policy;
 use crate::side_by_side;
@@ -50,10 +50,10 @@ fn touched_tables_only(
     }
     let identities = identity::build(inventory, &old);
     let protected = protected(inventory, &identities);
-    let [old_stateless, new_stateless] = [&old, &new].map(stateless);
+    let (old_stateless, new_stateless) = (&old.stateless, &new.stateless);
     let touched = Alignment::of(
-        (&old.resolved, &old_stateless),
-        (&new.resolved, &new_stateless),
+        (&old.resolved, old_stateless),
+        (&new.resolved, new_stateless),
     )
     .touched_tables(&old.resolved, &new.resolved, &identities.sets, &protected)?;
     let endpoints = endpoint_configs(inventory, identities.endpoint_addresses);
@@ -74,7 +74,7 @@ fn touched_tables_only(
         )
     };
     let (before, after) =
-        side_by_side::join(|| plan(&old, &old_stateless), || plan(&new, &new_stateless));
+        side_by_side::join(|| plan(&old, old_stateless), || plan(&new, new_stateless));
     Some([before, after])
 }
 

@@ -78,6 +78,9 @@ pub struct ResolvedStatement {
 pub struct Resolved<'a> {
     pub statements: Vec<&'a Statement>,
     pub resolved: Vec<ResolvedStatement>,
+    /// Whether each statement is stateless (kept with its resolved body,
+    /// so that an unchanged statement's body is not read again).
+    pub stateless: Vec<bool>,
     pub selectors: Vec<Selector>,
     pub attributes: Vec<AttributeKey>,
     attribute_ids: HashMap<AttributeKey, AttributeId>,
@@ -120,6 +123,7 @@ struct BodyResolved {
     source: Option<MemoSelector>,
     destination: Option<MemoSelector>,
     l4: Arc<[L4Prefix]>,
+    stateless: bool,
 }
 
 /// A [`Selector`] whose attributes are numbered by the [`Memo`].
@@ -190,6 +194,7 @@ impl Memo {
             source: self.selector(&statement.source.node, source_location),
             destination: self.selector(&statement.destination.node, destination_location),
             l4: statement_prefixes(statement).into(),
+            stateless: statement.is_stateless(),
         }
     }
 
@@ -273,10 +278,12 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
     };
     let bodies = memo.bodies(&statements);
     let mut l4 = Vec::with_capacity(statements.len());
+    let mut stateless = Vec::with_capacity(statements.len());
     let sides: Vec<(Option<Selector>, Option<Selector>)> = (0..statements.len())
         .map(|index| {
             let known = bodies.get(index);
             l4.push(known.l4.clone());
+            stateless.push(known.stateless);
             let mut selector = |side: Option<MemoSelector>| {
                 side.map(|side| match side {
                     MemoSelector::Attribute {
@@ -337,6 +344,7 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
     Resolved {
         statements,
         resolved,
+        stateless,
         selectors,
         attributes,
         attribute_ids,
