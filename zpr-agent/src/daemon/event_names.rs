@@ -269,7 +269,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         compile::{Identity, IdentityMember},
-        daemon::{AttachedEndpoint, PlanNames},
+        daemon::{AttachedEndpoint, PlanNames, PolicyLines},
     };
 
     /// A status of `generation`: app-1 (10.0.2.10, uid 1, on ifindex 7)
@@ -286,7 +286,10 @@ pub(crate) mod tests {
                 counter_row: Some(1),
             }],
             names: Arc::new(PlanNames {
-                statement_ids: vec!["three-tier:1".to_owned()],
+                statement_lines: vec![PolicyLines {
+                    policy: "three-tier".to_owned(),
+                    lines: vec![1],
+                }],
                 local_rules: vec![vec![0]],
                 identities: vec![
                     Identity {
@@ -370,7 +373,7 @@ pub(crate) mod tests {
     #[test]
     fn an_event_of_the_previous_generation_is_named_from_its_plan() {
         let mut newer = status(4);
-        Arc::make_mut(&mut newer.names).statement_ids = vec!["three-tier:3".to_owned()];
+        Arc::make_mut(&mut newer.names).statement_lines[0].lines = vec![3];
         let described = describe(&allowed_event(3), &names([status(3), newer]));
         assert_eq!(
             described.statements,

@@ -501,8 +501,11 @@ mod tests {
     use crate::daemon::event_names::tests::{allowed_event, status};
 
     fn names_of(generation: u32) -> GenerationNames {
+        // Tests run side by side: each call a directory of its own.
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "zpr-flow-log-names-{}-{generation}",
+            "zpr-flow-log-names-{}-{generation}-{call}",
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();

@@ -37,7 +37,7 @@ use link_events::LinkEvents;
 pub use lock::{AgentLock, lock_holder};
 pub use quarantine::Quarantine;
 use service_manager::ServiceManager;
-pub use status::{AttachedEndpoint, Notice, PlanNames, QuarantinedVnic, Status};
+pub use status::{AttachedEndpoint, Notice, PlanNames, PolicyLines, QuarantinedVnic, Status};
 
 use crate::datapath::{FromWorkloadHook, QuarantineDhcp};
 

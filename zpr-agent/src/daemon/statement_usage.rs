@@ -25,9 +25,10 @@ use zpr_common::usage::{RULE_USAGE_PER_SLOT, RuleUsage};
 
 use crate::{
     clock::unix_now,
+    common_ends::CommonEnds,
     compile::{Fnv1a64, Plan},
     datapath::{Datapath, monotonic_now_ns, read_rule_usage},
-    lang::{Policy, StatementBody, StatementId, format_statement},
+    lang::{Policy, Statement, StatementBody, StatementId, format_statement},
     private_file,
 };
 
@@ -119,41 +120,60 @@ impl UsageReport {
 /// printing all of them costs 150 ms at 100,000 statements.
 #[derive(Default)]
 struct Fingerprints {
-    /// By the body's address; the body is held so the address stays its.
-    by_body: foldhash::HashMap<usize, (Arc<StatementBody>, u64)>,
+    /// The last reading's statements in order (the policies by name, each
+    /// in line order): each one's body, held so its address stays its, and
+    /// fingerprint.
+    last: Vec<(Arc<StatementBody>, u64)>,
 }
 
 impl Fingerprints {
     /// Each statement's fingerprint, in the Plan's statement order (its
     /// statements sorted by id: the policies by name, each in line order).
+    /// Those the last reading had where they stand (its common ends) are
+    /// taken by position, moved ones by body.
     fn of(&mut self, plan: &Plan, policies: &[Policy]) -> Vec<u64> {
         let mut sorted: Vec<&Policy> = policies.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut known = std::mem::take(&mut self.by_body);
-        let mut fingerprints = Vec::with_capacity(plan.statements.len());
-        for statement in sorted.iter().flat_map(|policy| &policy.statements) {
-            let address = Arc::as_ptr(&statement.body) as usize;
-            let fingerprint = match known.remove(&address) {
-                Some((_, fingerprint)) => fingerprint,
-                None => {
-                    let mut hasher = Fnv1a64::default();
-                    hasher.write(format_statement(statement).as_bytes());
-                    hasher.finish()
-                }
-            };
-            self.by_body
-                .insert(address, (statement.body.clone(), fingerprint));
-            fingerprints.push((&statement.id, fingerprint));
-        }
-        let aligned = fingerprints.len() == plan.statements.len()
-            && fingerprints
+        let statements: Vec<&Statement> = sorted
+            .iter()
+            .flat_map(|policy| &policy.statements)
+            .collect();
+        let ends = CommonEnds::of(&self.last, &statements, |(body, _), statement| {
+            Arc::ptr_eq(body, &statement.body)
+        });
+        let moved: foldhash::HashMap<*const StatementBody, u64> = self.last[ends.old_middle()]
+            .iter()
+            .map(|(body, fingerprint)| (Arc::as_ptr(body), *fingerprint))
+            .collect();
+        let middle: Vec<(Arc<StatementBody>, u64)> = statements[ends.new_middle()]
+            .iter()
+            .map(|statement| {
+                let fingerprint = moved
+                    .get(&Arc::as_ptr(&statement.body))
+                    .copied()
+                    .unwrap_or_else(|| {
+                        let mut hasher = Fnv1a64::default();
+                        hasher.write(format_statement(statement).as_bytes());
+                        hasher.finish()
+                    });
+                (statement.body.clone(), fingerprint)
+            })
+            .collect();
+        self.last.splice(ends.old_middle(), middle);
+        let fingerprints = self.last.iter().map(|&(_, fingerprint)| fingerprint);
+        let aligned = statements.len() == plan.statements.len()
+            && statements
                 .iter()
                 .zip(&plan.statements)
-                .all(|((id, _), planned)| **id == planned.id);
+                .all(|(statement, planned)| statement.id == planned.id);
         if aligned {
-            return fingerprints.into_iter().map(|(_, print)| print).collect();
+            return fingerprints.collect();
         }
-        let by_id: HashMap<_, _> = fingerprints.into_iter().collect();
+        let by_id: HashMap<_, _> = statements
+            .iter()
+            .map(|statement| &statement.id)
+            .zip(fingerprints)
+            .collect();
         plan.statements
             .iter()
             .map(|planned| by_id.get(&planned.id).copied().unwrap_or_default())
@@ -213,6 +233,10 @@ pub struct UsageTracker {
     report: UsageReport,
     slots: [Option<SlotRules>; 2],
     fingerprints: Fingerprints,
+    /// The statement each record of the report names, as the Plan gave
+    /// it (empty when the records were read from the file): compared
+    /// without parsing the record's name.
+    named: Vec<StatementId>,
     changed: bool,
     written_at: Option<Instant>,
 }
@@ -235,6 +259,7 @@ impl UsageTracker {
             report,
             slots: [None, None],
             fingerprints: Fingerprints::default(),
+            named: Vec::new(),
             changed: false,
             written_at: None,
         }
@@ -338,22 +363,32 @@ impl UsageTracker {
             .into_iter()
             .map(Some)
             .collect();
+        let named = Some(std::mem::take(&mut self.named))
+            .filter(|named| named.len() == old.len())
+            .unwrap_or_default();
         let mut moved = vec![NO_RECORD; old.len()];
         let ids = &plan.statements;
+        // The same texts in the same order at both ends: there a record
+        // follows its statement in order, renamed if its line moved.
+        let ends = CommonEnds::by_index(old.len(), ids.len(), |from, index| {
+            old[from]
+                .as_ref()
+                .is_some_and(|record| record.fingerprint == fingerprints[index])
+        });
         let mut placed: Vec<Option<StatementUsage>> = (0..ids.len())
             .map(|index| {
-                let same = old
-                    .get(index)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|record| {
-                        names(&record.statement, &ids[index].id)
-                            && record.fingerprint == fingerprints[index]
-                    });
-                same.then(|| {
-                    moved[index] = index as u32;
-                    old[index].take()
-                })
-                .flatten()
+                let from = ends.old_of(index)?;
+                let mut record = old[from].take()?;
+                moved[from] = index as u32;
+                let id = &ids[index].id;
+                let same_name = match named.get(from) {
+                    Some(named) => named == id,
+                    None => names(&record.statement, id),
+                };
+                if !same_name {
+                    record.statement = id.to_string();
+                }
+                Some(record)
             })
             .collect();
         if placed.iter().any(Option::is_none) {
@@ -413,6 +448,7 @@ impl UsageTracker {
                 })
             })
             .collect();
+        self.named = ids.iter().map(|planned| planned.id.clone()).collect();
         moved
     }
 
@@ -578,7 +614,7 @@ mod tests {
         let (moved, fresh) = read(&format!("# above\n{WEB}\n{ANY}\n"), &mut cache, &mut kept);
         assert_eq!(moved, fresh, "a kept fingerprint differs from a fresh one");
         assert_eq!(moved, first);
-        assert_eq!(kept.by_body.len(), 2);
+        assert_eq!(kept.last.len(), 2);
         // The second edited: a new statement.
         let edited = ANY.replace("443", "8443");
         let (after, fresh) = read(
@@ -590,7 +626,7 @@ mod tests {
         assert_eq!(after[0], first[0]);
         assert_ne!(after[1], first[1]);
         assert_eq!(
-            kept.by_body.len(),
+            kept.last.len(),
             2,
             "the edited statement's old body is let go"
         );

@@ -119,12 +119,15 @@ pub struct Status {
 /// The names of what the kernel reports by number, for one Plan.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PlanNames {
-    /// The statements `local_rules` names (`policy:line`).
+    /// The Plan's statements, in its order (by id): each policy's lines.
+    /// Statement `i` of the Plan is line `i - k` of the policy whose
+    /// lines start at `k`. (Named apart from the status's own
+    /// `statements`, the count, which it is flattened beside.)
     #[serde(default)]
-    pub statement_ids: Vec<String>,
+    pub statement_lines: Vec<PolicyLines>,
     /// Policy entry index (the kernel's `rule`) -> its statements, as
-    /// indexes into `statement_ids`, for the entries of this host's
-    /// endpoints (the only ones its kernel holds).
+    /// their indexes in the Plan, for the entries of this host's endpoints
+    /// (the only ones its kernel holds).
     #[serde(default)]
     pub local_rules: Vec<Vec<u32>>,
     /// The Plan's identities (`identities[i].uid == i + 1`), for naming
@@ -137,11 +140,29 @@ pub struct PlanNames {
     pub attributes: BTreeMap<String, Vec<String>>,
 }
 
+/// One policy's statements: the lines they stand on.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PolicyLines {
+    pub policy: String,
+    pub lines: Vec<u32>,
+}
+
 impl PlanNames {
     /// The names of `plan`'s numbers.
     pub fn of(plan: &Plan) -> PlanNames {
+        let mut statement_lines: Vec<PolicyLines> = Vec::new();
+        for statement in &plan.statements {
+            let id = &statement.id;
+            match statement_lines.last_mut() {
+                Some(last) if *last.policy == *id.policy => last.lines.push(id.line),
+                _ => statement_lines.push(PolicyLines {
+                    policy: id.policy.to_string(),
+                    lines: vec![id.line],
+                }),
+            }
+        }
         PlanNames {
-            statement_ids: plan.statements.iter().map(|s| s.id.to_string()).collect(),
+            statement_lines,
             local_rules: plan
                 .policy
                 .iter()
@@ -157,7 +178,8 @@ impl PlanNames {
         }
     }
 
-    /// The statements of policy entry `rule`; none when it is not one.
+    /// The statements of policy entry `rule` (`policy:line`); none when
+    /// it is not one.
     pub fn rule_statements(&self, rule: u32) -> Vec<String> {
         let statements = usize::try_from(rule)
             .ok()
@@ -165,8 +187,19 @@ impl PlanNames {
         statements
             .into_iter()
             .flatten()
-            .filter_map(|&index| self.statement_ids.get(index as usize).cloned())
+            .filter_map(|&index| self.statement(index as usize))
             .collect()
+    }
+
+    /// Statement `index` of the Plan, `policy:line`.
+    fn statement(&self, mut index: usize) -> Option<String> {
+        for policy in &self.statement_lines {
+            match policy.lines.get(index) {
+                Some(line) => return Some(format!("{}:{line}", policy.policy)),
+                None => index -= policy.lines.len(),
+            }
+        }
+        None
     }
 }
 
@@ -266,5 +299,41 @@ impl Status {
             .identities
             .get(index)
             .filter(|identity| identity.uid == uid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{PlanNames, PolicyLines, Status};
+
+    /// The names are flattened into the status: none of their keys may
+    /// be one of the status's own, or the file would not read back.
+    #[test]
+    fn a_status_with_names_reads_back() {
+        let status = Status {
+            statements: 3,
+            names: Arc::new(PlanNames {
+                statement_lines: vec![
+                    PolicyLines {
+                        policy: "a".to_owned(),
+                        lines: vec![1, 4],
+                    },
+                    PolicyLines {
+                        policy: "b".to_owned(),
+                        lines: vec![2],
+                    },
+                ],
+                local_rules: vec![vec![0, 2], vec![1]],
+                ..PlanNames::default()
+            }),
+            ..Status::default()
+        };
+        let read: Status = serde_json::from_slice(&serde_json::to_vec(&status).unwrap()).unwrap();
+        assert_eq!(read.statements, 3);
+        assert_eq!(read.names.rule_statements(0), ["a:1", "b:2"]);
+        assert_eq!(read.names.rule_statements(1), ["a:4"]);
+        assert!(read.names.rule_statements(2).is_empty());
     }
 }

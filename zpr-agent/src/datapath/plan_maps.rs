@@ -101,7 +101,7 @@ pub struct WrittenPlan {
     pub outside_change: bool,
 }
 
-type Entries<K, V> = std::collections::HashMap<K, V>;
+type Entries<K, V> = foldhash::HashMap<K, V>;
 
 /// Every entry one slot of the per-Plan maps holds, keys as the kernel
 /// sees them (LPM keys with their prefix length).
@@ -397,56 +397,106 @@ fn kernel_holds(datapath: &Datapath, slot: u8, remembered: &SlotContents) -> any
         }
     }
     let in_slot = |key_slot: u8| key_slot == slot;
-    let kernel = SlotContents {
-        endpoints: hash_entries(datapath, maps::ENDPOINTS, |k: &EndpointKey| in_slot(k.slot))?,
-        local_addresses: hash_entries(datapath, maps::LOCAL_ADDRESSES, |k: &LocalAddressKey| {
-            in_slot(k.slot)
-        })?,
-        hosts: hash_entries(datapath, maps::HOSTS, |k: &HostKey| in_slot(k.slot))?,
-        prefixes: lpm_entries(datapath, maps::PREFIXES, |k: &PrefixKey| in_slot(k.slot))?,
-        policy: lpm_entries(datapath, maps::POLICY, |k: &PolicyKey| in_slot(k.slot))?,
-    };
-    Ok(kernel == *remembered)
+    Ok(hash_holds(
+        datapath,
+        maps::ENDPOINTS,
+        |k: &EndpointKey| in_slot(k.slot),
+        &remembered.endpoints,
+    )? && hash_holds(
+        datapath,
+        maps::LOCAL_ADDRESSES,
+        |k: &LocalAddressKey| in_slot(k.slot),
+        &remembered.local_addresses,
+    )? && hash_holds(
+        datapath,
+        maps::HOSTS,
+        |k: &HostKey| in_slot(k.slot),
+        &remembered.hosts,
+    )? && lpm_holds(
+        datapath,
+        maps::PREFIXES,
+        |k: &PrefixKey| in_slot(k.slot),
+        &remembered.prefixes,
+    )? && lpm_holds(
+        datapath,
+        maps::POLICY,
+        |k: &PolicyKey| in_slot(k.slot),
+        &remembered.policy,
+    )?)
 }
 
 /// Entries read per syscall: a hash map's batch must hold its fullest
 /// bucket (else ENOSPC), which this leaves far behind.
 const HASH_BATCH: usize = 4096;
 
-/// The entries of hash map `name` that `wanted` picks, read a batch per
-/// syscall: both slots' hosts at 10,000 endpoints are 40,000 syscalls key
-/// by key, most of a reload's write at 100,000 statements.
+/// Visits the entries of hash map `name`, read a batch per syscall: both
+/// slots' hosts at 10,000 endpoints are 40,000 syscalls key by key, most
+/// of a reload's write at 100,000 statements.
+fn for_each_hash_entry<K: aya::Pod + Default, V: aya::Pod + Default>(
+    datapath: &Datapath,
+    name: &str,
+    mut visit: impl FnMut(&K, &V),
+) -> anyhow::Result<()> {
+    let aya::maps::Map::HashMap(map) = datapath.map(name)? else {
+        anyhow::bail!("{name} is not a hash map");
+    };
+    for_each_entry(map, 1, HASH_BATCH, name, |key: &K, values: &[V]| {
+        visit(key, &values[0]);
+    })
+}
+
+/// The entries of hash map `name` that `wanted` picks.
 fn hash_entries<K: aya::Pod + Default + Hash + Eq, V: aya::Pod + Default>(
     datapath: &Datapath,
     name: &str,
     wanted: impl Fn(&K) -> bool,
 ) -> anyhow::Result<Entries<K, V>> {
-    let aya::maps::Map::HashMap(map) = datapath.map(name)? else {
-        anyhow::bail!("{name} is not a hash map");
-    };
-    let mut entries = Entries::new();
-    for_each_entry(map, 1, HASH_BATCH, name, |key: &K, values: &[V]| {
+    let mut entries = Entries::default();
+    for_each_hash_entry(datapath, name, |key: &K, value: &V| {
         if wanted(key) {
-            entries.insert(*key, values[0]);
+            entries.insert(*key, *value);
         }
     })?;
     Ok(entries)
 }
 
-fn lpm_entries<K: aya::Pod + Hash + Eq, V: aya::Pod>(
+/// Whether the entries of hash map `name` that `wanted` picks are exactly
+/// `remembered`: compared as they are read, nothing built.
+fn hash_holds<K: aya::Pod + Default + Hash + Eq, V: aya::Pod + Default + PartialEq>(
     datapath: &Datapath,
     name: &str,
     wanted: impl Fn(&K) -> bool,
-) -> anyhow::Result<Entries<(u32, K), V>> {
+    remembered: &Entries<K, V>,
+) -> anyhow::Result<bool> {
+    let (mut held, mut same) = (0, true);
+    for_each_hash_entry(datapath, name, |key: &K, value: &V| {
+        if wanted(key) {
+            held += 1;
+            same &= remembered.get(key) == Some(value);
+        }
+    })?;
+    Ok(same && held == remembered.len())
+}
+
+/// As [`hash_holds`], for LPM trie `name` (keys with their prefix length).
+fn lpm_holds<K: aya::Pod + Hash + Eq, V: aya::Pod + PartialEq>(
+    datapath: &Datapath,
+    name: &str,
+    wanted: impl Fn(&K) -> bool,
+    remembered: &Entries<(u32, K), V>,
+) -> anyhow::Result<bool> {
     let map: LpmTrie<_, K, V> = LpmTrie::try_from(datapath.map(name)?)?;
-    let mut entries = Entries::new();
+    let mut held = 0;
     for entry in map.iter() {
         let (key, value) = entry.with_context(|| format!("reading {name}"))?;
         if wanted(&key.data()) {
-            entries.insert((key.prefix_len(), key.data()), value);
+            held += 1;
+            if remembered.get(&(key.prefix_len(), key.data())) != Some(&value) {
+                return Ok(false);
+            }
         }
     }
-    Ok(entries)
+    Ok(held == remembered.len())
 }
 
 /// True when the kernel enforces exactly what this process last wrote:
