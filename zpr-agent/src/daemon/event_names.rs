@@ -290,7 +290,7 @@ pub(crate) mod tests {
                     policy: "three-tier".to_owned(),
                     lines: vec![1],
                 }],
-                local_rules: vec![vec![0]],
+                rules: vec![vec![0]],
                 identities: vec![
                     Identity {
                         uid: 1,

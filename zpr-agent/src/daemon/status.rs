@@ -127,9 +127,11 @@ pub struct PlanNames {
     pub statement_lines: Vec<PolicyLines>,
     /// Policy entry index (the kernel's `rule`) -> its statements, as
     /// their indexes in the Plan, for the entries of this host's endpoints
-    /// (the only ones its kernel holds).
+    /// (the only ones its kernel holds). A key of its own: a status an
+    /// older agent wrote (`local_rules`, a map of names) still reads, its
+    /// rules unnamed, while the new agent starts.
     #[serde(default)]
-    pub local_rules: Vec<Vec<u32>>,
+    pub rules: Vec<Vec<u32>>,
     /// The Plan's identities (`identities[i].uid == i + 1`), for naming
     /// the addresses of events.
     #[serde(default)]
@@ -163,7 +165,7 @@ impl PlanNames {
         }
         PlanNames {
             statement_lines,
-            local_rules: plan
+            rules: plan
                 .policy
                 .iter()
                 .map(|entry| entry.value.statements.clone())
@@ -183,7 +185,7 @@ impl PlanNames {
     pub fn rule_statements(&self, rule: u32) -> Vec<String> {
         let statements = usize::try_from(rule)
             .ok()
-            .and_then(|rule| self.local_rules.get(rule));
+            .and_then(|rule| self.rules.get(rule));
         statements
             .into_iter()
             .flatten()
@@ -325,7 +327,7 @@ mod tests {
                         lines: vec![2],
                     },
                 ],
-                local_rules: vec![vec![0, 2], vec![1]],
+                rules: vec![vec![0, 2], vec![1]],
                 ..PlanNames::default()
             }),
             ..Status::default()
@@ -335,5 +337,19 @@ mod tests {
         assert_eq!(read.names.rule_statements(0), ["a:1", "b:2"]);
         assert_eq!(read.names.rule_statements(1), ["a:4"]);
         assert!(read.names.rule_statements(2).is_empty());
+    }
+
+    /// `zpr status` and `zpr monitor` of a new binary read the status an
+    /// older agent wrote (names per rule as strings) until it restarts.
+    #[test]
+    fn a_status_an_older_agent_wrote_reads() {
+        let older = r#"{"pid":7,"started_at":1,"bpffs":"/sys/fs/bpf","inventory":"i.yaml",
+            "policies":[],"hook":"tcx","adoption":"fresh","generation":4,"applied_at":2,
+            "reload_ms":1.0,"statements":3,"content_hash":"0","endpoints":[],
+            "last_error":null,"held_back":null,"reloads":1,"local_rules":{"0":["p:1"]},
+            "identities":[],"attributes":{}}"#;
+        let read: Status = serde_json::from_str(older).unwrap();
+        assert_eq!((read.pid, read.generation), (7, 4));
+        assert!(read.names.rule_statements(0).is_empty());
     }
 }
