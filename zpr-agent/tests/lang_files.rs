@@ -190,7 +190,7 @@ fn rule_7_checks_attributes_against_the_inventory() {
                   in corp.net:test VCN allow corp.ap:web endpoints to connect to crop.app:web endpoints\n";
     let policy = parse("p", source).expect("valid").policy;
 
-    let found = check_against_inventory(&policy, &inventory, &mut Vec::new());
+    let found = check_against_inventory(&policy, &inventory, &mut Default::default());
     // Each at the text it names, on the second line too (a statement's
     // spans count from its line).
     let found: Vec<(Severity, &str, Option<&str>, &str)> = found

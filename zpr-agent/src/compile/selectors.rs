@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use super::evaluate::locations;
 use super::l4::{L4Prefix, statement_prefixes};
-use crate::common_ends::CommonEnds;
 use crate::lang::address::format_prefix;
-use crate::lang::{Attribute, Endpoint, IpPrefix, Policy, Statement, StatementBody};
+use crate::lang::{Attribute, Endpoint, IpPrefix, KeptByBody, Policy, Statement};
 
 /// An attribute in the form it compares in: namespace and key lowercased.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -118,8 +117,6 @@ const FORGOTTEN_ATTRIBUTES: usize = 1024;
 /// order rather than a compile's.
 #[derive(Clone)]
 struct BodyResolved {
-    /// The body resolved (known again by its address).
-    body: Arc<StatementBody>,
     source: Option<MemoSelector>,
     destination: Option<MemoSelector>,
     l4: Arc<[L4Prefix]>,
@@ -144,7 +141,7 @@ enum MemoSelector {
 pub struct Memo {
     /// False for a compile done once: keeping every body would only cost.
     keeps_bodies: bool,
-    last: Vec<BodyResolved>,
+    last: KeptByBody<BodyResolved>,
     /// Attributes by their written form, then as they compare.
     written: HashMap<Attribute, u32>,
     ids: HashMap<AttributeKey, u32>,
@@ -190,64 +187,10 @@ impl Memo {
     fn body(&mut self, statement: &Statement) -> BodyResolved {
         let (source_location, destination_location) = locations(&statement.scope);
         BodyResolved {
-            body: statement.body.clone(),
             source: self.selector(&statement.source.node, source_location),
             destination: self.selector(&statement.destination.node, destination_location),
             l4: statement_prefixes(statement).into(),
             stateless: statement.is_stateless(),
-        }
-    }
-
-    /// The bodies of `statements` resolved: those of the last resolve's
-    /// common ends by position, the moved ones by address, the rest anew.
-    /// Leaves these as the last resolve's (when it keeps bodies).
-    fn bodies<'m>(&'m mut self, statements: &[&Statement]) -> Bodies<'m> {
-        let last = std::mem::take(&mut self.last);
-        let ends = CommonEnds::of(&last, statements, |known, statement| {
-            Arc::ptr_eq(&known.body, &statement.body)
-        });
-        let moved: HashMap<*const StatementBody, usize> = ends
-            .old_middle()
-            .map(|index| (Arc::as_ptr(&last[index].body), index))
-            .collect();
-        let middle: Vec<BodyResolved> = statements[ends.new_middle()]
-            .iter()
-            .map(|statement| match moved.get(&Arc::as_ptr(&statement.body)) {
-                Some(&index) => last[index].clone(),
-                None => self.body(statement),
-            })
-            .collect();
-        self.last = last;
-        Bodies {
-            memo: self,
-            ends,
-            middle,
-        }
-    }
-}
-
-/// The bodies of one resolve's statements, by their position.
-struct Bodies<'m> {
-    memo: &'m mut Memo,
-    ends: CommonEnds,
-    middle: Vec<BodyResolved>,
-}
-
-impl Bodies<'_> {
-    fn get(&self, index: usize) -> &BodyResolved {
-        match self.ends.old_of(index) {
-            Some(old) => &self.memo.last[old],
-            None => &self.middle[index - self.ends.start],
-        }
-    }
-
-    /// Keeps these bodies, in order, as the memo's last (when it keeps
-    /// any): the common ends stay where they are.
-    fn keep(self) {
-        if self.memo.keeps_bodies {
-            self.memo.last.splice(self.ends.old_middle(), self.middle);
-        } else {
-            self.memo.last.clear();
         }
     }
 }
@@ -276,7 +219,9 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
             (attributes.len() - 1) as AttributeId
         })
     };
-    let bodies = memo.bodies(&statements);
+    // The bodies the last resolve met are taken, the rest resolved.
+    let mut bodies = std::mem::take(&mut memo.last);
+    bodies.follow(&statements, |statement| memo.body(statement));
     let mut l4 = Vec::with_capacity(statements.len());
     let mut stateless = Vec::with_capacity(statements.len());
     let sides: Vec<(Option<Selector>, Option<Selector>)> = (0..statements.len())
@@ -290,8 +235,8 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
                         attribute,
                         location,
                     } => Selector::Attribute {
-                        attribute: number(attribute, &bodies.memo.keys),
-                        location: number(location, &bodies.memo.keys),
+                        attribute: number(attribute, &memo.keys),
+                        location: number(location, &memo.keys),
                     },
                     MemoSelector::Prefix(prefix) => Selector::Prefix(prefix),
                     MemoSelector::OsnServices => Selector::OsnServices,
@@ -300,7 +245,9 @@ pub fn resolve_with<'a>(policies: &'a [Policy], memo: &mut Memo) -> Resolved<'a>
             (selector(known.source), selector(known.destination))
         })
         .collect();
-    bodies.keep();
+    if memo.keeps_bodies {
+        memo.last = bodies;
+    }
     // The attributes stay numbered as long as the memo lives: once most
     // are no longer named (an agent's policies rewritten over months), it
     // starts again, and the next resolve resolves every body.

@@ -14,7 +14,6 @@ use std::{
     collections::{BTreeMap, HashMap},
     hash::Hasher as _,
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -28,7 +27,7 @@ use crate::{
     common_ends::CommonEnds,
     compile::{Fnv1a64, Plan},
     datapath::{Datapath, monotonic_now_ns, read_rule_usage},
-    lang::{Policy, Statement, StatementBody, StatementId, format_statement},
+    lang::{KeptByBody, Policy, Statement, StatementId, format_statement},
     private_file,
 };
 
@@ -120,17 +119,14 @@ impl UsageReport {
 /// printing all of them costs 150 ms at 100,000 statements.
 #[derive(Default)]
 struct Fingerprints {
-    /// The last reading's statements in order (the policies by name, each
-    /// in line order): each one's body, held so its address stays its, and
-    /// fingerprint.
-    last: Vec<(Arc<StatementBody>, u64)>,
+    /// The last reading's statements' fingerprints, in its order (the
+    /// policies by name, each in line order).
+    last: KeptByBody<u64>,
 }
 
 impl Fingerprints {
     /// Each statement's fingerprint, in the Plan's statement order (its
     /// statements sorted by id: the policies by name, each in line order).
-    /// Those the last reading had where they stand (its common ends) are
-    /// taken by position, moved ones by body.
     fn of(&mut self, plan: &Plan, policies: &[Policy]) -> Vec<u64> {
         let mut sorted: Vec<&Policy> = policies.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -138,29 +134,12 @@ impl Fingerprints {
             .iter()
             .flat_map(|policy| &policy.statements)
             .collect();
-        let ends = CommonEnds::of(&self.last, &statements, |(body, _), statement| {
-            Arc::ptr_eq(body, &statement.body)
+        self.last.follow(&statements, |statement| {
+            let mut hasher = Fnv1a64::default();
+            hasher.write(format_statement(statement).as_bytes());
+            hasher.finish()
         });
-        let moved: foldhash::HashMap<*const StatementBody, u64> = self.last[ends.old_middle()]
-            .iter()
-            .map(|(body, fingerprint)| (Arc::as_ptr(body), *fingerprint))
-            .collect();
-        let middle: Vec<(Arc<StatementBody>, u64)> = statements[ends.new_middle()]
-            .iter()
-            .map(|statement| {
-                let fingerprint = moved
-                    .get(&Arc::as_ptr(&statement.body))
-                    .copied()
-                    .unwrap_or_else(|| {
-                        let mut hasher = Fnv1a64::default();
-                        hasher.write(format_statement(statement).as_bytes());
-                        hasher.finish()
-                    });
-                (statement.body.clone(), fingerprint)
-            })
-            .collect();
-        self.last.splice(ends.old_middle(), middle);
-        let fingerprints = self.last.iter().map(|&(_, fingerprint)| fingerprint);
+        let fingerprints = self.last.values().copied();
         let aligned = statements.len() == plan.statements.len()
             && statements
                 .iter()

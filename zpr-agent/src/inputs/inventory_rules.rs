@@ -5,53 +5,45 @@
 //! (the statement can never match until something does). It sits above
 //! `lang` and `inventory`, which know nothing of each other's checks.
 
-use std::sync::Arc;
-
 use foldhash::HashMap;
-
-use crate::common_ends::CommonEnds;
 
 use crate::inventory::{AttributeKind, AttributeStatus, Inventory};
 use crate::lang::Diagnostic;
-use crate::lang::ast::{
-    Attribute, Endpoint, Policy, Scope, Span, Spanned, Statement, StatementBody,
-};
+use crate::lang::KeptByBody;
+use crate::lang::ast::{Attribute, Endpoint, Policy, Scope, Span, Spanned, Statement};
 use crate::lang::attribute::unquoted_text;
 use crate::lang::suggest::closest;
 
 /// Rule 7's diagnostics for every attribute `policy` names.
 ///
-/// `clean` holds the statement bodies, in order, of an earlier reading
-/// of the policy in which rule 7 found nothing against this same
-/// inventory (empty: none known). The statements this reading shares
-/// with it at its start and end (the same bodies) are not checked again.
-/// It is left holding this reading's bodies when nothing is found, else
-/// emptied.
+/// `clean` holds the statement bodies of an earlier reading of the policy
+/// in which rule 7 found nothing against this same inventory (empty: none
+/// known): the statements with those bodies are not checked again. It is
+/// left holding this reading's when nothing is found, else emptied.
 pub fn check_against_inventory(
     policy: &Policy,
     inventory: &Inventory,
-    clean: &mut Vec<Arc<StatementBody>>,
+    clean: &mut KeptByBody<()>,
 ) -> Vec<Diagnostic> {
-    let ends = CommonEnds::of(clean, &policy.statements, |known, statement| {
-        Arc::ptr_eq(known, &statement.body)
-    });
-    let changed = &policy.statements[ends.new_middle()];
-    let found = rule_7(changed, inventory);
-    if found.is_empty() {
-        let bodies = changed.iter().map(|statement| statement.body.clone());
-        clean.splice(ends.old_middle(), bodies);
-    } else {
+    let unchecked = clean.follow(&policy.statements, |_| ());
+    let found = rule_7(
+        unchecked.iter().map(|&index| &policy.statements[index]),
+        inventory,
+    );
+    if !found.is_empty() {
         clean.clear();
     }
     found
 }
 
-fn rule_7(statements: &[Statement], inventory: &Inventory) -> Vec<Diagnostic> {
+fn rule_7<'a>(
+    statements: impl Iterator<Item = &'a Statement>,
+    inventory: &Inventory,
+) -> Vec<Diagnostic> {
     // A policy names few distinct attributes many times: each is checked
     // once, as written (the check lowercases and looks up).
     let mut checked: HashMap<&Attribute, Option<Diagnostic>> = HashMap::default();
     statements
-        .iter()
         .flat_map(attributes_of)
         .filter_map(|(attribute, span)| {
             let diagnostic = checked

@@ -10,12 +10,11 @@ pub mod text;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::compile::{Capacity, Compiler, Plan, Tables, capacity, capacity_problems, compile};
 use crate::inventory::Inventory;
 use crate::lang::{
-    Diagnostic, JsonDiagnostic, Policy, Severity, SourceFile, Span, StatementBody, StatementCache,
+    Diagnostic, JsonDiagnostic, KeptByBody, Policy, Severity, SourceFile, Span, StatementCache,
     parse, parse_cached, policy_name_from_path,
 };
 use crate::side_by_side;
@@ -117,7 +116,7 @@ struct Memory {
     inventory: Option<(String, Inventory)>,
     /// By policy name: its statement bodies when rule 7 last found nothing
     /// in it, against that inventory (see [`check_against_inventory`]).
-    clean: HashMap<String, Vec<Arc<StatementBody>>>,
+    clean: HashMap<String, KeptByBody<()>>,
     compiler: Compiler,
 }
 

@@ -9,6 +9,7 @@ mod cst;
 mod diagnostic;
 mod filter;
 mod format;
+mod kept_by_body;
 mod lexer;
 mod names;
 mod parser;
@@ -22,6 +23,7 @@ use std::path::Path;
 pub use ast::*;
 pub use diagnostic::{Diagnostic, JsonDiagnostic, Position, Severity, SourceFile, bounded};
 pub use format::{format_policy, format_source, format_statement};
+pub use kept_by_body::KeptByBody;
 pub use statement_cache::StatementCache;
 
 /// A policy file that has no errors, with the warnings found reading it.
