@@ -41,18 +41,22 @@ const PROBE_STATEMENT: &str = "In bench.zone:probe VCN allow bench.role:probe en
 /// Statements per policy of the generated set: each policy is one etcd
 /// record, well under etcd's 1.5 MiB per request.
 const STATEMENTS_PER_POLICY: usize = 1_000;
-/// Targets of the fleet issue on this 2-core machine.
-const CONVERGENCE_P99_MS: [(usize, f64); 2] = [(3, 500.0), (10, 1_000.0)];
+/// Convergence targets on this 2-core machine, by agents and statements:
+/// the fleet issue's, and the floor issue's at 100,000 statements.
+const CONVERGENCE_P99_MS: [(usize, usize, f64); 3] = [
+    (3, 10_000, 500.0),
+    (10, 10_000, 1_000.0),
+    (10, 100_000, 250.0),
+];
 const IDLE_REQUESTS_PER_AGENT_SECOND: f64 = 0.5;
 /// A new endpoint enforced this soon after the later of its registration
 /// and its vNIC (the endpoint lifecycle issue's target, at 1,000 endpoints).
 const REGISTRATION_MS: f64 = 200.0;
 
 pub struct Settings {
-    pub statements: usize,
-    pub endpoints: usize,
-    /// Fleet sizes measured, each a fleet of its own.
-    pub agents: Vec<usize>,
+    /// Fleets measured, each of its own; new VMs and the resync on the
+    /// first.
+    pub fleets: Vec<Size>,
     /// Changes per fleet (half open the probes' path, half close it).
     pub changes: usize,
     /// Seconds of idleness over which etcd's requests are counted.
@@ -61,49 +65,99 @@ pub struct Settings {
     pub registrations: usize,
 }
 
+/// One fleet: the generated tenancy's size and the hosts following it.
+pub struct Size {
+    pub statements: usize,
+    pub endpoints: usize,
+    pub agents: usize,
+}
+
+impl Size {
+    pub fn new(statements: usize, endpoints: usize, agents: usize) -> Size {
+        Size {
+            statements,
+            endpoints,
+            agents,
+        }
+    }
+}
+
 pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<Target>)> {
     let mut figures = Vec::new();
     let mut targets = Vec::new();
-    let inputs = Inputs::generate(settings.statements, settings.endpoints, &settings.agents)?;
-    for &agents in &settings.agents {
+    let mut inputs: Option<((usize, usize), Inputs)> = None;
+    for (index, size) in settings.fleets.iter().enumerate() {
         interrupt::checkpoint()?;
-        eprintln!(
-            "fleet: {agents} agents at {} statements and {} endpoints",
-            settings.statements, settings.endpoints
-        );
-        let mut fleet = BenchFleet::start(zpr, &inputs, agents)?;
+        let Size {
+            statements,
+            endpoints,
+            agents,
+        } = *size;
+        eprintln!("fleet: {agents} agents at {statements} statements and {endpoints} endpoints");
+        if inputs
+            .as_ref()
+            .is_none_or(|(generated, _)| *generated != (statements, endpoints))
+        {
+            let most_agents = settings
+                .fleets
+                .iter()
+                .filter(|other| (other.statements, other.endpoints) == (statements, endpoints))
+                .map(|other| other.agents)
+                .max()
+                .unwrap_or(agents);
+            inputs = Some((
+                (statements, endpoints),
+                Inputs::generate(statements, endpoints, most_agents)?,
+            ));
+        }
+        let (_, generated) = inputs.as_ref().expect("generated above");
+        let mut fleet = BenchFleet::start(zpr, generated, agents)?;
         let converged = fleet.convergence(settings.changes)?;
         let figure = Figure::new(
             format!(
-                "{agents} agents at {} statements: API write → every host's probe sees the change",
-                settings.statements
+                "{agents} agents at {statements} statements: API write → every host's probe \
+                 sees the change"
             ),
             Unit::Milliseconds,
-            converged,
+            converged.milliseconds,
         );
-        if let Some(&(_, limit)) = CONVERGENCE_P99_MS.iter().find(|(n, _)| *n == agents) {
+        if let Some(&(_, _, limit)) = CONVERGENCE_P99_MS
+            .iter()
+            .find(|(n, at, _)| (*n, *at) == (agents, statements))
+        {
             targets.push(Target::check(
-                format!("fleet convergence p99 with {agents} agents < {limit} ms"),
+                format!(
+                    "fleet convergence p99 with {agents} agents at {statements} statements < \
+                     {limit} ms"
+                ),
                 Bound::AtMost(limit),
                 figure.summary.max,
             ));
         }
         figures.push(figure);
+        figures.push(Figure::new(
+            format!(
+                "{agents} agents at {statements} statements: bytes etcd sent each agent per \
+                 change"
+            ),
+            Unit::Kibibytes,
+            vec![converged.kib_per_agent_change],
+        ));
         let idle = fleet.idle_requests(settings.idle_seconds)?;
         targets.push(Target::check(
             format!(
                 "idle etcd requests per agent per second ≤ {IDLE_REQUESTS_PER_AGENT_SECOND} \
-                 ({agents} agents)"
+                 ({agents} agents at {statements} statements)"
             ),
             Bound::AtMost(IDLE_REQUESTS_PER_AGENT_SECOND),
             idle,
         ));
         figures.push(Figure::new(
-            format!("{agents} agents idle: etcd requests per agent per second"),
+            format!("{agents} agents idle at {statements} statements: etcd requests per agent per second"),
             Unit::RequestsPerSecond,
             vec![idle],
         ));
-        if agents == settings.agents[0] {
+        if index == 0 {
             for registration_first in [true, false] {
                 let samples = fleet.registrations(settings.registrations, registration_first)?;
                 let order = if registration_first {
@@ -113,9 +167,8 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
                 };
                 let figure = Figure::new(
                     format!(
-                        "a new VM at {} endpoints ({order}): the later of the two → its vNIC \
-                         drops what policy denies (probe)",
-                        settings.endpoints
+                        "a new VM at {endpoints} endpoints ({order}): the later of the two → its \
+                         vNIC drops what policy denies (probe)"
                     ),
                     Unit::Milliseconds,
                     samples,
@@ -130,9 +183,8 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
             let (resync, reload) = fleet.resync()?;
             figures.push(Figure::new(
                 format!(
-                    "one agent's resync at {} statements and {} endpoints: store back → \
-                     the change it missed is enforced (probe)",
-                    settings.statements, settings.endpoints
+                    "one agent's resync at {statements} statements and {endpoints} endpoints: \
+                     store back → the change it missed is enforced (probe)"
                 ),
                 Unit::Milliseconds,
                 vec![resync],
@@ -144,16 +196,26 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
             ));
         }
     }
+    let sizes = settings
+        .fleets
+        .iter()
+        .map(|size| {
+            format!(
+                "{} agents at {} statements over {} endpoints",
+                size.agents, size.statements, size.endpoints
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     let method = vec![
         format!(
             "A real etcd (Debian's 3.4) on 127.0.0.1; an API server (`zpr serve --store \
              etcd://`); N hosts, each a router namespace with a source and a destination \
              workload behind vNICs and `zpr run --store etcd:// --node-name host-i`, reaching \
              etcd through a loopback bridge (a thread carrying each connection out of the \
-             host's namespace). The tenancy holds the synthetic generator's {} statements over \
-             {} endpoints (seed 1, in policies of {STATEMENTS_PER_POLICY} statements) plus the \
-             probe workloads.",
-            settings.statements, settings.endpoints
+             host's namespace). The tenancy holds the synthetic generator's statements and \
+             endpoints (seed 1, in policies of {STATEMENTS_PER_POLICY} statements) plus the \
+             probe workloads. Fleets: {sizes}; the new VMs and the resync on the first."
         ),
         format!(
             "Convergence: {} times, `zpr policy create` (then `delete`) of one statement that \
@@ -161,7 +223,9 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
              sends a datagram every {} ms; a sample is the time from starting the CLI call to \
              the last host's probe seeing the new verdict (opened: first datagram answered; \
              closed: first of the datagrams never answered). Its max is checked against the p99 \
-             target (at most 30 samples).",
+             target (at most 30 samples). Bytes per change: what etcd sent into the hosts' \
+             namespaces (every connection of every agent, counted by the bridges) over all the \
+             changes, per agent and change.",
             settings.changes,
             PROBE_PERIOD.as_millis()
         ),
@@ -197,7 +261,7 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
     ))
 }
 
-/// The generated tenancy with probe workloads for the largest fleet.
+/// A generated tenancy with probe workloads for `agents` hosts.
 struct Inputs {
     inventory_yaml: String,
     policies: Vec<String>,
@@ -213,7 +277,7 @@ fn probe_address(host: usize, role: &str) -> String {
 }
 
 impl Inputs {
-    fn generate(statements: usize, endpoints: usize, agents: &[usize]) -> anyhow::Result<Inputs> {
+    fn generate(statements: usize, endpoints: usize, agents: usize) -> anyhow::Result<Inputs> {
         let generated = synthetic::generate(statements, endpoints, 1);
         let mut inventory: Value = serde_yaml::from_str(&generated.inventory_yaml)?;
         let list = |value: &mut Value, key: &str| -> anyhow::Result<Vec<Value>> {
@@ -240,8 +304,7 @@ impl Inputs {
                 map.remove("interface");
             }
         }
-        let largest = agents.iter().copied().max().unwrap_or(0);
-        for host in 0..largest {
+        for host in 0..agents {
             for role in ["src", "dst"] {
                 all.push(serde_yaml::from_str(&format!(
                     "{{ name: {role}-{host}, vcn: bench-vcn, addresses: [{}], \
@@ -428,9 +491,16 @@ impl BenchFleet {
     }
 
     /// Milliseconds from each change's API call to the last host's probe
-    /// seeing it.
-    fn convergence(&self, changes: usize) -> anyhow::Result<Vec<f64>> {
+    /// seeing it, and what etcd sent the agents for the changes.
+    fn convergence(&self, changes: usize) -> anyhow::Result<Converged> {
         let mut samples = Vec::new();
+        let received = || {
+            self.hosts
+                .iter()
+                .map(|host| host.bridge.received())
+                .sum::<u64>()
+        };
+        let before = received();
         for change in 0..changes {
             interrupt::checkpoint()?;
             let open = change % 2 == 0;
@@ -450,11 +520,19 @@ impl BenchFleet {
             }
             samples.push(slowest.as_secs_f64() * 1000.0);
         }
+        // Every agent has applied the last change once its probe sees it,
+        // but its node report may still be on the way: what etcd sends
+        // for it is counted with the change.
+        std::thread::sleep(Duration::from_millis(300));
+        let bytes = received() - before;
         // Leave the path closed, as it started.
         if changes % 2 == 1 {
             self.toggle(false)?;
         }
-        Ok(samples)
+        Ok(Converged {
+            milliseconds: samples,
+            kib_per_agent_change: bytes as f64 / 1024.0 / (changes * self.hosts.len()) as f64,
+        })
     }
 
     /// Milliseconds from the later of a new VM's registration and its vNIC
@@ -558,6 +636,11 @@ impl BenchFleet {
             status.reload_ms.unwrap_or(f64::NAN),
         ))
     }
+}
+
+struct Converged {
+    milliseconds: Vec<f64>,
+    kib_per_agent_change: f64,
 }
 
 /// The agent's status once it enforces `revision` or later.

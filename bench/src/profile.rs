@@ -77,9 +77,11 @@ impl Profile {
                 probes: 10_000,
             },
             fleet: fleet::Settings {
-                statements: 10_000,
-                endpoints: 1_000,
-                agents: vec![3, 10],
+                fleets: vec![
+                    fleet::Size::new(10_000, 1_000, 3),
+                    fleet::Size::new(10_000, 1_000, 10),
+                    fleet::Size::new(100_000, 10_000, 10),
+                ],
                 changes: 20,
                 idle_seconds: 10,
                 registrations: 10,
@@ -142,9 +144,7 @@ impl Profile {
                 probes: 2_000,
             },
             fleet: fleet::Settings {
-                statements: 1_000,
-                endpoints: 100,
-                agents: vec![3],
+                fleets: vec![fleet::Size::new(1_000, 100, 3)],
                 changes: 4,
                 idle_seconds: 3,
                 registrations: 2,

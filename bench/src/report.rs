@@ -29,6 +29,8 @@ pub enum Unit {
     Milliseconds,
     #[serde(rename = "MiB")]
     Mebibytes,
+    #[serde(rename = "KiB")]
+    Kibibytes,
     #[serde(rename = "requests/s")]
     RequestsPerSecond,
 }
@@ -41,6 +43,7 @@ impl Unit {
             Unit::PacketsPerSecond => "packets/s",
             Unit::Milliseconds => "ms",
             Unit::Mebibytes => "MiB",
+            Unit::Kibibytes => "KiB",
             Unit::RequestsPerSecond => "requests/s",
         }
     }
@@ -52,6 +55,7 @@ impl Unit {
             }
             Unit::Milliseconds => format!("{value:.1}"),
             Unit::Mebibytes => format!("{value:.0}"),
+            Unit::Kibibytes => format!("{value:.1}"),
             Unit::RequestsPerSecond => format!("{value:.2}"),
         }
     }

@@ -439,3 +439,151 @@ fn two_api_servers_changing_one_policy_at_once_lose_no_update() {
         }
     }
 }
+
+/// A tenancy larger than one gRPC answer (4 MiB unless the client says
+/// otherwise) and of more records than one page of a list: the API server
+/// reads it for every change, and every agent lists it at the start and
+/// follows changes to it. Before pages, the API refused every change once
+/// the tenancy passed 4 MiB ("decoded message length too large"), and an
+/// agent starting then could not read its store at all.
+#[test]
+fn a_tenancy_larger_than_one_etcd_answer_is_read_in_pages() {
+    use zpr_tests::fleet::three_hosts::{HOST_A, HOST_B, HOST_C, INVENTORY};
+    // 1,500 endpoints beyond the workloads: two pages of records.
+    let mut inventory = INVENTORY.to_owned();
+    for index in 0..1_500 {
+        inventory.push_str(&format!(
+            "  - {{ name: filler-{index}, vcn: frontend-vcn, addresses: [10.0.{}.{}] }}\n",
+            100 + index / 250,
+            1 + index % 250
+        ));
+    }
+    let mut fleet = Fleet::start(
+        &[
+            ("host-a", &HOST_A),
+            ("host-b", &HOST_B),
+            ("host-c", &HOST_C),
+        ],
+        &[80, 1521],
+        &inventory,
+    )
+    .unwrap();
+    assert!(!fleet.works("lb", "app-1", 80), "lb reaches app-1 unasked");
+    // 42 policies with descriptions of 120 kB (an argument is at most
+    // 128 KiB), each opening lb to the apps on a port of its own: the last
+    // opens port 80, beyond 4.9 MB of the tenancy.
+    let description = "x".repeat(120_000);
+    let mut revision = 0;
+    for index in 0..42 {
+        let port = if index == 41 { 80 } else { 10_000 + index };
+        let output = fleet
+            .api
+            .cli(&[
+                "policy",
+                "create",
+                &format!("padded-{index}"),
+                "--description",
+                &description,
+                "--statement",
+                &LB_TO_APPS.replace("tcp/80", &format!("tcp/{port}")),
+            ])
+            .unwrap();
+        succeeded(&output);
+        revision = revision_of(&output);
+    }
+    wait_everywhere(&fleet, revision);
+    assert!(fleet.works("lb", "app-1", 80), "lb cannot reach app-1");
+    assert!(!fleet.works("lb", "db", 1521), "lb reaches db");
+    assert!(
+        !fleet.works("app-1", "db", 1521),
+        "app-1 reaches db unasked"
+    );
+    // An agent that starts now lists the whole tenancy; then a change
+    // after the large ones, read by the API and by each agent's watch.
+    fleet.host_mut("host-c").agent.restart().unwrap();
+    wait_everywhere(&fleet, create_policy(&fleet.api, "apps-to-db", APPS_TO_DB));
+    assert!(fleet.works("app-1", "db", 1521), "app-1 cannot reach db");
+    assert!(!fleet.works("lb", "db", 1521), "lb reaches db");
+    let listed = fleet.api.cli(&["endpoint", "list"]).unwrap();
+    succeeded(&listed);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let fillers = listed
+        .lines()
+        .filter(|line| line.starts_with("filler-"))
+        .count();
+    assert_eq!(fillers, 1_500, "{listed}");
+}
+
+/// A page of records larger than the client takes is asked for again in
+/// halves; records come whole, in one state, at one revision, however
+/// they are paged; a record larger than an answer may carry is named.
+#[test]
+fn a_list_is_the_same_in_any_pages_and_a_page_too_large_is_halved() {
+    use zpr_agent::store::{
+        EtcdLocation,
+        etcd::{Paging, connect, list_in_pages},
+    };
+    let etcd = zpr_tests::etcd::Etcd::start().unwrap();
+    let location = EtcdLocation::parse(&etcd.url("pages")).unwrap();
+    let prefix = location.state_prefix();
+    let mut expected = std::collections::BTreeMap::new();
+    for index in 0..300 {
+        let value = if index % 50 == 7 {
+            vec![b'a' + (index % 26) as u8; 1 << 20]
+        } else {
+            format!("small {index}").into_bytes()
+        };
+        etcd.put_bytes(&format!("{prefix}record-{index:03}"), &value)
+            .unwrap();
+        expected.insert(format!("record-{index:03}").into_bytes(), value);
+    }
+    // Outside the prefix: never listed.
+    etcd.put_bytes(&format!("{}nodes/host-a", location.prefix()), b"{}")
+        .unwrap();
+    let revision = etcd.revision().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = connect(&location).await.unwrap();
+        for paging in [
+            Paging::DEFAULT,
+            Paging {
+                records: 1,
+                answer_bytes: 2 << 20,
+            },
+            Paging {
+                records: 1_000,
+                answer_bytes: 3 << 20,
+            },
+            Paging {
+                records: 7,
+                answer_bytes: (1 << 20) + 4096,
+            },
+        ] {
+            let listed = list_in_pages(&mut client, &location, &prefix, paging)
+                .await
+                .unwrap_or_else(|error| panic!("{paging:?}: {error:#}"));
+            assert_eq!(listed.records.len(), expected.len(), "{paging:?}");
+            assert!(listed.records == expected, "{paging:?}: records differ");
+            assert_eq!(listed.revision, revision, "{paging:?}");
+        }
+        let refused = list_in_pages(
+            &mut client,
+            &location,
+            &prefix,
+            Paging {
+                records: 1_000,
+                answer_bytes: 512 << 10,
+            },
+        )
+        .await
+        .err()
+        .expect("a record larger than an answer is refused");
+        assert!(
+            format!("{refused:#}").contains("larger than the 524288 bytes"),
+            "{refused:#}"
+        );
+    });
+}

@@ -260,13 +260,22 @@ impl Etcd {
     /// `etcdctl put KEY VALUE` with a value of any bytes; the revision it
     /// made.
     pub fn put_bytes(&self, key: &str, value: &[u8]) -> anyhow::Result<u64> {
-        use std::os::unix::ffi::OsStrExt as _;
-        let output = Command::new(ETCDCTL)
+        use std::io::Write as _;
+        // The value on standard input: an argument is at most 128 KiB.
+        let mut etcdctl = Command::new(ETCDCTL)
             .env("ETCDCTL_API", "3")
             .args(self.etcdctl_flags())
             .args(["--command-timeout=3s", "--write-out=json", "put", key])
-            .arg(std::ffi::OsStr::from_bytes(value))
-            .output()?;
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        etcdctl
+            .stdin
+            .take()
+            .context("etcdctl's standard input")?
+            .write_all(value)?;
+        let output = etcdctl.wait_with_output()?;
         anyhow::ensure!(
             output.status.success(),
             "etcdctl put {key}: {}",

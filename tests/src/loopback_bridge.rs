@@ -5,11 +5,11 @@
 //! carried to a new connection made from the test's namespace.
 
 use std::{
-    io::ErrorKind,
+    io::{ErrorKind, Read as _, Write as _},
     net::{Ipv4Addr, Shutdown, TcpListener, TcpStream},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::Duration,
@@ -23,6 +23,8 @@ pub struct LoopbackBridge {
     /// carried are closed.
     cut: Arc<AtomicBool>,
     carried: Arc<Mutex<Vec<TcpStream>>>,
+    /// Bytes the service sent into the namespace, over every connection.
+    received: Arc<AtomicU64>,
     accepting: Option<JoinHandle<()>>,
 }
 
@@ -33,7 +35,9 @@ impl LoopbackBridge {
         let stop = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
         let carried = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(AtomicU64::new(0));
         let (stopping, cutting, carrying) = (stop.clone(), cut.clone(), carried.clone());
+        let counting = received.clone();
         let accepting = std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -42,7 +46,8 @@ impl LoopbackBridge {
                         if let Ok(clone) = inside.try_clone() {
                             carrying.lock().expect("not poisoned").push(clone);
                         }
-                        std::thread::spawn(move || carry(inside, port));
+                        let counting = counting.clone();
+                        std::thread::spawn(move || carry(inside, port, &counting));
                     }
                     Err(error) if error.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(10));
@@ -55,6 +60,7 @@ impl LoopbackBridge {
             stop,
             cut,
             carried,
+            received,
             accepting: Some(accepting),
         })
     }
@@ -68,11 +74,16 @@ impl LoopbackBridge {
             }
         }
     }
+
+    /// Bytes the service has sent into the namespace so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
 }
 
 /// Copies both ways until either side closes; a refused connection (the
 /// service is down) closes the inside one at once.
-fn carry(inside: TcpStream, port: u16) {
+fn carry(inside: TcpStream, port: u16, received: &AtomicU64) {
     let _ = inside.set_nonblocking(false);
     let Ok(outside) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
         return;
@@ -80,13 +91,27 @@ fn carry(inside: TcpStream, port: u16) {
     let (Ok(inside_reader), Ok(outside_writer)) = (inside.try_clone(), outside.try_clone()) else {
         return;
     };
-    let forward = std::thread::spawn(move || copy(inside_reader, outside_writer));
-    copy(outside, inside);
+    let forward = std::thread::spawn(move || {
+        copy(inside_reader, outside_writer, &AtomicU64::new(0));
+    });
+    copy(outside, inside, received);
     let _ = forward.join();
 }
 
-fn copy(mut from: TcpStream, mut to: TcpStream) {
-    let _ = std::io::copy(&mut from, &mut to);
+fn copy(mut from: TcpStream, mut to: TcpStream, counted: &AtomicU64) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                if to.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+                counted.fetch_add(read as u64, Ordering::Relaxed);
+            }
+        }
+    }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
 }

@@ -390,32 +390,113 @@ pub struct Listed {
     pub cluster: u64,
 }
 
+/// How a list is read: a tenancy of any size in answers etcd and the
+/// client can carry, every page at the first page's revision, so the
+/// pages make one consistent state.
+#[derive(Clone, Copy, Debug)]
+pub struct Paging {
+    /// Records asked for per page.
+    pub records: i64,
+    /// The largest answer the client takes; a page that is larger is asked
+    /// for again in halves.
+    pub answer_bytes: usize,
+}
+
+impl Paging {
+    /// gRPC's default answer limit, 4 MiB, is less than a large tenancy.
+    pub const DEFAULT: Paging = Paging {
+        records: 1_000,
+        answer_bytes: ANSWER_BYTES_MAX,
+    };
+}
+
+/// The largest answer (a page, a watch message) a client takes.
+pub const ANSWER_BYTES_MAX: usize = 64 << 20;
+
 pub async fn list(
     client: &mut Client,
     location: &EtcdLocation,
     prefix: &str,
 ) -> anyhow::Result<Listed> {
-    let answer = request(
-        location,
-        client.get(prefix, Some(GetOptions::new().with_prefix())),
-    )
-    .await?;
-    let (revision, cluster) = answer.header().map_or((0, 0), |header| {
-        (header.revision() as u64, header.cluster_id())
-    });
-    let records = answer
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            let key = kv.key().strip_prefix(prefix.as_bytes())?;
-            Some((key.to_vec(), kv.value().to_vec()))
+    list_in_pages(client, location, prefix, Paging::DEFAULT).await
+}
+
+pub async fn list_in_pages(
+    client: &mut Client,
+    location: &EtcdLocation,
+    prefix: &str,
+    paging: Paging,
+) -> anyhow::Result<Listed> {
+    let mut kv = client
+        .kv_client()
+        .max_decoding_message_size(paging.answer_bytes);
+    let end = prefix_end(prefix.as_bytes());
+    let mut from = prefix.as_bytes().to_vec();
+    let mut page = paging.records;
+    // Taken from the first page: later pages are read at its revision.
+    let mut at: Option<(u64, u64)> = None;
+    let mut records = RawRecords::new();
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
+        if let Some((revision, _)) = at {
+            options = options.with_revision(revision as i64);
+        }
+        let answer = request(location, async {
+            match kv.get(from.clone(), Some(options)).await {
+                Err(error) if cause(&error).contains("message length too large") => Ok(None),
+                answer => answer.map(Some),
+            }
         })
-        .collect();
+        .await?;
+        let Some(answer) = answer else {
+            anyhow::ensure!(
+                page > 1,
+                unavailable(
+                    location,
+                    format!(
+                        "a record under {prefix} is larger than the {} bytes an answer may carry",
+                        paging.answer_bytes
+                    )
+                )
+            );
+            page /= 2;
+            continue;
+        };
+        if at.is_none() {
+            at = Some(answer.header().map_or((0, 0), |header| {
+                (header.revision() as u64, header.cluster_id())
+            }));
+        }
+        for kv in answer.kvs() {
+            if let Some(key) = kv.key().strip_prefix(prefix.as_bytes()) {
+                records.insert(key.to_vec(), kv.value().to_vec());
+            }
+        }
+        match answer.kvs().last() {
+            Some(last) if answer.more() => from = [last.key(), &[0]].concat(),
+            _ => break,
+        }
+    }
+    let (revision, cluster) = at.unwrap_or_default();
     Ok(Listed {
         records,
         revision,
         cluster,
     })
+}
+
+/// The first key after every key that starts with `prefix` (etcd's range
+/// end for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte 0xff: to the end of the keyspace.
+    vec![0]
 }
 
 pub struct EtcdStore {
@@ -676,6 +757,13 @@ fn check_limits(writes: &Writes, extra_operations: usize) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_ends_after_every_key_under_it() {
+        assert_eq!(prefix_end(b"/zpr/v1/t/state/"), b"/zpr/v1/t/state0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
 
     #[test]
     fn locations_parse_and_say_what_is_expected() {

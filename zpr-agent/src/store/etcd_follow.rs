@@ -12,7 +12,10 @@ use etcd_client::{Client, EventType, WatchOptions, WatchStream};
 
 use super::{
     EtcdLocation, Snapshot,
-    etcd::{CredentialStamp, cause, connect, credentials_rotated, list, request, unavailable},
+    etcd::{
+        ANSWER_BYTES_MAX, CredentialStamp, cause, connect, credentials_rotated, list, request,
+        unavailable,
+    },
     records::{self, BadRecord, RawRecords},
 };
 
@@ -127,7 +130,12 @@ impl EtcdFollower {
             .with_prefix()
             .with_start_revision(listed.revision as i64 + 1)
             .with_progress_notify();
-        let watch = request(&self.location, client.watch(prefix, Some(options))).await?;
+        // A burst of large changes caught up at once may exceed even this:
+        // the watch then fails and the next call lists again.
+        let mut watcher = client
+            .watch_client()
+            .max_decoding_message_size(ANSWER_BYTES_MAX);
+        let watch = request(&self.location, watcher.watch(prefix, Some(options))).await?;
         self.records = listed.records;
         self.revision = listed.revision;
         self.cluster = listed.cluster;
