@@ -38,6 +38,11 @@ const PROBE_PORT: u16 = 4444;
 /// Probes of many hosts at once: a datagram every 2 ms each.
 const PROBE_PERIOD: Duration = Duration::from_millis(2);
 const PROBE_STATEMENT: &str = "In bench.zone:probe VCN allow bench.role:probe endpoints to connect to bench.role:probe endpoints with protocol='udp/4444'";
+/// Stands in the tenancy throughout: the probe's attributes are referenced
+/// before the change, as the generated statements' are in the reload
+/// measurement, so the change adds a statement, not attributes (which
+/// would give every endpoint a new identity).
+const STANDING_STATEMENT: &str = "In bench.zone:probe VCN allow bench.role:probe endpoints to connect to bench.role:probe endpoints with protocol='udp/4445'";
 /// Statements per policy of the generated set: each policy is one etcd
 /// record, well under etcd's 1.5 MiB per request.
 const STATEMENTS_PER_POLICY: usize = 1_000;
@@ -215,7 +220,8 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
              etcd through a loopback bridge (a thread carrying each connection out of the \
              host's namespace). The tenancy holds the synthetic generator's statements and \
              endpoints (seed 1, in policies of {STATEMENTS_PER_POLICY} statements) plus the \
-             probe workloads. Fleets: {sizes}; the new VMs and the resync on the first."
+             probe workloads, and a policy allowing UDP 4445 between them (so the probe's \
+             attributes are referenced before the change, as in the reload measurement). Fleets: {sizes}; the new VMs and the resync on the first."
         ),
         format!(
             "Convergence: {} times, `zpr policy create` (then `delete`) of one statement that \
@@ -316,10 +322,11 @@ impl Inputs {
         }
         inventory["endpoints"] = Value::Sequence(all);
         let lines: Vec<&str> = generated.policy_text.lines().collect();
-        let policies = lines
+        let mut policies: Vec<String> = lines
             .chunks(STATEMENTS_PER_POLICY)
             .map(|chunk| chunk.join("\n"))
             .collect();
+        policies.push(STANDING_STATEMENT.to_owned());
         Ok(Inputs {
             inventory_yaml: serde_yaml::to_string(&inventory)?,
             policies,

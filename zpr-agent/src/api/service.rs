@@ -5,7 +5,12 @@
 //! the agent running beside the API (if one does), and record a work
 //! request and an audit line.
 
-use std::{hash::Hasher as _, path::Path, time::Instant};
+use std::{
+    hash::Hasher as _,
+    path::Path,
+    sync::{Mutex, MutexGuard},
+    time::Instant,
+};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,10 +21,10 @@ use super::{
 };
 use crate::{
     clock::unix_now,
-    compile::{Fnv1a64, Report, RevokedFlow, diff},
+    compile::{Fnv1a64, Report, RevokedFlow, Tables, diff},
     http::message::{Request, Response},
     iam::{IamPolicy, Permission, Principal, Statement},
-    inputs::Inputs,
+    inputs::{Checker, Inputs},
     lang::bounded,
     store::{
         Confirmation, Conflict, EndpointChanges, EndpointDetails, EndpointEdits, EndpointFilter,
@@ -31,6 +36,9 @@ use crate::{
 pub struct Service {
     pub iam: IamPolicy,
     pub audit: AuditLog,
+    /// Checks every change, keeping what it read for the next: a change
+    /// to a large tenancy parses and compiles only what it touches.
+    checker: Mutex<Checker>,
 }
 
 impl Service {
@@ -55,6 +63,7 @@ impl Service {
         Ok(Service {
             iam,
             audit: AuditLog::new(run_dir),
+            checker: Mutex::new(Checker::remembering(Tables::Every)),
         })
     }
 }
@@ -239,6 +248,17 @@ fn changed_namespaces(before: &[String], after: &[String]) -> Result<Vec<String>
 }
 
 impl Service {
+    /// The checker; after a check that panicked, a new one (what the old
+    /// one kept may be half updated).
+    fn checker(&self) -> MutexGuard<'_, Checker> {
+        self.checker.lock().unwrap_or_else(|poisoned| {
+            let mut held = poisoned.into_inner();
+            *held = Checker::remembering(Tables::Every);
+            self.checker.clear_poison();
+            held
+        })
+    }
+
     pub async fn handle(
         &self,
         store: &mut Store,
@@ -305,7 +325,7 @@ impl Service {
         operation: &Operation,
         request: &Request,
     ) -> Response {
-        let outcome = impact(enforcer, snapshot, operation, request);
+        let outcome = impact(&mut self.checker(), enforcer, snapshot, operation, request);
         let failure = outcome
             .as_ref()
             .err()
@@ -541,7 +561,7 @@ impl Service {
     ) -> Response {
         let accepted = unix_now();
         let mut after = snapshot.tenancy.clone();
-        let outcome = checked_change(&mut after, operation, request).and_then(|checked| {
+        let outcome = checked_change(&mut self.checker(), &mut after, operation, request).and_then(|checked| {
             confirm_unprotect(&snapshot.tenancy, &mut after, principal, operation, request)?;
             Ok(checked)
         });
@@ -741,12 +761,13 @@ fn confirm_unprotect(
 /// connections it would cut where an agent runs beside the API). Nothing
 /// is written.
 fn impact(
+    checker: &mut Checker,
     enforcer: &impl Enforcer,
     snapshot: &Snapshot,
     operation: &Operation,
     request: &Request,
 ) -> Result<Value, Failure> {
-    let Some(before) = Snapshot::inputs(snapshot, None)?.inputs else {
+    let Some(before) = snapshot.inputs_with(checker, None)?.inputs else {
         return Err(Failure::new(
             500,
             "InternalServerError",
@@ -754,7 +775,7 @@ fn impact(
         ));
     };
     let mut after_tenancy = snapshot.tenancy.clone();
-    let (value, _, after) = checked_change(&mut after_tenancy, operation, request)?;
+    let (value, _, after) = checked_change(checker, &mut after_tenancy, operation, request)?;
     let unprotects: Vec<String> = snapshot
         .tenancy
         .unprotects(&after_tenancy)
@@ -788,6 +809,7 @@ fn impact(
 /// The change, made to `tenancy`, when `if-match` holds and the result
 /// checks: the resource, its namespace and the inputs it leaves.
 fn checked_change(
+    checker: &mut Checker,
     tenancy: &mut Tenancy,
     operation: &Operation,
     request: &Request,
@@ -813,7 +835,7 @@ fn checked_change(
         revision: 0,
         cluster: None,
     }
-    .inputs(None)?;
+    .inputs_with(checker, None)?;
     let Some(inputs) = loaded.inputs else {
         return Err(Failure {
             diagnostics: Some(loaded.report),

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use anyhow::bail;
 
-use crate::inputs::{self, InputText, Loaded};
+use crate::inputs::{self, Checker, InputText, Loaded};
 pub use endpoints::{
     EndpointChanges, EndpointDetails, EndpointEdits, EndpointFilter, Imported, VcnDetails,
 };
@@ -53,8 +53,13 @@ impl Snapshot {
     /// The snapshot's inputs as the agent of `node` reads them (see
     /// [`Tenancy::inventory_document`]), checked as files are.
     pub fn inputs(&self, node: Option<&str>) -> anyhow::Result<Loaded> {
+        self.inputs_with(&mut Checker::once(), node)
+    }
+
+    /// [`Snapshot::inputs`], by a checker that may remember the last check.
+    pub fn inputs_with(&self, checker: &mut Checker, node: Option<&str>) -> anyhow::Result<Loaded> {
         let (inventory, policies) = self.texts(node)?;
-        Ok(inputs::check(Some(&inventory), &policies))
+        Ok(checker.check(Some(&inventory), &policies))
     }
 
     /// The inventory and policy texts the checker reads.
