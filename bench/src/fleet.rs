@@ -142,6 +142,21 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
         figures.push(figure);
         figures.push(Figure::new(
             format!(
+                "{agents} agents at {statements} statements: the API call (read, check, commit)"
+            ),
+            Unit::Milliseconds,
+            converged.api_milliseconds,
+        ));
+        figures.push(Figure::new(
+            format!(
+                "{agents} agents at {statements} statements: each agent's own reload_ms (change \
+                 seen → generation live)"
+            ),
+            Unit::Milliseconds,
+            converged.reload_milliseconds,
+        ));
+        figures.push(Figure::new(
+            format!(
                 "{agents} agents at {statements} statements: bytes etcd sent each agent per \
                  change"
             ),
@@ -508,6 +523,8 @@ impl BenchFleet {
                 .sum::<u64>()
         };
         let before = received();
+        let mut api_milliseconds = Vec::new();
+        let mut reload_milliseconds = Vec::new();
         for change in 0..changes {
             interrupt::checkpoint()?;
             let open = change % 2 == 0;
@@ -515,6 +532,7 @@ impl BenchFleet {
             std::thread::sleep(Duration::from_millis(300));
             let since = Instant::now();
             self.toggle(open)?;
+            api_milliseconds.push(since.elapsed().as_secs_f64() * 1000.0);
             let mut slowest = Duration::ZERO;
             for host in &self.hosts {
                 let seen = if open {
@@ -526,6 +544,12 @@ impl BenchFleet {
                 slowest = slowest.max(seen);
             }
             samples.push(slowest.as_secs_f64() * 1000.0);
+            // Its probe saw the change: the status is this change's reload.
+            for host in &self.hosts {
+                if let Some(reload) = Status::read(&host.run_dir)?.reload_ms {
+                    reload_milliseconds.push(reload);
+                }
+            }
         }
         // Every agent has applied the last change once its probe sees it,
         // but its node report may still be on the way: what etcd sends
@@ -538,6 +562,8 @@ impl BenchFleet {
         }
         Ok(Converged {
             milliseconds: samples,
+            api_milliseconds,
+            reload_milliseconds,
             kib_per_agent_change: bytes as f64 / 1024.0 / (changes * self.hosts.len()) as f64,
         })
     }
@@ -647,6 +673,10 @@ impl BenchFleet {
 
 struct Converged {
     milliseconds: Vec<f64>,
+    /// The CLI call: the API's read, check and commit.
+    api_milliseconds: Vec<f64>,
+    /// Every agent's own reload_ms (change seen → generation live).
+    reload_milliseconds: Vec<f64>,
     kib_per_agent_change: f64,
 }
 

@@ -28,8 +28,8 @@ use crate::{
     lang::bounded,
     store::{
         Confirmation, Conflict, EndpointChanges, EndpointDetails, EndpointEdits, EndpointFilter,
-        Imported, Refusal, RefusalKind, Snapshot, Store, Tenancy, Unavailable, Validator,
-        VcnDetails, WorkRequest, WorkRequestError, WorkRequestLog, parse_attribute_text,
+        Imported, Refusal, RefusalKind, Snapshot, SnapshotChecker, Store, Tenancy, Unavailable,
+        Validator, VcnDetails, WorkRequest, WorkRequestError, WorkRequestLog, parse_attribute_text,
     },
 };
 
@@ -38,7 +38,7 @@ pub struct Service {
     pub audit: AuditLog,
     /// Checks every change, keeping what it read for the next: a change
     /// to a large tenancy parses and compiles only what it touches.
-    checker: Mutex<Checker>,
+    checker: Mutex<SnapshotChecker>,
 }
 
 impl Service {
@@ -63,9 +63,13 @@ impl Service {
         Ok(Service {
             iam,
             audit: AuditLog::new(run_dir),
-            checker: Mutex::new(Checker::remembering(Tables::Every)),
+            checker: Mutex::new(new_checker()),
         })
     }
+}
+
+fn new_checker() -> SnapshotChecker {
+    SnapshotChecker::new(Checker::remembering(Tables::Every))
 }
 
 /// The agent running beside the API, when one does (`zpr serve` on one
@@ -250,10 +254,10 @@ fn changed_namespaces(before: &[String], after: &[String]) -> Result<Vec<String>
 impl Service {
     /// The checker; after a check that panicked, a new one (what the old
     /// one kept may be half updated).
-    fn checker(&self) -> MutexGuard<'_, Checker> {
+    fn checker(&self) -> MutexGuard<'_, SnapshotChecker> {
         self.checker.lock().unwrap_or_else(|poisoned| {
             let mut held = poisoned.into_inner();
-            *held = Checker::remembering(Tables::Every);
+            *held = new_checker();
             self.checker.clear_poison();
             held
         })
@@ -561,10 +565,12 @@ impl Service {
     ) -> Response {
         let accepted = unix_now();
         let mut after = snapshot.tenancy.clone();
-        let outcome = checked_change(&mut self.checker(), &mut after, operation, request).and_then(|checked| {
-            confirm_unprotect(&snapshot.tenancy, &mut after, principal, operation, request)?;
-            Ok(checked)
-        });
+        let outcome = checked_change(&mut self.checker(), &mut after, operation, request).and_then(
+            |checked| {
+                confirm_unprotect(&snapshot.tenancy, &mut after, principal, operation, request)?;
+                Ok(checked)
+            },
+        );
         let (resource, namespace) = match &outcome {
             Ok((value, namespace, _)) => (
                 value["id"]
@@ -761,13 +767,13 @@ fn confirm_unprotect(
 /// connections it would cut where an agent runs beside the API). Nothing
 /// is written.
 fn impact(
-    checker: &mut Checker,
+    checker: &mut SnapshotChecker,
     enforcer: &impl Enforcer,
     snapshot: &Snapshot,
     operation: &Operation,
     request: &Request,
 ) -> Result<Value, Failure> {
-    let Some(before) = snapshot.inputs_with(checker, None)?.inputs else {
+    let Some(before) = checker.check(&snapshot.tenancy, None)?.inputs else {
         return Err(Failure::new(
             500,
             "InternalServerError",
@@ -809,7 +815,7 @@ fn impact(
 /// The change, made to `tenancy`, when `if-match` holds and the result
 /// checks: the resource, its namespace and the inputs it leaves.
 fn checked_change(
-    checker: &mut Checker,
+    checker: &mut SnapshotChecker,
     tenancy: &mut Tenancy,
     operation: &Operation,
     request: &Request,
@@ -830,12 +836,7 @@ fn checked_change(
         }
     }
     let (value, namespace) = change(tenancy, operation, request)?;
-    let loaded = Snapshot {
-        tenancy: tenancy.clone(),
-        revision: 0,
-        cluster: None,
-    }
-    .inputs_with(checker, None)?;
+    let loaded = checker.check(tenancy, None)?;
     let Some(inputs) = loaded.inputs else {
         return Err(Failure {
             diagnostics: Some(loaded.report),

@@ -26,7 +26,7 @@ use crate::{
     inventory::Mode,
     lang::Policy,
     side_by_side,
-    store::Snapshot,
+    store::{Snapshot, SnapshotChecker},
 };
 
 pub struct Agent {
@@ -53,7 +53,7 @@ pub struct Agent {
     metrics: AgentMetrics,
     /// What the last reload read, so the next one parses and compiles only
     /// what changed.
-    checker: Checker,
+    checker: SnapshotChecker,
     /// How much each statement is used (`zpr usage`).
     usage: UsageTracker,
 }
@@ -90,7 +90,7 @@ impl Agent {
         let pins = PinLayout::new(&config.bpffs);
         let was_pinned = pins.map(zpr_common::maps::CONFIG).exists();
         let ownership = PinOwnership::acquire(&pins, &config.run_dir)?;
-        let mut checker = Checker::remembering(Tables::Local);
+        let mut checker = SnapshotChecker::new(Checker::remembering(Tables::Local));
         let live = pinned_config(&pins).ok();
         let enforced =
             live.is_some_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
@@ -1077,7 +1077,7 @@ impl LoadedPlan {
 fn load_plan(
     inputs: &InputSource,
     snapshot: Option<&Snapshot>,
-    checker: &mut Checker,
+    checker: &mut SnapshotChecker,
 ) -> anyhow::Result<LoadedPlan> {
     let started = Instant::now();
     let (loaded, ids) = match (inputs, snapshot) {
@@ -1087,14 +1087,14 @@ fn load_plan(
                 policies,
             },
             _,
-        ) => (checker.read(Some(inventory), policies)?, PolicyIds::new()),
-        (InputSource::Store { node, .. }, Some(snapshot)) => {
-            let (inventory, policies) = snapshot.texts(node.as_deref())?;
-            (
-                checker.check(Some(&inventory), &policies),
-                snapshot.tenancy.policy_ids(),
-            )
-        }
+        ) => (
+            checker.checker.read(Some(inventory), policies)?,
+            PolicyIds::new(),
+        ),
+        (InputSource::Store { node, .. }, Some(snapshot)) => (
+            checker.check(&snapshot.tenancy, node.as_deref())?,
+            snapshot.tenancy.policy_ids(),
+        ),
         (InputSource::Store { location, .. }, None) => {
             bail!("nothing has been read from the store {location} yet")
         }

@@ -24,7 +24,7 @@ mod sqlite;
 mod tenancy;
 mod work_request;
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::bail;
 
@@ -53,23 +53,87 @@ impl Snapshot {
     /// The snapshot's inputs as the agent of `node` reads them (see
     /// [`Tenancy::inventory_document`]), checked as files are.
     pub fn inputs(&self, node: Option<&str>) -> anyhow::Result<Loaded> {
-        self.inputs_with(&mut Checker::once(), node)
+        SnapshotChecker::new(Checker::once()).check(&self.tenancy, node)
+    }
+}
+
+/// Checks snapshot after snapshot: its checker keeps what it read, and
+/// it keeps the last inventory text it made with what it was made from.
+/// Most changes are to policies: comparing 10,000 endpoints costs less
+/// than writing them out again, and the checker then knows the text.
+pub struct SnapshotChecker {
+    pub checker: Checker,
+    last_inventory: Option<(InventorySource, InputText)>,
+}
+
+/// What [`Tenancy::inventory_document`] reads.
+#[derive(PartialEq)]
+struct InventorySource {
+    node: Option<String>,
+    zpr_status: String,
+    namespaces: BTreeMap<String, SecurityAttributeNamespace>,
+    attributes: BTreeMap<String, StoredAttribute>,
+    vcns: BTreeMap<String, Vcn>,
+    endpoints: BTreeMap<String, StoredEndpoint>,
+    osn_services: Vec<String>,
+}
+
+impl InventorySource {
+    fn holds(&self, tenancy: &Tenancy, node: Option<&str>) -> bool {
+        self.node.as_deref() == node
+            && self.zpr_status == tenancy.configuration.zpr_status
+            && self.namespaces == tenancy.namespaces
+            && self.attributes == tenancy.attributes
+            && self.vcns == tenancy.vcns
+            && self.endpoints == tenancy.endpoints
+            && self.osn_services == tenancy.osn_services
     }
 
-    /// [`Snapshot::inputs`], by a checker that may remember the last check.
-    pub fn inputs_with(&self, checker: &mut Checker, node: Option<&str>) -> anyhow::Result<Loaded> {
-        let (inventory, policies) = self.texts(node)?;
-        Ok(checker.check(Some(&inventory), &policies))
+    fn of(tenancy: &Tenancy, node: Option<&str>) -> InventorySource {
+        InventorySource {
+            node: node.map(str::to_owned),
+            zpr_status: tenancy.configuration.zpr_status.clone(),
+            namespaces: tenancy.namespaces.clone(),
+            attributes: tenancy.attributes.clone(),
+            vcns: tenancy.vcns.clone(),
+            endpoints: tenancy.endpoints.clone(),
+            osn_services: tenancy.osn_services.clone(),
+        }
+    }
+}
+
+impl SnapshotChecker {
+    pub fn new(checker: Checker) -> SnapshotChecker {
+        SnapshotChecker {
+            checker,
+            last_inventory: None,
+        }
+    }
+
+    /// The tenancy's inputs as the agent of `node` reads them, checked.
+    pub fn check(&mut self, tenancy: &Tenancy, node: Option<&str>) -> anyhow::Result<Loaded> {
+        let (inventory, policies) = self.texts(tenancy, node)?;
+        Ok(self.checker.check(Some(&inventory), &policies))
     }
 
     /// The inventory and policy texts the checker reads.
-    pub fn texts(&self, node: Option<&str>) -> anyhow::Result<(InputText, Vec<InputText>)> {
-        let inventory = InputText::inventory(
-            "store inventory".to_owned(),
-            serde_json::to_string_pretty(&self.tenancy.inventory_document(node))?,
-        );
-        let policies: Vec<InputText> = self
-            .tenancy
+    pub fn texts(
+        &mut self,
+        tenancy: &Tenancy,
+        node: Option<&str>,
+    ) -> anyhow::Result<(InputText, Vec<InputText>)> {
+        let inventory = match &self.last_inventory {
+            Some((source, text)) if source.holds(tenancy, node) => text.clone(),
+            _ => {
+                let text = InputText::inventory(
+                    "store inventory".to_owned(),
+                    serde_json::to_string_pretty(&tenancy.inventory_document(node))?,
+                );
+                self.last_inventory = Some((InventorySource::of(tenancy, node), text.clone()));
+                text
+            }
+        };
+        let policies: Vec<InputText> = tenancy
             .list_policies()
             .into_iter()
             .map(|policy| {

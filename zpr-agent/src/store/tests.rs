@@ -717,3 +717,59 @@ fn a_vcn_holding_endpoints_is_not_deleted() {
     tenancy.delete_vcn("backend-vcn").unwrap();
     assert!(tenancy.get_vcn("backend-vcn").is_err());
 }
+
+/// A snapshot checker that keeps the last inventory text checks each state
+/// of a tenancy as a fresh check does: a change to an endpoint, a VCN, the
+/// configuration or the node reading it makes the text again, a change to
+/// policies alone reuses it.
+#[test]
+fn a_snapshot_checker_reads_each_state_as_a_fresh_check_does() {
+    let mut checker = SnapshotChecker::new(Checker::remembering(crate::compile::Tables::Every));
+    let mut tenancy = seeded_tenancy();
+    let policy = tenancy
+        .create_policy("web", "", &statements(&[OPEN_LB]))
+        .unwrap();
+    let policy_id = policy.id.clone();
+    let mut states: Vec<(&str, Tenancy, Option<&str>)> = vec![("seeded", tenancy.clone(), None)];
+    tenancy
+        .policies
+        .get_mut(&policy_id)
+        .unwrap()
+        .statements
+        .push(OPEN_LB.replace("tcp/80", "tcp/8080"));
+    states.push(("a statement added", tenancy.clone(), None));
+    tenancy
+        .endpoints
+        .get_mut("app-1")
+        .unwrap()
+        .security_attributes
+        .clear();
+    states.push(("an endpoint untagged", tenancy.clone(), None));
+    tenancy.endpoints.get_mut("app-1").unwrap().node = Some("host-b".into());
+    states.push(("an endpoint placed", tenancy.clone(), None));
+    states.push(("read by another node", tenancy.clone(), Some("host-c")));
+    states.push(("read by its node", tenancy.clone(), Some("host-b")));
+    tenancy.configuration.zpr_status = "DISABLED".into();
+    states.push(("ZPR disabled", tenancy.clone(), Some("host-b")));
+    tenancy
+        .vcns
+        .values_mut()
+        .next()
+        .unwrap()
+        .cidrs
+        .push("10.99.0.0/16".into());
+    states.push(("a VCN grown", tenancy.clone(), Some("host-b")));
+    for (what, tenancy, node) in &states {
+        let kept = checker.check(tenancy, *node).unwrap();
+        let fresh = SnapshotChecker::new(Checker::once())
+            .check(tenancy, *node)
+            .unwrap();
+        assert_eq!(kept.report, fresh.report, "{what}");
+        let (kept, fresh) = (kept.inputs.unwrap(), fresh.inputs.unwrap());
+        assert!(kept.plan == fresh.plan, "{what}: the Plans differ");
+        assert!(
+            kept.inventory == fresh.inventory,
+            "{what}: the inventories differ"
+        );
+    }
+}
