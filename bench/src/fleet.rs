@@ -530,6 +530,11 @@ impl BenchFleet {
             let open = change % 2 == 0;
             // The previous verdict settles on every probe first.
             std::thread::sleep(Duration::from_millis(300));
+            let enforced = self
+                .hosts
+                .iter()
+                .map(|host| Status::read(&host.run_dir).ok().and_then(|s| s.revision))
+                .collect::<Vec<_>>();
             let since = Instant::now();
             self.toggle(open)?;
             api_milliseconds.push(since.elapsed().as_secs_f64() * 1000.0);
@@ -544,11 +549,11 @@ impl BenchFleet {
                 slowest = slowest.max(seen);
             }
             samples.push(slowest.as_secs_f64() * 1000.0);
-            // Its probe saw the change: the status is this change's reload.
-            for host in &self.hosts {
-                if let Some(reload) = Status::read(&host.run_dir)?.reload_ms {
-                    reload_milliseconds.push(reload);
-                }
+            // The status is written once the change is live, maybe after
+            // the probe saw it: this change's reload once its revision is.
+            for (host, before) in self.hosts.iter().zip(enforced) {
+                let status = wait_for_status(&host.run_dir, |status| status.revision != before)?;
+                reload_milliseconds.extend(status.reload_ms);
             }
         }
         // Every agent has applied the last change once its probe sees it,
@@ -682,16 +687,24 @@ struct Converged {
 
 /// The agent's status once it enforces `revision` or later.
 fn wait_for_revision(run_dir: &Path, revision: u64) -> anyhow::Result<Status> {
+    wait_for_status(run_dir, |status| {
+        status.revision.is_some_and(|enforced| enforced >= revision)
+    })
+    .with_context(|| format!("waiting for revision {revision}"))
+}
+
+/// The agent's status once `ready` holds for it.
+fn wait_for_status(run_dir: &Path, ready: impl Fn(&Status) -> bool) -> anyhow::Result<Status> {
     let started = Instant::now();
     loop {
         if let Ok(status) = Status::read(run_dir)
-            && status.revision.is_some_and(|enforced| enforced >= revision)
+            && ready(&status)
         {
             return Ok(status);
         }
         interrupt::checkpoint()?;
         if started.elapsed() > Duration::from_secs(120) {
-            bail!("an agent did not enforce revision {revision} within 120 s");
+            bail!("an agent's status did not say so within 120 s");
         }
         std::thread::sleep(Duration::from_millis(10));
     }

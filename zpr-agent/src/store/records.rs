@@ -302,7 +302,12 @@ fn read_record(tenancy: &mut Tenancy, key: &[u8], value: &[u8]) -> Result<(), Ba
 
 /// The puts and deletes that turn `before` into `after`.
 pub fn writes(before: &Tenancy, after: &Tenancy) -> anyhow::Result<Writes> {
-    let (before, after) = (to_records(before)?, to_records(after)?);
+    // Equal resources make equal records: only those that differ are
+    // written out to be compared (a change to a large tenancy touches few).
+    let (before, after) = (
+        to_records(&differing(before, after))?,
+        to_records(&differing(after, before))?,
+    );
     let mut writes = Writes::default();
     for (key, value) in &after {
         if before.get(key) != Some(value) {
@@ -315,6 +320,33 @@ pub fn writes(before: &Tenancy, after: &Tenancy) -> anyhow::Result<Writes> {
         }
     }
     Ok(writes)
+}
+
+/// `tenancy` with only the resources `other` does not hold as they are.
+fn differing(tenancy: &Tenancy, other: &Tenancy) -> Tenancy {
+    fn only<V: Clone + PartialEq>(
+        these: &BTreeMap<String, V>,
+        others: &BTreeMap<String, V>,
+    ) -> BTreeMap<String, V> {
+        these
+            .iter()
+            .filter(|(id, resource)| others.get(*id) != Some(resource))
+            .map(|(id, resource)| (id.clone(), resource.clone()))
+            .collect()
+    }
+    Tenancy {
+        policies: only(&tenancy.policies, &other.policies),
+        namespaces: only(&tenancy.namespaces, &other.namespaces),
+        attributes: only(&tenancy.attributes, &other.attributes),
+        vcns: only(&tenancy.vcns, &other.vcns),
+        endpoints: only(&tenancy.endpoints, &other.endpoints),
+        configuration: tenancy.configuration.clone(),
+        osn_services: tenancy.osn_services.clone(),
+        next_id: tenancy.next_id,
+        tenancy_id: tenancy.tenancy_id.clone(),
+        confirmation: tenancy.confirmation.clone(),
+        signature: tenancy.signature.clone(),
+    }
 }
 
 /// Work requests from their records, oldest first.

@@ -213,6 +213,24 @@ fn records_round_trip_and_a_change_writes_only_what_changed() {
     let mut deleted = after.clone();
     deleted.delete_namespace("ocvtc002", true).unwrap();
     let writes = records::writes(&after, &deleted).unwrap();
+    // The writes turn the records of one state into those of the next,
+    // and put no record that was already there as it is.
+    let mut created = deleted.clone();
+    created
+        .create_policy("web", "", &statements(&[OPEN_LB]))
+        .unwrap();
+    for (from, to) in [(&before, &after), (&after, &deleted), (&deleted, &created)] {
+        let writes = records::writes(from, to).unwrap();
+        let mut records = records::to_records(from).unwrap();
+        for (key, value) in &writes.puts {
+            assert_ne!(records.get(key), Some(value), "{key} written unchanged");
+            records.insert(key.clone(), value.clone());
+        }
+        for key in &writes.deletes {
+            assert!(records.remove(key).is_some(), "{key} deleted, never there");
+        }
+        assert_eq!(records, records::to_records(to).unwrap());
+    }
     assert!(
         writes
             .deletes
