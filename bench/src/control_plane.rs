@@ -14,12 +14,16 @@ use crate::{
     interrupt, reload,
     report::{Bound, Figure, Section, Target, Unit, listed},
     scratch::Scratch,
+    stats::Summary,
 };
 
 const COMPILE_LIMIT_MS: f64 = 2_000.0;
 const COMPILE_TARGET_STATEMENTS: usize = 100_000;
 const RELOAD_LIMIT_MS: f64 = 100.0;
 const RELOAD_CPU_LIMIT_MS: f64 = 50.0;
+/// A one-statement change at the largest size costs at most this many
+/// times what it costs at the smallest (the agent's own reload_ms).
+const RELOAD_SCALE_LIMIT: f64 = 3.0;
 const CPU_TARGET_STATEMENTS: usize = 100_000;
 const FIRST_APPLY_LIMIT_MS: f64 = 1_000.0;
 const PEAK_RSS_LIMIT_MIB: f64 = 150.0;
@@ -75,8 +79,10 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
         figures.push(figure);
     }
 
+    let mut reported_medians = Vec::new();
     for &n in &settings.reload_statements {
         let reloads = reload::measure(zpr, n, settings.reloads)?;
+        reported_medians.push((n, Summary::of(&reloads.agent_reported).median));
         for (series, name) in [
             (&reloads.opened, "path opened"),
             (&reloads.closed, "path closed"),
@@ -128,6 +134,21 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
                 series.clone(),
             ));
         }
+    }
+
+    if let (Some(&(smallest, at_smallest)), Some(&(largest, at_largest))) = (
+        reported_medians.iter().min_by_key(|(n, _)| *n),
+        reported_medians.iter().max_by_key(|(n, _)| *n),
+    ) && smallest < largest
+    {
+        targets.push(Target::check(
+            format!(
+                "reload at {largest} / at {smallest} statements ≤ {RELOAD_SCALE_LIMIT} (the \
+                 agent's own reload_ms, medians)"
+            ),
+            Bound::AtMost(RELOAD_SCALE_LIMIT),
+            at_largest / at_smallest,
+        ));
     }
 
     let statements = settings.memory_statements;

@@ -63,7 +63,7 @@ impl Profile {
             control_plane: control_plane::Settings {
                 compile_sizes: vec![1_000, 10_000, 100_000],
                 rounds: 3,
-                reload_statements: vec![10_000, 100_000],
+                reload_statements: vec![1_000, 10_000, 100_000],
                 reloads: 10,
                 memory_statements: 100_000,
             },
