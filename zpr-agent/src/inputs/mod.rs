@@ -46,7 +46,6 @@ pub struct Loaded {
 
 /// One input's text: `file` names it in diagnostics, `name` is a policy's
 /// name (statement ids are `name:line`).
-#[derive(Clone)]
 pub struct InputText {
     pub file: String,
     pub name: String,

@@ -463,9 +463,13 @@ pub async fn list_in_pages(
             continue;
         };
         if at.is_none() {
-            at = Some(answer.header().map_or((0, 0), |header| {
-                (header.revision() as u64, header.cluster_id())
-            }));
+            // Without the first page's revision, later pages could be read
+            // at another: a state that never was.
+            let header = answer
+                .header()
+                .filter(|header| header.revision() > 0)
+                .ok_or_else(|| unavailable(location, "an answer without its revision"))?;
+            at = Some((header.revision() as u64, header.cluster_id()));
         }
         for kv in answer.kvs() {
             if let Some(key) = kv.key().strip_prefix(prefix.as_bytes()) {

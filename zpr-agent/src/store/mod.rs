@@ -66,38 +66,88 @@ pub struct SnapshotChecker {
     last_inventory: Option<(InventorySource, InputText)>,
 }
 
-/// What [`Tenancy::inventory_document`] reads.
-#[derive(PartialEq)]
+/// The parts of a tenancy [`Tenancy::inventory_document`] may read. Named
+/// by taking the tenancy apart whole: a part added to [`Tenancy`] does not
+/// compile until it is said here whether the document reads it, so a kept
+/// text is never reused past a change it depends on.
+type InventoryParts<'a> = (
+    &'a BTreeMap<String, SecurityAttributeNamespace>,
+    &'a BTreeMap<String, StoredAttribute>,
+    &'a BTreeMap<String, Vcn>,
+    &'a BTreeMap<String, StoredEndpoint>,
+    &'a Configuration,
+    &'a Vec<String>,
+);
+
+fn inventory_parts(tenancy: &Tenancy) -> InventoryParts<'_> {
+    let Tenancy {
+        policies: _,
+        namespaces,
+        attributes,
+        vcns,
+        endpoints,
+        configuration,
+        osn_services,
+        next_id: _,
+        tenancy_id: _,
+        confirmation: _,
+        signature: _,
+    } = tenancy;
+    (
+        namespaces,
+        attributes,
+        vcns,
+        endpoints,
+        configuration,
+        osn_services,
+    )
+}
+
+/// What an inventory text was made from: the node it was made for, and
+/// the [`InventoryParts`] as they were.
 struct InventorySource {
     node: Option<String>,
-    zpr_status: String,
-    namespaces: BTreeMap<String, SecurityAttributeNamespace>,
-    attributes: BTreeMap<String, StoredAttribute>,
-    vcns: BTreeMap<String, Vcn>,
-    endpoints: BTreeMap<String, StoredEndpoint>,
-    osn_services: Vec<String>,
+    parts: KeptInventoryParts,
 }
+
+/// [`InventoryParts`] as they were.
+type KeptInventoryParts = (
+    BTreeMap<String, SecurityAttributeNamespace>,
+    BTreeMap<String, StoredAttribute>,
+    BTreeMap<String, Vcn>,
+    BTreeMap<String, StoredEndpoint>,
+    Configuration,
+    Vec<String>,
+);
 
 impl InventorySource {
     fn holds(&self, tenancy: &Tenancy, node: Option<&str>) -> bool {
+        let (namespaces, attributes, vcns, endpoints, configuration, osn_services) = &self.parts;
         self.node.as_deref() == node
-            && self.zpr_status == tenancy.configuration.zpr_status
-            && self.namespaces == tenancy.namespaces
-            && self.attributes == tenancy.attributes
-            && self.vcns == tenancy.vcns
-            && self.endpoints == tenancy.endpoints
-            && self.osn_services == tenancy.osn_services
+            && inventory_parts(tenancy)
+                == (
+                    namespaces,
+                    attributes,
+                    vcns,
+                    endpoints,
+                    configuration,
+                    osn_services,
+                )
     }
 
     fn of(tenancy: &Tenancy, node: Option<&str>) -> InventorySource {
+        let (namespaces, attributes, vcns, endpoints, configuration, osn_services) =
+            inventory_parts(tenancy);
         InventorySource {
             node: node.map(str::to_owned),
-            zpr_status: tenancy.configuration.zpr_status.clone(),
-            namespaces: tenancy.namespaces.clone(),
-            attributes: tenancy.attributes.clone(),
-            vcns: tenancy.vcns.clone(),
-            endpoints: tenancy.endpoints.clone(),
-            osn_services: tenancy.osn_services.clone(),
+            parts: (
+                namespaces.clone(),
+                attributes.clone(),
+                vcns.clone(),
+                endpoints.clone(),
+                configuration.clone(),
+                osn_services.clone(),
+            ),
         }
     }
 }
@@ -112,27 +162,18 @@ impl SnapshotChecker {
 
     /// The tenancy's inputs as the agent of `node` reads them, checked.
     pub fn check(&mut self, tenancy: &Tenancy, node: Option<&str>) -> anyhow::Result<Loaded> {
-        let (inventory, policies) = self.texts(tenancy, node)?;
-        Ok(self.checker.check(Some(&inventory), &policies))
-    }
-
-    /// The inventory and policy texts the checker reads.
-    pub fn texts(
-        &mut self,
-        tenancy: &Tenancy,
-        node: Option<&str>,
-    ) -> anyhow::Result<(InputText, Vec<InputText>)> {
-        let inventory = match &self.last_inventory {
-            Some((source, text)) if source.holds(tenancy, node) => text.clone(),
-            _ => {
-                let text = InputText::inventory(
-                    "store inventory".to_owned(),
-                    serde_json::to_string_pretty(&tenancy.inventory_document(node))?,
-                );
-                self.last_inventory = Some((InventorySource::of(tenancy, node), text.clone()));
-                text
-            }
-        };
+        let kept = self
+            .last_inventory
+            .as_ref()
+            .is_some_and(|(source, _)| source.holds(tenancy, node));
+        if !kept {
+            let text = InputText::inventory(
+                "store inventory".to_owned(),
+                serde_json::to_string_pretty(&tenancy.inventory_document(node))?,
+            );
+            self.last_inventory = Some((InventorySource::of(tenancy, node), text));
+        }
+        let (_, inventory) = self.last_inventory.as_ref().expect("made above");
         let policies: Vec<InputText> = tenancy
             .list_policies()
             .into_iter()
@@ -140,7 +181,7 @@ impl SnapshotChecker {
                 InputText::policy(policy.name.clone(), policy.name.clone(), policy.source())
             })
             .collect();
-        Ok((inventory, policies))
+        Ok(self.checker.check(Some(inventory), &policies))
     }
 }
 
