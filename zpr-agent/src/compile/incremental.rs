@@ -8,8 +8,13 @@
 //! the same inventory and the same selectors (numbered the same). Then a
 //! table (local UID, direction) is made from the statements whose local
 //! side holds the UID, and only the statements that changed can make it
-//! differ. Anything else, or a change that touches most tables anyway, is
-//! compiled whole. Either way the Plan is the one [`compile`] gives.
+//! differ. Anything else is compiled whole. Either way the Plan is the one
+//! [`compile`] gives.
+//!
+//! A change that touches most tables is merged too: building the touched
+//! tables costs what building them whole does, and the identities, the
+//! most of a whole compile, are kept (a fleet host whose few local tables
+//! a one-statement change all touches compiled whole on every change).
 
 use foldhash::HashSet;
 
@@ -25,10 +30,6 @@ use super::{Groundwork, Tables, compile_whole, plan_statements};
 use crate::common_ends::CommonEnds;
 use crate::inventory::Inventory;
 use crate::lang::Policy;
-
-/// A change touching more than this share of a Plan's tables (local UID
-/// and direction pairs) is compiled whole: merging would cost as much.
-const MOST_TABLES: f64 = 0.25;
 
 /// Compiles policy sets one after another, each from what the last left.
 pub struct Compiler {
@@ -215,15 +216,8 @@ impl Last {
             &old.uid_sets,
             &old.protected,
         )?;
-        let tables = match &old.local_tables {
-            Some(local_tables) => {
-                touched.retain(|table| local_tables.contains(table));
-                local_tables.len()
-            }
-            None => 2 * old.protected.iter().filter(|&&p| p).count(),
-        };
-        if touched.len() as f64 > MOST_TABLES * tables as f64 {
-            return None;
+        if let Some(local_tables) = &old.local_tables {
+            touched.retain(|table| local_tables.contains(table));
         }
         let fresh = entries::build_tables(
             &resolved.resolved,

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::Compiler;
 use crate::compile::edits::{Texts, edit};
 use crate::compile::{Plan, Tables, compile, compile_whole};
+use crate::inventory::Inventory;
 use crate::lang::StatementCache;
 use crate::synthetic::generate;
 
@@ -106,4 +107,74 @@ fn a_statement_change_is_not_compiled_whole() {
     );
     assert_eq!(plan, Some(compile(&policies, &synthetic.inventory)));
     assert!(compiler.last.is_some(), "what it worked out is kept");
+}
+
+/// A host with one local identity, whose tables a change of a statement
+/// naming it all touches (a fleet host running a few VMs of a large
+/// tenancy), merges that change from the last Plan too: compiled whole,
+/// it would work out every identity of the tenancy again.
+#[test]
+fn a_change_touching_every_local_table_is_not_compiled_whole() {
+    let synthetic = generate(2_000, 200, 7);
+    let mut document: serde_yaml::Value = serde_yaml::from_str(&synthetic.inventory_yaml).unwrap();
+    let endpoints = document["endpoints"].as_sequence_mut().unwrap();
+    let local = endpoints
+        .iter()
+        .position(|endpoint| endpoint.get("interface").is_some())
+        .unwrap();
+    for (index, endpoint) in endpoints.iter_mut().enumerate() {
+        if index != local {
+            endpoint.as_mapping_mut().unwrap().remove("interface");
+        }
+    }
+    let inventory = Inventory::from_yaml_str(&serde_yaml::to_string(&document).unwrap()).unwrap();
+    let local = &inventory.endpoints()[local];
+    let mut compiler = Compiler::of(Tables::Local);
+    let before = compiler.compile(&synthetic.policies, &inventory);
+    // A statement naming an attribute the local endpoint carries, added
+    // again: it brings no new selector, and its index lands in the local
+    // endpoint's tables (at least one of its two).
+    let names_local = |endpoint: &crate::lang::Endpoint| matches!(endpoint, crate::lang::Endpoint::Attribute(a) if local.carries(a));
+    let policies = synthetic.policies[0]
+        .statements
+        .iter()
+        .filter(|s| names_local(&s.source.node) || names_local(&s.destination.node))
+        .map(|statement| {
+            let mut policies = synthetic.policies.clone();
+            policies[0].statements.push(statement.clone());
+            policies
+        })
+        .find(|policies| {
+            let claims = |plan: &Plan| -> usize {
+                plan.policy
+                    .iter()
+                    .map(|entry| entry.value.statements.len())
+                    .sum()
+            };
+            let whole = compile_whole(policies, &inventory, Tables::Local, &mut Default::default());
+            claims(&whole.0) > claims(&before)
+        })
+        .expect("a statement naming the local endpoint claims its tables");
+    let last = compiler.last.take().unwrap();
+    let plan = last.changed(
+        &policies,
+        &inventory,
+        &mut compiler.memo,
+        &mut compiler.last,
+    );
+    let whole = compile_whole(
+        &policies,
+        &inventory,
+        Tables::Local,
+        &mut Default::default(),
+    )
+    .0;
+    assert!(
+        plan.is_some(),
+        "merged from the last Plan, not compiled whole"
+    );
+    assert!(
+        plan == Some(whole),
+        "the merged Plan is the whole compile's"
+    );
 }
