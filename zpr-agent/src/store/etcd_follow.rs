@@ -2,9 +2,10 @@
 //! list the state at one revision, then watch from the next; apply each
 //! burst of events as one snapshot; on a compacted revision, a cancelled
 //! watch or any error, list again (a deletion missed while away is then
-//! simply absent from the list). Both keep the records as etcd holds them
-//! and read them with one function ([`records::from_raw`]): a record that
-//! does not read makes the state unreadable, however it arrived.
+//! simply absent from the list). Both read each record with one function
+//! ([`records::TenancyRecords`], the reader of a whole list too): a record
+//! that does not read makes the state unreadable, however it arrived. An
+//! event reads only the records it changed.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use super::{
         ANSWER_BYTES_MAX, CredentialStamp, cause, connect, credentials_rotated, list, request,
         unavailable,
     },
-    records::{self, BadRecord, RawRecords},
+    records::{BadRecord, TenancyRecords},
 };
 
 /// Events arriving this close together are one snapshot.
@@ -27,7 +28,7 @@ pub struct EtcdFollower {
     client: Option<Client>,
     /// The credential files the client was made with.
     stamp: CredentialStamp,
-    records: RawRecords,
+    records: TenancyRecords,
     revision: u64,
     cluster: u64,
     watch: Option<WatchStream>,
@@ -48,7 +49,7 @@ impl EtcdFollower {
             location,
             client: None,
             stamp: CredentialStamp::default(),
-            records: RawRecords::new(),
+            records: TenancyRecords::default(),
             revision: 0,
             cluster: 0,
             watch: None,
@@ -136,7 +137,12 @@ impl EtcdFollower {
             .watch_client()
             .max_decoding_message_size(ANSWER_BYTES_MAX);
         let watch = request(&self.location, watcher.watch(prefix, Some(options))).await?;
-        self.records = listed.records;
+        self.records = TenancyRecords::of(
+            listed
+                .records
+                .iter()
+                .map(|(key, value)| (key.as_slice(), value.as_slice())),
+        );
         self.revision = listed.revision;
         self.cluster = listed.cluster;
         self.watch = Some(watch);
@@ -159,12 +165,8 @@ impl EtcdFollower {
             };
             self.revision = self.revision.max(kv.mod_revision() as u64);
             match event.event_type() {
-                EventType::Put => {
-                    self.records.insert(key.to_vec(), kv.value().to_vec());
-                }
-                EventType::Delete => {
-                    self.records.remove(key);
-                }
+                EventType::Put => self.records.put(key, kv.value()),
+                EventType::Delete => self.records.delete(key),
             }
             changed = true;
         }
@@ -174,7 +176,7 @@ impl EtcdFollower {
     fn followed(&self, listed: bool) -> Followed {
         Followed {
             revision: self.revision,
-            snapshot: records::from_raw(&self.records).map(|tenancy| Snapshot {
+            snapshot: self.records.tenancy().map(|tenancy| Snapshot {
                 tenancy,
                 revision: self.revision,
                 cluster: Some(self.cluster),

@@ -207,6 +207,80 @@ pub fn from_records<'a>(
     Ok(tenancy)
 }
 
+/// A tenancy read from a store's records one record at a time, as they
+/// are put and deleted: a watcher reads only what each event changed
+/// (at 100,000 statements, reading every record again was a fifth of
+/// each fleet agent's work per change). Each record is read by the one
+/// reader [`from_records`] uses, so the tenancy is always the one
+/// `from_records` gives for the records put and not deleted since.
+#[derive(Default)]
+pub struct TenancyRecords {
+    tenancy: Tenancy,
+    /// The records held that do not read, by key.
+    bad: BTreeMap<Vec<u8>, BadRecord>,
+}
+
+impl TenancyRecords {
+    pub fn of<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> TenancyRecords {
+        let mut read = TenancyRecords::default();
+        for (key, value) in records {
+            read.put(key, value);
+        }
+        read
+    }
+
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.delete(key);
+        if let Err(bad) = read_record(&mut self.tenancy, key, value) {
+            self.bad.insert(key.to_vec(), bad);
+        }
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        if self.bad.remove(key).is_none() {
+            forget_record(&mut self.tenancy, key);
+        }
+    }
+
+    /// The tenancy, or the first record (by key) that does not read.
+    pub fn tenancy(&self) -> Result<Tenancy, BadRecord> {
+        match self.bad.values().next() {
+            Some(bad) => Err(bad.clone()),
+            None => Ok(self.tenancy.clone()),
+        }
+    }
+}
+
+/// Takes out of `tenancy` what the record `key` put there.
+fn forget_record(tenancy: &mut Tenancy, key: &[u8]) {
+    let Ok(key) = std::str::from_utf8(key) else {
+        return;
+    };
+    if let Some(id) = key.strip_prefix(POLICIES) {
+        tenancy.policies.remove(id);
+    } else if let Some(id) = key.strip_prefix(NAMESPACES) {
+        tenancy.namespaces.remove(id);
+    } else if let Some(id) = key.strip_prefix(ATTRIBUTES) {
+        tenancy.attributes.remove(id);
+    } else if let Some(name) = key.strip_prefix(VCNS) {
+        tenancy.vcns.remove(name);
+    } else if let Some(name) = key.strip_prefix(ENDPOINTS) {
+        tenancy.endpoints.remove(name);
+    } else if key == CONFIGURATION {
+        tenancy.configuration = Tenancy::default().configuration;
+    } else if key == OSN_SERVICES {
+        tenancy.osn_services = Vec::new();
+    } else if key == NEXT_ID {
+        tenancy.next_id = Tenancy::default().next_id;
+    } else if key == TENANCY_ID {
+        tenancy.tenancy_id = None;
+    } else if key == CONFIRMATION {
+        tenancy.confirmation = None;
+    } else if key == SIGNATURE {
+        tenancy.signature = None;
+    }
+}
+
 pub fn from_raw(records: &RawRecords) -> Result<Tenancy, BadRecord> {
     from_records(
         records

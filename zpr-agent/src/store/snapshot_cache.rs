@@ -2,16 +2,21 @@
 //! starts while its store is unreachable enforces what it last had rather
 //! than nothing.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::{
     Snapshot,
-    records::{self, Records},
+    records::{self, RecordSink, Records},
 };
 
+/// The file: where the snapshot came from, and its records.
 #[derive(Serialize, Deserialize)]
 struct Cached {
     /// The store it came from: a cache of another tenancy is never used.
@@ -20,7 +25,33 @@ struct Cached {
     /// The etcd cluster it was read from.
     #[serde(default)]
     cluster: Option<u64>,
-    records: Records,
+    /// Each record's JSON as it is.
+    #[serde(default, skip_serializing)]
+    values: Option<BTreeMap<String, Box<RawValue>>>,
+    /// Each record's JSON text as a string, as caches were written
+    /// before `values`: still read.
+    #[serde(default, skip_serializing)]
+    records: Option<Records>,
+}
+
+/// Records written straight into the file as JSON values: a map of their
+/// texts, encoded again as strings, was most of an agent's time writing
+/// a large tenancy's cache after every change.
+struct RecordsWriter {
+    file: Vec<u8>,
+    first: bool,
+}
+
+impl RecordSink for RecordsWriter {
+    fn put<T: Serialize>(&mut self, key: &str, value: &T) -> anyhow::Result<()> {
+        if !std::mem::take(&mut self.first) {
+            self.file.push(b',');
+        }
+        serde_json::to_writer(&mut self.file, key)?;
+        self.file.push(b':');
+        serde_json::to_writer(&mut self.file, value)?;
+        Ok(())
+    }
 }
 
 pub struct SnapshotCache {
@@ -42,13 +73,24 @@ impl SnapshotCache {
 
     /// Replaces the cache atomically (a crash leaves the old one or the new).
     pub fn write(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
-        let cached = Cached {
+        // A [`Cached`] whose values are written one by one as they come.
+        let header = serde_json::to_string(&Cached {
             location: self.location.clone(),
             revision: snapshot.revision,
             cluster: snapshot.cluster,
-            records: records::to_records(&snapshot.tenancy)?,
+            values: None,
+            records: None,
+        })?;
+        let header = header
+            .strip_suffix('}')
+            .context("a cache's header is a JSON object")?;
+        let mut writer = RecordsWriter {
+            file: format!("{header},\"values\":{{").into_bytes(),
+            first: true,
         };
-        crate::private_file::replace(&self.path, &serde_json::to_vec(&cached)?)
+        records::write_records(&snapshot.tenancy, &mut writer)?;
+        writer.file.extend_from_slice(b"}}");
+        crate::private_file::replace(&self.path, &writer.file)
             .with_context(|| format!("writing {}", self.path.display()))
     }
 
@@ -81,7 +123,18 @@ impl SnapshotCache {
         };
         let cached: Cached = serde_json::from_slice(&bytes)
             .with_context(|| format!("reading {}", self.path.display()))?;
-        let tenancy = records::from_texts(&cached.records)
+        let texts = match (cached.values, cached.records) {
+            (Some(values), None) => values
+                .into_iter()
+                .map(|(key, value)| (key, value.get().to_owned()))
+                .collect(),
+            (None, Some(texts)) => texts,
+            _ => anyhow::bail!(
+                "reading {}: it holds neither `values` nor `records`, or both",
+                self.path.display()
+            ),
+        };
+        let tenancy = records::from_texts(&texts)
             .with_context(|| format!("reading {}", self.path.display()))?;
         Ok(Some((
             cached.location,
@@ -91,5 +144,56 @@ impl SnapshotCache {
                 cluster: cached.cluster,
             },
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::seeded_tenancy;
+
+    fn cache() -> (PathBuf, SnapshotCache) {
+        let directory = std::env::temp_dir().join(format!(
+            "zpr-snapshot-cache-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        let cache = SnapshotCache::new(&directory, "etcd://127.0.0.1:2379/t".to_owned());
+        (directory, cache)
+    }
+
+    #[test]
+    fn a_written_snapshot_reads_back_as_it_was_and_a_file_of_the_old_layout_still_reads() {
+        let (directory, cache) = cache();
+        let mut tenancy = seeded_tenancy();
+        tenancy.tenancy_id = Some("t \"quoted\" \u{e9}".to_owned());
+        let snapshot = Snapshot {
+            tenancy,
+            revision: 42,
+            cluster: Some(7),
+        };
+        cache.write(&snapshot).unwrap();
+        let read = cache.read().unwrap().expect("written");
+        assert_eq!(
+            (read.tenancy, read.revision, read.cluster),
+            (snapshot.tenancy.clone(), 42, Some(7))
+        );
+        let other_store = SnapshotCache::new(&directory, "etcd://elsewhere/t".to_owned());
+        assert!(other_store.read().unwrap().is_none(), "another store's");
+
+        // Each record's value a JSON string: how caches were written before.
+        let old = serde_json::json!({
+            "location": cache.location,
+            "revision": 41,
+            "records": records::to_records(&snapshot.tenancy).unwrap(),
+        });
+        std::fs::write(cache.path(), serde_json::to_vec(&old).unwrap()).unwrap();
+        let read = cache.read().unwrap().expect("written");
+        assert_eq!((read.tenancy, read.revision), (snapshot.tenancy, 41));
+
+        std::fs::write(cache.path(), b"{\"location\":1}").unwrap();
+        assert!(cache.read().is_err(), "a damaged cache is an error");
+        std::fs::remove_dir_all(directory).unwrap();
     }
 }

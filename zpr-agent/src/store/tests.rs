@@ -42,7 +42,7 @@ fn three_tier_inventory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/three-tier/inventory.yaml")
 }
 
-fn seeded_tenancy() -> Tenancy {
+pub(super) fn seeded_tenancy() -> Tenancy {
     let text = std::fs::read_to_string(three_tier_inventory()).unwrap();
     let mut tenancy = Tenancy::default();
     seed::import(&mut tenancy, "inventory.yaml", &text).unwrap();
@@ -538,6 +538,61 @@ fn records_that_do_not_read_are_named_with_why() {
     }
     // Work requests and audit records are beside the tenancy: not read.
     assert!(raw(&|raw| drop(raw.insert(b"work-requests/x".to_vec(), vec![0xff]))).is_ok());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// A tenancy read record by record as a watch delivers them is the
+    /// tenancy a list of the same records reads, at every step, bad
+    /// records (which one is named first) included.
+    #[test]
+    fn records_read_one_at_a_time_are_the_records_read_whole(
+        events in proptest::collection::vec((0usize..64, 0usize..12, proptest::bool::ANY), 1..40),
+    ) {
+        let mut seeded = seeded_tenancy();
+        // Every part away from its default, so a part a deletion left
+        // behind shows.
+        seeded.tenancy_id = Some("t".to_owned());
+        seeded.osn_services = vec!["192.0.2.0/24".to_owned()];
+        seeded.configuration.zpr_status = "DISABLED".to_owned();
+        seeded.create_policy("p", "", &statements(&[OPEN_LB])).unwrap();
+        let good: Vec<(Vec<u8>, Vec<u8>)> = records::to_records(&seeded)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+            .collect();
+        let mut keys: Vec<Vec<u8>> = good.iter().map(|(k, _)| k.clone()).collect();
+        keys.extend([
+            b"policies/x".to_vec(),
+            b"unheard-of".to_vec(),
+            b"work-requests/x".to_vec(),
+            b"endpoints/\xff".to_vec(),
+            vec![b'p', 0xff],
+        ]);
+        let mut raw = records::RawRecords::new();
+        let mut one_at_a_time = records::TenancyRecords::default();
+        for (key, kind, put) in events {
+            let key = &keys[key % keys.len()];
+            if !put {
+                raw.remove(key);
+                one_at_a_time.delete(key);
+            } else {
+                let own = good.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+                let value = match kind {
+                    // Another record's value: it names another resource.
+                    8 => good[key.len() % good.len()].1.clone(),
+                    9 => b"{\"id\":".to_vec(),
+                    10 => vec![b'"', 0xff, b'"'],
+                    11 => b"null".to_vec(),
+                    _ => own.unwrap_or_else(|| b"{}".to_vec()),
+                };
+                raw.insert(key.clone(), value.clone());
+                one_at_a_time.put(key, &value);
+            }
+            proptest::prop_assert_eq!(one_at_a_time.tenancy(), records::from_raw(&raw));
+        }
+    }
 }
 
 #[test]
