@@ -312,6 +312,7 @@ pub(crate) mod tests {
                     },
                 ],
                 attributes: [("app-1".to_owned(), vec!["ocvtc002.apps:server".to_owned()])].into(),
+                ..PlanNames::default()
             }),
             ..Status::default()
         }

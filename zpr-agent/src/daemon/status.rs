@@ -5,11 +5,12 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, ser::SerializeMap as _};
+use serde_json::value::{RawValue, to_raw_value};
 
 use crate::{
     clock::unix_now,
@@ -116,8 +117,11 @@ pub struct Status {
     pub quarantined: Vec<QuarantinedVnic>,
 }
 
-/// The names of what the kernel reports by number, for one Plan.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// The names of what the kernel reports by number, for one Plan. Made
+/// once per Plan and not changed after: its JSON is kept from the first
+/// time it is written (at 10,000 endpoints it was most of every status
+/// write, and the status is written several times per change).
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PlanNames {
     /// The Plan's statements, in its order (by id): each policy's lines.
     /// Statement `i` of the Plan is line `i - k` of the policy whose
@@ -140,6 +144,41 @@ pub struct PlanNames {
     /// by endpoint name, for the flow log.
     #[serde(default)]
     pub attributes: BTreeMap<String, Vec<String>>,
+    #[serde(skip)]
+    pub(crate) written: WrittenOnce,
+}
+
+/// The JSON of each of a [`PlanNames`]' fields, kept once written. A clone
+/// (as `Arc::make_mut` makes to change one) starts without it.
+#[derive(Default)]
+pub(crate) struct WrittenOnce(OnceLock<Result<Vec<(&'static str, Box<RawValue>)>, String>>);
+
+impl Clone for WrittenOnce {
+    fn clone(&self) -> WrittenOnce {
+        WrittenOnce::default()
+    }
+}
+
+impl std::fmt::Debug for WrittenOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WrittenOnce")
+    }
+}
+
+impl Serialize for PlanNames {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = self
+            .written
+            .0
+            .get_or_init(|| self.fields().map_err(|error| error.to_string()))
+            .as_ref()
+            .map_err(serde::ser::Error::custom)?;
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (name, value) in fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// One policy's statements: the lines they stand on.
@@ -150,6 +189,23 @@ pub struct PolicyLines {
 }
 
 impl PlanNames {
+    /// Each field's name and JSON, as a derived `Serialize` would write them.
+    fn fields(&self) -> serde_json::Result<Vec<(&'static str, Box<RawValue>)>> {
+        let PlanNames {
+            statement_lines,
+            rules,
+            identities,
+            attributes,
+            written: _,
+        } = self;
+        Ok(vec![
+            ("statement_lines", to_raw_value(statement_lines)?),
+            ("rules", to_raw_value(rules)?),
+            ("identities", to_raw_value(identities)?),
+            ("attributes", to_raw_value(attributes)?),
+        ])
+    }
+
     /// The names of `plan`'s numbers.
     pub fn of(plan: &Plan) -> PlanNames {
         let mut statement_lines: Vec<PolicyLines> = Vec::new();
@@ -177,6 +233,7 @@ impl PlanNames {
                 .filter(|endpoint| !endpoint.attributes.is_empty())
                 .map(|endpoint| (endpoint.name.clone(), endpoint.attributes.clone()))
                 .collect(),
+            written: WrittenOnce::default(),
         }
     }
 
@@ -337,6 +394,38 @@ mod tests {
         assert_eq!(read.names.rule_statements(0), ["a:1", "b:2"]);
         assert_eq!(read.names.rule_statements(1), ["a:4"]);
         assert!(read.names.rule_statements(2).is_empty());
+    }
+
+    /// The names' JSON, kept from the first write, is what they hold; a
+    /// copy changed through `Arc::make_mut` writes what it holds then.
+    #[test]
+    fn names_are_written_as_they_are_each_time() {
+        let mut status = Status {
+            names: Arc::new(PlanNames {
+                statement_lines: vec![PolicyLines {
+                    policy: "a".to_owned(),
+                    lines: vec![1],
+                }],
+                rules: vec![vec![0]],
+                ..PlanNames::default()
+            }),
+            ..Status::default()
+        };
+        let first = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            first["statement_lines"],
+            serde_json::json!([{ "policy": "a", "lines": [1] }])
+        );
+        assert_eq!(first["rules"], serde_json::json!([[0]]));
+        assert_eq!(first["identities"], serde_json::json!([]));
+        assert_eq!(serde_json::to_value(&status).unwrap(), first);
+        let _shared = Arc::clone(&status.names);
+        Arc::make_mut(&mut status.names).statement_lines[0].lines = vec![3];
+        let changed = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            changed["statement_lines"],
+            serde_json::json!([{ "policy": "a", "lines": [3] }])
+        );
     }
 
     /// `zpr status` and `zpr monitor` of a new binary read the status an
