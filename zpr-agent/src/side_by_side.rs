@@ -40,6 +40,9 @@ pub fn join<A: Send, B: Send>(
 }
 
 /// How many parts work should be split into on this machine: one per core.
+/// Asked once: the answer reads the cgroup's files, a few milliseconds on
+/// every reload when asked each time.
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }

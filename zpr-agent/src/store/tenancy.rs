@@ -376,8 +376,9 @@ impl Tenancy {
     }
 
     /// Sorted by name.
-    pub fn list_policies(&self) -> Vec<ZprPolicy> {
-        let mut policies: Vec<ZprPolicy> = self.policies.values().cloned().collect();
+    /// The policies in the order of their names.
+    pub fn list_policies(&self) -> Vec<&ZprPolicy> {
+        let mut policies: Vec<&ZprPolicy> = self.policies.values().collect();
         policies.sort_by(|a, b| a.name.cmp(&b.name));
         policies
     }
