@@ -37,8 +37,12 @@ pub struct Service {
     pub iam: IamPolicy,
     pub audit: AuditLog,
     /// Checks every change, keeping what it read for the next: a change
-    /// to a large tenancy parses and compiles only what it touches.
-    checker: Mutex<SnapshotChecker>,
+    /// to a large tenancy parses and counts only what it touches. For the
+    /// verdict only: no Plan is built.
+    verdicts: Mutex<SnapshotChecker>,
+    /// Checks dry runs, keeping what it read for the next: their impact
+    /// is told from the Plans (every table's) before and after.
+    impacts: Mutex<SnapshotChecker>,
 }
 
 impl Service {
@@ -63,12 +67,17 @@ impl Service {
         Ok(Service {
             iam,
             audit: AuditLog::new(run_dir),
-            checker: Mutex::new(new_checker()),
+            verdicts: Mutex::new(verdict_checker()),
+            impacts: Mutex::new(impact_checker()),
         })
     }
 }
 
-fn new_checker() -> SnapshotChecker {
+fn verdict_checker() -> SnapshotChecker {
+    SnapshotChecker::new(Checker::remembering_verdicts())
+}
+
+fn impact_checker() -> SnapshotChecker {
     SnapshotChecker::new(Checker::remembering(Tables::Every))
 }
 
@@ -252,13 +261,16 @@ fn changed_namespaces(before: &[String], after: &[String]) -> Result<Vec<String>
 }
 
 impl Service {
-    /// The checker; after a check that panicked, a new one (what the old
+    /// A checker; after a check that panicked, a new one (what the old
     /// one kept may be half updated).
-    fn checker(&self) -> MutexGuard<'_, SnapshotChecker> {
-        self.checker.lock().unwrap_or_else(|poisoned| {
+    fn checker<'a>(
+        checker: &'a Mutex<SnapshotChecker>,
+        new: fn() -> SnapshotChecker,
+    ) -> MutexGuard<'a, SnapshotChecker> {
+        checker.lock().unwrap_or_else(|poisoned| {
             let mut held = poisoned.into_inner();
-            *held = new_checker();
-            self.checker.clear_poison();
+            *held = new();
+            checker.clear_poison();
             held
         })
     }
@@ -329,7 +341,9 @@ impl Service {
         operation: &Operation,
         request: &Request,
     ) -> Response {
-        let outcome = impact(&mut self.checker(), enforcer, snapshot, operation, request);
+        let mut checker = Service::checker(&self.impacts, impact_checker);
+        let outcome = impact(&mut checker, enforcer, snapshot, operation, request);
+        drop(checker);
         let failure = outcome
             .as_ref()
             .err()
@@ -565,12 +579,13 @@ impl Service {
     ) -> Response {
         let accepted = unix_now();
         let mut after = snapshot.tenancy.clone();
-        let outcome = checked_change(&mut self.checker(), &mut after, operation, request).and_then(
-            |checked| {
-                confirm_unprotect(&snapshot.tenancy, &mut after, principal, operation, request)?;
-                Ok(checked)
-            },
-        );
+        let mut checker = Service::checker(&self.verdicts, verdict_checker);
+        let outcome = checked_change(&mut checker, &mut after, operation, request);
+        drop(checker);
+        let outcome = outcome.and_then(|checked| {
+            confirm_unprotect(&snapshot.tenancy, &mut after, principal, operation, request)?;
+            Ok(checked)
+        });
         let (resource, namespace) = match &outcome {
             Ok((value, namespace, _)) => (
                 value["id"]
@@ -782,6 +797,13 @@ fn impact(
     };
     let mut after_tenancy = snapshot.tenancy.clone();
     let (value, _, after) = checked_change(checker, &mut after_tenancy, operation, request)?;
+    let Some(after) = after else {
+        return Err(Failure::new(
+            500,
+            "InternalServerError",
+            "the change checks, but its inputs were not kept: no impact can be computed",
+        ));
+    };
     let unprotects: Vec<String> = snapshot
         .tenancy
         .unprotects(&after_tenancy)
@@ -813,13 +835,14 @@ fn impact(
 }
 
 /// The change, made to `tenancy`, when `if-match` holds and the result
-/// checks: the resource, its namespace and the inputs it leaves.
+/// checks: the resource, its namespace and the inputs it leaves (when the
+/// checker builds them; one for verdicts does not).
 fn checked_change(
     checker: &mut SnapshotChecker,
     tenancy: &mut Tenancy,
     operation: &Operation,
     request: &Request,
-) -> Result<(Value, Option<String>, Inputs), Failure> {
+) -> Result<(Value, Option<String>, Option<Inputs>), Failure> {
     if let Some(expected) = &request.if_match {
         let current = current(tenancy, operation)?;
         let current = etag(&current);
@@ -837,7 +860,7 @@ fn checked_change(
     }
     let (value, namespace) = change(tenancy, operation, request)?;
     let loaded = checker.check(tenancy, None)?;
-    let Some(inputs) = loaded.inputs else {
+    if loaded.errors > 0 {
         return Err(Failure {
             diagnostics: Some(loaded.report),
             ..Failure::new(
@@ -849,8 +872,8 @@ fn checked_change(
                 ),
             )
         });
-    };
-    Ok((value, namespace, inputs))
+    }
+    Ok((value, namespace, loaded.inputs))
 }
 
 /// The change itself.

@@ -18,6 +18,10 @@
 
 use foldhash::HashSet;
 
+mod counter;
+pub use counter::CapacityCounter;
+pub(super) use counter::count_once;
+
 use super::decision::Direction;
 use super::entries::{self, locals};
 use super::identity::UidSets;
@@ -187,9 +191,75 @@ impl Compiler {
     }
 }
 
+/// What a change of statements alone leaves to work out again: the
+/// statements as they are now, how they line up with the last compile's,
+/// and the tables (local UID, direction) whose entries may differ.
+struct StatementChange<'a> {
+    resolved: selectors::Resolved<'a>,
+    alignment: Alignment,
+    touched: HashSet<(Uid, Direction)>,
+}
+
+impl Groundwork {
+    /// The change from the compile this groundwork is of to `policies`,
+    /// over the same inventory; `None` when the identities it worked out
+    /// may not hold (other selectors or attributes), or a statement names
+    /// every identity's table.
+    fn statement_change<'a>(
+        &self,
+        policies: &'a [Policy],
+        memo: &mut selectors::Memo,
+    ) -> Option<StatementChange<'a>> {
+        let resolved = selectors::resolve_with(policies, memo);
+        if resolved.selectors != self.selectors || resolved.attributes != self.attributes {
+            return None;
+        }
+        let alignment = Alignment::of(
+            (&self.statements, &self.stateless),
+            (&resolved.resolved, &resolved.stateless),
+        );
+        let mut touched = alignment.touched_tables(
+            &self.statements,
+            &resolved.resolved,
+            &self.uid_sets,
+            &self.protected,
+        )?;
+        if let Some(local_tables) = &self.local_tables {
+            touched.retain(|table| local_tables.contains(table));
+        }
+        Some(StatementChange {
+            resolved,
+            alignment,
+            touched,
+        })
+    }
+
+    /// The touched tables' entries after `change`, sorted.
+    fn fresh_entries(&self, change: &StatementChange) -> Vec<PolicyEntry> {
+        entries::build_tables(
+            &change.resolved.resolved,
+            &change.resolved.stateless,
+            &self.uid_sets,
+            &self.protected,
+            &change.touched,
+        )
+    }
+
+    /// This groundwork, of the compile after `resolved`'s change.
+    fn after(self, resolved: selectors::Resolved) -> Groundwork {
+        Groundwork {
+            selectors: resolved.selectors,
+            attributes: resolved.attributes,
+            statements: resolved.resolved,
+            stateless: resolved.stateless,
+            ..self
+        }
+    }
+}
+
 impl Last {
-    /// The new Plan from this one, when the identities stay and the change
-    /// touches few tables; then `next` is left holding what it worked out.
+    /// The new Plan from this one, when the identities stay; then `next`
+    /// is left holding what it worked out.
     fn changed(
         self,
         policies: &[Policy],
@@ -200,36 +270,12 @@ impl Last {
         if *inventory != self.inventory {
             return None;
         }
-        let resolved = selectors::resolve_with(policies, memo);
-        let old = &self.groundwork;
-        if resolved.selectors != old.selectors || resolved.attributes != old.attributes {
-            return None;
-        }
-        let stateless = resolved.stateless.clone();
-        let alignment = Alignment::of(
-            (&old.statements, &old.stateless),
-            (&resolved.resolved, &stateless),
-        );
-        let mut touched = alignment.touched_tables(
-            &old.statements,
-            &resolved.resolved,
-            &old.uid_sets,
-            &old.protected,
-        )?;
-        if let Some(local_tables) = &old.local_tables {
-            touched.retain(|table| local_tables.contains(table));
-        }
-        let fresh = entries::build_tables(
-            &resolved.resolved,
-            &stateless,
-            &old.uid_sets,
-            &old.protected,
-            &touched,
-        );
-        let policy = merged(&self.policy, fresh, &touched, &alignment);
+        let change = self.groundwork.statement_change(policies, memo)?;
+        let fresh = self.groundwork.fresh_entries(&change);
+        let policy = merged(&self.policy, fresh, &change.touched, &change.alignment);
         let packed = PackedPolicy::of(&policy);
         let plan = Plan::assemble(
-            plan_statements(&resolved),
+            plan_statements(&change.resolved),
             self.identities.clone(),
             self.hosts.clone(),
             self.prefixes.clone(),
@@ -237,13 +283,7 @@ impl Last {
             policy,
         );
         *next = Some(Last {
-            groundwork: Groundwork {
-                selectors: resolved.selectors,
-                attributes: resolved.attributes,
-                statements: resolved.resolved,
-                stateless,
-                ..self.groundwork
-            },
+            groundwork: self.groundwork.after(change.resolved),
             policy: packed,
             ..self
         });

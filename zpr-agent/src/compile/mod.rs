@@ -39,7 +39,7 @@ pub use evaluate::{
     is_neighbour_discovery_source,
 };
 pub use explain::{Explanation, PlanDisagrees, SideReport, SideStatus, explain};
-pub use incremental::Compiler;
+pub use incremental::{CapacityCounter, Compiler};
 pub use l4::{L4_BITS, L4Prefix, PROTOCOL_BITS, packet_key, port_range_blocks};
 pub use lookup::{PlanLookup, plan_decide};
 pub use pair::compile_pair;
@@ -169,26 +169,7 @@ fn endpoint_configs(
 /// fits the maps, without building the policy entries of identities no
 /// local endpoint holds (`zpr check`).
 pub fn capacity(policies: &[Policy], inventory: &Inventory) -> Capacity {
-    let resolved = selectors::resolve(policies);
-    let identities = identity::build(inventory, &resolved);
-    let protected = protected(inventory, &identities);
-    let local_policy = entries::build_tables(
-        &resolved.resolved,
-        &resolved.stateless,
-        &identities.sets,
-        &protected,
-        &local_tables(inventory, &identities),
-    );
-    Capacity {
-        host_entries: identities.hosts.len(),
-        prefix_entries: identities.prefixes.len(),
-        local_endpoints: inventory
-            .endpoints()
-            .iter()
-            .filter(|endpoint| endpoint.interface.is_some())
-            .count(),
-        local_policy_entries: local_policy.len(),
-    }
+    incremental::count_once(policies, inventory)
 }
 
 /// The tables (UID, direction) of the endpoints with an interface.

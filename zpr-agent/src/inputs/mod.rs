@@ -11,7 +11,9 @@ pub mod text;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::compile::{Capacity, Compiler, Plan, Tables, capacity, capacity_problems, compile};
+use crate::compile::{
+    Capacity, CapacityCounter, Compiler, Plan, Tables, capacity, capacity_problems, compile,
+};
 use crate::inventory::Inventory;
 use crate::lang::{
     Diagnostic, JsonDiagnostic, KeptByBody, Policy, Severity, SourceFile, Span, StatementCache,
@@ -118,6 +120,8 @@ struct Memory {
     /// in it, against that inventory (see [`check_against_inventory`]).
     clean: HashMap<String, KeptByBody<()>>,
     compiler: Compiler,
+    /// For a checker of verdicts only.
+    counter: CapacityCounter,
 }
 
 impl Checker {
@@ -130,9 +134,21 @@ impl Checker {
                 inventory: None,
                 clean: HashMap::new(),
                 compiler: Compiler::of(tables),
+                counter: CapacityCounter::default(),
             }),
             builds_plan: true,
             symlinks: Symlinks::Followed,
+        }
+    }
+
+    /// A checker that keeps what it reads for its next check, for
+    /// verdicts only (the API's check of a change): the diagnostics and
+    /// the Plan's fit to the maps, counted without building the Plan, and
+    /// no inputs returned.
+    pub fn remembering_verdicts() -> Checker {
+        Checker {
+            builds_plan: false,
+            ..Checker::remembering(Tables::Local)
         }
     }
 
@@ -294,7 +310,11 @@ impl Checker {
         }
         let inputs = match (inventory, inventory_text) {
             (Some(inventory), Some(text)) if found.errors == 0 && !self.builds_plan => {
-                for problem in capacity_problems(&capacity(&policies_read, &inventory)) {
+                let capacity = match &mut self.memory {
+                    Some(memory) => memory.counter.count(&policies_read, &inventory),
+                    None => capacity(&policies_read, &inventory),
+                };
+                for problem in capacity_problems(&capacity) {
                     found.plan_error(&text.file, problem);
                 }
                 None

@@ -5,9 +5,9 @@
 
 use proptest::prelude::*;
 
-use super::Compiler;
+use super::{CapacityCounter, Compiler};
 use crate::compile::edits::{Texts, edit};
-use crate::compile::{Plan, Tables, compile, compile_whole};
+use crate::compile::{Capacity, Plan, Tables, capacity, compile, compile_whole};
 use crate::inventory::Inventory;
 use crate::lang::StatementCache;
 use crate::synthetic::generate;
@@ -24,6 +24,7 @@ proptest! {
         let mut texts = Texts::of(&synthetic);
         let mut compiler = Compiler::default();
         let mut local = Compiler::of(Tables::Local);
+        let mut counter = CapacityCounter::default();
         // Read as the agent reads: unchanged statements are the same
         // bodies, which the compilers' memos hold.
         let mut cache = StatementCache::default();
@@ -32,6 +33,7 @@ proptest! {
         let whole_local = local.compile(&synthetic.policies, &synthetic.inventory);
         prop_assert!(!whole_local.policy.is_empty(), "the generated set has local tables");
         prop_assert_eq!(whole_local, local_part(&whole));
+        prop_assert_eq!(counter.count(&synthetic.policies, &synthetic.inventory), Capacity::from(&whole.sizes));
         for edit in &edits {
             let before = texts.clone();
             texts.apply(edit);
@@ -47,6 +49,9 @@ proptest! {
             prop_assert!(whole_local == local_part(&whole), "after {:?}", edit);
             let incremental_local = local.compile(&policies, &inventory);
             prop_assert!(incremental_local == whole_local, "local, after {:?}", edit);
+            let counted = counter.count(&policies, &inventory);
+            prop_assert!(counted == Capacity::from(&whole.sizes), "counted, after {:?}: {:?}", edit, counted);
+            prop_assert_eq!(counted, capacity(&policies, &inventory));
         }
     }
 }
