@@ -4,6 +4,8 @@
 //! inside its VCN and used once, an interface used once per node, known
 //! attributes) is the one checker's job, run on every change.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Endpoint, RefusalKind, StoredEndpoint, Tenancy, Vcn, refuse};
@@ -110,7 +112,7 @@ impl Tenancy {
         let name = details.name.clone();
         self.endpoints.insert(
             name.clone(),
-            StoredEndpoint {
+            Arc::new(StoredEndpoint {
                 name: details.name,
                 vcn: details.vcn,
                 addresses: details.addresses,
@@ -119,7 +121,7 @@ impl Tenancy {
                 mac: details.mac,
                 mode: details.mode.unwrap_or_else(|| "enforce".to_owned()),
                 security_attributes: Vec::new(),
-            },
+            }),
         );
         for attribute in &details.security_attributes {
             self.apply_attribute(&name, attribute)?;
@@ -133,7 +135,7 @@ impl Tenancy {
         changes: EndpointChanges,
     ) -> anyhow::Result<Endpoint> {
         self.get_endpoint(name)?;
-        let endpoint = self.endpoints.get_mut(name).expect("found above");
+        let endpoint = Arc::make_mut(self.endpoints.get_mut(name).expect("found above"));
         let EndpointChanges {
             vcn,
             addresses,
@@ -362,7 +364,7 @@ impl Tenancy {
             }
         }
         for name in edits.delete {
-            let placed_here = |endpoint: &StoredEndpoint| {
+            let placed_here = |endpoint: &Arc<StoredEndpoint>| {
                 edits
                     .delete_only_on_node
                     .as_ref()

@@ -2,6 +2,8 @@
 //! table per resource. Opening one converts it, in one transaction, so an
 //! upgrade keeps every policy, attribute, endpoint and work request.
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension as _, Row};
 
 use super::{
@@ -94,7 +96,7 @@ fn read_tenancy(connection: &Connection) -> anyhow::Result<Tenancy> {
             time_updated: row.get("time_updated")?,
         })
     })? {
-        tenancy.policies.insert(policy.id.clone(), policy);
+        tenancy.policies.insert(policy.id.clone(), Arc::new(policy));
     }
     for namespace in rows(connection, "SELECT * FROM namespace", |row| {
         let is_retired: bool = row.get("is_retired")?;
@@ -143,7 +145,9 @@ fn read_tenancy(connection: &Connection) -> anyhow::Result<Tenancy> {
             security_attributes: Vec::new(),
         })
     })? {
-        tenancy.endpoints.insert(endpoint.name.clone(), endpoint);
+        tenancy
+            .endpoints
+            .insert(endpoint.name.clone(), Arc::new(endpoint));
     }
     let applied = rows(
         connection,
@@ -152,7 +156,7 @@ fn read_tenancy(connection: &Connection) -> anyhow::Result<Tenancy> {
     )?;
     for (endpoint, attribute) in applied {
         if let Some(endpoint) = tenancy.endpoints.get_mut(&endpoint) {
-            endpoint.security_attributes.push(attribute);
+            Arc::make_mut(endpoint).security_attributes.push(attribute);
         }
     }
     Ok(tenancy)

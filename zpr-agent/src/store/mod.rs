@@ -24,7 +24,7 @@ mod sqlite;
 mod tenancy;
 mod work_request;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use anyhow::bail;
 
@@ -74,7 +74,7 @@ type InventoryParts<'a> = (
     &'a BTreeMap<String, SecurityAttributeNamespace>,
     &'a BTreeMap<String, StoredAttribute>,
     &'a BTreeMap<String, Vcn>,
-    &'a BTreeMap<String, StoredEndpoint>,
+    &'a BTreeMap<String, Arc<StoredEndpoint>>,
     &'a Configuration,
     &'a Vec<String>,
 );
@@ -115,7 +115,7 @@ type KeptInventoryParts = (
     BTreeMap<String, SecurityAttributeNamespace>,
     BTreeMap<String, StoredAttribute>,
     BTreeMap<String, Vcn>,
-    BTreeMap<String, StoredEndpoint>,
+    BTreeMap<String, Arc<StoredEndpoint>>,
     Configuration,
     Vec<String>,
 );

@@ -3,7 +3,7 @@
 //! One record per resource lets a change write only what it changed, and
 //! lets a fleet's agents watch resources one by one.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::Context as _;
 use serde::{Serialize, de::DeserializeOwned};
@@ -341,7 +341,7 @@ fn read_record(tenancy: &mut Tenancy, key: &[u8], value: &[u8]) -> Result<(), Ba
     let read = if let Some(id) = key.strip_prefix(POLICIES) {
         named(value, id, |p: &ZprPolicy| &p.id)
             .and_then(|policy| checked(policy, ZprPolicy::check))
-            .map(|policy| drop(tenancy.policies.insert(id.to_owned(), policy)))
+            .map(|policy| drop(tenancy.policies.insert(id.to_owned(), Arc::new(policy))))
     } else if let Some(id) = key.strip_prefix(NAMESPACES) {
         named(value, id, |n: &SecurityAttributeNamespace| &n.id)
             .and_then(|namespace| checked(namespace, SecurityAttributeNamespace::check))
@@ -354,8 +354,13 @@ fn read_record(tenancy: &mut Tenancy, key: &[u8], value: &[u8]) -> Result<(), Ba
         named(value, name, |v: &Vcn| &v.name)
             .map(|vcn| drop(tenancy.vcns.insert(name.to_owned(), vcn)))
     } else if let Some(name) = key.strip_prefix(ENDPOINTS) {
-        named(value, name, |e: &StoredEndpoint| &e.name)
-            .map(|endpoint| drop(tenancy.endpoints.insert(name.to_owned(), endpoint)))
+        named(value, name, |e: &StoredEndpoint| &e.name).map(|endpoint| {
+            drop(
+                tenancy
+                    .endpoints
+                    .insert(name.to_owned(), Arc::new(endpoint)),
+            )
+        })
     } else if key == CONFIGURATION {
         parse(value).map(|configuration| tenancy.configuration = configuration)
     } else if key == OSN_SERVICES {

@@ -3,6 +3,8 @@
 //! is validated as `zpr check` would first; then its text is copied as
 //! written, so the tenancy's inventory document reads back the same.
 
+use std::sync::Arc;
+
 use anyhow::bail;
 use serde_yaml::Value;
 
@@ -29,7 +31,9 @@ pub fn import(tenancy: &mut Tenancy, origin: &str, text: &str) -> anyhow::Result
         tenancy.vcns.insert(vcn.name.clone(), vcn);
     }
     for endpoint in endpoints {
-        tenancy.endpoints.insert(endpoint.name.clone(), endpoint);
+        tenancy
+            .endpoints
+            .insert(endpoint.name.clone(), Arc::new(endpoint));
     }
     tenancy.osn_services = list(&document, "osn-services").map(scalar).collect();
     // Written last (see `Store::seed`): present, it says the seed is whole.

@@ -5,7 +5,7 @@
 //! only persist the result ([`super::records`]). Requests that cannot be
 //! carried out fail with a [`Refusal`], which the API turns into a 4xx.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -50,8 +50,10 @@ pub fn refuse<T>(kind: RefusalKind, message: impl Into<String>) -> anyhow::Resul
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tenancy {
-    /// By id.
-    pub policies: BTreeMap<String, ZprPolicy>,
+    /// By id. Policies and endpoints, most of a large tenancy, are shared
+    /// between copies (each change of the API copies the tenancy, and an
+    /// unchanged resource then compares by its address).
+    pub policies: BTreeMap<String, Arc<ZprPolicy>>,
     /// By id.
     pub namespaces: BTreeMap<String, SecurityAttributeNamespace>,
     /// By id.
@@ -59,7 +61,7 @@ pub struct Tenancy {
     /// By name.
     pub vcns: BTreeMap<String, Vcn>,
     /// By name.
-    pub endpoints: BTreeMap<String, StoredEndpoint>,
+    pub endpoints: BTreeMap<String, Arc<StoredEndpoint>>,
     pub configuration: Configuration,
     pub osn_services: Vec<String>,
     /// The next number of [`Tenancy::new_id`]; ids are never reused.
@@ -97,7 +99,7 @@ pub struct Confirmation {
     pub digest: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ZprPolicy {
     pub id: String,
@@ -221,7 +223,7 @@ pub struct Vcn {
     pub security_attribute: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoredEndpoint {
     pub name: String,
@@ -378,7 +380,7 @@ impl Tenancy {
     /// Sorted by name.
     /// The policies in the order of their names.
     pub fn list_policies(&self) -> Vec<&ZprPolicy> {
-        let mut policies: Vec<&ZprPolicy> = self.policies.values().collect();
+        let mut policies: Vec<&ZprPolicy> = self.policies.values().map(Arc::as_ref).collect();
         policies.sort_by(|a, b| a.name.cmp(&b.name));
         policies
     }
@@ -399,7 +401,7 @@ impl Tenancy {
             .values()
             .find(|policy| policy.id == id || policy.name == id)
         {
-            Some(policy) => Ok(policy.clone()),
+            Some(policy) => Ok(ZprPolicy::clone(policy)),
             None => refuse(RefusalKind::NotFound, format!("no zpr-policy '{id}'")),
         }
     }
@@ -428,7 +430,8 @@ impl Tenancy {
             time_created: now,
             time_updated: now,
         };
-        self.policies.insert(policy.id.clone(), policy.clone());
+        self.policies
+            .insert(policy.id.clone(), Arc::new(policy.clone()));
         Ok(policy)
     }
 
@@ -447,7 +450,8 @@ impl Tenancy {
             policy.statements = statements.to_vec();
         }
         policy.time_updated = unix_now();
-        self.policies.insert(policy.id.clone(), policy.clone());
+        self.policies
+            .insert(policy.id.clone(), Arc::new(policy.clone()));
         Ok(policy)
     }
 
@@ -563,9 +567,16 @@ impl Tenancy {
             );
         }
         for endpoint in self.endpoints.values_mut() {
-            endpoint
+            // Only the endpoints that change stop being shared.
+            if endpoint
                 .security_attributes
-                .retain(|text| !in_namespace(text));
+                .iter()
+                .any(|text| in_namespace(text))
+            {
+                Arc::make_mut(endpoint)
+                    .security_attributes
+                    .retain(|text| !in_namespace(text));
+            }
         }
         self.attributes
             .retain(|_, attribute| attribute.namespace_id != namespace.id);
@@ -722,10 +733,7 @@ impl Tenancy {
                 format!("namespace '{namespace}' is retired: its attributes cannot be applied"),
             );
         }
-        let applied = &mut self
-            .endpoints
-            .get_mut(endpoint)
-            .expect("found above")
+        let applied = &mut Arc::make_mut(self.endpoints.get_mut(endpoint).expect("found above"))
             .security_attributes;
         if !applied.iter().any(|text| text == attribute) {
             applied.push(attribute.to_owned());
@@ -739,10 +747,7 @@ impl Tenancy {
         attribute: &str,
     ) -> anyhow::Result<Endpoint> {
         self.get_endpoint(endpoint)?;
-        let applied = &mut self
-            .endpoints
-            .get_mut(endpoint)
-            .expect("found above")
+        let applied = &mut Arc::make_mut(self.endpoints.get_mut(endpoint).expect("found above"))
             .security_attributes;
         let before = applied.len();
         applied.retain(|text| text != attribute);

@@ -170,7 +170,7 @@ fn disabled_zpr_audits_every_endpoint() {
 #[test]
 fn endpoints_placed_on_another_node_are_not_attached_there() {
     let mut tenancy = seeded_tenancy();
-    tenancy.endpoints.get_mut("app-1").unwrap().node = Some("host-b".into());
+    Arc::make_mut(tenancy.endpoints.get_mut("app-1").unwrap()).node = Some("host-b".into());
     let interface = |node: Option<&str>| {
         let snapshot = Snapshot {
             tenancy: tenancy.clone(),
@@ -599,7 +599,7 @@ proptest::proptest! {
 fn a_change_that_unprotects_most_of_a_node_is_named() {
     let mut before = seeded_tenancy();
     for (name, node) in [("app-1", "hv-1"), ("app-2", "hv-1"), ("db", "hv-2")] {
-        before.endpoints.get_mut(name).unwrap().node = Some(node.into());
+        Arc::make_mut(before.endpoints.get_mut(name).unwrap()).node = Some(node.into());
     }
     let mut one = before.clone();
     one.remove_attribute("app-1", "ocvtc002.apps:server")
@@ -660,7 +660,7 @@ fn signed_states_verify_and_tampered_replayed_or_untrusted_ones_do_not() {
 
     // Written behind the API's back: the records are not what was signed.
     let mut forged = two.clone();
-    forged.endpoints.get_mut("db").unwrap().mode = "audit".into();
+    Arc::make_mut(forged.endpoints.get_mut("db").unwrap()).mode = "audit".into();
     assert!(
         trusted
             .refuse(&forged, None)
@@ -804,21 +804,15 @@ fn a_snapshot_checker_reads_each_state_as_a_fresh_check_does() {
         .unwrap();
     let policy_id = policy.id.clone();
     let mut states: Vec<(&str, Tenancy, Option<&str>)> = vec![("seeded", tenancy.clone(), None)];
-    tenancy
-        .policies
-        .get_mut(&policy_id)
-        .unwrap()
+    Arc::make_mut(tenancy.policies.get_mut(&policy_id).unwrap())
         .statements
         .push(OPEN_LB.replace("tcp/80", "tcp/8080"));
     states.push(("a statement added", tenancy.clone(), None));
-    tenancy
-        .endpoints
-        .get_mut("app-1")
-        .unwrap()
+    Arc::make_mut(tenancy.endpoints.get_mut("app-1").unwrap())
         .security_attributes
         .clear();
     states.push(("an endpoint untagged", tenancy.clone(), None));
-    tenancy.endpoints.get_mut("app-1").unwrap().node = Some("host-b".into());
+    Arc::make_mut(tenancy.endpoints.get_mut("app-1").unwrap()).node = Some("host-b".into());
     states.push(("an endpoint placed", tenancy.clone(), None));
     states.push(("read by another node", tenancy.clone(), Some("host-c")));
     states.push(("read by its node", tenancy.clone(), Some("host-b")));
