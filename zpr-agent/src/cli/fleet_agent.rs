@@ -130,7 +130,7 @@ impl FleetAgent {
 
     /// Keeps what the agent enforces on the host (only what it enforces:
     /// a restart compares the store with it), and reports.
-    fn applied(&self, agent: &Agent) {
+    fn applied(&mut self, agent: &Agent) {
         if let Some(snapshot) = agent.store_snapshot()
             && agent.status().revision == Some(snapshot.revision)
             && let Err(error) = self.cache.write(snapshot)

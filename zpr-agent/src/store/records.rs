@@ -121,6 +121,17 @@ pub fn to_records(tenancy: &Tenancy) -> anyhow::Result<Records> {
 /// Where [`write_records`] puts each record.
 pub trait RecordSink {
     fn put<T: Serialize>(&mut self, key: &str, value: &T) -> anyhow::Result<()>;
+
+    /// A resource shared between copies of a tenancy (its policies and
+    /// endpoints): a sink given copy after copy may keep what it made of
+    /// each one it met, and use that again while it is the same.
+    fn put_shared<T: Serialize + Send + Sync + 'static>(
+        &mut self,
+        key: &str,
+        value: &Arc<T>,
+    ) -> anyhow::Result<()> {
+        self.put(key, value)
+    }
 }
 
 impl RecordSink for Records {
@@ -134,39 +145,50 @@ impl RecordSink for Records {
 /// come, without a map of every record's text first (at 100,000
 /// statements that map is most of what signing costs).
 pub fn write_records(tenancy: &Tenancy, sink: &mut impl RecordSink) -> anyhow::Result<()> {
-    fn group<V: Serialize>(
-        sink: &mut impl RecordSink,
+    fn group<S: RecordSink, V>(
+        sink: &mut S,
         prefix: &str,
         resources: &BTreeMap<String, V>,
+        put: impl Fn(&mut S, &str, &V) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut key = prefix.to_owned();
         for (id, resource) in resources {
             key.truncate(prefix.len());
             key.push_str(id);
-            sink.put(&key, resource)?;
+            put(sink, &key, resource)?;
         }
         Ok(())
+    }
+    fn put<S: RecordSink, V: Serialize>(sink: &mut S, key: &str, value: &V) -> anyhow::Result<()> {
+        sink.put(key, value)
+    }
+    fn put_shared<S: RecordSink, V: Serialize + Send + Sync + 'static>(
+        sink: &mut S,
+        key: &str,
+        value: &Arc<V>,
+    ) -> anyhow::Result<()> {
+        sink.put_shared(key, value)
     }
     // Sorted by key: attributes/ < configuration < confirmation <
     // endpoints/ < namespaces/ < next-id < osn-services < policies/ <
     // signature < tenancy-id < vcns/ (a test holds it so).
-    group(sink, ATTRIBUTES, &tenancy.attributes)?;
+    group(sink, ATTRIBUTES, &tenancy.attributes, put)?;
     sink.put(CONFIGURATION, &tenancy.configuration)?;
     if let Some(confirmation) = &tenancy.confirmation {
         sink.put(CONFIRMATION, confirmation)?;
     }
-    group(sink, ENDPOINTS, &tenancy.endpoints)?;
-    group(sink, NAMESPACES, &tenancy.namespaces)?;
+    group(sink, ENDPOINTS, &tenancy.endpoints, put_shared)?;
+    group(sink, NAMESPACES, &tenancy.namespaces, put)?;
     sink.put(NEXT_ID, &tenancy.next_id)?;
     sink.put(OSN_SERVICES, &tenancy.osn_services)?;
-    group(sink, POLICIES, &tenancy.policies)?;
+    group(sink, POLICIES, &tenancy.policies, put_shared)?;
     if let Some(signature) = &tenancy.signature {
         sink.put(SIGNATURE, signature)?;
     }
     if let Some(id) = &tenancy.tenancy_id {
         sink.put(TENANCY_ID, id)?;
     }
-    group(sink, VCNS, &tenancy.vcns)
+    group(sink, VCNS, &tenancy.vcns, put)
 }
 
 /// A record a store holds that is not one zpr wrote: its key or value is

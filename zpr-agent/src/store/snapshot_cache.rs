@@ -3,8 +3,10 @@
 //! than nothing.
 
 use std::{
-    collections::BTreeMap,
+    any::Any,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::Context as _;
@@ -37,19 +39,54 @@ struct Cached {
 /// Records written straight into the file as JSON values: a map of their
 /// texts, encoded again as strings, was most of an agent's time writing
 /// a large tenancy's cache after every change.
-struct RecordsWriter {
+struct RecordsWriter<'a> {
     file: Vec<u8>,
     first: bool,
+    /// What the last write made of each shared resource.
+    kept: &'a mut KeptRecords,
+    /// What this write makes of them.
+    written: KeptRecords,
 }
 
-impl RecordSink for RecordsWriter {
-    fn put<T: Serialize>(&mut self, key: &str, value: &T) -> anyhow::Result<()> {
+/// Each shared resource written, by key: the resource itself (held, so
+/// that its address names it alone while kept) and its JSON.
+type KeptRecords = HashMap<String, (Arc<dyn Any + Send + Sync>, Box<[u8]>)>;
+
+impl RecordsWriter<'_> {
+    fn key(&mut self, key: &str) -> anyhow::Result<()> {
         if !std::mem::take(&mut self.first) {
             self.file.push(b',');
         }
         serde_json::to_writer(&mut self.file, key)?;
         self.file.push(b':');
+        Ok(())
+    }
+}
+
+impl RecordSink for RecordsWriter<'_> {
+    fn put<T: Serialize>(&mut self, key: &str, value: &T) -> anyhow::Result<()> {
+        self.key(key)?;
         serde_json::to_writer(&mut self.file, value)?;
+        Ok(())
+    }
+
+    /// A resource met last time is not serialized again: at 100,000
+    /// statements that was most of writing the cache after a change.
+    fn put_shared<T: Serialize + Send + Sync + 'static>(
+        &mut self,
+        key: &str,
+        value: &Arc<T>,
+    ) -> anyhow::Result<()> {
+        self.key(key)?;
+        let resource: Arc<dyn Any + Send + Sync> = value.clone();
+        let json = match self.kept.remove(key) {
+            Some((kept, json)) if std::ptr::addr_eq(Arc::as_ptr(&kept), Arc::as_ptr(&resource)) => {
+                json
+            }
+            _ => serde_json::to_vec(value)?.into_boxed_slice(),
+        };
+        self.file.extend_from_slice(&json);
+        self.written.insert(key.to_owned(), (resource, json));
         Ok(())
     }
 }
@@ -57,6 +94,7 @@ impl RecordSink for RecordsWriter {
 pub struct SnapshotCache {
     path: PathBuf,
     location: String,
+    kept: KeptRecords,
 }
 
 impl SnapshotCache {
@@ -64,6 +102,7 @@ impl SnapshotCache {
         SnapshotCache {
             path: run_dir.join("store-snapshot.json"),
             location,
+            kept: KeptRecords::new(),
         }
     }
 
@@ -72,7 +111,7 @@ impl SnapshotCache {
     }
 
     /// Replaces the cache atomically (a crash leaves the old one or the new).
-    pub fn write(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
+    pub fn write(&mut self, snapshot: &Snapshot) -> anyhow::Result<()> {
         // A [`Cached`] whose values are written one by one as they come.
         let header = serde_json::to_string(&Cached {
             location: self.location.clone(),
@@ -87,10 +126,14 @@ impl SnapshotCache {
         let mut writer = RecordsWriter {
             file: format!("{header},\"values\":{{").into_bytes(),
             first: true,
+            kept: &mut self.kept,
+            written: KeptRecords::new(),
         };
         records::write_records(&snapshot.tenancy, &mut writer)?;
         writer.file.extend_from_slice(b"}}");
-        crate::private_file::replace(&self.path, &writer.file)
+        let (file, written) = (writer.file, writer.written);
+        self.kept = written;
+        crate::private_file::replace(&self.path, &file)
             .with_context(|| format!("writing {}", self.path.display()))
     }
 
@@ -99,6 +142,7 @@ impl SnapshotCache {
         let cache = SnapshotCache {
             path: path.to_owned(),
             location: String::new(),
+            kept: KeptRecords::new(),
         };
         let (_, snapshot) = cache
             .read_cached()?
@@ -165,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_written_snapshot_reads_back_as_it_was_and_a_file_of_the_old_layout_still_reads() {
-        let (directory, cache) = cache();
+        let (directory, mut cache) = cache();
         let mut tenancy = seeded_tenancy();
         tenancy.tenancy_id = Some("t \"quoted\" \u{e9}".to_owned());
         let snapshot = Snapshot {
@@ -179,6 +223,33 @@ mod tests {
             (read.tenancy, read.revision, read.cluster),
             (snapshot.tenancy.clone(), 42, Some(7))
         );
+        // Written again, changed: what was kept of the unchanged
+        // resources is used again, the changed ones are written anew.
+        let first = std::fs::read(cache.path()).unwrap();
+        cache.write(&snapshot).unwrap();
+        assert_eq!(
+            std::fs::read(cache.path()).unwrap(),
+            first,
+            "the same snapshot"
+        );
+        let mut changed = Snapshot {
+            tenancy: snapshot.tenancy.clone(),
+            revision: 43,
+            cluster: Some(7),
+        };
+        let endpoint = changed.tenancy.endpoints.values_mut().next().unwrap();
+        Arc::make_mut(endpoint).mode = "audit".to_owned();
+        changed.tenancy.endpoints.pop_last();
+        cache.write(&changed).unwrap();
+        let read = cache.read().unwrap().expect("written");
+        assert_eq!((read.tenancy, read.revision), (changed.tenancy, 43));
+        cache.write(&snapshot).unwrap();
+        assert_eq!(
+            std::fs::read(cache.path()).unwrap(),
+            first,
+            "back as it was"
+        );
+
         let other_store = SnapshotCache::new(&directory, "etcd://elsewhere/t".to_owned());
         assert!(other_store.read().unwrap().is_none(), "another store's");
 
