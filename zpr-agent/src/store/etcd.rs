@@ -27,7 +27,7 @@ use etcd_client::{
 
 use super::{
     Conflict, RefusalKind, Snapshot, Unavailable, WorkRequest,
-    records::{self, RawRecords, Writes},
+    records::{self, RawRecords, TenancyRecords, Writes},
     refuse,
 };
 use crate::inputs::open::{FileStamps, Symlinks, file_stamps};
@@ -511,6 +511,9 @@ pub struct EtcdStore {
     client: std::sync::Mutex<Option<(Client, CredentialStamp)>>,
     /// The lease work requests and audit records are written under.
     kept_for: Option<(i64, std::time::Instant)>,
+    /// The records of the last read: a read lists them all, and reads
+    /// again only those that changed since.
+    last_read: std::sync::Mutex<TenancyRecords>,
 }
 
 /// How long a fleet's store keeps work requests and audit records (each
@@ -529,6 +532,7 @@ impl EtcdStore {
             location,
             client: std::sync::Mutex::new(Some((client, stamp))),
             kept_for: None,
+            last_read: std::sync::Mutex::new(TenancyRecords::default()),
         })
     }
 
@@ -583,8 +587,17 @@ impl EtcdStore {
                 self.settled(listed)?
             }
         };
+        // After a read that panicked, the records held may be half
+        // updated: read them all again.
+        let mut last_read = self.last_read.lock().unwrap_or_else(|poisoned| {
+            let mut held = poisoned.into_inner();
+            *held = TenancyRecords::default();
+            self.last_read.clear_poison();
+            held
+        });
+        last_read.relist(&listed.records);
         Ok(Snapshot {
-            tenancy: records::from_raw(&listed.records)?,
+            tenancy: last_read.tenancy()?,
             revision: listed.revision,
             cluster: Some(listed.cluster),
         })

@@ -137,12 +137,8 @@ impl EtcdFollower {
             .watch_client()
             .max_decoding_message_size(ANSWER_BYTES_MAX);
         let watch = request(&self.location, watcher.watch(prefix, Some(options))).await?;
-        self.records = TenancyRecords::of(
-            listed
-                .records
-                .iter()
-                .map(|(key, value)| (key.as_slice(), value.as_slice())),
-        );
+        // A resync reads only the records that changed while away.
+        self.records.relist(&listed.records);
         self.revision = listed.revision;
         self.cluster = listed.cluster;
         self.watch = Some(watch);

@@ -232,35 +232,53 @@ pub fn from_records<'a>(
 /// A tenancy read from a store's records one record at a time, as they
 /// are put and deleted: a watcher reads only what each event changed
 /// (at 100,000 statements, reading every record again was a fifth of
-/// each fleet agent's work per change). Each record is read by the one
-/// reader [`from_records`] uses, so the tenancy is always the one
-/// `from_records` gives for the records put and not deleted since.
+/// each fleet agent's work per change), and a list only the records that
+/// differ from those held. Each record is read by the one reader
+/// [`from_records`] uses, so the tenancy is always the one `from_records`
+/// gives for the records put and not deleted since.
 #[derive(Default)]
 pub struct TenancyRecords {
     tenancy: Tenancy,
     /// The records held that do not read, by key.
     bad: BTreeMap<Vec<u8>, BadRecord>,
+    /// The tenancy's records as they were put (not those beside it).
+    held: RawRecords,
 }
 
 impl TenancyRecords {
-    pub fn of<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> TenancyRecords {
-        let mut read = TenancyRecords::default();
-        for (key, value) in records {
-            read.put(key, value);
-        }
-        read
-    }
-
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
         self.delete(key);
         if let Err(bad) = read_record(&mut self.tenancy, key, value) {
             self.bad.insert(key.to_vec(), bad);
         }
+        if !std::str::from_utf8(key).is_ok_and(beside_tenancy) {
+            self.held.insert(key.to_vec(), value.to_vec());
+        }
     }
 
     pub fn delete(&mut self, key: &[u8]) {
+        self.held.remove(key);
         if self.bad.remove(key).is_none() {
             forget_record(&mut self.tenancy, key);
+        }
+    }
+
+    /// Makes `listed` the records held, reading only those that differ
+    /// from what is held (a store's whole list, each time it is read).
+    pub fn relist(&mut self, listed: &RawRecords) {
+        let gone: Vec<Vec<u8>> = self
+            .held
+            .keys()
+            .filter(|key| !listed.contains_key(*key))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.delete(&key);
+        }
+        for (key, value) in listed {
+            if self.held.get(key) != Some(value) {
+                self.put(key, value);
+            }
         }
     }
 
