@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use zpr_agent::{
     compile,
     datapath::{
-        Adoption, ConntrackSize, Datapath, InterfaceIndexes, PinLayout, ensure_bpffs, remove_all,
-        write_plan,
+        Adoption, ConntrackSize, Datapath, InterfaceIndexes, PinLayout, ensure_bpffs,
+        prime_idle_slot, remove_all, write_plan,
     },
     inventory::Inventory,
     lang, synthetic,
@@ -260,6 +260,38 @@ fn incremental_compiles_written_as_differences_equal_whole_compiles_written_whol
         &whole.pins(),
         u64::from(generation % 2),
     )
+}
+
+/// After the first write, the idle slot is primed with the live Plan
+/// (what the agent does once the change has settled): it then holds what
+/// a full write of that Plan holds, the live generation stays, and the
+/// next write is the difference from it, as a write whole would leave the
+/// slot. Priming a slot the writer knows does nothing.
+#[test]
+fn a_primed_idle_slot_holds_the_live_plan_and_takes_the_next_as_a_difference() -> anyhow::Result<()>
+{
+    let plans = synthetic_plans(&[(120, 1), (100, 2)]);
+    let interfaces = synthetic_interfaces();
+    let primed = Bpffs::new()?;
+    let (mut datapath, _) = Datapath::open_pinned(&primed.pins(), ConntrackSize::default())?;
+    let first = write_plan(&mut datapath, &plans[0], &interfaces)?;
+    assert!(prime_idle_slot(&mut datapath)?, "the idle slot was unknown");
+    assert!(!prime_idle_slot(&mut datapath)?, "primed once");
+    let idle = u64::from((first.generation + 1) % 2);
+    assert_slots_equal(&primed.pins(), &written_whole(&plans[0])?.pins(), idle)?;
+    let next = write_plan(&mut datapath, &plans[1], &interfaces)?;
+    assert_eq!(
+        next.generation,
+        first.generation + 1,
+        "priming switched nothing"
+    );
+    assert!(
+        !next.outside_change,
+        "the primed slot is what the writer remembers"
+    );
+    assert_slots_equal(&primed.pins(), &written_whole(&plans[1])?.pins(), idle)?;
+    assert!(!prime_idle_slot(&mut datapath)?, "both slots are known");
+    Ok(())
 }
 
 /// Another process writes both slots behind the writer's back (as a

@@ -20,7 +20,8 @@ use crate::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
         KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, QuarantineDhcp, VnicPrograms,
         current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact, next_slot,
-        pinned_config, pinned_interfaces, protected_endpoints, remove_all, write_plan,
+        pinned_config, pinned_interfaces, prime_idle_slot, protected_endpoints, remove_all,
+        write_plan,
     },
     inputs::Checker,
     inventory::Mode,
@@ -693,6 +694,11 @@ impl Agent {
             if self.checks_since_audit >= AUDIT_EVERY {
                 self.checks_since_audit = 0;
                 self.audit_live_plan();
+            }
+            // Off the path of the next change: after the first apply, that
+            // change would otherwise write every entry of the idle slot.
+            if let Err(err) = prime_idle_slot(&mut self.datapath) {
+                warn!("cannot prepare the idle slot for the next reload: {err:#}");
             }
         }
         let attached = match kernel_attachments(&self.pins) {

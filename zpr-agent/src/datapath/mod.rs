@@ -39,8 +39,8 @@ pub use pinned::{
 };
 pub use pins::ensure_bpffs;
 pub use plan_maps::{
-    InterfaceIndexes, WrittenPlan, live_plan_intact, map_policy_key, protected_endpoints,
-    write_plan,
+    InterfaceIndexes, WrittenPlan, live_plan_intact, map_policy_key, prime_idle_slot,
+    protected_endpoints, write_plan,
 };
 pub use test_run::{Hook, RunResult, TEST_RUN_IFINDEX};
 pub use usage::{next_slot, read_rule_usage};

@@ -214,7 +214,60 @@ impl SlotContents {
     }
 }
 
+/// Writes the live Plan into the idle slot too, when nothing this process
+/// knows is there (after the agent's first apply: the slot the maps
+/// started with): the next reload then writes only its difference there,
+/// where it would clear the slot and write every entry, on the path of
+/// the change. Called well after a switch (a packet that read the old
+/// generation is long done with the idle slot). Whether it wrote.
+pub fn prime_idle_slot(datapath: &mut Datapath) -> anyhow::Result<bool> {
+    let live = live_config(datapath)?;
+    let idle = Config {
+        generation: next_generation(&live),
+        ..live
+    }
+    .slot();
+    if datapath.written[usize::from(idle)].is_some() {
+        return Ok(false);
+    }
+    let Some(desired) = datapath.written[usize::from(live.slot())]
+        .as_ref()
+        .map(|live_contents| live_contents.in_slot(idle))
+    else {
+        return Ok(false);
+    };
+    clear_slot(datapath, idle)?;
+    write_difference(datapath, idle, &SlotContents::default(), &desired)?;
+    datapath.written[usize::from(idle)] = Some(desired);
+    Ok(true)
+}
+
 impl SlotContents {
+    /// The same entries, keyed for `slot`.
+    fn in_slot(&self, slot: u8) -> SlotContents {
+        fn keyed<K: Copy + Hash + Eq, V: Copy>(
+            entries: &Entries<K, V>,
+            slot_of: impl Fn(&mut K) -> &mut u8,
+            slot: u8,
+        ) -> Entries<K, V> {
+            entries
+                .iter()
+                .map(|(key, value)| {
+                    let mut key = *key;
+                    *slot_of(&mut key) = slot;
+                    (key, *value)
+                })
+                .collect()
+        }
+        SlotContents {
+            endpoints: keyed(&self.endpoints, |key| &mut key.slot, slot),
+            local_addresses: keyed(&self.local_addresses, |key| &mut key.slot, slot),
+            hosts: keyed(&self.hosts, |key| &mut key.slot, slot),
+            prefixes: keyed(&self.prefixes, |(_, data)| &mut data.slot, slot),
+            policy: keyed(&self.policy, |(_, data)| &mut data.slot, slot),
+        }
+    }
+
     /// The row each ifindex counts in.
     fn counter_rows(&self) -> BTreeMap<u32, u32> {
         self.endpoints

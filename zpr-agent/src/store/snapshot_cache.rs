@@ -42,15 +42,22 @@ struct Cached {
 struct RecordsWriter<'a> {
     file: Vec<u8>,
     first: bool,
-    /// What the last write made of each shared resource.
+    /// What the writes made of each shared resource, updated by this one.
     kept: &'a mut KeptRecords,
-    /// What this write makes of them.
-    written: KeptRecords,
+    /// This write's number: a kept record this write did not meet is gone.
+    write: u64,
 }
 
 /// Each shared resource written, by key: the resource itself (held, so
-/// that its address names it alone while kept) and its JSON.
-type KeptRecords = HashMap<String, (Arc<dyn Any + Send + Sync>, Box<[u8]>)>;
+/// that its address names it alone while kept), its JSON, and the last
+/// write that met it.
+type KeptRecords = HashMap<String, KeptRecord>;
+
+struct KeptRecord {
+    resource: Arc<dyn Any + Send + Sync>,
+    json: Box<[u8]>,
+    write: u64,
+}
 
 impl RecordsWriter<'_> {
     fn key(&mut self, key: &str) -> anyhow::Result<()> {
@@ -78,15 +85,20 @@ impl RecordSink for RecordsWriter<'_> {
         value: &Arc<T>,
     ) -> anyhow::Result<()> {
         self.key(key)?;
-        let resource: Arc<dyn Any + Send + Sync> = value.clone();
-        let json = match self.kept.remove(key) {
-            Some((kept, json)) if std::ptr::addr_eq(Arc::as_ptr(&kept), Arc::as_ptr(&resource)) => {
-                json
+        let same =
+            |kept: &KeptRecord| std::ptr::addr_eq(Arc::as_ptr(&kept.resource), Arc::as_ptr(value));
+        match self.kept.get_mut(key) {
+            Some(kept) if same(kept) => kept.write = self.write,
+            _ => {
+                let record = KeptRecord {
+                    resource: value.clone(),
+                    json: serde_json::to_vec(value)?.into_boxed_slice(),
+                    write: self.write,
+                };
+                self.kept.insert(key.to_owned(), record);
             }
-            _ => serde_json::to_vec(value)?.into_boxed_slice(),
-        };
-        self.file.extend_from_slice(&json);
-        self.written.insert(key.to_owned(), (resource, json));
+        }
+        self.file.extend_from_slice(&self.kept[key].json);
         Ok(())
     }
 }
@@ -95,6 +107,9 @@ pub struct SnapshotCache {
     path: PathBuf,
     location: String,
     kept: KeptRecords,
+    writes: u64,
+    /// The size of the last file written: the next is about as large.
+    last_size: usize,
 }
 
 impl SnapshotCache {
@@ -103,6 +118,8 @@ impl SnapshotCache {
             path: run_dir.join("store-snapshot.json"),
             location,
             kept: KeptRecords::new(),
+            writes: 0,
+            last_size: 0,
         }
     }
 
@@ -123,16 +140,22 @@ impl SnapshotCache {
         let header = header
             .strip_suffix('}')
             .context("a cache's header is a JSON object")?;
+        self.writes += 1;
+        let mut file = Vec::with_capacity(self.last_size + self.last_size / 8);
+        file.extend_from_slice(format!("{header},\"values\":{{").as_bytes());
         let mut writer = RecordsWriter {
-            file: format!("{header},\"values\":{{").into_bytes(),
+            file,
             first: true,
             kept: &mut self.kept,
-            written: KeptRecords::new(),
+            write: self.writes,
         };
-        records::write_records(&snapshot.tenancy, &mut writer)?;
-        writer.file.extend_from_slice(b"}}");
-        let (file, written) = (writer.file, writer.written);
-        self.kept = written;
+        let written = records::write_records(&snapshot.tenancy, &mut writer);
+        let mut file = writer.file;
+        let write = self.writes;
+        self.kept.retain(|_, kept| kept.write == write);
+        written?;
+        file.extend_from_slice(b"}}");
+        self.last_size = file.len();
         crate::private_file::replace(&self.path, &file)
             .with_context(|| format!("writing {}", self.path.display()))
     }
@@ -143,6 +166,8 @@ impl SnapshotCache {
             path: path.to_owned(),
             location: String::new(),
             kept: KeptRecords::new(),
+            writes: 0,
+            last_size: 0,
         };
         let (_, snapshot) = cache
             .read_cached()?
