@@ -121,16 +121,29 @@ fn compile_whole(
         endpoints,
         policy,
     );
-    let groundwork = Groundwork {
-        selectors: resolved.selectors,
-        attributes: resolved.attributes,
-        statements: resolved.resolved,
-        stateless: resolved.stateless,
-        uid_sets: identities.sets,
-        protected,
-        local_tables,
-    };
-    (plan, groundwork)
+    (
+        plan,
+        Groundwork::of(resolved, identities.sets, protected, local_tables),
+    )
+}
+
+impl Groundwork {
+    fn of(
+        resolved: selectors::Resolved,
+        uid_sets: identity::UidSets,
+        protected: Vec<bool>,
+        local_tables: Option<HashSet<(Uid, Direction)>>,
+    ) -> Groundwork {
+        Groundwork {
+            selectors: resolved.selectors,
+            attributes: resolved.attributes,
+            statements: resolved.resolved,
+            stateless: resolved.stateless,
+            uid_sets,
+            protected,
+            local_tables,
+        }
+    }
 }
 
 /// What the Plan holds of each inventory endpoint, given its addresses

@@ -112,15 +112,7 @@ fn count_whole(
         local_policy_entries: local_policy.len(),
     };
     let table_entries = per_table(&local_policy).collect();
-    let groundwork = Groundwork {
-        selectors: resolved.selectors,
-        attributes: resolved.attributes,
-        statements: resolved.resolved,
-        stateless: resolved.stateless,
-        uid_sets: identities.sets,
-        protected,
-        local_tables: Some(local_tables),
-    };
+    let groundwork = Groundwork::of(resolved, identities.sets, protected, Some(local_tables));
     (capacity, groundwork, table_entries)
 }
 
