@@ -697,7 +697,13 @@ impl Agent {
             }
             // Off the path of the next change: after the first apply, that
             // change would otherwise write every entry of the idle slot.
-            if let Err(err) = prime_idle_slot(&mut self.datapath) {
+            // Not within a second of a switch: a packet that read the old
+            // generation may still be reading the slot it left.
+            let settled = self
+                .status
+                .applied_at
+                .is_some_and(|applied| unix_now() >= applied + 2);
+            if settled && let Err(err) = prime_idle_slot(&mut self.datapath) {
                 warn!("cannot prepare the idle slot for the next reload: {err:#}");
             }
         }
