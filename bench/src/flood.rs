@@ -44,6 +44,7 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
         .position(|f| *f == Filter::IptablesRaw);
     let mut figures = Vec::new();
     let mut targets = Vec::new();
+    let mut refused = Vec::new();
     for (source_index, &source) in settings.sources.iter().enumerate() {
         let runs = bracketed(&settings.filters, settings.rounds, 1, |filter, round| {
             eprintln!(
@@ -55,7 +56,40 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
             let rate = disposal_rate(filter, source, settings.seconds)
                 .with_context(|| format!("flooding {} from {}", filter.name(), source.name()))?;
             Ok(vec![rate])
-        })?;
+        });
+        let runs = match runs {
+            Ok(runs) => runs,
+            // A kernel may refuse a source to root (live frames, on some
+            // builds): said, its targets not measured, and the run goes on.
+            Err(error) if permission_denied(&error) => {
+                eprintln!("flood: {} refused by this kernel: {error:#}", source.name());
+                let why = format!("{} are refused by this kernel ({error:#})", source.name());
+                if source_index == 0 {
+                    for filter in &settings.filters {
+                        if matches!(filter, Filter::Zpr { .. }) {
+                            targets.push(Target::not_measured(
+                                format!(
+                                    "deny flood, {} / kernel stack ≥ {STACK_LIMIT}",
+                                    filter.name()
+                                ),
+                                Bound::AtLeast(STACK_LIMIT),
+                                why.clone(),
+                            ));
+                            if raw.is_some() {
+                                targets.push(Target::not_measured(
+                                    format!("deny flood, {} ahead of iptables raw", filter.name()),
+                                    Bound::AtLeast(1.0),
+                                    why.clone(),
+                                ));
+                            }
+                        }
+                    }
+                }
+                refused.push(format!("Not measured: {why}."));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         figures.push(Figure::new(
             format!(
                 "{}: disposed by the kernel stack (no filter, closed port; every run)",
@@ -115,13 +149,25 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
          a workload's own stack would; sending costs more, and native XDP pays a copy of \
          every buffer into an XDP frame."
             .to_owned(),
-    ];
+    ]
+    .into_iter()
+    .chain(refused)
+    .collect();
     let section = Section {
         title: "Deny flood".to_owned(),
         method,
         figures,
     };
     Ok((section, targets))
+}
+
+/// Whether `error` is the kernel refusing the operation (EPERM).
+fn permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
 }
 
 /// Packets per second `filter` disposes of under a flood from `source`.

@@ -137,6 +137,9 @@ pub struct Target {
     pub bound: Bound,
     pub measured: f64,
     pub met: bool,
+    /// Why nothing could be measured on this host (then it is not met).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_measured: Option<String>,
 }
 
 impl Target {
@@ -150,6 +153,18 @@ impl Target {
             bound,
             measured,
             met,
+            not_measured: None,
+        }
+    }
+
+    /// A target this host cannot measure, and why: reported, never met.
+    pub fn not_measured(goal: impl Into<String>, bound: Bound, why: impl Into<String>) -> Target {
+        Target {
+            goal: goal.into(),
+            bound,
+            measured: f64::NAN,
+            met: false,
+            not_measured: Some(why.into()),
         }
     }
 
@@ -224,17 +239,15 @@ impl Report {
         out += &self.machine.markdown();
         out += "\n## Targets\n\n| target | measured | met |\n|---|---|---|\n";
         for target in &self.targets {
-            let verdict = if target.met {
-                "yes".to_owned()
-            } else {
-                format!("**no**: {} (see Analysis)", target.shortfall())
+            let (measured, verdict) = match (&target.not_measured, target.met) {
+                (Some(why), _) => ("—".to_owned(), format!("**not measured**: {why}")),
+                (None, true) => (plain(target.measured), "yes".to_owned()),
+                (None, false) => (
+                    plain(target.measured),
+                    format!("**no**: {} (see Analysis)", target.shortfall()),
+                ),
             };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {verdict} |",
-                target.goal,
-                plain(target.measured)
-            );
+            let _ = writeln!(out, "| {} | {measured} | {verdict} |", target.goal);
         }
         for section in &self.sections {
             let _ = writeln!(out, "\n## {}\n", section.title);
@@ -313,6 +326,20 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000), "1,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn a_target_not_measured_says_why_and_is_not_met() {
+        let target = Target::not_measured("x", Bound::AtLeast(2.5), "refused here");
+        assert!(!target.met);
+        assert_eq!(target.not_measured.as_deref(), Some("refused here"));
+        let json = serde_json::to_value(&target).unwrap();
+        assert_eq!(json["not_measured"], "refused here");
+        assert!(
+            Target::check("y", Bound::AtLeast(2.5), 3.0)
+                .not_measured
+                .is_none()
+        );
     }
 
     #[test]
