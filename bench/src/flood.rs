@@ -68,16 +68,13 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
                     for filter in &settings.filters {
                         if matches!(filter, Filter::Zpr { .. }) {
                             targets.push(Target::not_measured(
-                                format!(
-                                    "deny flood, {} / kernel stack ≥ {STACK_LIMIT}",
-                                    filter.name()
-                                ),
+                                over_stack_goal(filter),
                                 Bound::AtLeast(STACK_LIMIT),
                                 why.clone(),
                             ));
                             if raw.is_some() {
                                 targets.push(Target::not_measured(
-                                    format!("deny flood, {} ahead of iptables raw", filter.name()),
+                                    over_raw_goal(filter),
                                     Bound::AtLeast(1.0),
                                     why.clone(),
                                 ));
@@ -107,17 +104,14 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
             .with_ratio("kernel stack next to it", series.ratios[0].clone());
             if source_index == 0 && matches!(filter, Filter::Zpr { .. }) {
                 targets.push(Target::check(
-                    format!(
-                        "deny flood, {} / kernel stack ≥ {STACK_LIMIT}",
-                        filter.name()
-                    ),
+                    over_stack_goal(filter),
                     Bound::AtLeast(STACK_LIMIT),
                     figure.ratio_median(),
                 ));
                 if let Some(raw) = raw {
                     let over_raw = paired_ratios(&series.ratios[0], &runs.filters[raw].ratios[0]);
                     targets.push(Target::check(
-                        format!("deny flood, {} ahead of iptables raw", filter.name()),
+                        over_raw_goal(filter),
                         Bound::AtLeast(1.0),
                         Summary::of(&over_raw).median,
                     ));
@@ -159,6 +153,19 @@ pub fn measure(settings: &Settings) -> anyhow::Result<(Section, Vec<Target>)> {
         figures,
     };
     Ok((section, targets))
+}
+
+/// The target on `filter`'s disposal rate against the kernel stack's.
+fn over_stack_goal(filter: &Filter) -> String {
+    format!(
+        "deny flood, {} / kernel stack ≥ {STACK_LIMIT}",
+        filter.name()
+    )
+}
+
+/// The target on `filter`'s disposal rate against iptables raw's.
+fn over_raw_goal(filter: &Filter) -> String {
+    format!("deny flood, {} ahead of iptables raw", filter.name())
 }
 
 /// Whether `error` is the kernel refusing the operation (EPERM).

@@ -122,17 +122,7 @@ type KeptInventoryParts = (
 
 impl InventorySource {
     fn holds(&self, tenancy: &Tenancy, node: Option<&str>) -> bool {
-        let (namespaces, attributes, vcns, endpoints, configuration, osn_services) = &self.parts;
-        self.node.as_deref() == node
-            && inventory_parts(tenancy)
-                == (
-                    namespaces,
-                    attributes,
-                    vcns,
-                    endpoints,
-                    configuration,
-                    osn_services,
-                )
+        self.node.as_deref() == node && inventory_parts(tenancy) == self.borrowed_parts()
     }
 
     fn of(tenancy: &Tenancy, node: Option<&str>) -> InventorySource {
@@ -149,6 +139,18 @@ impl InventorySource {
                 osn_services.clone(),
             ),
         }
+    }
+
+    fn borrowed_parts(&self) -> InventoryParts<'_> {
+        let (namespaces, attributes, vcns, endpoints, configuration, osn_services) = &self.parts;
+        (
+            namespaces,
+            attributes,
+            vcns,
+            endpoints,
+            configuration,
+            osn_services,
+        )
     }
 }
 
