@@ -45,6 +45,7 @@ pub const FLOW_CONFIRMED: u8 = FLOW_CONFIRMED_BY_LOCAL | FLOW_CONFIRMED_BY_REMOT
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowState {
+    /// CLOCK_MONOTONIC to the last tick (`bpf_ktime_get_coarse_ns`).
     pub last_seen_ns: u64,
     /// Policy generation that last allowed the flow; a newer live generation
     /// makes the next packet re-check the policy (revocation cuts live flows).

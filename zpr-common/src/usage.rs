@@ -8,7 +8,8 @@ pub struct RuleUsage {
     /// New flows the entry allowed (a stateless entry: packets), from
     /// either side.
     pub flows: u64,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last of them.
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC, to the last tick) of
+    /// the last of them.
     pub last_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<RuleUsage>() == 16);

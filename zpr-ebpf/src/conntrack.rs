@@ -30,11 +30,14 @@ pub enum Table {
 }
 
 /// The flow's state and its table: established first (the common case
-/// costs one lookup), then opening.
+/// costs one lookup), then opening unless `established_only`.
 #[inline(always)]
-pub fn find(key: &FlowKey) -> Option<(*mut FlowState, Table)> {
+pub fn find(key: &FlowKey, established_only: bool) -> Option<(*mut FlowState, Table)> {
     if let Some(state) = ZPR_CONNTRACK.get_ptr_mut(key) {
         return Some((state, Table::Established));
+    }
+    if established_only {
+        return None;
     }
     ZPR_CONNTRACK_OPENING
         .get_ptr_mut(key)
@@ -46,12 +49,44 @@ pub fn is_tracked(key: &FlowKey) -> bool {
     ZPR_CONNTRACK.get_ptr(key).is_some() || ZPR_CONNTRACK_OPENING.get_ptr(key).is_some()
 }
 
-/// Starts tracking a new flow, in the opening table.
+/// What starting to track a flow found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// The flow was not tracked: its entry is new.
+    New,
+    /// The flow was already opening under this generation (a bare SYN sent
+    /// again): its entry was touched and kept.
+    Already,
+}
+
+/// Starts tracking a new flow, in the opening table. With `look_first`
+/// (the packet was not looked for there before its decision: a bare SYN,
+/// see `decide`) a live entry of this generation that the packet does not
+/// reopen is the same flow, and kept; any other entry is replaced.
 #[inline(always)]
-pub fn open(key: &FlowKey, state: &FlowState) -> Result<(), i32> {
+pub fn open(
+    key: &FlowKey,
+    state: &FlowState,
+    headers: &Headers,
+    look_first: bool,
+) -> Result<Opened, i32> {
+    if look_first && let Some(existing) = ZPR_CONNTRACK_OPENING.get_ptr_mut(key) {
+        // SAFETY: value pointer from this lookup (see `decide`).
+        let existing = unsafe { &mut *existing };
+        if existing.generation == state.generation
+            && is_live(existing, headers.protocol, state.last_seen_ns)
+            && !is_reopened(existing, headers)
+        {
+            // What `touch` records of the packet, as `state` holds it.
+            existing.last_seen_ns = state.last_seen_ns;
+            existing.tcp |= state.tcp;
+            existing.flags |= state.flags & FLOW_CONFIRMED;
+            return Ok(Opened::Already);
+        }
+    }
     ZPR_CONNTRACK_OPENING.insert(key, state, 0)?;
     bump(OPENING_INSERTED);
-    Ok(())
+    Ok(Opened::New)
 }
 
 #[inline(always)]

@@ -3,7 +3,7 @@
 //! established flow costs one lookup), then anti-spoofing, identity and
 //! policy for a new flow. Every outcome is counted under one reason.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use zpr_common::{
     Address, Direction,
     config::Config,
@@ -18,7 +18,7 @@ use zpr_common::{
 };
 
 use crate::{
-    conntrack::{self, Table},
+    conntrack::{self, Opened, Table},
     counters,
     events::{self, Verdict},
     headers::{self, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, Fragment, Headers},
@@ -38,6 +38,9 @@ pub enum Action {
 /// and when (read once per packet). Only what the decision reads: the
 /// program's stack is 512 bytes and this path is at its edge.
 pub struct Site {
+    /// The coarse monotonic clock (the last tick's time, no TSC read): what
+    /// idle timeouts of seconds and a per-second event budget need. Events
+    /// carry the precise clock, read only when one is sent.
     pub now: u64,
     pub ifindex: u32,
     pub generation: u32,
@@ -54,7 +57,8 @@ pub fn process(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, 
         Some(config) if config.generation != 0 => match local_endpoint(config, ifindex) {
             Some(endpoint) if endpoint.flags & ENDPOINT_PROTECTED != 0 => {
                 let site = Site {
-                    now: unsafe { bpf_ktime_get_ns() },
+                    // SAFETY: a helper with no arguments.
+                    now: unsafe { bpf_ktime_get_coarse_ns() },
                     ifindex,
                     generation: config.generation,
                     direction,
@@ -123,7 +127,7 @@ fn decide(packet: &Packet, site: &Site) -> (Reason, Action) {
     let key = conntrack::flow_key(site.ifindex, site.direction, &headers);
     let tracked = match headers.fragment {
         Fragment::Later { .. } => None,
-        _ => conntrack::find(&key),
+        _ => conntrack::find(&key, opening_looked_up_late(site, &headers)),
     };
     if let Some((state, table)) = tracked {
         // SAFETY: value pointer from this lookup; a racing writer can only
@@ -240,8 +244,10 @@ fn decide_new_flow(
         origin,
         flags: 0,
     };
-    if track(site, headers, key, uids, &opening).is_err() {
-        return deny(site, headers, Reason::ConntrackFull, local_uid, remote_uid);
+    match track(site, headers, key, uids, &opening) {
+        Ok(Opened::New) => {}
+        Ok(Opened::Already) => return (Reason::Established, Action::Pass),
+        Err(_) => return deny(site, headers, Reason::ConntrackFull, local_uid, remote_uid),
     }
     usage::count_allowed(site, allowed.rule);
     let reason = if mid_stream {
@@ -380,6 +386,18 @@ fn fragment_key(site: &Site, headers: &Headers, id: u32) -> FragmentKey {
     }
 }
 
+/// A bare SYN opens a flow and answers none: it is looked for among the
+/// established flows (a reused 4-tuple) first, and among the opening ones
+/// only once a statement allowed it (`conntrack::open`), so a denied SYN
+/// costs one lookup. Its own side's statement decides it, even in a
+/// simultaneous open (the answering SYN-ACK completes that). An audited
+/// endpoint's denied SYNs are tracked to be reported once, so they are
+/// looked for in both first.
+#[inline(always)]
+fn opening_looked_up_late(site: &Site, headers: &Headers) -> bool {
+    headers.is_tcp_syn_only() && !site.audited
+}
+
 /// What a new flow's entry records of the decision that allowed it.
 struct Opening {
     rule: u32,
@@ -396,7 +414,7 @@ fn track(
     key: &FlowKey,
     (local_uid, remote_uid): (u32, u32),
     opening: &Opening,
-) -> Result<(), i32> {
+) -> Result<Opened, i32> {
     let state = FlowState {
         last_seen_ns: site.now,
         generation: site.generation,
@@ -414,7 +432,7 @@ fn track(
         policy_port: opening.policy_port,
         _pad2: [0; 2],
     };
-    conntrack::open(key, &state)
+    conntrack::open(key, &state, headers, opening_looked_up_late(site, headers))
 }
 
 /// A drop, or in audit mode a pass that is reported as one.

@@ -1,5 +1,6 @@
 //! Drop and new-flow events to user space, rate-limited per CPU.
 
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use zpr_common::{
     counters::Reason,
     event::{EVENTS_LOST, EVENTS_RATE_LIMITED, Event},
@@ -38,7 +39,10 @@ pub fn report(site: &Site, headers: &Headers, verdict: &Verdict) {
         return;
     };
     entry.write(Event {
-        timestamp_ns: now,
+        // The precise clock (the site's is the last tick's): readers order
+        // events against their own start, read from the same clock.
+        // SAFETY: a helper with no arguments.
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
         ifindex: site.ifindex,
         generation: site.generation,
         local_uid: verdict.local_uid,
@@ -68,8 +72,11 @@ fn take_token(now: u64, per_second: u64) -> bool {
     let limiter = unsafe { &mut *limiter };
     let per_second = per_second.max(1);
     let elapsed = now.saturating_sub(limiter.last_refill_ns);
-    if elapsed >= NANOS_PER_SECOND / per_second {
-        let refill = elapsed.min(NANOS_PER_SECOND) * per_second / NANOS_PER_SECOND;
+    // At most 10^9 * 2^32: no overflow, and no division on the path every
+    // packet over the budget takes.
+    let elapsed_tokens_ns = elapsed.min(NANOS_PER_SECOND) * per_second;
+    if elapsed_tokens_ns >= NANOS_PER_SECOND {
+        let refill = elapsed_tokens_ns / NANOS_PER_SECOND;
         limiter.tokens = (limiter.tokens + refill).min(per_second);
         // The time the whole tokens stand for, not `now`: the fraction of a
         // token left over counts toward the next one (else the rate falls

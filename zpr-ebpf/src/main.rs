@@ -33,55 +33,65 @@ use zpr_common::{Direction, counters::Reason};
 
 use crate::{decide::Action, packet::Packet};
 
+// Each program is `#[inline(always)]`: aya's macros wrap it in the
+// program's entry point, and a body left out of line is a BPF-to-BPF call
+// every packet pays.
+
 /// Headers a decision may read, ICMP errors' quoted packets included.
 const PULL_BYTES: u32 = 256;
 
 /// Packets sent by the workload, at XDP (native or generic).
 #[xdp]
+#[inline(always)]
 pub fn zpr_from_workload_xdp(ctx: XdpContext) -> u32 {
-    xdp_verdict(&ctx, decide::process)
+    xdp_verdict::<Enforce>(&ctx)
 }
 
 /// Packets sent by the workload, at tcx ingress of the host-side vNIC
 /// (keeps GRO/TSO on veth, where native XDP loses them).
 #[classifier]
+#[inline(always)]
 pub fn zpr_from_workload_tc(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::FromWorkload, decide::process)
+    tc_verdict::<Enforce>(&ctx, Direction::FromWorkload)
 }
 
 /// Packets delivered to the workload, at tcx egress of the host-side vNIC.
 #[classifier]
+#[inline(always)]
 pub fn zpr_to_workload_tc(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::ToWorkload, decide::process)
+    tc_verdict::<Enforce>(&ctx, Direction::ToWorkload)
 }
 
 /// Packets sent by a quarantined vNIC's workload, at XDP.
 #[xdp]
+#[inline(always)]
 pub fn zpr_quarantine_from_xdp(ctx: XdpContext) -> u32 {
-    xdp_verdict(&ctx, quarantine::process)
+    xdp_verdict::<Quarantine>(&ctx)
 }
 
 /// Packets sent by a quarantined vNIC's workload, at tcx ingress.
 #[classifier]
+#[inline(always)]
 pub fn zpr_quarantine_from_tc(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::FromWorkload, quarantine::process)
+    tc_verdict::<Quarantine>(&ctx, Direction::FromWorkload)
 }
 
 /// Packets delivered to a quarantined vNIC's workload, at tcx egress.
 #[classifier]
+#[inline(always)]
 pub fn zpr_quarantine_to_tc(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::ToWorkload, quarantine::process)
+    tc_verdict::<Quarantine>(&ctx, Direction::ToWorkload)
 }
 
 #[inline(always)]
-fn xdp_verdict(ctx: &XdpContext, decision: impl Decision) -> u32 {
+fn xdp_verdict<D: Decision>(ctx: &XdpContext) -> u32 {
     let packet = Packet {
         start: ctx.data(),
         end: ctx.data_end(),
     };
     // SAFETY: the context pointer is the kernel's xdp_md.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let (reason, action) = decision(&packet, ifindex, Direction::FromWorkload);
+    let (reason, action) = D::decide(&packet, ifindex, Direction::FromWorkload);
     log_rare(ctx, ifindex, reason);
     match action {
         Action::Pass => xdp_action::XDP_PASS,
@@ -90,7 +100,7 @@ fn xdp_verdict(ctx: &XdpContext, decision: impl Decision) -> u32 {
 }
 
 #[inline(always)]
-fn tc_verdict(ctx: &TcContext, direction: Direction, decision: impl Decision) -> i32 {
+fn tc_verdict<D: Decision>(ctx: &TcContext, direction: Direction) -> i32 {
     // Headers may sit in paged data; make the first bytes linear. A short
     // packet cannot be pulled this far; it is then judged on what is linear.
     let _ = ctx.pull_data(PULL_BYTES.min(ctx.len()));
@@ -100,7 +110,7 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, decision: impl Decision) ->
     };
     // SAFETY: the context pointer is the kernel's __sk_buff.
     let ifindex = unsafe { (*(ctx.as_ptr() as *const __sk_buff)).ifindex };
-    let (reason, action) = decision(&packet, ifindex, direction);
+    let (reason, action) = D::decide(&packet, ifindex, direction);
     log_rare(ctx, ifindex, reason);
     match action {
         Action::Pass => TC_ACT_OK,
@@ -109,10 +119,32 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, decision: impl Decision) ->
 }
 
 /// A decision over one packet seen on an ifindex: why, and what to do.
-/// Generic, not a function pointer: BPF has no indirect calls, and each
-/// program gets its own decision inlined.
-trait Decision: Fn(&Packet, u32, Direction) -> (Reason, Action) {}
-impl<F: Fn(&Packet, u32, Direction) -> (Reason, Action)> Decision for F {}
+/// A trait's inlined function, not a closure or a function pointer: BPF has
+/// no indirect calls, and a closure's call shim is left out of line (a
+/// BPF-to-BPF call, whose entry and return every packet would pay).
+trait Decision {
+    fn decide(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, Action);
+}
+
+/// A registered endpoint's vNIC: the policy decides.
+struct Enforce;
+
+impl Decision for Enforce {
+    #[inline(always)]
+    fn decide(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, Action) {
+        decide::process(packet, ifindex, direction)
+    }
+}
+
+/// A quarantined vNIC: deny all but what a network needs to come up.
+struct Quarantine;
+
+impl Decision for Quarantine {
+    #[inline(always)]
+    fn decide(packet: &Packet, ifindex: u32, direction: Direction) -> (Reason, Action) {
+        quarantine::process(packet, ifindex, direction)
+    }
+}
 
 /// Events worth a line in the agent's debug log (the ring buffer carries
 /// every drop; these say something about the datapath itself).

@@ -10,7 +10,7 @@
 //! code. The agent swaps one for the other on the vNIC's same links in
 //! one update, as it does when it upgrades the programs.
 
-use aya_ebpf::{Global, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{Global, helpers::bpf_ktime_get_coarse_ns};
 use zpr_common::{
     Direction, FAMILY_IPV4,
     counters::{Reason, UNATTRIBUTED_ROW},
@@ -93,7 +93,7 @@ fn dhcp_allowed() -> bool {
 fn report(ifindex: u32, direction: Direction, headers: &Headers) {
     let site = Site {
         // SAFETY: a helper with no arguments.
-        now: unsafe { bpf_ktime_get_ns() },
+        now: unsafe { bpf_ktime_get_coarse_ns() },
         ifindex,
         generation: ZPR_CONFIG.get(0).map_or(0, |config| config.generation),
         direction,

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, xdp_action},
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::xdp,
     programs::XdpContext,
 };
@@ -40,7 +40,8 @@ pub fn reference_parse(ctx: XdpContext) -> u32 {
 }
 
 /// Established flow: one conntrack lookup, and the idle timestamp every
-/// tracked flow needs, written in place.
+/// tracked flow needs, written in place. Both kinds of program take their
+/// timestamps from the coarse clock, the cheapest one idle timeouts allow.
 #[xdp]
 pub fn reference_conntrack_hit(ctx: XdpContext) -> u32 {
     let Some(flow) = Flow::parse(&ctx) else {
@@ -50,7 +51,7 @@ pub fn reference_conntrack_hit(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     };
     // SAFETY: value pointer of this lookup; a racing writer only makes it stale.
-    unsafe { (*state).last_seen_ns = bpf_ktime_get_ns() };
+    unsafe { (*state).last_seen_ns = bpf_ktime_get_coarse_ns() };
     xdp_action::XDP_PASS
 }
 
@@ -88,7 +89,7 @@ pub fn reference_policy(ctx: XdpContext) -> u32 {
     };
     let state = FlowState {
         // SAFETY: a helper without preconditions.
-        last_seen_ns: unsafe { bpf_ktime_get_ns() },
+        last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
         rule: allowed.rule,
         local_uid: policy.local_uid,
         remote_uid: policy.remote_uid,

@@ -154,8 +154,9 @@ fn flow_keys<T: std::borrow::Borrow<MapData>>(
     Ok(keys)
 }
 
-/// CLOCK_MONOTONIC, the kernel's clock for `bpf_ktime_get_ns` (flow and
-/// event timestamps).
+/// CLOCK_MONOTONIC: the clock of event timestamps (`bpf_ktime_get_ns`) and,
+/// to the last tick, of flow and usage timestamps (`bpf_ktime_get_coarse_ns`,
+/// never ahead of this).
 pub fn monotonic_now_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
