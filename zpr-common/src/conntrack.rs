@@ -23,6 +23,10 @@ pub struct FlowKey {
     pub local: Address,
     pub remote: Address,
 }
+const _: () = assert!(
+    core::mem::offset_of!(FlowKey, local) % 4 == 0
+        && core::mem::offset_of!(FlowKey, remote) % 4 == 0
+);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 
 /// TCP flags seen on the flow (bits of [`FlowState::tcp`]).

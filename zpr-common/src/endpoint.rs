@@ -91,6 +91,7 @@ pub struct LocalAddressKey {
     pub addr: Address,
 }
 const _: () = assert!(core::mem::size_of::<LocalAddressKey>() == 24);
+const _: () = assert!(core::mem::offset_of!(LocalAddressKey, addr) % 4 == 0);
 
 /// A local address's map value: its UID, and in the top bits whether that
 /// UID has an "any remote" policy table, per policy direction. Without

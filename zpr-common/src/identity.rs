@@ -2,8 +2,10 @@
 
 use crate::Address;
 
-/// Exact /32 or /128 of an endpoint, value: its UID.
-#[repr(C)]
+/// Exact /32 or /128 of an endpoint, value: its UID. Aligned as a word
+/// (the layout is the same) so that the datapath copies the address into
+/// it a word at a time.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HostKey {
     pub slot: u8,
@@ -12,6 +14,7 @@ pub struct HostKey {
     pub addr: Address,
 }
 const _: () = assert!(core::mem::size_of::<HostKey>() == 20);
+const _: () = assert!(core::mem::offset_of!(HostKey, addr) % 4 == 0);
 
 /// LPM data of a prefix entry, value: its UID. The trie matches `slot` and
 /// `family` exactly ([`PREFIX_STATIC_BITS`]) and then the address bits.

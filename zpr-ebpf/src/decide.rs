@@ -5,7 +5,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use zpr_common::{
-    Address, Direction,
+    Direction,
     config::Config,
     conntrack::{FLOW_AUDITED, FlowKey, FlowState, FragmentKey},
     counters::{Reason, UNATTRIBUTED_ROW},
@@ -18,6 +18,7 @@ use zpr_common::{
 };
 
 use crate::{
+    address,
     conntrack::{self, Opened, Table},
     counters,
     events::{self, Verdict},
@@ -158,7 +159,7 @@ fn decide_new_flow(
     headers: &Headers,
     key: &FlowKey,
 ) -> (Reason, Action) {
-    let local = local_identity(site, headers.family, &key.local);
+    let local = local_identity(site, key);
     // Neighbour discovery passes unless a workload sends it from a global
     // address that is not its own (link-local and :: are how ND starts).
     if headers.is_neighbor_discovery()
@@ -195,7 +196,7 @@ fn decide_new_flow(
         Direction::ToWorkload => POLICY_INGRESS,
     };
     let slot = site.slot;
-    let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
+    let remote_uid = identity::remote_uid(slot, key);
     let port = headers.policy_port();
     let forward = policy::lookup(
         slot,
@@ -305,9 +306,9 @@ fn recheck(
         POLICY_INGRESS
     };
     let slot = site.slot;
-    let local = local_identity(site, headers.family, &key.local);
+    let local = local_identity(site, key);
     let local_uid = local.map_or(identity::UNRESOLVED, LocalIdentity::uid);
-    let remote_uid = identity::remote_uid(slot, headers.family, &key.remote);
+    let remote_uid = identity::remote_uid(slot, key);
     let allowed = local.and_then(|local| {
         policy::lookup(
             slot,
@@ -338,17 +339,19 @@ fn recheck(
     decision
 }
 
-/// The identity of one of the endpoint's own addresses; `None` for any
-/// other address.
+/// The identity of the flow's local address, one of the endpoint's own;
+/// `None` for any other address.
 #[inline(always)]
-fn local_identity(site: &Site, family: u8, addr: &Address) -> Option<LocalIdentity> {
-    let key = LocalAddressKey {
+fn local_identity(site: &Site, flow: &FlowKey) -> Option<LocalIdentity> {
+    let mut key = LocalAddressKey {
         ifindex: site.ifindex,
         slot: site.slot,
-        family,
+        family: flow.family,
         _pad: [0; 2],
-        addr: *addr,
+        addr: [0; 16],
     };
+    // SAFETY: both are address fields of such keys.
+    unsafe { address::copy_aligned(&mut key.addr, &flow.local) };
     // SAFETY: read-only copy of a value user space replaces whole.
     unsafe { ZPR_LOCAL_ADDRESSES.get(&key) }.copied()
 }

@@ -3,23 +3,30 @@
 
 use aya_ebpf::btf_maps::lpm_trie::Key;
 use zpr_common::{
-    Address,
+    conntrack::FlowKey,
     identity::{HostKey, PREFIX_STATIC_BITS, PrefixKey},
 };
 
-use crate::maps::{ZPR_HOSTS, ZPR_PREFIXES};
+use crate::{
+    address,
+    maps::{ZPR_HOSTS, ZPR_PREFIXES},
+};
 
 /// A UID no policy entry names: only "any remote" entries match it.
 pub const UNRESOLVED: u32 = u32::MAX;
 
+/// The UID of the flow's remote address.
 #[inline(always)]
-pub fn remote_uid(slot: u8, family: u8, addr: &Address) -> u32 {
-    let host = HostKey {
+pub fn remote_uid(slot: u8, flow: &FlowKey) -> u32 {
+    let family = flow.family;
+    let mut host = HostKey {
         slot,
         family,
         _pad: [0; 2],
-        addr: *addr,
+        addr: [0; 16],
     };
+    // SAFETY: both are address fields of such keys.
+    unsafe { address::copy_aligned(&mut host.addr, &flow.remote) };
     if let Some(uid) = unsafe { ZPR_HOSTS.get(&host) } {
         return *uid;
     }
@@ -28,7 +35,7 @@ pub fn remote_uid(slot: u8, family: u8, addr: &Address) -> u32 {
         PrefixKey {
             slot,
             family,
-            addr: *addr,
+            addr: flow.remote,
             _pad: [0; 2],
         },
     );

@@ -10,6 +10,7 @@
     reason = "aya's #[classifier] expands to a pub fn taking the raw __sk_buff pointer"
 )]
 
+mod address;
 mod conntrack;
 mod counters;
 mod decide;
