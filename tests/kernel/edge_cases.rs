@@ -5,14 +5,13 @@
 
 use std::net::IpAddr;
 
-use zpr_agent::{
-    compile,
-    datapath::{Datapath, Hook, InterfaceIndexes, TEST_RUN_IFINDEX, read_counters, write_plan},
-    inventory::Inventory,
-    lang,
-};
-use zpr_common::{Direction, counters::Reason};
+use zpr_agent::datapath::Hook;
+use zpr_common::counters::Reason;
 use zpr_tests::frames::{L4, TCP_SYN, frame};
+
+#[path = "support/test_run_site.rs"]
+mod test_run_site;
+use test_run_site::TestRunSite;
 
 const INVENTORY: &str = r#"
 namespaces:
@@ -33,44 +32,6 @@ const CLIENT: &str = "198.51.100.7";
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
-}
-
-struct Bench {
-    datapath: Datapath,
-}
-
-impl Bench {
-    fn new() -> anyhow::Result<Bench> {
-        let inventory = Inventory::from_yaml_str(INVENTORY).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let policy = lang::parse("edge", POLICY)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
-            .policy;
-        let plan = compile::compile(&[policy], &inventory);
-        let mut datapath = Datapath::load()?;
-        let interfaces = InterfaceIndexes::from([("test-lo".to_owned(), TEST_RUN_IFINDEX)]);
-        write_plan(&mut datapath, &plan, &interfaces)?;
-        Ok(Bench { datapath })
-    }
-
-    /// Runs `frame` through `hook`; asserts the verdict and the one reason counted.
-    fn expect(&mut self, what: &str, hook: Hook, frame: &[u8], reason: Reason, passes: bool) {
-        let before = read_counters(&self.datapath).unwrap();
-        let result = self
-            .datapath
-            .test_run(hook, frame, 1)
-            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
-        let after = read_counters(&self.datapath).unwrap();
-        let direction = match hook {
-            Hook::ToWorkloadTc => Direction::ToWorkload,
-            _ => Direction::FromWorkload,
-        };
-        let counted: Vec<Reason> = Reason::ALL
-            .into_iter()
-            .filter(|&r| after.get(direction, r).packets != before.get(direction, r).packets)
-            .collect();
-        assert_eq!(counted, vec![reason], "{what}: counted under");
-        assert_eq!(result.passed, passes, "{what}: passes");
-    }
 }
 
 fn syn_to_web(src_port: u16) -> Vec<u8> {
@@ -95,7 +56,7 @@ fn fragment(mut frame: Vec<u8>, id: u16, more: bool, offset_units: u16) -> Vec<u
 
 #[test]
 fn frames_without_policy_meaning_have_defined_verdicts() -> anyhow::Result<()> {
-    let mut bench = Bench::new()?;
+    let mut bench = TestRunSite::new(INVENTORY, POLICY)?;
     let from = Hook::FromWorkloadXdp;
     let to = Hook::ToWorkloadTc;
 

@@ -11,17 +11,13 @@
 
 use std::net::IpAddr;
 
-use zpr_agent::{
-    compile,
-    datapath::{
-        Datapath, Hook, InterfaceIndexes, TEST_RUN_IFINDEX, read_counters, read_rule_usage,
-        write_plan,
-    },
-    inventory::Inventory,
-    lang,
-};
-use zpr_common::{Direction, counters::Reason};
+use zpr_agent::datapath::{Hook, read_rule_usage};
+use zpr_common::counters::Reason;
 use zpr_tests::frames::{L4, TCP_ACK, TCP_SYN, frame};
+
+#[path = "support/test_run_site.rs"]
+mod test_run_site;
+use test_run_site::TestRunSite;
 
 const POLICY: &str =
     "in t.net:a VCN allow all-endpoints to connect to t.app:web endpoints with protocol='tcp/443'";
@@ -74,61 +70,21 @@ fn from_web(flags: u8) -> Vec<u8> {
     )
 }
 
-struct Site {
-    datapath: Datapath,
-}
-
-impl Site {
-    fn new(mode: &str) -> anyhow::Result<Site> {
-        let inventory =
-            Inventory::from_yaml_str(&inventory(mode)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let policy = lang::parse("opening", POLICY)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
-            .policy;
-        let plan = compile::compile(&[policy], &inventory);
-        let mut datapath = Datapath::load()?;
-        let interfaces = InterfaceIndexes::from([("test-lo".to_owned(), TEST_RUN_IFINDEX)]);
-        write_plan(&mut datapath, &plan, &interfaces)?;
-        Ok(Site { datapath })
-    }
-
-    /// Runs `frame` through `hook`; asserts the verdict and the one reason
-    /// counted.
-    fn expect(&mut self, what: &str, hook: Hook, frame: &[u8], reason: Reason, passes: bool) {
-        let before = read_counters(&self.datapath).unwrap();
-        let result = self
-            .datapath
-            .test_run(hook, frame, 1)
-            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
-        let after = read_counters(&self.datapath).unwrap();
-        let direction = match hook {
-            Hook::ToWorkloadTc => Direction::ToWorkload,
-            _ => Direction::FromWorkload,
-        };
-        let counted: Vec<Reason> = Reason::ALL
-            .into_iter()
-            .filter(|&r| after.get(direction, r).packets != before.get(direction, r).packets)
-            .collect();
-        assert_eq!(counted, vec![reason], "{what}: counted under");
-        assert_eq!(result.passed, passes, "{what}: passes");
-    }
-
-    /// Flows the Plan's entries allowed, over both slots.
-    fn flows_allowed(&self) -> u64 {
-        [0, 1]
-            .into_iter()
-            .flat_map(|slot| read_rule_usage(&self.datapath, slot, 16).unwrap())
-            .map(|usage| usage.flows)
-            .sum()
-    }
+/// Flows the Plan's entries allowed, over both slots.
+fn flows_allowed(site: &TestRunSite) -> u64 {
+    [0, 1]
+        .into_iter()
+        .flat_map(|slot| read_rule_usage(&site.datapath, slot, 16).unwrap())
+        .map(|usage| usage.flows)
+        .sum()
 }
 
 #[test]
 fn a_syn_sent_again_is_the_flow_it_opened() -> anyhow::Result<()> {
-    let mut site = Site::new("enforce")?;
+    let mut site = TestRunSite::new(&inventory("enforce"), POLICY)?;
     let to = Hook::ToWorkloadTc;
     site.expect("first SYN", to, &to_web(TCP_SYN), Reason::NewFlow, true);
-    assert_eq!(site.flows_allowed(), 1);
+    assert_eq!(flows_allowed(&site), 1);
     site.expect(
         "the SYN again",
         to,
@@ -137,7 +93,7 @@ fn a_syn_sent_again_is_the_flow_it_opened() -> anyhow::Result<()> {
         true,
     );
     site.expect("and again", to, &to_web(TCP_SYN), Reason::Established, true);
-    assert_eq!(site.flows_allowed(), 1, "one flow, used once");
+    assert_eq!(flows_allowed(&site), 1, "one flow, used once");
     // Its answer still finds it opening, and the handshake completes.
     let from = Hook::FromWorkloadTc;
     let answer = from_web(TCP_SYN | TCP_ACK);
@@ -148,7 +104,7 @@ fn a_syn_sent_again_is_the_flow_it_opened() -> anyhow::Result<()> {
 
 #[test]
 fn a_syn_on_a_closed_flow_opens_it_again() -> anyhow::Result<()> {
-    let mut site = Site::new("enforce")?;
+    let mut site = TestRunSite::new(&inventory("enforce"), POLICY)?;
     let to = Hook::ToWorkloadTc;
     site.expect("SYN", to, &to_web(TCP_SYN), Reason::NewFlow, true);
     site.expect(
@@ -159,13 +115,13 @@ fn a_syn_on_a_closed_flow_opens_it_again() -> anyhow::Result<()> {
         true,
     );
     site.expect("SYN after FIN", to, &to_web(TCP_SYN), Reason::NewFlow, true);
-    assert_eq!(site.flows_allowed(), 2);
+    assert_eq!(flows_allowed(&site), 2);
     Ok(())
 }
 
 #[test]
 fn in_a_simultaneous_open_each_syn_is_decided_by_its_own_side() -> anyhow::Result<()> {
-    let mut site = Site::new("enforce")?;
+    let mut site = TestRunSite::new(&inventory("enforce"), POLICY)?;
     let (to, from) = (Hook::ToWorkloadTc, Hook::FromWorkloadXdp);
     site.expect("client's SYN", to, &to_web(TCP_SYN), Reason::NewFlow, true);
     // No statement lets web open a flow to the client: its own SYN on the
@@ -189,7 +145,7 @@ fn in_a_simultaneous_open_each_syn_is_decided_by_its_own_side() -> anyhow::Resul
 
 #[test]
 fn an_audited_denied_syn_is_reported_once() -> anyhow::Result<()> {
-    let mut site = Site::new("audit")?;
+    let mut site = TestRunSite::new(&inventory("audit"), POLICY)?;
     let from = Hook::FromWorkloadXdp;
     site.expect(
         "denied SYN",
