@@ -15,19 +15,17 @@ const _: () = assert!(core::mem::size_of::<EndpointKey>() == 8);
 
 impl EndpointKey {
     /// The key's bytes as one integer (native order): written in one store.
+    /// Shifts, not a byte array: LLVM's BPF backend can assemble an array's
+    /// bytes one mask at a time (18 instructions where one shift will do).
     #[inline(always)]
     pub const fn to_bits(&self) -> u64 {
-        let ifindex = self.ifindex.to_ne_bytes();
-        u64::from_ne_bytes([
-            ifindex[0],
-            ifindex[1],
-            ifindex[2],
-            ifindex[3],
-            self.slot,
-            self._pad[0],
-            self._pad[1],
-            self._pad[2],
-        ])
+        let ifindex = self.ifindex as u64;
+        let rest = u32::from_ne_bytes([self.slot, self._pad[0], self._pad[1], self._pad[2]]) as u64;
+        if cfg!(target_endian = "little") {
+            ifindex | rest << 32
+        } else {
+            ifindex << 32 | rest
+        }
     }
 }
 
@@ -138,3 +136,20 @@ crate::user_pod!(
     LocalAddressKey,
     LocalIdentity,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_as_bits_is_its_bytes() {
+        let key = EndpointKey {
+            ifindex: 0x0102_0304,
+            slot: 1,
+            _pad: [5, 6, 7],
+        };
+        // SAFETY: EndpointKey is 8 plain bytes.
+        let bytes: [u8; 8] = unsafe { core::mem::transmute(key) };
+        assert_eq!(key.to_bits(), u64::from_ne_bytes(bytes));
+    }
+}
