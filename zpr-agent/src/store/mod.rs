@@ -104,53 +104,26 @@ fn inventory_parts(tenancy: &Tenancy) -> InventoryParts<'_> {
 }
 
 /// What an inventory text was made from: the node it was made for, and
-/// the [`InventoryParts`] as they were.
+/// the tenancy as it was, without its policies (the document does not read
+/// them; endpoints and policies are shared with the tenancy, not copied).
 struct InventorySource {
     node: Option<String>,
-    parts: KeptInventoryParts,
+    tenancy: Tenancy,
 }
-
-/// [`InventoryParts`] as they were.
-type KeptInventoryParts = (
-    BTreeMap<String, SecurityAttributeNamespace>,
-    BTreeMap<String, StoredAttribute>,
-    BTreeMap<String, Vcn>,
-    BTreeMap<String, Arc<StoredEndpoint>>,
-    Configuration,
-    Vec<String>,
-);
 
 impl InventorySource {
     fn holds(&self, tenancy: &Tenancy, node: Option<&str>) -> bool {
-        self.node.as_deref() == node && inventory_parts(tenancy) == self.borrowed_parts()
+        self.node.as_deref() == node && inventory_parts(tenancy) == inventory_parts(&self.tenancy)
     }
 
     fn of(tenancy: &Tenancy, node: Option<&str>) -> InventorySource {
-        let (namespaces, attributes, vcns, endpoints, configuration, osn_services) =
-            inventory_parts(tenancy);
         InventorySource {
             node: node.map(str::to_owned),
-            parts: (
-                namespaces.clone(),
-                attributes.clone(),
-                vcns.clone(),
-                endpoints.clone(),
-                configuration.clone(),
-                osn_services.clone(),
-            ),
+            tenancy: Tenancy {
+                policies: BTreeMap::new(),
+                ..tenancy.clone()
+            },
         }
-    }
-
-    fn borrowed_parts(&self) -> InventoryParts<'_> {
-        let (namespaces, attributes, vcns, endpoints, configuration, osn_services) = &self.parts;
-        (
-            namespaces,
-            attributes,
-            vcns,
-            endpoints,
-            configuration,
-            osn_services,
-        )
     }
 }
 
