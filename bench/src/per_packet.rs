@@ -65,7 +65,7 @@ pub fn section(samples: &Samples, repeat: u32, rounds: usize) -> (Section, Vec<T
         "The minimal programs (bench/ebpf) do only what each path cannot avoid, with zpr's \
          key layouts and map sizes, their own maps filled from the same Plan: untagged \
          pass-through = parse; conntrack hit = parse + one LRU lookup (and the idle \
-         timestamp written in place); new flow = parse + one LRU lookup + two LPM lookups \
+         timestamp, from the coarse clock as zpr's, written in place); new flow = parse + one LRU lookup + two LPM lookups \
          (identities of both addresses, hosts as /32 in one trie) + one exact policy hash \
          lookup + one LRU insert; denied = the same without the insert. The conntrack lookup \
          before the identities is in both: a stateful filter cannot skip it (the packet may \

@@ -68,6 +68,7 @@ pub fn open(
     key: &FlowKey,
     state: &FlowState,
     headers: &Headers,
+    direction: Direction,
     look_first: bool,
 ) -> Result<Opened, i32> {
     if look_first && let Some(existing) = ZPR_CONNTRACK_OPENING.get_ptr_mut(key) {
@@ -77,10 +78,7 @@ pub fn open(
             && is_live(existing, headers.protocol, state.last_seen_ns)
             && !is_reopened(existing, headers)
         {
-            // What `touch` records of the packet, as `state` holds it.
-            existing.last_seen_ns = state.last_seen_ns;
-            existing.tcp |= state.tcp;
-            existing.flags |= state.flags & FLOW_CONFIRMED;
+            touch(existing, headers, direction, state.last_seen_ns);
             return Ok(Opened::Already);
         }
     }

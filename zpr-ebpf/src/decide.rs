@@ -435,7 +435,13 @@ fn track(
         policy_port: opening.policy_port,
         _pad2: [0; 2],
     };
-    conntrack::open(key, &state, headers, opening_looked_up_late(site, headers))
+    conntrack::open(
+        key,
+        &state,
+        headers,
+        site.direction,
+        opening_looked_up_late(site, headers),
+    )
 }
 
 /// A drop, or in audit mode a pass that is reported as one.
