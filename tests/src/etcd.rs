@@ -5,7 +5,6 @@
 
 use std::{
     fs,
-    net::{Ipv4Addr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -15,6 +14,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     pki::{Credentials, Pki},
+    ports::listen_port,
     unique_name,
 };
 
@@ -30,6 +30,12 @@ pub struct Etcd {
     secure: Option<Secure>,
 }
 
+/// What one start of etcd came to.
+enum Started {
+    Answering,
+    Exited(std::process::ExitStatus),
+}
+
 /// A secure etcd: its CA, server certificate and root's client
 /// certificate, and the etcdctl commands that made its users and roles
 /// (made again when its data is lost).
@@ -38,13 +44,6 @@ struct Secure {
     server: Credentials,
     root: Credentials,
     authorisations: std::sync::Mutex<Vec<Vec<String>>>,
-}
-
-/// A port nothing listens on in this process's network namespace now.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 impl Etcd {
@@ -86,8 +85,8 @@ impl Etcd {
         let dir = std::env::temp_dir().join(unique_name("zet"));
         fs::create_dir_all(&dir)?;
         Ok(Etcd {
-            client_port: free_port()?,
-            peer_port: free_port()?,
+            client_port: listen_port()?,
+            peer_port: listen_port()?,
             dir,
             child: None,
             secure: None,
@@ -200,8 +199,27 @@ impl Etcd {
     }
 
     /// Starts etcd (again, on the same data and ports) and waits until it
-    /// answers.
+    /// answers. An etcd that exits because one of its ports is briefly
+    /// taken (a connection's source port) is started again.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            match self.spawn_once()? {
+                Started::Answering => return Ok(()),
+                Started::Exited(status) => {
+                    let log = self.log();
+                    if !log.contains("address already in use")
+                        || started.elapsed() > Duration::from_secs(20)
+                    {
+                        bail!("etcd exited ({status}) before it answered:\n{log}");
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    fn spawn_once(&mut self) -> anyhow::Result<Started> {
         let scheme = if self.secure.is_some() {
             "https"
         } else {
@@ -237,9 +255,15 @@ impl Etcd {
         self.child = Some(child);
         let started = Instant::now();
         loop {
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Ok(Started::Exited(status));
+            }
             let health = self.etcdctl(&["endpoint", "health"]);
             if health.is_ok_and(|output| output.status.success()) {
-                return Ok(());
+                return Ok(Started::Answering);
             }
             if started.elapsed() > Duration::from_secs(20) {
                 bail!("etcd did not come up:\n{}", self.log());

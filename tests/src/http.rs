@@ -3,7 +3,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     time::Duration,
 };
 
@@ -11,13 +11,10 @@ use anyhow::Context as _;
 
 use crate::Netns;
 
-/// A TCP port nothing listens on in `netns` now.
+/// A TCP port nothing listens on in `netns` now, below the ephemeral
+/// range (see [`crate::ports`]).
 pub fn free_port(netns: &Netns) -> anyhow::Result<u16> {
-    netns.enter(|| -> anyhow::Result<u16> {
-        Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port())
-    })?
+    netns.enter(crate::ports::listen_port)?
 }
 
 /// `GET path` on `address` from inside `netns`: the status code and body.

@@ -22,6 +22,7 @@ pub mod loopback_bridge;
 pub mod mount_namespace;
 pub mod os_users;
 pub mod pki;
+pub mod ports;
 pub mod prometheus;
 pub mod served_agent;
 pub mod site;
