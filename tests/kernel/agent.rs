@@ -414,3 +414,98 @@ fn a_recreated_vnic_is_protected_before_traffic_reaches_it() -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// The kernel's program types (`BPF_PROG_TYPE_*`) of the programs a
+/// process holds descriptors of, one entry each.
+fn held_program_types(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let mut types = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        // A descriptor closed meanwhile has no fdinfo left: skip it.
+        let Ok(info) = fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        if let Some(kind) = info
+            .lines()
+            .find_map(|line| line.strip_prefix("prog_type:"))
+        {
+            types.push(kind.trim().parse()?);
+        }
+    }
+    types.sort_unstable();
+    Ok(types)
+}
+
+const SCHED_CLS: u32 = 3;
+const XDP: u32 = 6;
+
+/// The link ends pinned for zpr's vNICs (`from-tcx`, `from-xdp`, `to-tcx`),
+/// each with how many vNICs have it.
+fn pinned_ends(pins: &Path) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    let mut ends = std::collections::BTreeMap::new();
+    for entry in fs::read_dir(pins.join("zpr/links"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let end = name.rsplit_once(':').map_or(name.as_str(), |(_, end)| end);
+        *ends.entry(end.to_owned()).or_default() += 1;
+    }
+    Ok(ends)
+}
+
+/// An agent loads only the programs its hook attaches (each costs the
+/// verifier's walk at every start), and an agent restarted with another
+/// hook moves every vNIC to it with no moment unprotected: the new hook's
+/// program runs before the old one is detached.
+#[test]
+fn an_agent_loads_its_hooks_programs_only_and_a_new_hook_takes_over_with_no_gap()
+-> anyhow::Result<()> {
+    let mut site = Site::start_with(|_, agent| {
+        agent
+            .arguments
+            .extend(["--hook", "xdp-generic"].map(str::to_owned));
+        Ok(())
+    })?;
+    let pid = site.agent.pid().expect("the agent runs");
+    assert_eq!(
+        held_program_types(pid)?,
+        [SCHED_CLS, SCHED_CLS, XDP, XDP],
+        "XDP from the workload, tc to it: the policy's and the quarantine's"
+    );
+    assert_eq!(
+        pinned_ends(&site.agent.bpffs)?,
+        [("from-xdp".to_owned(), 4), ("to-tcx".to_owned(), 4)].into(),
+    );
+    site.assert_paths_as_in_example();
+
+    let probed = while_probing_denied(&site.network, || {
+        site.agent.terminate()?;
+        let hook = site
+            .agent
+            .arguments
+            .iter()
+            .position(|argument| argument == "--hook")
+            .expect("the hook was given");
+        site.agent.arguments.drain(hook..hook + 2);
+        site.agent.spawn()?;
+        site.agent.wait_for_generation(2)?;
+        // Keep probing the moved vNICs a little longer.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(())
+    })?;
+    assert!(probed.tries > 0);
+    assert_eq!(
+        probed.through, 0,
+        "a denied connection got through while the hook changed"
+    );
+    let pid = site.agent.pid().expect("the agent runs");
+    assert_eq!(
+        held_program_types(pid)?,
+        [SCHED_CLS; 4],
+        "tcx both ways: no XDP program is loaded"
+    );
+    assert_eq!(
+        pinned_ends(&site.agent.bpffs)?,
+        [("from-tcx".to_owned(), 4), ("to-tcx".to_owned(), 4)].into(),
+        "every vNIC moved to tcx, no XDP link left"
+    );
+    site.assert_paths_as_in_example();
+    Ok(())
+}

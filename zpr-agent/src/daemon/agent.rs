@@ -18,10 +18,10 @@ use crate::{
     compile::{Plan, Tables},
     datapath::{
         Adoption, ConntrackSize, Datapath, FromWorkloadHook, InterfaceIndexes, KernelAttachments,
-        KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, QuarantineDhcp, VnicPrograms,
-        current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact, next_slot,
-        pinned_config, pinned_interfaces, prime_idle_slot, protected_endpoints, remove_all,
-        write_plan,
+        KernelLog, LinkEnd, PinLayout, PinOwnership, PinVisibility, ProgramSet, QuarantineDhcp,
+        VnicPrograms, current_netns_name, ensure_bpffs, kernel_attachments, live_plan_intact,
+        next_slot, pinned_config, pinned_interfaces, prime_idle_slot, protected_endpoints,
+        remove_all, write_plan,
     },
     inputs::Checker,
     inventory::Mode,
@@ -96,12 +96,13 @@ impl Agent {
         let enforced =
             live.is_some_and(|live| live.layout == LAYOUT_VERSION && live.generation > 0);
         let open = || {
-            Datapath::open_pinned_with_dhcp(
+            Datapath::open_pinned_with(
                 &pins,
                 ConntrackSize {
                     established: config.conntrack_entries,
                 },
                 config.quarantine_dhcp,
+                ProgramSet::AttachedWith(config.hook),
             )
         };
         // Loading the programs (the verifier: about a second) and checking

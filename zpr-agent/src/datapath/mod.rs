@@ -31,7 +31,7 @@ pub use inspect::{
     EventStats, Fill, pinned_config, pinned_counters, pinned_event_stats, pinned_events,
     pinned_fill,
 };
-pub use object::{Datapath, FromWorkloadHook, KernelLog, QuarantineDhcp};
+pub use object::{Datapath, FromWorkloadHook, KernelLog, ProgramSet, QuarantineDhcp};
 pub use ownership::{PinOwner, PinOwnership, pin_owner};
 pub use pinned::{
     Adoption, LinkEnd, PinLayout, Removed, VnicPrograms, detach_pinned, pinned_interfaces,

@@ -9,7 +9,12 @@ use aya::{
 };
 use zpr_common::maps;
 
-use super::{ConntrackSize, counter_rows::CounterRows, plan_maps::SlotContents};
+use super::{
+    ConntrackSize,
+    counter_rows::CounterRows,
+    pinned::{LinkEnd, VnicPrograms},
+    plan_maps::SlotContents,
+};
 use crate::side_by_side;
 
 /// The object built from `zpr-ebpf` by build.rs, embedded so `zpr` is one file.
@@ -28,6 +33,31 @@ pub enum FromWorkloadHook {
     /// Driver XDP: fastest disposal of floods on real NICs; on veth it
     /// switches off the peer's TSO/GSO.
     XdpNative,
+}
+
+/// Which of the object's programs are loaded. The verifier walks each
+/// one loaded (the policy programs take about 0.4 s of CPU each), so an
+/// agent loads only those its hook attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramSet {
+    /// Every program: tests and benchmarks run any of them.
+    Every,
+    /// The policy's and the quarantine's programs at the ends a vNIC has
+    /// with this hook.
+    AttachedWith(FromWorkloadHook),
+}
+
+impl ProgramSet {
+    fn contains(self, name: &str) -> bool {
+        match self {
+            ProgramSet::Every => true,
+            ProgramSet::AttachedWith(hook) => LinkEnd::both(hook).into_iter().any(|end| {
+                [VnicPrograms::Policy, VnicPrograms::Quarantine]
+                    .into_iter()
+                    .any(|programs| programs.at(end) == name)
+            }),
+        }
+    }
 }
 
 /// zpr's programs and maps, loaded into the kernel. Dropping it detaches
@@ -52,18 +82,22 @@ impl Datapath {
     /// Loads the object with maps of its own (not pinned) and every
     /// program (each passes the verifier here).
     pub fn load() -> anyhow::Result<Datapath> {
-        Datapath::load_with(&mut EbpfLoader::new())
+        Datapath::load_with(&mut EbpfLoader::new(), ProgramSet::Every)
     }
 
     /// As [`Datapath::load`], with conntrack tables of `conntrack`'s size.
     pub fn load_sized(conntrack: ConntrackSize) -> anyhow::Result<Datapath> {
         let mut loader = EbpfLoader::new();
         conntrack.size(&mut loader);
-        Datapath::load_with(&mut loader)
+        Datapath::load_with(&mut loader, ProgramSet::Every)
     }
 
-    /// Loads the object through `loader` (which may point maps at pins).
-    pub(crate) fn load_with(loader: &mut EbpfLoader) -> anyhow::Result<Datapath> {
+    /// Loads the object through `loader` (which may point maps at pins),
+    /// with the programs of `programs`.
+    pub(crate) fn load_with(
+        loader: &mut EbpfLoader,
+        programs: ProgramSet,
+    ) -> anyhow::Result<Datapath> {
         if EBPF_OBJECT.is_empty() {
             bail!("this zpr was built with AYA_BUILD_SKIP: it embeds no eBPF object");
         }
@@ -77,7 +111,7 @@ impl Datapath {
         // programs are verified side by side.
         let verified = side_by_side::map(
             ebpf.programs_mut()
-                .filter(|(name, _)| maps::PROGRAMS.contains(name)),
+                .filter(|(name, _)| maps::PROGRAMS.contains(name) && programs.contains(name)),
             |(name, program)| verify(name, program),
         );
         verified.into_iter().collect::<anyhow::Result<()>>()?;

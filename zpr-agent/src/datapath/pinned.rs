@@ -26,7 +26,7 @@ use zpr_common::{
 
 use super::{
     ConntrackSize, Datapath, FromWorkloadHook,
-    object::{QuarantineDhcp, program},
+    object::{ProgramSet, QuarantineDhcp, program},
 };
 
 /// Where zpr pins things: `<bpffs>/zpr/maps/<MAP>` and
@@ -131,7 +131,7 @@ pub enum VnicPrograms {
 
 impl VnicPrograms {
     /// The program that runs at `end`.
-    fn at(self, end: LinkEnd) -> &'static str {
+    pub(super) fn at(self, end: LinkEnd) -> &'static str {
         match (self, end) {
             (VnicPrograms::Policy, LinkEnd::FromXdp) => maps::PROG_FROM_WORKLOAD_XDP,
             (VnicPrograms::Policy, LinkEnd::FromTcx) => maps::PROG_FROM_WORKLOAD_TC,
@@ -163,15 +163,21 @@ impl Datapath {
         pins: &PinLayout,
         conntrack: ConntrackSize,
     ) -> anyhow::Result<(Datapath, Adoption)> {
-        Datapath::open_pinned_with_dhcp(pins, conntrack, QuarantineDhcp::default())
+        Datapath::open_pinned_with(
+            pins,
+            conntrack,
+            QuarantineDhcp::default(),
+            ProgramSet::Every,
+        )
     }
 
     /// As [`Datapath::open_pinned`], with quarantine programs that pass
-    /// DHCP or not.
-    pub fn open_pinned_with_dhcp(
+    /// DHCP or not, and only the programs of `programs`.
+    pub fn open_pinned_with(
         pins: &PinLayout,
         conntrack: ConntrackSize,
         dhcp: QuarantineDhcp,
+        programs: ProgramSet,
     ) -> anyhow::Result<(Datapath, Adoption)> {
         let mut adoption = match pinned_config(pins) {
             None => Adoption::Fresh,
@@ -191,14 +197,14 @@ impl Datapath {
         if matches!(adoption, Adoption::Replaced { .. }) {
             remove_map_pins(pins)?;
         }
-        let mut datapath = match load_over_pins(pins, conntrack, dhcp) {
+        let mut datapath = match load_over_pins(pins, conntrack, dhcp, programs) {
             Ok(datapath) => datapath,
             Err(err) if is_incompatible_pin(&err) => {
                 adoption = Adoption::Replaced {
                     why: format!("{err:#}"),
                 };
                 remove_map_pins(pins)?;
-                load_over_pins(pins, conntrack, dhcp)?
+                load_over_pins(pins, conntrack, dhcp, programs)?
             }
             Err(err) => return Err(err),
         };
@@ -268,14 +274,6 @@ impl Datapath {
         programs: VnicPrograms,
     ) -> anyhow::Result<()> {
         fs::create_dir_all(pins.links())?;
-        let from = LinkEnd::from_workload(hook);
-        for stale in [LinkEnd::FromTcx, LinkEnd::FromXdp] {
-            if stale != from {
-                let path = pins.link(interface, stale);
-                self.links.remove(&path);
-                unpin_link(&path)?;
-            }
-        }
         for end in LinkEnd::both(hook) {
             let path = pins.link(interface, end);
             let attached = match PinnedLink::from_pin(&path) {
@@ -290,6 +288,16 @@ impl Datapath {
                 Err(_) => self.attach_end(interface, end, programs, hook, None, &path),
             };
             attached.with_context(|| format!("attaching {} to {interface}", end.suffix()))?;
+        }
+        // Only once this hook's program runs: a vNIC whose hook changed
+        // keeps the old one until then (both enforce the same Plan).
+        let from = LinkEnd::from_workload(hook);
+        for stale in [LinkEnd::FromTcx, LinkEnd::FromXdp] {
+            if stale != from {
+                let path = pins.link(interface, stale);
+                self.links.remove(&path);
+                unpin_link(&path)?;
+            }
         }
         Ok(())
     }
@@ -458,6 +466,7 @@ fn load_over_pins(
     pins: &PinLayout,
     conntrack: ConntrackSize,
     dhcp: QuarantineDhcp,
+    programs: ProgramSet,
 ) -> anyhow::Result<Datapath> {
     fs::create_dir_all(pins.root().join("maps"))
         .with_context(|| format!("creating {}", pins.root().display()))?;
@@ -471,7 +480,7 @@ fn load_over_pins(
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
-    Datapath::load_with(&mut loader)
+    Datapath::load_with(&mut loader, programs)
 }
 
 fn is_incompatible_pin(err: &anyhow::Error) -> bool {
