@@ -144,8 +144,15 @@ impl FileReader<'_> {
         let chunks = self.split.chunks(self.source, (from, line), end);
         let caching = cache.is_some();
         let read = |&(start, end, is_final): &(ChunkStart, usize, bool)| {
-            read_chunk(self.policy, self.source, start, end, last && is_final)
-                .map(|read| read.with_cache_lines(caching))
+            read_chunk(
+                self.policy,
+                self.source,
+                start,
+                end,
+                last && is_final,
+                self.split.lexed_at_once,
+            )
+            .map(|read| read.with_cache_lines(caching))
         };
         let mut parts: Vec<Option<LinesRead>> = side_by_side::map(&chunks, read);
         // A chunk that ends inside a statement means the next one began
@@ -194,15 +201,26 @@ struct Split {
     bytes: usize,
     /// At most this many parts.
     parts: usize,
+    /// Bytes of a part lexed at a time.
+    lexed_at_once: usize,
 }
 
 impl Split {
+    /// One part, lexed at once.
+    #[cfg(test)]
+    const WHOLE: Split = Split {
+        bytes: usize::MAX,
+        parts: 1,
+        lexed_at_once: usize::MAX,
+    };
+
     /// Parts of at least 256 KiB (a thread costs more than reading a small
     /// file), one per core.
     fn for_this_machine() -> Split {
         Split {
             bytes: 256 << 10,
             parts: side_by_side::cores(),
+            lexed_at_once: 64 << 10,
         }
     }
 
@@ -278,37 +296,102 @@ impl LinesRead {
 }
 
 /// Reads the lines from `start` to `end`; `None` when a statement is
-/// still open at `end` and, not being `last`, may go on after it.
+/// still open at `end` and, not being `last`, may go on after it. The
+/// lines are lexed `lexed_at_once` bytes at a time: the tokens of a whole
+/// chunk would take six times its bytes, all held at once.
 fn read_chunk(
     policy: &Arc<str>,
     source: &str,
     (from, line): ChunkStart,
     end: usize,
     last: bool,
+    lexed_at_once: usize,
 ) -> Option<LinesRead> {
-    let lexed = lex_from(&source[..end], from, line);
-    let mut reader = Reader {
-        policy,
-        source,
-        tokens: &lexed.tokens,
-        parser: grammar::StatementParser::new(),
+    let mut read = LinesRead {
         statements: Vec::new(),
         whole_lines: Vec::new(),
-        diagnostics: lexed.diagnostics,
-        names: Names::default(),
-    };
-    match reader.read() {
-        Some(_) if !last => return None,
-        Some(first) => reader.report_incomplete(first..reader.tokens.len()),
-        None => {}
-    }
-    Some(LinesRead {
-        statements: reader.statements,
-        whole_lines: reader.whole_lines,
-        diagnostics: reader.diagnostics,
-        comments: lexed.comments,
+        diagnostics: Vec::new(),
+        comments: Vec::new(),
         cache_lines: Vec::new(),
-    })
+    };
+    let mut names = Names::default();
+    let (mut at, mut segment_end) = ((from, line), from);
+    loop {
+        // Past the last segment's end, even when a statement open there
+        // is read again from its start.
+        segment_end = line_start_after(
+            source,
+            segment_end.max(at.0).saturating_add(lexed_at_once),
+            end,
+        );
+        let lexed = lex_from(&source[..segment_end], at.0, at.1);
+        let lexer_diagnostics =
+            read.diagnostics.len()..read.diagnostics.len() + lexed.diagnostics.len();
+        read.diagnostics.extend(lexed.diagnostics);
+        let mut reader = Reader {
+            policy,
+            source,
+            tokens: &lexed.tokens,
+            parser: grammar::StatementParser::new(),
+            statements: std::mem::take(&mut read.statements),
+            whole_lines: std::mem::take(&mut read.whole_lines),
+            diagnostics: std::mem::take(&mut read.diagnostics),
+            names: std::mem::take(&mut names),
+        };
+        let open = reader.read();
+        let restart = match open {
+            Some(first) if segment_end < end => Some(&lexed.tokens[first]),
+            Some(_) if !last => return None,
+            Some(first) => {
+                reader.report_incomplete(first..reader.tokens.len());
+                None
+            }
+            None => None,
+        };
+        read.statements = reader.statements;
+        read.whole_lines = reader.whole_lines;
+        read.diagnostics = reader.diagnostics;
+        names = reader.names;
+        let lexed_before =
+            |span_start: usize| restart.is_none_or(|first| span_start < first.span.start);
+        read.comments.extend(
+            lexed
+                .comments
+                .into_iter()
+                .filter(|comment| lexed_before(comment.span.start)),
+        );
+        match restart {
+            // The open statement is lexed again with the next segment: what
+            // the lexer found from its start on would be found twice.
+            Some(first) => {
+                let mut index = 0;
+                read.diagnostics.retain(|diagnostic| {
+                    index += 1;
+                    !lexer_diagnostics.contains(&(index - 1)) || lexed_before(diagnostic.span.start)
+                });
+                at = (first.span.start, first.line);
+            }
+            None if segment_end < end => {
+                let lines = source.as_bytes()[at.0..segment_end]
+                    .iter()
+                    .filter(|&&byte| byte == b'\n')
+                    .count();
+                at = (segment_end, at.1 + u32::try_from(lines).unwrap_or(u32::MAX));
+            }
+            None => return Some(read),
+        }
+    }
+}
+
+/// The start of the first line that begins after byte `at`, or `end`.
+fn line_start_after(source: &str, at: usize, end: usize) -> usize {
+    if at >= end {
+        return end;
+    }
+    source.as_bytes()[at..end]
+        .iter()
+        .position(|&byte| byte == b'\n')
+        .map_or(end, |newline| at + newline + 1)
 }
 
 struct Reader<'a> {
@@ -517,14 +600,15 @@ mod tests {
             picks in prop::collection::vec(any::<usize>(), 0..60),
             bytes in 1usize..400,
             parts in 2usize..9,
+            lexed_at_once in 1usize..400,
         ) {
             let lines = corpus_lines();
             let text: String = picks
                 .iter()
                 .map(|pick| format!("{}\n", lines[pick % lines.len()]))
                 .collect();
-            let whole = Split { bytes: usize::MAX, parts: 1 };
-            let split = Split { bytes, parts };
+            let whole = Split::WHOLE;
+            let split = Split { bytes, parts, lexed_at_once };
             let read_whole = read_file("p", &text, None, whole);
             prop_assert_eq!(everything(&read_file("p", &text, None, split)), everything(&read_whole));
             // Read again from a cache, only the lines the cache lacks are lexed.
@@ -550,7 +634,7 @@ mod tests {
             let corpus = corpus_lines();
             let mut lines: Vec<String> =
                 picks.iter().map(|pick| corpus[pick % corpus.len()].clone()).collect();
-            let split = Split { bytes: 64, parts: 3 };
+            let split = Split { bytes: 64, parts: 3, lexed_at_once: 50 };
             let mut cache = StatementCache::default();
             read_file("p", &(lines.join("\n") + "\n"), Some(&mut cache), split);
             for (kind, at, pick) in edits {
@@ -571,7 +655,7 @@ mod tests {
                     _ => {}
                 }
                 let text = if kind == 3 { lines.join("\n") } else { lines.join("\n") + "\n" };
-                let whole = read_file("p", &text, None, Split { bytes: usize::MAX, parts: 1 });
+                let whole = read_file("p", &text, None, Split::WHOLE);
                 let cached = read_file("p", &text, Some(&mut cache), split);
                 prop_assert_eq!(
                     format!("{:?}\n{:?}", cached.policy, cached.diagnostics),
