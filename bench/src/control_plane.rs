@@ -80,9 +80,11 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
     }
 
     let mut reported_medians = Vec::new();
+    let mut reloaded_peak_rss = Vec::new();
     for &n in &settings.reload_statements {
         let reloads = reload::measure(zpr, n, settings.reloads)?;
         reported_medians.push((n, Summary::of(&reloads.agent_reported).median));
+        reloaded_peak_rss.push((n, reloads.agent_peak_rss));
         for (series, name) in [
             (&reloads.opened, "path opened"),
             (&reloads.closed, "path closed"),
@@ -152,6 +154,10 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
     }
 
     let statements = settings.memory_statements;
+    let after_reloads = reloaded_peak_rss
+        .iter()
+        .find(|(n, _)| *n == statements)
+        .map(|&(_, bytes)| bytes as f64 / (1024.0 * 1024.0));
     let started = agent_start(zpr, statements)?;
     let first_apply = Figure::new(
         format!("agent start at {statements} statements: first policy applied (its reload_ms)"),
@@ -168,13 +174,34 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
         Bound::AtMost(FIRST_APPLY_LIMIT_MS),
         first_apply.summary.median,
     ));
+    // The agent's peak is its peak in service: after reloads when they
+    // were measured at this size (a reload holds two readings at once).
+    let reloaded_peak = after_reloads.map(|mib| {
+        Figure::new(
+            format!(
+                "agent peak RSS (`zpr run`, VmHWM) at {statements} statements after its {} reloads",
+                settings.reloads
+            ),
+            Unit::Mebibytes,
+            vec![mib],
+        )
+    });
+    let peak_in_service = reloaded_peak
+        .as_ref()
+        .map_or(peak_rss.summary.median, |figure| {
+            figure.summary.median.max(peak_rss.summary.median)
+        });
     targets.push(Target::check(
-        format!("agent peak RSS at {statements} statements < {PEAK_RSS_LIMIT_MIB} MiB"),
+        format!(
+            "agent peak RSS at {statements} statements, at start and across reloads < \
+             {PEAK_RSS_LIMIT_MIB} MiB"
+        ),
         Bound::AtMost(PEAK_RSS_LIMIT_MIB),
-        peak_rss.summary.median,
+        peak_in_service,
     ));
     figures.push(first_apply);
     figures.push(peak_rss);
+    figures.extend(reloaded_peak);
 
     let method = vec![
         format!(
@@ -204,7 +231,8 @@ pub fn measure(settings: &Settings, zpr: &Path) -> anyhow::Result<(Section, Vec<
             "Agent start and memory: `zpr run` with a generated set of {statements} statements \
              in a namespace without its vNICs (it reads, compiles and writes the Plan, \
              attaches nothing); the reload_ms it reports for that first policy, and its VmHWM \
-             once the first generation is live."
+             once the first generation is live. The reloading agent's VmHWM after its reloads \
+             at the same size is its peak in service: the RSS target takes the larger."
         ),
     ];
     let section = Section {

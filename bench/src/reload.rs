@@ -50,6 +50,8 @@ pub struct Samples {
     /// compile.
     pub check: Vec<f64>,
     pub write: Vec<f64>,
+    /// The agent's peak RSS (VmHWM) once its reloads are done, bytes.
+    pub agent_peak_rss: u64,
 }
 
 /// The generated set and the statement the reloads add and remove.
@@ -204,6 +206,7 @@ fn through_agent(
             .agent_reported
             .extend(status.reload_ms.iter().copied());
     }
+    samples.agent_peak_rss = agent.peak_rss()?;
     Ok(())
 }
 

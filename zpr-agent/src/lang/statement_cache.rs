@@ -72,7 +72,15 @@ impl StatementCache {
     pub(super) fn end_text(&mut self, source: &str) {
         if let Some(reading) = self.reading.take() {
             self.lines = reading.kept;
-            source.clone_into(&mut self.text);
+            // The buffer is used again, at the text's size: a text a byte
+            // longer than the last would otherwise double it (11 MB more
+            // held at 100,000 statements).
+            self.text.clear();
+            if self.text.capacity() > source.len() + source.len() / 8 {
+                self.text.shrink_to(source.len());
+            }
+            self.text.reserve_exact(source.len());
+            self.text.push_str(source);
         }
     }
 
@@ -222,4 +230,29 @@ fn at(lines: &[CachedLine], cursor: &mut usize, start: usize, len: usize) -> Opt
         .get(*cursor)
         .filter(|line| line.start == start && line.len == len)
         .map(|_| *cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatementCache;
+    use crate::lang::parser::parse_file_cached;
+
+    #[test]
+    fn the_kept_text_is_held_at_about_its_size() {
+        let line = "In ocvtc002.networks:front-end VCN allow ocvtc002.lb:frontend endpoints to \
+                    connect to ocvtc002.apps:server endpoints with protocol='tcp/80'\n";
+        let short = line.repeat(1_000);
+        let longer = format!("{short}# one line more\n");
+        let mut cache = StatementCache::default();
+        for text in [&short, &longer, &short, &longer, &short] {
+            parse_file_cached("p", text, &mut cache);
+            assert_eq!(cache.text, *text);
+            assert!(
+                cache.text.capacity() <= text.len() + text.len() / 8,
+                "{} bytes held for a text of {}",
+                cache.text.capacity(),
+                text.len()
+            );
+        }
+    }
 }
