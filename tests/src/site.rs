@@ -159,6 +159,21 @@ pub struct Probed<R> {
     pub tries: usize,
 }
 
+impl<R> Probed<R> {
+    /// Fails unless the denied path was tried, and never got through.
+    pub fn assert_denied_throughout(&self, while_what: &str) {
+        assert!(
+            self.tries > 0,
+            "{while_what}: the denied path was never tried"
+        );
+        assert_eq!(
+            self.through, 0,
+            "{while_what}: a denied connection got through ({} of {} tries)",
+            self.through, self.tries
+        );
+    }
+}
+
 /// Runs `body` while another thread tries the denied internet -> app-1:80
 /// over and over, counting the connections that get through.
 pub fn while_probing_denied<R>(
