@@ -325,9 +325,7 @@ fn read_chunk(
             end,
         );
         let lexed = lex_from(&source[..segment_end], at.0, at.1);
-        let lexer_diagnostics =
-            read.diagnostics.len()..read.diagnostics.len() + lexed.diagnostics.len();
-        read.diagnostics.extend(lexed.diagnostics);
+        let segment_diagnostics = read.diagnostics.len();
         let mut reader = Reader {
             policy,
             source,
@@ -352,8 +350,18 @@ fn read_chunk(
         read.whole_lines = reader.whole_lines;
         read.diagnostics = reader.diagnostics;
         names = reader.names;
+        // What the lexer found goes before what reading the segment found.
+        // An open statement is lexed again with the next segment: what the
+        // lexer found from its start on is kept from there only.
         let lexed_before =
             |span_start: usize| restart.is_none_or(|first| span_start < first.span.start);
+        read.diagnostics.splice(
+            segment_diagnostics..segment_diagnostics,
+            lexed
+                .diagnostics
+                .into_iter()
+                .filter(|diagnostic| lexed_before(diagnostic.span.start)),
+        );
         read.comments.extend(
             lexed
                 .comments
@@ -361,16 +369,7 @@ fn read_chunk(
                 .filter(|comment| lexed_before(comment.span.start)),
         );
         match restart {
-            // The open statement is lexed again with the next segment: what
-            // the lexer found from its start on would be found twice.
-            Some(first) => {
-                let mut index = 0;
-                read.diagnostics.retain(|diagnostic| {
-                    index += 1;
-                    !lexer_diagnostics.contains(&(index - 1)) || lexed_before(diagnostic.span.start)
-                });
-                at = (first.span.start, first.line);
-            }
+            Some(first) => at = (first.span.start, first.line),
             None if segment_end < end => {
                 let lines = source.as_bytes()[at.0..segment_end]
                     .iter()
