@@ -204,10 +204,12 @@ impl Etcd {
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
+            // The log is appended to: only what this start wrote says why it ended.
+            let logged_before = self.log().len();
             match self.spawn_once()? {
                 Started::Answering => return Ok(()),
                 Started::Exited(status) => {
-                    let log = self.log();
+                    let log = self.log().split_off(logged_before);
                     if !log.contains("address already in use")
                         || started.elapsed() > Duration::from_secs(20)
                     {
